@@ -1,0 +1,87 @@
+#!/usr/bin/env node
+// The one entry point: reads argv and the environment, wires a node, handles signals.
+
+import { parseArgs } from 'node:util';
+import { ConfigError, findShard, loadConfig } from './config.js';
+import { KvNode } from './node.js';
+
+const usage = `kvshard: a sharded primary/replica key-value store
+
+Usage:
+  kvshard serve --config FILE --shard NAME [--replica] [--data-dir DIR]
+      Run the primary (or with --replica, the read-only replica) of shard NAME.
+  kvshard check-config --config FILE
+      Validate FILE and print its shards; exit 2 when it is invalid.
+  kvshard --help
+
+Options:
+  --config FILE    sharding config (default: $KV_CONFIG or ./sharding.toml)
+  --shard NAME     the shard this process belongs to
+  --replica        run as the shard's read-only replica instead of its primary
+  --data-dir DIR   where LMDB environments live (default: $KV_DATA_DIR or ./data);
+                   this process uses DIR/<shard>-<primary|replica>/
+
+Exit status: 0 on a clean stop, 2 for an invalid config or usage, 1 for other failures.
+`;
+
+function log(message: string): void {
+  process.stderr.write(`${new Date().toISOString()} ${message}\n`);
+}
+
+function fail(message: string, status: number): never {
+  process.stderr.write(`${message}\n`);
+  process.exit(status);
+}
+
+async function main(argv: string[]): Promise<void> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        config: { type: 'string' },
+        shard: { type: 'string' },
+        replica: { type: 'boolean', default: false },
+        'data-dir': { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+  } catch (err) {
+    fail(`${(err as Error).message}\n\n${usage}`, 2);
+  }
+  const { values, positionals } = parsed;
+  const command = positionals[0];
+  if (values.help || command === 'help') {
+    process.stdout.write(usage);
+    return;
+  }
+  const configFile = values.config ?? process.env['KV_CONFIG'] ?? 'sharding.toml';
+  const dataDir = values['data-dir'] ?? process.env['KV_DATA_DIR'] ?? 'data';
+  try {
+    if (command === 'check-config') {
+      const config = loadConfig(configFile);
+      for (const s of config.shards) process.stdout.write(`${s.name} ${s.idx} ${s.address} ${s.replica}\n`);
+      return;
+    }
+    if (command !== 'serve') fail(`unknown command ${command ?? '(none)'}\n\n${usage}`, 2);
+    if (!values.shard) fail(`serve needs --shard NAME\n\n${usage}`, 2);
+    const config = loadConfig(configFile);
+    const shard = findShard(config, values.shard);
+    const node = await KvNode.start({ config, shard, role: values.replica ? 'replica' : 'primary', dataDir, log });
+    const stop = (signal: string) => {
+      log(`${signal}: shutting down`);
+      node.close().then(
+        () => process.exit(0),
+        (err) => fail(`shutdown failed: ${(err as Error).stack}`, 1),
+      );
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  } catch (err) {
+    if (err instanceof ConfigError) fail(err.message, 2);
+    fail(`kvshard: ${(err as Error).stack ?? String(err)}`, 1);
+  }
+}
+
+void main(process.argv.slice(2));

@@ -1,0 +1,214 @@
+// sharding.toml: parsing and validation. Pure except for loadConfig(), which reads the file.
+//
+// The whole file is validated before anything opens LMDB or binds a port. Every problem is reported,
+// each naming the file and the TOML path, and the result is frozen and passed down.
+
+import { createHash } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
+import { parse, TomlError } from 'smol-toml';
+import { configBytesMax, shardCountMax } from './limits.js';
+import { slotTable } from './slots.js';
+
+export interface ShardConfig {
+  readonly name: string;
+  readonly idx: number;
+  /** The primary's `host:port`. */
+  readonly address: string;
+  /** The read-only replica's `host:port`. */
+  readonly replica: string;
+}
+
+export interface Config {
+  /** The file the config came from, for messages. */
+  readonly file: string;
+  /** Shards ordered by idx, so shards[i].idx === i. */
+  readonly shards: readonly ShardConfig[];
+  /**
+   * A short digest of the shard list (names, indexes and addresses). Two nodes with the same topologyId
+   * route every key identically; a forwarded request carries the sender's so disagreements are named.
+   */
+  readonly topologyId: string;
+  /** slotOwners[slot] is the idx of the shard that owns the slot. */
+  readonly slotOwners: Uint16Array;
+}
+
+/** An invalid config. `problems` holds one message per problem, each starting with the file name. */
+export class ConfigError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(problems.join('\n'));
+    this.name = 'ConfigError';
+  }
+}
+
+const shardKeys = new Set(['name', 'idx', 'address', 'replica']);
+const topLevelKeys = new Set(['shards']);
+const shardNamePattern = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+const hostnamePattern = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+/** Splits `host:port` (or `[v6]:port`); returns undefined when it is not one. */
+export function parseAddress(address: string): { host: string; port: number } | undefined {
+  const match = /^(\[[0-9A-Fa-f:.]+\]|[^:\[\]]+):(\d{1,5})$/.exec(address);
+  if (!match) return undefined;
+  const host = match[1]!;
+  const port = Number(match[2]);
+  if (port < 1 || port > 65535) return undefined;
+  if (!host.startsWith('[') && !hostnamePattern.test(host)) return undefined;
+  return { host: host.startsWith('[') ? host.slice(1, -1) : host, port };
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Date);
+}
+
+/** Validates a parsed TOML document. Throws ConfigError listing every problem found. */
+export function validateConfig(doc: unknown, file: string): Config {
+  const problems: string[] = [];
+  const problem = (path: string, message: string) => problems.push(`${file}: ${path}: ${message}`);
+
+  if (!isRecord(doc)) throw new ConfigError([`${file}: the document is not a table`]);
+  for (const key of Object.keys(doc)) {
+    if (!topLevelKeys.has(key)) problem(key, `unknown key (allowed: ${[...topLevelKeys].join(', ')})`);
+  }
+  const rawShards = doc['shards'];
+  if (rawShards === undefined) {
+    problem('shards', 'missing: declare at least one [[shards]] table');
+    throw new ConfigError(problems);
+  }
+  if (!Array.isArray(rawShards)) {
+    problem('shards', 'must be an array of tables ([[shards]])');
+    throw new ConfigError(problems);
+  }
+  if (rawShards.length === 0) problem('shards', 'is empty: declare at least one [[shards]] table');
+  if (rawShards.length > shardCountMax) problem('shards', `has ${rawShards.length} entries; at most ${shardCountMax} are allowed`);
+
+  const shards: ShardConfig[] = [];
+  rawShards.forEach((raw, i) => {
+    const shard = validateShard(raw, `shards[${i}]`, problem);
+    if (shard) shards.push(shard);
+  });
+  if (problems.length === 0) checkRelations(shards, problem);
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  const ordered = [...shards].sort((a, b) => a.idx - b.idx).map((s) => Object.freeze(s));
+  return Object.freeze({
+    file,
+    shards: Object.freeze(ordered),
+    topologyId: topologyIdOf(ordered),
+    slotOwners: slotTable(ordered.length),
+  });
+}
+
+function validateShard(raw: unknown, path: string, problem: (path: string, message: string) => void): ShardConfig | undefined {
+  if (!isRecord(raw)) {
+    problem(path, 'must be a table');
+    return undefined;
+  }
+  let valid = true;
+  const fail = (key: string, message: string) => {
+    problem(`${path}.${key}`, message);
+    valid = false;
+  };
+  for (const key of Object.keys(raw)) {
+    if (!shardKeys.has(key)) fail(key, `unknown key (allowed: ${[...shardKeys].join(', ')})`);
+  }
+  const { name, idx, address, replica } = raw;
+  if (name === undefined) fail('name', 'missing');
+  else if (typeof name !== 'string') fail('name', `must be a string, got ${describe(name)}`);
+  else if (!shardNamePattern.test(name)) fail('name', `"${name}" must be 1-64 letters, digits, '-' or '_', starting with a letter or digit`);
+  if (idx === undefined) fail('idx', 'missing');
+  else if (typeof idx !== 'bigint' && !(typeof idx === 'number' && Number.isInteger(idx))) fail('idx', `must be an integer, got ${describe(idx)}`);
+  for (const [key, value] of [['address', address], ['replica', replica]] as const) {
+    if (value === undefined) fail(key, 'missing');
+    else if (typeof value !== 'string') fail(key, `must be a "host:port" string, got ${describe(value)}`);
+    else if (!parseAddress(value)) fail(key, `"${value}" is not host:port with a port from 1 to 65535`);
+  }
+  if (!valid) return undefined;
+  return { name: name as string, idx: Number(idx), address: address as string, replica: replica as string };
+}
+
+function checkRelations(shards: ShardConfig[], problem: (path: string, message: string) => void): void {
+  const names = new Map<string, number>();
+  const idxs = new Map<number, number>();
+  const addresses = new Map<string, string>();
+  shards.forEach((shard, i) => {
+    const firstName = names.get(shard.name);
+    if (firstName !== undefined) problem(`shards[${i}].name`, `duplicate of shards[${firstName}].name ("${shard.name}")`);
+    else names.set(shard.name, i);
+    const firstIdx = idxs.get(shard.idx);
+    if (firstIdx !== undefined) problem(`shards[${i}].idx`, `duplicate of shards[${firstIdx}].idx (${shard.idx})`);
+    else idxs.set(shard.idx, i);
+    if (shard.idx < 0 || shard.idx >= shards.length) {
+      problem(`shards[${i}].idx`, `${shard.idx} is out of range: with ${shards.length} shards, idx must be 0..${shards.length - 1}`);
+    }
+    for (const key of ['address', 'replica'] as const) {
+      const canonical = canonicalAddress(shard[key]);
+      const first = addresses.get(canonical);
+      if (first !== undefined) problem(`shards[${i}].${key}`, `duplicate of ${first} ("${shard[key]}")`);
+      else addresses.set(canonical, `shards[${i}].${key}`);
+    }
+  });
+  const missing = shards.map((_, i) => i).filter((i) => !idxs.has(i));
+  if (missing.length > 0 && problemsFreeOfRange(shards)) {
+    problem('shards', `idx must be exactly 0..${shards.length - 1}; missing ${missing.join(', ')}`);
+  }
+}
+
+function problemsFreeOfRange(shards: ShardConfig[]): boolean {
+  return shards.every((s) => s.idx >= 0 && s.idx < shards.length);
+}
+
+function canonicalAddress(address: string): string {
+  const parsed = parseAddress(address)!;
+  const host = parsed.host === 'localhost' ? '127.0.0.1' : parsed.host.toLowerCase();
+  return `${host}:${parsed.port}`;
+}
+
+function describe(value: unknown): string {
+  if (Array.isArray(value)) return 'an array';
+  if (value instanceof Date) return 'a date';
+  if (isRecord(value)) return 'a table';
+  return `${typeof value === 'bigint' ? 'integer' : typeof value} ${JSON.stringify(String(value))}`;
+}
+
+function topologyIdOf(shards: readonly ShardConfig[]): string {
+  const canonical = shards.map((s) => `${s.idx}:${s.name}:${s.address}:${s.replica}`).join('\n');
+  return createHash('sha256').update(canonical).digest('hex').slice(0, 12);
+}
+
+/** Parses and validates TOML text. Syntax errors name the line and column. */
+export function parseConfig(text: string, file: string): Config {
+  let doc: unknown;
+  try {
+    doc = parse(text);
+  } catch (err) {
+    if (err instanceof TomlError) {
+      const reason = err.message.split('\n')[0]!.replace(/^Invalid TOML document: /, '');
+      throw new ConfigError([`${file}:${err.line}:${err.column}: TOML syntax error: ${reason}`]);
+    }
+    throw err;
+  }
+  return validateConfig(doc, file);
+}
+
+/** Reads and validates a config file. */
+export function loadConfig(file: string): Config {
+  let text: string;
+  try {
+    const size = statSync(file).size;
+    if (size > configBytesMax) throw new ConfigError([`${file}: ${size} bytes; a config may be at most ${configBytesMax} bytes`]);
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError([`${file}: cannot read: ${(err as Error).message}`]);
+  }
+  return parseConfig(text, file);
+}
+
+/** The shard named `name`, or a ConfigError listing the names that exist. */
+export function findShard(config: Config, name: string): ShardConfig {
+  const shard = config.shards.find((s) => s.name === name);
+  if (!shard) {
+    throw new ConfigError([`${config.file}: no shard named "${name}" (shards: ${config.shards.map((s) => s.name).join(', ')})`]);
+  }
+  return shard;
+}

@@ -1,0 +1,163 @@
+// Parsing and validating the data routes' requests (/get, /set, /delete) from a raw node:http request.
+// Query strings are decoded strictly: a malformed percent-escape or invalid UTF-8 is a 400, never a guess.
+
+import type { IncomingMessage } from 'node:http';
+import { BadRequestError, MethodNotAllowedError, PayloadTooLargeError } from './errors.js';
+import { keyBytesMax, valueBytesMax } from './limits.js';
+import { keySlot } from './slots.js';
+
+export type DataOp = 'get' | 'set' | 'delete';
+
+/** Headers that mark a request forwarded by another node, so it is never forwarded again. */
+export const forwardedByHeader = 'x-kv-forwarded-by';
+export const forwardedTopologyHeader = 'x-kv-topology';
+
+export interface ForwardMarker {
+  /** `<shard>/<role>` of the node that forwarded the request. */
+  readonly by: string;
+  /** The sender's config topologyId. */
+  readonly topologyId: string;
+}
+
+export interface DataRequest {
+  readonly op: DataOp;
+  readonly method: 'GET' | 'POST';
+  /** The key as text, for responses and for re-encoding when forwarding. */
+  readonly keyText: string;
+  /** The key's UTF-8 bytes. */
+  readonly key: Buffer;
+  readonly slot: number;
+  /** The value of a set; undefined for get and delete. */
+  readonly value: Buffer | undefined;
+  /** Whether the value came from the request body (then it is forwarded as a body, not a parameter). */
+  readonly valueInBody: boolean;
+  /** Query parameters besides key and value (e.g. ack), kept for forwarding. */
+  readonly extra: ReadonlyMap<string, string>;
+  readonly forwarded: ForwardMarker | undefined;
+}
+
+const dataRoutes: Record<string, { op: DataOp; methods: readonly string[] }> = {
+  '/get': { op: 'get', methods: ['GET'] },
+  '/set': { op: 'set', methods: ['GET', 'POST'] },
+  '/delete': { op: 'delete', methods: ['GET', 'POST'] },
+};
+
+/** Splits a request URL into its path and raw query. */
+export function splitUrl(url: string): { path: string; query: string } {
+  const q = url.indexOf('?');
+  return q === -1 ? { path: url, query: '' } : { path: url.slice(0, q), query: url.slice(q + 1) };
+}
+
+export function isDataPath(path: string): boolean {
+  return Object.hasOwn(dataRoutes, path);
+}
+
+function decodeComponent(raw: string, name: string): string {
+  try {
+    return decodeURIComponent(raw.includes('+') ? raw.replaceAll('+', ' ') : raw);
+  } catch {
+    throw new BadRequestError(`parameter ${name}: bad percent-encoding or invalid UTF-8`);
+  }
+}
+
+/** Decodes a query string. Repeated parameters are rejected: a store should not guess which one was meant. */
+export function parseQuery(query: string): Map<string, string> {
+  const params = new Map<string, string>();
+  if (query === '') return params;
+  for (const part of query.split('&')) {
+    if (part === '') continue;
+    const eq = part.indexOf('=');
+    const name = decodeComponent(eq === -1 ? part : part.slice(0, eq), 'name');
+    const value = eq === -1 ? '' : decodeComponent(part.slice(eq + 1), name);
+    if (params.has(name)) throw new BadRequestError(`parameter ${name} is given more than once`);
+    params.set(name, value);
+  }
+  return params;
+}
+
+/** Validates a key: 1 to keyBytesMax bytes of UTF-8. */
+export function keyBytes(keyText: string | undefined): Buffer {
+  if (keyText === undefined) throw new BadRequestError('missing parameter: key');
+  if (keyText === '') throw new BadRequestError('parameter key is empty; a key is 1 to 1024 bytes');
+  const key = Buffer.from(keyText, 'utf8');
+  if (key.length > keyBytesMax) {
+    throw new BadRequestError(`key is ${key.length} bytes; a key is at most ${keyBytesMax} bytes`);
+  }
+  return key;
+}
+
+/** Reads a request body of at most `limit` bytes. */
+export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = req.headers['content-length'];
+  if (declared !== undefined && Number(declared) > limit) {
+    return Promise.reject(new PayloadTooLargeError(`body is ${declared} bytes; a value is at most ${limit} bytes`));
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.off('data', onData);
+        req.pause();
+        reject(new PayloadTooLargeError(`body exceeds ${limit} bytes; a value is at most ${limit} bytes`));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    req.on('data', onData);
+    req.once('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)));
+    req.once('error', reject);
+  });
+}
+
+/** Parses a data-route request; reads its body when the value comes in the body. */
+export async function parseDataRequest(req: IncomingMessage, path: string, query: string): Promise<DataRequest> {
+  const route = dataRoutes[path]!;
+  const method = req.method ?? 'GET';
+  if (!route.methods.includes(method)) throw new MethodNotAllowedError(method, path, route.methods);
+  const params = parseQuery(query);
+  const keyText = params.get('key');
+  const key = keyBytes(keyText);
+  let value: Buffer | undefined;
+  let valueInBody = false;
+  if (route.op === 'set') {
+    const valueText = params.get('value');
+    if (method === 'POST') {
+      const body = await readBody(req, valueBytesMax);
+      if (valueText !== undefined && body.length > 0) {
+        throw new BadRequestError('give the value either as the value parameter or as the body, not both');
+      }
+      valueInBody = valueText === undefined;
+      value = valueInBody ? body : Buffer.from(valueText!, 'utf8');
+    } else {
+      if (valueText === undefined) throw new BadRequestError('missing parameter: value (or POST the value as the body)');
+      value = Buffer.from(valueText, 'utf8');
+    }
+    if (value.length > valueBytesMax) {
+      throw new PayloadTooLargeError(`value is ${value.length} bytes; a value is at most ${valueBytesMax} bytes`);
+    }
+  }
+  const extra = new Map(params);
+  extra.delete('key');
+  extra.delete('value');
+  const by = req.headers[forwardedByHeader];
+  const topologyId = req.headers[forwardedTopologyHeader];
+  const forwarded = typeof by === 'string' ? { by, topologyId: typeof topologyId === 'string' ? topologyId : 'unknown' } : undefined;
+  return { op: route.op, method: method as 'GET' | 'POST', keyText: keyText!, key, slot: keySlot(key), value, valueInBody, extra, forwarded };
+}
+
+/** The path and query of a data request, re-encoded so that `&`, `=`, spaces and unicode survive. */
+export function encodeDataPath(req: DataRequest): string {
+  let url = `/${req.op}?key=${encodeURIComponent(req.keyText)}`;
+  if (req.value !== undefined && !req.valueInBody) url += `&value=${encodeURIComponent(req.value.toString('utf8'))}`;
+  for (const [name, value] of req.extra) url += `&${encodeURIComponent(name)}=${encodeURIComponent(value)}`;
+  return url;
+}
+
+/** What a data route answers: status, headers (lower-case names) and body. */
+export interface DataReply {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: Buffer | string;
+}

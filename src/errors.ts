@@ -1,0 +1,92 @@
+// Operating errors: each case is one class with a stable machine code and an HTTP status. Handlers
+// throw these; one place (http-api.ts) turns them into {"error": code, "message": ...} responses.
+
+export type ErrorDetails = Record<string, unknown>;
+
+export class KvError extends Error {
+  constructor(
+    readonly code: string,
+    readonly status: number,
+    message: string,
+    readonly details: ErrorDetails = {},
+  ) {
+    super(message);
+    this.name = 'KvError';
+  }
+
+  toJSON(): Record<string, unknown> {
+    return { error: this.code, message: this.message, ...this.details };
+  }
+}
+
+/** A request parameter is missing, empty, malformed or out of bounds. */
+export class BadRequestError extends KvError {
+  constructor(message: string, details?: ErrorDetails) {
+    super('bad_request', 400, message, details);
+  }
+}
+
+/** The key has no value. */
+export class NotFoundError extends KvError {
+  constructor(message: string, details?: ErrorDetails) {
+    super('not_found', 404, message, details);
+  }
+}
+
+/** No such path. */
+export class UnknownRouteError extends KvError {
+  constructor(path: string) {
+    super('unknown_route', 404, `no route for ${path}`);
+  }
+}
+
+/** The path exists but not for this method. */
+export class MethodNotAllowedError extends KvError {
+  constructor(method: string, path: string, readonly allowed: readonly string[]) {
+    super('method_not_allowed', 405, `${method} is not allowed on ${path}; use ${allowed.join(' or ')}`);
+  }
+}
+
+/** Replicas serve reads only; writes go to the shard's primary. */
+export class ReadOnlyReplicaError extends KvError {
+  constructor(shard: string, primary: string) {
+    super('read_only_replica', 403, `this is a read-only replica of ${shard}; send writes to its primary at ${primary}`, {
+      shard,
+      primary,
+    });
+  }
+}
+
+/**
+ * A forwarded request reached a node that does not own its key: the sender and this node run different
+ * configs. Retriable once both run the same one; never forwarded again, so disagreeing nodes cannot loop.
+ */
+export class WrongShardError extends KvError {
+  constructor(message: string, details: ErrorDetails) {
+    super('wrong_shard', 421, message, details);
+  }
+}
+
+/** A body or value is larger than the declared limit. */
+export class PayloadTooLargeError extends KvError {
+  constructor(message: string) {
+    super('payload_too_large', 413, message);
+  }
+}
+
+/** The owner of a key could not be reached. */
+export class ShardUnavailableError extends KvError {
+  constructor(shard: string, address: string, cause: string) {
+    super('shard_unavailable', 503, `shard ${shard} at ${address} is unavailable: ${cause}`, { shard, address });
+  }
+}
+
+/** The owner of a key did not answer in time. The request may or may not have been applied there. */
+export class ShardTimeoutError extends KvError {
+  constructor(shard: string, address: string, timeoutMs: number) {
+    super('shard_timeout', 504, `shard ${shard} at ${address} did not answer within ${timeoutMs} ms`, {
+      shard,
+      address,
+    });
+  }
+}

@@ -1,0 +1,100 @@
+// The HTTP surface. The data routes (/get, /set, /delete) are served by a plain node:http handler,
+// because express's router costs several times more CPU per request than the data path itself; every
+// other path goes to an express app. Errors from either become one JSON shape in sendError().
+
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { isDataPath, parseDataRequest, splitUrl, type DataReply } from './data-request.js';
+import { KvError, MethodNotAllowedError, UnknownRouteError } from './errors.js';
+import { headersTimeoutMs, keepAliveIdleMs, requestTimeoutMs } from './limits.js';
+import type { Role } from './roles.js';
+
+export interface NodeInfo {
+  readonly shard: string;
+  readonly role: string;
+  readonly address: string;
+}
+
+export interface HttpApiOptions {
+  readonly role: Role;
+  readonly info: NodeInfo;
+  /** Extra JSON for GET /status, computed on each call. */
+  readonly status: () => Record<string, unknown>;
+  readonly log: (message: string) => void;
+}
+
+/** Writes an error as {"error": code, "message": ...}. Unknown errors are logged and become a plain 500. */
+export function sendError(res: ServerResponse, err: unknown, log: (message: string) => void): void {
+  let status = 500;
+  let body: Record<string, unknown> = { error: 'internal', message: 'internal error' };
+  if (err instanceof KvError) {
+    status = err.status;
+    body = err.toJSON();
+  } else {
+    log(`internal error: ${(err as Error)?.stack ?? String(err)}`);
+  }
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const headers: Record<string, string | string[]> = { 'content-type': 'application/json' };
+  if (err instanceof MethodNotAllowedError) headers['allow'] = err.allowed.join(', ');
+  // A request whose body was refused part-way has unread bytes on the socket: close it.
+  if (status === 413) headers['connection'] = 'close';
+  res.writeHead(status, headers);
+  res.end(JSON.stringify(body));
+}
+
+function sendReply(res: ServerResponse, reply: DataReply): void {
+  const body = reply.body;
+  res.writeHead(reply.status, { ...reply.headers, 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+function dataHandler(options: HttpApiOptions) {
+  const { role, log } = options;
+  return async (req: IncomingMessage, res: ServerResponse, path: string, query: string): Promise<void> => {
+    try {
+      const request = await parseDataRequest(req, path, query);
+      sendReply(res, await role.handle(request));
+    } catch (err) {
+      sendError(res, err, log);
+    }
+  };
+}
+
+function expressApp(options: HttpApiOptions): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.set('query parser', false);
+  const only = (path: string, ...methods: string[]) =>
+    app.all(path, (req: Request, _res: Response, next: NextFunction) => {
+      next(methods.includes(req.method) ? 'route' : new MethodNotAllowedError(req.method, path, methods));
+    });
+  only('/health', 'GET');
+  app.get('/health', (_req, res) => {
+    res.json({ status: 'ok', ...options.info });
+  });
+  only('/status', 'GET');
+  app.get('/status', (_req, res) => {
+    res.json({ ...options.info, ...options.status() });
+  });
+  app.use((req: Request, _res: Response, next: NextFunction) => next(new UnknownRouteError(req.path)));
+  app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => sendError(res, err, options.log));
+  return app;
+}
+
+export function createHttpServer(options: HttpApiOptions): http.Server {
+  const handleData = dataHandler(options);
+  const app = expressApp(options);
+  const server = http.createServer(
+    { keepAliveTimeout: keepAliveIdleMs, headersTimeout: headersTimeoutMs, requestTimeout: requestTimeoutMs },
+    (req, res) => {
+      const { path, query } = splitUrl(req.url ?? '/');
+      if (isDataPath(path)) void handleData(req, res, path, query);
+      else app(req, res);
+    },
+  );
+  return server;
+}

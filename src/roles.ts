@@ -1,0 +1,106 @@
+// What a node does with a data request, by role. The role is chosen once at start-up
+// (primaryRole or replicaRole), so no handler asks "am I a replica?".
+//
+// Routing is the same for both: the key's slot names its owning shard. A key this node's shard owns is
+// served locally; any other key is forwarded once, and a forwarded request for a key this node does not
+// own is refused with 421 rather than forwarded again.
+
+import type { Config, ShardConfig } from './config.js';
+import type { DataReply, DataRequest } from './data-request.js';
+import { NotFoundError, ReadOnlyReplicaError, ShardUnavailableError, WrongShardError } from './errors.js';
+import type { Forwarder } from './forwarder.js';
+import type { Mutation, Store } from './store.js';
+
+export type RoleName = 'primary' | 'replica';
+
+export interface Role {
+  readonly name: RoleName;
+  handle(req: DataRequest): Promise<DataReply>;
+}
+
+export interface RoleContext {
+  readonly config: Config;
+  readonly shard: ShardConfig;
+  readonly store: Store;
+  readonly forwarder: Forwarder;
+}
+
+function ownerOf(ctx: RoleContext, slot: number): ShardConfig {
+  return ctx.config.shards[ctx.config.slotOwners[slot]!]!;
+}
+
+function refuseMisrouted(ctx: RoleContext, req: DataRequest, role: RoleName, owner: ShardConfig): never {
+  const sender = req.forwarded!;
+  throw new WrongShardError(
+    `${req.forwarded!.by} (topology ${sender.topologyId}) forwarded slot ${req.slot} to ${ctx.shard.name}/${role}, ` +
+      `but this node's config (${ctx.config.file}, topology ${ctx.config.topologyId}) assigns it to ${owner.name}; ` +
+      'the two nodes run different configs',
+    {
+      slot: req.slot,
+      this_node: { shard: ctx.shard.name, role, topology: ctx.config.topologyId, owner: owner.name },
+      sender: { node: sender.by, topology: sender.topologyId },
+    },
+  );
+}
+
+function nodeHeaders(ctx: RoleContext, role: RoleName): Record<string, string> {
+  return { 'x-kv-shard': ctx.shard.name, 'x-kv-role': role };
+}
+
+function json(ctx: RoleContext, role: RoleName, body: unknown): DataReply {
+  return { status: 200, headers: { ...nodeHeaders(ctx, role), 'content-type': 'application/json' }, body: JSON.stringify(body) };
+}
+
+function readLocal(ctx: RoleContext, role: RoleName, req: DataRequest): DataReply {
+  const value = ctx.store.get(req.slot, req.key);
+  if (value === undefined) {
+    throw new NotFoundError(`key ${JSON.stringify(req.keyText)} not found`, { key: req.keyText, shard: ctx.shard.name });
+  }
+  return { status: 200, headers: { ...nodeHeaders(ctx, role), 'content-type': 'application/octet-stream' }, body: value };
+}
+
+async function writeLocal(ctx: RoleContext, req: DataRequest): Promise<DataReply> {
+  const mutation: Mutation =
+    req.op === 'set'
+      ? { type: 'set', slot: req.slot, key: req.key, value: req.value! }
+      : { type: 'delete', slot: req.slot, key: req.key };
+  const [applied] = await ctx.store.commit([mutation]);
+  const base = { key: req.keyText, shard: ctx.shard.name, slot: req.slot };
+  return req.op === 'set'
+    ? json(ctx, 'primary', { ...base, bytes: req.value!.length })
+    : json(ctx, 'primary', { ...base, deleted: applied });
+}
+
+export function primaryRole(ctx: RoleContext): Role {
+  return {
+    name: 'primary',
+    async handle(req) {
+      const owner = ownerOf(ctx, req.slot);
+      if (owner.idx !== ctx.shard.idx) {
+        if (req.forwarded) refuseMisrouted(ctx, req, 'primary', owner);
+        return ctx.forwarder.forward({ shard: owner.name, address: owner.address }, req);
+      }
+      return req.op === 'get' ? readLocal(ctx, 'primary', req) : writeLocal(ctx, req);
+    },
+  };
+}
+
+export function replicaRole(ctx: RoleContext): Role {
+  return {
+    name: 'replica',
+    async handle(req) {
+      if (req.op !== 'get') throw new ReadOnlyReplicaError(ctx.shard.name, ctx.shard.address);
+      const owner = ownerOf(ctx, req.slot);
+      if (owner.idx === ctx.shard.idx) return readLocal(ctx, 'replica', req);
+      if (req.forwarded) refuseMisrouted(ctx, req, 'replica', owner);
+      // Reads stay on replicas where possible, so a read-heavy load does not fall on the primaries;
+      // the owner's primary answers when its replica is unreachable.
+      try {
+        return await ctx.forwarder.forward({ shard: owner.name, address: owner.replica }, req);
+      } catch (err) {
+        if (!(err instanceof ShardUnavailableError)) throw err;
+        return ctx.forwarder.forward({ shard: owner.name, address: owner.address }, req);
+      }
+    },
+  };
+}
