@@ -86,10 +86,27 @@ export function keyBytes(keyText: string | undefined): Buffer {
   return key;
 }
 
+/**
+ * A refused body is still read and discarded up to this many bytes, so the client receives the 413
+ * instead of a reset connection; past it the connection is closed.
+ */
+const discardBytesMax = 64 * 1024 * 1024;
+
+/** After refusing a body, lets the rest of it drain (bounded) so the error reaches the client. */
+function discardRest(req: IncomingMessage): void {
+  let discarded = 0;
+  req.on('data', (chunk: Buffer) => {
+    discarded += chunk.length;
+    if (discarded > discardBytesMax) req.socket.destroy();
+  });
+  req.resume();
+}
+
 /** Reads a request body of at most `limit` bytes. */
 export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = req.headers['content-length'];
   if (declared !== undefined && Number(declared) > limit) {
+    discardRest(req);
     return Promise.reject(new PayloadTooLargeError(`body is ${declared} bytes; a value is at most ${limit} bytes`));
   }
   return new Promise((resolve, reject) => {
@@ -99,7 +116,8 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
       size += chunk.length;
       if (size > limit) {
         req.off('data', onData);
-        req.pause();
+        chunks.length = 0;
+        discardRest(req);
         reject(new PayloadTooLargeError(`body exceeds ${limit} bytes; a value is at most ${limit} bytes`));
         return;
       }

@@ -23,8 +23,11 @@ export interface HttpApiOptions {
   readonly log: (message: string) => void;
 }
 
-/** Writes an error as {"error": code, "message": ...}. Unknown errors are logged and become a plain 500. */
-export function sendError(res: ServerResponse, err: unknown, log: (message: string) => void): void {
+/**
+ * Writes an error as {"error": code, "message": ...}, with the answering node's X-Kv-* headers so a
+ * client can tell which node refused. Unknown errors are logged with their stack and become a plain 500.
+ */
+export function sendError(res: ServerResponse, err: unknown, nodeHeaders: Record<string, string>, log: (message: string) => void): void {
   let status = 500;
   let body: Record<string, unknown> = { error: 'internal', message: 'internal error' };
   if (err instanceof KvError) {
@@ -37,10 +40,8 @@ export function sendError(res: ServerResponse, err: unknown, log: (message: stri
     res.destroy();
     return;
   }
-  const headers: Record<string, string | string[]> = { 'content-type': 'application/json' };
+  const headers: Record<string, string> = { ...nodeHeaders, 'content-type': 'application/json' };
   if (err instanceof MethodNotAllowedError) headers['allow'] = err.allowed.join(', ');
-  // A request whose body was refused part-way has unread bytes on the socket: close it.
-  if (status === 413) headers['connection'] = 'close';
   res.writeHead(status, headers);
   res.end(JSON.stringify(body));
 }
@@ -51,14 +52,19 @@ function sendReply(res: ServerResponse, reply: DataReply): void {
   res.end(body);
 }
 
+function nodeHeaders(info: NodeInfo): Record<string, string> {
+  return { 'x-kv-shard': info.shard, 'x-kv-role': info.role };
+}
+
 function dataHandler(options: HttpApiOptions) {
   const { role, log } = options;
+  const headers = nodeHeaders(options.info);
   return async (req: IncomingMessage, res: ServerResponse, path: string, query: string): Promise<void> => {
     try {
       const request = await parseDataRequest(req, path, query);
       sendReply(res, await role.handle(request));
     } catch (err) {
-      sendError(res, err, log);
+      sendError(res, err, headers, log);
     }
   };
 }
@@ -81,7 +87,8 @@ function expressApp(options: HttpApiOptions): express.Express {
     res.json({ ...options.info, ...options.status() });
   });
   app.use((req: Request, _res: Response, next: NextFunction) => next(new UnknownRouteError(req.path)));
-  app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => sendError(res, err, options.log));
+  const headers = nodeHeaders(options.info);
+  app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => sendError(res, err, headers, options.log));
   return app;
 }
 

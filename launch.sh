@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Starts, stops and reports the kvshard processes listed in the config.
+#
+#   ./launch.sh [start|stop|status|restart] [SHARD [primary|replica]]
+#
+# KV_CONFIG (default ./sharding.toml) and KV_DATA_DIR (default ./data) override paths.
+# PIDs and logs live under $KV_DATA_DIR/run and $KV_DATA_DIR/logs. Processes are only ever
+# signalled by the PIDs this script recorded, never by name.
+set -euo pipefail
+
+cd "$(dirname "$0")"
+repo_dir=$(pwd)
+config=${KV_CONFIG:-./sharding.toml}
+data_dir=${KV_DATA_DIR:-./data}
+run_dir="$data_dir/run"
+log_dir="$data_dir/logs"
+start_wait_s=${KV_START_WAIT_S:-30}   # how long a node may take to answer /health
+stop_wait_s=${KV_STOP_WAIT_S:-15}     # how long a node may drain before SIGKILL
+
+usage() {
+  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+ensure_built() {
+  if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    echo "installing dependencies (npm ci)..."
+    npm ci --no-audit --no-fund >/dev/null
+  fi
+  if [ ! -f dist/cli.js ] || [ -n "$(find src tsconfig.json package.json -newer dist/cli.js -print -quit)" ]; then
+    echo "building..."
+    npm run --silent build
+  fi
+}
+
+# Prints "name role address" for every process in the config, filtered by the optional SHARD/ROLE.
+targets() {
+  local want_shard=${1:-} want_role=${2:-} list
+  if ! list=$(node dist/cli.js check-config --config "$config" 2>&1); then
+    echo "$list" >&2
+    exit 2
+  fi
+  local found=0 name idx address replica
+  while read -r name idx address replica; do
+    [ -n "$want_shard" ] && [ "$name" != "$want_shard" ] && continue
+    found=1
+    if [ -z "$want_role" ] || [ "$want_role" = primary ]; then echo "$name primary $address"; fi
+    if [ -z "$want_role" ] || [ "$want_role" = replica ]; then echo "$name replica $replica"; fi
+  done <<< "$list"
+  if [ "$found" = 0 ]; then
+    echo "no shard named '$want_shard' in $config" >&2
+    exit 2
+  fi
+}
+
+pid_file() { echo "$run_dir/$1-$2.pid"; }
+log_file() { echo "$log_dir/$1-$2.log"; }
+
+# The recorded PID of a node when that PID is still our kvshard process (not a reused PID).
+live_pid() {
+  local file pid
+  file=$(pid_file "$1" "$2")
+  [ -f "$file" ] || return 1
+  pid=$(cat "$file")
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "serve .*--shard $1" || return 1
+  echo "$pid"
+}
+
+healthy() {
+  local host=${1%:*} port=${1##*:} reply
+  reply=$(timeout 2 bash -c "exec 3<>/dev/tcp/$host/$port && printf 'GET /health HTTP/1.0\r\nHost: %s\r\n\r\n' '$1' >&3 && head -c 12 <&3" 2>/dev/null) || return 1
+  [[ "$reply" == "HTTP/1.1 200" ]]
+}
+
+start_one() {
+  local name=$1 role=$2 address=$3 pid flag=""
+  if pid=$(live_pid "$name" "$role"); then
+    echo "$name $role already running (pid $pid)"
+    return 0
+  fi
+  [ "$role" = replica ] && flag="--replica"
+  mkdir -p "$run_dir" "$log_dir"
+  nohup node dist/cli.js serve --config "$config" --shard "$name" $flag --data-dir "$data_dir" \
+    >> "$(log_file "$name" "$role")" 2>&1 < /dev/null &
+  echo $! > "$(pid_file "$name" "$role")"
+}
+
+wait_healthy() {
+  local name=$1 role=$2 address=$3 pid deadline=$((SECONDS + start_wait_s))
+  pid=$(cat "$(pid_file "$name" "$role")")
+  until healthy "$address"; do
+    if ! kill -0 "$pid" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
+      echo "$name $role failed to start on $address; last lines of $(log_file "$name" "$role"):" >&2
+      tail -n 20 "$(log_file "$name" "$role")" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+
+print_table() {
+  printf '%-12s %-8s %-22s %-8s %s\n' SHARD ROLE ADDRESS PID STATE
+  local name role address pid state
+  while read -r name role address; do
+    if pid=$(live_pid "$name" "$role"); then
+      if healthy "$address"; then state=up; else state=unresponsive; fi
+    else
+      pid=-; state=down
+    fi
+    printf '%-12s %-8s %-22s %-8s %s\n' "$name" "$role" "$address" "$pid" "$state"
+  done <<< "$1"
+}
+
+cmd_start() {
+  ensure_built
+  local list failed=0 name role address
+  list=$(targets "$@")
+  while read -r name role address; do start_one "$name" "$role" "$address"; done <<< "$list"
+  while read -r name role address; do wait_healthy "$name" "$role" "$address" || failed=1; done <<< "$list"
+  print_table "$list"
+  return $failed
+}
+
+cmd_stop() {
+  ensure_built
+  local list name role address pid pids=() deadline
+  list=$(targets "$@")
+  while read -r name role address; do
+    if pid=$(live_pid "$name" "$role"); then
+      kill -TERM "$pid" && pids+=("$pid")
+    fi
+  done <<< "$list"
+  deadline=$((SECONDS + stop_wait_s))
+  for pid in "${pids[@]}"; do
+    while kill -0 "$pid" 2>/dev/null; do
+      if [ $SECONDS -ge $deadline ]; then
+        echo "pid $pid did not stop within ${stop_wait_s}s; sending SIGKILL" >&2
+        kill -KILL "$pid" 2>/dev/null || true
+        break
+      fi
+      sleep 0.1
+    done
+  done
+  while read -r name role address; do rm -f "$(pid_file "$name" "$role")"; done <<< "$list"
+  echo "stopped ${#pids[@]} process(es)"
+}
+
+cmd_status() {
+  ensure_built
+  print_table "$(targets "$@")"
+}
+
+command=${1:-start}
+[ $# -gt 0 ] && shift
+case "$command" in
+  start) cmd_start "$@" ;;
+  stop) cmd_stop "$@" ;;
+  status) cmd_status "$@" ;;
+  restart) cmd_stop "$@" && cmd_start "$@" ;;
+  -h|--help|help) usage ;;
+  *) usage >&2; exit 2 ;;
+esac

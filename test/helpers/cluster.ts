@@ -1,0 +1,215 @@
+// Test harness: writes a sharding.toml with free loopback ports into a temporary directory, starts real
+// `kvshard serve` processes (built dist/cli.js) with real LMDB data dirs, and stops them by PID.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { jumpHash, keySlot } from '../../src/slots.js';
+
+export const cliPath = resolve(import.meta.dirname, '../../dist/cli.js');
+
+export type RoleName = 'primary' | 'replica';
+
+export interface ShardLayout {
+  readonly name: string;
+  readonly address: string;
+  readonly replica: string;
+}
+
+/** A free TCP port on 127.0.0.1 (the kernel picks it; it is released before the node binds it). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolvePort(port));
+    });
+  });
+}
+
+export async function layout(shardCount: number): Promise<ShardLayout[]> {
+  const shards: ShardLayout[] = [];
+  for (let i = 0; i < shardCount; i++) {
+    shards.push({ name: `shard${i + 1}`, address: `127.0.0.1:${await freePort()}`, replica: `127.0.0.1:${await freePort()}` });
+  }
+  return shards;
+}
+
+export function configToml(shards: readonly ShardLayout[]): string {
+  return shards
+    .map((s, idx) => `[[shards]]\nname = "${s.name}"\nidx = ${idx}\naddress = "${s.address}"\nreplica = "${s.replica}"\n`)
+    .join('\n');
+}
+
+interface RunningNode {
+  readonly proc: ChildProcess;
+  readonly exited: Promise<number | null>;
+  output: string;
+}
+
+export class Cluster {
+  private readonly running = new Map<string, RunningNode>();
+
+  private constructor(
+    readonly dir: string,
+    readonly dataDir: string,
+    readonly configPath: string,
+    readonly shards: ShardLayout[],
+  ) {}
+
+  /**
+   * Writes a config for `shardCount` shards, optionally adjusted by `edit`. Nodes are started with
+   * start() or startAll().
+   */
+  static async create(shardCount: number, edit = (shards: ShardLayout[]) => shards): Promise<Cluster> {
+    const dir = mkdtempSync(join(tmpdir(), 'kvshard-test-'));
+    const shards = edit(await layout(shardCount));
+    const configPath = join(dir, 'sharding.toml');
+    writeFileSync(configPath, configToml(shards));
+    return new Cluster(dir, join(dir, 'data'), configPath, shards);
+  }
+
+  /** Creates a cluster and starts every primary and replica. */
+  static async started(shardCount: number): Promise<Cluster> {
+    const cluster = await Cluster.create(shardCount);
+    await cluster.startAll();
+    return cluster;
+  }
+
+  address(shard: string, role: RoleName = 'primary'): string {
+    const s = this.shards.find((x) => x.name === shard);
+    if (!s) throw new Error(`no shard ${shard}`);
+    return role === 'primary' ? s.address : s.replica;
+  }
+
+  url(shard: string, role: RoleName, path: string): string {
+    return `http://${this.address(shard, role)}${path}`;
+  }
+
+  /** Every node as [shard, role]. */
+  nodes(): [string, RoleName][] {
+    return this.shards.flatMap((s) => [[s.name, 'primary'], [s.name, 'replica']] as [string, RoleName][]);
+  }
+
+  async startAll(): Promise<void> {
+    await Promise.all(this.nodes().map(([shard, role]) => this.start(shard, role)));
+  }
+
+  /** Starts one node with the given config file (default: the cluster's) and waits for /health. */
+  async start(shard: string, role: RoleName, configPath = this.configPath): Promise<void> {
+    const id = `${shard}-${role}`;
+    if (this.running.has(id)) throw new Error(`${id} is already running`);
+    const args = [cliPath, 'serve', '--config', configPath, '--shard', shard, '--data-dir', this.dataDir];
+    if (role === 'replica') args.push('--replica');
+    const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const node: RunningNode = {
+      proc,
+      output: '',
+      exited: new Promise((resolveExit) => proc.once('exit', (code) => resolveExit(code))),
+    };
+    const append = (chunk: Buffer) => {
+      node.output = (node.output + chunk.toString()).slice(-20_000);
+    };
+    proc.stdout!.on('data', append);
+    proc.stderr!.on('data', append);
+    this.running.set(id, node);
+    await this.waitHealthy(shard, role, node);
+  }
+
+  private async waitHealthy(shard: string, role: RoleName, node: RunningNode): Promise<void> {
+    const deadline = Date.now() + 20_000;
+    let exited = false;
+    void node.exited.then(() => (exited = true));
+    while (Date.now() < deadline && !exited) {
+      try {
+        const res = await fetch(this.url(shard, role, '/health'), { signal: AbortSignal.timeout(1_000) });
+        if (res.status === 200) return;
+      } catch {
+        // not listening yet
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`${shard} ${role} did not become healthy:\n${node.output}`);
+  }
+
+  /** SIGTERM and wait for a clean exit. */
+  async stop(shard: string, role: RoleName): Promise<number | null> {
+    return this.signal(shard, role, 'SIGTERM');
+  }
+
+  /** SIGKILL: the process gets no chance to flush or close anything. */
+  async kill(shard: string, role: RoleName): Promise<void> {
+    await this.signal(shard, role, 'SIGKILL');
+  }
+
+  private async signal(shard: string, role: RoleName, signal: NodeJS.Signals): Promise<number | null> {
+    const id = `${shard}-${role}`;
+    const node = this.running.get(id);
+    if (!node) throw new Error(`${id} is not running`);
+    process.kill(node.proc.pid!, signal);
+    const code = await node.exited;
+    this.running.delete(id);
+    return code;
+  }
+
+  output(shard: string, role: RoleName): string {
+    return this.running.get(`${shard}-${role}`)?.output ?? '';
+  }
+
+  /** Kills every node still running (by PID) and removes the temporary directory. */
+  async destroy(): Promise<void> {
+    await Promise.all(
+      [...this.running.values()].map(async (node) => {
+        process.kill(node.proc.pid!, 'SIGKILL');
+        await node.exited;
+      }),
+    );
+    this.running.clear();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export interface Reply {
+  readonly status: number;
+  readonly headers: Headers;
+  readonly body: Buffer;
+  json(): any;
+  text(): string;
+}
+
+/** An HTTP request with a timeout, returning the status, headers and raw body. */
+export async function request(url: string, init: RequestInit = {}): Promise<Reply> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(15_000), ...init });
+  const body = Buffer.from(await res.arrayBuffer());
+  return {
+    status: res.status,
+    headers: res.headers,
+    body,
+    json: () => JSON.parse(body.toString('utf8')),
+    text: () => body.toString('utf8'),
+  };
+}
+
+/** `/op?key=...&value=...` with every part percent-encoded. */
+export function dataPath(op: string, key: string, value?: string, extra = ''): string {
+  let path = `/${op}?key=${encodeURIComponent(key)}`;
+  if (value !== undefined) path += `&value=${encodeURIComponent(value)}`;
+  return path + extra;
+}
+
+/** The name of the shard that owns `key` in a cluster of `shardCount` shards named shard1..N. */
+export function ownerOf(key: string, shardCount: number): string {
+  return `shard${jumpHash(keySlot(Buffer.from(key, 'utf8')), shardCount) + 1}`;
+}
+
+/** Finds a key (prefix + counter) owned by `shard`, for tests that need a particular owner. */
+export function keyOwnedBy(shard: string, shardCount: number, prefix = 'k'): string {
+  for (let i = 0; i < 100_000; i++) {
+    if (ownerOf(`${prefix}${i}`, shardCount) === shard) return `${prefix}${i}`;
+  }
+  throw new Error(`no key with prefix ${prefix} maps to ${shard}`);
+}

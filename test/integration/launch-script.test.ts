@@ -1,0 +1,75 @@
+// launch.sh starts every process in the config in the background, waits for /health and prints a table;
+// status reports up/down; stop signals only the PIDs it recorded. A node that cannot start makes start
+// fail with the tail of its log.
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Cluster, dataPath, request } from '../helpers/cluster.js';
+
+const launch = resolve(import.meta.dirname, '../../launch.sh');
+const run = promisify(execFile);
+
+let cluster: Cluster;
+let env: NodeJS.ProcessEnv;
+beforeAll(async () => {
+  cluster = await Cluster.create(2);
+  env = { ...process.env, KV_CONFIG: cluster.configPath, KV_DATA_DIR: cluster.dataDir };
+});
+afterAll(async () => {
+  await run(launch, ['stop'], { env, timeout: 30_000 }).catch(() => undefined);
+  await cluster?.destroy();
+});
+
+function pidOf(shard: string, role: string): number {
+  return Number(readFileSync(join(cluster.dataDir, 'run', `${shard}-${role}.pid`), 'utf8'));
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('launch.sh', () => {
+  it('starts, reports and stops the cluster', async () => {
+    const started = await run(launch, ['start'], { env, timeout: 60_000 });
+    for (const [shard, role] of cluster.nodes()) {
+      expect(started.stdout).toMatch(new RegExp(`${shard}\\s+${role}\\s+${cluster.address(shard, role)}\\s+\\d+\\s+up`));
+    }
+    expect((await request(cluster.url('shard1', 'primary', dataPath('set', 'launched', 'yes')))).status).toBe(200);
+    expect((await request(cluster.url('shard2', 'primary', dataPath('get', 'launched')))).text()).toBe('yes');
+
+    const pids = cluster.nodes().map(([shard, role]) => pidOf(shard, role));
+    const stopped = await run(launch, ['stop', 'shard2', 'replica'], { env, timeout: 30_000 });
+    expect(stopped.stdout).toContain('stopped 1 process(es)');
+    const status = await run(launch, ['status'], { env, timeout: 30_000 });
+    expect(status.stdout).toMatch(/shard2\s+replica\s+\S+\s+-\s+down/);
+    expect(status.stdout).toMatch(/shard1\s+primary\s+\S+\s+\d+\s+up/);
+
+    await run(launch, ['stop'], { env, timeout: 30_000 });
+    for (const pid of pids) expect(alive(pid)).toBe(false);
+  });
+
+  it('fails with the tail of the log when a node cannot start', async () => {
+    const [host, port] = cluster.address('shard1', 'replica').split(':');
+    const blocker = net.createServer();
+    await new Promise<void>((r) => blocker.listen(Number(port), host, r));
+    try {
+      const failed = await run(launch, ['start', 'shard1', 'replica'], { env, timeout: 60_000 }).then(
+        () => undefined,
+        (err: { code: number; stderr: string }) => err,
+      );
+      expect(failed?.code).not.toBe(0);
+      expect(failed?.stderr).toContain('shard1 replica failed to start');
+      expect(failed?.stderr).toContain('EADDRINUSE');
+    } finally {
+      blocker.close();
+    }
+  });
+});

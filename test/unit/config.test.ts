@@ -1,0 +1,103 @@
+// Config validation: every invalid sharding.toml is rejected with a message naming the file and the
+// TOML path of the problem, before anything opens LMDB or binds a port.
+import { describe, expect, it } from 'vitest';
+import { ConfigError, findShard, parseConfig } from '../../src/config.js';
+
+const file = 'test.toml';
+
+function shardToml(name: string, idx: number | string, address: string, replica: string, extra = ''): string {
+  return `[[shards]]\nname = "${name}"\nidx = ${idx}\naddress = "${address}"\nreplica = "${replica}"\n${extra}\n`;
+}
+
+const valid = shardToml('a', 0, '127.0.0.1:9000', '127.0.0.1:9001') + shardToml('b', 1, '127.0.0.1:9002', '127.0.0.1:9003');
+
+function problemsOf(text: string): string[] {
+  try {
+    parseConfig(text, file);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return [...(err as ConfigError).problems];
+  }
+  throw new Error('expected the config to be rejected');
+}
+
+describe('parseConfig', () => {
+  it('accepts the valid layout, ordered by idx and frozen', () => {
+    const reordered = shardToml('b', 1, '127.0.0.1:9002', '127.0.0.1:9003') + shardToml('a', 0, '127.0.0.1:9000', '127.0.0.1:9001');
+    const config = parseConfig(reordered, file);
+    expect(config.shards.map((s) => s.name)).toEqual(['a', 'b']);
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(config.shards[0])).toBe(true);
+    expect(config.topologyId).toBe(parseConfig(valid, file).topologyId);
+    expect(findShard(config, 'b').idx).toBe(1);
+  });
+
+  it('reports TOML syntax errors with line and column', () => {
+    expect(problemsOf('[[shards]]\nname = "a"\nidx = \n')).toEqual([expect.stringMatching(/^test\.toml:3:\d+: TOML syntax error/)]);
+  });
+
+  it.each([
+    ['missing shards', 'title = "x"\n', ['test.toml: title: unknown key (allowed: shards)', 'test.toml: shards: missing: declare at least one [[shards]] table']],
+    ['shards not an array', 'shards = 3\n', ['test.toml: shards: must be an array of tables ([[shards]])']],
+    ['empty shards', 'shards = []\n', ['test.toml: shards: is empty: declare at least one [[shards]] table']],
+  ])('%s', (_name, text, expected) => {
+    expect(problemsOf(text)).toEqual(expected);
+  });
+
+  it('names missing fields and wrong types', () => {
+    expect(problemsOf('[[shards]]\nname = 5\nidx = "0"\n')).toEqual([
+      'test.toml: shards[0].name: must be a string, got number "5"',
+      'test.toml: shards[0].idx: must be an integer, got string "0"',
+      'test.toml: shards[0].address: missing',
+      'test.toml: shards[0].replica: missing',
+    ]);
+  });
+
+  it('rejects unknown keys in a shard', () => {
+    expect(problemsOf(shardToml('a', 0, '127.0.0.1:9000', '127.0.0.1:9001', 'port = 3'))).toEqual([
+      'test.toml: shards[0].port: unknown key (allowed: name, idx, address, replica)',
+    ]);
+  });
+
+  it.each(['127.0.0.1', '127.0.0.1:0', '127.0.0.1:70000', 'http://127.0.0.1:80', ':80', 'a b:80'])('rejects address %j', (address) => {
+    expect(problemsOf(shardToml('a', 0, address, '127.0.0.1:9001'))).toEqual([
+      `test.toml: shards[0].address: "${address}" is not host:port with a port from 1 to 65535`,
+    ]);
+  });
+
+  it('rejects bad shard names', () => {
+    expect(problemsOf(shardToml('a/b', 0, '127.0.0.1:9000', '127.0.0.1:9001'))).toEqual([
+      `test.toml: shards[0].name: "a/b" must be 1-64 letters, digits, '-' or '_', starting with a letter or digit`,
+    ]);
+  });
+
+  it('rejects duplicate names and idx', () => {
+    const text = shardToml('a', 0, '127.0.0.1:9000', '127.0.0.1:9001') + shardToml('a', 0, '127.0.0.1:9002', '127.0.0.1:9003');
+    expect(problemsOf(text)).toEqual([
+      'test.toml: shards[1].name: duplicate of shards[0].name ("a")',
+      'test.toml: shards[1].idx: duplicate of shards[0].idx (0)',
+      'test.toml: shards: idx must be exactly 0..1; missing 1',
+    ]);
+  });
+
+  it('rejects idx gaps and out-of-range idx', () => {
+    const text = shardToml('a', 0, '127.0.0.1:9000', '127.0.0.1:9001') + shardToml('b', 2, '127.0.0.1:9002', '127.0.0.1:9003');
+    expect(problemsOf(text)).toEqual(['test.toml: shards[1].idx: 2 is out of range: with 2 shards, idx must be 0..1']);
+    expect(problemsOf(shardToml('a', -1, '127.0.0.1:9000', '127.0.0.1:9001'))).toEqual([
+      'test.toml: shards[0].idx: -1 is out of range: with 1 shards, idx must be 0..0',
+    ]);
+  });
+
+  it('rejects an address used twice across primaries and replicas', () => {
+    const text = shardToml('a', 0, '127.0.0.1:9000', '127.0.0.1:9001') + shardToml('b', 1, 'localhost:9001', '127.0.0.1:9003');
+    expect(problemsOf(text)).toEqual(['test.toml: shards[1].address: duplicate of shards[0].replica ("localhost:9001")']);
+    expect(problemsOf(shardToml('a', 0, '127.0.0.1:9000', '127.0.0.1:9000'))).toEqual([
+      'test.toml: shards[0].replica: duplicate of shards[0].address ("127.0.0.1:9000")',
+    ]);
+  });
+
+  it('findShard names the shards that exist', () => {
+    const config = parseConfig(valid, file);
+    expect(() => findShard(config, 'zzz')).toThrow('test.toml: no shard named "zzz" (shards: a, b)');
+  });
+});
