@@ -2,6 +2,7 @@
 # Starts, stops and reports the kvshard processes listed in the config.
 #
 #   ./launch.sh [start|stop|status|restart] [SHARD [primary|replica]]
+#   ./launch.sh verify     compare every replica with its primary
 #
 # KV_CONFIG (default ./sharding.toml) and KV_DATA_DIR (default ./data) override paths.
 # PIDs and logs live under $KV_DATA_DIR/run and $KV_DATA_DIR/logs. Processes are only ever
@@ -18,7 +19,7 @@ start_wait_s=${KV_START_WAIT_S:-30}   # how long a node may take to answer /heal
 stop_wait_s=${KV_STOP_WAIT_S:-15}     # how long a node may drain before SIGKILL
 
 usage() {
-  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 ensure_built() {
@@ -50,6 +51,20 @@ targets() {
     echo "no shard named '$want_shard' in $config" >&2
     exit 2
   fi
+}
+
+# Replication endpoints need a cluster secret. Unless the config or the environment sets one, a random
+# token is generated once and kept (mode 600) in the data dir, shared by every process started here.
+ensure_token() {
+  [ -n "${KV_CLUSTER_TOKEN:-}" ] && return 0
+  grep -Eq '^[[:space:]]*token[[:space:]]*=' "$config" && return 0
+  local file="$data_dir/cluster.token"
+  if [ ! -s "$file" ]; then
+    mkdir -p "$data_dir"
+    (umask 077 && od -An -tx1 -N24 /dev/urandom | tr -d ' \n' > "$file")
+  fi
+  KV_CLUSTER_TOKEN=$(cat "$file")
+  export KV_CLUSTER_TOKEN
 }
 
 pid_file() { echo "$run_dir/$1-$2.pid"; }
@@ -115,6 +130,7 @@ cmd_start() {
   ensure_built
   local list failed=0 name role address
   list=$(targets "$@")
+  ensure_token
   while read -r name role address; do start_one "$name" "$role" "$address"; done <<< "$list"
   while read -r name role address; do wait_healthy "$name" "$role" "$address" || failed=1; done <<< "$list"
   print_table "$list"
@@ -148,6 +164,14 @@ cmd_stop() {
 cmd_status() {
   ensure_built
   print_table "$(targets "$@")"
+  echo
+  node dist/cli.js status --config "$config"
+}
+
+cmd_verify() {
+  ensure_built
+  ensure_token
+  node dist/cli.js verify --config "$config"
 }
 
 command=${1:-start}
@@ -156,6 +180,7 @@ case "$command" in
   start) cmd_start "$@" ;;
   stop) cmd_stop "$@" ;;
   status) cmd_status "$@" ;;
+  verify) cmd_verify ;;
   restart) cmd_stop "$@" && cmd_start "$@" ;;
   -h|--help|help) usage ;;
   *) usage >&2; exit 2 ;;

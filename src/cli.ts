@@ -2,7 +2,8 @@
 // The one entry point: reads argv and the environment, wires a node, handles signals.
 
 import { parseArgs } from 'node:util';
-import { ConfigError, findShard, loadConfig } from './config.js';
+import { statusTable, verifyCluster } from './admin.js';
+import { ConfigError, findShard, loadConfig, type Config } from './config.js';
 import { KvNode } from './node.js';
 
 const usage = `kvshard: a sharded primary/replica key-value store
@@ -12,7 +13,15 @@ Usage:
       Run the primary (or with --replica, the read-only replica) of shard NAME.
   kvshard check-config --config FILE
       Validate FILE and print its shards; exit 2 when it is invalid.
+  kvshard status --config FILE
+      Show every node's state, key count, sequence and replication lag.
+  kvshard verify --config FILE
+      Compare each replica's data with its primary's (slot-range digests); exit 1 on a difference,
+      naming the first differing slot.
   kvshard --help
+
+Environment:
+  KV_CLUSTER_TOKEN  the cluster secret for replication endpoints; overrides token in the config
 
 Options:
   --config FILE    sharding config (default: $KV_CONFIG or ./sharding.toml)
@@ -31,6 +40,17 @@ function log(message: string): void {
 function fail(message: string, status: number): never {
   process.stderr.write(`${message}\n`);
   process.exit(status);
+}
+
+/** The cluster secret: KV_CLUSTER_TOKEN overrides the config's token; one of them must be set. */
+function clusterToken(config: Config): string {
+  const token = process.env['KV_CLUSTER_TOKEN'] || config.token;
+  if (!token) {
+    throw new ConfigError([
+      `${config.file}: token: missing: set token in the file or KV_CLUSTER_TOKEN in the environment (launch.sh generates one)`,
+    ]);
+  }
+  return token;
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -64,11 +84,22 @@ async function main(argv: string[]): Promise<void> {
       for (const s of config.shards) process.stdout.write(`${s.name} ${s.idx} ${s.address} ${s.replica}\n`);
       return;
     }
+    if (command === 'status') {
+      process.stdout.write(`${await statusTable(loadConfig(configFile))}\n`);
+      return;
+    }
+    if (command === 'verify') {
+      const config = loadConfig(configFile);
+      const equal = await verifyCluster(config, clusterToken(config), (line) => process.stdout.write(`${line}\n`));
+      process.exitCode = equal ? 0 : 1;
+      return;
+    }
     if (command !== 'serve') fail(`unknown command ${command ?? '(none)'}\n\n${usage}`, 2);
     if (!values.shard) fail(`serve needs --shard NAME\n\n${usage}`, 2);
     const config = loadConfig(configFile);
     const shard = findShard(config, values.shard);
-    const node = await KvNode.start({ config, shard, role: values.replica ? 'replica' : 'primary', dataDir, log });
+    const token = clusterToken(config);
+    const node = await KvNode.start({ config, shard, role: values.replica ? 'replica' : 'primary', dataDir, token, log });
     const stop = (signal: string) => {
       log(`${signal}: shutting down`);
       node.close().then(

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { parse, TomlError } from 'smol-toml';
-import { configBytesMax, shardCountMax } from './limits.js';
+import { configBytesMax, logRetentionBytesDefault, shardCountMax } from './limits.js';
 import { slotTable } from './slots.js';
 
 export interface ShardConfig {
@@ -30,6 +30,10 @@ export interface Config {
   readonly topologyId: string;
   /** slotOwners[slot] is the idx of the shard that owns the slot. */
   readonly slotOwners: Uint16Array;
+  /** The cluster secret for internal endpoints, when the file sets one (KV_CLUSTER_TOKEN overrides it). */
+  readonly token: string | undefined;
+  /** Bytes of replication log a primary keeps for a lagging replica before it falls back to a resync. */
+  readonly logRetentionBytes: number;
 }
 
 /** An invalid config. `problems` holds one message per problem, each starting with the file name. */
@@ -41,7 +45,10 @@ export class ConfigError extends Error {
 }
 
 const shardKeys = new Set(['name', 'idx', 'address', 'replica']);
-const topLevelKeys = new Set(['shards']);
+const topLevelKeys = new Set(['shards', 'token', 'replication']);
+const replicationKeys = new Set(['log_retention_bytes']);
+/** Short secrets are guessable; 16 characters is the least a generated token has. */
+const tokenCharsMin = 16;
 const shardNamePattern = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 const hostnamePattern = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
@@ -81,6 +88,12 @@ export function validateConfig(doc: unknown, file: string): Config {
   if (rawShards.length === 0) problem('shards', 'is empty: declare at least one [[shards]] table');
   if (rawShards.length > shardCountMax) problem('shards', `has ${rawShards.length} entries; at most ${shardCountMax} are allowed`);
 
+  const token = doc['token'];
+  if (token !== undefined && (typeof token !== 'string' || token.length < tokenCharsMin)) {
+    problem('token', `must be a string of at least ${tokenCharsMin} characters`);
+  }
+  const logRetentionBytes = validateReplication(doc['replication'], problem);
+
   const shards: ShardConfig[] = [];
   rawShards.forEach((raw, i) => {
     const shard = validateShard(raw, `shards[${i}]`, problem);
@@ -95,7 +108,27 @@ export function validateConfig(doc: unknown, file: string): Config {
     shards: Object.freeze(ordered),
     topologyId: topologyIdOf(ordered),
     slotOwners: slotTable(ordered.length),
+    token: token as string | undefined,
+    logRetentionBytes,
   });
+}
+
+function validateReplication(raw: unknown, problem: (path: string, message: string) => void): number {
+  if (raw === undefined) return logRetentionBytesDefault;
+  if (!isRecord(raw)) {
+    problem('replication', 'must be a table ([replication])');
+    return logRetentionBytesDefault;
+  }
+  for (const key of Object.keys(raw)) {
+    if (!replicationKeys.has(key)) problem(`replication.${key}`, `unknown key (allowed: ${[...replicationKeys].join(', ')})`);
+  }
+  const bytes = raw['log_retention_bytes'];
+  if (bytes === undefined) return logRetentionBytesDefault;
+  if (!Number.isSafeInteger(bytes) || (bytes as number) < 1) {
+    problem('replication.log_retention_bytes', `must be a positive integer, got ${describe(bytes)}`);
+    return logRetentionBytesDefault;
+  }
+  return bytes as number;
 }
 
 function validateShard(raw: unknown, path: string, problem: (path: string, message: string) => void): ShardConfig | undefined {

@@ -90,3 +90,10 @@ export class ShardTimeoutError extends KvError {
     });
   }
 }
+
+/** An internal (replication) request without the cluster secret. */
+export class UnauthorizedError extends KvError {
+  constructor() {
+    super('unauthorized', 401, 'internal endpoints need the cluster token in the X-Kv-Token header');
+  }
+}

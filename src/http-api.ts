@@ -2,12 +2,16 @@
 // because express's router costs several times more CPU per request than the data path itself; every
 // other path goes to an express app. Errors from either become one JSON shape in sendError().
 
+import { AssertionError } from 'node:assert';
+import { timingSafeEqual } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import express, { type NextFunction, type Request, type Response } from 'express';
-import { isDataPath, parseDataRequest, splitUrl, type DataReply } from './data-request.js';
-import { KvError, MethodNotAllowedError, UnknownRouteError } from './errors.js';
-import { headersTimeoutMs, keepAliveIdleMs, requestTimeoutMs } from './limits.js';
+import express, { type NextFunction, type Request, type Response, type Router } from 'express';
+import { isDataPath, parseDataRequest, parseQuery, splitUrl, type DataReply } from './data-request.js';
+import { BadRequestError, KvError, MethodNotAllowedError, UnauthorizedError, UnknownRouteError } from './errors.js';
+import { headersTimeoutMs, keepAliveIdleMs, requestTimeoutMs, slotCount } from './limits.js';
+import { digestPath, tokenHeader } from './replication-protocol.js';
 import type { Role } from './roles.js';
+import type { Store } from './store.js';
 
 export interface NodeInfo {
   readonly shard: string;
@@ -21,6 +25,11 @@ export interface HttpApiOptions {
   /** Extra JSON for GET /status, computed on each call. */
   readonly status: () => Record<string, unknown>;
   readonly log: (message: string) => void;
+  /** The cluster secret every /internal/ request must carry. */
+  readonly token: string;
+  readonly store: Store;
+  /** The role's internal endpoints (a replica's replication receiver), if any. */
+  readonly internalRoutes: Router | undefined;
 }
 
 /**
@@ -33,6 +42,15 @@ export function sendError(res: ServerResponse, err: unknown, nodeHeaders: Record
   if (err instanceof KvError) {
     status = err.status;
     body = err.toJSON();
+  } else if (err instanceof AssertionError) {
+    // A broken invariant: crash rather than risk writing bad data.
+    log(`assertion failed, exiting: ${err.stack}`);
+    process.nextTick(() => {
+      throw err;
+    });
+  } else if ((err as { type?: string })?.type === 'entity.too.large') {
+    status = 413;
+    body = { error: 'payload_too_large', message: 'internal request body over its limit' };
   } else {
     log(`internal error: ${(err as Error)?.stack ?? String(err)}`);
   }
@@ -86,10 +104,36 @@ function expressApp(options: HttpApiOptions): express.Express {
   app.get('/status', (_req, res) => {
     res.json({ ...options.info, ...options.status() });
   });
+  app.use('/internal', requireToken(options.token));
+  app.get(digestPath, (req, res) => {
+    const params = parseQuery(splitUrl(req.url).query);
+    const from = intParam(params, 'from', 0, slotCount - 1, 0);
+    const to = intParam(params, 'to', from, slotCount - 1, slotCount - 1);
+    const buckets = intParam(params, 'buckets', 1, slotCount, 1);
+    res.json({ ...options.info, keys: options.store.count(), ranges: options.store.digest(from, to, buckets) });
+  });
+  if (options.internalRoutes) app.use(options.internalRoutes);
   app.use((req: Request, _res: Response, next: NextFunction) => next(new UnknownRouteError(req.path)));
   const headers = nodeHeaders(options.info);
   app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => sendError(res, err, headers, options.log));
   return app;
+}
+
+function requireToken(token: string) {
+  const expected = Buffer.from(token, 'utf8');
+  return (req: Request, _res: Response, next: NextFunction) => {
+    const given = Buffer.from(String(req.headers[tokenHeader] ?? ''), 'utf8');
+    const ok = given.length === expected.length && timingSafeEqual(given, expected);
+    next(ok ? undefined : new UnauthorizedError());
+  };
+}
+
+function intParam(params: Map<string, string>, name: string, min: number, max: number, fallback: number): number {
+  const raw = params.get(name);
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (!/^\d+$/.test(raw) || value < min || value > max) throw new BadRequestError(`parameter ${name} must be an integer from ${min} to ${max}`);
+  return value;
 }
 
 export function createHttpServer(options: HttpApiOptions): http.Server {

@@ -38,3 +38,40 @@ export const requestTimeoutMs = 60_000;
 
 /** On SIGTERM, in-flight requests get this long to finish before their sockets are closed. */
 export const shutdownDrainMs = 5_000;
+
+/**
+ * A replication batch carries at most this many log entries and, past its first entry, at most this many
+ * bytes (raft's Inflights idea: a bounded amount in flight). One entry alone may exceed the byte bound,
+ * since a single value may be up to valueBytesMax.
+ */
+export const replicationBatchEntriesMax = 2_000;
+export const replicationBatchBytesMax = 4 * 1024 * 1024;
+
+/** Resync snapshot chunks are bounded the same way. */
+export const resyncChunkEntriesMax = 2_000;
+export const resyncChunkBytesMax = 4 * 1024 * 1024;
+
+/** The largest internal request body: one full batch, or one maximal value with its key and framing. */
+export const internalBodyBytesMax = valueBytesMax + keyBytesMax + 64 * 1024;
+
+/** Default bound on the bytes of replication log kept for a lagging replica (sharding.toml can change it). */
+export const logRetentionBytesDefault = 256 * 1024 * 1024;
+
+/** Entries trimmed from the log per LMDB transaction, so trimming never holds the write lock for long. */
+export const logTrimEntriesMax = 10_000;
+
+/** Timeout of one replication request; a replica slower than this is treated as unreachable and retried. */
+export const replicationRequestTimeoutMs = 10_000;
+
+/** Retry backoff after a failed replication request: doubles from the first value up to the cap. */
+export const replicationBackoffFirstMs = 50;
+export const replicationBackoffMaxMs = 2_000;
+
+/** An idle primary contacts its replica this often, so lag and reachability stay current. */
+export const replicationHeartbeatMs = 500;
+
+/** How long `ack=replica` waits for the replica to apply a write before answering 504. */
+export const replicaAckTimeoutMs = 5_000;
+
+/** Requests waiting for `ack=replica` at once; more are refused (503) rather than queued without end. */
+export const replicaAckWaitersMax = 10_000;

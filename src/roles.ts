@@ -7,8 +7,10 @@
 
 import type { Config, ShardConfig } from './config.js';
 import type { DataReply, DataRequest } from './data-request.js';
-import { NotFoundError, ReadOnlyReplicaError, ShardUnavailableError, WrongShardError } from './errors.js';
+import { BadRequestError, NotFoundError, ReadOnlyReplicaError, ShardUnavailableError, WrongShardError } from './errors.js';
 import type { Forwarder } from './forwarder.js';
+import { replicaAckTimeoutMs } from './limits.js';
+import type { ReplicationSender } from './replication-sender.js';
 import type { Mutation, Store } from './store.js';
 
 export type RoleName = 'primary' | 'replica';
@@ -23,6 +25,8 @@ export interface RoleContext {
   readonly shard: ShardConfig;
   readonly store: Store;
   readonly forwarder: Forwarder;
+  /** The primary's replication task; undefined on a replica. */
+  readonly sender: ReplicationSender | undefined;
 }
 
 function ownerOf(ctx: RoleContext, slot: number): ShardConfig {
@@ -59,13 +63,23 @@ function readLocal(ctx: RoleContext, role: RoleName, req: DataRequest): DataRepl
   return { status: 200, headers: { ...nodeHeaders(ctx, role), 'content-type': 'application/octet-stream' }, body: value };
 }
 
+/** `ack=primary` (the default) answers after the primary's durable commit; `ack=replica` also waits for the replica. */
+function ackMode(req: DataRequest): 'primary' | 'replica' {
+  const ack = req.extra.get('ack') ?? 'primary';
+  if (ack !== 'primary' && ack !== 'replica') throw new BadRequestError(`parameter ack must be primary or replica, got ${JSON.stringify(ack)}`);
+  return ack;
+}
+
 async function writeLocal(ctx: RoleContext, req: DataRequest): Promise<DataReply> {
+  const ack = ackMode(req);
   const mutation: Mutation =
     req.op === 'set'
       ? { type: 'set', slot: req.slot, key: req.key, value: req.value! }
       : { type: 'delete', slot: req.slot, key: req.key };
-  const [applied] = await ctx.store.commit([mutation]);
-  const base = { key: req.keyText, shard: ctx.shard.name, slot: req.slot };
+  const { applied: [applied], seq } = await ctx.store.commit([mutation]);
+  ctx.sender!.notify();
+  if (ack === 'replica') await ctx.sender!.waitForReplica(seq, replicaAckTimeoutMs);
+  const base = { key: req.keyText, shard: ctx.shard.name, slot: req.slot, seq, ack };
   return req.op === 'set'
     ? json(ctx, 'primary', { ...base, bytes: req.value!.length })
     : json(ctx, 'primary', { ...base, deleted: applied });
@@ -91,7 +105,11 @@ export function replicaRole(ctx: RoleContext): Role {
     async handle(req) {
       if (req.op !== 'get') throw new ReadOnlyReplicaError(ctx.shard.name, ctx.shard.address);
       const owner = ownerOf(ctx, req.slot);
-      if (owner.idx === ctx.shard.idx) return readLocal(ctx, 'replica', req);
+      if (owner.idx === ctx.shard.idx) {
+        if (ctx.store.replicaInSync()) return readLocal(ctx, 'replica', req);
+        // Before its first full resync ends, this replica's data is incomplete: its primary answers.
+        return ctx.forwarder.forward({ shard: owner.name, address: owner.address }, req);
+      }
       if (req.forwarded) refuseMisrouted(ctx, req, 'replica', owner);
       // Reads stay on replicas where possible, so a read-heavy load does not fall on the primaries;
       // the owner's primary answers when its replica is unreachable.

@@ -1,14 +1,59 @@
-// The LMDB environment of one process: the shard's data plus its metadata.
+// The LMDB environment of one process: the shard's data, its metadata and, on a primary, the
+// replication log.
 //
 // Keys are stored behind their slot as two big-endian bytes, so one slot's keys form one contiguous
 // range (migration moves a slot at a time by scanning that range). Values are raw bytes.
 
+import assert from 'node:assert/strict';
+import { createHash, randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { open, type Database, type RootDatabase } from 'lmdb';
+import { open, type Database, type RootDatabase, type Transaction } from 'lmdb';
+import { slotCount } from './limits.js';
+import { entryBytes, ReplicationLog, type LogEntry } from './replication-log.js';
 
 export type Mutation =
   | { readonly type: 'set'; readonly slot: number; readonly key: Buffer; readonly value: Buffer }
   | { readonly type: 'delete'; readonly slot: number; readonly key: Buffer };
+
+export interface CommitResult {
+  /** Per mutation: for a set true, for a delete whether the key existed. */
+  readonly applied: boolean[];
+  /** The replication sequence of the last mutation (0 on a store without a log). */
+  readonly seq: number;
+}
+
+/** Where a replica stands: the primary dataset it follows and how far it has applied its log. */
+export interface ReplicaState {
+  readonly datasetId: string | undefined;
+  readonly appliedSeq: number;
+  /** Set while a full resync is under way: the data is incomplete until it ends. */
+  readonly resyncId: string | undefined;
+}
+
+export type ApplyOutcome =
+  | { readonly ok: true; readonly appliedSeq: number }
+  | { readonly ok: false; readonly reason: 'gap' | 'resync_needed'; readonly appliedSeq: number };
+
+export interface SnapshotChunk {
+  readonly pairs: [Buffer, Buffer][];
+  /** The last storage key in the chunk: the next chunk starts after it. */
+  readonly lastKey: Buffer | undefined;
+}
+
+/** A consistent read-only view of the data and the log sequence it corresponds to. */
+export interface Snapshot {
+  readonly seq: number;
+  readonly keyCount: number;
+  chunk(afterKey: Buffer | undefined, entriesMax: number, bytesMax: number): SnapshotChunk;
+  done(): void;
+}
+
+export interface SlotRangeDigest {
+  readonly from: number;
+  readonly to: number;
+  readonly keys: number;
+  readonly digest: string;
+}
 
 /** The slot-prefixed LMDB key of a user key. */
 export function storageKey(slot: number, key: Uint8Array): Buffer {
@@ -18,18 +63,41 @@ export function storageKey(slot: number, key: Uint8Array): Buffer {
   return stored;
 }
 
+function slotBound(slot: number): Buffer {
+  const bound = Buffer.allocUnsafe(2);
+  bound.writeUInt16BE(slot, 0);
+  return bound;
+}
+
+const datasetIdKey = 'datasetId';
+const appliedSeqKey = 'replica.appliedSeq';
+const replicaDatasetKey = 'replica.datasetId';
+const resyncIdKey = 'replica.resyncId';
+
+export interface StoreOptions {
+  readonly path: string;
+  /** Primaries keep a replication log of every write; replicas do not. */
+  readonly replicationLog: boolean;
+}
+
 export class Store {
+  readonly path: string;
   private readonly root: RootDatabase;
   private readonly data: Database<Buffer, Buffer>;
+  private readonly meta: Database<unknown, string>;
+  readonly log: ReplicationLog | undefined;
   private closed = false;
+  /** A replica's data is complete (it follows a dataset and no resync is under way); cached for reads. */
+  private replicaComplete: boolean;
 
-  constructor(readonly path: string) {
-    mkdirSync(path, { recursive: true });
+  constructor(options: StoreOptions) {
+    this.path = options.path;
+    mkdirSync(this.path, { recursive: true });
     // Options are spelled out rather than left to lmdb-js defaults because they decide durability:
     // overlappingSync lets the fsync of one commit overlap the next transaction, and every write is
     // acknowledged only after `flushed` resolves (see commit()), so nothing acknowledged can be lost.
     this.root = open({
-      path,
+      path: this.path,
       maxDbs: 8,
       compression: false,
       overlappingSync: true,
@@ -40,6 +108,24 @@ export class Store {
       commitDelay: 0,
     });
     this.data = this.root.openDB<Buffer, Buffer>('data', { keyEncoding: 'binary', encoding: 'binary' });
+    this.meta = this.root.openDB<unknown, string>('meta', { encoding: 'msgpack' });
+    this.log = options.replicationLog ? new ReplicationLog(this.root, this.meta) : undefined;
+    if (this.log && this.meta.get(datasetIdKey) === undefined) {
+      // A new primary dataset. A replica that followed another dataset must resync from scratch.
+      this.meta.putSync(datasetIdKey, randomUUID());
+    }
+    const state = this.replicaState();
+    this.replicaComplete = state.datasetId !== undefined && state.resyncId === undefined;
+  }
+
+  /** Whether a replica holds a complete copy of some primary state (false before its first resync ends). */
+  replicaInSync(): boolean {
+    return this.replicaComplete;
+  }
+
+  /** The id of this primary's dataset (like Redis's replication id). */
+  datasetId(): string {
+    return this.meta.get(datasetIdKey) as string;
   }
 
   get(slot: number, key: Uint8Array): Buffer | undefined {
@@ -47,18 +133,27 @@ export class Store {
   }
 
   /**
-   * Applies mutations atomically, in order, in one LMDB transaction, and resolves once that transaction
-   * is durable on disk. lmdb-js groups every transaction queued in the same event turn into one commit
-   * and one fsync, so concurrent clients share the cost of a sync (group commit).
-   * Resolves with what each mutation did: for a delete, whether the key existed.
+   * Applies mutations atomically, in order, in one LMDB transaction together with their replication log
+   * entries, and resolves once that transaction is durable on disk. lmdb-js groups every transaction
+   * queued in the same event turn into one commit and one fsync, so concurrent clients share the cost of
+   * a sync (group commit).
    */
-  async commit(mutations: readonly Mutation[]): Promise<boolean[]> {
-    const results = await this.root.transaction(() => mutations.map((m) => this.applyInTransaction(m)));
+  async commit(mutations: readonly Mutation[]): Promise<CommitResult> {
+    const result = await this.root.transaction(() => {
+      const ts = Date.now();
+      let seq = 0;
+      const applied = mutations.map((m) => {
+        const done = this.applyInTransaction(m);
+        if (this.log) seq = this.log.appendInTransaction(m, ts);
+        return done;
+      });
+      return { applied, seq };
+    });
     // The transaction promise resolves at commit, when the write is visible and survives a crash of
     // this process. With overlappingSync the fsync comes after; `flushed` resolves once it has, which is
     // when the write survives a crash of the machine. Acknowledge only then.
     await this.root.flushed;
-    return results;
+    return result;
   }
 
   private applyInTransaction(m: Mutation): boolean {
@@ -68,6 +163,138 @@ export class Store {
       return true;
     }
     return this.data.removeSync(key);
+  }
+
+  replicaState(): ReplicaState {
+    return {
+      datasetId: this.meta.get(replicaDatasetKey) as string | undefined,
+      appliedSeq: (this.meta.get(appliedSeqKey) as number | undefined) ?? 0,
+      resyncId: this.meta.get(resyncIdKey) as string | undefined,
+    };
+  }
+
+  /**
+   * Applies a batch of the primary's log on a replica, in one transaction together with the new applied
+   * sequence, and resolves once durable. Entries already applied are skipped; a batch that starts past
+   * the next expected sequence is refused as a gap; a batch from another dataset, or one arriving while
+   * the data is incomplete (resync under way), asks for a resync. `entries` must be contiguous.
+   */
+  async applyReplicated(datasetId: string, entries: readonly LogEntry[]): Promise<ApplyOutcome> {
+    const outcome = await this.root.transaction((): ApplyOutcome => {
+      const state = this.replicaState();
+      if (state.datasetId !== datasetId || state.resyncId !== undefined) {
+        return { ok: false, reason: 'resync_needed', appliedSeq: state.appliedSeq };
+      }
+      const fresh = entries.filter((e) => e.seq > state.appliedSeq);
+      if (fresh.length === 0) return { ok: true, appliedSeq: state.appliedSeq };
+      if (fresh[0]!.seq !== state.appliedSeq + 1) return { ok: false, reason: 'gap', appliedSeq: state.appliedSeq };
+      fresh.forEach((e, i) => {
+        assert.equal(e.seq, state.appliedSeq + 1 + i, 'replicated batch is not contiguous');
+        this.applyInTransaction(e.type === 'set' ? { ...e, type: 'set', value: e.value! } : { ...e, type: 'delete' });
+      });
+      const appliedSeq = state.appliedSeq + fresh.length;
+      this.meta.putSync(appliedSeqKey, appliedSeq);
+      return { ok: true, appliedSeq };
+    });
+    await this.root.flushed;
+    return outcome;
+  }
+
+  /** Starts a full resync on a replica: drops all data and marks it incomplete until endResync(). */
+  async beginResync(resyncId: string): Promise<void> {
+    this.replicaComplete = false;
+    await this.root.transaction(() => {
+      this.data.clearSync();
+      this.meta.putSync(resyncIdKey, resyncId);
+      this.meta.removeSync(replicaDatasetKey);
+      this.meta.putSync(appliedSeqKey, 0);
+    });
+    await this.root.flushed;
+  }
+
+  /** Stores one snapshot chunk of a resync. Refused (false) when `resyncId` is not the resync under way. */
+  async applyResyncChunk(resyncId: string, pairs: readonly [Buffer, Buffer][]): Promise<boolean> {
+    const ok = await this.root.transaction(() => {
+      if (this.meta.get(resyncIdKey) !== resyncId) return false;
+      for (const [key, value] of pairs) this.data.putSync(key, value);
+      return true;
+    });
+    await this.root.flushed;
+    return ok;
+  }
+
+  /**
+   * Ends a resync: the replica now holds the primary's snapshot at `snapshotSeq` of dataset `datasetId`.
+   * Refused (false) when another resync took over or the key count does not match the snapshot's.
+   */
+  async endResync(resyncId: string, datasetId: string, snapshotSeq: number, keyCount: number): Promise<boolean> {
+    const ok = await this.root.transaction(() => {
+      if (this.meta.get(resyncIdKey) !== resyncId || this.data.getCount() !== keyCount) return false;
+      this.meta.removeSync(resyncIdKey);
+      this.meta.putSync(replicaDatasetKey, datasetId);
+      this.meta.putSync(appliedSeqKey, snapshotSeq);
+      return true;
+    });
+    await this.root.flushed;
+    if (ok) this.replicaComplete = true;
+    return ok;
+  }
+
+  /** A consistent snapshot of the data with the log sequence it reflects. Call done() when finished. */
+  snapshot(): Snapshot {
+    assert.ok(this.log, 'only a primary takes snapshots');
+    const transaction: Transaction = this.root.useReadTransaction();
+    const seq = this.log.lastSeq(transaction);
+    const keyCount = this.data.getCount({ transaction });
+    return {
+      seq,
+      keyCount,
+      chunk: (afterKey, entriesMax, bytesMax) => {
+        const pairs: [Buffer, Buffer][] = [];
+        let bytes = 0;
+        for (const { key, value } of this.data.getRange({ transaction, start: afterKey, limit: entriesMax + 1 })) {
+          if (afterKey && pairs.length === 0 && key.equals(afterKey)) continue;
+          const size = entryBytes({ key, value });
+          if (pairs.length >= entriesMax || (pairs.length > 0 && bytes + size > bytesMax)) break;
+          pairs.push([Buffer.from(key), Buffer.from(value)]);
+          bytes += size;
+        }
+        return { pairs, lastKey: pairs.at(-1)?.[0] };
+      },
+      done: () => transaction.done(),
+    };
+  }
+
+  /**
+   * Digests of the keys and values in `buckets` equal ranges of slots from `fromSlot` to `toSlot`, read
+   * in one consistent snapshot. Equal digests mean equal data; a differing range can be narrowed further.
+   */
+  digest(fromSlot: number, toSlot: number, buckets: number): SlotRangeDigest[] {
+    assert.ok(fromSlot >= 0 && toSlot < slotCount && fromSlot <= toSlot && buckets >= 1);
+    const transaction = this.root.useReadTransaction();
+    try {
+      const span = toSlot - fromSlot + 1;
+      const count = Math.min(buckets, span);
+      const out: SlotRangeDigest[] = [];
+      for (let b = 0; b < count; b++) {
+        const from = fromSlot + Math.floor((b * span) / count);
+        const to = fromSlot + Math.floor(((b + 1) * span) / count) - 1;
+        const hash = createHash('sha256');
+        let keys = 0;
+        const end = to + 1 < slotCount ? slotBound(to + 1) : undefined;
+        for (const { key, value } of this.data.getRange({ transaction, start: slotBound(from), end })) {
+          const lengths = Buffer.allocUnsafe(8);
+          lengths.writeUInt32BE(key.length, 0);
+          lengths.writeUInt32BE(value.length, 4);
+          hash.update(lengths).update(key).update(value);
+          keys++;
+        }
+        out.push({ from, to, keys, digest: hash.digest('hex') });
+      }
+      return out;
+    } finally {
+      transaction.done();
+    }
   }
 
   /** Number of keys held. */

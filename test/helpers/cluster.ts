@@ -39,10 +39,14 @@ export async function layout(shardCount: number): Promise<ShardLayout[]> {
   return shards;
 }
 
-export function configToml(shards: readonly ShardLayout[]): string {
-  return shards
-    .map((s, idx) => `[[shards]]\nname = "${s.name}"\nidx = ${idx}\naddress = "${s.address}"\nreplica = "${s.replica}"\n`)
-    .join('\n');
+/** The cluster secret the test configs carry. */
+export const testToken = 'test-cluster-token-0123456789';
+
+export function configToml(shards: readonly ShardLayout[], extra = ''): string {
+  return (
+    `token = "${testToken}"\n${extra}\n` +
+    shards.map((s, idx) => `[[shards]]\nname = "${s.name}"\nidx = ${idx}\naddress = "${s.address}"\nreplica = "${s.replica}"\n`).join('\n')
+  );
 }
 
 interface RunningNode {
@@ -65,11 +69,11 @@ export class Cluster {
    * Writes a config for `shardCount` shards, optionally adjusted by `edit`. Nodes are started with
    * start() or startAll().
    */
-  static async create(shardCount: number, edit = (shards: ShardLayout[]) => shards): Promise<Cluster> {
+  static async create(shardCount: number, edit = (shards: ShardLayout[]) => shards, extraToml = ''): Promise<Cluster> {
     const dir = mkdtempSync(join(tmpdir(), 'kvshard-test-'));
     const shards = edit(await layout(shardCount));
     const configPath = join(dir, 'sharding.toml');
-    writeFileSync(configPath, configToml(shards));
+    writeFileSync(configPath, configToml(shards, extraToml));
     return new Cluster(dir, join(dir, 'data'), configPath, shards);
   }
 

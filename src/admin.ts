@@ -1,0 +1,99 @@
+// Operator tools that talk to running nodes: a cluster status table and replica verification by
+// comparing slot-range digests. Used by `kvshard status` and `kvshard verify`.
+
+import http from 'node:http';
+import axios, { type AxiosInstance } from 'axios';
+import type { Config } from './config.js';
+import { slotCount } from './limits.js';
+import { digestPath, tokenHeader } from './replication-protocol.js';
+import type { SlotRangeDigest } from './store.js';
+
+/** Admin calls are one-off reads: a short timeout, a bounded reply (a per-slot digest of 256 slots fits). */
+const adminTimeoutMs = 10_000;
+const adminReplyBytesMax = 4 * 1024 * 1024;
+/** First pass: this many slot ranges; a differing range is then narrowed to single slots. */
+const digestBuckets = 64;
+
+function adminClient(token?: string): { client: AxiosInstance; close: () => void } {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+  const client = axios.create({
+    httpAgent: agent,
+    timeout: adminTimeoutMs,
+    maxContentLength: adminReplyBytesMax,
+    maxBodyLength: 0,
+    maxRedirects: 0,
+    proxy: false,
+    responseType: 'json',
+    headers: token ? { [tokenHeader]: token } : {},
+  });
+  return { client, close: () => agent.destroy() };
+}
+
+async function digests(client: AxiosInstance, address: string, from: number, to: number, buckets: number): Promise<SlotRangeDigest[]> {
+  const res = await client.get<{ ranges: SlotRangeDigest[] }>(`http://${address}${digestPath}`, { params: { from, to, buckets } });
+  return res.data.ranges;
+}
+
+export type Comparison =
+  | { readonly equal: true; readonly keys: number }
+  | { readonly equal: false; readonly slot: number; readonly primaryKeys: number; readonly replicaKeys: number };
+
+/** Compares a replica's data with its primary's; on a difference names the first differing slot. */
+export async function compareReplica(primary: string, replica: string, token: string): Promise<Comparison> {
+  const { client, close } = adminClient(token);
+  try {
+    const [p, r] = await Promise.all([digests(client, primary, 0, slotCount - 1, digestBuckets), digests(client, replica, 0, slotCount - 1, digestBuckets)]);
+    const differing = p.findIndex((range, i) => range.digest !== r[i]!.digest);
+    if (differing === -1) return { equal: true, keys: p.reduce((n, range) => n + range.keys, 0) };
+    const { from, to } = p[differing]!;
+    const [ps, rs] = await Promise.all([digests(client, primary, from, to, to - from + 1), digests(client, replica, from, to, to - from + 1)]);
+    const i = ps.findIndex((slot, j) => slot.digest !== rs[j]!.digest);
+    return { equal: false, slot: ps[i]!.from, primaryKeys: ps[i]!.keys, replicaKeys: rs[i]!.keys };
+  } finally {
+    close();
+  }
+}
+
+/** `kvshard verify`: one line per shard; resolves with whether every replica equals its primary. */
+export async function verifyCluster(config: Config, token: string, out: (line: string) => void): Promise<boolean> {
+  let allEqual = true;
+  for (const shard of config.shards) {
+    try {
+      const result = await compareReplica(shard.address, shard.replica, token);
+      if (result.equal) out(`${shard.name}: equal (${result.keys} keys)`);
+      else {
+        allEqual = false;
+        out(`${shard.name}: DIFFERENT: first differing slot ${result.slot} (primary has ${result.primaryKeys} keys there, replica ${result.replicaKeys})`);
+      }
+    } catch (err) {
+      allEqual = false;
+      out(`${shard.name}: cannot compare: ${axios.isAxiosError(err) ? (err.code ?? err.message) : (err as Error).message}`);
+    }
+  }
+  return allEqual;
+}
+
+/** `kvshard status`: a table of every node's replication state. */
+export async function statusTable(config: Config): Promise<string> {
+  const { client, close } = adminClient();
+  const rows = [['SHARD', 'ROLE', 'ADDRESS', 'STATE', 'KEYS', 'SEQ', 'LAG', 'LAG_S', 'REPLICATION']];
+  try {
+    const nodes = config.shards.flatMap((s) => [[s.name, 'primary', s.address], [s.name, 'replica', s.replica]] as const);
+    const replies = await Promise.all(
+      nodes.map(([, , address]) => client.get<Record<string, any>>(`http://${address}/status`).then((r) => r.data, () => undefined)),
+    );
+    nodes.forEach(([name, role, address], i) => {
+      const s = replies[i];
+      if (!s) return rows.push([name, role, address, 'down', '-', '-', '-', '-', '-']);
+      const lag = role === 'primary' ? s['replication']?.lag_entries : s['lag_entries'];
+      const lagS = role === 'primary' ? s['replication']?.lag_seconds : s['lag_seconds'];
+      const state = role === 'primary' ? `replica ${s['replication']?.state}` : s['resyncing'] ? 'resyncing' : s['in_sync'] ? 'in sync' : 'waiting for primary';
+      const seq = role === 'primary' ? s['last_seq'] : s['applied_seq'];
+      rows.push([name, role, address, 'up', String(s['keys']), String(seq), String(lag ?? '?'), lagS == null ? '?' : Number(lagS).toFixed(1), state]);
+    });
+  } finally {
+    close();
+  }
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  return rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd()).join('\n');
+}

@@ -1,0 +1,327 @@
+// The primary's side of replication: a background task that pushes the replication log to the replica.
+//
+// The client's write is acknowledged after the primary's own durable commit; this task never holds it
+// up (except for ack=replica, which waits here with a bound). While the replica is down or slow the
+// task retries with capped exponential backoff; what waits meanwhile is the log on disk, bounded by
+// retention bytes, not work in memory. A replica that is behind the retained log, lost its data or
+// followed another dataset gets a full resync: a consistent snapshot in bounded chunks, then the log.
+
+import { randomUUID } from 'node:crypto';
+import http from 'node:http';
+import axios, { type AxiosInstance } from 'axios';
+import { ShardUnavailableError, KvError } from './errors.js';
+import {
+  logTrimEntriesMax,
+  replicaAckWaitersMax,
+  replicationBackoffFirstMs,
+  replicationBackoffMaxMs,
+  replicationBatchBytesMax,
+  replicationBatchEntriesMax,
+  replicationHeartbeatMs,
+  replicationRequestTimeoutMs,
+  internalBodyBytesMax,
+  resyncChunkBytesMax,
+  resyncChunkEntriesMax,
+} from './limits.js';
+import type { ReplicationLog } from './replication-log.js';
+import { encodeMessage, replicatePath, resyncPath, tokenHeader, type ReplicaReply, type ReplicateMessage, type ResyncMessage } from './replication-protocol.js';
+import type { Store } from './store.js';
+
+export type SenderState = 'connecting' | 'streaming' | 'resyncing' | 'unreachable' | 'stopped';
+
+export interface SenderOptions {
+  readonly store: Store;
+  readonly log: ReplicationLog;
+  readonly replicaAddress: string;
+  readonly token: string;
+  readonly logRetentionBytes: number;
+  readonly logger: (message: string) => void;
+}
+
+/** A replica that refused a request in a way that needs the primary to change course. */
+class ReplicaRefusal extends Error {
+  constructor(readonly reply: ReplicaReply) {
+    super(`replica refused: ${reply.error} at ${reply.appliedSeq}`);
+  }
+}
+
+/** Replica acknowledgement waits that did not complete. */
+export class ReplicaTimeoutError extends KvError {
+  constructor(seq: number, timeoutMs: number) {
+    super(
+      'replica_timeout',
+      504,
+      `the write (seq ${seq}) is committed and durable on the primary, but the replica did not apply it within ${timeoutMs} ms; it will be replicated when the replica catches up`,
+      { seq, committed_on_primary: true },
+    );
+  }
+}
+
+/** Wakes a waiting loop early; many notifies before a wait collapse into one. */
+class Wakeup {
+  private pending = false;
+  private resolve: (() => void) | undefined;
+
+  notify(): void {
+    if (this.resolve) {
+      this.resolve();
+      this.resolve = undefined;
+    } else {
+      this.pending = true;
+    }
+  }
+
+  wait(timeoutMs: number): Promise<void> {
+    if (this.pending) {
+      this.pending = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.resolve = undefined;
+        resolve();
+      }, timeoutMs);
+      this.resolve = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+}
+
+interface AckWaiter {
+  readonly seq: number;
+  readonly resolve: (applied: boolean) => void;
+  readonly timer: NodeJS.Timeout;
+}
+
+export class ReplicationSender {
+  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 2, maxFreeSockets: 2, timeout: replicationRequestTimeoutMs });
+  private readonly client: AxiosInstance;
+  private readonly wakeup = new Wakeup();
+  private readonly abort = new AbortController();
+  private readonly waiters = new Set<AckWaiter>();
+  private state: SenderState = 'connecting';
+  /** The replica's applied sequence as last reported by it; undefined until it first answers. */
+  private ackedSeq: number | undefined;
+  private lastContactAt = 0;
+  private resyncs = 0;
+  private stopping = false;
+  private loop: Promise<void> | undefined;
+
+  constructor(private readonly options: SenderOptions) {
+    this.client = axios.create({
+      baseURL: `http://${options.replicaAddress}`,
+      httpAgent: this.agent,
+      timeout: replicationRequestTimeoutMs,
+      maxBodyLength: internalBodyBytesMax,
+      maxContentLength: 64 * 1024,
+      maxRedirects: 0,
+      proxy: false,
+      responseType: 'json',
+      headers: { [tokenHeader]: options.token, 'content-type': 'application/msgpack' },
+      validateStatus: () => true,
+      signal: this.abort.signal,
+    });
+  }
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  /** Called after each commit: there is something new to send. */
+  notify(): void {
+    this.wakeup.notify();
+  }
+
+  /**
+   * Resolves once the replica has applied `seq`, or throws ReplicaTimeoutError after `timeoutMs`.
+   * The number of waiting requests is bounded; past it the request is refused with 503.
+   */
+  async waitForReplica(seq: number, timeoutMs: number): Promise<void> {
+    if (this.ackedSeq !== undefined && this.ackedSeq >= seq) return;
+    if (this.waiters.size >= replicaAckWaitersMax) {
+      throw new ShardUnavailableError('replica', this.options.replicaAddress, `${replicaAckWaitersMax} requests already wait for the replica`);
+    }
+    const applied = await new Promise<boolean>((resolve) => {
+      const waiter: AckWaiter = {
+        seq,
+        resolve,
+        timer: setTimeout(() => {
+          this.waiters.delete(waiter);
+          resolve(false);
+        }, timeoutMs),
+      };
+      this.waiters.add(waiter);
+    });
+    if (!applied) throw new ReplicaTimeoutError(seq, timeoutMs);
+  }
+
+  status(): Record<string, unknown> {
+    const lastSeq = this.options.log.lastSeq();
+    const acked = this.ackedSeq;
+    const lagEntries = acked === undefined ? null : Math.max(0, lastSeq - acked);
+    let lagSeconds: number | null = null;
+    if (acked !== undefined) {
+      const oldest = lagEntries ? this.options.log.timestampOf(acked + 1) : undefined;
+      lagSeconds = lagEntries === 0 ? 0 : oldest === undefined ? null : Math.max(0, (Date.now() - oldest) / 1000);
+    }
+    return {
+      replica: this.options.replicaAddress,
+      state: this.state,
+      reachable: this.state === 'streaming' || this.state === 'resyncing',
+      applied_seq: acked ?? null,
+      lag_entries: lagEntries,
+      lag_seconds: lagSeconds,
+      last_contact_ms_ago: this.lastContactAt ? Date.now() - this.lastContactAt : null,
+      resyncs: this.resyncs,
+      waiting_acks: this.waiters.size,
+    };
+  }
+
+  /**
+   * Stops the task. First gives the replica until `deadlineMs` to catch up with everything committed,
+   * so a clean shutdown leaves nothing unreplicated when the replica is up.
+   */
+  async close(deadlineMs: number): Promise<void> {
+    const deadline = Date.now() + deadlineMs;
+    while (this.state === 'streaming' && this.ackedSeq !== undefined && this.ackedSeq < this.options.log.lastSeq() && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    this.stopping = true;
+    this.abort.abort();
+    this.wakeup.notify();
+    await this.loop;
+    this.state = 'stopped';
+    for (const waiter of this.waiters) {
+      clearTimeout(waiter.timer);
+      waiter.resolve(false);
+    }
+    this.waiters.clear();
+    this.agent.destroy();
+  }
+
+  private async run(): Promise<void> {
+    let backoffMs = replicationBackoffFirstMs;
+    while (!this.stopping) {
+      try {
+        const sentAll = await this.step();
+        backoffMs = replicationBackoffFirstMs;
+        await this.trimLog();
+        if (sentAll) await this.wakeup.wait(replicationHeartbeatMs);
+      } catch (err) {
+        if (this.stopping) break;
+        if (this.state !== 'unreachable' && !(err instanceof ReplicaRefusal)) {
+          this.options.logger(`replication to ${this.options.replicaAddress} failing, retrying with backoff: ${describe(err)}`);
+          this.state = 'unreachable';
+        }
+        await this.trimLog().catch(() => undefined);
+        await this.wakeupAfter(backoffMs);
+        backoffMs = Math.min(backoffMs * 2, replicationBackoffMaxMs);
+      }
+    }
+  }
+
+  private async wakeupAfter(ms: number): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.abort.signal.addEventListener('abort', () => {
+        clearTimeout(timer);
+        resolve();
+      }, { once: true });
+    });
+  }
+
+  /** One round: resync if needed, else send the next batch (or a heartbeat). True when caught up. */
+  private async step(): Promise<boolean> {
+    const { log } = this.options;
+    if (this.ackedSeq !== undefined && (this.ackedSeq + 1 < log.firstSeq() || this.ackedSeq > log.lastSeq())) {
+      await this.resync();
+      return false;
+    }
+    // Until the replica first answers, send a heartbeat from the log's end to learn its position.
+    const from = this.ackedSeq === undefined ? log.lastSeq() + 1 : this.ackedSeq + 1;
+    const entries = log.read(from, replicationBatchEntriesMax, replicationBatchBytesMax);
+    const message: ReplicateMessage = { datasetId: this.options.store.datasetId(), primarySeq: log.lastSeq(), sentAt: Date.now(), entries };
+    const reply = await this.post(replicatePath, message);
+    if (reply.error === 'resync_needed') {
+      await this.resync();
+      return false;
+    }
+    this.acknowledge(reply.appliedSeq);
+    if (this.state !== 'streaming') this.options.logger(`replicating to ${this.options.replicaAddress} from seq ${reply.appliedSeq + 1}`);
+    this.state = 'streaming';
+    // A gap only moves our position back to the replica's; the next round resends from there.
+    return reply.error === undefined && reply.appliedSeq >= log.lastSeq();
+  }
+
+  private async resync(): Promise<void> {
+    const { store, logger } = this.options;
+    this.state = 'resyncing';
+    const resyncId = randomUUID();
+    const snapshot = store.snapshot();
+    logger(`full resync of ${this.options.replicaAddress} started: ${snapshot.keyCount} keys at seq ${snapshot.seq}`);
+    try {
+      await this.post(resyncPath, { phase: 'begin', resyncId });
+      let after: Buffer | undefined;
+      for (;;) {
+        const chunk = snapshot.chunk(after, resyncChunkEntriesMax, resyncChunkBytesMax);
+        if (chunk.pairs.length === 0) break;
+        await this.post(resyncPath, { phase: 'chunk', resyncId, pairs: chunk.pairs });
+        after = chunk.lastKey;
+        if (this.stopping) throw new Error('stopping');
+      }
+      const end: ResyncMessage = { phase: 'end', resyncId, datasetId: store.datasetId(), snapshotSeq: snapshot.seq, keyCount: snapshot.keyCount };
+      const reply = await this.post(resyncPath, end);
+      this.acknowledge(reply.appliedSeq);
+      this.resyncs++;
+      logger(`full resync of ${this.options.replicaAddress} done at seq ${snapshot.seq}`);
+    } finally {
+      snapshot.done();
+    }
+  }
+
+  private async post(path: string, message: ReplicateMessage | ResyncMessage): Promise<ReplicaReply> {
+    const response = await this.client.post<ReplicaReply>(path, encodeMessage(message));
+    this.lastContactAt = Date.now();
+    if (response.status === 200) return response.data;
+    if (response.status === 409 && typeof response.data?.appliedSeq === 'number') {
+      if (response.data.error === 'gap' || response.data.error === 'resync_needed') return response.data;
+      this.ackedSeq = undefined;
+      throw new ReplicaRefusal(response.data);
+    }
+    throw new Error(`replica answered ${response.status} to ${path}: ${JSON.stringify(response.data)}`);
+  }
+
+  private acknowledge(appliedSeq: number): void {
+    this.ackedSeq = appliedSeq;
+    for (const waiter of this.waiters) {
+      if (waiter.seq <= appliedSeq) {
+        clearTimeout(waiter.timer);
+        this.waiters.delete(waiter);
+        waiter.resolve(true);
+      }
+    }
+  }
+
+  /**
+   * Drops entries the replica has applied, then, while the log is over its retention bytes, the oldest
+   * entries even if unapplied: a replica that far behind gets a full resync instead.
+   */
+  private async trimLog(): Promise<void> {
+    const { log } = this.options;
+    if (this.ackedSeq !== undefined && this.state === 'streaming' && this.ackedSeq >= log.firstSeq()) {
+      await log.trim(this.ackedSeq, logTrimEntriesMax);
+    }
+    while (log.bytes() > this.options.logRetentionBytes && log.firstSeq() <= log.lastSeq()) {
+      // A tenth of the retained entries at a time: close to the bound without one trim per entry.
+      const retained = log.lastSeq() - log.firstSeq() + 1;
+      await log.trim(log.lastSeq(), Math.min(logTrimEntriesMax, Math.ceil(retained / 10)));
+    }
+  }
+}
+
+function describe(err: unknown): string {
+  if (axios.isAxiosError(err)) return err.code ?? err.message;
+  return (err as Error)?.message ?? String(err);
+}
