@@ -108,6 +108,7 @@ export class ReplicationSender {
   private resyncs = 0;
   private stopping = false;
   private loop: Promise<void> | undefined;
+  private retentionTrim: Promise<void> | undefined;
 
   constructor(private readonly options: SenderOptions) {
     this.client = axios.create({
@@ -129,9 +130,15 @@ export class ReplicationSender {
     this.loop ??= this.run();
   }
 
-  /** Called after each commit: there is something new to send. */
+  /** Called after each commit: there is something new to send, and the log may be over retention. */
   notify(): void {
     this.wakeup.notify();
+    if (!this.retentionTrim && this.options.log.bytes() > this.options.logRetentionBytes) {
+      // Enforced here as well as in the send loop, which may be sleeping in backoff while the replica is down.
+      this.retentionTrim = this.enforceRetention()
+        .catch((err) => this.options.logger(`trimming the replication log failed: ${describe(err)}`))
+        .finally(() => (this.retentionTrim = undefined));
+    }
   }
 
   /**
@@ -192,6 +199,7 @@ export class ReplicationSender {
     this.abort.abort();
     this.wakeup.notify();
     await this.loop;
+    await this.retentionTrim;
     this.state = 'stopped';
     for (const waiter of this.waiters) {
       clearTimeout(waiter.timer);
@@ -313,6 +321,11 @@ export class ReplicationSender {
     if (this.ackedSeq !== undefined && this.state === 'streaming' && this.ackedSeq >= log.firstSeq()) {
       await log.trim(this.ackedSeq, logTrimEntriesMax);
     }
+    await this.enforceRetention();
+  }
+
+  private async enforceRetention(): Promise<void> {
+    const { log } = this.options;
     while (log.bytes() > this.options.logRetentionBytes && log.firstSeq() <= log.lastSeq()) {
       // A tenth of the retained entries at a time: close to the bound without one trim per entry.
       const retained = log.lastSeq() - log.firstSeq() + 1;

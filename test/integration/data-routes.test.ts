@@ -1,7 +1,9 @@
-// A three-shard cluster serves set, get and delete for keys of every shard, whichever primary the client
-// talks to: non-owners forward to the owner and relay its answer unchanged. Replicas refuse every write.
+// A three-shard cluster serves set, get and delete for keys of every shard, whichever node the client
+// talks to: non-owners forward to the owner and relay its answer unchanged. Replicas serve reads and
+// refuse every write.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster, dataPath, keyOwnedBy, ownerOf, request } from '../helpers/cluster.js';
+import { waitConverged } from '../helpers/replication.js';
 
 let cluster: Cluster;
 beforeAll(async () => {
@@ -61,11 +63,21 @@ describe('data routes', () => {
     }
   });
 
-  it('routes a replica read for another shard to that shard, keeping the owner headers', async () => {
-    const key = keyOwnedBy('shard3', 3, 'replica-read-');
-    const got = await request(cluster.url('shard1', 'replica', dataPath('get', key)));
-    expect(got.headers.get('x-kv-shard')).toBe('shard3');
-    expect(got.headers.get('x-kv-role')).toBe('replica');
+  it('serves the keys of every shard through every replica, forwarding between replicas', async () => {
+    const keys = ['shard1', 'shard2', 'shard3'].map((owner) => [owner, keyOwnedBy(owner, 3, `replica-read-${owner}-`)] as const);
+    for (const [owner, key] of keys) {
+      expect((await request(cluster.url(owner, 'primary', dataPath('set', key, `at ${owner}`)))).status).toBe(200);
+    }
+    for (const shard of ['shard1', 'shard2', 'shard3']) await waitConverged(cluster, shard);
+    for (const [owner, key] of keys) {
+      for (const reader of ['shard1', 'shard2', 'shard3']) {
+        const got = await request(cluster.url(reader, 'replica', dataPath('get', key)));
+        expect(got.status).toBe(200);
+        expect(got.text()).toBe(`at ${owner}`);
+        expect(got.headers.get('x-kv-shard')).toBe(owner);
+        expect(got.headers.get('x-kv-role')).toBe('replica');
+      }
+    }
   });
 
   it('rejects writes at every replica, for keys of any shard, naming the primary', async () => {
