@@ -1,0 +1,187 @@
+// A local cluster of real kvshard processes: writes a sharding.toml with free loopback ports into a
+// temporary directory, starts `kvshard serve` processes with their own LMDB data dirs, and stops them by
+// PID. The integration tests and the benchmark both run on it.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { basename, join, resolve } from 'node:path';
+
+/** dist/cli.js, whether this module runs compiled (dist/) or as TypeScript source (src/, under vitest). */
+export const cliPath = basename(import.meta.dirname) === 'src' ? resolve(import.meta.dirname, '../dist/cli.js') : resolve(import.meta.dirname, 'cli.js');
+
+export type RoleName = 'primary' | 'replica';
+
+export interface ShardLayout {
+  readonly name: string;
+  readonly address: string;
+  readonly replica: string;
+}
+
+/** A free TCP port on 127.0.0.1 (the kernel picks it; it is released before the node binds it). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolvePort(port));
+    });
+  });
+}
+
+export async function layout(shardCount: number): Promise<ShardLayout[]> {
+  const shards: ShardLayout[] = [];
+  for (let i = 0; i < shardCount; i++) {
+    shards.push({ name: `shard${i + 1}`, address: `127.0.0.1:${await freePort()}`, replica: `127.0.0.1:${await freePort()}` });
+  }
+  return shards;
+}
+
+/** The cluster secret a local cluster's config carries unless told otherwise. */
+export const localToken = 'local-cluster-token-0123456789';
+
+export function configToml(shards: readonly ShardLayout[], extra = '', token = localToken): string {
+  return (
+    `token = "${token}"\n${extra}\n` +
+    shards.map((s, idx) => `[[shards]]\nname = "${s.name}"\nidx = ${idx}\naddress = "${s.address}"\nreplica = "${s.replica}"\n`).join('\n')
+  );
+}
+
+interface RunningNode {
+  readonly proc: ChildProcess;
+  readonly exited: Promise<number | null>;
+  output: string;
+}
+
+export class LocalCluster {
+  private readonly running = new Map<string, RunningNode>();
+
+  private constructor(
+    readonly dir: string,
+    readonly dataDir: string,
+    readonly configPath: string,
+    readonly shards: ShardLayout[],
+  ) {}
+
+  /**
+   * Writes a config for `shardCount` shards, optionally adjusted by `edit`. Nodes are started with
+   * start() or startAll().
+   */
+  static async create(shardCount: number, edit = (shards: ShardLayout[]) => shards, extraToml = ''): Promise<LocalCluster> {
+    const dir = mkdtempSync(join(tmpdir(), 'kvshard-'));
+    const shards = edit(await layout(shardCount));
+    const configPath = join(dir, 'sharding.toml');
+    writeFileSync(configPath, configToml(shards, extraToml));
+    return new LocalCluster(dir, join(dir, 'data'), configPath, shards);
+  }
+
+  /** Creates a cluster and starts every primary and replica. */
+  static async started(shardCount: number): Promise<LocalCluster> {
+    const cluster = await LocalCluster.create(shardCount);
+    await cluster.startAll();
+    return cluster;
+  }
+
+  address(shard: string, role: RoleName = 'primary'): string {
+    const s = this.shards.find((x) => x.name === shard);
+    if (!s) throw new Error(`no shard ${shard}`);
+    return role === 'primary' ? s.address : s.replica;
+  }
+
+  url(shard: string, role: RoleName, path: string): string {
+    return `http://${this.address(shard, role)}${path}`;
+  }
+
+  /** Every node as [shard, role]. */
+  nodes(): [string, RoleName][] {
+    return this.shards.flatMap((s) => [[s.name, 'primary'], [s.name, 'replica']] as [string, RoleName][]);
+  }
+
+  async startAll(): Promise<void> {
+    await Promise.all(this.nodes().map(([shard, role]) => this.start(shard, role)));
+  }
+
+  /** Starts one node with the given config file (default: the cluster's) and waits for /health. */
+  async start(shard: string, role: RoleName, configPath = this.configPath): Promise<void> {
+    const id = `${shard}-${role}`;
+    if (this.running.has(id)) throw new Error(`${id} is already running`);
+    const args = [cliPath, 'serve', '--config', configPath, '--shard', shard, '--data-dir', this.dataDir];
+    if (role === 'replica') args.push('--replica');
+    const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const node: RunningNode = {
+      proc,
+      output: '',
+      exited: new Promise((resolveExit) => proc.once('exit', (code) => resolveExit(code))),
+    };
+    const append = (chunk: Buffer) => {
+      node.output = (node.output + chunk.toString()).slice(-20_000);
+    };
+    proc.stdout!.on('data', append);
+    proc.stderr!.on('data', append);
+    this.running.set(id, node);
+    await this.waitHealthy(shard, role, node);
+  }
+
+  private async waitHealthy(shard: string, role: RoleName, node: RunningNode): Promise<void> {
+    const deadline = Date.now() + 20_000;
+    let exited = false;
+    void node.exited.then(() => (exited = true));
+    while (Date.now() < deadline && !exited) {
+      try {
+        const res = await fetch(this.url(shard, role, '/health'), { signal: AbortSignal.timeout(1_000) });
+        if (res.status === 200) return;
+      } catch {
+        // not listening yet
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`${shard} ${role} did not become healthy:\n${node.output}`);
+  }
+
+  /** SIGTERM and wait for a clean exit. */
+  async stop(shard: string, role: RoleName): Promise<number | null> {
+    return this.signal(shard, role, 'SIGTERM');
+  }
+
+  /** SIGKILL: the process gets no chance to flush or close anything. */
+  async kill(shard: string, role: RoleName): Promise<void> {
+    await this.signal(shard, role, 'SIGKILL');
+  }
+
+  private async signal(shard: string, role: RoleName, signal: NodeJS.Signals): Promise<number | null> {
+    const id = `${shard}-${role}`;
+    const node = this.running.get(id);
+    if (!node) throw new Error(`${id} is not running`);
+    process.kill(node.proc.pid!, signal);
+    const code = await node.exited;
+    this.running.delete(id);
+    return code;
+  }
+
+  /** The PID of a running node. */
+  pid(shard: string, role: RoleName): number {
+    const node = this.running.get(`${shard}-${role}`);
+    if (!node) throw new Error(`${shard}-${role} is not running`);
+    return node.proc.pid!;
+  }
+
+  output(shard: string, role: RoleName): string {
+    return this.running.get(`${shard}-${role}`)?.output ?? '';
+  }
+
+  /** Kills every node still running (by PID) and removes the temporary directory. */
+  async destroy(): Promise<void> {
+    await Promise.all(
+      [...this.running.values()].map(async (node) => {
+        process.kill(node.proc.pid!, 'SIGKILL');
+        await node.exited;
+      }),
+    );
+    this.running.clear();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
