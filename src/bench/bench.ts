@@ -1,0 +1,298 @@
+// npm run bench: starts a real cluster from a temporary config and data dir, loads it, measures each
+// scenario against a bare node:http reference in alternating pairs, and prints one table of req/s,
+// latency, errors and ratios against the targets. Stops everything it started.
+//
+//   npm run bench [-- --quick] [-- --json FILE] [-- --tool wrk|autocannon]
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { parseArgs } from 'node:util';
+import { freePort, LocalCluster } from '../local-cluster.js';
+import { jumpHash, keySlot } from '../slots.js';
+import { detectTool, runLoad, type LoadResult, type RequestMix, type Tool } from './load-generator.js';
+
+const shardCount = 3;
+const connections = 64;
+const value100 = 'v'.repeat(100);
+
+interface Settings {
+  readonly durationS: number;
+  readonly warmupS: number;
+  readonly pairs: number;
+  readonly bulkKeys: number;
+  readonly tool: Tool;
+}
+
+interface Scenario {
+  readonly name: string;
+  readonly shard: string;
+  readonly role: 'primary' | 'replica';
+  readonly mix: RequestMix;
+  /** Shards whose replication lag is sampled during the run (write scenarios). */
+  readonly lagShards: readonly string[];
+}
+
+interface Measured {
+  readonly scenario: string;
+  readonly runs: LoadResult[];
+  readonly refs: LoadResult[];
+  /** Median over pairs of kvshard req/s divided by the reference's in the same pair. */
+  readonly ratio: number;
+  readonly lag?: { p99Ms: number; zeroAfterMs: number };
+}
+
+function ownerIdx(key: string): number {
+  return jumpHash(keySlot(Buffer.from(key)), shardCount);
+}
+
+/** Keys owned by shard `idx`: `count` of them, named prefix + n. */
+function ownedKeys(idx: number, count: number, prefix: string): string[] {
+  const keys: string[] = [];
+  for (let n = 0; keys.length < count; n++) if (ownerIdx(`${prefix}${n}`) === idx) keys.push(`${prefix}${n}`);
+  return keys;
+}
+
+/** Hash tags (percent-encoded `{tag}`) whose keys all live on shard `idx`. */
+function ownedTags(idx: number, count: number): string[] {
+  return ownedKeys(idx, count, 't').map((tag) => `%7B${tag}%7D`);
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
+const percentile = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))] ?? NaN;
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
+
+function httpGet(url: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent, timeout: 10_000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`timeout: ${url}`)));
+    req.on('error', reject);
+  });
+}
+
+async function replicationLag(cluster: LocalCluster, shard: string): Promise<{ seconds: number; entries: number }> {
+  const status = JSON.parse((await httpGet(`http://${cluster.address(shard, 'primary')}/status`)).body);
+  return { seconds: status.replication.lag_seconds ?? Infinity, entries: status.replication.lag_entries ?? Infinity };
+}
+
+/** Samples replication lag every 100 ms while `load` runs, then times how long until lag is zero. */
+async function withLagSampling(cluster: LocalCluster, shards: readonly string[], load: Promise<LoadResult>): Promise<{ result: LoadResult; p99Ms: number; zeroAfterMs: number }> {
+  const samples: number[] = [];
+  let done = false;
+  const sampler = (async () => {
+    while (!done) {
+      const lags = await Promise.all(shards.map((s) => replicationLag(cluster, s)));
+      samples.push(Math.max(...lags.map((l) => l.seconds)) * 1000);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
+  const result = await load;
+  done = true;
+  await sampler;
+  const stopped = Date.now();
+  let zeroAfterMs = NaN;
+  while (Date.now() - stopped < 30_000) {
+    const lags = await Promise.all(shards.map((s) => replicationLag(cluster, s)));
+    if (lags.every((l) => l.entries === 0)) {
+      zeroAfterMs = Date.now() - stopped;
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return { result, p99Ms: percentile(samples, 99), zeroAfterMs };
+}
+
+async function startReference(): Promise<{ url: string; proc: ChildProcess }> {
+  const port = await freePort();
+  const proc = spawn(process.execPath, [new URL('./reference-server.js', import.meta.url).pathname, String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    proc.stdout!.once('data', () => resolve());
+    proc.once('exit', (code) => reject(new Error(`reference server exited with ${code}`)));
+  });
+  return { url: `http://127.0.0.1:${port}`, proc };
+}
+
+/** Writes `count` keys with 100-byte values through their owners' primaries, 64 at a time. */
+async function bulkLoad(cluster: LocalCluster, count: number, prefix: string): Promise<number> {
+  const started = Date.now();
+  let next = 0;
+  let failures = 0;
+  await Promise.all(
+    Array.from({ length: connections }, async () => {
+      while (next < count) {
+        const key = `${prefix}${next++}`;
+        const shard = `shard${ownerIdx(key) + 1}`;
+        const res = await httpGet(`http://${cluster.address(shard, 'primary')}/set?key=${key}&value=${value100}`).catch(() => ({ status: 0 }));
+        if (res.status !== 200) failures++;
+      }
+    }),
+  );
+  if (failures > 0) throw new Error(`bulk load: ${failures} of ${count} writes failed`);
+  return Date.now() - started;
+}
+
+function rssMb(pid: number): { rss: number; peak: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+  return { rss: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 };
+}
+
+function scenarios(): Scenario[] {
+  const getsOf = (idx: number) => ownedKeys(idx, 1000, 'g').map((k) => `/get?key=${k}`);
+  const tags0 = ownedTags(0, 64);
+  const none = { setEvery: 0, setPrefixes: [''], setValue: value100, setExtra: '' };
+  return [
+    { name: 'GET at the owner', shard: 'shard1', role: 'primary', mix: { gets: getsOf(0), ...none }, lagShards: [] },
+    { name: 'GET at a replica', shard: 'shard1', role: 'replica', mix: { gets: getsOf(0), ...none }, lagShards: [] },
+    { name: 'GET forwarded by a non-owner', shard: 'shard1', role: 'primary', mix: { gets: getsOf(1), ...none }, lagShards: [] },
+    { name: 'SET new keys at the owner', shard: 'shard1', role: 'primary', mix: { gets: [], setEvery: 1, setPrefixes: tags0, setValue: value100, setExtra: '' }, lagShards: ['shard1'] },
+    { name: 'SET random keys through one node', shard: 'shard1', role: 'primary', mix: { gets: [], setEvery: 1, setPrefixes: ['r'], setValue: value100, setExtra: '' }, lagShards: ['shard1', 'shard2', 'shard3'] },
+    { name: '90/10 GET/SET at the owner', shard: 'shard1', role: 'primary', mix: { gets: getsOf(0), setEvery: 10, setPrefixes: tags0, setValue: value100, setExtra: '' }, lagShards: ['shard1'] },
+    { name: 'SET ack=replica at the owner', shard: 'shard1', role: 'primary', mix: { gets: [], setEvery: 1, setPrefixes: tags0, setValue: value100, setExtra: '&ack=replica' }, lagShards: ['shard1'] },
+  ];
+}
+
+async function measure(settings: Settings, cluster: LocalCluster, refUrl: string, scenario: Scenario): Promise<Measured> {
+  const baseUrl = `http://${cluster.address(scenario.shard, scenario.role)}`;
+  const refMix: RequestMix = { gets: ['/'], setEvery: 0, setPrefixes: [''], setValue: '', setExtra: '' };
+  const load = (url: string, mix: RequestMix, durationS: number) => runLoad(settings.tool, { baseUrl: url, mix, durationS, connections });
+  await load(baseUrl, scenario.mix, settings.warmupS);
+  const runs: LoadResult[] = [];
+  const refs: LoadResult[] = [];
+  const lags: { p99Ms: number; zeroAfterMs: number }[] = [];
+  for (let pair = 0; pair < settings.pairs; pair++) {
+    refs.push(await load(refUrl, refMix, settings.durationS));
+    if (scenario.lagShards.length > 0) {
+      const { result, p99Ms, zeroAfterMs } = await withLagSampling(cluster, scenario.lagShards, load(baseUrl, scenario.mix, settings.durationS));
+      runs.push(result);
+      lags.push({ p99Ms, zeroAfterMs });
+    } else {
+      runs.push(await load(baseUrl, scenario.mix, settings.durationS));
+    }
+    process.stderr.write(`  ${scenario.name}: ${runs.at(-1)!.requestsPerSec.toFixed(0)} req/s (reference ${refs.at(-1)!.requestsPerSec.toFixed(0)})\n`);
+  }
+  const ratio = median(runs.map((r, i) => r.requestsPerSec / refs[i]!.requestsPerSec));
+  const lag = lags.length ? { p99Ms: Math.max(...lags.map((l) => l.p99Ms)), zeroAfterMs: Math.max(...lags.map((l) => l.zeroAfterMs)) } : undefined;
+  return { scenario: scenario.name, runs, refs, ratio, ...(lag ? { lag } : {}) };
+}
+
+function formatTable(rows: string[][]): string {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  return rows.map((r) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ')).join('\n');
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, json: { type: 'string' }, tool: { type: 'string' } } });
+  const tool = await detectTool(values.tool);
+  const settings: Settings = values.quick
+    ? { durationS: 3, warmupS: 1, pairs: 1, bulkKeys: 100_000, tool }
+    : { durationS: 10, warmupS: 2, pairs: 2, bulkKeys: 1_000_000, tool };
+  process.stderr.write(`kvshard bench: ${tool}, ${connections} connections, ${settings.durationS}s per run, ${settings.pairs} alternating pair(s)\n`);
+
+  const cluster = await LocalCluster.started(shardCount);
+  const reference = await startReference();
+  try {
+    for (let idx = 0; idx < shardCount; idx++) {
+      await Promise.all(ownedKeys(idx, 1000, 'g').map((k) => httpGet(`http://${cluster.address(`shard${idx + 1}`, 'primary')}/set?key=${k}&value=${value100}`)));
+    }
+    const results: Measured[] = [];
+    for (const scenario of scenarios()) results.push(await measure(settings, cluster, reference.url, scenario));
+
+    process.stderr.write(`loading ${settings.bulkKeys} keys...\n`);
+    const loadMs = await bulkLoad(cluster, settings.bulkKeys, 'bulk');
+    const bulkGets = ownedKeys(0, 1000, 'bulk').map((k) => `/get?key=${k}`);
+    const loadedGet = await runLoad(tool, {
+      baseUrl: `http://${cluster.address('shard1', 'primary')}`,
+      mix: { gets: bulkGets, setEvery: 0, setPrefixes: [''], setValue: '', setExtra: '' },
+      durationS: settings.durationS,
+      connections,
+    });
+    const memory = cluster.nodes().map(([shard, role]) => ({ node: `${shard}/${role}`, ...rssMb(cluster.pid(shard, role)) }));
+    report(settings, results, { loadMs, loadedGet, memory }, values.json);
+  } finally {
+    reference.proc.kill('SIGTERM');
+    await cluster.destroy();
+    agent.destroy();
+  }
+}
+
+interface Loaded {
+  readonly loadMs: number;
+  readonly loadedGet: LoadResult;
+  readonly memory: { node: string; rss: number; peak: number }[];
+}
+
+function report(settings: Settings, results: Measured[], loaded: Loaded, jsonFile: string | undefined): void {
+  const byName = new Map(results.map((r) => [r.scenario, r]));
+  const getOwner = byName.get('GET at the owner')!.ratio;
+  const targets: Record<string, { value: number; target: string; ok: boolean }> = {
+    'GET at the owner': { value: getOwner, target: '>= 0.75 of ref', ok: getOwner >= 0.75 },
+    'GET at a replica': { value: byName.get('GET at a replica')!.ratio, target: '>= 0.75 of ref', ok: byName.get('GET at a replica')!.ratio >= 0.75 },
+    'GET forwarded by a non-owner': { value: byName.get('GET forwarded by a non-owner')!.ratio / getOwner, target: '>= 0.40 of GET owner', ok: byName.get('GET forwarded by a non-owner')!.ratio / getOwner >= 0.4 },
+    'SET new keys at the owner': { value: byName.get('SET new keys at the owner')!.ratio / getOwner, target: '>= 0.50 of GET owner', ok: byName.get('SET new keys at the owner')!.ratio / getOwner >= 0.5 },
+  };
+  const rows = [['scenario', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx', 'errors', 'ref req/s', 'ratio', 'target', 'result']];
+  let failures = 0;
+  for (const r of results) {
+    const mid = r.runs[Math.floor((r.runs.length - 1) / 2)]!;
+    const non2xx = r.runs.reduce((n, x) => n + x.non2xx, 0);
+    const errors = r.runs.reduce((n, x) => n + x.errors, 0);
+    const t = targets[r.scenario];
+    const invalid = non2xx > 0 || errors > 0;
+    if (invalid || (t && !t.ok)) failures++;
+    rows.push([
+      r.scenario,
+      median(r.runs.map((x) => x.requestsPerSec)).toFixed(0),
+      mid.p50Ms.toFixed(2),
+      mid.p99Ms.toFixed(2),
+      String(non2xx),
+      String(errors),
+      median(r.refs.map((x) => x.requestsPerSec)).toFixed(0),
+      (t?.value ?? r.ratio).toFixed(2),
+      t?.target ?? '-',
+      invalid ? 'INVALID: errors' : t ? (t.ok ? 'pass' : 'MISS') : '-',
+    ]);
+  }
+  const lagRows = [['write scenario', 'lag p99 ms', 'zero lag after stop ms', 'target', 'result']];
+  for (const r of results.filter((x) => x.lag)) {
+    const ok = r.lag!.p99Ms < 200 && r.lag!.zeroAfterMs <= 1000;
+    if (!ok) failures++;
+    lagRows.push([r.scenario, r.lag!.p99Ms.toFixed(0), r.lag!.zeroAfterMs.toFixed(0), 'p99 < 200, zero <= 1000', ok ? 'pass' : 'MISS']);
+  }
+  const memRows = [['process', 'RSS MB', 'peak RSS MB', 'target', 'result']];
+  for (const m of loaded.memory) {
+    const ok = m.rss < 150;
+    if (!ok) failures++;
+    memRows.push([m.node, m.rss.toFixed(0), m.peak.toFixed(0), '< 150 MB', ok ? 'pass' : 'MISS']);
+  }
+  const g = loaded.loadedGet;
+  const loadedBad = g.non2xx > 0 || g.errors > 0;
+  if (loadedBad) failures++;
+  const out = [
+    `kvshard benchmark: ${settings.tool}, ${connections} connections, ${settings.durationS}s runs, ${settings.pairs} alternating pair(s) with a bare node:http reference`,
+    '',
+    formatTable(rows),
+    '',
+    formatTable(lagRows),
+    '',
+    `${settings.bulkKeys} keys loaded in ${(loaded.loadMs / 1000).toFixed(1)} s (${(settings.bulkKeys / (loaded.loadMs / 1000)).toFixed(0)} keys/s); ` +
+      `then GET at the owner: ${g.requestsPerSec.toFixed(0)} req/s, p99 ${g.p99Ms.toFixed(2)} ms${loadedBad ? ` INVALID (${g.non2xx} non-2xx, ${g.errors} errors)` : ''}`,
+    '',
+    formatTable(memRows),
+    '',
+    failures === 0 ? 'all targets met' : `${failures} target(s) missed or run(s) invalid`,
+  ].join('\n');
+  process.stdout.write(`${out}\n`);
+  if (jsonFile) writeFileSync(jsonFile, JSON.stringify({ settings, results, loaded, failures }, null, 2));
+}
+
+main().catch((err) => {
+  process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});
