@@ -129,40 +129,51 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   });
 }
 
-/** Parses a data-route request; reads its body when the value comes in the body. */
-export async function parseDataRequest(req: IncomingMessage, path: string, query: string): Promise<DataRequest> {
+/**
+ * Parses a data-route request. Synchronous unless the value comes in the body, which it then reads:
+ * GETs, the bulk of the traffic, cost no promise.
+ */
+export function parseDataRequest(req: IncomingMessage, path: string, query: string): DataRequest | Promise<DataRequest> {
   const route = dataRoutes[path]!;
   const method = req.method ?? 'GET';
   if (!route.methods.includes(method)) throw new MethodNotAllowedError(method, path, route.methods);
   const params = parseQuery(query);
   const keyText = params.get('key');
   const key = keyBytes(keyText);
-  let value: Buffer | undefined;
-  let valueInBody = false;
-  if (route.op === 'set') {
-    const valueText = params.get('value');
-    if (method === 'POST') {
-      const body = await readBody(req, valueBytesMax);
+  const valueText = params.get('value');
+  if (route.op === 'set' && method === 'POST') {
+    return readBody(req, valueBytesMax).then((body) => {
       if (valueText !== undefined && body.length > 0) {
         throw new BadRequestError('give the value either as the value parameter or as the body, not both');
       }
-      valueInBody = valueText === undefined;
-      value = valueInBody ? body : Buffer.from(valueText!, 'utf8');
-    } else {
-      if (valueText === undefined) throw new BadRequestError('missing parameter: value (or POST the value as the body)');
-      value = Buffer.from(valueText, 'utf8');
-    }
-    if (value.length > valueBytesMax) {
-      throw new PayloadTooLargeError(`value is ${value.length} bytes; a value is at most ${valueBytesMax} bytes`);
-    }
+      const valueInBody = valueText === undefined;
+      return build(req, route.op, method, params, keyText!, key, valueInBody ? body : Buffer.from(valueText!, 'utf8'), valueInBody);
+    });
   }
-  const extra = new Map(params);
-  extra.delete('key');
-  extra.delete('value');
+  if (route.op === 'set' && valueText === undefined) throw new BadRequestError('missing parameter: value (or POST the value as the body)');
+  const value = route.op === 'set' ? Buffer.from(valueText!, 'utf8') : undefined;
+  return build(req, route.op, method as 'GET' | 'POST', params, keyText!, key, value, false);
+}
+
+function build(
+  req: IncomingMessage,
+  op: DataOp,
+  method: 'GET' | 'POST',
+  params: Map<string, string>,
+  keyText: string,
+  key: Buffer,
+  value: Buffer | undefined,
+  valueInBody: boolean,
+): DataRequest {
+  if (value !== undefined && value.length > valueBytesMax) {
+    throw new PayloadTooLargeError(`value is ${value.length} bytes; a value is at most ${valueBytesMax} bytes`);
+  }
+  params.delete('key');
+  params.delete('value');
   const by = req.headers[forwardedByHeader];
   const topologyId = req.headers[forwardedTopologyHeader];
   const forwarded = typeof by === 'string' ? { by, topologyId: typeof topologyId === 'string' ? topologyId : 'unknown' } : undefined;
-  return { op: route.op, method: method as 'GET' | 'POST', keyText: keyText!, key, slot: keySlot(key), value, valueInBody, extra, forwarded };
+  return { op, method, keyText, key, slot: keySlot(key), value, valueInBody, extra: params, forwarded };
 }
 
 /** The path and query of a data request, re-encoded so that `&`, `=`, spaces and unicode survive. */
@@ -173,9 +184,12 @@ export function encodeDataPath(req: DataRequest): string {
   return url;
 }
 
-/** What a data route answers: status, headers (lower-case names) and body. */
+/**
+ * What a data route answers: status, headers as a flat [name, value, name, value, ...] list (lower-case
+ * names; node:http writes it without building an object) and body.
+ */
 export interface DataReply {
   readonly status: number;
-  readonly headers: Readonly<Record<string, string>>;
+  readonly headers: readonly string[];
   readonly body: Buffer | string;
 }

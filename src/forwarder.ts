@@ -1,9 +1,12 @@
 // Forwarding data requests to the node that owns the key, over HTTP with keep-alive connections.
 // Every call has a timeout and a size bound; the owner's status, X-Kv-* headers and body are relayed
 // unchanged.
+//
+// This is the one hot path that does not use axios: measured on this machine, an axios request cost
+// about 360 µs of CPU on the forwarding node against a few tens for undici's connection pool, which
+// decided whether a forwarded GET reaches 0.40 of a local one. Replication and admin calls use axios.
 
-import http from 'node:http';
-import axios, { type AxiosInstance, isAxiosError } from 'axios';
+import { errors, Pool } from 'undici';
 import { encodeDataPath, forwardedByHeader, forwardedTopologyHeader, type DataReply, type DataRequest } from './data-request.js';
 import { ShardTimeoutError, ShardUnavailableError } from './errors.js';
 import { forwardTimeoutMs, keepAliveIdleMs, peerSocketsMax, valueBytesMax } from './limits.js';
@@ -24,84 +27,72 @@ export interface ForwarderOptions {
 }
 
 export class Forwarder {
-  private readonly agent: http.Agent;
-  private readonly client: AxiosInstance;
+  private readonly pools = new Map<string, Pool>();
   private readonly timeoutMs: number;
+  private readonly headers: Record<string, string>;
 
-  constructor(private readonly options: ForwarderOptions) {
+  constructor(options: ForwarderOptions) {
     this.timeoutMs = options.timeoutMs ?? forwardTimeoutMs;
-    this.agent = new http.Agent({
-      keepAlive: true,
-      keepAliveMsecs: 1_000,
-      maxSockets: peerSocketsMax,
-      maxFreeSockets: peerSocketsMax,
-      timeout: keepAliveIdleMs,
-      scheduling: 'lifo',
-    });
-    this.client = axios.create({
-      httpAgent: this.agent,
-      timeout: this.timeoutMs,
-      maxContentLength: replyBytesMax,
-      maxBodyLength: replyBytesMax,
-      maxRedirects: 0,
-      // Peers are on the cluster network: an HTTP_PROXY in the environment must not reroute them.
-      proxy: false,
-      decompress: false,
-      responseType: 'arraybuffer',
-      transformRequest: [(data: unknown) => data],
-      transformResponse: [(data: unknown) => data],
-      validateStatus: () => true,
-      transitional: { clarifyTimeoutError: true, silentJSONParsing: false, forcedJSONParsing: false },
-    });
+    this.headers = { [forwardedByHeader]: options.self, [forwardedTopologyHeader]: options.topologyId };
+  }
+
+  private pool(address: string): Pool {
+    let pool = this.pools.get(address);
+    if (!pool) {
+      pool = new Pool(`http://${address}`, {
+        connections: peerSocketsMax,
+        pipelining: 1,
+        keepAliveTimeout: keepAliveIdleMs,
+        keepAliveMaxTimeout: keepAliveIdleMs,
+        connectTimeout: this.timeoutMs,
+        headersTimeout: this.timeoutMs,
+        bodyTimeout: this.timeoutMs,
+        maxResponseSize: replyBytesMax,
+      });
+      this.pools.set(address, pool);
+    }
+    return pool;
   }
 
   /** Sends `req` to `peer` and returns its reply. Throws ShardUnavailableError or ShardTimeoutError. */
   async forward(peer: Peer, req: DataRequest): Promise<DataReply> {
-    const headers: Record<string, string> = {
-      [forwardedByHeader]: this.options.self,
-      [forwardedTopologyHeader]: this.options.topologyId,
-    };
     const body = req.valueInBody ? req.value : undefined;
-    if (body !== undefined) headers['content-type'] = 'application/octet-stream';
+    const headers = body === undefined ? this.headers : { ...this.headers, 'content-type': 'application/octet-stream' };
     try {
-      const response = await this.client.request<ArrayBuffer>({
+      const response = await this.pool(peer.address).request({
         method: req.method,
-        url: `http://${peer.address}${encodeDataPath(req)}`,
+        path: encodeDataPath(req),
         headers,
-        data: body,
+        body,
+        // A forwarded write must not be retried or replayed by the client library: idempotent: false.
+        idempotent: false,
       });
-      return { status: response.status, headers: relayedHeaders(response.headers), body: toBuffer(response.data) };
+      const data = Buffer.from(await response.body.arrayBuffer());
+      return { status: response.statusCode, headers: relayedHeaders(response.headers), body: data };
     } catch (err) {
       throw this.translate(err, peer);
     }
   }
 
   private translate(err: unknown, peer: Peer): Error {
-    if (!isAxiosError(err)) return err as Error;
-    if (err.code === 'ETIMEDOUT' || err.code === 'ECONNABORTED' || err.code === 'ERR_CANCELED') {
+    if (err instanceof errors.HeadersTimeoutError || err instanceof errors.BodyTimeoutError || err instanceof errors.ConnectTimeoutError) {
       return new ShardTimeoutError(peer.shard, peer.address, this.timeoutMs);
     }
-    return new ShardUnavailableError(peer.shard, peer.address, err.code ?? err.message);
+    const code = (err as { code?: string }).code ?? (err as Error).message;
+    return new ShardUnavailableError(peer.shard, peer.address, code);
   }
 
-  close(): void {
-    this.agent.destroy();
+  async close(): Promise<void> {
+    await Promise.all([...this.pools.values()].map((pool) => pool.destroy()));
+    this.pools.clear();
   }
 }
 
-function toBuffer(data: unknown): Buffer {
-  if (Buffer.isBuffer(data)) return data;
-  if (data instanceof ArrayBuffer) return Buffer.from(data);
-  if (data === undefined || data === null) return Buffer.alloc(0);
-  return Buffer.from(String(data));
-}
-
-function relayedHeaders(source: Record<string, unknown>): Record<string, string> {
-  const headers: Record<string, string> = {};
+function relayedHeaders(source: Record<string, string | string[] | undefined>): string[] {
+  const headers: string[] = [];
   for (const [name, value] of Object.entries(source)) {
-    const lower = name.toLowerCase();
-    if ((lower.startsWith('x-kv-') || lower === 'content-type') && value !== undefined && value !== null) {
-      headers[lower] = String(value);
+    if ((name.startsWith('x-kv-') || name === 'content-type') && value !== undefined) {
+      headers.push(name, Array.isArray(value) ? value.join(', ') : value);
     }
   }
   return headers;

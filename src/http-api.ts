@@ -66,7 +66,7 @@ export function sendError(res: ServerResponse, err: unknown, nodeHeaders: Record
 
 function sendReply(res: ServerResponse, reply: DataReply): void {
   const body = reply.body;
-  res.writeHead(reply.status, { ...reply.headers, 'content-length': Buffer.byteLength(body) });
+  res.writeHead(reply.status, [...reply.headers, 'content-length', String(Buffer.byteLength(body))]);
   res.end(body);
 }
 
@@ -77,10 +77,14 @@ function nodeHeaders(info: NodeInfo): Record<string, string> {
 function dataHandler(options: HttpApiOptions) {
   const { role, log } = options;
   const headers = nodeHeaders(options.info);
-  return async (req: IncomingMessage, res: ServerResponse, path: string, query: string): Promise<void> => {
+  const fail = (res: ServerResponse) => (err: unknown) => sendError(res, err, headers, log);
+  // Written without async/await so that a local read (parse, LMDB get, reply) runs synchronously.
+  return (req: IncomingMessage, res: ServerResponse, path: string, query: string): void => {
     try {
-      const request = await parseDataRequest(req, path, query);
-      sendReply(res, await role.handle(request));
+      const parsed = parseDataRequest(req, path, query);
+      const reply = parsed instanceof Promise ? parsed.then((r) => role.handle(r)) : role.handle(parsed);
+      if (reply instanceof Promise) reply.then((r) => sendReply(res, r), fail(res));
+      else sendReply(res, reply);
     } catch (err) {
       sendError(res, err, headers, log);
     }
@@ -143,7 +147,7 @@ export function createHttpServer(options: HttpApiOptions): http.Server {
     { keepAliveTimeout: keepAliveIdleMs, headersTimeout: headersTimeoutMs, requestTimeout: requestTimeoutMs },
     (req, res) => {
       const { path, query } = splitUrl(req.url ?? '/');
-      if (isDataPath(path)) void handleData(req, res, path, query);
+      if (isDataPath(path)) handleData(req, res, path, query);
       else app(req, res);
     },
   );

@@ -118,7 +118,7 @@ export class KvNode {
         });
       });
     } catch (err) {
-      forwarder.close();
+      await forwarder.close();
       await store.close();
       throw err;
     }
@@ -140,7 +140,7 @@ export class KvNode {
     await Promise.race([closed, deadline]);
     this.server.closeAllConnections();
     await this.sender?.close(shutdownDrainMs);
-    this.forwarder.close();
+    await this.forwarder.close();
     await this.store.close();
     this.options.log(`${this.options.shard.name} ${this.options.role} stopped`);
   }

@@ -17,7 +17,8 @@ export type RoleName = 'primary' | 'replica';
 
 export interface Role {
   readonly name: RoleName;
-  handle(req: DataRequest): Promise<DataReply>;
+  /** Local reads answer synchronously; writes and forwarded requests return a promise. */
+  handle(req: DataRequest): DataReply | Promise<DataReply>;
 }
 
 export interface RoleContext {
@@ -47,20 +48,21 @@ function refuseMisrouted(ctx: RoleContext, req: DataRequest, role: RoleName, own
   );
 }
 
-function nodeHeaders(ctx: RoleContext, role: RoleName): Record<string, string> {
-  return { 'x-kv-shard': ctx.shard.name, 'x-kv-role': role };
+/** Response headers of this node's own answers, built once per role. */
+function replyHeaders(ctx: RoleContext, role: RoleName, contentType: string): readonly string[] {
+  return Object.freeze(['x-kv-shard', ctx.shard.name, 'x-kv-role', role, 'content-type', contentType]);
 }
 
-function json(ctx: RoleContext, role: RoleName, body: unknown): DataReply {
-  return { status: 200, headers: { ...nodeHeaders(ctx, role), 'content-type': 'application/json' }, body: JSON.stringify(body) };
+function json(headers: readonly string[], body: unknown): DataReply {
+  return { status: 200, headers, body: JSON.stringify(body) };
 }
 
-function readLocal(ctx: RoleContext, role: RoleName, req: DataRequest): DataReply {
+function readLocal(ctx: RoleContext, headers: readonly string[], req: DataRequest): DataReply {
   const value = ctx.store.get(req.slot, req.key);
   if (value === undefined) {
     throw new NotFoundError(`key ${JSON.stringify(req.keyText)} not found`, { key: req.keyText, shard: ctx.shard.name });
   }
-  return { status: 200, headers: { ...nodeHeaders(ctx, role), 'content-type': 'application/octet-stream' }, body: value };
+  return { status: 200, headers, body: value };
 }
 
 /** `ack=primary` (the default) answers after the primary's durable commit; `ack=replica` also waits for the replica. */
@@ -70,7 +72,7 @@ function ackMode(req: DataRequest): 'primary' | 'replica' {
   return ack;
 }
 
-async function writeLocal(ctx: RoleContext, req: DataRequest): Promise<DataReply> {
+async function writeLocal(ctx: RoleContext, jsonHeaders: readonly string[], req: DataRequest): Promise<DataReply> {
   const ack = ackMode(req);
   const mutation: Mutation =
     req.op === 'set'
@@ -80,45 +82,44 @@ async function writeLocal(ctx: RoleContext, req: DataRequest): Promise<DataReply
   ctx.sender!.notify();
   if (ack === 'replica') await ctx.sender!.waitForReplica(seq, replicaAckTimeoutMs);
   const base = { key: req.keyText, shard: ctx.shard.name, slot: req.slot, seq, ack };
-  return req.op === 'set'
-    ? json(ctx, 'primary', { ...base, bytes: req.value!.length })
-    : json(ctx, 'primary', { ...base, deleted: applied });
+  return req.op === 'set' ? json(jsonHeaders, { ...base, bytes: req.value!.length }) : json(jsonHeaders, { ...base, deleted: applied });
 }
 
 export function primaryRole(ctx: RoleContext): Role {
+  const valueHeaders = replyHeaders(ctx, 'primary', 'application/octet-stream');
+  const jsonHeaders = replyHeaders(ctx, 'primary', 'application/json');
   return {
     name: 'primary',
-    async handle(req) {
+    handle(req) {
       const owner = ownerOf(ctx, req.slot);
       if (owner.idx !== ctx.shard.idx) {
         if (req.forwarded) refuseMisrouted(ctx, req, 'primary', owner);
         return ctx.forwarder.forward({ shard: owner.name, address: owner.address }, req);
       }
-      return req.op === 'get' ? readLocal(ctx, 'primary', req) : writeLocal(ctx, req);
+      return req.op === 'get' ? readLocal(ctx, valueHeaders, req) : writeLocal(ctx, jsonHeaders, req);
     },
   };
 }
 
 export function replicaRole(ctx: RoleContext): Role {
+  const valueHeaders = replyHeaders(ctx, 'replica', 'application/octet-stream');
   return {
     name: 'replica',
-    async handle(req) {
+    handle(req) {
       if (req.op !== 'get') throw new ReadOnlyReplicaError(ctx.shard.name, ctx.shard.address);
       const owner = ownerOf(ctx, req.slot);
       if (owner.idx === ctx.shard.idx) {
-        if (ctx.store.replicaInSync()) return readLocal(ctx, 'replica', req);
+        if (ctx.store.replicaInSync()) return readLocal(ctx, valueHeaders, req);
         // Before its first full resync ends, this replica's data is incomplete: its primary answers.
         return ctx.forwarder.forward({ shard: owner.name, address: owner.address }, req);
       }
       if (req.forwarded) refuseMisrouted(ctx, req, 'replica', owner);
       // Reads stay on replicas where possible, so a read-heavy load does not fall on the primaries;
       // the owner's primary answers when its replica is unreachable.
-      try {
-        return await ctx.forwarder.forward({ shard: owner.name, address: owner.replica }, req);
-      } catch (err) {
+      return ctx.forwarder.forward({ shard: owner.name, address: owner.replica }, req).catch((err: unknown) => {
         if (!(err instanceof ShardUnavailableError)) throw err;
         return ctx.forwarder.forward({ shard: owner.name, address: owner.address }, req);
-      }
+      });
     },
   };
 }

@@ -2,7 +2,10 @@
 // scenario against a bare node:http reference in alternating pairs, and prints one table of req/s,
 // latency, errors and ratios against the targets. Stops everything it started.
 //
-//   npm run bench [-- --quick] [-- --json FILE] [-- --tool wrk|autocannon]
+//   npm run bench [-- --quick] [-- --json FILE] [-- --tool wrk|autocannon] [-- --only TEXT]
+//
+// --only TEXT runs just the scenarios whose name contains TEXT (and no bulk load): a quick check while
+// optimizing one path. Such a partial run reports its scenarios but does not judge the targets.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -188,7 +191,9 @@ function formatTable(rows: string[][]): string {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, json: { type: 'string' }, tool: { type: 'string' } } });
+  const { values } = parseArgs({
+    options: { quick: { type: 'boolean', default: false }, json: { type: 'string' }, tool: { type: 'string' }, only: { type: 'string' } },
+  });
   const tool = await detectTool(values.tool);
   const settings: Settings = values.quick
     ? { durationS: 3, warmupS: 1, pairs: 1, bulkKeys: 100_000, tool }
@@ -202,7 +207,14 @@ async function main(): Promise<void> {
       await Promise.all(ownedKeys(idx, 1000, 'g').map((k) => httpGet(`http://${cluster.address(`shard${idx + 1}`, 'primary')}/set?key=${k}&value=${value100}`)));
     }
     const results: Measured[] = [];
-    for (const scenario of scenarios()) results.push(await measure(settings, cluster, reference.url, scenario));
+    const chosen = scenarios().filter((s) => !values.only || s.name.toLowerCase().includes(values.only.toLowerCase()));
+    for (const scenario of chosen) results.push(await measure(settings, cluster, reference.url, scenario));
+    if (values.only) {
+      for (const r of results) {
+        process.stdout.write(`${r.scenario}: ${median(r.runs.map((x) => x.requestsPerSec)).toFixed(0)} req/s, ratio to reference ${r.ratio.toFixed(2)}\n`);
+      }
+      return;
+    }
 
     process.stderr.write(`loading ${settings.bulkKeys} keys...\n`);
     const loadMs = await bulkLoad(cluster, settings.bulkKeys, 'bulk');
