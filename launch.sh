@@ -81,10 +81,13 @@ live_pid() {
   echo "$pid"
 }
 
+# Whether the node at ADDRESS answers /health with 200, and, given PID, whether that node is our
+# process (another process on the same port must not pass for it).
 healthy() {
-  local host=${1%:*} port=${1##*:} reply
-  reply=$(timeout 2 bash -c "exec 3<>/dev/tcp/$host/$port && printf 'GET /health HTTP/1.0\r\nHost: %s\r\n\r\n' '$1' >&3 && head -c 12 <&3" 2>/dev/null) || return 1
-  [[ "$reply" == "HTTP/1.1 200" ]]
+  local host=${1%:*} port=${1##*:} want_pid=${2:-} reply
+  reply=$(timeout 2 bash -c "exec 3<>/dev/tcp/$host/$port && printf 'GET /health HTTP/1.0\r\nHost: %s\r\n\r\n' '$1' >&3 && head -c 4096 <&3" 2>/dev/null) || return 1
+  [[ "$reply" == "HTTP/1.1 200"* ]] || return 1
+  [ -z "$want_pid" ] || [[ "$reply" == *"\"pid\":$want_pid}"* ]]
 }
 
 start_one() {
@@ -103,7 +106,7 @@ start_one() {
 wait_healthy() {
   local name=$1 role=$2 address=$3 pid deadline=$((SECONDS + start_wait_s))
   pid=$(cat "$(pid_file "$name" "$role")")
-  until healthy "$address"; do
+  until healthy "$address" "$pid"; do
     if ! kill -0 "$pid" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
       echo "$name $role failed to start on $address; last lines of $(log_file "$name" "$role"):" >&2
       tail -n 20 "$(log_file "$name" "$role")" >&2
@@ -118,7 +121,7 @@ print_table() {
   local name role address pid state
   while read -r name role address; do
     if pid=$(live_pid "$name" "$role"); then
-      if healthy "$address"; then state=up; else state=unresponsive; fi
+      if healthy "$address" "$pid"; then state=up; else state=unresponsive; fi
     else
       pid=-; state=down
     fi

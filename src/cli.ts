@@ -115,4 +115,10 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
+// A reader that goes away (`kvshard status | head`) is not an error.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
 void main(process.argv.slice(2));

@@ -102,7 +102,7 @@ function expressApp(options: HttpApiOptions): express.Express {
     });
   only('/health', 'GET');
   app.get('/health', (_req, res) => {
-    res.json({ status: 'ok', ...options.info });
+    res.json({ status: 'ok', ...options.info, pid: process.pid });
   });
   only('/status', 'GET');
   app.get('/status', (_req, res) => {

@@ -60,6 +60,9 @@ export const logRetentionBytesDefault = 256 * 1024 * 1024;
 /** Entries trimmed from the log per LMDB transaction, so trimming never holds the write lock for long. */
 export const logTrimEntriesMax = 10_000;
 
+/** Under load, applied entries are trimmed once this many have gathered: one trim transaction per run. */
+export const logTrimEntriesMin = 1_000;
+
 /** Timeout of one replication request; a replica slower than this is treated as unreachable and retried. */
 export const replicationRequestTimeoutMs = 10_000;
 

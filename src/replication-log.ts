@@ -24,6 +24,8 @@ interface StoredEntry {
   k: Buffer;
   v?: Buffer;
   ts: number;
+  /** Bytes appended to the log through this entry, so trimming knows what it frees without reading values. */
+  cb: number;
 }
 
 /** Approximate bytes an entry costs, for batch and retention bounds. */
@@ -33,7 +35,9 @@ export function entryBytes(e: { key: Buffer; value?: Buffer | undefined }): numb
 
 const lastSeqKey = 'log.lastSeq';
 const firstSeqKey = 'log.firstSeq';
-const bytesKey = 'log.bytes';
+/** Bytes ever appended, and bytes of the entries trimmed so far: the log holds the difference. */
+const appendedBytesKey = 'log.appendedBytes';
+const trimmedBytesKey = 'log.trimmedBytes';
 
 export class ReplicationLog {
   private readonly entries: Database<StoredEntry, number>;
@@ -56,7 +60,11 @@ export class ReplicationLog {
   }
 
   bytes(): number {
-    return (this.meta.get(bytesKey) as number | undefined) ?? 0;
+    return this.appendedBytes() - ((this.meta.get(trimmedBytesKey) as number | undefined) ?? 0);
+  }
+
+  private appendedBytes(): number {
+    return (this.meta.get(appendedBytesKey) as number | undefined) ?? 0;
   }
 
   /** Timestamp of the entry at `seq`, if retained. */
@@ -71,10 +79,11 @@ export class ReplicationLog {
    */
   appendInTransaction(m: Mutation, ts: number): number {
     const seq = this.lastSeq() + 1;
-    const stored: StoredEntry = m.type === 'set' ? { t: 0, s: m.slot, k: m.key, v: m.value, ts } : { t: 1, s: m.slot, k: m.key, ts };
+    const cb = this.appendedBytes() + entryBytes({ key: m.key, value: m.type === 'set' ? m.value : undefined });
+    const stored: StoredEntry = m.type === 'set' ? { t: 0, s: m.slot, k: m.key, v: m.value, ts, cb } : { t: 1, s: m.slot, k: m.key, ts, cb };
     this.entries.putSync(seq, stored);
     this.meta.putSync(lastSeqKey, seq);
-    this.meta.putSync(bytesKey, this.bytes() + entryBytes({ key: m.key, value: m.type === 'set' ? m.value : undefined }));
+    this.meta.putSync(appendedBytesKey, cb);
     return seq;
   }
 
@@ -101,15 +110,12 @@ export class ReplicationLog {
     return this.root.transaction(() => {
       const first = this.firstSeq();
       const last = Math.min(throughSeq, this.lastSeq(), first + entriesMax - 1);
-      let freed = 0;
-      for (let seq = first; seq <= last; seq++) {
-        const stored = this.entries.get(seq);
-        if (stored) freed += entryBytes({ key: stored.k, value: stored.v });
-        this.entries.removeSync(seq);
-      }
       if (last < first) return 0;
+      const trimmedBytes = this.entries.get(last)?.cb;
+      assert.ok(trimmedBytes !== undefined, `replication log entry ${last} is missing`);
+      for (let seq = first; seq <= last; seq++) this.entries.removeSync(seq);
       this.meta.putSync(firstSeqKey, last + 1);
-      this.meta.putSync(bytesKey, Math.max(0, this.bytes() - freed));
+      this.meta.putSync(trimmedBytesKey, trimmedBytes);
       return last - first + 1;
     });
   }

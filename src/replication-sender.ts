@@ -12,6 +12,7 @@ import axios, { type AxiosInstance } from 'axios';
 import { ShardUnavailableError, KvError } from './errors.js';
 import {
   logTrimEntriesMax,
+  logTrimEntriesMin,
   replicaAckWaitersMax,
   replicationBackoffFirstMs,
   replicationBackoffMaxMs,
@@ -215,7 +216,7 @@ export class ReplicationSender {
       try {
         const sentAll = await this.step();
         backoffMs = replicationBackoffFirstMs;
-        await this.trimLog();
+        await this.trimLog(sentAll);
         if (sentAll) await this.wakeup.wait(replicationHeartbeatMs);
       } catch (err) {
         if (this.stopping) break;
@@ -223,7 +224,7 @@ export class ReplicationSender {
           this.options.logger(`replication to ${this.options.replicaAddress} failing, retrying with backoff: ${describe(err)}`);
           this.state = 'unreachable';
         }
-        await this.trimLog().catch(() => undefined);
+        await this.enforceRetention().catch(() => undefined);
         await this.wakeupAfter(backoffMs);
         backoffMs = Math.min(backoffMs * 2, replicationBackoffMaxMs);
       }
@@ -316,10 +317,13 @@ export class ReplicationSender {
    * Drops entries the replica has applied, then, while the log is over its retention bytes, the oldest
    * entries even if unapplied: a replica that far behind gets a full resync instead.
    */
-  private async trimLog(): Promise<void> {
+  private async trimLog(caughtUp: boolean): Promise<void> {
     const { log } = this.options;
-    if (this.ackedSeq !== undefined && this.state === 'streaming' && this.ackedSeq >= log.firstSeq()) {
-      await log.trim(this.ackedSeq, logTrimEntriesMax);
+    const acked = this.ackedSeq;
+    // Under load, applied entries are trimmed in runs of logTrimEntriesMin (one write transaction per
+    // run, not per batch); once the replica has caught up, whatever it has applied.
+    if (acked !== undefined && this.state === 'streaming' && (acked - log.firstSeq() + 1 >= logTrimEntriesMin || (caughtUp && acked >= log.firstSeq()))) {
+      await log.trim(acked, logTrimEntriesMax);
     }
     await this.enforceRetention();
   }

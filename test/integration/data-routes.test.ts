@@ -134,7 +134,7 @@ describe('data routes', () => {
     for (const [shard, role] of cluster.nodes()) {
       const res = await request(cluster.url(shard, role, '/health'));
       expect(res.status).toBe(200);
-      expect(res.json()).toEqual({ status: 'ok', shard, role, address: cluster.address(shard, role) });
+      expect(res.json()).toEqual({ status: 'ok', shard, role, address: cluster.address(shard, role), pid: cluster.pid(shard, role) });
     }
   });
 });

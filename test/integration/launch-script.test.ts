@@ -56,6 +56,21 @@ describe('launch.sh', () => {
     for (const pid of pids) expect(alive(pid)).toBe(false);
   });
 
+  it('does not mistake another kvshard already on the port for the node it started', async () => {
+    // A node started outside launch.sh holds shard2's primary port and answers /health itself.
+    await cluster.start('shard2', 'primary');
+    try {
+      const failed = await run(launch, ['start', 'shard2', 'primary'], { env, timeout: 60_000 }).then(
+        () => undefined,
+        (err: { code: number; stderr: string }) => err,
+      );
+      expect(failed?.code).not.toBe(0);
+      expect(failed?.stderr).toContain('EADDRINUSE');
+    } finally {
+      await cluster.stop('shard2', 'primary');
+    }
+  });
+
   it('fails with the tail of the log when a node cannot start', async () => {
     const [host, port] = cluster.address('shard1', 'replica').split(':');
     const blocker = net.createServer();
