@@ -13,7 +13,7 @@ import http from 'node:http';
 import { parseArgs } from 'node:util';
 import { freePort, LocalCluster } from '../local-cluster.js';
 import { jumpHash, keySlot } from '../slots.js';
-import { detectTool, runLoad, type LoadResult, type RequestMix, type Tool } from './load-generator.js';
+import { bulkKey, detectTool, runBulk, runLoad, type LoadResult, type RequestMix, type Tool } from './load-generator.js';
 
 const shardCount = 3;
 const connections = 64;
@@ -121,23 +121,22 @@ async function startReference(): Promise<{ url: string; proc: ChildProcess }> {
   return { url: `http://127.0.0.1:${port}`, proc };
 }
 
-/** Writes `count` keys with 100-byte values through their owners' primaries, 64 at a time. */
-async function bulkLoad(cluster: LocalCluster, count: number, prefix: string): Promise<number> {
+/**
+ * Writes `count` keys with 100-byte values, a third to each shard's primary at once (hash tags pin
+ * each loader's keys to its shard). Resolves with the wall time and the keys of shard1's loader.
+ */
+async function bulkLoad(cluster: LocalCluster, count: number): Promise<{ ms: number; shard1Keys: string[]; results: LoadResult[] }> {
   const started = Date.now();
-  let next = 0;
-  let failures = 0;
-  await Promise.all(
-    Array.from({ length: connections }, async () => {
-      while (next < count) {
-        const key = `${prefix}${next++}`;
-        const shard = `shard${ownerIdx(key) + 1}`;
-        const res = await httpGet(`http://${cluster.address(shard, 'primary')}/set?key=${key}&value=${value100}`).catch(() => ({ status: 0 }));
-        if (res.status !== 200) failures++;
-      }
-    }),
+  const perShard = Math.ceil(count / shardCount);
+  const prefixes = Array.from({ length: shardCount }, (_, idx) => ownedTags(idx, 64));
+  const results = await Promise.all(
+    prefixes.map((p, idx) =>
+      runBulk({ baseUrl: `http://${cluster.address(`shard${idx + 1}`, 'primary')}`, prefixes: p, value: value100, count: perShard, connections: Math.ceil(connections / shardCount) }),
+    ),
   );
-  if (failures > 0) throw new Error(`bulk load: ${failures} of ${count} writes failed`);
-  return Date.now() - started;
+  const ms = Date.now() - started;
+  const shard1Keys = Array.from({ length: 1000 }, (_, i) => bulkKey(prefixes[0]!, Math.floor((i * perShard) / 1000)));
+  return { ms, shard1Keys, results };
 }
 
 function rssMb(pid: number): { rss: number; peak: number } {
@@ -202,6 +201,14 @@ async function main(): Promise<void> {
 
   const cluster = await LocalCluster.started(shardCount);
   const reference = await startReference();
+  // Interrupted runs still stop every process this benchmark started (by PID).
+  const interrupted = (signal: string) => {
+    process.stderr.write(`${signal}: stopping the cluster and the reference server\n`);
+    reference.proc.kill('SIGTERM');
+    void cluster.destroy().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', () => interrupted('SIGINT'));
+  process.once('SIGTERM', () => interrupted('SIGTERM'));
   try {
     for (let idx = 0; idx < shardCount; idx++) {
       await Promise.all(ownedKeys(idx, 1000, 'g').map((k) => httpGet(`http://${cluster.address(`shard${idx + 1}`, 'primary')}/set?key=${k}&value=${value100}`)));
@@ -217,8 +224,11 @@ async function main(): Promise<void> {
     }
 
     process.stderr.write(`loading ${settings.bulkKeys} keys...\n`);
-    const loadMs = await bulkLoad(cluster, settings.bulkKeys, 'bulk');
-    const bulkGets = ownedKeys(0, 1000, 'bulk').map((k) => `/get?key=${k}`);
+    const bulk = await bulkLoad(cluster, settings.bulkKeys);
+    const loadMs = bulk.ms;
+    const bulkErrors = bulk.results.reduce((n, r) => n + r.non2xx + r.errors, 0);
+    if (bulkErrors > 0) throw new Error(`bulk load: ${bulkErrors} requests failed`);
+    const bulkGets = bulk.shard1Keys.map((k) => `/get?key=${k}`);
     const loadedGet = await runLoad(tool, {
       baseUrl: `http://${cluster.address('shard1', 'primary')}`,
       mix: { gets: bulkGets, setEvery: 0, setPrefixes: [''], setValue: '', setExtra: '' },
@@ -226,7 +236,9 @@ async function main(): Promise<void> {
       connections,
     });
     const memory = cluster.nodes().map(([shard, role]) => ({ node: `${shard}/${role}`, ...rssMb(cluster.pid(shard, role)) }));
-    report(settings, results, { loadMs, loadedGet, memory }, values.json);
+    const statuses = await Promise.all(cluster.shards.map((s) => httpGet(`http://${s.address}/status`).then((r) => JSON.parse(r.body))));
+    const keysLoaded = statuses.reduce((n, st) => n + st.keys, 0);
+    report(settings, results, { loadMs, loadedGet, memory, keysLoaded }, values.json);
   } finally {
     reference.proc.kill('SIGTERM');
     await cluster.destroy();
@@ -238,6 +250,8 @@ interface Loaded {
   readonly loadMs: number;
   readonly loadedGet: LoadResult;
   readonly memory: { node: string; rss: number; peak: number }[];
+  /** Keys held by all primaries after the bulk load (scenario keys included). */
+  readonly keysLoaded: number;
 }
 
 function report(settings: Settings, results: Measured[], loaded: Loaded, jsonFile: string | undefined): void {
@@ -293,7 +307,8 @@ function report(settings: Settings, results: Measured[], loaded: Loaded, jsonFil
     '',
     formatTable(lagRows),
     '',
-    `${settings.bulkKeys} keys loaded in ${(loaded.loadMs / 1000).toFixed(1)} s (${(settings.bulkKeys / (loaded.loadMs / 1000)).toFixed(0)} keys/s); ` +
+    `${settings.bulkKeys} keys loaded in ${(loaded.loadMs / 1000).toFixed(1)} s (${(settings.bulkKeys / (loaded.loadMs / 1000)).toFixed(0)} keys/s, durable), ` +
+      `${loaded.keysLoaded} keys in the cluster; ` +
       `then GET at the owner: ${g.requestsPerSec.toFixed(0)} req/s, p99 ${g.p99Ms.toFixed(2)} ms${loadedBad ? ` INVALID (${g.non2xx} non-2xx, ${g.errors} errors)` : ''}`,
     '',
     formatTable(memRows),

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import autocannon from 'autocannon';
+import { Pool } from 'undici';
 
 const run = promisify(execFile);
 
@@ -96,6 +97,13 @@ async function runWrk(options: LoadOptions): Promise<LoadResult> {
     writeFileSync(script, wrkScript(options.mix));
     const args = ['-t2', `-c${options.connections}`, `-d${options.durationS}s`, '--latency', '--timeout', '10s', '-s', script, options.baseUrl];
     const { stdout } = await run('wrk', args, { timeout: (options.durationS + 30) * 1000, maxBuffer: 1024 * 1024 });
+    return parseWrk(stdout);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function parseWrk(stdout: string): LoadResult {
     const percentile = (p: string) => {
       const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s|m)\\s*$`, 'm').exec(stdout);
       return m ? toMs(m[1]!, m[2]!) : NaN;
@@ -108,9 +116,6 @@ async function runWrk(options: LoadOptions): Promise<LoadResult> {
       non2xx: Number(/Non-2xx or 3xx responses: (\d+)/.exec(stdout)?.[1] ?? 0),
       errors: socketErrors ? socketErrors.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0,
     };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
 }
 
 async function runAutocannon(options: LoadOptions): Promise<LoadResult> {
@@ -143,4 +148,50 @@ async function runAutocannon(options: LoadOptions): Promise<LoadResult> {
     non2xx: result.non2xx,
     errors: result.errors + result.timeouts,
   };
+}
+
+export interface BulkOptions {
+  readonly baseUrl: string;
+  /** Percent-encoded key prefixes (hash tags pinning keys to the shard at baseUrl), in rotation. */
+  readonly prefixes: readonly string[];
+  readonly value: string;
+  /** How many keys to write. */
+  readonly count: number;
+  readonly connections: number;
+}
+
+/** The n-th key (0-based) the bulk loader writes. */
+export function bulkKey(prefixes: readonly string[], n: number): string {
+  return `${prefixes[n % prefixes.length]}b-${n}`;
+}
+
+/**
+ * Writes `count` new keys, `connections` requests at a time, with undici's keep-alive pool (wrk cannot
+ * stop after a fixed count). Resolves with the throughput; failures are counted, not retried.
+ */
+export async function runBulk(options: BulkOptions): Promise<LoadResult> {
+  const pool = new Pool(options.baseUrl, { connections: options.connections, pipelining: 1, headersTimeout: 10_000, bodyTimeout: 10_000 });
+  const started = Date.now();
+  let next = 0;
+  let non2xx = 0;
+  let errors = 0;
+  try {
+    await Promise.all(
+      Array.from({ length: options.connections }, async () => {
+        while (next < options.count) {
+          const path = `/set?key=${bulkKey(options.prefixes, next++)}&value=${options.value}`;
+          try {
+            const res = await pool.request({ method: 'GET', path });
+            await res.body.dump();
+            if (res.statusCode !== 200) non2xx++;
+          } catch {
+            errors++;
+          }
+        }
+      }),
+    );
+  } finally {
+    await pool.close();
+  }
+  return { requestsPerSec: options.count / ((Date.now() - started) / 1000), p50Ms: NaN, p99Ms: NaN, non2xx, errors };
 }
