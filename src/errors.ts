@@ -97,3 +97,18 @@ export class UnauthorizedError extends KvError {
     super('unauthorized', 401, 'internal endpoints need the cluster token in the X-Kv-Token header');
   }
 }
+
+/**
+ * `ack=replica` waited its bound and the replica had not applied the write. The write is committed and
+ * durable on the primary all the same; the body says so, so a client does not retry it blindly.
+ */
+export class ReplicaTimeoutError extends KvError {
+  constructor(seq: number, timeoutMs: number) {
+    super(
+      'replica_timeout',
+      504,
+      `the write (seq ${seq}) is committed and durable on the primary, but the replica did not apply it within ${timeoutMs} ms; it will be replicated when the replica catches up`,
+      { seq, committed_on_primary: true },
+    );
+  }
+}

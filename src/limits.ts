@@ -78,3 +78,10 @@ export const replicaAckTimeoutMs = 5_000;
 
 /** Requests waiting for `ack=replica` at once; more are refused (503) rather than queued without end. */
 export const replicaAckWaitersMax = 10_000;
+
+/**
+ * The read cache keeps at most this many values of at most readCacheValueBytesMax each: 4 MiB at the
+ * very most, small beside the RSS bound, and enough for a hot working set of small values.
+ */
+export const readCacheEntriesMax = 4_096;
+export const readCacheValueBytesMax = 1_024;

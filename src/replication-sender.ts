@@ -9,7 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import axios, { type AxiosInstance } from 'axios';
-import { ShardUnavailableError, KvError } from './errors.js';
+import { ReplicaTimeoutError, ShardUnavailableError } from './errors.js';
 import {
   logTrimEntriesMax,
   logTrimEntriesMin,
@@ -43,18 +43,6 @@ export interface SenderOptions {
 class ReplicaRefusal extends Error {
   constructor(readonly reply: ReplicaReply) {
     super(`replica refused: ${reply.error} at ${reply.appliedSeq}`);
-  }
-}
-
-/** Replica acknowledgement waits that did not complete. */
-export class ReplicaTimeoutError extends KvError {
-  constructor(seq: number, timeoutMs: number) {
-    super(
-      'replica_timeout',
-      504,
-      `the write (seq ${seq}) is committed and durable on the primary, but the replica did not apply it within ${timeoutMs} ms; it will be replicated when the replica catches up`,
-      { seq, committed_on_primary: true },
-    );
   }
 }
 

@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { open, type Database, type RootDatabase, type Transaction } from 'lmdb';
-import { slotCount } from './limits.js';
+import { readCacheEntriesMax, readCacheValueBytesMax, slotCount } from './limits.js';
+import { ReadCache } from './read-cache.js';
 import { entryBytes, ReplicationLog, type LogEntry } from './replication-log.js';
 
 export type Mutation =
@@ -87,6 +88,7 @@ export class Store {
   private readonly meta: Database<unknown, string>;
   readonly log: ReplicationLog | undefined;
   private closed = false;
+  private readonly cache = new ReadCache(readCacheEntriesMax, readCacheValueBytesMax);
   /** A replica's data is complete (it follows a dataset and no resync is under way); cached for reads. */
   private replicaComplete: boolean;
 
@@ -129,7 +131,24 @@ export class Store {
   }
 
   get(slot: number, key: Uint8Array): Buffer | undefined {
-    return this.data.get(storageKey(slot, key));
+    const stored = storageKey(slot, key);
+    const id = stored.toString('latin1');
+    const cached = this.cache.get(id);
+    if (cached !== undefined) return cached;
+    const value = this.data.get(stored);
+    if (value !== undefined) this.cache.remember(id, value);
+    return value;
+  }
+
+  /**
+   * After a commit: make every later read see it (reset LMDB's read snapshot), then drop cached values
+   * of the keys it changed, including any a read cached from the old snapshot while the commit was on
+   * its way.
+   */
+  private forgetCommitted(keys: readonly { slot: number; key: Buffer }[] | 'all'): void {
+    this.root.resetReadTxn();
+    if (keys === 'all') this.cache.clear();
+    else for (const k of keys) this.cache.forget(storageKey(k.slot, k.key).toString('latin1'));
   }
 
   /**
@@ -149,6 +168,7 @@ export class Store {
       });
       return { applied, seq };
     });
+    this.forgetCommitted(mutations);
     // The transaction promise resolves at commit, when the write is visible and survives a crash of
     // this process. With overlappingSync the fsync comes after; `flushed` resolves once it has, which is
     // when the write survives a crash of the machine. Acknowledge only then.
@@ -158,6 +178,7 @@ export class Store {
 
   private applyInTransaction(m: Mutation): boolean {
     const key = storageKey(m.slot, m.key);
+    this.cache.forget(key.toString('latin1'));
     if (m.type === 'set') {
       this.data.putSync(key, m.value);
       return true;
@@ -196,6 +217,7 @@ export class Store {
       this.meta.putSync(appliedSeqKey, appliedSeq);
       return { ok: true, appliedSeq };
     });
+    this.forgetCommitted(entries);
     await this.root.flushed;
     return outcome;
   }
@@ -204,11 +226,13 @@ export class Store {
   async beginResync(resyncId: string): Promise<void> {
     this.replicaComplete = false;
     await this.root.transaction(() => {
+      this.cache.clear();
       this.data.clearSync();
       this.meta.putSync(resyncIdKey, resyncId);
       this.meta.removeSync(replicaDatasetKey);
       this.meta.putSync(appliedSeqKey, 0);
     });
+    this.forgetCommitted('all');
     await this.root.flushed;
   }
 
@@ -216,9 +240,11 @@ export class Store {
   async applyResyncChunk(resyncId: string, pairs: readonly [Buffer, Buffer][]): Promise<boolean> {
     const ok = await this.root.transaction(() => {
       if (this.meta.get(resyncIdKey) !== resyncId) return false;
+      this.cache.clear();
       for (const [key, value] of pairs) this.data.putSync(key, value);
       return true;
     });
+    this.forgetCommitted('all');
     await this.root.flushed;
     return ok;
   }

@@ -63,6 +63,19 @@ describe('bad input', () => {
     expect((await request(base + dataPath('get', 'big'))).body.equals(exact)).toBe(true);
   });
 
+  it('rejects a chunked body (no Content-Length) that grows past 16 MiB with 413', async () => {
+    const chunk = new Uint8Array(1024 * 1024).fill(0x63);
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent++ < 17) controller.enqueue(chunk);
+        else controller.close();
+      },
+    });
+    await expectError('/set?key=chunked', 413, 'payload_too_large', { method: 'POST', body, duplex: 'half' } as RequestInit);
+    expect((await request(base + dataPath('get', 'chunked'))).status).toBe(404);
+  });
+
   it('answers unknown paths with 404 JSON and wrong methods with 405 and Allow', async () => {
     await expectError('/nope', 404, 'unknown_route');
     await expectError('/', 404, 'unknown_route');

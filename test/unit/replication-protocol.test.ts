@@ -1,0 +1,39 @@
+// Replication messages round-trip through msgpack, and malformed ones (bad types, oversized keys,
+// non-contiguous sequences, unknown phases) are refused with a 400 before anything is applied.
+import { pack } from 'msgpackr';
+import { describe, expect, it } from 'vitest';
+import { BadRequestError } from '../../src/errors.js';
+import { decodeReplicate, decodeResync, encodeMessage } from '../../src/replication-protocol.js';
+
+const entry = (seq: number) => ({ seq, type: 'set' as const, slot: 7, key: Buffer.from(`k${seq}`), value: Buffer.from([0, seq % 256, 255]), ts: 1000 + seq });
+
+describe('replication protocol', () => {
+  it('round-trips a batch with binary values', () => {
+    const message = { datasetId: 'ds-1', primarySeq: 12, sentAt: 5, entries: [entry(10), entry(11), { seq: 12, type: 'delete' as const, slot: 7, key: Buffer.from('gone'), ts: 1 }] };
+    const decoded = decodeReplicate(encodeMessage(message));
+    expect(decoded.entries.map((e) => e.seq)).toEqual([10, 11, 12]);
+    expect(decoded.entries[1]!.value!.equals(Buffer.from([0, 11, 255]))).toBe(true);
+    expect(decoded.entries[2]!.type).toBe('delete');
+  });
+
+  it.each([
+    ['not msgpack', Buffer.from('hello world')],
+    ['non-contiguous', pack({ datasetId: 'd', primarySeq: 3, sentAt: 0, entries: [entry(1), entry(3)] })],
+    ['empty key', pack({ datasetId: 'd', primarySeq: 1, sentAt: 0, entries: [{ ...entry(1), key: Buffer.alloc(0) }] })],
+    ['oversized key', pack({ datasetId: 'd', primarySeq: 1, sentAt: 0, entries: [{ ...entry(1), key: Buffer.alloc(1025) }] })],
+    ['bad slot', pack({ datasetId: 'd', primarySeq: 1, sentAt: 0, entries: [{ ...entry(1), slot: 16384 }] })],
+    ['bad type', pack({ datasetId: 'd', primarySeq: 1, sentAt: 0, entries: [{ ...entry(1), type: 'put' }] })],
+    ['missing dataset', pack({ primarySeq: 1, sentAt: 0, entries: [] })],
+    ['negative seq', pack({ datasetId: 'd', primarySeq: -1, sentAt: 0, entries: [] })],
+  ])('refuses a batch: %s', (_name, body) => {
+    expect(() => decodeReplicate(body)).toThrow(BadRequestError);
+  });
+
+  it('decodes resync phases and refuses unknown ones', () => {
+    expect(decodeResync(encodeMessage({ phase: 'begin', resyncId: 'r1' }))).toEqual({ phase: 'begin', resyncId: 'r1' });
+    const chunk = decodeResync(encodeMessage({ phase: 'chunk', resyncId: 'r1', pairs: [[Buffer.from([0, 1, 97]), Buffer.from([9])]] }));
+    expect(chunk.phase === 'chunk' && chunk.pairs[0]![1].equals(Buffer.from([9]))).toBe(true);
+    expect(() => decodeResync(pack({ phase: 'drop', resyncId: 'r1' }))).toThrow(BadRequestError);
+    expect(() => decodeResync(pack({ phase: 'chunk', resyncId: 'r1', pairs: [[Buffer.from([0]), Buffer.from([1])]] }))).toThrow(BadRequestError);
+  });
+});
