@@ -5,7 +5,7 @@
 import type { Server } from 'node:http';
 import { join } from 'node:path';
 import type { Router } from 'express';
-import { parseAddress, type Config, type ShardConfig } from './config.js';
+import { ConfigError, parseAddress, type Config, type ShardConfig } from './config.js';
 import { Forwarder } from './forwarder.js';
 import { createHttpServer } from './http-api.js';
 import { shutdownDrainMs } from './limits.js';
@@ -63,6 +63,28 @@ function replicaStatus(store: Store, progress: ReplicaProgress, config: Config):
   };
 }
 
+/**
+ * Refuses to start when the config moved slots away from this shard while it still holds keys in them:
+ * those keys would become unreachable. Moving them (online resize) is not implemented yet, so the safe
+ * answer is to keep the previous sharding.toml. A changed layout that strands nothing is recorded.
+ */
+async function checkTopology(store: Store, config: Config, shard: ShardConfig): Promise<void> {
+  const previous = store.topology();
+  const current = { topologyId: config.topologyId, shardCount: config.shards.length, idx: shard.idx };
+  if (previous?.topologyId === current.topologyId) return;
+  if (previous && (previous.shardCount !== current.shardCount || previous.idx !== current.idx)) {
+    const stranded = store.countKeysOutside((slot) => config.slotOwners[slot] === shard.idx);
+    if (stranded > 0) {
+      throw new ConfigError([
+        `${config.file}: shards: this config gives ${stranded} keys held by ${shard.name} (${store.path}) to other shards ` +
+          `(the data was written with ${previous.shardCount} shards, the config has ${current.shardCount}); ` +
+          'moving keys between shards (online resize) is not supported yet, so start with the previous sharding.toml',
+      ]);
+    }
+  }
+  await store.recordTopology(current);
+}
+
 export class KvNode {
   private closing: Promise<void> | undefined;
 
@@ -80,6 +102,12 @@ export class KvNode {
     const address = role === 'primary' ? shard.address : shard.replica;
     const listen = parseAddress(address)!;
     const store = new Store({ path: join(dataDir, `${shard.name}-${role}`), replicationLog: role === 'primary' });
+    try {
+      await checkTopology(store, config, shard);
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
     const forwarder = new Forwarder({ self: `${shard.name}/${role}`, topologyId: config.topologyId });
     let sender: ReplicationSender | undefined;
     let status: () => Record<string, unknown>;

@@ -71,9 +71,17 @@ function slotBound(slot: number): Buffer {
 }
 
 const datasetIdKey = 'datasetId';
+const topologyKey = 'topology';
 const appliedSeqKey = 'replica.appliedSeq';
 const replicaDatasetKey = 'replica.datasetId';
 const resyncIdKey = 'replica.resyncId';
+
+/** The layout a node last ran with: enough to tell whether its slots changed owner since. */
+export interface StoredTopology {
+  readonly topologyId: string;
+  readonly shardCount: number;
+  readonly idx: number;
+}
 
 export interface StoreOptions {
   readonly path: string;
@@ -321,6 +329,25 @@ export class Store {
     } finally {
       transaction.done();
     }
+  }
+
+  /** The topology this store's node last ran with, if any. */
+  topology(): StoredTopology | undefined {
+    return this.meta.get(topologyKey) as StoredTopology | undefined;
+  }
+
+  async recordTopology(topology: StoredTopology): Promise<void> {
+    await this.meta.put(topologyKey, topology);
+    await this.root.flushed;
+  }
+
+  /** How many stored keys are in slots for which `owned(slot)` is false (a full scan of the keys). */
+  countKeysOutside(owned: (slot: number) => boolean): number {
+    let outside = 0;
+    for (const key of this.data.getKeys({ snapshot: false })) {
+      if (!owned(key.readUInt16BE(0))) outside++;
+    }
+    return outside;
   }
 
   /** Number of keys held. */
