@@ -70,6 +70,13 @@ export const replicationRequestTimeoutMs = 10_000;
 export const replicationBackoffFirstMs = 50;
 export const replicationBackoffMaxMs = 2_000;
 
+/**
+ * With fewer than this many entries pending, the sender waits replicationLingerMs for more before it
+ * sends: a few ms of extra lag (the target is p99 under 200 ms) for several times fewer round trips.
+ */
+export const replicationLingerEntriesMin = 256;
+export const replicationLingerMs = 5;
+
 /** An idle primary contacts its replica this often, so lag and reachability stay current. */
 export const replicationHeartbeatMs = 500;
 

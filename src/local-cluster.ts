@@ -19,17 +19,38 @@ export interface ShardLayout {
   readonly replica: string;
 }
 
-/** A free TCP port on 127.0.0.1 (the kernel picks it; it is released before the node binds it). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
+/**
+ * Ports are drawn below Linux's ephemeral range (32768-60999): a port the kernel hands out for port 0
+ * can be handed out again at once to an outgoing connection, before the node that was meant to get it
+ * binds it. Drawing at random from a separate range makes that race, and two test files picking the same
+ * port, unlikely; the bind check rules out ports in use.
+ */
+const portRangeStart = 20_000;
+const portRangeSize = 12_000;
+/** Attempts before giving up on finding a free port (each is one bind on 127.0.0.1). */
+const portAttemptsMax = 100;
+const portsHandedOut = new Set<number>();
+
+function canBind(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = net.createServer();
     server.unref();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolvePort(port));
-    });
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
   });
+}
+
+/** A free TCP port on 127.0.0.1, not handed out before by this process. */
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < portAttemptsMax; attempt++) {
+    const port = portRangeStart + Math.floor(Math.random() * portRangeSize);
+    if (portsHandedOut.has(port)) continue;
+    if (await canBind(port)) {
+      portsHandedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error(`no free port found in ${portAttemptsMax} attempts`);
 }
 
 export async function layout(shardCount: number): Promise<ShardLayout[]> {

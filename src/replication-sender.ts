@@ -19,6 +19,8 @@ import {
   replicationBatchBytesMax,
   replicationBatchEntriesMax,
   replicationHeartbeatMs,
+  replicationLingerEntriesMin,
+  replicationLingerMs,
   replicationRequestTimeoutMs,
   internalBodyBytesMax,
   resyncChunkBytesMax,
@@ -202,6 +204,7 @@ export class ReplicationSender {
     let backoffMs = replicationBackoffFirstMs;
     while (!this.stopping) {
       try {
+        await this.linger();
         const sentAll = await this.step();
         backoffMs = replicationBackoffFirstMs;
         await this.trimLog(sentAll);
@@ -219,13 +222,29 @@ export class ReplicationSender {
     }
   }
 
+  /**
+   * While streaming under load, waits briefly when only a few entries are pending so that each request
+   * carries more of them: one replication round trip costs the primary as much CPU as dozens of writes.
+   * Skipped when a client waits for ack=replica, so that wait is not stretched.
+   */
+  private async linger(): Promise<void> {
+    if (this.state !== 'streaming' || this.ackedSeq === undefined || this.waiters.size > 0) return;
+    const pending = this.options.log.lastSeq() - this.ackedSeq;
+    if (pending > 0 && pending < replicationLingerEntriesMin) await this.wakeupAfter(replicationLingerMs);
+  }
+
+  /** Sleeps `ms`, or less when the sender is closed meanwhile. */
   private async wakeupAfter(ms: number): Promise<void> {
+    const signal = this.abort.signal;
+    if (signal.aborted) return;
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.abort.signal.addEventListener('abort', () => {
+      const done = () => {
         clearTimeout(timer);
+        signal.removeEventListener('abort', done);
         resolve();
-      }, { once: true });
+      };
+      const timer = setTimeout(done, ms);
+      signal.addEventListener('abort', done, { once: true });
     });
   }
 
