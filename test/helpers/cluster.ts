@@ -1,6 +1,8 @@
 // Test helpers: the local cluster of real processes (src/local-cluster.ts), HTTP requests with timeouts,
 // and routing helpers to pick keys owned by a given shard.
 
+import { afterAll, beforeAll } from 'vitest';
+import { LocalCluster } from '../../src/local-cluster.js';
 import { jumpHash, keySlot } from '../../src/slots.js';
 
 export { cliPath, configToml, freePort, layout, LocalCluster as Cluster, localToken as testToken } from '../../src/local-cluster.js';
@@ -45,4 +47,22 @@ export function keyOwnedBy(shard: string, shardCount: number, prefix = 'k'): str
     if (ownerOf(`${prefix}${i}`, shardCount) === shard) return `${prefix}${i}`;
   }
   throw new Error(`no key with prefix ${prefix} maps to ${shard}`);
+}
+
+/**
+ * Starts a cluster of `shardCount` shards (primaries and replicas) before the file's tests and destroys
+ * it after them. Returns an accessor, since the cluster exists only once the hook has run.
+ */
+export function useCluster(shardCount: number): () => LocalCluster {
+  let cluster: LocalCluster | undefined;
+  beforeAll(async () => {
+    cluster = await LocalCluster.started(shardCount);
+  });
+  afterAll(async () => {
+    await cluster?.destroy();
+  });
+  return () => {
+    if (!cluster) throw new Error('the cluster has not started');
+    return cluster;
+  };
 }

@@ -1,16 +1,10 @@
 // Values with every byte value 0-255 and keys with &, =, %, +, spaces and unicode replicate exactly: the
 // replica returns the same bytes as the primary.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster, dataPath, request } from '../helpers/cluster.js';
+import { describe, expect, it } from 'vitest';
+import { useCluster, dataPath, request } from '../helpers/cluster.js';
 import { waitConverged } from '../helpers/replication.js';
 
-let cluster: Cluster;
-beforeAll(async () => {
-  cluster = await Cluster.started(1);
-});
-afterAll(async () => {
-  await cluster?.destroy();
-});
+const cluster = useCluster(1);
 
 describe('byte-exact replication', () => {
   it('replicates binary values and awkward keys exactly', async () => {
@@ -25,12 +19,12 @@ describe('byte-exact replication', () => {
       ['{tag}=%&', Buffer.alloc(1024 * 1024, 0xab)],
     ]);
     for (const [key, value] of values) {
-      const res = await request(cluster.url('shard1', 'primary', dataPath('set', key)), { method: 'POST', body: value });
+      const res = await request(cluster().url('shard1', 'primary', dataPath('set', key)), { method: 'POST', body: value });
       expect(res.status).toBe(200);
     }
-    await waitConverged(cluster, 'shard1');
+    await waitConverged(cluster(), 'shard1');
     for (const [key, value] of values) {
-      const res = await request(cluster.url('shard1', 'replica', dataPath('get', key)));
+      const res = await request(cluster().url('shard1', 'replica', dataPath('get', key)));
       expect(res.status).toBe(200);
       expect(res.headers.get('x-kv-role')).toBe('replica');
       expect(res.body.equals(value)).toBe(true);

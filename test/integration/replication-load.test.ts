@@ -1,16 +1,10 @@
 // 10,000 sets and deletes from 32 concurrent clients on a two-shard cluster: every replica ends with
 // exactly its primary's data (equal digests), and the replicas serve the final values.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster, dataPath, ownerOf, request } from '../helpers/cluster.js';
+import { describe, expect, it } from 'vitest';
+import { useCluster, dataPath, ownerOf, request } from '../helpers/cluster.js';
 import { runLoad, waitConverged } from '../helpers/replication.js';
 
-let cluster: Cluster;
-beforeAll(async () => {
-  cluster = await Cluster.started(2);
-});
-afterAll(async () => {
-  await cluster?.destroy();
-});
+const cluster = useCluster(2);
 
 describe('replication under concurrent load', () => {
   it('converges after 10,000 writes and deletes from 32 clients', async () => {
@@ -21,19 +15,19 @@ describe('replication under concurrent load', () => {
       const key = `load-${worker}-${i % 60}`;
       const via = i % 2 === 0 ? 'shard1' : 'shard2';
       if (i % 7 === 3) {
-        const res = await request(cluster.url(via, 'primary', dataPath('delete', key)));
+        const res = await request(cluster().url(via, 'primary', dataPath('delete', key)));
         expect(res.status).toBe(200);
         expected.set(key, undefined);
       } else {
         const value = `v${i}-${'x'.repeat(i % 50)}`;
-        const res = await request(cluster.url(via, 'primary', dataPath('set', key, value)));
+        const res = await request(cluster().url(via, 'primary', dataPath('set', key, value)));
         expect(res.status).toBe(200);
         expected.set(key, value);
       }
     });
     const total = [...expected.values()].filter((v) => v !== undefined).length;
-    const c1 = await waitConverged(cluster, 'shard1');
-    const c2 = await waitConverged(cluster, 'shard2');
+    const c1 = await waitConverged(cluster(), 'shard1');
+    const c2 = await waitConverged(cluster(), 'shard2');
     expect(c1.keys + c2.keys).toBe(total);
 
     // Spot-check values through the replicas, including reads forwarded between replicas.
@@ -43,7 +37,7 @@ describe('replication under concurrent load', () => {
       const owner = ownerOf(key, 2);
       const other = owner === 'shard1' ? 'shard2' : 'shard1';
       for (const via of [owner, other]) {
-        const res = await request(cluster.url(via, 'replica', dataPath('get', key)));
+        const res = await request(cluster().url(via, 'replica', dataPath('get', key)));
         expect(res.headers.get('x-kv-role')).toBe('replica');
         expect(res.headers.get('x-kv-shard')).toBe(owner);
         if (expected.get(key) === undefined) expect(res.status).toBe(404);

@@ -2,42 +2,36 @@
 // address; when the owner hangs, 504 shard_timeout. A replica whose peer replica is down reads from that
 // shard's primary instead.
 import net from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster, dataPath, freePort, keyOwnedBy, request } from '../helpers/cluster.js';
+import { describe, expect, it } from 'vitest';
+import { Cluster, dataPath, freePort, keyOwnedBy, request, useCluster } from '../helpers/cluster.js';
 
-let cluster: Cluster;
-beforeAll(async () => {
-  cluster = await Cluster.started(2);
-});
-afterAll(async () => {
-  await cluster?.destroy();
-});
+const cluster = useCluster(2);
 
 describe('unreachable owners', () => {
   it('answers 503 while the owner is down and serves again once it is back', async () => {
     const key = keyOwnedBy('shard2', 2, 'down-');
-    expect((await request(cluster.url('shard1', 'primary', dataPath('set', key, 'before')))).status).toBe(200);
-    await cluster.kill('shard2', 'primary');
+    expect((await request(cluster().url('shard1', 'primary', dataPath('set', key, 'before')))).status).toBe(200);
+    await cluster().kill('shard2', 'primary');
     for (const path of [dataPath('get', key), dataPath('set', key, 'x'), dataPath('delete', key)]) {
-      const res = await request(cluster.url('shard1', 'primary', path));
+      const res = await request(cluster().url('shard1', 'primary', path));
       expect(res.status).toBe(503);
-      expect(res.json()).toMatchObject({ error: 'shard_unavailable', shard: 'shard2', address: cluster.address('shard2') });
+      expect(res.json()).toMatchObject({ error: 'shard_unavailable', shard: 'shard2', address: cluster().address('shard2') });
     }
-    await cluster.start('shard2', 'primary');
-    const got = await request(cluster.url('shard1', 'primary', dataPath('get', key)));
+    await cluster().start('shard2', 'primary');
+    const got = await request(cluster().url('shard1', 'primary', dataPath('get', key)));
     expect(got.status).toBe(200);
     expect(got.text()).toBe('before');
   });
 
   it('reads from the owner primary when the owner replica is down', async () => {
     const key = keyOwnedBy('shard2', 2, 'fallback-');
-    expect((await request(cluster.url('shard2', 'primary', dataPath('set', key, 'primary-copy')))).status).toBe(200);
-    await cluster.kill('shard2', 'replica');
-    const got = await request(cluster.url('shard1', 'replica', dataPath('get', key)));
+    expect((await request(cluster().url('shard2', 'primary', dataPath('set', key, 'primary-copy')))).status).toBe(200);
+    await cluster().kill('shard2', 'replica');
+    const got = await request(cluster().url('shard1', 'replica', dataPath('get', key)));
     expect(got.status).toBe(200);
     expect(got.text()).toBe('primary-copy');
     expect(got.headers.get('x-kv-role')).toBe('primary');
-    await cluster.start('shard2', 'replica');
+    await cluster().start('shard2', 'replica');
   });
 
   it('answers 504 when the owner accepts connections but never answers', async () => {
