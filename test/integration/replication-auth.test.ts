@@ -26,9 +26,10 @@ describe('internal endpoint authentication', () => {
       entries: [{ seq: replica['applied_seq'] + 1, type: 'set', slot: 0, key: Buffer.from('auth-0'), value: Buffer.from('forged'), ts: Date.now() }],
     });
     const wipe = pack({ phase: 'begin', resyncId: 'forged-resync' });
-    for (const headers of [{}, { 'x-kv-token': 'wrong-token-wrong-token' }, { 'x-kv-token': testToken.slice(0, -1) }]) {
+    const wrongHeaders: Record<string, string>[] = [{}, { 'x-kv-token': 'wrong-token-wrong-token' }, { 'x-kv-token': testToken.slice(0, -1) }];
+    for (const headers of wrongHeaders) {
       for (const [path, body] of [['/internal/replicate', forged], ['/internal/resync', wipe]] as const) {
-        const res = await request(cluster.url('shard1', 'replica', path), { method: 'POST', body, headers });
+        const res = await request(cluster.url('shard1', 'replica', path), { method: 'POST', body: new Uint8Array(body), headers });
         expect(res.status).toBe(401);
         expect(res.json()).toMatchObject({ error: 'unauthorized' });
       }
@@ -55,7 +56,7 @@ describe('internal endpoint authentication', () => {
         { seq: 3, type: 'delete', slot: 0, key: Buffer.from('b'), ts: 0 },
       ],
     });
-    const res = await request(cluster.url('shard1', 'replica', '/internal/replicate'), { method: 'POST', body: gapped, headers });
+    const res = await request(cluster.url('shard1', 'replica', '/internal/replicate'), { method: 'POST', body: new Uint8Array(gapped), headers });
     expect(res.status).toBe(400);
     expect(res.json().message).toMatch(/not contiguous/);
   });

@@ -19,7 +19,7 @@ describe('byte-exact replication', () => {
       ['{tag}=%&', Buffer.alloc(1024 * 1024, 0xab)],
     ]);
     for (const [key, value] of values) {
-      const res = await request(cluster().url('shard1', 'primary', dataPath('set', key)), { method: 'POST', body: value });
+      const res = await request(cluster().url('shard1', 'primary', dataPath('set', key)), { method: 'POST', body: new Uint8Array(value) });
       expect(res.status).toBe(200);
     }
     await waitConverged(cluster(), 'shard1');
