@@ -153,10 +153,10 @@ export class Store {
    * of the keys it changed, including any a read cached from the old snapshot while the commit was on
    * its way.
    */
-  private forgetCommitted(keys: readonly { slot: number; key: Buffer }[] | 'all'): void {
+  private forgetCommitted(ids: readonly string[] | 'all'): void {
     this.root.resetReadTxn();
-    if (keys === 'all') this.cache.clear();
-    else for (const k of keys) this.cache.forget(storageKey(k.slot, k.key).toString('latin1'));
+    if (ids === 'all') this.cache.clear();
+    else for (const id of ids) this.cache.forget(id);
   }
 
   /**
@@ -166,17 +166,18 @@ export class Store {
    * a sync (group commit).
    */
   async commit(mutations: readonly Mutation[]): Promise<CommitResult> {
+    const touched: string[] = [];
     const result = await this.root.transaction(() => {
       const ts = Date.now();
       let seq = 0;
       const applied = mutations.map((m) => {
-        const done = this.applyInTransaction(m);
+        const done = this.applyInTransaction(m, touched);
         if (this.log) seq = this.log.appendInTransaction(m, ts);
         return done;
       });
       return { applied, seq };
     });
-    this.forgetCommitted(mutations);
+    this.forgetCommitted(touched);
     // The transaction promise resolves at commit, when the write is visible and survives a crash of
     // this process. With overlappingSync the fsync comes after; `flushed` resolves once it has, which is
     // when the write survives a crash of the machine. Acknowledge only then.
@@ -184,9 +185,12 @@ export class Store {
     return result;
   }
 
-  private applyInTransaction(m: Mutation): boolean {
+  /** Applies one mutation inside a write transaction; adds its cache id to `touched` for forgetCommitted(). */
+  private applyInTransaction(m: Mutation, touched: string[]): boolean {
     const key = storageKey(m.slot, m.key);
-    this.cache.forget(key.toString('latin1'));
+    const id = key.toString('latin1');
+    this.cache.forget(id);
+    touched.push(id);
     if (m.type === 'set') {
       this.data.putSync(key, m.value);
       return true;
@@ -209,6 +213,7 @@ export class Store {
    * the data is incomplete (resync under way), asks for a resync. `entries` must be contiguous.
    */
   async applyReplicated(datasetId: string, entries: readonly LogEntry[]): Promise<ApplyOutcome> {
+    const touched: string[] = [];
     const outcome = await this.root.transaction((): ApplyOutcome => {
       const state = this.replicaState();
       if (state.datasetId !== datasetId || state.resyncId !== undefined) {
@@ -219,13 +224,13 @@ export class Store {
       if (fresh[0]!.seq !== state.appliedSeq + 1) return { ok: false, reason: 'gap', appliedSeq: state.appliedSeq };
       fresh.forEach((e, i) => {
         assert.equal(e.seq, state.appliedSeq + 1 + i, 'replicated batch is not contiguous');
-        this.applyInTransaction(e.type === 'set' ? { ...e, type: 'set', value: e.value! } : { ...e, type: 'delete' });
+        this.applyInTransaction(e.type === 'set' ? { ...e, type: 'set', value: e.value! } : { ...e, type: 'delete' }, touched);
       });
       const appliedSeq = state.appliedSeq + fresh.length;
       this.meta.putSync(appliedSeqKey, appliedSeq);
       return { ok: true, appliedSeq };
     });
-    this.forgetCommitted(entries);
+    this.forgetCommitted(touched);
     await this.root.flushed;
     return outcome;
   }

@@ -36,6 +36,17 @@ function alive(pid: number): boolean {
   }
 }
 
+/** Runs `launch.sh start ...args`, expecting it to fail; resolves with its exit code and stderr. */
+async function expectStartFails(...args: string[]): Promise<{ code: number; stderr: string }> {
+  const failed = await run(launch, ['start', ...args], { env, timeout: 60_000 }).then(
+    () => undefined,
+    (err: { code: number; stderr: string }) => err,
+  );
+  expect(failed, 'launch.sh start should have failed').toBeDefined();
+  expect(failed!.code).not.toBe(0);
+  return failed!;
+}
+
 describe('launch.sh', () => {
   it('starts, reports and stops the cluster', async () => {
     const started = await run(launch, ['start'], { env, timeout: 60_000 });
@@ -60,12 +71,8 @@ describe('launch.sh', () => {
     // A node started outside launch.sh holds shard2's primary port and answers /health itself.
     await cluster.start('shard2', 'primary');
     try {
-      const failed = await run(launch, ['start', 'shard2', 'primary'], { env, timeout: 60_000 }).then(
-        () => undefined,
-        (err: { code: number; stderr: string }) => err,
-      );
-      expect(failed?.code).not.toBe(0);
-      expect(failed?.stderr).toContain('EADDRINUSE');
+      const failed = await expectStartFails('shard2', 'primary');
+      expect(failed.stderr).toContain('EADDRINUSE');
     } finally {
       await cluster.stop('shard2', 'primary');
     }
@@ -76,13 +83,9 @@ describe('launch.sh', () => {
     const blocker = net.createServer();
     await new Promise<void>((r) => blocker.listen(Number(port), host, r));
     try {
-      const failed = await run(launch, ['start', 'shard1', 'replica'], { env, timeout: 60_000 }).then(
-        () => undefined,
-        (err: { code: number; stderr: string }) => err,
-      );
-      expect(failed?.code).not.toBe(0);
-      expect(failed?.stderr).toContain('shard1 replica failed to start');
-      expect(failed?.stderr).toContain('EADDRINUSE');
+      const failed = await expectStartFails('shard1', 'replica');
+      expect(failed.stderr).toContain('shard1 replica failed to start');
+      expect(failed.stderr).toContain('EADDRINUSE');
     } finally {
       blocker.close();
     }
