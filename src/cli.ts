@@ -11,6 +11,9 @@ const usage = `kvshard: a sharded primary/replica key-value store
 Usage:
   kvshard serve --config FILE --shard NAME [--replica] [--data-dir DIR]
       Run the primary (or with --replica, the read-only replica) of shard NAME.
+  kvshard drain --config FILE --shard NAME [--data-dir DIR]
+      Run shard NAME, which is no longer in FILE, until every key it holds has moved to the shard that
+      owns it now; then move its data dirs to DIR/retired/ and exit 0 (launch.sh does this by itself).
   kvshard check-config --config FILE
       Validate FILE and print its shards; exit 2 when it is invalid.
   kvshard status --config FILE
@@ -94,9 +97,13 @@ async function main(argv: string[]): Promise<void> {
       process.exitCode = equal ? 0 : 1;
       return;
     }
-    if (command !== 'serve') fail(`unknown command ${command ?? '(none)'}\n\n${usage}`, 2);
-    if (!values.shard) fail(`serve needs --shard NAME\n\n${usage}`, 2);
+    if (command !== 'serve' && command !== 'drain') fail(`unknown command ${command ?? '(none)'}\n\n${usage}`, 2);
+    if (!values.shard) fail(`${command} needs --shard NAME\n\n${usage}`, 2);
     const config = loadConfig(configFile);
+    if (command === 'drain') {
+      await drain(config, values.shard, dataDir, clusterToken(config));
+      return;
+    }
     const shard = findShard(config, values.shard);
     const token = clusterToken(config);
     const node = await KvNode.start({ config, shard, role: values.replica ? 'replica' : 'primary', dataDir, token, log });
@@ -113,6 +120,29 @@ async function main(argv: string[]): Promise<void> {
     if (err instanceof ConfigError) fail(err.message, 2);
     fail(`kvshard: ${(err as Error).stack ?? String(err)}`, 1);
   }
+}
+
+/** Runs a removed shard until its keys have moved, then retires its data dirs. */
+async function drain(config: Config, name: string, dataDir: string, token: string): Promise<void> {
+  if (config.shards.some((s) => s.name === name)) throw new ConfigError([`${config.file}: ${name} is in the config: serve it instead of draining it`]);
+  const shard = await KvNode.drainedShard(dataDir, name);
+  const node = await KvNode.start({ config, shard, role: 'drain', dataDir, token, log });
+  let stopping = false;
+  const stop = (signal: string) => {
+    stopping = true;
+    log(`${signal}: stopping the drain of ${name}; it resumes when started again`);
+    node.close().then(
+      () => process.exit(0),
+      (err) => fail(`shutdown failed: ${(err as Error).stack}`, 1),
+    );
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+  if (!(await node.migrationFinished()) || stopping) return;
+  await node.close();
+  const retired = KvNode.retire(dataDir, name);
+  log(`${name} drained: every key now lives on the shards of ${config.file}; its data dirs moved to ${retired}`);
+  process.exit(0);
 }
 
 // A reader that goes away (`kvshard status | head`) is not an error.

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { parse, TomlError } from 'smol-toml';
-import { configBytesMax, logRetentionBytesDefault, shardCountMax } from './limits.js';
+import { configBytesMax, logRetentionBytesDefault, migrationBatchKeysDefault, migrationBatchKeysMax, shardCountMax } from './limits.js';
 import { slotTable } from './slots.js';
 
 export interface ShardConfig {
@@ -34,6 +34,25 @@ export interface Config {
   readonly token: string | undefined;
   /** Bytes of replication log a primary keeps for a lagging replica before it falls back to a resync. */
   readonly logRetentionBytes: number;
+  /** How keys move between shards after a resize (see migration.ts). */
+  readonly migration: MigrationSettings;
+}
+
+export interface MigrationSettings {
+  /** Keys per migration batch (bounded further by migrationBatchBytesMax). */
+  readonly batchKeys: number;
+  /** Pause between two batches of one sender, to cap the load a migration adds (0: none). */
+  readonly batchPauseMs: number;
+}
+
+/** What a node remembers of a layout: enough to route by it and to reach its nodes. */
+export interface LayoutRecord {
+  readonly topologyId: string;
+  readonly shards: readonly ShardConfig[];
+}
+
+export function layoutRecord(config: Config): LayoutRecord {
+  return { topologyId: config.topologyId, shards: config.shards.map((s) => ({ ...s })) };
 }
 
 /** An invalid config. `problems` holds one message per problem, each starting with the file name. */
@@ -45,8 +64,9 @@ export class ConfigError extends Error {
 }
 
 const shardKeys = new Set(['name', 'idx', 'address', 'replica']);
-const topLevelKeys = new Set(['shards', 'token', 'replication']);
+const topLevelKeys = new Set(['shards', 'token', 'replication', 'migration']);
 const replicationKeys = new Set(['log_retention_bytes']);
+const migrationKeys = new Set(['batch_keys', 'batch_pause_ms']);
 /** Short secrets are guessable; 16 characters is the least a generated token has. */
 const tokenCharsMin = 16;
 const shardNamePattern = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
@@ -93,6 +113,7 @@ export function validateConfig(doc: unknown, file: string): Config {
     problem('token', `must be a string of at least ${tokenCharsMin} characters`);
   }
   const logRetentionBytes = validateReplication(doc['replication'], problem);
+  const migration = validateMigration(doc['migration'], problem);
 
   const shards: ShardConfig[] = [];
   rawShards.forEach((raw, i) => {
@@ -110,7 +131,33 @@ export function validateConfig(doc: unknown, file: string): Config {
     slotOwners: slotTable(ordered.length),
     token: token as string | undefined,
     logRetentionBytes,
+    migration,
   });
+}
+
+function validateMigration(raw: unknown, problem: (path: string, message: string) => void): MigrationSettings {
+  const settings = { batchKeys: migrationBatchKeysDefault, batchPauseMs: 0 };
+  if (raw === undefined) return settings;
+  if (!isRecord(raw)) {
+    problem('migration', 'must be a table ([migration])');
+    return settings;
+  }
+  for (const key of Object.keys(raw)) {
+    if (!migrationKeys.has(key)) problem(`migration.${key}`, `unknown key (allowed: ${[...migrationKeys].join(', ')})`);
+  }
+  const intIn = (key: string, min: number, max: number, fallback: number): number => {
+    const value = raw[key];
+    if (value === undefined) return fallback;
+    if (!Number.isSafeInteger(value) || (value as number) < min || (value as number) > max) {
+      problem(`migration.${key}`, `must be an integer from ${min} to ${max}, got ${describe(value)}`);
+      return fallback;
+    }
+    return value as number;
+  };
+  return {
+    batchKeys: intIn('batch_keys', 1, migrationBatchKeysMax, migrationBatchKeysDefault),
+    batchPauseMs: intIn('batch_pause_ms', 0, 60_000, 0),
+  };
 }
 
 function validateReplication(raw: unknown, problem: (path: string, message: string) => void): number {

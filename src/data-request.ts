@@ -11,6 +11,11 @@ export type DataOp = 'get' | 'set' | 'delete';
 /** Headers that mark a request forwarded by another node, so it is never forwarded again. */
 export const forwardedByHeader = 'x-kv-forwarded-by';
 export const forwardedTopologyHeader = 'x-kv-topology';
+/**
+ * Marks a read sent by a key's new owner to its previous owner during a migration: the previous owner
+ * answers from its own data although its config no longer assigns it the key.
+ */
+export const previousOwnerReadHeader = 'x-kv-previous-owner-read';
 
 export interface ForwardMarker {
   /** `<shard>/<role>` of the node that forwarded the request. */
@@ -34,6 +39,8 @@ export interface DataRequest {
   /** Query parameters besides key and value (e.g. ack), kept for forwarding. */
   readonly extra: ReadonlyMap<string, string>;
   readonly forwarded: ForwardMarker | undefined;
+  /** A migration fallback read from the key's new owner (see previousOwnerReadHeader). */
+  readonly previousOwnerRead: boolean;
 }
 
 const dataRoutes: Record<string, { op: DataOp; methods: readonly string[] }> = {
@@ -173,7 +180,8 @@ function build(
   const by = req.headers[forwardedByHeader];
   const topologyId = req.headers[forwardedTopologyHeader];
   const forwarded = typeof by === 'string' ? { by, topologyId: typeof topologyId === 'string' ? topologyId : 'unknown' } : undefined;
-  return { op, method, keyText, key, slot: keySlot(key), value, valueInBody, extra: params, forwarded };
+  const previousOwnerRead = forwarded !== undefined && req.headers[previousOwnerReadHeader] === '1';
+  return { op, method, keyText, key, slot: keySlot(key), value, valueInBody, extra: params, forwarded, previousOwnerRead };
 }
 
 /** The path and query of a data request, re-encoded so that `&`, `=`, spaces and unicode survive. */

@@ -112,3 +112,20 @@ export class ReplicaTimeoutError extends KvError {
     );
   }
 }
+
+/**
+ * A node that joined the cluster has not yet learned from its peers whether keys are moving to it, so it
+ * cannot tell a missing key from one still on its previous owner. Retriable within moments.
+ */
+export class LayoutPendingError extends KvError {
+  constructor(shard: string) {
+    super('layout_pending', 503, `${shard} is still learning the cluster layout from its peers; retry shortly`, { shard, retriable: true });
+  }
+}
+
+/** An internal request from a node running another layout (a migration batch for a topology this node does not run). */
+export class TopologyMismatchError extends KvError {
+  constructor(message: string, details: ErrorDetails) {
+    super('topology_mismatch', 409, message, details);
+  }
+}

@@ -7,7 +7,7 @@
 // decided whether a forwarded GET reaches 0.40 of a local one. Replication and admin calls use axios.
 
 import { errors, Pool } from 'undici';
-import { encodeDataPath, forwardedByHeader, forwardedTopologyHeader, type DataReply, type DataRequest } from './data-request.js';
+import { encodeDataPath, forwardedByHeader, forwardedTopologyHeader, previousOwnerReadHeader, type DataReply, type DataRequest } from './data-request.js';
 import { ShardTimeoutError, ShardUnavailableError } from './errors.js';
 import { forwardTimeoutMs, keepAliveIdleMs, peerSocketsMax, valueBytesMax } from './limits.js';
 
@@ -30,10 +30,12 @@ export class Forwarder {
   private readonly pools = new Map<string, Pool>();
   private readonly timeoutMs: number;
   private readonly headers: Record<string, string>;
+  private readonly previousOwnerHeaders: Record<string, string>;
 
   constructor(options: ForwarderOptions) {
     this.timeoutMs = options.timeoutMs ?? forwardTimeoutMs;
     this.headers = { [forwardedByHeader]: options.self, [forwardedTopologyHeader]: options.topologyId };
+    this.previousOwnerHeaders = { ...this.headers, [previousOwnerReadHeader]: '1' };
   }
 
   private pool(address: string): Pool {
@@ -58,10 +60,19 @@ export class Forwarder {
   async forward(peer: Peer, req: DataRequest): Promise<DataReply> {
     const body = req.valueInBody ? req.value : undefined;
     const headers = body === undefined ? this.headers : { ...this.headers, 'content-type': 'application/octet-stream' };
+    return this.send(peer, req.method, encodeDataPath(req), headers, body);
+  }
+
+  /** Reads `req`'s key from its previous owner during a migration, whatever that node's config says. */
+  readFromPreviousOwner(peer: Peer, req: DataRequest): Promise<DataReply> {
+    return this.send(peer, 'GET', `/get?key=${encodeURIComponent(req.keyText)}`, this.previousOwnerHeaders, undefined);
+  }
+
+  private async send(peer: Peer, method: string, path: string, headers: Record<string, string>, body: Buffer | undefined): Promise<DataReply> {
     try {
       const response = await this.pool(peer.address).request({
-        method: req.method,
-        path: encodeDataPath(req),
+        method: method as 'GET' | 'POST',
+        path,
         headers,
         body,
         // A forwarded write must not be retried or replayed by the client library: idempotent: false.

@@ -92,3 +92,24 @@ export const replicaAckWaitersMax = 10_000;
  */
 export const readCacheEntriesMax = 4_096;
 export const readCacheValueBytesMax = 1_024;
+
+/**
+ * A migration batch carries at most this many keys (sharding.toml's [migration] batch_keys, default
+ * below) and, past its first key, at most migrationBatchBytesMax bytes; it is stored in one transaction.
+ */
+export const migrationBatchKeysDefault = 1_000;
+export const migrationBatchKeysMax = 10_000;
+export const migrationBatchBytesMax = 4 * 1024 * 1024;
+
+/** Timeout of one migration request or layout exchange; slower peers are retried with backoff. */
+export const migrationRequestTimeoutMs = 10_000;
+
+/** Retry backoff of migration senders and layout announcements: doubles up to the cap. */
+export const migrationBackoffFirstMs = 50;
+export const migrationBackoffMaxMs = 2_000;
+
+/** A node tells each peer its layout; an unreachable peer is retried this many times (about a minute). */
+export const layoutAnnounceAttemptsMax = 40;
+
+/** The largest layout-exchange body: a full shard list of shardCountMax entries. */
+export const layoutBodyBytesMax = 512 * 1024;

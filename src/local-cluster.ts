@@ -11,7 +11,7 @@ import { basename, join, resolve } from 'node:path';
 /** dist/cli.js, whether this module runs compiled (dist/) or as TypeScript source (src/, under vitest). */
 export const cliPath = basename(import.meta.dirname) === 'src' ? resolve(import.meta.dirname, '../dist/cli.js') : resolve(import.meta.dirname, 'cli.js');
 
-export type RoleName = 'primary' | 'replica';
+export type RoleName = 'primary' | 'replica' | 'drain';
 
 export interface ShardLayout {
   readonly name: string;
@@ -84,7 +84,8 @@ export class LocalCluster {
     readonly dir: string,
     readonly dataDir: string,
     readonly configPath: string,
-    readonly shards: ShardLayout[],
+    public shards: ShardLayout[],
+    private readonly extraToml: string,
   ) {}
 
   /**
@@ -96,7 +97,7 @@ export class LocalCluster {
     const shards = edit(await layout(shardCount));
     const configPath = join(dir, 'sharding.toml');
     writeFileSync(configPath, configToml(shards, extraToml));
-    return new LocalCluster(dir, join(dir, 'data'), configPath, shards);
+    return new LocalCluster(dir, join(dir, 'data'), configPath, shards, extraToml);
   }
 
   /** Creates a cluster and starts every primary and replica. */
@@ -109,11 +110,55 @@ export class LocalCluster {
   address(shard: string, role: RoleName = 'primary'): string {
     const s = this.shards.find((x) => x.name === shard);
     if (!s) throw new Error(`no shard ${shard}`);
-    return role === 'primary' ? s.address : s.replica;
+    return role === 'replica' ? s.replica : s.address;
   }
 
   url(shard: string, role: RoleName, path: string): string {
     return `http://${this.address(shard, role)}${path}`;
+  }
+
+  /**
+   * Rewrites the config with `shards` (a resize: shards added at the end or removed from it). Running
+   * nodes keep the old config until restarted.
+   */
+  reconfigure(shards: ShardLayout[]): void {
+    this.shards = shards;
+    writeFileSync(this.configPath, configToml(shards, this.extraToml));
+  }
+
+  /** A new shard with free ports, named after its position, for a grown config. */
+  static async extraShard(position: number): Promise<ShardLayout> {
+    return { name: `shard${position + 1}`, address: `127.0.0.1:${await freePort()}`, replica: `127.0.0.1:${await freePort()}` };
+  }
+
+  /** Stops (SIGTERM) every running node. */
+  async stopAll(): Promise<void> {
+    await Promise.all([...this.running.keys()].map((id) => {
+      const [shard, role] = id.split('-') as [string, RoleName];
+      return this.stop(shard, role);
+    }));
+  }
+
+  /**
+   * Starts `kvshard drain` for a shard removed from the config; resolves with the process's exit code
+   * once it has moved every key away (or failed).
+   */
+  startDrain(shard: string): Promise<number | null> {
+    const id = `${shard}-drain`;
+    const proc = spawn(process.execPath, [cliPath, 'drain', '--config', this.configPath, '--shard', shard, '--data-dir', this.dataDir], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const node: RunningNode = { proc, output: '', exited: new Promise((resolveExit) => proc.once('exit', (code) => resolveExit(code))) };
+    const append = (chunk: Buffer) => {
+      node.output = (node.output + chunk.toString()).slice(-20_000);
+    };
+    proc.stdout!.on('data', append);
+    proc.stderr!.on('data', append);
+    this.running.set(id, node);
+    return node.exited.then((code) => {
+      if (this.running.get(id) === node) this.running.delete(id);
+      return code;
+    });
   }
 
   /** Every node as [shard, role]. */
@@ -121,15 +166,31 @@ export class LocalCluster {
     return this.shards.flatMap((s) => [[s.name, 'primary'], [s.name, 'replica']] as [string, RoleName][]);
   }
 
+  /** Starts every node and waits until each primary knows its layout (a new cluster's primaries learn it from each other). */
   async startAll(): Promise<void> {
     await Promise.all(this.nodes().map(([shard, role]) => this.start(shard, role)));
+    await this.waitLayoutDecided();
+  }
+
+  /** Waits until each of `shards` (default: all) has learned its layout. */
+  async waitLayoutDecided(shards = this.shards.map((s) => s.name), timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (const shard of shards) {
+      for (;;) {
+        const res = await fetch(this.url(shard, 'primary', '/status'), { signal: AbortSignal.timeout(2_000) });
+        const status = (await res.json()) as { layout?: { decided?: boolean } };
+        if (status.layout?.decided) break;
+        if (Date.now() > deadline) throw new Error(`${shard} has not learned its layout within ${timeoutMs} ms`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
   }
 
   /** Starts one node with the given config file (default: the cluster's) and waits for /health. */
   async start(shard: string, role: RoleName, configPath = this.configPath): Promise<void> {
     const id = `${shard}-${role}`;
     if (this.running.has(id)) throw new Error(`${id} is already running`);
-    const args = [cliPath, 'serve', '--config', configPath, '--shard', shard, '--data-dir', this.dataDir];
+    const args = [cliPath, role === 'drain' ? 'drain' : 'serve', '--config', configPath, '--shard', shard, '--data-dir', this.dataDir];
     if (role === 'replica') args.push('--replica');
     const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const node: RunningNode = {

@@ -2,17 +2,21 @@
 // task and HTTP server, and closes them in order: stop accepting, drain in-flight requests and
 // replication (bounded), then close LMDB.
 
+import { existsSync, mkdirSync, renameSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
-import type { Router } from 'express';
-import { ConfigError, parseAddress, type Config, type ShardConfig } from './config.js';
+import express, { type Request, type Response, type Router } from 'express';
+import { ConfigError, layoutRecord, parseAddress, type Config, type LayoutRecord, type ShardConfig } from './config.js';
+import { TopologyMismatchError } from './errors.js';
 import { Forwarder } from './forwarder.js';
 import { createHttpServer } from './http-api.js';
-import { shutdownDrainMs } from './limits.js';
+import { ClusterView, LayoutSync, layoutRouter, type LayoutAnswer } from './layout-sync.js';
+import { internalBodyBytesMax, shutdownDrainMs } from './limits.js';
+import { decodeMigrate, Migration, migratePath } from './migration.js';
 import { replicaRouter, type ReplicaProgress } from './replication-receiver.js';
 import { ReplicationSender } from './replication-sender.js';
-import { primaryRole, replicaRole, type RoleContext, type RoleName } from './roles.js';
-import { Store } from './store.js';
+import { drainRole, primaryRole, replicaRole, type RoleContext, type RoleName } from './roles.js';
+import { Store, type MigrationRecord } from './store.js';
 
 export interface NodeOptions {
   readonly config: Config;
@@ -25,11 +29,20 @@ export interface NodeOptions {
 }
 
 /** What /status adds for each role. */
-function primaryStatus(store: Store, sender: ReplicationSender, config: Config): () => Record<string, unknown> {
+/** Layout and migration state, for /status. */
+function layoutStatus(view: ClusterView): Record<string, unknown> {
+  return {
+    layout: { decided: view.decided, refusing: view.refusal() ?? null },
+    migration: view.migration?.status() ?? null,
+  };
+}
+
+function primaryStatus(store: Store, sender: ReplicationSender, config: Config, view: ClusterView): () => Record<string, unknown> {
   const log = store.log!;
   return () => ({
     keys: store.count(),
     topology: config.topologyId,
+    ...layoutStatus(view),
     dataset_id: store.datasetId(),
     last_seq: log.lastSeq(),
     replication: sender.status(),
@@ -43,13 +56,14 @@ function primaryStatus(store: Store, sender: ReplicationSender, config: Config):
   });
 }
 
-function replicaStatus(store: Store, progress: ReplicaProgress, config: Config): () => Record<string, unknown> {
+function replicaStatus(store: Store, progress: ReplicaProgress, config: Config, view: ClusterView): () => Record<string, unknown> {
   return () => {
     const state = store.replicaState();
     const lagEntries = Math.max(0, progress.primarySeq - state.appliedSeq);
     return {
       keys: store.count(),
       topology: config.topologyId,
+      layout: { refusing: view.refusal() ?? null, primary_migrating: view.primaryMigrating ?? null },
       dataset_id: state.datasetId ?? null,
       applied_seq: state.appliedSeq,
       primary_seq: progress.primarySeq,
@@ -63,26 +77,61 @@ function replicaStatus(store: Store, progress: ReplicaProgress, config: Config):
   };
 }
 
+interface LayoutStart {
+  /** False for a primary just added, which learns from its peers whether keys move to it. */
+  readonly decided: boolean;
+  /** The migration under way (or the last one, finished), if any. */
+  readonly record: MigrationRecord | undefined;
+}
+
+function newMigration(previous: LayoutRecord, config: Config): MigrationRecord {
+  return { previous, topologyId: config.topologyId, startedAt: Date.now(), keysSent: 0, keysReceived: 0 };
+}
+
 /**
- * Refuses to start when the config moved slots away from this shard while it still holds keys in them:
- * those keys would become unreachable. Moving them (online resize) is not implemented yet, so the safe
- * answer is to keep the previous sharding.toml. A changed layout that strands nothing is recorded.
+ * Compares the layout the store last ran with to the config's. A primary (or a drain) whose layout
+ * changed records a migration from the old layout before it serves anything; a migration still under
+ * way must finish before the layout may change again.
  */
-async function checkTopology(store: Store, config: Config, shard: ShardConfig): Promise<void> {
-  const previous = store.topology();
-  const current = { topologyId: config.topologyId, shardCount: config.shards.length, idx: shard.idx };
-  if (previous?.topologyId === current.topologyId) return;
-  if (previous && (previous.shardCount !== current.shardCount || previous.idx !== current.idx)) {
-    const stranded = store.countKeysOutside((slot) => config.slotOwners[slot] === shard.idx);
-    if (stranded > 0) {
+async function prepareLayout(store: Store, config: Config, name: string, role: RoleName): Promise<LayoutStart> {
+  const current = layoutRecord(config);
+  const stored = store.topology();
+  const existing = store.migration();
+  if (existing && existing.finishedAt === undefined) {
+    if (existing.topologyId !== config.topologyId) {
       throw new ConfigError([
-        `${config.file}: shards: this config gives ${stranded} keys held by ${shard.name} (${store.path}) to other shards ` +
-          `(the data was written with ${previous.shardCount} shards, the config has ${current.shardCount}); ` +
-          'moving keys between shards (online resize) is not supported yet, so start with the previous sharding.toml',
+        `${config.file}: shards: ${name} (${store.path}) is still moving keys from topology ${existing.previous.topologyId} to ` +
+          `${existing.topologyId}, and this config is a third layout (${config.topologyId}); start with the config of ` +
+          `${existing.topologyId} until its /status shows the migration done, then change the layout again`,
       ]);
     }
+    return { decided: true, record: existing };
   }
-  await store.recordTopology(current);
+  if (stored && !stored.shards && stored.topologyId !== config.topologyId) {
+    throw new ConfigError([`${config.file}: shards: ${store.path} was written by a kvshard without online resize; start it with its old config`]);
+  }
+  if (role === 'drain') {
+    if (!stored?.shards?.some((s) => s.name === name)) {
+      throw new ConfigError([`${store.path}: holds no layout that names ${name}: there is nothing to drain`]);
+    }
+    const record = newMigration(stored, config);
+    await store.recordTopology(current, record);
+    return { decided: true, record };
+  }
+  if (!stored) {
+    if (role === 'replica' || config.shards.length === 1) {
+      await store.recordTopology(current);
+      return { decided: true, record: undefined };
+    }
+    return { decided: false, record: undefined };
+  }
+  if (stored.topologyId === config.topologyId || role === 'replica') {
+    if (stored.topologyId !== config.topologyId) await store.recordTopology(current);
+    return { decided: true, record: existing };
+  }
+  const record = newMigration(stored as LayoutRecord, config);
+  await store.recordTopology(current, record);
+  return { decided: true, record };
 }
 
 export class KvNode {
@@ -94,24 +143,36 @@ export class KvNode {
     private readonly store: Store,
     private readonly forwarder: Forwarder,
     private readonly sender: ReplicationSender | undefined,
+    private readonly view: ClusterView,
+    private readonly sync: LayoutSync,
     private readonly server: Server,
   ) {}
 
   static async start(options: NodeOptions): Promise<KvNode> {
     const { config, shard, role, dataDir, log } = options;
-    const address = role === 'primary' ? shard.address : shard.replica;
+    const address = role === 'replica' ? shard.replica : shard.address;
     const listen = parseAddress(address)!;
-    const store = new Store({ path: join(dataDir, `${shard.name}-${role}`), replicationLog: role === 'primary' });
+    const store = new Store({ path: join(dataDir, `${shard.name}-${role === 'replica' ? 'replica' : 'primary'}`), replicationLog: role !== 'replica' });
+    let start: LayoutStart;
     try {
-      await checkTopology(store, config, shard);
+      start = await prepareLayout(store, config, shard.name, role);
     } catch (err) {
       await store.close();
       throw err;
     }
+    const ownLayout = role === 'drain' ? { ...start.record!.previous, topologyId: config.topologyId } : layoutRecord(config);
+    const view = new ClusterView(config, ownLayout, `${shard.name}/${role}`, start.decided, log, () => store.count());
     const forwarder = new Forwarder({ self: `${shard.name}/${role}`, topologyId: config.topologyId });
     let sender: ReplicationSender | undefined;
+    const onCommit = () => sender?.notify();
+    const migrationOf = (record: MigrationRecord) =>
+      new Migration({ store, config, self: shard.name, record, token: options.token, log, onCommit });
+    if (start.record) view.migration = migrationOf(start.record);
+    // A primary just added learns from its peers whether keys move to it (see layout-sync.ts).
+    const learner = start.decided ? undefined : new LayoutLearner(view, store, config, log, (record) => migrationOf(record));
     let status: () => Record<string, unknown>;
-    let internalRoutes: Router | undefined;
+    const internalRoutes = express.Router();
+    internalRoutes.use(layoutRouter(view));
     if (role === 'primary') {
       sender = new ReplicationSender({
         store,
@@ -120,16 +181,21 @@ export class KvNode {
         token: options.token,
         logRetentionBytes: config.logRetentionBytes,
         logger: log,
+        topologyId: config.topologyId,
+        migrating: () => !view.decided || view.migration?.active() === true,
       });
-      status = primaryStatus(store, sender, config);
+      status = primaryStatus(store, sender, config, view);
+    } else if (role === 'drain') {
+      status = () => ({ keys: store.count(), topology: config.topologyId, ...layoutStatus(view) });
     } else {
       const progress: ReplicaProgress = { primarySeq: store.replicaState().appliedSeq, lastContactAt: 0, lastAppliedTs: 0, resyncs: 0 };
-      internalRoutes = replicaRouter(store, progress, log);
-      status = replicaStatus(store, progress, config);
+      internalRoutes.use(replicaRouter(store, progress, view, log));
+      status = replicaStatus(store, progress, config, view);
     }
-    const ctx: RoleContext = { config, shard, store, forwarder, sender };
+    if (role !== 'replica') internalRoutes.use(migrateRouter(view, learner));
+    const ctx: RoleContext = { config, shard, store, forwarder, sender, view };
     const server = createHttpServer({
-      role: role === 'primary' ? primaryRole(ctx) : replicaRole(ctx),
+      role: role === 'primary' ? primaryRole(ctx) : role === 'drain' ? drainRole(ctx) : replicaRole(ctx),
       info: { shard: shard.name, role, address },
       status,
       log,
@@ -150,9 +216,43 @@ export class KvNode {
       await store.close();
       throw err;
     }
+    const sync = new LayoutSync({ view, self: address, token: options.token, log, onAnswer: (peer, peerRole, answer) => learner?.onAnswer(peer, peerRole, answer, sync) });
+    sync.announce();
     sender?.start();
+    view.migration?.start();
     log(`${shard.name} ${role} listening on ${address}, data in ${store.path}, topology ${config.topologyId}`);
-    return new KvNode(options, address, store, forwarder, sender, server);
+    return new KvNode(options, address, store, forwarder, sender, view, sync, server);
+  }
+
+  /** The shard `name` as the primary data dir in `dataDir` last knew it, for a drain. */
+  static async drainedShard(dataDir: string, name: string): Promise<ShardConfig> {
+    const path = join(dataDir, `${name}-primary`);
+    if (!existsSync(path)) throw new ConfigError([`${path}: no such data dir: there is nothing of ${name} to drain`]);
+    const store = new Store({ path, replicationLog: true });
+    try {
+      const layout = store.migration()?.previous ?? store.topology();
+      const shard = layout?.shards?.find((s) => s.name === name);
+      if (!shard) throw new ConfigError([`${path}: holds no layout that names ${name}: there is nothing to drain`]);
+      return shard;
+    } finally {
+      await store.close();
+    }
+  }
+
+  /** Moves a drained shard's data dirs under `dataDir`/retired/ (kept, not deleted); returns where. */
+  static retire(dataDir: string, name: string): string {
+    const retired = join(dataDir, 'retired', `${name}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+    mkdirSync(retired, { recursive: true });
+    for (const role of ['primary', 'replica']) {
+      const path = join(dataDir, `${name}-${role}`);
+      if (existsSync(path)) renameSync(path, join(retired, `${name}-${role}`));
+    }
+    return retired;
+  }
+
+  /** Resolves true once this node's migration has finished (a drain waits for this), false if closed first. */
+  async migrationFinished(): Promise<boolean> {
+    return (await this.view.migration?.finished()) ?? true;
   }
 
   /** Stops accepting, lets in-flight requests and replication finish (bounded), then closes LMDB. */
@@ -167,9 +267,85 @@ export class KvNode {
     const deadline = new Promise<void>((resolve) => setTimeout(resolve, shutdownDrainMs).unref());
     await Promise.race([closed, deadline]);
     this.server.closeAllConnections();
+    await this.sync.close();
+    await this.view.migration?.close();
     await this.sender?.close(shutdownDrainMs);
     await this.forwarder.close();
     await this.store.close();
     this.options.log(`${this.options.shard.name} ${this.options.role} stopped`);
   }
+}
+
+/**
+ * A primary just added to the cluster, with no layout of its own: decides from its peers' answers
+ * whether keys move to it (and from which layout), then records that and starts the migration.
+ */
+class LayoutLearner {
+  private readonly emptyPeers = new Set<string>();
+  private deciding: Promise<void> | undefined;
+
+  constructor(
+    private readonly view: ClusterView,
+    private readonly store: Store,
+    private readonly config: Config,
+    private readonly log: (message: string) => void,
+    private readonly migrationOf: (record: MigrationRecord) => Migration,
+  ) {}
+
+  async onAnswer(peer: ShardConfig, role: 'primary' | 'replica', answer: LayoutAnswer, sync: LayoutSync): Promise<void> {
+    if (this.view.decided || role !== 'primary') return;
+    const mine = this.config.topologyId;
+    if (answer.layout.topologyId === mine && answer.migratingFrom) return this.decide(answer.migratingFrom, `${peer.name} migrates from it`, sync);
+    if (answer.layout.topologyId === mine && answer.decided) return this.decide(undefined, `${peer.name} runs this layout with no migration`, sync);
+    // A peer on another layout proves nothing by itself: it may be an old node not restarted yet (the first
+    // old node restarted with this layout records the migration and tells), or a newer one. Only a peer
+    // that is new too, or holds no keys, has nothing that could move here.
+    if (answer.decided && answer.keys > 0) return;
+    this.emptyPeers.add(peer.name);
+    if (this.emptyPeers.size === this.config.shards.length - 1) return this.decide(undefined, 'no other primary holds keys: a new cluster', sync);
+  }
+
+  /** The first batch from a previous owner also tells which layout keys move from. */
+  async fromBatch(previous: LayoutRecord, sender: string): Promise<void> {
+    if (!this.view.decided) await this.decide(previous, `${sender} sends keys from it`, undefined);
+  }
+
+  private decide(previous: LayoutRecord | undefined, why: string, sync: LayoutSync | undefined): Promise<void> {
+    this.deciding ??= (async () => {
+      const record = previous ? newMigration(previous, this.config) : undefined;
+      await this.store.recordTopology(layoutRecord(this.config), record);
+      if (record) {
+        this.view.migration = this.migrationOf(record);
+        this.view.migration.start();
+      }
+      this.view.decided = true;
+      this.log(previous ? `joining: keys move here from topology ${previous.topologyId} (${why})` : `layout settled: nothing moves here (${why})`);
+      // Tell every node about the migration, so that ones still on the old layout stop serving.
+      if (record) sync?.announce();
+    })();
+    return this.deciding;
+  }
+}
+
+/** The /internal/migrate endpoint of a primary (and a drain): batches from previous owners. */
+function migrateRouter(view: ClusterView, learner: LayoutLearner | undefined): Router {
+  const router = express.Router();
+  router.post(migratePath, express.raw({ type: () => true, limit: internalBodyBytesMax }), async (req: Request, res: Response) => {
+    const message = decodeMigrate(req.body as Buffer);
+    if (message.topologyId !== view.config.topologyId) {
+      throw new TopologyMismatchError(`${message.from} migrates to topology ${message.topologyId}; this node runs ${view.config.topologyId}`, {
+        sender: message.from,
+        topology: view.config.topologyId,
+      });
+    }
+    await learner?.fromBatch(message.previous, message.from);
+    if (!view.migration) {
+      throw new TopologyMismatchError(`${message.from} sends keys from topology ${message.previous.topologyId}, but this node has no migration from it`, {
+        sender: message.from,
+        topology: view.config.topologyId,
+      });
+    }
+    res.json(await view.migration.receive(message));
+  });
+  return router;
 }

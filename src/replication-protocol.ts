@@ -20,6 +20,10 @@ export interface ReplicateMessage {
   readonly primarySeq: number;
   /** The primary's clock when it sent this (ms since the epoch). */
   readonly sentAt: number;
+  /** The layout the primary runs: a replica on another one refuses reads rather than answer stale. */
+  readonly topologyId: string;
+  /** Whether keys may still be moving to the primary (a migration): the replica then sends misses to it. */
+  readonly migrating: boolean;
   readonly entries: readonly LogEntry[];
 }
 
@@ -69,6 +73,8 @@ export function decodeReplicate(body: Buffer): ReplicateMessage {
   if (!isId(m['datasetId'])) invalid('datasetId');
   if (!isSeq(m['primarySeq'])) invalid('primarySeq');
   if (!isSeq(m['sentAt'])) invalid('sentAt');
+  if (!isId(m['topologyId'])) invalid('topologyId');
+  if (typeof m['migrating'] !== 'boolean') invalid('migrating');
   if (!Array.isArray(m['entries'])) invalid('entries');
   const entries = (m['entries'] as unknown[]).map((raw, i): LogEntry => {
     const e = raw as Record<string, unknown>;
@@ -87,7 +93,14 @@ export function decodeReplicate(body: Buffer): ReplicateMessage {
   entries.forEach((e, i) => {
     if (i > 0 && e.seq !== entries[i - 1]!.seq + 1) invalid(`entries are not contiguous at index ${i}`);
   });
-  return { datasetId: m['datasetId'] as string, primarySeq: m['primarySeq'] as number, sentAt: m['sentAt'] as number, entries };
+  return {
+    datasetId: m['datasetId'] as string,
+    primarySeq: m['primarySeq'] as number,
+    sentAt: m['sentAt'] as number,
+    topologyId: m['topologyId'] as string,
+    migrating: m['migrating'] as boolean,
+    entries,
+  };
 }
 
 export function decodeResync(body: Buffer): ResyncMessage {

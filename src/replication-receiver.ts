@@ -4,6 +4,7 @@
 import express, { type Request, type Response, type Router } from 'express';
 import { internalBodyBytesMax } from './limits.js';
 import { decodeReplicate, decodeResync, replicatePath, resyncPath, type ReplicaReply } from './replication-protocol.js';
+import type { ClusterView } from './layout-sync.js';
 import type { Store } from './store.js';
 
 export interface ReplicaProgress {
@@ -18,12 +19,13 @@ function answer(res: Response, reply: ReplicaReply): void {
   res.status(reply.error ? 409 : 200).json(reply);
 }
 
-export function replicaRouter(store: Store, progress: ReplicaProgress, log: (message: string) => void): Router {
+export function replicaRouter(store: Store, progress: ReplicaProgress, view: ClusterView, log: (message: string) => void): Router {
   const router = express.Router();
   const raw = express.raw({ type: () => true, limit: internalBodyBytesMax });
 
   router.post(replicatePath, raw, async (req: Request, res: Response) => {
     const message = decodeReplicate(req.body as Buffer);
+    notePrimaryLayout(view, message.topologyId, message.migrating, log);
     const outcome = await store.applyReplicated(message.datasetId, message.entries);
     progress.primarySeq = message.primarySeq;
     progress.lastContactAt = Date.now();
@@ -60,4 +62,20 @@ export function replicaRouter(store: Store, progress: ReplicaProgress, log: (mes
     }
   });
   return router;
+}
+
+/**
+ * A replica serves reads only while its primary runs the same layout: otherwise the primary may be
+ * moving keys this replica's config still routes here. Whether the primary has keys moving in decides
+ * whether a local miss is final.
+ */
+function notePrimaryLayout(view: ClusterView, topologyId: string, migrating: boolean, log: (message: string) => void): void {
+  view.primaryMigrating = migrating;
+  const mismatch =
+    topologyId === view.config.topologyId
+      ? undefined
+      : `this replica runs topology ${view.config.topologyId} (${view.config.file}) but its primary runs ${topologyId}; ` +
+        'restart it with the same sharding.toml as its primary';
+  if (mismatch !== view.primaryMismatch) log(mismatch ? `refusing reads: ${mismatch}` : 'primary runs the same layout again; serving reads');
+  view.primaryMismatch = mismatch;
 }

@@ -39,6 +39,9 @@ export interface SenderOptions {
   readonly token: string;
   readonly logRetentionBytes: number;
   readonly logger: (message: string) => void;
+  /** The layout the primary runs, and whether keys may still be moving to it: told to the replica. */
+  readonly topologyId: string;
+  readonly migrating: () => boolean;
 }
 
 /** A replica that refused a request in a way that needs the primary to change course. */
@@ -258,7 +261,14 @@ export class ReplicationSender {
     // Until the replica first answers, send a heartbeat from the log's end to learn its position.
     const from = this.ackedSeq === undefined ? log.lastSeq() + 1 : this.ackedSeq + 1;
     const entries = log.read(from, replicationBatchEntriesMax, replicationBatchBytesMax);
-    const message: ReplicateMessage = { datasetId: this.options.store.datasetId(), primarySeq: log.lastSeq(), sentAt: Date.now(), entries };
+    const message: ReplicateMessage = {
+      datasetId: this.options.store.datasetId(),
+      primarySeq: log.lastSeq(),
+      sentAt: Date.now(),
+      topologyId: this.options.topologyId,
+      migrating: this.options.migrating(),
+      entries,
+    };
     const reply = await this.post(replicatePath, message);
     if (reply.error === 'resync_needed') {
       await this.resync();

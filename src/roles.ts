@@ -7,13 +7,14 @@
 
 import type { Config, ShardConfig } from './config.js';
 import type { DataReply, DataRequest } from './data-request.js';
-import { BadRequestError, NotFoundError, ReadOnlyReplicaError, ShardUnavailableError, WrongShardError } from './errors.js';
+import { BadRequestError, LayoutPendingError, NotFoundError, ReadOnlyReplicaError, ShardUnavailableError, WrongShardError } from './errors.js';
 import type { Forwarder } from './forwarder.js';
+import type { ClusterView } from './layout-sync.js';
 import { replicaAckTimeoutMs } from './limits.js';
 import type { ReplicationSender } from './replication-sender.js';
 import type { Mutation, Store } from './store.js';
 
-export type RoleName = 'primary' | 'replica';
+export type RoleName = 'primary' | 'replica' | 'drain';
 
 export interface Role {
   readonly name: RoleName;
@@ -28,6 +29,13 @@ export interface RoleContext {
   readonly forwarder: Forwarder;
   /** The primary's replication task; undefined on a replica. */
   readonly sender: ReplicationSender | undefined;
+  readonly view: ClusterView;
+}
+
+/** A node that runs an outdated layout (or whose primary runs another one) refuses with 421. */
+function refuseIfStale(ctx: RoleContext, role: RoleName): void {
+  const reason = ctx.view.refusal();
+  if (reason) throw new WrongShardError(reason, { this_node: { shard: ctx.shard.name, role, topology: ctx.config.topologyId }, retriable: true });
 }
 
 function ownerOf(ctx: RoleContext, slot: number): ShardConfig {
@@ -57,12 +65,37 @@ function json(headers: readonly string[], body: unknown): DataReply {
   return { status: 200, headers, body: JSON.stringify(body) };
 }
 
+function notFound(ctx: RoleContext, req: DataRequest): NotFoundError {
+  return new NotFoundError(`key ${JSON.stringify(req.keyText)} not found`, { key: req.keyText, shard: ctx.shard.name });
+}
+
 function readLocal(ctx: RoleContext, headers: readonly string[], req: DataRequest): DataReply {
   const value = ctx.store.get(req.slot, req.key);
-  if (value === undefined) {
-    throw new NotFoundError(`key ${JSON.stringify(req.keyText)} not found`, { key: req.keyText, shard: ctx.shard.name });
-  }
+  if (value === undefined) throw notFound(ctx, req);
   return { status: 200, headers, body: value };
+}
+
+/** Whether a key missing here may still be on its previous owner (its slot is migrating in, no delete seen). */
+function mayBeOnPreviousOwner(ctx: RoleContext, req: DataRequest): boolean {
+  return ctx.view.migration?.incomingPending(req.slot) === true && !ctx.store.hasTombstone(req.slot, req.key);
+}
+
+/**
+ * A read at the new owner of a slot still migrating in, for a key not here yet: the previous owner
+ * answers; when it no longer has the key, the key may have arrived here meanwhile, so look again.
+ */
+async function readDuringMigration(ctx: RoleContext, headers: readonly string[], req: DataRequest): Promise<DataReply> {
+  const previous = ctx.view.migration!.previousOwner(req.slot);
+  const reply = await ctx.forwarder.readFromPreviousOwner({ shard: previous.name, address: previous.address }, req);
+  if (reply.status !== 404) return reply;
+  return readLocal(ctx, headers, req);
+}
+
+function readPrimary(ctx: RoleContext, headers: readonly string[], req: DataRequest): DataReply | Promise<DataReply> {
+  const value = ctx.store.get(req.slot, req.key);
+  if (value !== undefined) return { status: 200, headers, body: value };
+  if (mayBeOnPreviousOwner(ctx, req)) return readDuringMigration(ctx, headers, req);
+  throw notFound(ctx, req);
 }
 
 /** `ack=primary` (the default) answers after the primary's durable commit; `ack=replica` also waits for the replica. */
@@ -74,12 +107,20 @@ function ackMode(req: DataRequest): 'primary' | 'replica' {
 
 async function writeLocal(ctx: RoleContext, jsonHeaders: readonly string[], req: DataRequest): Promise<DataReply> {
   const ack = ackMode(req);
+  // A delete while the key's slot migrates in leaves a tombstone, so the key's old value, possibly still
+  // on its way from the previous owner, is not stored after it. Whether the key existed may then only
+  // be known to the previous owner.
+  const tombstone = req.op === 'delete' && mayBeOnPreviousOwner(ctx, req);
   const mutation: Mutation =
     req.op === 'set'
       ? { type: 'set', slot: req.slot, key: req.key, value: req.value! }
-      : { type: 'delete', slot: req.slot, key: req.key };
-  const { applied: [applied], seq } = await ctx.store.commit([mutation]);
+      : { type: 'delete', slot: req.slot, key: req.key, tombstone };
+  let { applied: [applied], seq } = await ctx.store.commit([mutation]);
   ctx.sender!.notify();
+  if (tombstone && !applied) {
+    const previous = ctx.view.migration!.previousOwner(req.slot);
+    applied = (await ctx.forwarder.readFromPreviousOwner({ shard: previous.name, address: previous.address }, req)).status === 200;
+  }
   if (ack === 'replica') await ctx.sender!.waitForReplica(seq, replicaAckTimeoutMs);
   const base = { key: req.keyText, shard: ctx.shard.name, slot: req.slot, seq, ack };
   return req.op === 'set' ? json(jsonHeaders, { ...base, bytes: req.value!.length }) : json(jsonHeaders, { ...base, deleted: applied });
@@ -91,12 +132,18 @@ export function primaryRole(ctx: RoleContext): Role {
   return {
     name: 'primary',
     handle(req) {
+      // The new owner of a migrating key reads it here: answer from this node's data, whatever the config
+      // says (also when stale, since a stale node's data is what the new owner is waiting for).
+      if (req.previousOwnerRead && req.op === 'get') return readLocal(ctx, valueHeaders, req);
+      refuseIfStale(ctx, 'primary');
       const owner = ownerOf(ctx, req.slot);
       if (owner.idx !== ctx.shard.idx) {
         if (req.forwarded) refuseMisrouted(ctx, req, 'primary', owner);
         return ctx.forwarder.forward({ shard: owner.name, address: owner.address }, req);
       }
-      return req.op === 'get' ? readLocal(ctx, valueHeaders, req) : writeLocal(ctx, jsonHeaders, req);
+      // A primary just added serves its keys once it knows whether they are still on other shards.
+      if (!ctx.view.decided) throw new LayoutPendingError(ctx.shard.name);
+      return req.op === 'get' ? readPrimary(ctx, valueHeaders, req) : writeLocal(ctx, jsonHeaders, req);
     },
   };
 }
@@ -107,9 +154,16 @@ export function replicaRole(ctx: RoleContext): Role {
     name: 'replica',
     handle(req) {
       if (req.op !== 'get') throw new ReadOnlyReplicaError(ctx.shard.name, ctx.shard.address);
+      refuseIfStale(ctx, 'replica');
       const owner = ownerOf(ctx, req.slot);
       if (owner.idx === ctx.shard.idx) {
-        if (ctx.store.replicaInSync()) return readLocal(ctx, valueHeaders, req);
+        if (ctx.store.replicaInSync()) {
+          const value = ctx.store.get(req.slot, req.key);
+          if (value !== undefined) return { status: 200, headers: valueHeaders, body: value };
+          // While keys may still be moving to its primary (or before the primary has said), a miss here is
+          // not final: the primary answers, falling back to the key's previous owner.
+          if (ctx.view.primaryMigrating === false) throw notFound(ctx, req);
+        }
         // Before its first full resync ends, this replica's data is incomplete: its primary answers.
         return ctx.forwarder.forward({ shard: owner.name, address: owner.address }, req);
       }
@@ -120,6 +174,25 @@ export function replicaRole(ctx: RoleContext): Role {
         if (!(err instanceof ShardUnavailableError)) throw err;
         return ctx.forwarder.forward({ shard: owner.name, address: owner.address }, req);
       });
+    },
+  };
+}
+
+/**
+ * A shard removed from the config, running until its keys have moved to their new owners. It answers
+ * only the new owners' reads of keys still here; everything else goes to the nodes in the config.
+ */
+export function drainRole(ctx: RoleContext): Role {
+  const valueHeaders = replyHeaders(ctx, 'drain', 'application/octet-stream');
+  return {
+    name: 'drain',
+    handle(req) {
+      if (req.previousOwnerRead && req.op === 'get') return readLocal(ctx, valueHeaders, req);
+      throw new WrongShardError(
+        `${ctx.shard.name} is no longer in ${ctx.config.file} (topology ${ctx.config.topologyId}); it is moving its keys to the shards ` +
+          'that own them now: send requests to those nodes',
+        { this_node: { shard: ctx.shard.name, role: 'drain', topology: ctx.config.topologyId }, retriable: true },
+      );
     },
   };
 }

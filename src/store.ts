@@ -10,11 +10,18 @@ import { mkdirSync } from 'node:fs';
 import { open, type Database, type RootDatabase, type Transaction } from 'lmdb';
 import { readCacheEntriesMax, readCacheValueBytesMax, slotCount } from './limits.js';
 import { ReadCache } from './read-cache.js';
+import type { LayoutRecord } from './config.js';
 import { entryBytes, ReplicationLog, type LogEntry } from './replication-log.js';
 
 export type Mutation =
   | { readonly type: 'set'; readonly slot: number; readonly key: Buffer; readonly value: Buffer }
-  | { readonly type: 'delete'; readonly slot: number; readonly key: Buffer };
+  | {
+      readonly type: 'delete';
+      readonly slot: number;
+      readonly key: Buffer;
+      /** Remember the delete (a tombstone) so that a key migrated in later does not bring it back. */
+      readonly tombstone?: boolean;
+    };
 
 export interface CommitResult {
   /** Per mutation: for a set true, for a delete whether the key existed. */
@@ -64,6 +71,13 @@ export function storageKey(slot: number, key: Uint8Array): Buffer {
   return stored;
 }
 
+const emptyBuffer = Buffer.alloc(0);
+
+/** The end bound (exclusive) of a slot's key range; undefined for the last slot (to the end). */
+function slotEnd(slot: number): Buffer | undefined {
+  return slot + 1 < slotCount ? slotBound(slot + 1) : undefined;
+}
+
 function slotBound(slot: number): Buffer {
   const bound = Buffer.allocUnsafe(2);
   bound.writeUInt16BE(slot, 0);
@@ -76,11 +90,29 @@ const appliedSeqKey = 'replica.appliedSeq';
 const replicaDatasetKey = 'replica.datasetId';
 const resyncIdKey = 'replica.resyncId';
 
-/** The layout a node last ran with: enough to tell whether its slots changed owner since. */
-export interface StoredTopology {
+const migrationKey = 'migration';
+
+/**
+ * A migration this node takes part in: the layout it moves from, the one it moves to, and counters.
+ * Kept until every slot this node sends or receives is done; `finishedAt` then marks it complete.
+ */
+export interface MigrationRecord {
+  readonly previous: LayoutRecord;
   readonly topologyId: string;
-  readonly shardCount: number;
-  readonly idx: number;
+  readonly startedAt: number;
+  readonly finishedAt?: number;
+  readonly keysSent: number;
+  readonly keysReceived: number;
+}
+
+export type SlotDirection = 'in' | 'out';
+const directionBit = { in: 0, out: 1 << 16 } as const;
+
+/** One migration batch as read from the sender's store: slot-prefixed keys with values. */
+export interface OutgoingChunk {
+  readonly pairs: [Buffer, Buffer][];
+  /** Slots whose every key is in `pairs` (or that hold none): done once the receiver has them. */
+  readonly completeSlots: number[];
 }
 
 export interface StoreOptions {
@@ -94,6 +126,10 @@ export class Store {
   private readonly root: RootDatabase;
   private readonly data: Database<Buffer, Buffer>;
   private readonly meta: Database<unknown, string>;
+  /** Keys deleted while their slot was still migrating in: a late migration batch must not restore them. */
+  private readonly tombstones: Database<Buffer, Buffer>;
+  /** Migration progress: a key per slot done, `slot` for received and `slot | 1 << 16` for sent. */
+  private readonly migratedSlots: Database<boolean, number>;
   readonly log: ReplicationLog | undefined;
   private closed = false;
   private readonly cache = new ReadCache(readCacheEntriesMax, readCacheValueBytesMax);
@@ -119,6 +155,8 @@ export class Store {
     });
     this.data = this.root.openDB<Buffer, Buffer>('data', { keyEncoding: 'binary', encoding: 'binary' });
     this.meta = this.root.openDB<unknown, string>('meta', { encoding: 'msgpack' });
+    this.tombstones = this.root.openDB<Buffer, Buffer>('tombstones', { keyEncoding: 'binary', encoding: 'binary' });
+    this.migratedSlots = this.root.openDB<boolean, number>('migrated-slots', { keyEncoding: 'uint32', encoding: 'msgpack' });
     this.log = options.replicationLog ? new ReplicationLog(this.root, this.meta) : undefined;
     if (this.log && this.meta.get(datasetIdKey) === undefined) {
       // A new primary dataset. A replica that followed another dataset must resync from scratch.
@@ -195,6 +233,7 @@ export class Store {
       this.data.putSync(key, m.value);
       return true;
     }
+    if (m.tombstone) this.tombstones.putSync(key, emptyBuffer);
     return this.data.removeSync(key);
   }
 
@@ -320,7 +359,7 @@ export class Store {
         const to = fromSlot + Math.floor(((b + 1) * span) / count) - 1;
         const hash = createHash('sha256');
         let keys = 0;
-        const end = to + 1 < slotCount ? slotBound(to + 1) : undefined;
+        const end = slotEnd(to);
         for (const { key, value } of this.data.getRange({ transaction, start: slotBound(from), end })) {
           const lengths = Buffer.allocUnsafe(8);
           lengths.writeUInt32BE(key.length, 0);
@@ -336,23 +375,137 @@ export class Store {
     }
   }
 
-  /** The topology this store's node last ran with, if any. */
-  topology(): StoredTopology | undefined {
-    return this.meta.get(topologyKey) as StoredTopology | undefined;
+  /** The layout this store's node last ran with, if any (a record without shards is from before resize). */
+  topology(): (LayoutRecord & { shardCount?: number }) | undefined {
+    return this.meta.get(topologyKey) as (LayoutRecord & { shardCount?: number }) | undefined;
   }
 
-  async recordTopology(topology: StoredTopology): Promise<void> {
-    await this.meta.put(topologyKey, topology);
+  migration(): MigrationRecord | undefined {
+    return this.meta.get(migrationKey) as MigrationRecord | undefined;
+  }
+
+  /**
+   * Records the layout the node runs with and, when it starts a migration, the migration, in one durable
+   * transaction: after a crash the node finds either both or neither.
+   */
+  async recordTopology(topology: LayoutRecord, migration?: MigrationRecord): Promise<void> {
+    await this.root.transaction(() => {
+      this.meta.putSync(topologyKey, topology);
+      if (migration) {
+        this.migratedSlots.clearSync();
+        this.tombstones.clearSync();
+        this.meta.putSync(migrationKey, migration);
+      }
+    });
     await this.root.flushed;
   }
 
-  /** How many stored keys are in slots for which `owned(slot)` is false (a full scan of the keys). */
-  countKeysOutside(owned: (slot: number) => boolean): number {
-    let outside = 0;
-    for (const key of this.data.getKeys({ snapshot: false })) {
-      if (!owned(key.readUInt16BE(0))) outside++;
+  /** The slots recorded as done in one direction of the current migration. */
+  migratedSlotSet(direction: SlotDirection): Uint8Array {
+    const done = new Uint8Array(slotCount);
+    const bit = directionBit[direction];
+    for (const key of this.migratedSlots.getKeys({ start: bit, end: bit + slotCount })) done[key - bit] = 1;
+    return done;
+  }
+
+  /** Whether a delete of this key was recorded while its slot was migrating in. */
+  hasTombstone(slot: number, key: Uint8Array): boolean {
+    return this.tombstones.doesExist(storageKey(slot, key));
+  }
+
+  /**
+   * Receiving side of a migration batch, in one durable transaction: stores each pair whose slot
+   * `accepts` unless the key exists here (a newer write) or has a tombstone (a newer delete), and marks
+   * `doneSlots` received, dropping their tombstones. Inserted keys go into the replication log.
+   * Returns how many keys were inserted.
+   */
+  async importMigrated(pairs: readonly [Buffer, Buffer][], doneSlots: readonly number[], accepts: (slot: number) => boolean): Promise<number> {
+    const touched: string[] = [];
+    const inserted = await this.root.transaction(() => {
+      const ts = Date.now();
+      let count = 0;
+      for (const [stored, value] of pairs) {
+        const slot = stored.readUInt16BE(0);
+        if (!accepts(slot) || this.data.doesExist(stored) || this.tombstones.doesExist(stored)) continue;
+        const m: Mutation = { type: 'set', slot, key: stored.subarray(2), value };
+        this.applyInTransaction(m, touched);
+        this.log?.appendInTransaction(m, ts);
+        count++;
+      }
+      for (const slot of doneSlots) {
+        if (!accepts(slot)) continue;
+        for (const key of this.tombstones.getKeys({ start: slotBound(slot), end: slotEnd(slot) })) this.tombstones.removeSync(key);
+        this.migratedSlots.putSync(directionBit.in + slot, true);
+      }
+      this.bumpMigration('keysReceived', count);
+      return count;
+    });
+    this.forgetCommitted(touched);
+    await this.root.flushed;
+    return inserted;
+  }
+
+  /**
+   * Sending side: up to `entriesMax` keys (and, past the first, `bytesMax` bytes) of `slots`, in order.
+   * A slot whose keys all fit is listed complete.
+   */
+  outgoingChunk(slots: readonly number[], entriesMax: number, bytesMax: number): OutgoingChunk {
+    const pairs: [Buffer, Buffer][] = [];
+    const completeSlots: number[] = [];
+    let bytes = 0;
+    const transaction = this.root.useReadTransaction();
+    try {
+      for (const slot of slots) {
+        for (const { key, value } of this.data.getRange({ transaction, start: slotBound(slot), end: slotEnd(slot) })) {
+          const size = entryBytes({ key, value });
+          if (pairs.length >= entriesMax || (pairs.length > 0 && bytes + size > bytesMax)) return { pairs, completeSlots };
+          pairs.push([Buffer.from(key), Buffer.from(value)]);
+          bytes += size;
+        }
+        completeSlots.push(slot);
+      }
+      return { pairs, completeSlots };
+    } finally {
+      transaction.done();
     }
-    return outside;
+  }
+
+  /**
+   * After the receiver stored a batch durably: deletes the sent keys here (logged, so the replica
+   * follows) and marks `completeSlots` sent, in one durable transaction.
+   */
+  async removeMigrated(storageKeys: readonly Buffer[], completeSlots: readonly number[]): Promise<void> {
+    const touched: string[] = [];
+    await this.root.transaction(() => {
+      const ts = Date.now();
+      for (const stored of storageKeys) {
+        const m: Mutation = { type: 'delete', slot: stored.readUInt16BE(0), key: stored.subarray(2) };
+        if (this.data.doesExist(stored)) {
+          this.applyInTransaction(m, touched);
+          this.log?.appendInTransaction(m, ts);
+        }
+      }
+      for (const slot of completeSlots) this.migratedSlots.putSync(directionBit.out + slot, true);
+      this.bumpMigration('keysSent', storageKeys.length);
+    });
+    this.forgetCommitted(touched);
+    await this.root.flushed;
+  }
+
+  private bumpMigration(counter: 'keysSent' | 'keysReceived', by: number): void {
+    const record = this.meta.get(migrationKey) as MigrationRecord | undefined;
+    if (record && by > 0) this.meta.putSync(migrationKey, { ...record, [counter]: record[counter] + by });
+  }
+
+  /** Marks the migration finished and drops its per-slot progress and tombstones. */
+  async finishMigration(finishedAt: number): Promise<void> {
+    await this.root.transaction(() => {
+      const record = this.meta.get(migrationKey) as MigrationRecord | undefined;
+      if (record) this.meta.putSync(migrationKey, { ...record, finishedAt });
+      this.migratedSlots.clearSync();
+      this.tombstones.clearSync();
+    });
+    await this.root.flushed;
   }
 
   /** Number of keys held. */

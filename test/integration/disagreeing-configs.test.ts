@@ -15,6 +15,8 @@ beforeAll(async () => {
   await cluster.start('shard1', 'primary', twoShards);
   await cluster.start('shard2', 'primary');
   await cluster.start('shard3', 'primary');
+  // shard1 alone runs its config: it may never settle, which only matters for keys it owns.
+  await cluster.waitLayoutDecided(['shard2', 'shard3']);
 });
 afterAll(async () => {
   await cluster?.destroy();

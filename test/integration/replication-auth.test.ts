@@ -51,6 +51,8 @@ describe('internal endpoint authentication', () => {
       datasetId: 'x',
       primarySeq: 5,
       sentAt: 0,
+      topologyId: 't',
+      migrating: false,
       entries: [
         { seq: 1, type: 'delete', slot: 0, key: Buffer.from('a'), ts: 0 },
         { seq: 3, type: 'delete', slot: 0, key: Buffer.from('b'), ts: 0 },

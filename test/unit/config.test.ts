@@ -37,7 +37,7 @@ describe('parseConfig', () => {
   });
 
   it.each([
-    ['missing shards', 'title = "x"\n', ['test.toml: title: unknown key (allowed: shards, token, replication)', 'test.toml: shards: missing: declare at least one [[shards]] table']],
+    ['missing shards', 'title = "x"\n', ['test.toml: title: unknown key (allowed: shards, token, replication, migration)', 'test.toml: shards: missing: declare at least one [[shards]] table']],
     ['shards not an array', 'shards = 3\n', ['test.toml: shards: must be an array of tables ([[shards]])']],
     ['empty shards', 'shards = []\n', ['test.toml: shards: is empty: declare at least one [[shards]] table']],
   ])('%s', (_name, text, expected) => {
@@ -50,6 +50,16 @@ describe('parseConfig', () => {
       'test.toml: shards[0].idx: must be an integer, got string "0"',
       'test.toml: shards[0].address: missing',
       'test.toml: shards[0].replica: missing',
+    ]);
+  });
+
+  it('reads [migration] settings and rejects out-of-range ones', () => {
+    expect(parseConfig(`[migration]\nbatch_keys = 50\nbatch_pause_ms = 20\n${valid}`, file).migration).toEqual({ batchKeys: 50, batchPauseMs: 20 });
+    expect(parseConfig(valid, file).migration).toEqual({ batchKeys: 1000, batchPauseMs: 0 });
+    expect(problemsOf(`[migration]\nbatch_keys = 0\nbatch_pause_ms = -1\nspeed = 3\n${valid}`)).toEqual([
+      'test.toml: migration.speed: unknown key (allowed: batch_keys, batch_pause_ms)',
+      'test.toml: migration.batch_keys: must be an integer from 1 to 10000, got number "0"',
+      'test.toml: migration.batch_pause_ms: must be an integer from 0 to 60000, got number "-1"',
     ]);
   });
 
