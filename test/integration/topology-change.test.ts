@@ -1,12 +1,12 @@
-// Until online resize exists, a node refuses to start with a config that gives keys it holds to other
-// shards (they would become unreachable): it exits 2 naming the count, and starts again with the old
-// config with every key intact. A changed layout that strands nothing (new addresses, or a resize of an
-// empty shard) is accepted.
-import { spawn, spawnSync } from 'node:child_process';
+// Layout changes other than a plain resize: new addresses for the same shards move nothing; a third
+// layout while a migration is unfinished is refused (exit 2) until that migration is done; a drain is
+// refused for a shard still in the config or without data.
+import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cliPath, Cluster, configToml, dataPath, freePort, keyOwnedBy, layout, request } from '../helpers/cluster.js';
+import { cliPath, Cluster, configToml, dataPath, freePort, keyOwnedBy, request } from '../helpers/cluster.js';
+import { status } from '../helpers/replication.js';
 
 let cluster: Cluster;
 beforeAll(async () => {
@@ -14,79 +14,54 @@ beforeAll(async () => {
   for (let i = 0; i < 200; i++) {
     expect((await request(cluster.url('shard1', 'primary', dataPath('set', `topo-${i}`, `v${i}`)))).status).toBe(200);
   }
-  for (const [shard, role] of cluster.nodes()) await cluster.stop(shard, role);
+  await cluster.stopAll();
 });
 afterAll(async () => {
   await cluster?.destroy();
 });
 
-function serve(config: string, shard: string) {
-  return spawnSync(process.execPath, [cliPath, 'serve', '--config', config, '--shard', shard, '--data-dir', cluster.dataDir], {
-    encoding: 'utf8',
-    timeout: 20_000,
-  });
+function run(...args: string[]) {
+  return spawnSync(process.execPath, [cliPath, ...args, '--data-dir', cluster.dataDir], { encoding: 'utf8', timeout: 20_000 });
 }
 
-describe('topology changes without online resize', () => {
-  it('refuses a grown config that would strand keys, then serves with the old config', async () => {
-    const grown = join(cluster.dir, 'four.toml');
-    const extra = (await layout(1))[0]!;
-    writeFileSync(grown, configToml([...cluster.shards, { ...extra, name: 'shard4' }]));
-    const res = serve(grown, 'shard1');
-    expect(res.status).toBe(2);
-    expect(res.stderr).toMatch(/four\.toml: shards: this config gives \d+ keys held by shard1 .* to other shards/);
-    expect(res.stderr).toContain('online resize) is not supported yet');
-
+describe('layout changes', () => {
+  it('keeps the data when only addresses change, moving no slot', async () => {
+    cluster.reconfigure(await Promise.all(cluster.shards.map(async (s) => ({ ...s, address: `127.0.0.1:${await freePort()}` }))));
     await cluster.startAll();
-    for (let i = 0; i < 200; i += 17) {
-      expect((await request(cluster.url('shard2', 'primary', dataPath('get', `topo-${i}`)))).text()).toBe(`v${i}`);
-    }
-    for (const [shard, role] of cluster.nodes()) await cluster.stop(shard, role);
+    const key = keyOwnedBy('shard1', 3, 'topo-');
+    const got = await request(cluster.url('shard2', 'replica', dataPath('get', key)));
+    expect(got.status).toBe(200);
+    expect(got.text()).toBe(`v${key.slice('topo-'.length)}`);
+    const migration = (await status(cluster, 'shard1', 'primary'))['migration'];
+    expect(migration).toMatchObject({ state: 'done', slots_to_send: 0, slots_to_receive: 0 });
+    await cluster.stopAll();
   });
 
-  it('accepts new addresses for the same shards, keeping the data', async () => {
-    const moved = await Promise.all(cluster.shards.map(async (s) => ({ ...s, address: `127.0.0.1:${await freePort()}` })));
-    const movedConfig = join(cluster.dir, 'moved.toml');
-    writeFileSync(movedConfig, configToml(moved));
-    const node = spawn(process.execPath, [cliPath, 'serve', '--config', movedConfig, '--shard', 'shard1', '--data-dir', cluster.dataDir], { stdio: 'ignore' });
-    const exited = new Promise((resolve) => node.once('exit', resolve));
-    try {
-      const key = keyOwnedBy('shard1', 3, 'topo-');
-      let res = await request(`http://${moved[0]!.address}/health`).catch(() => undefined);
-      for (let i = 0; i < 100 && res?.status !== 200; i++) {
-        await new Promise((r) => setTimeout(r, 100));
-        res = await request(`http://${moved[0]!.address}/health`).catch(() => undefined);
-      }
-      const got = await request(`http://${moved[0]!.address}${dataPath('get', key)}`);
-      expect(got.status).toBe(200);
-      expect(got.text()).toBe(`v${key.slice('topo-'.length)}`);
-    } finally {
-      process.kill(node.pid!, 'SIGKILL');
-      await exited;
-    }
+  it('refuses a third layout while a migration is unfinished, and resumes with the one being migrated to', async () => {
+    const three = [...cluster.shards];
+    // shard1 migrates towards 4 shards, but shard4 never starts, so the migration cannot finish.
+    cluster.reconfigure([...three, await Cluster.extraShard(3)]);
+    await cluster.start('shard1', 'primary');
+    expect((await status(cluster, 'shard1', 'primary'))['migration']['state']).toBe('migrating');
+    await cluster.stop('shard1', 'primary');
+
+    const fiveConfig = join(cluster.dir, 'five.toml');
+    writeFileSync(fiveConfig, configToml([...cluster.shards, await Cluster.extraShard(4)]));
+    const refused = run('serve', '--config', fiveConfig, '--shard', 'shard1');
+    expect(refused.status).toBe(2);
+    expect(refused.stderr).toMatch(/five\.toml: shards: shard1 .* is still moving keys from topology \w+ to \w+, and this config is a third layout/);
+
+    await cluster.start('shard1', 'primary');
+    expect((await status(cluster, 'shard1', 'primary'))['migration']['state']).toBe('migrating');
+    await cluster.stop('shard1', 'primary');
   });
 
-  it('accepts a grown config for a node that holds no keys', async () => {
-    const empty = await Cluster.started(3);
-    try {
-      for (const [shard, role] of empty.nodes()) await empty.stop(shard, role);
-      const grown = join(empty.dir, 'four.toml');
-      const extra = (await layout(1))[0]!;
-      writeFileSync(grown, configToml([...empty.shards, { ...extra, name: 'shard4' }]));
-      const node = spawn(process.execPath, [cliPath, 'serve', '--config', grown, '--shard', 'shard1', '--data-dir', empty.dataDir], { stdio: ['ignore', 'ignore', 'pipe'] });
-      let stderr = '';
-      node.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-      const exited = new Promise((resolve) => node.once('exit', resolve));
-      let healthy = false;
-      for (let i = 0; i < 100 && !healthy; i++) {
-        await new Promise((r) => setTimeout(r, 100));
-        healthy = (await request(`http://${empty.address('shard1')}/health`).catch(() => undefined))?.status === 200;
-      }
-      process.kill(node.pid!, 'SIGKILL');
-      await exited;
-      expect(healthy, stderr).toBe(true);
-    } finally {
-      await empty.destroy();
-    }
+  it('refuses to drain a shard that is in the config or has no data', () => {
+    const inConfig = run('drain', '--config', cluster.configPath, '--shard', 'shard2');
+    expect(inConfig.status).toBe(2);
+    expect(inConfig.stderr).toContain('shard2 is in the config: serve it instead of draining it');
+    const noData = run('drain', '--config', cluster.configPath, '--shard', 'shard9');
+    expect(noData.status).toBe(2);
+    expect(noData.stderr).toMatch(/shard9-primary: no such data dir/);
   });
 });
