@@ -4,6 +4,9 @@
 #   ./launch.sh [start|stop|status|restart] [SHARD [primary|replica]]
 #   ./launch.sh verify     compare every replica with its primary
 #
+# To resize, edit sharding.toml (add a shard at the end, or remove the last one) and run restart: keys
+# move to their new shards while the cluster serves. A shard removed from the file but with a data dir
+# here is started in drain mode until its keys have moved, then its data dirs go to $KV_DATA_DIR/retired.
 # KV_CONFIG (default ./sharding.toml) and KV_DATA_DIR (default ./data) override paths.
 # PIDs and logs live under $KV_DATA_DIR/run and $KV_DATA_DIR/logs. Processes are only ever
 # signalled by the PIDs this script recorded, never by name.
@@ -19,7 +22,7 @@ start_wait_s=${KV_START_WAIT_S:-30}   # how long a node may take to answer /heal
 stop_wait_s=${KV_STOP_WAIT_S:-15}     # how long a node may drain before SIGKILL
 
 usage() {
-  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 ensure_built() {
@@ -53,6 +56,27 @@ targets() {
   fi
 }
 
+# Shards with a primary data dir here that are no longer in the config: they drain (see the top).
+drains() {
+  local list name dir
+  list=$(node dist/cli.js check-config --config "$config" 2>/dev/null | cut -d' ' -f1) || return 0
+  for dir in "$data_dir"/*-primary; do
+    [ -d "$dir" ] || continue
+    name=$(basename "$dir" -primary)
+    grep -qx -- "$name" <<< "$list" || echo "$name"
+  done
+}
+
+# "name role -" for every process with a PID file here, whatever the config says now.
+recorded() {
+  local file base
+  for file in "$run_dir"/*.pid; do
+    [ -f "$file" ] || continue
+    base=$(basename "$file" .pid)
+    echo "${base%-*} ${base##*-} -"
+  done
+}
+
 # Replication endpoints need a cluster secret. Unless the config or the environment sets one, a random
 # token is generated once and kept (mode 600) in the data dir, shared by every process started here.
 ensure_token() {
@@ -77,7 +101,9 @@ live_pid() {
   [ -f "$file" ] || return 1
   pid=$(cat "$file")
   [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
-  tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "serve .*--shard $1" || return 1
+  local command=serve
+  [ "$2" = drain ] && command=drain
+  tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$command .*--shard $1 " || return 1
   echo "$pid"
 }
 
@@ -129,6 +155,30 @@ print_table() {
   done <<< "$1"
 }
 
+start_drain() {
+  local name=$1 pid
+  if pid=$(live_pid "$name" drain); then
+    echo "$name drain already running (pid $pid)"
+    return 0
+  fi
+  mkdir -p "$run_dir" "$log_dir"
+  nohup node dist/cli.js drain --config "$config" --shard "$name" --data-dir "$data_dir" \
+    >> "$(log_file "$name" drain)" 2>&1 < /dev/null &
+  echo $! > "$(pid_file "$name" drain)"
+  echo "$name is no longer in $config: draining its keys into the other shards (pid $!, log $(log_file "$name" drain))"
+}
+
+print_drains() {
+  local name pid
+  for name in $(drains); do
+    if pid=$(live_pid "$name" drain); then
+      echo "$name: draining (pid $pid); it exits and retires its data dirs when its keys have moved"
+    else
+      echo "$name: removed from $config, data dir still here, drain not running: ./launch.sh start resumes it"
+    fi
+  done
+}
+
 cmd_start() {
   ensure_built
   local list failed=0 name role address
@@ -136,6 +186,9 @@ cmd_start() {
   ensure_token
   while read -r name role address; do start_one "$name" "$role" "$address"; done <<< "$list"
   while read -r name role address; do wait_healthy "$name" "$role" "$address" || failed=1; done <<< "$list"
+  if [ $# -eq 0 ]; then
+    for name in $(drains); do start_drain "$name"; done
+  fi
   print_table "$list"
   return $failed
 }
@@ -143,7 +196,13 @@ cmd_start() {
 cmd_stop() {
   ensure_built
   local list name role address pid pids=() deadline
-  list=$(targets "$@")
+  if [ $# -eq 0 ]; then
+    # Every process started here, also those of shards no longer in the config and drains (which resume
+    # from where they stood on the next start).
+    list=$(recorded)
+  else
+    list=$(targets "$@")
+  fi
   while read -r name role address; do
     if pid=$(live_pid "$name" "$role"); then
       kill -TERM "$pid" && pids+=("$pid")
@@ -167,6 +226,7 @@ cmd_stop() {
 cmd_status() {
   ensure_built
   print_table "$(targets "$@")"
+  print_drains
   echo
   node dist/cli.js status --config "$config"
 }

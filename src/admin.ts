@@ -73,10 +73,23 @@ export async function verifyCluster(config: Config, token: string, out: (line: s
   return allEqual;
 }
 
-/** `kvshard status`: a table of every node's replication state. */
+/** One cell for a node's migration: what is left to send and receive, or when it finished. */
+export function migrationSummary(s: Record<string, any>): string {
+  if (s['layout'] && s['layout']['decided'] === false) return 'learning layout';
+  const m = s['migration'];
+  if (!m) return '-';
+  if (m['state'] === 'done') return `done ${String(m['finished_at']).slice(0, 19)}Z`;
+  return (
+    `moving: sent ${m['slots_sent']}/${m['slots_to_send']} slots (${m['keys_sent']} keys), ` +
+    `received ${m['slots_received']}/${m['slots_to_receive']} (${m['keys_received']} keys)` +
+    (m['last_error'] ? `; last error: ${m['last_error']}` : '')
+  );
+}
+
+/** `kvshard status`: a table of every node's replication and migration state. */
 export async function statusTable(config: Config): Promise<string> {
   const { client, close } = adminClient();
-  const rows = [['SHARD', 'ROLE', 'ADDRESS', 'STATE', 'KEYS', 'SEQ', 'LAG', 'LAG_S', 'REPLICATION']];
+  const rows = [['SHARD', 'ROLE', 'ADDRESS', 'STATE', 'KEYS', 'SEQ', 'LAG', 'LAG_S', 'REPLICATION', 'MIGRATION']];
   try {
     const nodes = config.shards.flatMap((s) => [[s.name, 'primary', s.address], [s.name, 'replica', s.replica]] as const);
     const replies = await Promise.all(
@@ -84,12 +97,13 @@ export async function statusTable(config: Config): Promise<string> {
     );
     nodes.forEach(([name, role, address], i) => {
       const s = replies[i];
-      if (!s) return rows.push([name, role, address, 'down', '-', '-', '-', '-', '-']);
+      if (!s) return rows.push([name, role, address, 'down', '-', '-', '-', '-', '-', '-']);
       const lag = role === 'primary' ? s['replication']?.lag_entries : s['lag_entries'];
       const lagS = role === 'primary' ? s['replication']?.lag_seconds : s['lag_seconds'];
       const state = role === 'primary' ? `replica ${s['replication']?.state}` : s['resyncing'] ? 'resyncing' : s['in_sync'] ? 'in sync' : 'waiting for primary';
       const seq = role === 'primary' ? s['last_seq'] : s['applied_seq'];
-      rows.push([name, role, address, 'up', String(s['keys']), String(seq), String(lag ?? '?'), lagS == null ? '?' : Number(lagS).toFixed(1), state]);
+      const stateCell = s['layout']?.refusing ? 'outdated layout: restart it' : state;
+      rows.push([name, role, address, 'up', String(s['keys']), String(seq), String(lag ?? '?'), lagS == null ? '?' : Number(lagS).toFixed(1), stateCell, migrationSummary(s)]);
     });
   } finally {
     close();

@@ -230,7 +230,8 @@ export class KvNode {
     if (!existsSync(path)) throw new ConfigError([`${path}: no such data dir: there is nothing of ${name} to drain`]);
     const store = new Store({ path, replicationLog: true });
     try {
-      const layout = store.migration()?.previous ?? store.topology();
+      const migration = store.migration();
+      const layout = migration && migration.finishedAt === undefined ? migration.previous : store.topology();
       const shard = layout?.shards?.find((s) => s.name === name);
       if (!shard) throw new ConfigError([`${path}: holds no layout that names ${name}: there is nothing to drain`]);
       return shard;
