@@ -162,8 +162,8 @@ export class LocalCluster {
   }
 
   /** Every node as [shard, role]. */
-  nodes(): [string, RoleName][] {
-    return this.shards.flatMap((s) => [[s.name, 'primary'], [s.name, 'replica']] as [string, RoleName][]);
+  nodes(): [string, 'primary' | 'replica'][] {
+    return this.shards.flatMap((s) => [[s.name, 'primary'], [s.name, 'replica']] as [string, 'primary' | 'replica'][]);
   }
 
   /** Starts every node and waits until each primary knows its layout (a new cluster's primaries learn it from each other). */
