@@ -51,6 +51,8 @@ export class ClusterView {
   primaryMismatch: string | undefined;
   /** On a replica: whether its primary said keys may still be moving to it (undefined: not heard yet). */
   primaryMigrating: boolean | undefined;
+  /** Called when a peer announces itself (a node still learning its layout asks it again). */
+  onPeerAnnounced: (() => void) | undefined;
   migration: Migration | undefined;
 
   constructor(
@@ -103,6 +105,7 @@ export function layoutRouter(view: ClusterView): Router {
     }
     view.noteStale(body.from, body.topologyId, body.previousTopologyId);
     res.json(view.answer());
+    view.onPeerAnnounced?.();
   });
   return router;
 }
@@ -168,6 +171,11 @@ export class LayoutSync {
       }
     }
     return peers;
+  }
+
+  /** Starts a round of announcements unless one is under way (a peer that just started answers now). */
+  announceIfIdle(): void {
+    if (this.tasks.size === 0 && !this.closed) this.announce();
   }
 
   /** Starts one round of announcements; each peer is tried until it answers once. */

@@ -218,6 +218,9 @@ export class KvNode {
     }
     const sync = new LayoutSync({ view, self: address, token: options.token, log, onAnswer: (peer, peerRole, answer) => learner?.onAnswer(peer, peerRole, answer, sync) });
     sync.announce();
+    // A primary still learning its layout asks again whenever a peer starts (its first round may have
+    // run out of attempts while the peers were down).
+    if (!view.decided) view.onPeerAnnounced = () => (view.decided ? undefined : sync.announceIfIdle());
     sender?.start();
     view.migration?.start();
     log(`${shard.name} ${role} listening on ${address}, data in ${store.path}, topology ${config.topologyId}`);
