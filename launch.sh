@@ -7,6 +7,7 @@
 # To resize, edit sharding.toml (add a shard at the end, or remove the last one) and run restart: keys
 # move to their new shards while the cluster serves. A shard removed from the file but with a data dir
 # here is started in drain mode until its keys have moved, then its data dirs go to $KV_DATA_DIR/retired.
+#
 # KV_CONFIG (default ./sharding.toml) and KV_DATA_DIR (default ./data) override paths.
 # PIDs and logs live under $KV_DATA_DIR/run and $KV_DATA_DIR/logs. Processes are only ever
 # signalled by the PIDs this script recorded, never by name.
