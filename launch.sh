@@ -23,7 +23,7 @@ start_wait_s=${KV_START_WAIT_S:-30}   # how long a node may take to answer /heal
 stop_wait_s=${KV_STOP_WAIT_S:-15}     # how long a node may drain before SIGKILL
 
 usage() {
-  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 ensure_built() {
