@@ -12,15 +12,13 @@
 //   for its own keys with 503 layout_pending, since they may still be on their previous owner. When no
 //   other primary holds any key (all as new as itself), the cluster is new and nothing moves.
 
-import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
-import axios, { type AxiosInstance } from 'axios';
 import express, { type Request, type Response, type Router } from 'express';
 import type { Config, LayoutRecord, ShardConfig } from './config.js';
 import { BadRequestError } from './errors.js';
 import { layoutAnnounceAttemptsMax, layoutBodyBytesMax, migrationBackoffFirstMs, migrationBackoffMaxMs, migrationRequestTimeoutMs } from './limits.js';
 import { decodeLayoutRecord, type Migration } from './migration.js';
-import { tokenHeader } from './replication-protocol.js';
+import { internalClient, type InternalClient } from './internal-client.js';
 
 export const layoutPath = '/internal/layout';
 
@@ -136,22 +134,17 @@ export interface LayoutSyncOptions {
 
 /** Announces this node's layout to every peer (bounded retries each) and passes their answers on. */
 export class LayoutSync {
-  private readonly agent = new http.Agent({ keepAlive: false, maxSockets: 4, timeout: migrationRequestTimeoutMs });
-  private readonly client: AxiosInstance;
+  private readonly http: InternalClient;
   private readonly abort = new AbortController();
   private readonly tasks = new Set<Promise<void>>();
   private closed = false;
 
   constructor(private readonly options: LayoutSyncOptions) {
-    this.client = axios.create({
-      httpAgent: this.agent,
-      timeout: migrationRequestTimeoutMs,
-      maxContentLength: layoutBodyBytesMax,
-      maxRedirects: 0,
-      proxy: false,
-      responseType: 'json',
-      headers: { [tokenHeader]: options.token },
-      validateStatus: () => true,
+    this.http = internalClient({
+      token: options.token,
+      timeoutMs: migrationRequestTimeoutMs,
+      replyBytesMax: layoutBodyBytesMax,
+      socketsMax: 4,
       signal: this.abort.signal,
     });
   }
@@ -190,7 +183,7 @@ export class LayoutSync {
     let backoff = migrationBackoffFirstMs;
     for (let attempt = 0; attempt < layoutAnnounceAttemptsMax && !this.closed; attempt++) {
       try {
-        const response = await this.client.post(`http://${address}${layoutPath}`, this.options.view.announcement());
+        const response = await this.http.client.post(`http://${address}${layoutPath}`, this.options.view.announcement());
         if (response.status === 200) {
           const answer = decodeAnswer(response.data);
           this.options.view.noteStale(answer.node, answer.layout.topologyId, answer.migratingFrom?.topologyId ?? null);
@@ -210,6 +203,6 @@ export class LayoutSync {
     this.closed = true;
     this.abort.abort();
     await Promise.allSettled([...this.tasks]);
-    this.agent.destroy();
+    this.http.close();
   }
 }

@@ -11,13 +11,11 @@
 // previous owner for them. Each side keeps its progress in LMDB, so after a kill -9 it resumes where it
 // stood: a re-sent key is skipped by the receiver, a re-sent slot already received is ignored.
 
-import http from 'node:http';
-import axios, { type AxiosInstance } from 'axios';
 import { pack, unpack } from 'msgpackr';
 import type { Config, LayoutRecord, ShardConfig } from './config.js';
 import { BadRequestError, TopologyMismatchError } from './errors.js';
+import { internalClient, type InternalClient } from './internal-client.js';
 import {
-  internalBodyBytesMax,
   keyBytesMax,
   migrationBackoffFirstMs,
   migrationBackoffMaxMs,
@@ -26,7 +24,6 @@ import {
   slotCount,
   valueBytesMax,
 } from './limits.js';
-import { tokenHeader } from './replication-protocol.js';
 import { slotTable } from './slots.js';
 import type { MigrationRecord, Store } from './store.js';
 
@@ -140,8 +137,7 @@ export class Migration {
   private closed = false;
   private loop: Promise<void> | undefined;
   private readonly abort = new AbortController();
-  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 2, maxFreeSockets: 2, timeout: migrationRequestTimeoutMs });
-  private readonly client: AxiosInstance;
+  private readonly http: InternalClient;
   private lastError: string | undefined;
   private wake: (() => void) | undefined;
 
@@ -173,17 +169,13 @@ export class Migration {
     this.incomingLeft = this.incoming.reduce((n, v) => n + v, 0);
     this.outgoingLeft = this.outgoing.reduce((n, v) => n + v, 0);
     this.finishedAt = record.finishedAt;
-    this.client = axios.create({
-      httpAgent: this.agent,
-      timeout: migrationRequestTimeoutMs,
-      maxBodyLength: internalBodyBytesMax,
-      maxContentLength: 64 * 1024,
-      maxRedirects: 0,
-      proxy: false,
-      responseType: 'json',
-      headers: { [tokenHeader]: options.token, 'content-type': 'application/msgpack' },
-      validateStatus: () => true,
+    this.http = internalClient({
+      token: options.token,
+      timeoutMs: migrationRequestTimeoutMs,
+      replyBytesMax: 64 * 1024,
+      socketsMax: 2,
       signal: this.abort.signal,
+      contentType: 'application/msgpack',
     });
   }
 
@@ -277,7 +269,7 @@ export class Migration {
   }
 
   private async send(target: ShardConfig, message: MigrateMessage): Promise<void> {
-    const response = await this.client.post<MigrateReply & { message?: string }>(`http://${target.address}${migratePath}`, pack(message));
+    const response = await this.http.client.post<MigrateReply & { message?: string }>(`http://${target.address}${migratePath}`, pack(message));
     if (response.status !== 200) throw new Error(`HTTP ${response.status}: ${response.data?.message ?? 'no message'}`);
   }
 
@@ -338,6 +330,6 @@ export class Migration {
     this.wake?.();
     await this.loop;
     await this.finishing;
-    this.agent.destroy();
+    this.http.close();
   }
 }

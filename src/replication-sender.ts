@@ -7,8 +7,7 @@
 // followed another dataset gets a full resync: a consistent snapshot in bounded chunks, then the log.
 
 import { randomUUID } from 'node:crypto';
-import http from 'node:http';
-import axios, { type AxiosInstance } from 'axios';
+import axios from 'axios';
 import { ReplicaTimeoutError, ShardUnavailableError } from './errors.js';
 import {
   logTrimEntriesMax,
@@ -22,12 +21,12 @@ import {
   replicationLingerEntriesMin,
   replicationLingerMs,
   replicationRequestTimeoutMs,
-  internalBodyBytesMax,
   resyncChunkBytesMax,
   resyncChunkEntriesMax,
 } from './limits.js';
 import type { ReplicationLog } from './replication-log.js';
-import { encodeMessage, replicatePath, resyncPath, tokenHeader, type ReplicaReply, type ReplicateMessage, type ResyncMessage } from './replication-protocol.js';
+import { internalClient, type InternalClient } from './internal-client.js';
+import { encodeMessage, replicatePath, resyncPath, type ReplicaReply, type ReplicateMessage, type ResyncMessage } from './replication-protocol.js';
 import type { Store } from './store.js';
 
 export type SenderState = 'connecting' | 'streaming' | 'resyncing' | 'unreachable' | 'stopped';
@@ -90,8 +89,7 @@ interface AckWaiter {
 }
 
 export class ReplicationSender {
-  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 2, maxFreeSockets: 2, timeout: replicationRequestTimeoutMs });
-  private readonly client: AxiosInstance;
+  private readonly http: InternalClient;
   private readonly wakeup = new Wakeup();
   private readonly abort = new AbortController();
   private readonly waiters = new Set<AckWaiter>();
@@ -105,18 +103,14 @@ export class ReplicationSender {
   private retentionTrim: Promise<void> | undefined;
 
   constructor(private readonly options: SenderOptions) {
-    this.client = axios.create({
+    this.http = internalClient({
       baseURL: `http://${options.replicaAddress}`,
-      httpAgent: this.agent,
-      timeout: replicationRequestTimeoutMs,
-      maxBodyLength: internalBodyBytesMax,
-      maxContentLength: 64 * 1024,
-      maxRedirects: 0,
-      proxy: false,
-      responseType: 'json',
-      headers: { [tokenHeader]: options.token, 'content-type': 'application/msgpack' },
-      validateStatus: () => true,
+      token: options.token,
+      timeoutMs: replicationRequestTimeoutMs,
+      replyBytesMax: 64 * 1024,
+      socketsMax: 2,
       signal: this.abort.signal,
+      contentType: 'application/msgpack',
     });
   }
 
@@ -200,7 +194,7 @@ export class ReplicationSender {
       waiter.resolve(false);
     }
     this.waiters.clear();
-    this.agent.destroy();
+    this.http.close();
   }
 
   private async run(): Promise<void> {
@@ -308,7 +302,7 @@ export class ReplicationSender {
   }
 
   private async post(path: string, message: ReplicateMessage | ResyncMessage): Promise<ReplicaReply> {
-    const response = await this.client.post<ReplicaReply>(path, encodeMessage(message));
+    const response = await this.http.client.post<ReplicaReply>(path, encodeMessage(message));
     this.lastContactAt = Date.now();
     if (response.status === 200) return response.data;
     if (response.status === 409 && typeof response.data?.appliedSeq === 'number') {

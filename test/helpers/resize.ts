@@ -142,6 +142,21 @@ export class Sampler {
   }
 }
 
+/** Starts `cluster`, stores `count` keys and starts the writers; returns the layout before the resize. */
+export async function startLoaded(cluster: Cluster, count: number): Promise<{ before: ShardLayout[]; workload: Workload }> {
+  await cluster.startAll();
+  await loadKeys(cluster, count);
+  return { before: [...cluster.shards], workload: new Workload(cluster, count) };
+}
+
+/** Waits for the migration to finish, lets the writers go on a moment, then stops writers and sampler. */
+export async function finishResize(cluster: Cluster, workload: Workload, sampler: Sampler): Promise<Record<string, any>[]> {
+  const statuses = await waitMigrated(cluster);
+  await sleep(300);
+  await Promise.all([workload.stop(), sampler.stop()]);
+  return statuses;
+}
+
 /** Waits until every primary reports its migration done; returns their statuses. */
 export async function waitMigrated(cluster: Cluster, timeoutMs = 120_000): Promise<Record<string, any>[]> {
   const deadline = Date.now() + timeoutMs;

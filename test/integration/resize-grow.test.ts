@@ -2,7 +2,7 @@
 // deleting through the restart, and reads sampled from every node while the keys move.
 import { afterAll, expect, it } from 'vitest';
 import { Cluster } from '../helpers/cluster.js';
-import { loadKeys, Sampler, slowMigration, verifyResize, waitMigrated, Workload } from '../helpers/resize.js';
+import { finishResize, Sampler, slowMigration, startLoaded, verifyResize } from '../helpers/resize.js';
 
 const keyCount = 50_000;
 let cluster: Cluster | undefined;
@@ -12,19 +12,14 @@ afterAll(async () => {
 
 it('moves 25.0% of the slots to the new shard with nothing lost, while serving', async () => {
   cluster = await Cluster.create(3, undefined, slowMigration(20));
-  await cluster.startAll();
-  await loadKeys(cluster, keyCount);
-  const before = [...cluster.shards];
-  const workload = new Workload(cluster, keyCount);
+  const { before, workload } = await startLoaded(cluster, keyCount);
   await new Promise((r) => setTimeout(r, 500));
 
   await cluster.stopAll();
   cluster.reconfigure([...before, await Cluster.extraShard(3)]);
   const sampler = new Sampler(cluster, keyCount);
   await cluster.startAll();
-  const statuses = await waitMigrated(cluster);
-  await new Promise((r) => setTimeout(r, 300));
-  await Promise.all([workload.stop(), sampler.stop()]);
+  const statuses = await finishResize(cluster, workload, sampler);
 
   console.log(
     `grow: ${workload.acknowledged} writes acknowledged (${workload.retries} retries), ${sampler.ok} reads right, ` +

@@ -4,7 +4,7 @@
 import { afterAll, expect, it } from 'vitest';
 import { Cluster } from '../helpers/cluster.js';
 import { status } from '../helpers/replication.js';
-import { loadKeys, Sampler, slowMigration, verifyResize, waitMigrated, Workload } from '../helpers/resize.js';
+import { finishResize, Sampler, slowMigration, startLoaded, verifyResize } from '../helpers/resize.js';
 
 const keyCount = 50_000;
 let cluster: Cluster | undefined;
@@ -25,10 +25,7 @@ async function waitReceived(c: Cluster, fraction: number): Promise<Record<string
 
 it('completes after kill -9 of the previous owner and then of the new owner', async () => {
   cluster = await Cluster.create(3, undefined, slowMigration(60));
-  await cluster.startAll();
-  await loadKeys(cluster, keyCount);
-  const before = [...cluster.shards];
-  const workload = new Workload(cluster, keyCount);
+  const { before, workload } = await startLoaded(cluster, keyCount);
 
   await cluster.stopAll();
   cluster.reconfigure([...before, await Cluster.extraShard(3)]);
@@ -47,9 +44,7 @@ it('completes after kill -9 of the previous owner and then of the new owner', as
   expect(atSecondKill['state']).toBe('migrating');
   await cluster.start('shard4', 'primary');
 
-  const statuses = await waitMigrated(cluster);
-  await new Promise((r) => setTimeout(r, 300));
-  await Promise.all([workload.stop(), sampler.stop()]);
+  const statuses = await finishResize(cluster, workload, sampler);
   console.log(
     `kill: shard1 killed at ${shard1Before['slots_sent']}/${shard1Before['slots_to_send']} slots sent, shard4 at ` +
       `${atSecondKill['slots_received']}/${atSecondKill['slots_to_receive']} received; ${workload.acknowledged} writes, ` +

@@ -4,7 +4,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import { Cluster } from '../helpers/cluster.js';
-import { loadKeys, Sampler, slowMigration, verifyResize, waitMigrated, Workload } from '../helpers/resize.js';
+import { finishResize, Sampler, slowMigration, startLoaded, verifyResize } from '../helpers/resize.js';
 
 const keyCount = 50_000;
 let cluster: Cluster | undefined;
@@ -14,10 +14,7 @@ afterAll(async () => {
 
 it('drains the removed shard into the other three with nothing lost, while serving', async () => {
   cluster = await Cluster.create(4, undefined, slowMigration(20));
-  await cluster.startAll();
-  await loadKeys(cluster, keyCount);
-  const before = [...cluster.shards];
-  const workload = new Workload(cluster, keyCount);
+  const { before, workload } = await startLoaded(cluster, keyCount);
   await new Promise((r) => setTimeout(r, 500));
 
   await cluster.stopAll();
@@ -26,9 +23,7 @@ it('drains the removed shard into the other three with nothing lost, while servi
   const drained = cluster.startDrain('shard4');
   await cluster.startAll();
   expect(await drained).toBe(0);
-  const statuses = await waitMigrated(cluster);
-  await new Promise((r) => setTimeout(r, 300));
-  await Promise.all([workload.stop(), sampler.stop()]);
+  const statuses = await finishResize(cluster, workload, sampler);
 
   console.log(
     `shrink: ${workload.acknowledged} writes acknowledged (${workload.retries} retries), ${sampler.ok} reads right, ` +
