@@ -8,9 +8,17 @@ import { get, initialKey, loadKeys, waitMigrated } from '../helpers/resize.js';
 
 const keyCount = 2_000;
 let cluster: Cluster;
+/** Binary values under awkward keys, owned by shards whose slots move: migration must copy them exactly. */
+const allBytes = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+const awkward = Array.from({ length: 40 }, (_, i) => [`ключ {${i}} & ? = %`, Buffer.concat([allBytes, Buffer.from([i])])] as const);
+
 beforeAll(async () => {
   cluster = await Cluster.started(3);
   await loadKeys(cluster, keyCount);
+  for (const [key, value] of awkward) {
+    const res = await request(cluster.url('shard1', 'primary', `/set?key=${encodeURIComponent(key)}`), { method: 'POST', body: new Uint8Array(value) });
+    expect(res.status).toBe(200);
+  }
 });
 afterAll(async () => {
   await cluster?.destroy();
@@ -60,5 +68,10 @@ describe('rolling restart into a new layout', () => {
       expect(res).toEqual({ status: 200, body: `v${i}` });
     }
     for (const [shard, role] of cluster.nodes()) expect((await status(cluster, shard, role))['layout']['refusing']).toBeNull();
+    for (const [key, value] of awkward) {
+      const res = await request(cluster.url('shard4', 'primary', dataPath('get', key)));
+      expect(res.status).toBe(200);
+      expect(res.body.equals(value)).toBe(true);
+    }
   });
 });
