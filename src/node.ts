@@ -126,7 +126,8 @@ async function prepareLayout(store: Store, config: Config, name: string, role: R
     return { decided: false, record: undefined };
   }
   if (stored.topologyId === config.topologyId || role === 'replica') {
-    if (stored.topologyId !== config.topologyId) await store.recordTopology(current);
+    // Also upgrades a record without the shard list (written before online resize existed).
+    if (stored.topologyId !== config.topologyId || !stored.shards) await store.recordTopology(current);
     return { decided: true, record: existing };
   }
   const record = newMigration(stored as LayoutRecord, config);
