@@ -135,25 +135,32 @@ export function validateConfig(doc: unknown, file: string): Config {
   });
 }
 
-function validateMigration(raw: unknown, problem: (path: string, message: string) => void): MigrationSettings {
-  const settings = { batchKeys: migrationBatchKeysDefault, batchPauseMs: 0 };
-  if (raw === undefined) return settings;
-  if (!isRecord(raw)) {
-    problem('migration', 'must be a table ([migration])');
-    return settings;
+type IntSetting = (key: string, min: number, max: number, fallback: number) => number;
+
+/**
+ * An optional table of integer settings (`[replication]`, `[migration]`): reports a table that is not
+ * one, unknown keys, and values that are not integers in range (which then take their defaults).
+ */
+function settingsTable(raw: unknown, name: string, allowed: ReadonlySet<string>, problem: (path: string, message: string) => void): IntSetting {
+  if (raw !== undefined && !isRecord(raw)) problem(name, `must be a table ([${name}])`);
+  const table = isRecord(raw) ? raw : {};
+  for (const key of Object.keys(table)) {
+    if (!allowed.has(key)) problem(`${name}.${key}`, `unknown key (allowed: ${[...allowed].join(', ')})`);
   }
-  for (const key of Object.keys(raw)) {
-    if (!migrationKeys.has(key)) problem(`migration.${key}`, `unknown key (allowed: ${[...migrationKeys].join(', ')})`);
-  }
-  const intIn = (key: string, min: number, max: number, fallback: number): number => {
-    const value = raw[key];
+  return (key, min, max, fallback) => {
+    const value = table[key];
     if (value === undefined) return fallback;
     if (!Number.isSafeInteger(value) || (value as number) < min || (value as number) > max) {
-      problem(`migration.${key}`, `must be an integer from ${min} to ${max}, got ${describe(value)}`);
+      const range = max === Number.MAX_SAFE_INTEGER ? `of at least ${min}` : `from ${min} to ${max}`;
+      problem(`${name}.${key}`, `must be an integer ${range}, got ${describe(value)}`);
       return fallback;
     }
     return value as number;
   };
+}
+
+function validateMigration(raw: unknown, problem: (path: string, message: string) => void): MigrationSettings {
+  const intIn = settingsTable(raw, 'migration', migrationKeys, problem);
   return {
     batchKeys: intIn('batch_keys', 1, migrationBatchKeysMax, migrationBatchKeysDefault),
     batchPauseMs: intIn('batch_pause_ms', 0, 60_000, 0),
@@ -161,21 +168,7 @@ function validateMigration(raw: unknown, problem: (path: string, message: string
 }
 
 function validateReplication(raw: unknown, problem: (path: string, message: string) => void): number {
-  if (raw === undefined) return logRetentionBytesDefault;
-  if (!isRecord(raw)) {
-    problem('replication', 'must be a table ([replication])');
-    return logRetentionBytesDefault;
-  }
-  for (const key of Object.keys(raw)) {
-    if (!replicationKeys.has(key)) problem(`replication.${key}`, `unknown key (allowed: ${[...replicationKeys].join(', ')})`);
-  }
-  const bytes = raw['log_retention_bytes'];
-  if (bytes === undefined) return logRetentionBytesDefault;
-  if (!Number.isSafeInteger(bytes) || (bytes as number) < 1) {
-    problem('replication.log_retention_bytes', `must be a positive integer, got ${describe(bytes)}`);
-    return logRetentionBytesDefault;
-  }
-  return bytes as number;
+  return settingsTable(raw, 'replication', replicationKeys, problem)('log_retention_bytes', 1, Number.MAX_SAFE_INTEGER, logRetentionBytesDefault);
 }
 
 function validateShard(raw: unknown, path: string, problem: (path: string, message: string) => void): ShardConfig | undefined {

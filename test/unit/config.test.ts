@@ -53,6 +53,14 @@ describe('parseConfig', () => {
     ]);
   });
 
+  it('rejects a [replication] table with unknown keys or a log retention under 1 byte', () => {
+    expect(problemsOf(`[replication]\nlog_retention_bytes = 0\nx = 1\n${valid}`)).toEqual([
+      'test.toml: replication.x: unknown key (allowed: log_retention_bytes)',
+      'test.toml: replication.log_retention_bytes: must be an integer of at least 1, got number "0"',
+    ]);
+    expect(problemsOf(`replication = 3\n${valid}`)).toEqual(['test.toml: replication: must be a table ([replication])']);
+  });
+
   it('reads [migration] settings and rejects out-of-range ones', () => {
     expect(parseConfig(`[migration]\nbatch_keys = 50\nbatch_pause_ms = 20\n${valid}`, file).migration).toEqual({ batchKeys: 50, batchPauseMs: 20 });
     expect(parseConfig(valid, file).migration).toEqual({ batchKeys: 1000, batchPauseMs: 0 });
