@@ -80,13 +80,18 @@ function mayBeOnPreviousOwner(ctx: RoleContext, req: DataRequest): boolean {
   return ctx.view.migration?.incomingPending(req.slot) === true && !ctx.store.hasTombstone(req.slot, req.key);
 }
 
+/** Reads the key from the primary that owned its slot before the migration. */
+function readFromPreviousOwner(ctx: RoleContext, req: DataRequest): Promise<DataReply> {
+  const previous = ctx.view.migration!.previousOwner(req.slot);
+  return ctx.forwarder.readFromPreviousOwner({ shard: previous.name, address: previous.address }, req);
+}
+
 /**
  * A read at the new owner of a slot still migrating in, for a key not here yet: the previous owner
  * answers; when it no longer has the key, the key may have arrived here meanwhile, so look again.
  */
 async function readDuringMigration(ctx: RoleContext, headers: readonly string[], req: DataRequest): Promise<DataReply> {
-  const previous = ctx.view.migration!.previousOwner(req.slot);
-  const reply = await ctx.forwarder.readFromPreviousOwner({ shard: previous.name, address: previous.address }, req);
+  const reply = await readFromPreviousOwner(ctx, req);
   if (reply.status !== 404) return reply;
   return readLocal(ctx, headers, req);
 }
@@ -117,10 +122,7 @@ async function writeLocal(ctx: RoleContext, jsonHeaders: readonly string[], req:
       : { type: 'delete', slot: req.slot, key: req.key, tombstone };
   let { applied: [applied], seq } = await ctx.store.commit([mutation]);
   ctx.sender!.notify();
-  if (tombstone && !applied) {
-    const previous = ctx.view.migration!.previousOwner(req.slot);
-    applied = (await ctx.forwarder.readFromPreviousOwner({ shard: previous.name, address: previous.address }, req)).status === 200;
-  }
+  if (tombstone && !applied) applied = (await readFromPreviousOwner(ctx, req)).status === 200;
   if (ack === 'replica') await ctx.sender!.waitForReplica(seq, replicaAckTimeoutMs);
   const base = { key: req.keyText, shard: ctx.shard.name, slot: req.slot, seq, ack };
   return req.op === 'set' ? json(jsonHeaders, { ...base, bytes: req.value!.length }) : json(jsonHeaders, { ...base, deleted: applied });
