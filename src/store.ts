@@ -205,7 +205,7 @@ export class Store {
    */
   async commit(mutations: readonly Mutation[]): Promise<CommitResult> {
     const touched: string[] = [];
-    const result = await this.root.transaction(() => {
+    return this.durably(() => {
       const ts = Date.now();
       let seq = 0;
       const applied = mutations.map((m) => {
@@ -214,11 +214,21 @@ export class Store {
         return done;
       });
       return { applied, seq };
-    });
-    this.forgetCommitted(touched);
-    // The transaction promise resolves at commit, when the write is visible and survives a crash of
-    // this process. With overlappingSync the fsync comes after; `flushed` resolves once it has, which is
-    // when the write survives a crash of the machine. Acknowledge only then.
+    }, touched);
+  }
+
+  /**
+   * Runs `body` in a write transaction and resolves with its result once that transaction is durable.
+   * After the commit, the read snapshot is reset and the cached values of `touched` keys are dropped
+   * (see forgetCommitted).
+   *
+   * The transaction promise resolves at commit, when the write is visible and survives a crash of this
+   * process. With overlappingSync the fsync comes after; `flushed` resolves once everything committed so
+   * far is on disk, which is when a write survives a crash of the machine. Acknowledge only then.
+   */
+  private async durably<T>(body: () => T, touched?: readonly string[] | 'all'): Promise<T> {
+    const result = await this.root.transaction(body);
+    if (touched !== undefined) this.forgetCommitted(touched);
     await this.root.flushed;
     return result;
   }
@@ -253,7 +263,7 @@ export class Store {
    */
   async applyReplicated(datasetId: string, entries: readonly LogEntry[]): Promise<ApplyOutcome> {
     const touched: string[] = [];
-    const outcome = await this.root.transaction((): ApplyOutcome => {
+    const outcome = await this.durably((): ApplyOutcome => {
       const state = this.replicaState();
       if (state.datasetId !== datasetId || state.resyncId !== undefined) {
         return { ok: false, reason: 'resync_needed', appliedSeq: state.appliedSeq };
@@ -268,36 +278,30 @@ export class Store {
       const appliedSeq = state.appliedSeq + fresh.length;
       this.meta.putSync(appliedSeqKey, appliedSeq);
       return { ok: true, appliedSeq };
-    });
-    this.forgetCommitted(touched);
-    await this.root.flushed;
+    }, touched);
     return outcome;
   }
 
   /** Starts a full resync on a replica: drops all data and marks it incomplete until endResync(). */
   async beginResync(resyncId: string): Promise<void> {
     this.replicaComplete = false;
-    await this.root.transaction(() => {
+    await this.durably(() => {
       this.cache.clear();
       this.data.clearSync();
       this.meta.putSync(resyncIdKey, resyncId);
       this.meta.removeSync(replicaDatasetKey);
       this.meta.putSync(appliedSeqKey, 0);
-    });
-    this.forgetCommitted('all');
-    await this.root.flushed;
+    }, 'all');
   }
 
   /** Stores one snapshot chunk of a resync. Refused (false) when `resyncId` is not the resync under way. */
   async applyResyncChunk(resyncId: string, pairs: readonly [Buffer, Buffer][]): Promise<boolean> {
-    const ok = await this.root.transaction(() => {
+    const ok = await this.durably(() => {
       if (this.meta.get(resyncIdKey) !== resyncId) return false;
       this.cache.clear();
       for (const [key, value] of pairs) this.data.putSync(key, value);
       return true;
-    });
-    this.forgetCommitted('all');
-    await this.root.flushed;
+    }, 'all');
     return ok;
   }
 
@@ -306,14 +310,13 @@ export class Store {
    * Refused (false) when another resync took over or the key count does not match the snapshot's.
    */
   async endResync(resyncId: string, datasetId: string, snapshotSeq: number, keyCount: number): Promise<boolean> {
-    const ok = await this.root.transaction(() => {
+    const ok = await this.durably(() => {
       if (this.meta.get(resyncIdKey) !== resyncId || this.data.getCount() !== keyCount) return false;
       this.meta.removeSync(resyncIdKey);
       this.meta.putSync(replicaDatasetKey, datasetId);
       this.meta.putSync(appliedSeqKey, snapshotSeq);
       return true;
     });
-    await this.root.flushed;
     if (ok) this.replicaComplete = true;
     return ok;
   }
@@ -389,7 +392,7 @@ export class Store {
    * transaction: after a crash the node finds either both or neither.
    */
   async recordTopology(topology: LayoutRecord, migration?: MigrationRecord): Promise<void> {
-    await this.root.transaction(() => {
+    await this.durably(() => {
       this.meta.putSync(topologyKey, topology);
       if (migration) {
         this.migratedSlots.clearSync();
@@ -397,7 +400,6 @@ export class Store {
         this.meta.putSync(migrationKey, migration);
       }
     });
-    await this.root.flushed;
   }
 
   /** The slots recorded as done in one direction of the current migration. */
@@ -421,7 +423,7 @@ export class Store {
    */
   async importMigrated(pairs: readonly [Buffer, Buffer][], doneSlots: readonly number[], accepts: (slot: number) => boolean): Promise<number> {
     const touched: string[] = [];
-    const inserted = await this.root.transaction(() => {
+    const inserted = await this.durably(() => {
       const ts = Date.now();
       let count = 0;
       for (const [stored, value] of pairs) {
@@ -439,9 +441,7 @@ export class Store {
       }
       this.bumpMigration('keysReceived', count);
       return count;
-    });
-    this.forgetCommitted(touched);
-    await this.root.flushed;
+    }, touched);
     return inserted;
   }
 
@@ -476,7 +476,7 @@ export class Store {
    */
   async removeMigrated(storageKeys: readonly Buffer[], completeSlots: readonly number[]): Promise<void> {
     const touched: string[] = [];
-    await this.root.transaction(() => {
+    await this.durably(() => {
       const ts = Date.now();
       for (const stored of storageKeys) {
         const m: Mutation = { type: 'delete', slot: stored.readUInt16BE(0), key: stored.subarray(2) };
@@ -487,9 +487,7 @@ export class Store {
       }
       for (const slot of completeSlots) this.migratedSlots.putSync(directionBit.out + slot, true);
       this.bumpMigration('keysSent', storageKeys.length);
-    });
-    this.forgetCommitted(touched);
-    await this.root.flushed;
+    }, touched);
   }
 
   private bumpMigration(counter: 'keysSent' | 'keysReceived', by: number): void {
@@ -499,13 +497,12 @@ export class Store {
 
   /** Marks the migration finished and drops its per-slot progress and tombstones. */
   async finishMigration(finishedAt: number): Promise<void> {
-    await this.root.transaction(() => {
+    await this.durably(() => {
       const record = this.meta.get(migrationKey) as MigrationRecord | undefined;
       if (record) this.meta.putSync(migrationKey, { ...record, finishedAt });
       this.migratedSlots.clearSync();
       this.tombstones.clearSync();
     });
-    await this.root.flushed;
   }
 
   /** Number of keys held. */
