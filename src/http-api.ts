@@ -66,7 +66,9 @@ export function sendError(res: ServerResponse, err: unknown, nodeHeaders: Record
 
 function sendReply(res: ServerResponse, reply: DataReply): void {
   const body = reply.body;
-  res.writeHead(reply.status, [...reply.headers, 'content-length', String(Buffer.byteLength(body))]);
+  const headers = reply.headers.slice();
+  headers.push('content-length', String(typeof body === 'string' ? Buffer.byteLength(body) : body.length));
+  res.writeHead(reply.status, headers);
   res.end(body);
 }
 
@@ -146,8 +148,10 @@ export function createHttpServer(options: HttpApiOptions): http.Server {
   const server = http.createServer(
     { keepAliveTimeout: keepAliveIdleMs, headersTimeout: headersTimeoutMs, requestTimeout: requestTimeoutMs },
     (req, res) => {
-      const { path, query } = splitUrl(req.url ?? '/');
-      if (isDataPath(path)) handleData(req, res, path, query);
+      const url = req.url ?? '/';
+      const q = url.indexOf('?');
+      const path = q === -1 ? url : url.slice(0, q);
+      if (isDataPath(path)) handleData(req, res, path, q === -1 ? '' : url.slice(q + 1));
       else app(req, res);
     },
   );
