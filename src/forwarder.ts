@@ -6,7 +6,7 @@
 // about 360 µs of CPU on the forwarding node against a few tens for undici's connection pool, which
 // decided whether a forwarded GET reaches 0.40 of a local one. Replication and admin calls use axios.
 
-import { errors, Pool } from 'undici';
+import { errors, Pool, type Dispatcher } from 'undici';
 import { encodeDataPath, forwardedByHeader, forwardedTopologyHeader, previousOwnerReadHeader, type DataReply, type DataRequest } from './data-request.js';
 import { ShardTimeoutError, ShardUnavailableError } from './errors.js';
 import { forwardTimeoutMs, keepAliveIdleMs, peerSocketsMax, valueBytesMax } from './limits.js';
@@ -68,21 +68,39 @@ export class Forwarder {
     return this.send(peer, 'GET', `/get?key=${encodeURIComponent(req.keyText)}`, this.previousOwnerHeaders, undefined);
   }
 
-  private async send(peer: Peer, method: string, path: string, headers: Record<string, string>, body: Buffer | undefined): Promise<DataReply> {
-    try {
-      const response = await this.pool(peer.address).request({
-        method: method as 'GET' | 'POST',
-        path,
-        headers,
-        body,
+  /**
+   * One request through the peer's pool. Uses undici's dispatch() with a handler that collects the
+   * reply, not request(): request() wraps every response body in a Readable stream, which cost the
+   * forwarding node about a fifth of its CPU per forwarded GET.
+   */
+  private send(peer: Peer, method: string, path: string, headers: Record<string, string>, body: Buffer | undefined): Promise<DataReply> {
+    return new Promise<DataReply>((resolve, reject) => {
+      let status = 0;
+      let relayed: string[] = [];
+      const chunks: Buffer[] = [];
+      let size = 0;
+      const handler: Dispatcher.DispatchHandler = {
+        onRequestStart: () => undefined,
+        // Called again after a 1xx answer; the last call is the final status.
+        onResponseStart: (_controller, statusCode, responseHeaders) => {
+          status = statusCode;
+          relayed = relayedHeaders(responseHeaders);
+        },
+        onResponseData: (_controller, chunk) => {
+          chunks.push(chunk);
+          size += chunk.length;
+        },
+        // The pool bounds the body (maxResponseSize); concat copies it out of the socket's buffers.
+        onResponseEnd: () => resolve({ status, headers: relayed, body: Buffer.concat(chunks, size) }),
+        onResponseError: (_controller, err) => reject(this.translate(err, peer)),
+      };
+      try {
         // A forwarded write must not be retried or replayed by the client library: idempotent: false.
-        idempotent: false,
-      });
-      const data = Buffer.from(await response.body.arrayBuffer());
-      return { status: response.statusCode, headers: relayedHeaders(response.headers), body: data };
-    } catch (err) {
-      throw this.translate(err, peer);
-    }
+        this.pool(peer.address).dispatch({ origin: `http://${peer.address}`, method: method as 'GET' | 'POST', path, headers, body, idempotent: false }, handler);
+      } catch (err) {
+        reject(this.translate(err, peer));
+      }
+    });
   }
 
   private translate(err: unknown, peer: Peer): Error {
