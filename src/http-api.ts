@@ -148,10 +148,8 @@ export function createHttpServer(options: HttpApiOptions): http.Server {
   const server = http.createServer(
     { keepAliveTimeout: keepAliveIdleMs, headersTimeout: headersTimeoutMs, requestTimeout: requestTimeoutMs },
     (req, res) => {
-      const url = req.url ?? '/';
-      const q = url.indexOf('?');
-      const path = q === -1 ? url : url.slice(0, q);
-      if (isDataPath(path)) handleData(req, res, path, q === -1 ? '' : url.slice(q + 1));
+      const { path, query } = splitUrl(req.url ?? '/');
+      if (isDataPath(path)) handleData(req, res, path, query);
       else app(req, res);
     },
   );

@@ -263,7 +263,7 @@ export class Store {
    */
   async applyReplicated(datasetId: string, entries: readonly LogEntry[]): Promise<ApplyOutcome> {
     const touched: string[] = [];
-    const outcome = await this.durably((): ApplyOutcome => {
+    return this.durably((): ApplyOutcome => {
       const state = this.replicaState();
       if (state.datasetId !== datasetId || state.resyncId !== undefined) {
         return { ok: false, reason: 'resync_needed', appliedSeq: state.appliedSeq };
@@ -279,7 +279,6 @@ export class Store {
       this.meta.putSync(appliedSeqKey, appliedSeq);
       return { ok: true, appliedSeq };
     }, touched);
-    return outcome;
   }
 
   /** Starts a full resync on a replica: drops all data and marks it incomplete until endResync(). */
