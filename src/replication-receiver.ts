@@ -1,7 +1,9 @@
 // The replica's side of replication: the internal endpoints the primary pushes to. Only the primary,
 // holding the cluster secret, reaches them (http-api.ts checks the token before routing here).
 
-import express, { type Request, type Response, type Router } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import express, { type Router } from 'express';
+import { sendJson } from './http-api.js';
 import { internalBodyBytesMax } from './limits.js';
 import { decodeReplicate, decodeResync, replicatePath, resyncPath, type ReplicaReply } from './replication-protocol.js';
 import type { ClusterView } from './layout-sync.js';
@@ -15,15 +17,15 @@ export interface ReplicaProgress {
   resyncs: number;
 }
 
-function answer(res: Response, reply: ReplicaReply): void {
-  res.status(reply.error ? 409 : 200).json(reply);
+function answer(res: ServerResponse, reply: ReplicaReply): void {
+  sendJson(res, reply.error ? 409 : 200, reply);
 }
 
 export function replicaRouter(store: Store, progress: ReplicaProgress, view: ClusterView, log: (message: string) => void): Router {
   const router = express.Router();
   const raw = express.raw({ type: () => true, limit: internalBodyBytesMax });
 
-  router.post(replicatePath, raw, async (req: Request, res: Response) => {
+  router.post(replicatePath, raw, async (req: IncomingMessage & { body?: unknown }, res: ServerResponse) => {
     const message = decodeReplicate(req.body as Buffer);
     notePrimaryLayout(view, message.topologyId, message.migrating, log);
     const outcome = await store.applyReplicated(message.datasetId, message.entries);
@@ -35,7 +37,7 @@ export function replicaRouter(store: Store, progress: ReplicaProgress, view: Clu
     answer(res, outcome.ok ? { appliedSeq: outcome.appliedSeq } : { appliedSeq: outcome.appliedSeq, error: outcome.reason });
   });
 
-  router.post(resyncPath, raw, async (req: Request, res: Response) => {
+  router.post(resyncPath, raw, async (req: IncomingMessage & { body?: unknown }, res: ServerResponse) => {
     const message = decodeResync(req.body as Buffer);
     progress.lastContactAt = Date.now();
     switch (message.phase) {
