@@ -11,7 +11,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { parseArgs } from 'node:util';
-import { freePort, LocalCluster } from '../local-cluster.js';
+import { freePort, LocalCluster, nodeFlags } from '../local-cluster.js';
 import { jumpHash, keySlot } from '../slots.js';
 import { bulkKey, detectTool, runBulk, runLoad, type LoadResult, type RequestMix, type Tool } from './load-generator.js';
 
@@ -117,7 +117,8 @@ async function withLagSampling(cluster: LocalCluster, shards: readonly string[],
 
 async function startReference(): Promise<{ url: string; proc: ChildProcess }> {
   const port = await freePort();
-  const proc = spawn(process.execPath, [new URL('./reference-server.js', import.meta.url).pathname, String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // Same V8 flags as kvshard's nodes: it idles between its runs, as they do, under the same conditions.
+  const proc = spawn(process.execPath, [...nodeFlags, new URL('./reference-server.js', import.meta.url).pathname, String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((resolve, reject) => {
     proc.stdout!.once('data', () => resolve());
     proc.once('exit', (code) => reject(new Error(`reference server exited with ${code}`)));
