@@ -157,7 +157,7 @@ export function createHttpServer(options: HttpApiOptions): http.Server {
   const routes = otherRoutes(options);
   const headers = nodeHeaders(options.info);
   // What no route answered: an unknown path, or an error thrown past the error handler.
-  const unrouted = (req: IncomingMessage, res: ServerResponse, path: string) => (err?: unknown) =>
+  const unrouted = (res: ServerResponse, path: string) => (err?: unknown) =>
     sendError(res, err !== undefined && err !== 'route' && err !== 'router' ? err : new UnknownRouteError(path), headers, options.log);
   const server = http.createServer(
     { keepAliveTimeout: keepAliveIdleMs, headersTimeout: headersTimeoutMs, requestTimeout: requestTimeoutMs },
@@ -165,7 +165,7 @@ export function createHttpServer(options: HttpApiOptions): http.Server {
       const { path, query } = splitUrl(req.url ?? '/');
       if (isDataPath(path)) handleData(req, res, path, query);
       // Router's types name express's decorated request and response; the handlers above use only node's.
-      else routes(req as Request, res as Response, unrouted(req, res, path));
+      else routes(req as Request, res as Response, unrouted(res, path));
     },
   );
   return server;
