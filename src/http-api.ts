@@ -107,7 +107,7 @@ function dataHandler(options: HttpApiOptions) {
 }
 
 /** Every path but the data routes. Handlers take node's request and response, not express's decorated ones. */
-function otherRoutes(options: HttpApiOptions): Router {
+function otherRoutes(options: HttpApiOptions, headers: Record<string, string>): Router {
   const router = express.Router();
   const only = (path: string, ...methods: string[]) =>
     router.all(path, (req: IncomingMessage, _res: ServerResponse, next: NextFunction) => {
@@ -130,7 +130,6 @@ function otherRoutes(options: HttpApiOptions): Router {
     sendJson(res, 200, { ...options.info, keys: options.store.count(), ranges: options.store.digest(from, to, buckets) });
   });
   if (options.internalRoutes) router.use(options.internalRoutes);
-  const headers = nodeHeaders(options.info);
   router.use((err: unknown, _req: IncomingMessage, res: ServerResponse, _next: NextFunction) => sendError(res, err, headers, options.log));
   return router;
 }
@@ -154,8 +153,8 @@ function intParam(params: Map<string, string>, name: string, min: number, max: n
 
 export function createHttpServer(options: HttpApiOptions): http.Server {
   const handleData = dataHandler(options);
-  const routes = otherRoutes(options);
   const headers = nodeHeaders(options.info);
+  const routes = otherRoutes(options, headers);
   // What no route answered: an unknown path, or an error thrown past the error handler.
   const unrouted = (res: ServerResponse, path: string) => (err?: unknown) =>
     sendError(res, err !== undefined && err !== 'route' && err !== 'router' ? err : new UnknownRouteError(path), headers, options.log);
