@@ -70,6 +70,9 @@ export function sendError(res: ServerResponse, err: unknown, nodeHeaders: Record
   res.end(JSON.stringify(body));
 }
 
+/** Node's request after one of express's body parsers (express.raw, express.json) has set `body`. */
+export type BodyRequest = IncomingMessage & { body?: unknown };
+
 /** A JSON answer, written with node's own methods (see the top of this file for why not res.json()). */
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);

@@ -13,11 +13,11 @@
 //   other primary holds any key (all as new as itself), the cluster is new and nothing moves.
 
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import express, { type Router } from 'express';
 import type { Config, LayoutRecord, ShardConfig } from './config.js';
 import { BadRequestError } from './errors.js';
-import { sendJson } from './http-api.js';
+import { sendJson, type BodyRequest } from './http-api.js';
 import { layoutAnnounceAttemptsMax, layoutBodyBytesMax, migrationBackoffFirstMs, migrationBackoffMaxMs, migrationRequestTimeoutMs } from './limits.js';
 import { decodeLayoutRecord, type Migration } from './migration.js';
 import { internalClient, type InternalClient } from './internal-client.js';
@@ -98,7 +98,7 @@ export class ClusterView {
 /** The internal endpoint every node serves: read a peer's announcement, answer with this node's layout. */
 export function layoutRouter(view: ClusterView): Router {
   const router = express.Router();
-  router.post(layoutPath, express.json({ limit: layoutBodyBytesMax }), (req: IncomingMessage & { body?: unknown }, res: ServerResponse) => {
+  router.post(layoutPath, express.json({ limit: layoutBodyBytesMax }), (req: BodyRequest, res: ServerResponse) => {
     const body = req.body as Partial<LayoutAnnouncement> | undefined;
     if (typeof body?.from !== 'string' || typeof body.topologyId !== 'string' || (body.previousTopologyId !== null && typeof body.previousTopologyId !== 'string')) {
       throw new BadRequestError('a layout announcement needs from, topologyId and previousTopologyId');

@@ -3,13 +3,13 @@
 // replication (bounded), then close LMDB.
 
 import { existsSync, mkdirSync, renameSync } from 'node:fs';
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Server, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import express, { type Router } from 'express';
 import { ConfigError, layoutRecord, parseAddress, type Config, type LayoutRecord, type ShardConfig } from './config.js';
 import { TopologyMismatchError } from './errors.js';
 import { Forwarder } from './forwarder.js';
-import { createHttpServer, sendJson } from './http-api.js';
+import { createHttpServer, sendJson, type BodyRequest } from './http-api.js';
 import { ClusterView, LayoutSync, layoutRouter, type LayoutAnswer } from './layout-sync.js';
 import { internalBodyBytesMax, shutdownDrainMs } from './limits.js';
 import { decodeMigrate, Migration, migratePath } from './migration.js';
@@ -335,7 +335,7 @@ class LayoutLearner {
 /** The /internal/migrate endpoint of a primary (and a drain): batches from previous owners. */
 function migrateRouter(view: ClusterView, learner: LayoutLearner | undefined): Router {
   const router = express.Router();
-  router.post(migratePath, express.raw({ type: () => true, limit: internalBodyBytesMax }), async (req: IncomingMessage & { body?: unknown }, res: ServerResponse) => {
+  router.post(migratePath, express.raw({ type: () => true, limit: internalBodyBytesMax }), async (req: BodyRequest, res: ServerResponse) => {
     const message = decodeMigrate(req.body as Buffer);
     if (message.topologyId !== view.config.topologyId) {
       throw new TopologyMismatchError(`${message.from} migrates to topology ${message.topologyId}; this node runs ${view.config.topologyId}`, {

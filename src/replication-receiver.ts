@@ -1,9 +1,9 @@
 // The replica's side of replication: the internal endpoints the primary pushes to. Only the primary,
 // holding the cluster secret, reaches them (http-api.ts checks the token before routing here).
 
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import express, { type Router } from 'express';
-import { sendJson } from './http-api.js';
+import { sendJson, type BodyRequest } from './http-api.js';
 import { internalBodyBytesMax } from './limits.js';
 import { decodeReplicate, decodeResync, replicatePath, resyncPath, type ReplicaReply } from './replication-protocol.js';
 import type { ClusterView } from './layout-sync.js';
@@ -25,7 +25,7 @@ export function replicaRouter(store: Store, progress: ReplicaProgress, view: Clu
   const router = express.Router();
   const raw = express.raw({ type: () => true, limit: internalBodyBytesMax });
 
-  router.post(replicatePath, raw, async (req: IncomingMessage & { body?: unknown }, res: ServerResponse) => {
+  router.post(replicatePath, raw, async (req: BodyRequest, res: ServerResponse) => {
     const message = decodeReplicate(req.body as Buffer);
     notePrimaryLayout(view, message.topologyId, message.migrating, log);
     const outcome = await store.applyReplicated(message.datasetId, message.entries);
@@ -37,7 +37,7 @@ export function replicaRouter(store: Store, progress: ReplicaProgress, view: Clu
     answer(res, outcome.ok ? { appliedSeq: outcome.appliedSeq } : { appliedSeq: outcome.appliedSeq, error: outcome.reason });
   });
 
-  router.post(resyncPath, raw, async (req: IncomingMessage & { body?: unknown }, res: ServerResponse) => {
+  router.post(resyncPath, raw, async (req: BodyRequest, res: ServerResponse) => {
     const message = decodeResync(req.body as Buffer);
     progress.lastContactAt = Date.now();
     switch (message.phase) {

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import express from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createHttpServer, sendJson } from '../../src/http-api.js';
+import { createHttpServer, sendJson, type BodyRequest } from '../../src/http-api.js';
 import { Store } from '../../src/store.js';
 
 const token = 'unit-test-token-0123456789abcdef';
@@ -25,7 +25,7 @@ describe('http api: routes other than /get, /set and /delete', () => {
   beforeAll(async () => {
     store = new Store({ path: join(dir, 'data'), replicationLog: true });
     const internalRoutes = express.Router();
-    internalRoutes.post('/internal/echo', express.raw({ type: () => true, limit: 1024 }), (req: IncomingMessage & { body?: unknown }, res: ServerResponse) => {
+    internalRoutes.post('/internal/echo', express.raw({ type: () => true, limit: 1024 }), (req: BodyRequest, res: ServerResponse) => {
       sendJson(res, 200, { bytes: (req.body as Buffer).length });
     });
     server = createHttpServer({
