@@ -1,15 +1,12 @@
 // Forwarding data requests to the node that owns the key, over HTTP with keep-alive connections.
 // Every call has a timeout and a size bound; the owner's status, X-Kv-* headers and body are relayed
 // unchanged.
-//
-// This is the one hot path that does not use axios: measured on this machine, an axios request cost
-// about 360 µs of CPU on the forwarding node against a few tens for undici's connection pool, which
-// decided whether a forwarded GET reaches 0.40 of a local one. Replication and admin calls use axios.
 
-import { errors, Pool, type Dispatcher } from 'undici';
+import { errors, type Pool } from 'undici';
 import { encodeDataPath, forwardedByHeader, forwardedTopologyHeader, previousOwnerReadHeader, type DataReply, type DataRequest } from './data-request.js';
 import { ShardTimeoutError, ShardUnavailableError } from './errors.js';
-import { forwardTimeoutMs, keepAliveIdleMs, peerSocketsMax, valueBytesMax } from './limits.js';
+import { forwardTimeoutMs, peerSocketsMax, valueBytesMax } from './limits.js';
+import { exchange, peerPool } from './peer-pool.js';
 
 /** Room for headers and a JSON envelope around the largest value. */
 const replyBytesMax = valueBytesMax + 64 * 1024;
@@ -41,16 +38,7 @@ export class Forwarder {
   private pool(address: string): Pool {
     let pool = this.pools.get(address);
     if (!pool) {
-      pool = new Pool(`http://${address}`, {
-        connections: peerSocketsMax,
-        pipelining: 1,
-        keepAliveTimeout: keepAliveIdleMs,
-        keepAliveMaxTimeout: keepAliveIdleMs,
-        connectTimeout: this.timeoutMs,
-        headersTimeout: this.timeoutMs,
-        bodyTimeout: this.timeoutMs,
-        maxResponseSize: replyBytesMax,
-      });
+      pool = peerPool(address, { connections: peerSocketsMax, timeoutMs: this.timeoutMs, replyBytesMax });
       this.pools.set(address, pool);
     }
     return pool;
@@ -68,39 +56,13 @@ export class Forwarder {
     return this.send(peer, 'GET', `/get?key=${encodeURIComponent(req.keyText)}`, this.previousOwnerHeaders, undefined);
   }
 
-  /**
-   * One request through the peer's pool. Uses undici's dispatch() with a handler that collects the
-   * reply, not request(): request() wraps every response body in a Readable stream, which cost the
-   * forwarding node about a fifth of its CPU per forwarded GET.
-   */
-  private send(peer: Peer, method: string, path: string, headers: Record<string, string>, body: Buffer | undefined): Promise<DataReply> {
-    return new Promise<DataReply>((resolve, reject) => {
-      let status = 0;
-      let relayed: string[] = [];
-      const chunks: Buffer[] = [];
-      let size = 0;
-      const handler: Dispatcher.DispatchHandler = {
-        onRequestStart: () => undefined,
-        // Called again after a 1xx answer; the last call is the final status.
-        onResponseStart: (_controller, statusCode, responseHeaders) => {
-          status = statusCode;
-          relayed = relayedHeaders(responseHeaders);
-        },
-        onResponseData: (_controller, chunk) => {
-          chunks.push(chunk);
-          size += chunk.length;
-        },
-        // The pool bounds the body (maxResponseSize); concat copies it out of the socket's buffers.
-        onResponseEnd: () => resolve({ status, headers: relayed, body: Buffer.concat(chunks, size) }),
-        onResponseError: (_controller, err) => reject(this.translate(err, peer)),
-      };
-      try {
-        // A forwarded write must not be retried or replayed by the client library: idempotent: false.
-        this.pool(peer.address).dispatch({ origin: `http://${peer.address}`, method: method as 'GET' | 'POST', path, headers, body, idempotent: false }, handler);
-      } catch (err) {
-        reject(this.translate(err, peer));
-      }
-    });
+  private async send(peer: Peer, method: 'GET' | 'POST', path: string, headers: Record<string, string>, body: Buffer | undefined): Promise<DataReply> {
+    try {
+      const reply = await exchange(this.pool(peer.address), `http://${peer.address}`, { method, path, headers, body });
+      return { status: reply.status, headers: relayedHeaders(reply.headers), body: reply.body };
+    } catch (err) {
+      throw this.translate(err, peer);
+    }
   }
 
   private translate(err: unknown, peer: Peer): Error {

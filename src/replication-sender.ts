@@ -7,7 +7,7 @@
 // followed another dataset gets a full resync: a consistent snapshot in bounded chunks, then the log.
 
 import { randomUUID } from 'node:crypto';
-import axios from 'axios';
+import type { Pool } from 'undici';
 import { ReplicaTimeoutError, ShardUnavailableError } from './errors.js';
 import {
   logTrimEntriesMax,
@@ -25,8 +25,8 @@ import {
   resyncChunkEntriesMax,
 } from './limits.js';
 import type { ReplicationLog } from './replication-log.js';
-import { internalClient, type InternalClient } from './internal-client.js';
-import { encodeMessage, replicatePath, resyncPath, type ReplicaReply, type ReplicateMessage, type ResyncMessage } from './replication-protocol.js';
+import { exchange, peerPool } from './peer-pool.js';
+import { encodeMessage, replicatePath, resyncPath, tokenHeader, type ReplicaReply, type ReplicateMessage, type ResyncMessage } from './replication-protocol.js';
 import type { Store } from './store.js';
 
 export type SenderState = 'connecting' | 'streaming' | 'resyncing' | 'unreachable' | 'stopped';
@@ -89,7 +89,10 @@ interface AckWaiter {
 }
 
 export class ReplicationSender {
-  private readonly http: InternalClient;
+  /** Keep-alive sockets to the replica; one is in use at a time, as the task sends one request at a time. */
+  private readonly pool: Pool;
+  private readonly origin: string;
+  private readonly headers: Record<string, string>;
   private readonly wakeup = new Wakeup();
   private readonly abort = new AbortController();
   private readonly waiters = new Set<AckWaiter>();
@@ -103,15 +106,9 @@ export class ReplicationSender {
   private retentionTrim: Promise<void> | undefined;
 
   constructor(private readonly options: SenderOptions) {
-    this.http = internalClient({
-      baseURL: `http://${options.replicaAddress}`,
-      token: options.token,
-      timeoutMs: replicationRequestTimeoutMs,
-      replyBytesMax: 64 * 1024,
-      socketsMax: 2,
-      signal: this.abort.signal,
-      contentType: 'application/msgpack',
-    });
+    this.origin = `http://${options.replicaAddress}`;
+    this.pool = peerPool(options.replicaAddress, { connections: 2, timeoutMs: replicationRequestTimeoutMs, replyBytesMax: 64 * 1024 });
+    this.headers = { [tokenHeader]: options.token, 'content-type': 'application/msgpack' };
   }
 
   start(): void {
@@ -186,6 +183,8 @@ export class ReplicationSender {
     this.stopping = true;
     this.abort.abort();
     this.wakeup.notify();
+    // Fails a request in flight at once, so the loop sees `stopping` without waiting for its timeout.
+    const closed = this.pool.destroy();
     await this.loop;
     await this.retentionTrim;
     this.state = 'stopped';
@@ -194,7 +193,7 @@ export class ReplicationSender {
       waiter.resolve(false);
     }
     this.waiters.clear();
-    this.http.close();
+    await closed;
   }
 
   private async run(): Promise<void> {
@@ -302,15 +301,16 @@ export class ReplicationSender {
   }
 
   private async post(path: string, message: ReplicateMessage | ResyncMessage): Promise<ReplicaReply> {
-    const response = await this.http.client.post<ReplicaReply>(path, encodeMessage(message));
+    const response = await exchange(this.pool, this.origin, { method: 'POST', path, headers: this.headers, body: encodeMessage(message) });
     this.lastContactAt = Date.now();
-    if (response.status === 200) return response.data;
-    if (response.status === 409 && typeof response.data?.appliedSeq === 'number') {
-      if (response.data.error === 'gap' || response.data.error === 'resync_needed') return response.data;
+    const reply = parseReply(response.body);
+    if (response.status === 200 && reply) return reply;
+    if (response.status === 409 && reply) {
+      if (reply.error === 'gap' || reply.error === 'resync_needed') return reply;
       this.ackedSeq = undefined;
-      throw new ReplicaRefusal(response.data);
+      throw new ReplicaRefusal(reply);
     }
-    throw new Error(`replica answered ${response.status} to ${path}: ${JSON.stringify(response.data)}`);
+    throw new Error(`replica answered ${response.status} to ${path}: ${response.body.toString('utf8', 0, 200)}`);
   }
 
   private acknowledge(appliedSeq: number): void {
@@ -349,7 +349,17 @@ export class ReplicationSender {
   }
 }
 
+/** The replica's JSON reply, or undefined when the body is not one (another server on that port, say). */
+function parseReply(body: Buffer): ReplicaReply | undefined {
+  try {
+    const reply = JSON.parse(body.toString('utf8')) as ReplicaReply;
+    return typeof reply?.appliedSeq === 'number' ? reply : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function describe(err: unknown): string {
-  if (axios.isAxiosError(err)) return err.code ?? err.message;
-  return (err as Error)?.message ?? String(err);
+  const { code, message } = (err ?? {}) as { code?: string; message?: string };
+  return code ?? message ?? String(err);
 }

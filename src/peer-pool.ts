@@ -1,0 +1,81 @@
+// HTTP exchanges with another node on the hot paths (forwarding, replication) through undici's
+// connection pool: bounded keep-alive sockets, timeouts on connect, headers and body, a bound on the
+// reply, and the whole reply collected into one buffer.
+//
+// These paths do not use axios: measured on this machine, an axios request cost a forwarding node about
+// 360 µs of CPU against a few tens for an undici pool, and axios drives node's http client, whose
+// outgoing messages share code with the server's responses and slowed the server's own replies.
+
+import { Pool, type Dispatcher } from 'undici';
+import { keepAliveIdleMs } from './limits.js';
+
+export interface PeerPoolOptions {
+  /** Sockets kept to the peer. */
+  readonly connections: number;
+  /** Bound on connecting, on waiting for the reply's headers and on each pause in its body. */
+  readonly timeoutMs: number;
+  /** The largest reply accepted. */
+  readonly replyBytesMax: number;
+}
+
+export function peerPool(address: string, options: PeerPoolOptions): Pool {
+  return new Pool(`http://${address}`, {
+    connections: options.connections,
+    pipelining: 1,
+    keepAliveTimeout: keepAliveIdleMs,
+    keepAliveMaxTimeout: keepAliveIdleMs,
+    connectTimeout: options.timeoutMs,
+    headersTimeout: options.timeoutMs,
+    bodyTimeout: options.timeoutMs,
+    maxResponseSize: options.replyBytesMax,
+  });
+}
+
+export interface PeerReply {
+  readonly status: number;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly body: Buffer;
+}
+
+export interface PeerRequest {
+  readonly method: 'GET' | 'POST';
+  readonly path: string;
+  readonly headers: Record<string, string>;
+  readonly body?: Buffer | undefined;
+}
+
+/**
+ * One request through `pool`, never retried or replayed by undici (idempotent: false: a write must not
+ * be applied twice behind the caller's back). Rejects with undici's error on failure or timeout.
+ *
+ * Uses dispatch() with a handler that collects the reply, not request(): request() wraps every body in
+ * a Readable stream, which cost a forwarding node about a fifth of its CPU per forwarded GET.
+ */
+export function exchange(pool: Pool, origin: string, request: PeerRequest): Promise<PeerReply> {
+  return new Promise<PeerReply>((resolve, reject) => {
+    let status = 0;
+    let headers: PeerReply['headers'] = {};
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const handler: Dispatcher.DispatchHandler = {
+      onRequestStart: () => undefined,
+      // Called again after a 1xx answer; the last call is the final status.
+      onResponseStart: (_controller, statusCode, responseHeaders) => {
+        status = statusCode;
+        headers = responseHeaders;
+      },
+      onResponseData: (_controller, chunk) => {
+        chunks.push(chunk);
+        size += chunk.length;
+      },
+      // The pool bounds the body (maxResponseSize); concat copies it out of the socket's buffers.
+      onResponseEnd: () => resolve({ status, headers, body: Buffer.concat(chunks, size) }),
+      onResponseError: (_controller, err) => reject(err),
+    };
+    try {
+      pool.dispatch({ origin, method: request.method, path: request.path, headers: request.headers, body: request.body, idempotent: false }, handler);
+    } catch (err) {
+      reject(err);
+    }
+  });
+}
