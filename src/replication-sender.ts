@@ -89,7 +89,7 @@ interface AckWaiter {
 }
 
 export class ReplicationSender {
-  /** Keep-alive sockets to the replica; one is in use at a time, as the task sends one request at a time. */
+  /** Keep-alive sockets to the replica (at most 2; the task sends one request at a time). */
   private readonly pool: Pool;
   private readonly origin: string;
   private readonly headers: Record<string, string>;
