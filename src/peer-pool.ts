@@ -2,9 +2,9 @@
 // connection pool: bounded keep-alive sockets, timeouts on connect, headers and body, a bound on the
 // reply, and the whole reply collected into one buffer.
 //
-// These paths do not use axios: measured on this machine, an axios request cost a forwarding node about
-// 360 µs of CPU against a few tens for an undici pool, and axios drives node's http client, whose
-// outgoing messages share code with the server's responses and slowed the server's own replies.
+// These paths do not use axios. Measured on this machine: a forwarded request cost the forwarding node
+// about 360 µs of CPU through axios against a few tens through an undici pool, and a replication batch
+// (8 KB body, JSON reply) about 300 µs against 55.
 
 import { Pool, type Dispatcher } from 'undici';
 import { keepAliveIdleMs } from './limits.js';
