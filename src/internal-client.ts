@@ -1,4 +1,4 @@
-// The axios client of node-to-node internal requests (replication, migration, layout exchange): a
+// The axios client of node-to-node internal requests off the hot paths (migration, layout exchange): a
 // bounded keep-alive agent, a timeout, size bounds, the cluster token, no redirects or proxies, every
 // status returned to the caller, and cancellation when the owning task stops.
 
