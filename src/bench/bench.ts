@@ -205,7 +205,7 @@ async function main(): Promise<void> {
   const tool = await detectTool(values.tool);
   const settings: Settings = values.quick
     ? { durationS: 3, warmupS: 1, pairs: 1, bulkKeys: 100_000, tool }
-    : { durationS: 10, warmupS: 2, pairs: 2, bulkKeys: 1_000_000, tool };
+    : { durationS: 10, warmupS: 2, pairs: 3, bulkKeys: 1_000_000, tool };
   process.stderr.write(`kvshard bench: ${tool}, ${connections} connections, ${settings.durationS}s per run, ${settings.pairs} alternating pair(s)\n`);
 
   const cluster = await LocalCluster.started(shardCount);
