@@ -227,7 +227,7 @@ async function main(): Promise<void> {
     for (const scenario of chosen) results.push(await measure(settings, cluster, reference.url, scenario));
     if (values.only) {
       for (const r of results) {
-        process.stdout.write(`${r.scenario}: ${median(r.runs.map((x) => x.requestsPerSec)).toFixed(0)} req/s, ratio to reference ${r.ratio.toFixed(2)}\n`);
+        process.stdout.write(`${r.scenario}: ${median(r.runs.map((x) => x.requestsPerSec)).toFixed(0)} req/s, ratio to reference ${r.ratio.toFixed(3)}\n`);
       }
       return;
     }
@@ -289,7 +289,7 @@ function report(settings: Settings, results: Measured[], loaded: Loaded, jsonFil
       String(non2xx),
       String(errors),
       median(r.refs.map((x) => x.requestsPerSec)).toFixed(0),
-      (t?.value ?? r.ratio).toFixed(2),
+      (t?.value ?? r.ratio).toFixed(3),
       t?.target ?? '-',
       invalid ? 'INVALID: errors' : t ? (t.ok ? 'pass' : 'MISS') : '-',
     ]);
