@@ -2,11 +2,11 @@
 // Every call has a timeout and a size bound; the owner's status, X-Kv-* headers and body are relayed
 // unchanged.
 
-import { errors, type Pool } from 'undici';
+import { errors } from 'undici';
 import { encodeDataPath, forwardedByHeader, forwardedTopologyHeader, previousOwnerReadHeader, type DataReply, type DataRequest } from './data-request.js';
 import { ShardTimeoutError, ShardUnavailableError } from './errors.js';
 import { forwardTimeoutMs, peerSocketsMax, valueBytesMax } from './limits.js';
-import { exchange, peerPool } from './peer-pool.js';
+import { PeerPool } from './peer-pool.js';
 
 /** Room for headers and a JSON envelope around the largest value. */
 const replyBytesMax = valueBytesMax + 64 * 1024;
@@ -24,7 +24,7 @@ export interface ForwarderOptions {
 }
 
 export class Forwarder {
-  private readonly pools = new Map<string, Pool>();
+  private readonly pools = new Map<string, PeerPool>();
   private readonly timeoutMs: number;
   private readonly headers: Record<string, string>;
   private readonly previousOwnerHeaders: Record<string, string>;
@@ -35,10 +35,10 @@ export class Forwarder {
     this.previousOwnerHeaders = { ...this.headers, [previousOwnerReadHeader]: '1' };
   }
 
-  private pool(address: string): Pool {
+  private pool(address: string): PeerPool {
     let pool = this.pools.get(address);
     if (!pool) {
-      pool = peerPool(address, { connections: peerSocketsMax, timeoutMs: this.timeoutMs, replyBytesMax });
+      pool = new PeerPool(address, { connections: peerSocketsMax, timeoutMs: this.timeoutMs, replyBytesMax });
       this.pools.set(address, pool);
     }
     return pool;
@@ -58,7 +58,7 @@ export class Forwarder {
 
   private async send(peer: Peer, method: 'GET' | 'POST', path: string, headers: Record<string, string>, body: Buffer | undefined): Promise<DataReply> {
     try {
-      const reply = await exchange(this.pool(peer.address), `http://${peer.address}`, { method, path, headers, body });
+      const reply = await this.pool(peer.address).exchange({ method, path, headers, body });
       return { status: reply.status, headers: relayedHeaders(reply.headers), body: reply.body };
     } catch (err) {
       throw this.translate(err, peer);

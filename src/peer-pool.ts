@@ -18,19 +18,6 @@ export interface PeerPoolOptions {
   readonly replyBytesMax: number;
 }
 
-export function peerPool(address: string, options: PeerPoolOptions): Pool {
-  return new Pool(`http://${address}`, {
-    connections: options.connections,
-    pipelining: 1,
-    keepAliveTimeout: keepAliveIdleMs,
-    keepAliveMaxTimeout: keepAliveIdleMs,
-    connectTimeout: options.timeoutMs,
-    headersTimeout: options.timeoutMs,
-    bodyTimeout: options.timeoutMs,
-    maxResponseSize: options.replyBytesMax,
-  });
-}
-
 export interface PeerReply {
   readonly status: number;
   readonly headers: Record<string, string | string[] | undefined>;
@@ -44,38 +31,63 @@ export interface PeerRequest {
   readonly body?: Buffer | undefined;
 }
 
-/**
- * One request through `pool`, never retried or replayed by undici (idempotent: false: a write must not
- * be applied twice behind the caller's back). Rejects with undici's error on failure or timeout.
- *
- * Uses dispatch() with a handler that collects the reply, not request(): request() wraps every body in
- * a Readable stream, which cost a forwarding node about a fifth of its CPU per forwarded GET.
- */
-export function exchange(pool: Pool, origin: string, request: PeerRequest): Promise<PeerReply> {
-  return new Promise<PeerReply>((resolve, reject) => {
-    let status = 0;
-    let headers: PeerReply['headers'] = {};
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const handler: Dispatcher.DispatchHandler = {
-      onRequestStart: () => undefined,
-      // Called again after a 1xx answer; the last call is the final status.
-      onResponseStart: (_controller, statusCode, responseHeaders) => {
-        status = statusCode;
-        headers = responseHeaders;
-      },
-      onResponseData: (_controller, chunk) => {
-        chunks.push(chunk);
-        size += chunk.length;
-      },
-      // The pool bounds the body (maxResponseSize); concat copies it out of the socket's buffers.
-      onResponseEnd: () => resolve({ status, headers, body: Buffer.concat(chunks, size) }),
-      onResponseError: (_controller, err) => reject(err),
-    };
-    try {
-      pool.dispatch({ origin, method: request.method, path: request.path, headers: request.headers, body: request.body, idempotent: false }, handler);
-    } catch (err) {
-      reject(err);
-    }
-  });
+/** undici's pool of keep-alive sockets to one peer, with the origin every request to it names. */
+export class PeerPool {
+  private readonly pool: Pool;
+  private readonly origin: string;
+
+  constructor(address: string, options: PeerPoolOptions) {
+    this.origin = `http://${address}`;
+    this.pool = new Pool(this.origin, {
+      connections: options.connections,
+      pipelining: 1,
+      keepAliveTimeout: keepAliveIdleMs,
+      keepAliveMaxTimeout: keepAliveIdleMs,
+      connectTimeout: options.timeoutMs,
+      headersTimeout: options.timeoutMs,
+      bodyTimeout: options.timeoutMs,
+      maxResponseSize: options.replyBytesMax,
+    });
+  }
+
+  /**
+   * One request, never retried or replayed by undici (idempotent: false: a write must not be applied
+   * twice behind the caller's back). Rejects with undici's error on failure or timeout.
+   *
+   * Uses dispatch() with a handler that collects the reply, not request(): request() wraps every body
+   * in a Readable stream, which cost a forwarding node about a fifth of its CPU per forwarded GET.
+   */
+  exchange(request: PeerRequest): Promise<PeerReply> {
+    return new Promise<PeerReply>((resolve, reject) => {
+      let status = 0;
+      let headers: PeerReply['headers'] = {};
+      const chunks: Buffer[] = [];
+      let size = 0;
+      const handler: Dispatcher.DispatchHandler = {
+        onRequestStart: () => undefined,
+        // Called again after a 1xx answer; the last call is the final status.
+        onResponseStart: (_controller, statusCode, responseHeaders) => {
+          status = statusCode;
+          headers = responseHeaders;
+        },
+        onResponseData: (_controller, chunk) => {
+          chunks.push(chunk);
+          size += chunk.length;
+        },
+        // The pool bounds the body (maxResponseSize); concat copies it out of the socket's buffers.
+        onResponseEnd: () => resolve({ status, headers, body: Buffer.concat(chunks, size) }),
+        onResponseError: (_controller, err) => reject(err),
+      };
+      try {
+        this.pool.dispatch({ origin: this.origin, method: request.method, path: request.path, headers: request.headers, body: request.body, idempotent: false }, handler);
+      } catch (err) {
+        reject(err);
+      }
+    });
+  }
+
+  /** Closes the sockets; a request in flight fails at once. */
+  destroy(): Promise<void> {
+    return this.pool.destroy();
+  }
 }

@@ -7,7 +7,6 @@
 // followed another dataset gets a full resync: a consistent snapshot in bounded chunks, then the log.
 
 import { randomUUID } from 'node:crypto';
-import type { Pool } from 'undici';
 import { ReplicaTimeoutError, ShardUnavailableError } from './errors.js';
 import {
   logTrimEntriesMax,
@@ -25,7 +24,7 @@ import {
   resyncChunkEntriesMax,
 } from './limits.js';
 import type { ReplicationLog } from './replication-log.js';
-import { exchange, peerPool } from './peer-pool.js';
+import { PeerPool } from './peer-pool.js';
 import { encodeMessage, replicatePath, resyncPath, tokenHeader, type ReplicaReply, type ReplicateMessage, type ResyncMessage } from './replication-protocol.js';
 import type { Store } from './store.js';
 
@@ -90,8 +89,7 @@ interface AckWaiter {
 
 export class ReplicationSender {
   /** Keep-alive sockets to the replica (at most 2; the task sends one request at a time). */
-  private readonly pool: Pool;
-  private readonly origin: string;
+  private readonly pool: PeerPool;
   private readonly headers: Record<string, string>;
   private readonly wakeup = new Wakeup();
   private readonly abort = new AbortController();
@@ -106,8 +104,7 @@ export class ReplicationSender {
   private retentionTrim: Promise<void> | undefined;
 
   constructor(private readonly options: SenderOptions) {
-    this.origin = `http://${options.replicaAddress}`;
-    this.pool = peerPool(options.replicaAddress, { connections: 2, timeoutMs: replicationRequestTimeoutMs, replyBytesMax: 64 * 1024 });
+    this.pool = new PeerPool(options.replicaAddress, { connections: 2, timeoutMs: replicationRequestTimeoutMs, replyBytesMax: 64 * 1024 });
     this.headers = { [tokenHeader]: options.token, 'content-type': 'application/msgpack' };
   }
 
@@ -301,7 +298,7 @@ export class ReplicationSender {
   }
 
   private async post(path: string, message: ReplicateMessage | ResyncMessage): Promise<ReplicaReply> {
-    const response = await exchange(this.pool, this.origin, { method: 'POST', path, headers: this.headers, body: encodeMessage(message) });
+    const response = await this.pool.exchange({ method: 'POST', path, headers: this.headers, body: encodeMessage(message) });
     this.lastContactAt = Date.now();
     const reply = parseReply(response.body);
     if (response.status === 200 && reply) return reply;
