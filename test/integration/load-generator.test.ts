@@ -1,6 +1,6 @@
 // The benchmark's load generators against a real node: they must send the requests the scenario names
-// (GETs in rotation, SETs of new keys with the right value) and count every non-2xx answer, or the
-// benchmark's table and its "does not count" verdict would be wrong.
+// (GETs in rotation, SETs of new keys; the bulk loader also with the right value) and count every
+// non-2xx answer, or the benchmark's table and its "does not count" verdict would be wrong.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bulkKey, detectTool, runBulk, runLoad, type RequestMix, type Tool } from '../../src/bench/load-generator.js';
 import { Cluster, dataPath, request } from '../helpers/cluster.js';
