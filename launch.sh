@@ -10,7 +10,7 @@
 #
 # KV_CONFIG (default ./sharding.toml) and KV_DATA_DIR (default ./data) override paths.
 # PIDs and logs live under $KV_DATA_DIR/run and $KV_DATA_DIR/logs. Processes are only ever
-# signalled by the PIDs this script recorded, never by name.
+# signalled by the PIDs this script recorded, never by name. A bad argument or config exits with 2.
 set -euo pipefail
 
 cd "$(dirname "$0")"
@@ -27,6 +27,34 @@ node_flags="--no-memory-reducer --min-semi-space-size=16"
 
 usage() {
   sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+# Exit status 2 is for a bad argument, setting or config, as for kvshard itself. The message names the
+# word at fault, so a typo is not mistaken for a failure to start.
+die() {
+  echo "launch.sh: $1" >&2
+  exit 2
+}
+
+usage_error() {
+  echo "launch.sh: $1" >&2
+  echo >&2
+  usage >&2
+  exit 2
+}
+
+# The optional SHARD and ROLE of start, stop, status and restart. Whether SHARD is in the config is
+# checked by targets.
+check_target_args() {
+  [ $# -le 2 ] || usage_error "unexpected argument(s) '${*:3}' after SHARD and ROLE"
+  [ $# -eq 0 ] || [ -n "$1" ] || usage_error "empty shard name"
+  [ $# -lt 2 ] || [ "$2" = primary ] || [ "$2" = replica ] || usage_error "unknown role '$2' (expected primary or replica)"
+}
+
+# Wait times go into shell arithmetic, where a fraction is a syntax error, a word silently counts as 0
+# and a leading zero means octal: they are checked here and then read as decimal.
+check_seconds() {
+  [[ $2 =~ ^[0-9]+$ ]] || die "$1 must be a whole number of seconds, got '$2'"
 }
 
 ensure_built() {
@@ -229,7 +257,9 @@ cmd_stop() {
 
 cmd_status() {
   ensure_built
-  print_table "$(targets "$@")"
+  local list
+  list=$(targets "$@")
+  print_table "$list"
   print_drains
   echo
   node dist/cli.js status --config "$config"
@@ -241,14 +271,27 @@ cmd_verify() {
   node dist/cli.js verify --config "$config"
 }
 
-command=${1:-start}
-[ $# -gt 0 ] && shift
+# Every argument and setting is checked before anything is built, written or started.
+command=start
+if [ $# -gt 0 ]; then
+  command=$1
+  shift
+fi
+case "$command" in
+  start|stop|status|restart) check_target_args "$@" ;;
+  verify) [ $# -eq 0 ] || usage_error "verify takes no arguments, got '$*'" ;;
+  -h|--help|help) usage; exit 0 ;;
+  *) usage_error "unknown command '$command'" ;;
+esac
+check_seconds KV_START_WAIT_S "$start_wait_s"
+check_seconds KV_STOP_WAIT_S "$stop_wait_s"
+start_wait_s=$((10#$start_wait_s))
+stop_wait_s=$((10#$stop_wait_s))
+
 case "$command" in
   start) cmd_start "$@" ;;
   stop) cmd_stop "$@" ;;
   status) cmd_status "$@" ;;
   verify) cmd_verify ;;
   restart) cmd_stop "$@" && cmd_start "$@" ;;
-  -h|--help|help) usage ;;
-  *) usage >&2; exit 2 ;;
 esac
