@@ -8,15 +8,26 @@
 # move to their new shards while the cluster serves. A shard removed from the file but with a data dir
 # here is started in drain mode until its keys have moved, then its data dirs go to $KV_DATA_DIR/retired.
 #
-# KV_CONFIG (default ./sharding.toml) and KV_DATA_DIR (default ./data) override paths.
-# PIDs and logs live under $KV_DATA_DIR/run and $KV_DATA_DIR/logs. Processes are only ever
-# signalled by the PIDs this script recorded, never by name. A bad argument or config exits with 2.
+# KV_CONFIG and KV_DATA_DIR override the paths of the config and the data dir (default: sharding.toml
+# and data beside this script); relative ones are taken from the current directory. PIDs and logs live
+# under $KV_DATA_DIR/run and $KV_DATA_DIR/logs. Processes are only ever signalled by the PIDs this
+# script recorded, never by name. A bad argument or config exits with 2.
 set -euo pipefail
 
-cd "$(dirname "$0")"
-repo_dir=$(pwd)
-config=${KV_CONFIG:-./sharding.toml}
-data_dir=${KV_DATA_DIR:-./data}
+# The script works from its own directory (dist/, node_modules), but a relative path in KV_CONFIG or
+# KV_DATA_DIR names a file from the caller's directory, like any path on a command line: both are made
+# absolute before the cd.
+absolute() {
+  case $1 in
+    /*) echo "$1" ;;
+    *) echo "$PWD/${1#./}" ;;
+  esac
+}
+repo_dir=$(cd "$(dirname "$0")" && pwd)
+script="$repo_dir/$(basename "$0")"
+config=$(absolute "${KV_CONFIG:-$repo_dir/sharding.toml}")
+data_dir=$(absolute "${KV_DATA_DIR:-$repo_dir/data}")
+cd "$repo_dir"
 run_dir="$data_dir/run"
 log_dir="$data_dir/logs"
 start_wait_s=${KV_START_WAIT_S:-30}   # how long a node may take to answer /health
@@ -26,7 +37,7 @@ stop_wait_s=${KV_STOP_WAIT_S:-15}     # how long a node may drain before SIGKILL
 node_flags="--no-memory-reducer --min-semi-space-size=16"
 
 usage() {
-  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,14p' "$script" | sed 's/^# \{0,1\}//'
 }
 
 # Exit status 2 is for a bad argument, setting or config, as for kvshard itself. The message names the
@@ -55,6 +66,11 @@ check_target_args() {
 # and a leading zero means octal: they are checked here and then read as decimal.
 check_seconds() {
   [[ $2 =~ ^[0-9]+$ ]] || die "$1 must be a whole number of seconds, got '$2'"
+}
+
+# The path looked at is named in full: for a relative KV_CONFIG it is not the one the caller typed.
+check_config_readable() {
+  [ -f "$config" ] && [ -r "$config" ] || die "cannot read the config $config${KV_CONFIG:+ (KV_CONFIG=$KV_CONFIG)}"
 }
 
 ensure_built() {
@@ -287,6 +303,7 @@ check_seconds KV_START_WAIT_S "$start_wait_s"
 check_seconds KV_STOP_WAIT_S "$stop_wait_s"
 start_wait_s=$((10#$start_wait_s))
 stop_wait_s=$((10#$stop_wait_s))
+check_config_readable
 
 case "$command" in
   start) cmd_start "$@" ;;

@@ -1,9 +1,11 @@
 // launch.sh checks every argument before it builds, writes or starts anything: a role other than primary
 // or replica, arguments beyond SHARD and ROLE, arguments to verify, an unknown command and wait times
-// that are not whole seconds are each named on stderr, with exit status 2.
+// that are not whole seconds are each named on stderr, with exit status 2. Relative KV_CONFIG and
+// KV_DATA_DIR name paths from the caller's directory, as any other command line path does, and a config
+// that cannot be read is reported with the absolute path looked at.
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { copyFileSync, existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster } from '../helpers/cluster.js';
@@ -73,5 +75,24 @@ describe('launch.sh arguments', () => {
     const refused = await launchSh(['stop'], { env: { ...env, KV_STOP_WAIT_S: '1.5' } });
     expect(refused).toMatchObject({ code: 2, stdout: '' });
     expect(refused.stderr).toContain("KV_STOP_WAIT_S must be a whole number of seconds, got '1.5'");
+  });
+
+  it('resolves relative KV_CONFIG and KV_DATA_DIR against the caller\'s directory', async () => {
+    // A name the repository has no file of, so that resolving it against the repository cannot work.
+    copyFileSync(cluster.configPath, join(cluster.dir, 'relative.toml'));
+    const relative = { ...process.env, KV_CONFIG: 'relative.toml', KV_DATA_DIR: 'data' };
+    const started = await launchSh(['start', 'shard1', 'primary'], { env: relative, cwd: cluster.dir });
+    expect(started.stderr).toBe('');
+    expect(started.code).toBe(0);
+    expect(started.stdout).toMatch(new RegExp(`shard1\\s+primary\\s+${cluster.address('shard1')}\\s+\\d+\\s+up`));
+    expect(existsSync(join(cluster.dataDir, 'run', 'shard1-primary.pid'))).toBe(true);
+    const stopped = await launchSh(['stop'], { env: relative, cwd: cluster.dir });
+    expect(stopped).toMatchObject({ code: 0, stdout: 'stopped 1 process(es)\n' });
+  });
+
+  it('reports the absolute path of a config it cannot read', async () => {
+    const missing = await launchSh(['status'], { env: { ...env, KV_CONFIG: 'missing.toml' }, cwd: cluster.dir });
+    expect(missing).toMatchObject({ code: 2, stdout: '' });
+    expect(missing.stderr).toContain(`cannot read the config ${join(cluster.dir, 'missing.toml')} (KV_CONFIG=missing.toml)`);
   });
 });
