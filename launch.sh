@@ -142,6 +142,18 @@ ensure_token() {
 pid_file() { echo "$run_dir/$1-$2.pid"; }
 log_file() { echo "$log_dir/$1-$2.log"; }
 
+# Removes the PID files of processes that have exited, such as a drain that finished (it exits 0 once
+# its data dirs are retired), so that run/ lists only what runs. A PID file whose PID now runs another
+# program is left for start to replace: a node that a concurrent start has just forked looks like that
+# until it execs node.
+forget_exited() {
+  local file pid
+  for file in "$run_dir"/*.pid; do
+    pid=$(cat "$file" 2>/dev/null) || continue   # no file: none recorded, or a concurrent stop removed it
+    if ! [[ $pid =~ ^[0-9]+$ ]] || ! kill -0 "$pid" 2>/dev/null; then rm -f "$file"; fi
+  done
+}
+
 # The recorded PID of a node when that PID is still our kvshard process (not a reused PID).
 live_pid() {
   local file pid
@@ -229,6 +241,7 @@ print_drains() {
 
 cmd_start() {
   ensure_built
+  forget_exited
   local list failed=0 name role address
   list=$(targets "$@")
   ensure_token
@@ -243,6 +256,7 @@ cmd_start() {
 
 cmd_stop() {
   ensure_built
+  forget_exited
   local list name role address pid pids=() deadline
   if [ $# -eq 0 ]; then
     # Every process started here, also those of shards no longer in the config and drains (which resume
@@ -273,6 +287,7 @@ cmd_stop() {
 
 cmd_status() {
   ensure_built
+  forget_exited
   local list
   list=$(targets "$@")
   print_table "$list"

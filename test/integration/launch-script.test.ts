@@ -1,8 +1,9 @@
 // launch.sh starts every process in the config in the background, waits for /health and prints a table;
 // status reports up/down; stop signals only the PIDs it recorded. A node that cannot start makes start
-// fail with the tail of its log.
+// fail with the tail of its log. It forgets the PID file of a process that has exited, such as a drain
+// that finished.
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -89,5 +90,20 @@ describe('launch.sh', () => {
     } finally {
       blocker.close();
     }
+  });
+
+  it('removes the PID file of a drain that finished', async () => {
+    await run(launch, ['start'], { env, timeout: 60_000 });
+    cluster.reconfigure(cluster.shards.slice(0, 1));
+    const restarted = await run(launch, ['restart'], { env, timeout: 90_000 });
+    expect(restarted.stdout).toMatch(/shard2 is no longer in .*: draining its keys/);
+    const drain = pidOf('shard2', 'drain');
+    const deadline = Date.now() + 60_000;
+    while (alive(drain) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(alive(drain), 'the drain of shard2 should have finished').toBe(false);
+
+    const status = await run(launch, ['status'], { env, timeout: 30_000 });
+    expect(status.stdout).not.toMatch(/shard2/);
+    expect(readdirSync(join(cluster.dataDir, 'run')).sort()).toEqual(['shard1-primary.pid', 'shard1-replica.pid']);
   });
 });
