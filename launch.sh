@@ -10,9 +10,15 @@
 #
 # KV_CONFIG and KV_DATA_DIR override the paths of the config and the data dir (default: sharding.toml
 # and data beside this script); relative ones are taken from the current directory. PIDs and logs live
-# under $KV_DATA_DIR/run and $KV_DATA_DIR/logs. Processes are only ever signalled by the PIDs this
-# script recorded, never by name. A bad argument or config exits with 2.
+# under $KV_DATA_DIR/run and $KV_DATA_DIR/logs; only the user running the cluster may read any of
+# them. Processes are only ever signalled by the PIDs this script recorded, never by name. A bad argument
+# or config exits with 2.
 set -euo pipefail
+
+# Stored values, logs (which name keys) and the cluster token are for the user running the cluster only:
+# what this script creates, and what the nodes it starts create, is private (dirs 700, files 600).
+caller_umask=$(umask)
+umask 077
 
 # The script works from its own directory (dist/, node_modules), but a relative path in KV_CONFIG or
 # KV_DATA_DIR names a file from the caller's directory, like any path on a command line: both are made
@@ -37,7 +43,7 @@ stop_wait_s=${KV_STOP_WAIT_S:-15}     # how long a node may drain before SIGKILL
 node_flags="--no-memory-reducer --min-semi-space-size=16"
 
 usage() {
-  sed -n '2,14p' "$script" | sed 's/^# \{0,1\}//'
+  sed -n '2,15p' "$script" | sed 's/^# \{0,1\}//'
 }
 
 # Exit status 2 is for a bad argument, setting or config, as for kvshard itself. The message names the
@@ -73,7 +79,9 @@ check_config_readable() {
   [ -f "$config" ] && [ -r "$config" ] || die "cannot read the config $config${KV_CONFIG:+ (KV_CONFIG=$KV_CONFIG)}"
 }
 
-ensure_built() {
+# The build belongs to the checkout, not to the cluster, so it keeps the caller's umask.
+ensure_built() (
+  umask "$caller_umask"
   if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     echo "installing dependencies (npm ci)..."
     npm ci --no-audit --no-fund >/dev/null
@@ -82,7 +90,7 @@ ensure_built() {
     echo "building..."
     npm run --silent build
   fi
-}
+)
 
 # Prints "name role address" for every process in the config, filtered by the optional SHARD/ROLE.
 targets() {
@@ -126,17 +134,26 @@ recorded() {
 }
 
 # Replication endpoints need a cluster secret. Unless the config or the environment sets one, a random
-# token is generated once and kept (mode 600) in the data dir, shared by every process started here.
+# token is generated once and kept (mode 600, by the umask) in the data dir, shared by every process
+# started here.
 ensure_token() {
   [ -n "${KV_CLUSTER_TOKEN:-}" ] && return 0
   grep -Eq '^[[:space:]]*token[[:space:]]*=' "$config" && return 0
   local file="$data_dir/cluster.token"
   if [ ! -s "$file" ]; then
     mkdir -p "$data_dir"
-    (umask 077 && od -An -tx1 -N24 /dev/urandom | tr -d ' \n' > "$file")
+    od -An -tx1 -N24 /dev/urandom | tr -d ' \n' > "$file"
   fi
   KV_CLUSTER_TOKEN=$(cat "$file")
   export KV_CLUSTER_TOKEN
+}
+
+# Creates run/ and logs/, and closes what an earlier version of this script, or a hand, left readable by
+# others in the data dir (data files were 644 in dirs of 755).
+ensure_private_dirs() {
+  mkdir -p "$run_dir" "$log_dir"
+  find "$data_dir" \( -type d -o -type f \) -perm /077 -exec chmod go= {} + ||
+    die "cannot make $data_dir readable by $(id -un) only"
 }
 
 pid_file() { echo "$run_dir/$1-$2.pid"; }
@@ -183,7 +200,6 @@ start_one() {
     return 0
   fi
   [ "$role" = replica ] && flag="--replica"
-  mkdir -p "$run_dir" "$log_dir"
   nohup node $node_flags dist/cli.js serve --config "$config" --shard "$name" $flag --data-dir "$data_dir" \
     >> "$(log_file "$name" "$role")" 2>&1 < /dev/null &
   echo $! > "$(pid_file "$name" "$role")"
@@ -221,7 +237,6 @@ start_drain() {
     echo "$name drain already running (pid $pid)"
     return 0
   fi
-  mkdir -p "$run_dir" "$log_dir"
   nohup node $node_flags dist/cli.js drain --config "$config" --shard "$name" --data-dir "$data_dir" \
     >> "$(log_file "$name" drain)" 2>&1 < /dev/null &
   echo $! > "$(pid_file "$name" drain)"
@@ -245,6 +260,7 @@ cmd_start() {
   local list failed=0 name role address
   list=$(targets "$@")
   ensure_token
+  ensure_private_dirs
   while read -r name role address; do start_one "$name" "$role" "$address"; done <<< "$list"
   while read -r name role address; do wait_healthy "$name" "$role" "$address" || failed=1; done <<< "$list"
   if [ $# -eq 0 ]; then

@@ -1,9 +1,9 @@
 // launch.sh starts every process in the config in the background, waits for /health and prints a table;
 // status reports up/down; stop signals only the PIDs it recorded. A node that cannot start makes start
-// fail with the tail of its log. It forgets the PID file of a process that has exited, such as a drain
-// that finished.
+// fail with the tail of its log. What it writes (data dir, logs, PID files) only its user may read, and
+// it forgets the PID file of a process that has exited, such as a drain that finished.
 import { execFile } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -89,6 +89,31 @@ describe('launch.sh', () => {
       expect(failed.stderr).toContain('EADDRINUSE');
     } finally {
       blocker.close();
+    }
+  });
+
+  it('keeps the data dir, logs and PID files private to the user, also those made before', async () => {
+    const own = await Cluster.create(1);
+    const ownEnv = { ...process.env, KV_CONFIG: own.configPath, KV_DATA_DIR: own.dataDir };
+    // A data dir and a log left world-readable by an earlier version, and a caller with the usual umask.
+    mkdirSync(join(own.dataDir, 'logs'), { recursive: true });
+    chmodSync(own.dataDir, 0o755);
+    chmodSync(join(own.dataDir, 'logs'), 0o755);
+    writeFileSync(join(own.dataDir, 'logs', 'shard1-primary.log'), 'an earlier run\n', { mode: 0o644 });
+    chmodSync(join(own.dataDir, 'logs', 'shard1-primary.log'), 0o644);
+    try {
+      await run('bash', ['-c', 'umask 022 && exec "$0" start shard1 primary', launch], { env: ownEnv, timeout: 60_000 });
+      const mode = (...path: string[]) => (statSync(join(own.dataDir, ...path)).mode & 0o777).toString(8);
+      expect({
+        dataDir: mode(),
+        run: mode('run'),
+        logs: mode('logs'),
+        log: mode('logs', 'shard1-primary.log'),
+        pid: mode('run', 'shard1-primary.pid'),
+      }).toEqual({ dataDir: '700', run: '700', logs: '700', log: '600', pid: '600' });
+    } finally {
+      await run(launch, ['stop'], { env: ownEnv, timeout: 30_000 });
+      await own.destroy();
     }
   });
 
