@@ -334,7 +334,8 @@ check_seconds KV_START_WAIT_S "$start_wait_s"
 check_seconds KV_STOP_WAIT_S "$stop_wait_s"
 start_wait_s=$((10#$start_wait_s))
 stop_wait_s=$((10#$stop_wait_s))
-check_config_readable
+# stop without a shard needs only the PID files, so a cluster can be stopped after its config has gone.
+if [ "$command" != stop ] || [ $# -gt 0 ]; then check_config_readable; fi
 
 case "$command" in
   start) cmd_start "$@" ;;

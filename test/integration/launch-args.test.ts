@@ -94,5 +94,8 @@ describe('launch.sh arguments', () => {
     const missing = await launchSh(['status'], { env: { ...env, KV_CONFIG: 'missing.toml' }, cwd: cluster.dir });
     expect(missing).toMatchObject({ code: 2, stdout: '' });
     expect(missing.stderr).toContain(`cannot read the config ${join(cluster.dir, 'missing.toml')} (KV_CONFIG=missing.toml)`);
+    // stop without a shard needs only the PID files, so a cluster whose config has gone can still be stopped.
+    const stopped = await launchSh(['stop'], { env: { ...env, KV_CONFIG: 'missing.toml' }, cwd: cluster.dir });
+    expect(stopped).toMatchObject({ code: 0, stdout: 'stopped 0 process(es)\n' });
   });
 });
