@@ -67,10 +67,19 @@ export async function verifyCluster(config: Config, token: string, out: (line: s
       }
     } catch (err) {
       allEqual = false;
-      out(`${shard.name}: cannot compare: ${axios.isAxiosError(err) ? (err.code ?? err.message) : (err as Error).message}`);
+      out(`${shard.name}: cannot compare: ${describeAdminError(err)}`);
     }
   }
   return allEqual;
+}
+
+/** Why an admin request failed, in the operator's words (axios names a 401 only ERR_BAD_REQUEST). */
+function describeAdminError(err: unknown): string {
+  if (!axios.isAxiosError(err)) return (err as Error).message;
+  const status = err.response?.status;
+  if (status === 401) return 'unauthorized: the cluster token does not match the nodes\' (set KV_CLUSTER_TOKEN, token in the config, or the data dir\'s cluster.token)';
+  if (status !== undefined) return `${err.config?.url ?? 'a node'} answered ${status}: ${JSON.stringify(err.response?.data ?? '').slice(0, 200)}`;
+  return err.code ?? err.message;
 }
 
 /** One cell for a node's migration: what is left to send and receive, or when it finished. */

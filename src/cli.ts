@@ -1,16 +1,23 @@
 #!/usr/bin/env node
 // The one entry point: reads argv and the environment, wires a node, handles signals.
 
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { statusTable, verifyCluster } from './admin.js';
 import { ConfigError, findShard, loadConfig, type Config } from './config.js';
+import { StartupError } from './data-dir-lock.js';
 import { KvNode } from './node.js';
 
 const usage = `kvshard: a sharded primary/replica key-value store
 
 Usage:
-  kvshard serve --config FILE --shard NAME [--replica] [--data-dir DIR]
+  kvshard serve --config FILE --shard NAME [--replica] [--data-dir DIR] [--overwrite-replica]
       Run the primary (or with --replica, the read-only replica) of shard NAME.
+      A primary whose data dir is new first asks its replica for the shard's data and copies it;
+      until the replica answers, its shard's writes get 503. --overwrite-replica starts it at once
+      with the data dir's own data (a deliberate fresh start or restore) and makes the replica
+      take that data, replacing what the replica holds.
   kvshard drain --config FILE --shard NAME [--data-dir DIR]
       Run shard NAME, which is no longer in FILE, until every key it holds has moved to the shard that
       owns it now; then move its data dirs to DIR/retired/ and exit 0 (launch.sh does this by itself).
@@ -24,7 +31,8 @@ Usage:
   kvshard --help
 
 Environment:
-  KV_CLUSTER_TOKEN  the cluster secret for replication endpoints; overrides token in the config
+  KV_CLUSTER_TOKEN  the cluster secret for internal endpoints; overrides token in the config.
+                    With neither, DIR/cluster.token (where launch.sh keeps it) is used.
 
 Options:
   --config FILE    sharding config (default: $KV_CONFIG or ./sharding.toml)
@@ -33,7 +41,8 @@ Options:
   --data-dir DIR   where LMDB environments live (default: $KV_DATA_DIR or ./data);
                    this process uses DIR/<shard>-<primary|replica>/
 
-Exit status: 0 on a clean stop, 2 for an invalid config or usage, 1 for other failures.
+Exit status: 0 on a clean stop; 2 for an invalid config or usage, a data dir in use by another
+process, or an address already in use; 1 for other failures.
 `;
 
 function log(message: string): void {
@@ -45,15 +54,27 @@ function fail(message: string, status: number): never {
   process.exit(status);
 }
 
-/** The cluster secret: KV_CLUSTER_TOKEN overrides the config's token; one of them must be set. */
-function clusterToken(config: Config): string {
-  const token = process.env['KV_CLUSTER_TOKEN'] || config.token;
+/**
+ * The cluster secret: KV_CLUSTER_TOKEN overrides the config's token; with neither, the token file
+ * launch.sh keeps in the data dir.
+ */
+function clusterToken(config: Config, dataDir: string): string {
+  const token = process.env['KV_CLUSTER_TOKEN'] || config.token || tokenFile(dataDir);
   if (!token) {
     throw new ConfigError([
-      `${config.file}: token: missing: set token in the file or KV_CLUSTER_TOKEN in the environment (launch.sh generates one)`,
+      `${config.file}: token: missing: set token in the file, KV_CLUSTER_TOKEN in the environment, or keep one in ` +
+        `${join(dataDir, 'cluster.token')} (launch.sh generates it there)`,
     ]);
   }
   return token;
+}
+
+function tokenFile(dataDir: string): string | undefined {
+  try {
+    return readFileSync(join(dataDir, 'cluster.token'), 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -66,6 +87,7 @@ async function main(argv: string[]): Promise<void> {
         config: { type: 'string' },
         shard: { type: 'string' },
         replica: { type: 'boolean', default: false },
+        'overwrite-replica': { type: 'boolean', default: false },
         'data-dir': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -93,20 +115,24 @@ async function main(argv: string[]): Promise<void> {
     }
     if (command === 'verify') {
       const config = loadConfig(configFile);
-      const equal = await verifyCluster(config, clusterToken(config), (line) => process.stdout.write(`${line}\n`));
+      const equal = await verifyCluster(config, clusterToken(config, dataDir), (line) => process.stdout.write(`${line}\n`));
       process.exitCode = equal ? 0 : 1;
       return;
     }
     if (command !== 'serve' && command !== 'drain') fail(`unknown command ${command ?? '(none)'}\n\n${usage}`, 2);
     if (!values.shard) fail(`${command} needs --shard NAME\n\n${usage}`, 2);
     const config = loadConfig(configFile);
+    // Stored values, logs and locks are for this user only (data dirs 700, files 600).
+    process.umask(0o077);
+    if (values['overwrite-replica'] && (command !== 'serve' || values.replica)) fail(`--overwrite-replica is for the primary's serve\n\n${usage}`, 2);
     if (command === 'drain') {
-      await drain(config, values.shard, dataDir, clusterToken(config));
+      await drain(config, values.shard, dataDir, clusterToken(config, dataDir));
       return;
     }
     const shard = findShard(config, values.shard);
-    const token = clusterToken(config);
-    const node = await KvNode.start({ config, shard, role: values.replica ? 'replica' : 'primary', dataDir, token, log });
+    const token = clusterToken(config, dataDir);
+    const role = values.replica ? 'replica' : 'primary';
+    const node = await KvNode.start({ config, shard, role, dataDir, token, log, overwriteReplica: values['overwrite-replica'] });
     const stop = (signal: string) => {
       log(`${signal}: shutting down`);
       node.close().then(
@@ -118,6 +144,7 @@ async function main(argv: string[]): Promise<void> {
     process.once('SIGINT', () => stop('SIGINT'));
   } catch (err) {
     if (err instanceof ConfigError) fail(err.message, 2);
+    if (err instanceof StartupError) fail(`kvshard: ${err.message}`, 2);
     fail(`kvshard: ${(err as Error).stack ?? String(err)}`, 1);
   }
 }
@@ -125,8 +152,8 @@ async function main(argv: string[]): Promise<void> {
 /** Runs a removed shard until its keys have moved, then retires its data dirs. */
 async function drain(config: Config, name: string, dataDir: string, token: string): Promise<void> {
   if (config.shards.some((s) => s.name === name)) throw new ConfigError([`${config.file}: ${name} is in the config: serve it instead of draining it`]);
-  const shard = await KvNode.drainedShard(dataDir, name);
-  const node = await KvNode.start({ config, shard, role: 'drain', dataDir, token, log });
+  const { shard, lock } = await KvNode.drainedShard(dataDir, name);
+  const node = await KvNode.start({ config, shard, role: 'drain', dataDir, token, log, lock });
   let stopping = false;
   const stop = (signal: string) => {
     stopping = true;

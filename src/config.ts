@@ -5,6 +5,7 @@
 
 import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
+import { basename } from 'node:path';
 import { parse, TomlError } from 'smol-toml';
 import { configBytesMax, logRetentionBytesDefault, migrationBatchKeysDefault, migrationBatchKeysMax, shardCountMax } from './limits.js';
 import { slotTable } from './slots.js';
@@ -96,6 +97,12 @@ export function validateConfig(doc: unknown, file: string): Config {
   for (const key of Object.keys(doc)) {
     if (!topLevelKeys.has(key)) problem(key, `unknown key (allowed: ${[...topLevelKeys].join(', ')})`);
   }
+  const token = doc['token'];
+  if (token !== undefined && (typeof token !== 'string' || token.length < tokenCharsMin)) {
+    problem('token', `must be a string of at least ${tokenCharsMin} characters`);
+  }
+  const logRetentionBytes = validateReplication(doc['replication'], problem);
+  const migration = validateMigration(doc['migration'], problem);
   const rawShards = doc['shards'];
   if (rawShards === undefined) {
     problem('shards', 'missing: declare at least one [[shards]] table');
@@ -108,19 +115,18 @@ export function validateConfig(doc: unknown, file: string): Config {
   if (rawShards.length === 0) problem('shards', 'is empty: declare at least one [[shards]] table');
   if (rawShards.length > shardCountMax) problem('shards', `has ${rawShards.length} entries; at most ${shardCountMax} are allowed`);
 
-  const token = doc['token'];
-  if (token !== undefined && (typeof token !== 'string' || token.length < tokenCharsMin)) {
-    problem('token', `must be a string of at least ${tokenCharsMin} characters`);
-  }
-  const logRetentionBytes = validateReplication(doc['replication'], problem);
-  const migration = validateMigration(doc['migration'], problem);
-
   const shards: ShardConfig[] = [];
+  const positions: number[] = [];
   rawShards.forEach((raw, i) => {
     const shard = validateShard(raw, `shards[${i}]`, problem);
-    if (shard) shards.push(shard);
+    if (shard) {
+      shards.push(shard);
+      positions.push(i);
+    }
   });
-  if (problems.length === 0) checkRelations(shards, problem);
+  // Relations are checked among the shards that are valid on their own, whatever else is wrong, so one
+  // run reports every problem.
+  checkRelations(shards, positions, rawShards.length, problem);
   if (problems.length > 0) throw new ConfigError(problems);
 
   const ordered = [...shards].sort((a, b) => a.idx - b.idx).map((s) => Object.freeze(s));
@@ -199,19 +205,24 @@ function validateShard(raw: unknown, path: string, problem: (path: string, messa
   return { name: name as string, idx: Number(idx), address: address as string, replica: replica as string };
 }
 
-function checkRelations(shards: ShardConfig[], problem: (path: string, message: string) => void): void {
+/**
+ * Names, indexes and addresses must be unique and indexes exactly 0..total-1. `positions[i]` is where
+ * shards[i] stands in the file (shards that failed their own checks are left out of `shards`).
+ */
+function checkRelations(shards: ShardConfig[], positions: number[], total: number, problem: (path: string, message: string) => void): void {
   const names = new Map<string, number>();
   const idxs = new Map<number, number>();
   const addresses = new Map<string, string>();
-  shards.forEach((shard, i) => {
+  shards.forEach((shard, n) => {
+    const i = positions[n]!;
     const firstName = names.get(shard.name);
     if (firstName !== undefined) problem(`shards[${i}].name`, `duplicate of shards[${firstName}].name ("${shard.name}")`);
     else names.set(shard.name, i);
     const firstIdx = idxs.get(shard.idx);
     if (firstIdx !== undefined) problem(`shards[${i}].idx`, `duplicate of shards[${firstIdx}].idx (${shard.idx})`);
     else idxs.set(shard.idx, i);
-    if (shard.idx < 0 || shard.idx >= shards.length) {
-      problem(`shards[${i}].idx`, `${shard.idx} is out of range: with ${shards.length} shards, idx must be 0..${shards.length - 1}`);
+    if (shard.idx < 0 || shard.idx >= total) {
+      problem(`shards[${i}].idx`, `${shard.idx} is out of range: with ${total} shards, idx must be 0..${total - 1}`);
     }
     for (const key of ['address', 'replica'] as const) {
       const canonical = canonicalAddress(shard[key]);
@@ -220,18 +231,17 @@ function checkRelations(shards: ShardConfig[], problem: (path: string, message: 
       else addresses.set(canonical, `shards[${i}].${key}`);
     }
   });
-  const missing = shards.map((_, i) => i).filter((i) => !idxs.has(i));
-  if (missing.length > 0 && problemsFreeOfRange(shards)) {
-    problem('shards', `idx must be exactly 0..${shards.length - 1}; missing ${missing.join(', ')}`);
+  // Which idx is missing is only clear when every shard is valid and in range.
+  const missing = Array.from({ length: total }, (_, i) => i).filter((i) => !idxs.has(i));
+  if (missing.length > 0 && shards.length === total && shards.every((s) => s.idx >= 0 && s.idx < total)) {
+    problem('shards', `idx must be exactly 0..${total - 1}; missing ${missing.join(', ')}`);
   }
 }
 
-function problemsFreeOfRange(shards: ShardConfig[]): boolean {
-  return shards.every((s) => s.idx >= 0 && s.idx < shards.length);
-}
-
-function canonicalAddress(address: string): string {
-  const parsed = parseAddress(address)!;
+/** An address in one spelling (localhost as 127.0.0.1, host in lower case), for comparing addresses. */
+export function canonicalAddress(address: string): string {
+  const parsed = parseAddress(address);
+  if (!parsed) return address;
   const host = parsed.host === 'localhost' ? '127.0.0.1' : parsed.host.toLowerCase();
   return `${host}:${parsed.port}`;
 }
@@ -275,6 +285,14 @@ export function loadConfig(file: string): Config {
     throw new ConfigError([`${file}: cannot read: ${(err as Error).message}`]);
   }
   return parseConfig(text, file);
+}
+
+/**
+ * The config's file name without its directory, for messages that go into HTTP replies: a client learns
+ * which file to look at, not where the server keeps it.
+ */
+export function configName(config: Config): string {
+  return basename(config.file);
 }
 
 /** The shard named `name`, or a ConfigError listing the names that exist. */

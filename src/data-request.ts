@@ -1,9 +1,9 @@
 // Parsing and validating the data routes' requests (/get, /set, /delete) from a raw node:http request.
 // Query strings are decoded strictly: a malformed percent-escape or invalid UTF-8 is a 400, never a guess.
 
-import type { IncomingMessage } from 'node:http';
-import { BadRequestError, MethodNotAllowedError, PayloadTooLargeError } from './errors.js';
-import { keyBytesMax, valueBytesMax } from './limits.js';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { BadRequestError, ClientFaultError, MethodNotAllowedError, OverloadedError, PayloadTooLargeError } from './errors.js';
+import { keyBytesMax, parameterNameCharsMax, valueBytesMax } from './limits.js';
 import { keySlot } from './slots.js';
 
 export type DataOp = 'get' | 'set' | 'delete';
@@ -16,6 +16,8 @@ export const forwardedTopologyHeader = 'x-kv-topology';
  * answers from its own data although its config no longer assigns it the key.
  */
 export const previousOwnerReadHeader = 'x-kv-previous-owner-read';
+/** Header carrying the cluster secret; the marks above count only on requests that carry it. */
+export const tokenHeader = 'x-kv-token';
 
 export interface ForwardMarker {
   /** `<shard>/<role>` of the node that forwarded the request. */
@@ -26,7 +28,8 @@ export interface ForwardMarker {
 
 export interface DataRequest {
   readonly op: DataOp;
-  readonly method: 'GET' | 'POST';
+  /** HEAD only on /get: answered like GET, and node:http leaves the body out. */
+  readonly method: 'GET' | 'POST' | 'HEAD';
   /** The key as text, for responses and for re-encoding when forwarding. */
   readonly keyText: string;
   /** The key's UTF-8 bytes. */
@@ -43,10 +46,18 @@ export interface DataRequest {
   readonly previousOwnerRead: boolean;
 }
 
-const dataRoutes: Record<string, { op: DataOp; methods: readonly string[] }> = {
-  '/get': { op: 'get', methods: ['GET'] },
-  '/set': { op: 'set', methods: ['GET', 'POST'] },
-  '/delete': { op: 'delete', methods: ['GET', 'POST'] },
+interface DataRoute {
+  readonly op: DataOp;
+  readonly path: string;
+  readonly methods: readonly string[];
+  /** Every parameter the route accepts: anything else is refused, so a later option is never silently ignored. */
+  readonly params: ReadonlySet<string>;
+}
+
+const dataRoutes: Record<string, DataRoute> = {
+  '/get': { op: 'get', path: '/get', methods: ['GET', 'HEAD'], params: new Set(['key']) },
+  '/set': { op: 'set', path: '/set', methods: ['GET', 'POST'], params: new Set(['key', 'value', 'ack']) },
+  '/delete': { op: 'delete', path: '/delete', methods: ['GET', 'POST'], params: new Set(['key', 'ack']) },
 };
 
 /** Splits a request URL into its path and raw query. */
@@ -82,6 +93,18 @@ export function parseQuery(query: string): Map<string, string> {
   return params;
 }
 
+/**
+ * Refuses a parameter the route does not document. The name is cut and JSON-escaped, since it is the
+ * client's text going back into a JSON message.
+ */
+export function refuseUnknownParams(params: ReadonlyMap<string, string>, allowed: ReadonlySet<string>, path: string): void {
+  for (const name of params.keys()) {
+    if (allowed.has(name)) continue;
+    const shown = name.slice(0, parameterNameCharsMax);
+    throw new BadRequestError(`unknown parameter ${JSON.stringify(shown)} for ${path}; allowed: ${[...allowed].join(', ')}`, { parameter: shown });
+  }
+}
+
 /** Validates a key: 1 to keyBytesMax bytes of UTF-8. */
 export function keyBytes(keyText: string | undefined): Buffer {
   if (keyText === undefined) throw new BadRequestError('missing parameter: key');
@@ -109,31 +132,103 @@ function discardRest(req: IncomingMessage): void {
   req.resume();
 }
 
-/** Reads a request body of at most `limit` bytes. */
-export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+/**
+ * Refuses a body for load: nothing more of it is read, and the connection closes once the answer is out,
+ * since the rest of the body would otherwise be taken for the next request.
+ */
+function refuseForLoad(req: IncomingMessage, err: OverloadedError): OverloadedError {
+  req.pause();
+  err.closeConnection = true;
+  return err;
+}
+
+/**
+ * The bytes of client request bodies held by this process at once, bounded so that many concurrent
+ * large uploads cannot take the process's memory (each may be up to valueBytesMax). A body's declared
+ * length is reserved when it starts; a chunked body is counted as its bytes arrive. Bytes are released
+ * when the request's response is done, since the value is held until then.
+ */
+export class BodyBudget {
+  private held = 0;
+  private highest = 0;
+  private refusals = 0;
+
+  constructor(readonly bytesMax: number) {}
+
+  /** Takes `bytes` more for one request, or false when that would pass the bound. */
+  take(bytes: number): boolean {
+    if (this.held + bytes > this.bytesMax) {
+      this.refusals++;
+      return false;
+    }
+    this.held += bytes;
+    if (this.held > this.highest) this.highest = this.held;
+    return true;
+  }
+
+  release(bytes: number): void {
+    this.held -= bytes;
+  }
+
+  status(): Record<string, number> {
+    return { body_bytes_in_flight: this.held, body_bytes_in_flight_peak: this.highest, body_bytes_max: this.bytesMax, refused_overloaded: this.refusals };
+  }
+}
+
+/**
+ * Reads a request body of at most `limit` bytes, within `budget`: the bytes stay counted until the
+ * response is done. A body cut off by the client, or malformed, rejects with ClientFaultError.
+ */
+export function readBody(req: IncomingMessage, res: ServerResponse, limit: number, budget: BodyBudget): Promise<Buffer> {
   const declared = req.headers['content-length'];
-  if (declared !== undefined && Number(declared) > limit) {
+  const declaredBytes = declared === undefined ? undefined : Number(declared);
+  if (declaredBytes !== undefined && declaredBytes > limit) {
     discardRest(req);
     return Promise.reject(new PayloadTooLargeError(`body is ${declared} bytes; a value is at most ${limit} bytes`));
   }
+  let taken = 0;
+  res.once('close', () => budget.release(taken));
+  if (declaredBytes !== undefined) {
+    if (!budget.take(declaredBytes)) return Promise.reject(refuseForLoad(req, new OverloadedError(`this node already holds ${budget.bytesMax} bytes of request bodies; retry shortly`)));
+    taken = declaredBytes;
+  }
   return new Promise((resolve, reject) => {
+    // With a declared length the body goes straight into one buffer of that size, never copied twice.
+    const whole = declaredBytes !== undefined ? Buffer.allocUnsafe(declaredBytes) : undefined;
     const chunks: Buffer[] = [];
     let size = 0;
+    const stop = (err: Error) => {
+      req.off('data', onData);
+      chunks.length = 0;
+      reject(err);
+    };
     const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        req.off('data', onData);
-        chunks.length = 0;
+      if (size + chunk.length > limit) {
+        stop(new PayloadTooLargeError(`body exceeds ${limit} bytes; a value is at most ${limit} bytes`));
         discardRest(req);
-        reject(new PayloadTooLargeError(`body exceeds ${limit} bytes; a value is at most ${limit} bytes`));
         return;
       }
-      chunks.push(chunk);
+      if (whole) {
+        // A body longer than declared is the parser's to refuse; keep within the buffer meanwhile.
+        if (size + chunk.length <= whole.length) chunk.copy(whole, size);
+      } else {
+        if (!budget.take(chunk.length)) return stop(refuseForLoad(req, new OverloadedError(`this node already holds ${budget.bytesMax} bytes of request bodies; retry shortly`)));
+        taken += chunk.length;
+        chunks.push(chunk);
+      }
+      size += chunk.length;
     };
     req.on('data', onData);
-    req.once('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)));
-    req.once('error', reject);
+    req.once('end', () => resolve(whole ? whole.subarray(0, size) : chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)));
+    req.once('error', (err) => reject(new ClientFaultError(describeBodyError(err))));
+    req.once('aborted', () => reject(new ClientFaultError('the client closed the connection before the body was complete')));
   });
+}
+
+function describeBodyError(err: Error): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ECONNRESET' || err.message === 'aborted') return 'the client closed the connection before the body was complete';
+  return `malformed request body (${code ?? 'unreadable'})`;
 }
 
 /** The parameters of a data request: key and value apart, the rest (e.g. ack) kept for forwarding. */
@@ -150,11 +245,12 @@ const noExtra: ReadonlyMap<string, string> = new Map();
  * or `&`), is by far the commonest (every plain GET); it is taken apart without building a map. It
  * gives exactly what parseQuery() would.
  */
-function dataParams(query: string): DataParams {
+function dataParams(query: string, route: DataRoute): DataParams {
   if (query.startsWith('key=') && query.indexOf('&') === -1 && query.indexOf('%') === -1 && query.indexOf('+') === -1) {
     return { keyText: query.slice(4), valueText: undefined, extra: noExtra };
   }
   const params = parseQuery(query);
+  refuseUnknownParams(params, route.params, route.path);
   const keyText = params.get('key');
   const valueText = params.get('value');
   params.delete('key');
@@ -162,69 +258,105 @@ function dataParams(query: string): DataParams {
   return { keyText, valueText, extra: params };
 }
 
+/** What parsing a data request needs from the server around it. */
+export interface ParseContext {
+  /** Whether a header value is the cluster secret (compared in constant time). */
+  readonly isClusterToken: (value: string) => boolean;
+  readonly budget: BodyBudget;
+}
+
 /**
  * Parses a data-route request. Synchronous unless the value comes in the body, which it then reads:
  * GETs, the bulk of the traffic, cost no promise.
  */
-export function parseDataRequest(req: IncomingMessage, path: string, query: string): DataRequest | Promise<DataRequest> {
+export function parseDataRequest(req: IncomingMessage, res: ServerResponse, path: string, query: string, context: ParseContext): DataRequest | Promise<DataRequest> {
   const route = dataRoutes[path]!;
   const method = req.method ?? 'GET';
   if (!route.methods.includes(method)) throw new MethodNotAllowedError(method, path, route.methods);
-  const { keyText, valueText, extra } = dataParams(query);
+  const { keyText, valueText, extra } = dataParams(query, route);
   const key = keyBytes(keyText);
+  const marks = internalMarks(req, context);
   if (route.op === 'set' && method === 'POST') {
-    return readBody(req, valueBytesMax).then((body) => {
+    return readBody(req, res, valueBytesMax, context.budget).then((body) => {
       if (valueText !== undefined && body.length > 0) {
         throw new BadRequestError('give the value either as the value parameter or as the body, not both');
       }
       const valueInBody = valueText === undefined;
-      return build(req, route.op, method, extra, keyText!, key, valueInBody ? body : Buffer.from(valueText!, 'utf8'), valueInBody);
+      return build(route.op, method, extra, keyText!, key, valueInBody ? body : Buffer.from(valueText!, 'utf8'), valueInBody, marks);
     });
   }
   if (route.op === 'set' && valueText === undefined) throw new BadRequestError('missing parameter: value (or POST the value as the body)');
   const value = route.op === 'set' ? Buffer.from(valueText!, 'utf8') : undefined;
-  return build(req, route.op, method as 'GET' | 'POST', extra, keyText!, key, value, false);
+  return build(route.op, method as DataRequest['method'], extra, keyText!, key, value, false, marks);
 }
 
+interface InternalMarks {
+  readonly forwarded: ForwardMarker | undefined;
+  readonly previousOwnerRead: boolean;
+}
+
+const noMarks: InternalMarks = { forwarded: undefined, previousOwnerRead: false };
+/** `<shard>/<role>`, as nodes write it: anything else in the header is not from a node. */
+const forwardedByPattern = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\/(primary|replica|drain)$/;
+const topologyIdPattern = /^[0-9a-f]{12}$/;
+
 /**
- * The forwarding marks among a request's headers. Read from rawHeaders: `req.headers` would build an
- * object of every header on each request only to look up two names that client requests never carry.
- * A repeated header counts once (its first occurrence).
+ * The cluster's marks among a request's headers, and whether it has a Host header. Read from rawHeaders:
+ * `req.headers` would build an object of every header on each request only to look up names that
+ * client requests never carry. A repeated header counts once (its first occurrence).
+ *
+ * The marks change how a node answers (never forward again, answer from data the config no longer
+ * routes here), so they count only on requests that carry the cluster token, which nodes send with
+ * every forwarded request; from anyone else they are refused, and their values never go into a reply.
  */
-function forwardMarks(req: IncomingMessage): { by: string | undefined; topologyId: string | undefined; previousOwnerRead: boolean } {
+function internalMarks(req: IncomingMessage, context: ParseContext): InternalMarks {
   let by: string | undefined;
   let topologyId: string | undefined;
-  let previousOwnerRead = false;
+  let previousOwnerRead: string | undefined;
+  let token: string | undefined;
+  let host = false;
   const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
+    const first = name.charCodeAt(0) | 0x20;
+    if (first === 0x68 && name.length === 4) {
+      host ||= name.toLowerCase() === 'host';
+      continue;
+    }
     // Every mark starts with "x-kv-"; skip the rest without lower-casing them.
-    if (name.length < 6 || (name.charCodeAt(0) | 0x20) !== 0x78) continue;
+    if (name.length < 6 || first !== 0x78) continue;
     const lower = name.toLowerCase();
     if (lower === forwardedByHeader) by ??= raw[i + 1];
     else if (lower === forwardedTopologyHeader) topologyId ??= raw[i + 1];
-    else if (lower === previousOwnerReadHeader) previousOwnerRead ||= raw[i + 1] === '1';
+    else if (lower === previousOwnerReadHeader) previousOwnerRead ??= raw[i + 1];
+    else if (lower === tokenHeader) token ??= raw[i + 1];
   }
-  return { by, topologyId, previousOwnerRead };
+  if (!host && req.httpVersionMinor === 1 && req.httpVersionMajor === 1) throw new BadRequestError('an HTTP/1.1 request needs a Host header');
+  if (by === undefined && topologyId === undefined && previousOwnerRead === undefined) return noMarks;
+  const name = by !== undefined ? forwardedByHeader : topologyId !== undefined ? forwardedTopologyHeader : previousOwnerReadHeader;
+  if (token === undefined || !context.isClusterToken(token)) {
+    throw new BadRequestError(`header ${name} is internal to the cluster: it counts only with the cluster token`);
+  }
+  if (by === undefined || !forwardedByPattern.test(by) || (topologyId !== undefined && !topologyIdPattern.test(topologyId))) {
+    throw new BadRequestError(`malformed internal headers ${forwardedByHeader} and ${forwardedTopologyHeader}`);
+  }
+  return { forwarded: { by, topologyId: topologyId ?? 'unknown' }, previousOwnerRead: previousOwnerRead === '1' };
 }
 
 function build(
-  req: IncomingMessage,
   op: DataOp,
-  method: 'GET' | 'POST',
+  method: DataRequest['method'],
   extra: ReadonlyMap<string, string>,
   keyText: string,
   key: Buffer,
   value: Buffer | undefined,
   valueInBody: boolean,
+  marks: InternalMarks,
 ): DataRequest {
   if (value !== undefined && value.length > valueBytesMax) {
     throw new PayloadTooLargeError(`value is ${value.length} bytes; a value is at most ${valueBytesMax} bytes`);
   }
-  const marks = forwardMarks(req);
-  const forwarded = marks.by !== undefined ? { by: marks.by, topologyId: marks.topologyId ?? 'unknown' } : undefined;
-  const previousOwnerRead = forwarded !== undefined && marks.previousOwnerRead;
-  return { op, method, keyText, key, slot: keySlot(key), value, valueInBody, extra, forwarded, previousOwnerRead };
+  return { op, method, keyText, key, slot: keySlot(key), value, valueInBody, extra, forwarded: marks.forwarded, previousOwnerRead: marks.previousOwnerRead };
 }
 
 /** The path and query of a data request, re-encoded so that `&`, `=`, spaces and unicode survive. */

@@ -26,6 +26,29 @@ export class BadRequestError extends KvError {
   }
 }
 
+/**
+ * The client closed the connection or sent a malformed body while the node read it. A client's fault,
+ * not a bug: answered 400 when the connection still stands, and logged as one line without a stack.
+ */
+export class ClientFaultError extends KvError {
+  readonly clientFault = true;
+  constructor(message: string) {
+    super('bad_request', 400, message);
+  }
+}
+
+/**
+ * The process holds as many client body bytes as it may (bodyBytesInFlightMax). Retriable: the client
+ * tries again after Retry-After. The connection closes after the answer, since the body was not read.
+ */
+export class OverloadedError extends KvError {
+  closeConnection = false;
+  readonly retryAfterS = 1;
+  constructor(message: string) {
+    super('overloaded', 503, message, { retriable: true });
+  }
+}
+
 /** The key has no value. */
 export class NotFoundError extends KvError {
   constructor(message: string, details?: ErrorDetails) {
@@ -76,8 +99,13 @@ export class PayloadTooLargeError extends KvError {
 
 /** The owner of a key could not be reached. */
 export class ShardUnavailableError extends KvError {
-  constructor(shard: string, address: string, cause: string) {
-    super('shard_unavailable', 503, `shard ${shard} at ${address} is unavailable: ${cause}`, { shard, address });
+  constructor(
+    shard: string,
+    address: string,
+    /** Why, in a few words (ECONNREFUSED, marked down since ...). */
+    readonly reason: string,
+  ) {
+    super('shard_unavailable', 503, `shard ${shard} at ${address} is unavailable: ${reason}`, { shard, address });
   }
 }
 
@@ -110,6 +138,32 @@ export class ReplicaTimeoutError extends KvError {
       `the write (seq ${seq}) is committed and durable on the primary, but the replica did not apply it within ${timeoutMs} ms; it will be replicated when the replica catches up`,
       { seq, committed_on_primary: true },
     );
+  }
+}
+
+/**
+ * `ack=replica` when the primary already knows its replica cannot take the write (unreachable, or
+ * refusing the primary's data): answered at once instead of after the full wait. The write is committed
+ * and durable on the primary all the same.
+ */
+export class ReplicaUnavailableError extends KvError {
+  constructor(seq: number, why: string) {
+    super(
+      'replica_unavailable',
+      503,
+      `the write (seq ${seq}) is committed and durable on the primary, but the replica cannot take it now (${why}); it will be replicated when the replica is back`,
+      { seq, committed_on_primary: true },
+    );
+  }
+}
+
+/**
+ * The shard's primary is not serving its keys yet: its data dir is new and it waits for its replica to
+ * say whether the shard has data, or it is copying that data from the replica. Retriable.
+ */
+export class PrimaryRecoveringError extends KvError {
+  constructor(shard: string, state: string) {
+    super('primary_recovering', 503, `the primary of ${shard} is ${state}; retry shortly`, { shard, retriable: true });
   }
 }
 

@@ -1,11 +1,12 @@
 // Forwarding data requests to the node that owns the key, over HTTP with keep-alive connections.
 // Every call has a timeout and a size bound; the owner's status, X-Kv-* headers and body are relayed
-// unchanged.
+// unchanged. A peer that just failed is skipped until it answers again (peer-health.ts).
 
 import { errors } from 'undici';
-import { encodeDataPath, forwardedByHeader, forwardedTopologyHeader, previousOwnerReadHeader, type DataReply, type DataRequest } from './data-request.js';
+import { encodeDataPath, forwardedByHeader, forwardedTopologyHeader, previousOwnerReadHeader, tokenHeader, type DataReply, type DataRequest } from './data-request.js';
 import { ShardTimeoutError, ShardUnavailableError } from './errors.js';
-import { forwardTimeoutMs, peerSocketsMax, valueBytesMax } from './limits.js';
+import { forwardTimeoutMs, peerConnectTimeoutMs, peerSocketsMax, valueBytesMax } from './limits.js';
+import { PeerHealth, type PeerState } from './peer-health.js';
 import { PeerPool } from './peer-pool.js';
 
 /** Room for headers and a JSON envelope around the largest value. */
@@ -20,6 +21,9 @@ export interface ForwarderOptions {
   /** `<shard>/<role>` of this node, sent as the forwarded marker. */
   readonly self: string;
   readonly topologyId: string;
+  /** The cluster secret: forwarded marks count at the receiver only with it. */
+  readonly token: string;
+  readonly log: (message: string) => void;
   readonly timeoutMs?: number;
 }
 
@@ -28,17 +32,19 @@ export class Forwarder {
   private readonly timeoutMs: number;
   private readonly headers: Record<string, string>;
   private readonly previousOwnerHeaders: Record<string, string>;
+  private readonly health: PeerHealth;
 
   constructor(options: ForwarderOptions) {
     this.timeoutMs = options.timeoutMs ?? forwardTimeoutMs;
-    this.headers = { [forwardedByHeader]: options.self, [forwardedTopologyHeader]: options.topologyId };
+    this.headers = { [forwardedByHeader]: options.self, [forwardedTopologyHeader]: options.topologyId, [tokenHeader]: options.token };
     this.previousOwnerHeaders = { ...this.headers, [previousOwnerReadHeader]: '1' };
+    this.health = new PeerHealth(options.log);
   }
 
   private pool(address: string): PeerPool {
     let pool = this.pools.get(address);
     if (!pool) {
-      pool = new PeerPool(address, { connections: peerSocketsMax, timeoutMs: this.timeoutMs, replyBytesMax });
+      pool = new PeerPool(address, { connections: peerSocketsMax, timeoutMs: this.timeoutMs, connectTimeoutMs: Math.min(peerConnectTimeoutMs, this.timeoutMs), replyBytesMax });
       this.pools.set(address, pool);
     }
     return pool;
@@ -48,7 +54,29 @@ export class Forwarder {
   async forward(peer: Peer, req: DataRequest): Promise<DataReply> {
     const body = req.valueInBody ? req.value : undefined;
     const headers = body === undefined ? this.headers : { ...this.headers, 'content-type': 'application/octet-stream' };
-    return this.send(peer, req.method, encodeDataPath(req), headers, body);
+    // HEAD goes on as GET, so the owner's Content-Length comes back; this node's server drops the body.
+    return this.send(peer, req.method === 'HEAD' ? 'GET' : req.method, encodeDataPath(req), headers, body);
+  }
+
+  /**
+   * Reads `req` from `first`, or from `second` when `first` cannot be reached or does not answer in
+   * time: a read is idempotent, and the other member of the owning shard holds the same data (a replica
+   * may trail the latest write). Throws `first`'s error when both fail.
+   */
+  async read(first: Peer, second: Peer, req: DataRequest): Promise<DataReply> {
+    try {
+      return await this.forward(first, req);
+    } catch (err) {
+      if (!(err instanceof ShardUnavailableError || err instanceof ShardTimeoutError)) throw err;
+      return this.forward(second, req).catch(() => {
+        throw err;
+      });
+    }
+  }
+
+  /** The peers this node has forwarded to, up or down, for /status. */
+  peers(): Record<string, PeerState> {
+    return this.health.status();
   }
 
   /** Reads `req`'s key from its previous owner during a migration, whatever that node's config says. */
@@ -57,23 +85,31 @@ export class Forwarder {
   }
 
   private async send(peer: Peer, method: 'GET' | 'POST', path: string, headers: Record<string, string>, body: Buffer | undefined): Promise<DataReply> {
+    const down = this.health.downReason(peer.address);
+    if (down !== undefined) throw new ShardUnavailableError(peer.shard, peer.address, down);
     try {
       const reply = await this.pool(peer.address).exchange({ method, path, headers, body });
+      this.health.noteUp(peer.address);
       return { status: reply.status, headers: relayedHeaders(reply.headers), body: reply.body };
     } catch (err) {
-      throw this.translate(err, peer);
+      const translated = this.translate(err, peer);
+      this.health.noteFailure(peer.address, translated instanceof ShardTimeoutError ? `no answer within ${this.timeoutMs} ms` : translated.reason);
+      throw translated;
     }
   }
 
-  private translate(err: unknown, peer: Peer): Error {
-    if (err instanceof errors.HeadersTimeoutError || err instanceof errors.BodyTimeoutError || err instanceof errors.ConnectTimeoutError) {
+  private translate(err: unknown, peer: Peer): ShardTimeoutError | ShardUnavailableError {
+    if (err instanceof errors.HeadersTimeoutError || err instanceof errors.BodyTimeoutError) {
       return new ShardTimeoutError(peer.shard, peer.address, this.timeoutMs);
     }
+    // A connection that could not be made was certainly not used: the request did not happen.
+    if (err instanceof errors.ConnectTimeoutError) return new ShardUnavailableError(peer.shard, peer.address, `no connection within ${peerConnectTimeoutMs} ms`);
     const code = (err as { code?: string }).code ?? (err as Error).message;
     return new ShardUnavailableError(peer.shard, peer.address, code);
   }
 
   async close(): Promise<void> {
+    await this.health.close();
     await Promise.all([...this.pools.values()].map((pool) => pool.destroy()));
     this.pools.clear();
   }

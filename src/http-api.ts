@@ -10,11 +10,12 @@
 
 import { AssertionError } from 'node:assert';
 import { timingSafeEqual } from 'node:crypto';
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import http, { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
-import { isDataPath, parseDataRequest, parseQuery, splitUrl, type DataReply } from './data-request.js';
-import { BadRequestError, KvError, MethodNotAllowedError, UnauthorizedError, UnknownRouteError } from './errors.js';
-import { headersTimeoutMs, keepAliveIdleMs, requestTimeoutMs, slotCount } from './limits.js';
+import { BodyBudget, isDataPath, parseDataRequest, parseQuery, refuseUnknownParams, splitUrl, type DataReply, type ParseContext } from './data-request.js';
+import { BadRequestError, ClientFaultError, KvError, MethodNotAllowedError, OverloadedError, PayloadTooLargeError, UnauthorizedError, UnknownRouteError } from './errors.js';
+import { bodyBytesInFlightMax, headersTimeoutMs, keepAliveIdleMs, pipelinedRequestsMax, requestHeadBytesMax, requestTimeoutMs, slotCount } from './limits.js';
 import { digestPath, tokenHeader } from './replication-protocol.js';
 import type { Role } from './roles.js';
 import type { Store } from './store.js';
@@ -30,6 +31,8 @@ export interface HttpApiOptions {
   readonly info: NodeInfo;
   /** Extra JSON for GET /status, computed on each call. */
   readonly status: () => Record<string, unknown>;
+  /** Bound on client body bytes held at once (default bodyBytesInFlightMax). */
+  readonly bodyBytesMax?: number;
   readonly log: (message: string) => void;
   /** The cluster secret every /internal/ request must carry. */
   readonly token: string;
@@ -39,35 +42,99 @@ export interface HttpApiOptions {
 }
 
 /**
+ * What a body parser's or a socket's error means for the client: errors of express's body parsers carry
+ * a `type`, an aborted request the code ECONNRESET. Undefined for anything else (a bug).
+ */
+function clientFaultOf(err: unknown): KvError | undefined {
+  const e = (err ?? {}) as { type?: string; status?: number; code?: string; message?: string };
+  switch (e.type) {
+    case 'entity.too.large':
+      return new PayloadTooLargeError('internal request body over its limit');
+    case 'entity.parse.failed':
+      return new ClientFaultError('malformed JSON body');
+    case 'request.aborted':
+    case 'request.size.invalid':
+      return new ClientFaultError('the request body was cut off before its declared length');
+  }
+  if (e.code === 'ECONNRESET' || e.message === 'aborted') return new ClientFaultError('the client closed the connection before the body was complete');
+  if (typeof e.status === 'number' && e.status >= 400 && e.status < 500 && e.type !== undefined) return new ClientFaultError(`unreadable request body (${e.type})`);
+  return undefined;
+}
+
+/** A request as a log names it: method and path only, since a query may carry a value. */
+function describeRequest(res: ServerResponse): string {
+  const req = res.req as IncomingMessage | undefined;
+  return `${req?.method ?? '?'} ${splitUrl(req?.url ?? '?').path.slice(0, 64)}`;
+}
+
+/**
  * Writes an error as {"error": code, "message": ...}, with the answering node's X-Kv-* headers so a
- * client can tell which node refused. Unknown errors are logged with their stack and become a plain 500.
+ * client can tell which node refused. Unknown errors are logged with their stack and become a plain 500;
+ * a client's fault is logged as one line.
  */
 export function sendError(res: ServerResponse, err: unknown, nodeHeaders: Record<string, string>, log: (message: string) => void): void {
   let status = 500;
   let body: Record<string, unknown> = { error: 'internal', message: 'internal error' };
-  if (err instanceof KvError) {
-    status = err.status;
-    body = err.toJSON();
+  const known = err instanceof KvError ? err : clientFaultOf(err);
+  if (known) {
+    status = known.status;
+    body = known.toJSON();
+    if (known instanceof ClientFaultError) log(`client fault on ${describeRequest(res)}: ${known.message}`);
   } else if (err instanceof AssertionError) {
     // A broken invariant: crash rather than risk writing bad data.
     log(`assertion failed, exiting: ${err.stack}`);
     process.nextTick(() => {
       throw err;
     });
-  } else if ((err as { type?: string })?.type === 'entity.too.large') {
-    status = 413;
-    body = { error: 'payload_too_large', message: 'internal request body over its limit' };
   } else {
-    log(`internal error: ${(err as Error)?.stack ?? String(err)}`);
+    log(`internal error on ${describeRequest(res)}: ${(err as Error)?.stack ?? String(err)}`);
   }
-  if (res.headersSent) {
+  if (res.headersSent || res.destroyed) {
     res.destroy();
     return;
   }
   const headers: Record<string, string> = { ...nodeHeaders, 'content-type': 'application/json' };
   if (err instanceof MethodNotAllowedError) headers['allow'] = err.allowed.join(', ');
+  if (err instanceof OverloadedError) {
+    headers['retry-after'] = String(err.retryAfterS);
+    if (err.closeConnection) headers['connection'] = 'close';
+  }
+  const text = JSON.stringify(body);
+  headers['content-length'] = String(Buffer.byteLength(text));
   res.writeHead(status, headers);
-  res.end(JSON.stringify(body));
+  res.end(text);
+}
+
+/**
+ * Requests node's HTTP parser refuses never reach a handler: answer them here, in the same JSON shape.
+ * Like node's own handler, write only when no answer to an earlier request on the socket has started.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, log: (message: string) => void): void {
+  const response = (socket as Duplex & { _httpMessage?: ServerResponse })._httpMessage;
+  if (err.code !== 'ECONNRESET' && socket.writable && (!response || !response.headersSent)) {
+    const [status, code, message] = clientErrorAnswer(err);
+    const body = JSON.stringify({ error: code, message });
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
+    log(`client fault: ${message}`);
+  }
+  socket.destroy();
+}
+
+function clientErrorAnswer(err: NodeJS.ErrnoException): [number, string, string] {
+  switch (err.code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return [431, 'headers_too_large', `the request line and headers exceed ${requestHeadBytesMax} bytes; send a large value as a POST body`];
+    case 'HPE_INVALID_METHOD':
+      return [501, 'not_implemented', 'unknown HTTP method'];
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return [408, 'request_timeout', 'the request did not arrive in time'];
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return [413, 'payload_too_large', 'chunk extensions too large'];
+    default:
+      return [400, 'bad_request', `malformed HTTP request (${err.code ?? 'unparsable'})`];
+  }
 }
 
 /** Node's request after one of express's body parsers (express.raw, express.json) has set `body`. */
@@ -92,41 +159,78 @@ function nodeHeaders(info: NodeInfo): Record<string, string> {
   return { 'x-kv-shard': info.shard, 'x-kv-role': info.role };
 }
 
-function dataHandler(options: HttpApiOptions) {
+/**
+ * Serves the data routes. Written without async/await so that a local read (parse, LMDB get, reply)
+ * runs synchronously. Returns a promise, settled once the answer is written, when the request went
+ * asynchronous (a write, a forward, a body to read), and undefined when it was answered at once.
+ */
+function dataHandler(options: HttpApiOptions, context: ParseContext) {
   const { role, log } = options;
   const headers = nodeHeaders(options.info);
-  const fail = (res: ServerResponse) => (err: unknown) => sendError(res, err, headers, log);
-  // Written without async/await so that a local read (parse, LMDB get, reply) runs synchronously.
-  return (req: IncomingMessage, res: ServerResponse, path: string, query: string): void => {
+  return (req: IncomingMessage, res: ServerResponse, path: string, query: string): Promise<void> | undefined => {
     try {
-      const parsed = parseDataRequest(req, path, query);
+      const parsed = parseDataRequest(req, res, path, query, context);
       const reply = parsed instanceof Promise ? parsed.then((r) => role.handle(r)) : role.handle(parsed);
-      if (reply instanceof Promise) reply.then((r) => sendReply(res, r), fail(res));
-      else sendReply(res, reply);
+      if (!(reply instanceof Promise)) {
+        sendReply(res, reply);
+        return undefined;
+      }
+      return reply.then(
+        (r) => sendReply(res, r),
+        (err: unknown) => sendError(res, err, headers, log),
+      );
     } catch (err) {
       sendError(res, err, headers, log);
+      return undefined;
     }
   };
 }
 
+/** A connection's data requests waiting behind the one in progress (undefined: none in progress). */
+type Waiting = (() => Promise<void> | undefined)[] | undefined;
+const waitingRequests = Symbol('kvshard.waitingRequests');
+type OrderedSocket = Duplex & { [waitingRequests]: Waiting };
+
+/**
+ * Runs a connection's data requests one after another once one of them went asynchronous, so that
+ * requests pipelined on one connection take effect in the order they were sent (a client reads its
+ * own writes). A connection with nothing in progress, the usual case, pays one property read.
+ */
+function runInOrder(socket: OrderedSocket, first: Promise<void>): void {
+  const waiting: (() => Promise<void> | undefined)[] = [];
+  socket[waitingRequests] = waiting;
+  void (async () => {
+    await first;
+    for (let next = waiting.shift(); next !== undefined; next = waiting.shift()) await next();
+    socket[waitingRequests] = undefined;
+  })();
+}
+
 /** Every path but the data routes. Handlers take node's request and response, not express's decorated ones. */
-function otherRoutes(options: HttpApiOptions, headers: Record<string, string>): Router {
+function otherRoutes(options: HttpApiOptions, headers: Record<string, string>, isClusterToken: (value: string) => boolean): Router {
   const router = express.Router();
+  // node:http answers an HTTP/1.1 request without Host with a bare 400 unless told not to; the check
+  // happens here (and in data-request.ts for the data routes) so the answer is JSON like every other.
+  router.use((req: IncomingMessage, _res: ServerResponse, next: NextFunction) => {
+    next(req.httpVersion === '1.1' && req.headers.host === undefined ? new BadRequestError('an HTTP/1.1 request needs a Host header') : undefined);
+  });
   const only = (path: string, ...methods: string[]) =>
     router.all(path, (req: IncomingMessage, _res: ServerResponse, next: NextFunction) => {
       next(methods.includes(req.method ?? '') ? 'route' : new MethodNotAllowedError(req.method ?? '', path, methods));
     });
-  only('/health', 'GET');
+  // HEAD never writes, so the read routes take it; express's Router answers it with the GET handler.
+  only('/health', 'GET', 'HEAD');
   router.get('/health', (_req: IncomingMessage, res: ServerResponse) => {
     sendJson(res, 200, { status: 'ok', ...options.info, pid: process.pid });
   });
-  only('/status', 'GET');
+  only('/status', 'GET', 'HEAD');
   router.get('/status', (_req: IncomingMessage, res: ServerResponse) => {
     sendJson(res, 200, { ...options.info, ...options.status() });
   });
-  router.use('/internal', requireToken(options.token));
+  router.use('/internal', requireToken(isClusterToken));
   router.get(digestPath, (req: IncomingMessage, res: ServerResponse) => {
     const params = parseQuery(splitUrl(req.url ?? '/').query);
+    refuseUnknownParams(params, digestParams, digestPath);
     const from = intParam(params, 'from', 0, slotCount - 1, 0);
     const to = intParam(params, 'to', from, slotCount - 1, slotCount - 1);
     const buckets = intParam(params, 'buckets', 1, slotCount, 1);
@@ -137,12 +241,20 @@ function otherRoutes(options: HttpApiOptions, headers: Record<string, string>): 
   return router;
 }
 
-function requireToken(token: string) {
+const digestParams: ReadonlySet<string> = new Set(['from', 'to', 'buckets']);
+
+/** Compares a header value with the cluster secret in constant time. */
+export function tokenChecker(token: string): (value: string) => boolean {
   const expected = Buffer.from(token, 'utf8');
+  return (value) => {
+    const given = Buffer.from(value, 'utf8');
+    return given.length === expected.length && timingSafeEqual(given, expected);
+  };
+}
+
+function requireToken(isClusterToken: (value: string) => boolean) {
   return (req: IncomingMessage, _res: ServerResponse, next: NextFunction) => {
-    const given = Buffer.from(String(req.headers[tokenHeader] ?? ''), 'utf8');
-    const ok = given.length === expected.length && timingSafeEqual(given, expected);
-    next(ok ? undefined : new UnauthorizedError());
+    next(isClusterToken(String(req.headers[tokenHeader] ?? '')) ? undefined : new UnauthorizedError());
   };
 }
 
@@ -154,21 +266,73 @@ function intParam(params: Map<string, string>, name: string, min: number, max: n
   return value;
 }
 
+export interface HttpApi {
+  readonly server: http.Server;
+  /** Client body bytes held, their peak and refusals, for /status. */
+  readonly budget: BodyBudget;
+}
+
+/** A server with the API's limits that answers every request 503 `starting` until serveHttpApi(). */
+export function createServer(log: (message: string) => void): http.Server {
+  const server = http.createServer({
+    keepAliveTimeout: keepAliveIdleMs,
+    headersTimeout: headersTimeoutMs,
+    requestTimeout: requestTimeoutMs,
+    maxHeaderSize: requestHeadBytesMax,
+    // Checked by the handlers instead, so that the answer is JSON like every other (see data-request.ts).
+    requireHostHeader: false,
+  });
+  server.on('request', answerStarting);
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => answerClientError(err, socket, log));
+  return server;
+}
+
+/** The answer to requests that reach a node between binding its address and opening its data. */
+function answerStarting(_req: IncomingMessage, res: ServerResponse): void {
+  const body = JSON.stringify({ error: 'starting', message: 'this node is starting; retry shortly', retriable: true });
+  res.writeHead(503, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'retry-after': '1' });
+  res.end(body);
+}
+
+/** A server that serves the API at once (for tests of the HTTP surface). */
 export function createHttpServer(options: HttpApiOptions): http.Server {
-  const handleData = dataHandler(options);
+  const server = createServer(options.log);
+  serveHttpApi(server, options);
+  return server;
+}
+
+/** Starts serving the API on `server` (from createServer()), replacing its `starting` answer. */
+export function serveHttpApi(server: http.Server, options: HttpApiOptions): HttpApi {
+  const isClusterToken = tokenChecker(options.token);
+  const budget = new BodyBudget(options.bodyBytesMax ?? bodyBytesInFlightMax);
+  const handleData = dataHandler(options, { isClusterToken, budget });
   const headers = nodeHeaders(options.info);
-  const routes = otherRoutes(options, headers);
+  const routes = otherRoutes({ ...options, status: () => ({ ...options.status(), requests: budget.status() }) }, headers, isClusterToken);
   // What no route answered: an unknown path, or an error thrown past the error handler.
   const unrouted = (res: ServerResponse, path: string) => (err?: unknown) =>
-    sendError(res, err !== undefined && err !== 'route' && err !== 'router' ? err : new UnknownRouteError(path), headers, options.log);
-  const server = http.createServer(
-    { keepAliveTimeout: keepAliveIdleMs, headersTimeout: headersTimeoutMs, requestTimeout: requestTimeoutMs },
-    (req, res) => {
-      const { path, query } = splitUrl(req.url ?? '/');
-      if (isDataPath(path)) handleData(req, res, path, query);
+    sendError(res, err !== undefined && err !== 'route' && err !== 'router' ? err : new UnknownRouteError(path.slice(0, 64)), headers, options.log);
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    const { path, query } = splitUrl(req.url ?? '/');
+    if (!isDataPath(path)) {
       // Router's types name express's decorated request and response; the handlers above use only node's.
-      else routes(req as Request, res as Response, unrouted(res, path));
-    },
-  );
-  return server;
+      routes(req as Request, res as Response, unrouted(res, path));
+      return;
+    }
+    const socket = req.socket as unknown as OrderedSocket;
+    const waiting = socket[waitingRequests];
+    if (waiting !== undefined) {
+      if (waiting.length < pipelinedRequestsMax) waiting.push(() => handleData(req, res, path, query));
+      else sendError(res, new OverloadedError(`more than ${pipelinedRequestsMax} requests pipelined on one connection; wait for answers`), headers, options.log);
+      return;
+    }
+    const pending = handleData(req, res, path, query);
+    if (pending !== undefined) runInOrder(socket, pending);
+  };
+  // Every socket gets the property at once, so all of them keep one shape for V8.
+  server.on('connection', (socket: OrderedSocket) => {
+    socket[waitingRequests] = undefined;
+  });
+  server.off('request', answerStarting);
+  server.on('request', onRequest);
+  return { server, budget };
 }

@@ -7,6 +7,13 @@
 //   migrates from it) answers every data request with 421 wrong_shard until it is restarted with the
 //   new sharding.toml: it never serves a read the new owner would answer differently, nor accepts a
 //   write the new owner would not see.
+// - Only members the node's own config names count. An announcement carries the sender's address, and a
+//   node acts on it only when its own sharding.toml gives that address to the shard and role the sender
+//   claims; an answer counts only from the address the node asked. One process started with a wrong
+//   config (another address, say) cannot take the others out of service.
+// - A stale node serves again once the member that made it stale answers with another layout and no
+//   member it reaches runs the newer layout any more (the new layout was abandoned). It asks every few
+//   seconds while it refuses.
 // - A primary that starts with no layout of its own (a shard just added) learns from the first peer on
 //   its layout that knows whether keys are moving to it and from where. Until then it answers requests
 //   for its own keys with 503 layout_pending, since they may still be on their previous owner. When no
@@ -15,10 +22,17 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ServerResponse } from 'node:http';
 import express, { type Router } from 'express';
-import type { Config, LayoutRecord, ShardConfig } from './config.js';
+import { canonicalAddress, configName, type Config, type LayoutRecord, type ShardConfig } from './config.js';
 import { BadRequestError } from './errors.js';
 import { sendJson, type BodyRequest } from './http-api.js';
-import { layoutAnnounceAttemptsMax, layoutBodyBytesMax, migrationBackoffFirstMs, migrationBackoffMaxMs, migrationRequestTimeoutMs } from './limits.js';
+import {
+  layoutAnnounceAttemptsMax,
+  layoutBodyBytesMax,
+  layoutRecheckMs,
+  migrationBackoffFirstMs,
+  migrationBackoffMaxMs,
+  migrationRequestTimeoutMs,
+} from './limits.js';
 import { decodeLayoutRecord, type Migration } from './migration.js';
 import { internalClient, type InternalClient } from './internal-client.js';
 
@@ -27,6 +41,8 @@ export const layoutPath = '/internal/layout';
 export interface LayoutAnnouncement {
   /** `<shard>/<role>` of the sender. */
   readonly from: string;
+  /** The sender's address: the receiver acts only when its own config gives it to `from`. */
+  readonly address: string;
   readonly topologyId: string;
   /** The layout the sender migrates from, if it is migrating. */
   readonly previousTopologyId: string | null;
@@ -43,10 +59,23 @@ export interface LayoutAnswer {
   readonly keys: number;
 }
 
+/** Why a node refuses data requests because the cluster moved on from its layout, and who said so. */
+export interface Fence {
+  readonly reason: string;
+  /** The address of the member whose layout made this node stale. */
+  readonly byAddress: string;
+  /** The newer layout that member runs. */
+  readonly topologyId: string;
+}
+
 /** One node's view of the layout: what it runs, whether it is stale, and its migration if any. */
 export class ClusterView {
-  /** Why this node must not serve data requests (it runs an outdated layout), if it must not. */
-  fenced: string | undefined;
+  /** Set while this node must not serve data requests (it runs an outdated layout). */
+  fenced: Fence | undefined;
+  /** Called when this node becomes stale, so it starts asking whether that still holds. */
+  onFenced: (() => void) | undefined;
+  /** Announcements from unexpected senders already logged, so each is logged once. */
+  private readonly untrusted = new Set<string>();
   /** Whether a replica's primary runs another layout: set from its replication messages. */
   primaryMismatch: string | undefined;
   /** On a replica: whether its primary said keys may still be moving to it (undefined: not heard yet). */
@@ -68,11 +97,32 @@ export class ClusterView {
 
   /** The reason this node refuses data requests, if any. */
   refusal(): string | undefined {
-    return this.fenced ?? this.primaryMismatch;
+    return this.fenced?.reason ?? this.primaryMismatch;
   }
 
-  announcement(): LayoutAnnouncement {
-    return { from: this.node, topologyId: this.config.topologyId, previousTopologyId: this.migration?.active() ? this.migration.previous.topologyId : null };
+  announcement(address: string): LayoutAnnouncement {
+    return { from: this.node, address, topologyId: this.config.topologyId, previousTopologyId: this.migration?.active() ? this.migration.previous.topologyId : null };
+  }
+
+  /**
+   * Whether this node's own layouts (its config, and while migrating the previous one) give `address` to
+   * `node` (`<shard>/<role>`; a drain runs at its shard's old primary address). Logs a sender it does not
+   * trust, once.
+   */
+  trusts(node: string, address: string): boolean {
+    const [name, role] = node.split('/');
+    const want = canonicalAddress(address);
+    for (const shards of [this.config.shards, this.layout.shards, this.migration?.previous.shards ?? []]) {
+      for (const shard of shards) {
+        if (shard.name === name && canonicalAddress(role === 'replica' ? shard.replica : shard.address) === want) return true;
+      }
+    }
+    const key = `${node} ${address}`;
+    if (!this.untrusted.has(key) && this.untrusted.size < untrustedLoggedMax) {
+      this.untrusted.add(key);
+      this.log(`ignoring layout news from ${node} at ${address}: this node's ${configName(this.config)} does not put ${node} there`);
+    }
+    return false;
   }
 
   answer(): LayoutAnswer {
@@ -85,27 +135,45 @@ export class ClusterView {
     };
   }
 
-  /** A peer migrates away from this node's layout: this node is stale. */
-  noteStale(peer: string, peerTopologyId: string, previousTopologyId: string | null): void {
+  /** A trusted peer (at `address`) migrates away from this node's layout: this node is stale. */
+  noteStale(peer: string, address: string, peerTopologyId: string, previousTopologyId: string | null): void {
     if (this.fenced || previousTopologyId !== this.config.topologyId || peerTopologyId === this.config.topologyId) return;
-    this.fenced =
-      `${this.node} runs topology ${this.config.topologyId} (${this.config.file}), but ${peer} has moved the cluster on to ` +
+    const reason =
+      `${this.node} runs topology ${this.config.topologyId} (${configName(this.config)}), but ${peer} has moved the cluster on to ` +
       `topology ${peerTopologyId}; restart this node with the new sharding.toml`;
-    this.log(`refusing data requests from now on: ${this.fenced}`);
+    this.fenced = { reason, byAddress: address, topologyId: peerTopologyId };
+    this.log(`refusing data requests from now on: ${reason}`);
+    this.onFenced?.();
+  }
+
+  /** The newer layout is gone from every member this node reaches: serve again. */
+  unfence(why: string): void {
+    if (!this.fenced) return;
+    this.log(`serving data requests again: ${why}`);
+    this.fenced = undefined;
   }
 }
+
+/** Distinct untrusted senders logged at most (a bound on the set that remembers them). */
+const untrustedLoggedMax = 64;
 
 /** The internal endpoint every node serves: read a peer's announcement, answer with this node's layout. */
 export function layoutRouter(view: ClusterView): Router {
   const router = express.Router();
   router.post(layoutPath, express.json({ limit: layoutBodyBytesMax }), (req: BodyRequest, res: ServerResponse) => {
     const body = req.body as Partial<LayoutAnnouncement> | undefined;
-    if (typeof body?.from !== 'string' || typeof body.topologyId !== 'string' || (body.previousTopologyId !== null && typeof body.previousTopologyId !== 'string')) {
-      throw new BadRequestError('a layout announcement needs from, topologyId and previousTopologyId');
+    if (
+      typeof body?.from !== 'string' ||
+      typeof body.address !== 'string' ||
+      typeof body.topologyId !== 'string' ||
+      (body.previousTopologyId !== null && typeof body.previousTopologyId !== 'string')
+    ) {
+      throw new BadRequestError('a layout announcement needs from, address, topologyId and previousTopologyId');
     }
-    view.noteStale(body.from, body.topologyId, body.previousTopologyId);
+    const trusted = view.trusts(body.from, body.address);
+    if (trusted) view.noteStale(body.from, body.address, body.topologyId, body.previousTopologyId);
     sendJson(res, 200, view.answer());
-    view.onPeerAnnounced?.();
+    if (trusted) view.onPeerAnnounced?.();
   });
   return router;
 }
@@ -140,6 +208,7 @@ export class LayoutSync {
   private readonly abort = new AbortController();
   private readonly tasks = new Set<Promise<void>>();
   private closed = false;
+  private recheck: Promise<void> | undefined;
 
   constructor(private readonly options: LayoutSyncOptions) {
     this.http = internalClient({
@@ -181,19 +250,27 @@ export class LayoutSync {
     }
   }
 
+  /** Tells `address` this node's layout once; resolves with its answer, or undefined when it gives none. */
+  private async exchange(shard: ShardConfig, address: string): Promise<LayoutAnswer | undefined> {
+    try {
+      const response = await this.http.client.post(`http://${address}${layoutPath}`, this.options.view.announcement(this.options.self));
+      if (response.status !== 200) return undefined;
+      const answer = decodeAnswer(response.data);
+      // The answer counts only from the member this node's config puts at that address.
+      return answer.node.split('/')[0] === shard.name ? answer : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
   private async announceTo(shard: ShardConfig, role: 'primary' | 'replica', address: string): Promise<void> {
     let backoff = migrationBackoffFirstMs;
     for (let attempt = 0; attempt < layoutAnnounceAttemptsMax && !this.closed; attempt++) {
-      try {
-        const response = await this.http.client.post(`http://${address}${layoutPath}`, this.options.view.announcement());
-        if (response.status === 200) {
-          const answer = decodeAnswer(response.data);
-          this.options.view.noteStale(answer.node, answer.layout.topologyId, answer.migratingFrom?.topologyId ?? null);
-          await this.options.onAnswer(shard, role, answer);
-          return;
-        }
-      } catch {
-        // not reachable yet: retried below
+      const answer = await this.exchange(shard, address);
+      if (answer) {
+        this.options.view.noteStale(answer.node, address, answer.layout.topologyId, answer.migratingFrom?.topologyId ?? null);
+        await this.options.onAnswer(shard, role, answer);
+        return;
       }
       if (this.closed) return;
       await sleep(backoff, undefined, { signal: this.abort.signal }).catch(() => undefined);
@@ -201,10 +278,35 @@ export class LayoutSync {
     }
   }
 
+  /**
+   * While this node is stale, asks every member each layoutRecheckMs which layout it runs, and serves
+   * again once the member that made it stale runs another layout and no member it reaches runs the
+   * newer one (a stray node with a newer config was stopped, say). A member it cannot reach proves
+   * nothing, so the member that fenced it must answer.
+   */
+  recheckWhileFenced(): void {
+    if (this.recheck || this.closed) return;
+    const { view } = this.options;
+    this.recheck = (async () => {
+      while (!this.closed && view.fenced) {
+        await sleep(layoutRecheckMs, undefined, { signal: this.abort.signal }).catch(() => undefined);
+        const fence = view.fenced;
+        if (this.closed || !fence) break;
+        const answers = await Promise.all(this.peers().map(async (peer) => ({ peer, answer: await this.exchange(peer.shard, peer.address) })));
+        const fencer = answers.find((a) => canonicalAddress(a.peer.address) === canonicalAddress(fence.byAddress))?.answer;
+        const newerStillRuns = answers.some((a) => a.answer?.layout.topologyId === fence.topologyId);
+        if (fencer && fencer.layout.topologyId !== fence.topologyId && !newerStillRuns) {
+          view.unfence(`${fencer.node} at ${fence.byAddress} runs topology ${fencer.layout.topologyId} now, and no member reached runs ${fence.topologyId}`);
+        }
+      }
+      this.recheck = undefined;
+    })();
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     this.abort.abort();
-    await Promise.allSettled([...this.tasks]);
+    await Promise.allSettled([...this.tasks, this.recheck]);
     this.http.close();
   }
 }

@@ -18,8 +18,42 @@ export const shardCountMax = 1024;
 /** A config file larger than this is not a hand-written sharding.toml. */
 export const configBytesMax = 1024 * 1024;
 
+/**
+ * The request line and headers together, node's own default made explicit: it is also the cap on a value
+ * given in the URL (use POST for larger ones). Larger heads are answered 431.
+ */
+export const requestHeadBytesMax = 16 * 1024;
+
+/** Parameter names are echoed in error messages cut to this many characters. */
+export const parameterNameCharsMax = 64;
+
+/**
+ * Bytes of client request bodies one process holds at once: four maximal values. Without it, a dozen
+ * concurrent 16 MiB uploads took a node from 160 MB to 583 MB resident. Past it, uploads get 503
+ * overloaded before more is read. Node-to-node bodies (replication, migration) are not counted: they
+ * have bounds of their own and are never refused for client load.
+ */
+export const bodyBytesInFlightMax = 4 * valueBytesMax;
+
+/** Requests pipelined on one connection wait behind the one in progress; more than this are refused. */
+export const pipelinedRequestsMax = 128;
+
 /** A forwarded request that takes longer than this is answered 504: the client can retry elsewhere. */
 export const forwardTimeoutMs = 5_000;
+
+/**
+ * Connecting to a peer gets its own, shorter bound: a connection on a LAN or loopback is set up in well
+ * under a millisecond, so a second means the host is unreachable (a black hole sends no refusal).
+ */
+export const peerConnectTimeoutMs = 1_000;
+
+/**
+ * A peer that just failed (refused, unreachable, timed out) is treated as down: reads go to the owner's
+ * other member at once and writes get 503 at once, instead of each paying the timeout. It is probed
+ * (GET /health, with this timeout) every peerProbeIntervalMs until it answers, then used again.
+ */
+export const peerProbeIntervalMs = 500;
+export const peerProbeTimeoutMs = 1_000;
 
 /**
  * Sockets kept per peer for forwarding. Bounded so that a slow peer cannot absorb every file
@@ -50,6 +84,27 @@ export const replicationBatchBytesMax = 4 * 1024 * 1024;
 /** Resync snapshot chunks are bounded the same way. */
 export const resyncChunkEntriesMax = 2_000;
 export const resyncChunkBytesMax = 4 * 1024 * 1024;
+
+/**
+ * A primary whose data dir is new asks its replica what it holds before serving, retrying with this
+ * backoff while the replica does not answer; capped low, since a new cluster's replicas start moments
+ * after their primaries. The wait is logged at most once per recoveryWaitLogEveryMs.
+ */
+export const recoveryBackoffFirstMs = 50;
+export const recoveryBackoffMaxMs = 1_000;
+export const recoveryWaitLogEveryMs = 30_000;
+
+/**
+ * A snapshot a primary copies from its replica is ended when no chunk was asked for in this long: a
+ * primary that died mid-copy must not pin the replica's LMDB read transaction (and its old pages).
+ */
+export const snapshotIdleMs = 30_000;
+
+/**
+ * A replica reports itself in sync only while its primary has been heard from within this bound: the
+ * primary sends at least a heartbeat every replicationHeartbeatMs, so a few missed ones mean it is gone.
+ */
+export const primarySilenceMaxMs = 3_000;
 
 /** The largest internal request body: one full batch, or one maximal value with its key and framing. */
 export const internalBodyBytesMax = valueBytesMax + keyBytesMax + 64 * 1024;
@@ -110,6 +165,9 @@ export const migrationBackoffMaxMs = 2_000;
 
 /** A node tells each peer its layout; an unreachable peer is retried this many times (about a minute). */
 export const layoutAnnounceAttemptsMax = 40;
+
+/** A node that refuses data requests because of a newer layout asks its peers this often whether it still must. */
+export const layoutRecheckMs = 2_000;
 
 /** The largest layout-exchange body: a full shard list of shardCountMax entries. */
 export const layoutBodyBytesMax = 512 * 1024;

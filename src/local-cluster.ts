@@ -80,6 +80,19 @@ export function configToml(shards: readonly ShardLayout[], extra = '', token = l
   );
 }
 
+/** How a node is started beyond its shard and role. */
+export interface StartOptions {
+  /** More command-line arguments (e.g. --overwrite-replica). */
+  readonly args?: readonly string[];
+  /** For a primary: wait until it serves its keys (default true). */
+  readonly ready?: boolean;
+}
+
+/** How long a node may take to answer /health, and a primary to serve its keys. */
+const startTimeoutMs = 20_000;
+/** The tail of a node's output kept for failure messages. */
+const outputCharsMax = 20_000;
+
 interface RunningNode {
   readonly proc: ChildProcess;
   readonly exited: Promise<number | null>;
@@ -159,7 +172,7 @@ export class LocalCluster {
     });
     const node: RunningNode = { proc, output: '', exited: new Promise((resolveExit) => proc.once('exit', (code) => resolveExit(code))) };
     const append = (chunk: Buffer) => {
-      node.output = (node.output + chunk.toString()).slice(-20_000);
+      node.output = (node.output + chunk.toString()).slice(-outputCharsMax);
     };
     proc.stdout!.on('data', append);
     proc.stderr!.on('data', append);
@@ -195,12 +208,17 @@ export class LocalCluster {
     }
   }
 
-  /** Starts one node with the given config file (default: the cluster's) and waits for /health. */
-  async start(shard: string, role: RoleName, configPath = this.configPath): Promise<void> {
+  /**
+   * Starts one node with the given config file (default: the cluster's) and waits for /health and, for
+   * a primary, until it serves its keys (a primary with a new data dir first hears from its replica;
+   * pass `ready: false` to start one whose replica is not running, or `args: ['--overwrite-replica']`).
+   */
+  async start(shard: string, role: RoleName, configPath = this.configPath, options: StartOptions = {}): Promise<void> {
     const id = `${shard}-${role}`;
     if (this.running.has(id)) throw new Error(`${id} is already running`);
     const args = [...nodeFlags, cliPath, role === 'drain' ? 'drain' : 'serve', '--config', configPath, '--shard', shard, '--data-dir', this.dataDir];
     if (role === 'replica') args.push('--replica');
+    args.push(...(options.args ?? []));
     const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const node: RunningNode = {
       proc,
@@ -208,16 +226,29 @@ export class LocalCluster {
       exited: new Promise((resolveExit) => proc.once('exit', (code) => resolveExit(code))),
     };
     const append = (chunk: Buffer) => {
-      node.output = (node.output + chunk.toString()).slice(-20_000);
+      node.output = (node.output + chunk.toString()).slice(-outputCharsMax);
     };
     proc.stdout!.on('data', append);
     proc.stderr!.on('data', append);
     this.running.set(id, node);
     await this.waitHealthy(shard, role, node);
+    if (role === 'primary' && options.ready !== false) await this.waitServing(shard, node);
+  }
+
+  /** Waits until a primary serves its keys: its start-up check with its replica is done. */
+  async waitServing(shard: string, node = this.running.get(`${shard}-primary`)): Promise<void> {
+    const deadline = Date.now() + startTimeoutMs;
+    for (;;) {
+      const res = await fetch(this.url(shard, 'primary', '/status'), { signal: AbortSignal.timeout(2_000) }).catch(() => undefined);
+      const status = res?.status === 200 ? ((await res.json()) as { recovery?: { state?: string } }) : undefined;
+      if (status?.recovery?.state === 'ready') return;
+      if (Date.now() > deadline) throw new Error(`${shard} primary does not serve its keys: ${JSON.stringify(status?.recovery)}\n${node?.output ?? ''}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
   }
 
   private async waitHealthy(shard: string, role: RoleName, node: RunningNode): Promise<void> {
-    const deadline = Date.now() + 20_000;
+    const deadline = Date.now() + startTimeoutMs;
     let exited = false;
     void node.exited.then(() => (exited = true));
     while (Date.now() < deadline && !exited) {
@@ -235,6 +266,16 @@ export class LocalCluster {
   /** SIGTERM and wait for a clean exit. */
   async stop(shard: string, role: RoleName): Promise<number | null> {
     return this.signal(shard, role, 'SIGTERM');
+  }
+
+  /** SIGSTOP: the process keeps its sockets open but answers nothing until resume(). */
+  suspend(shard: string, role: RoleName): void {
+    process.kill(this.pid(shard, role), 'SIGSTOP');
+  }
+
+  /** SIGCONT after suspend(). */
+  resume(shard: string, role: RoleName): void {
+    process.kill(this.pid(shard, role), 'SIGCONT');
   }
 
   /** SIGKILL: the process gets no chance to flush or close anything. */

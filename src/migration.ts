@@ -33,6 +33,8 @@ export const migratePath = '/internal/migrate';
 export interface MigrateMessage {
   /** The sending shard's name. */
   readonly from: string;
+  /** The sender's address: the receiver takes keys only from the member its own layouts put there. */
+  readonly address: string;
   /** The layout the sender migrates to: the receiver must run the same one. */
   readonly topologyId: string;
   /** The layout the sender migrates from, so a receiver that has not learned it yet can. */
@@ -76,12 +78,13 @@ export function decodeMigrate(body: Buffer): MigrateMessage {
     invalid('not msgpack');
   }
   if (typeof m !== 'object' || m === null) invalid('not a map');
-  const { from, topologyId, pairs, doneSlots } = m;
-  if (typeof from !== 'string' || typeof topologyId !== 'string') invalid('from/topologyId');
+  const { from, address, topologyId, pairs, doneSlots } = m;
+  if (typeof from !== 'string' || typeof address !== 'string' || typeof topologyId !== 'string') invalid('from/address/topologyId');
   if (!Array.isArray(pairs) || !Array.isArray(doneSlots) || doneSlots.length > slotCount) invalid('pairs/doneSlots');
   if (!doneSlots.every(isSlot)) invalid('doneSlots');
   return {
     from,
+    address,
     topologyId,
     previous: decodeLayoutRecord(m['previous'], 'previous'),
     pairs: pairs.map((p: unknown, i): [Buffer, Buffer] => {
@@ -113,6 +116,8 @@ export interface MigrationOptions {
   readonly config: Config;
   /** This node's shard name (in a drain, a shard that is no longer in the config). */
   readonly self: string;
+  /** This node's address, sent with every batch. */
+  readonly address: string;
   readonly record: MigrationRecord;
   readonly token: string;
   readonly log: (message: string) => void;
@@ -240,7 +245,14 @@ export class Migration {
         if (this.outgoing[slot] === 1 && this.newOwnerNames[slot] === target.name) slots.push(slot);
       }
       const chunk = store.outgoingChunk(slots, config.migration.batchKeys, migrationBatchBytesMax);
-      const message: MigrateMessage = { from: self, topologyId: config.topologyId, previous: this.previous, pairs: chunk.pairs, doneSlots: chunk.completeSlots };
+      const message: MigrateMessage = {
+        from: self,
+        address: this.options.address,
+        topologyId: config.topologyId,
+        previous: this.previous,
+        pairs: chunk.pairs,
+        doneSlots: chunk.completeSlots,
+      };
       try {
         await this.send(target, message);
       } catch (err) {

@@ -1,19 +1,25 @@
-// One kvshard process: a primary or a replica of one shard. Owns its store, forwarder, replication
-// task and HTTP server, and closes them in order: stop accepting, drain in-flight requests and
-// replication (bounded), then close LMDB.
+// One kvshard process: a primary or a replica of one shard. Owns its data dir's lock, its store,
+// forwarder, replication task and HTTP server.
+//
+// Start-up order: the config is valid (cli.ts), the data dir exists (mode 700) and is locked, the
+// address is bound, then LMDB opens; a step that fails undoes the ones before it, so a refused start
+// leaves neither a lock nor a data dir it created. Shutdown: stop accepting, drain in-flight requests
+// and replication (bounded), close LMDB, free the lock.
 
-import { existsSync, mkdirSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import type { Server, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import express, { type Router } from 'express';
 import { ConfigError, layoutRecord, parseAddress, type Config, type LayoutRecord, type ShardConfig } from './config.js';
-import { TopologyMismatchError } from './errors.js';
+import { createPrivateDir, DataDirLock, StartupError } from './data-dir-lock.js';
+import { PrimaryRecoveringError, TopologyMismatchError } from './errors.js';
 import { Forwarder } from './forwarder.js';
-import { createHttpServer, sendJson, type BodyRequest } from './http-api.js';
+import { createServer, sendJson, serveHttpApi, type BodyRequest } from './http-api.js';
 import { ClusterView, LayoutSync, layoutRouter, type LayoutAnswer } from './layout-sync.js';
-import { internalBodyBytesMax, shutdownDrainMs } from './limits.js';
+import { internalBodyBytesMax, primarySilenceMaxMs, shutdownDrainMs } from './limits.js';
 import { decodeMigrate, Migration, migratePath } from './migration.js';
-import { replicaRouter, type ReplicaProgress } from './replication-receiver.js';
+import { PrimaryRecovery } from './primary-recovery.js';
+import { replicaRouter, type ReplicaEndpoints, type ReplicaProgress } from './replication-receiver.js';
 import { ReplicationSender } from './replication-sender.js';
 import { drainRole, primaryRole, replicaRole, type RoleContext, type RoleName } from './roles.js';
 import { Store, type MigrationRecord } from './store.js';
@@ -26,9 +32,37 @@ export interface NodeOptions {
   /** The cluster secret for internal endpoints. */
   readonly token: string;
   readonly log: (message: string) => void;
+  /** A primary serves its own data at once and makes its replica take it (a deliberate fresh start or restore). */
+  readonly overwriteReplica?: boolean;
+  /** The data dir's lock, when the caller took it already (a drain reads its layout first). */
+  readonly lock?: DataDirLock;
 }
 
-/** What /status adds for each role. */
+/** The LMDB environment of one member: `<data dir>/<shard>-primary` (also for a drain) or `-replica`. */
+export function nodeDataPath(dataDir: string, shard: string, role: RoleName): string {
+  return join(dataDir, `${shard}-${role === 'replica' ? 'replica' : 'primary'}`);
+}
+
+/** Binds `address`, turning the usual refusals into one line for the operator. */
+async function listenOn(server: Server, address: string): Promise<void> {
+  const { host, port } = parseAddress(address)!;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') throw new StartupError(`cannot listen on ${address}: the address is already in use by another process`);
+    if (code === 'EADDRNOTAVAIL') throw new StartupError(`cannot listen on ${address}: it is not an address of this host`);
+    if (code === 'EACCES') throw new StartupError(`cannot listen on ${address}: permission denied`);
+    throw err;
+  }
+}
+
 /** Layout and migration state, for /status. */
 function layoutStatus(view: ClusterView): Record<string, unknown> {
   return {
@@ -37,13 +71,14 @@ function layoutStatus(view: ClusterView): Record<string, unknown> {
   };
 }
 
-function primaryStatus(store: Store, sender: ReplicationSender, config: Config, view: ClusterView): () => Record<string, unknown> {
+function primaryStatus(store: Store, sender: ReplicationSender, recovery: PrimaryRecovery, config: Config, view: ClusterView): () => Record<string, unknown> {
   const log = store.log!;
   return () => ({
     keys: store.count(),
     topology: config.topologyId,
     ...layoutStatus(view),
-    dataset_id: store.datasetId(),
+    recovery: recovery.status(),
+    dataset_id: store.isNewPrimary() ? null : store.datasetId(),
     last_seq: log.lastSeq(),
     replication: sender.status(),
     log: {
@@ -69,9 +104,14 @@ function replicaStatus(store: Store, progress: ReplicaProgress, config: Config, 
       primary_seq: progress.primarySeq,
       lag_entries: lagEntries,
       lag_seconds: lagEntries === 0 ? 0 : progress.lastAppliedTs ? Math.max(0, (Date.now() - progress.lastAppliedTs) / 1000) : null,
-      in_sync: store.replicaInSync(),
+      // In sync: a complete copy, and the primary heard from lately (a silent primary may be taking writes
+      // this replica does not see, or be gone).
+      in_sync: store.replicaInSync() && progress.lastContactAt > 0 && Date.now() - progress.lastContactAt <= primarySilenceMaxMs,
+      complete: store.replicaInSync(),
+      primary_silence_max_ms: primarySilenceMaxMs,
       resyncing: state.resyncId !== undefined,
       resyncs: progress.resyncs,
+      resync_refused: progress.resyncRefused,
       last_contact_ms_ago: progress.lastContactAt ? Date.now() - progress.lastContactAt : null,
     };
   };
@@ -135,49 +175,78 @@ async function prepareLayout(store: Store, config: Config, name: string, role: R
   return { decided: true, record };
 }
 
+/** What a running node owns, closed in order by KvNode.close(). */
+interface NodeParts {
+  readonly lock: DataDirLock;
+  readonly server: Server;
+  readonly store: Store;
+  readonly forwarder: Forwarder;
+  readonly sender: ReplicationSender | undefined;
+  readonly recovery: PrimaryRecovery | undefined;
+  readonly replicaEndpoints: ReplicaEndpoints | undefined;
+  readonly view: ClusterView;
+  readonly sync: LayoutSync;
+}
+
 export class KvNode {
   private closing: Promise<void> | undefined;
 
   private constructor(
     readonly options: NodeOptions,
     readonly address: string,
-    private readonly store: Store,
-    private readonly forwarder: Forwarder,
-    private readonly sender: ReplicationSender | undefined,
-    private readonly view: ClusterView,
-    private readonly sync: LayoutSync,
-    private readonly server: Server,
+    private readonly parts: NodeParts,
   ) {}
 
   static async start(options: NodeOptions): Promise<KvNode> {
-    const { config, shard, role, dataDir, log } = options;
+    const { shard, role, dataDir } = options;
     const address = role === 'replica' ? shard.replica : shard.address;
-    const listen = parseAddress(address)!;
-    const store = new Store({ path: join(dataDir, `${shard.name}-${role === 'replica' ? 'replica' : 'primary'}`), replicationLog: role !== 'replica' });
-    let start: LayoutStart;
+    const path = nodeDataPath(dataDir, shard.name, role);
+    const undo: (() => unknown)[] = [];
     try {
-      start = await prepareLayout(store, config, shard.name, role);
+      if (!options.lock) {
+        const created = createPrivateDir(path);
+        if (created) undo.push(() => rmSync(created, { recursive: true, force: true }));
+      }
+      const lock = options.lock ?? (await DataDirLock.acquire(path, `kvshard ${shard.name} ${role} at ${address}`));
+      undo.push(() => lock.release());
+      const server = createServer(options.log);
+      await listenOn(server, address);
+      undo.push(() => new Promise((resolve) => server.close(resolve)));
+      const store = new Store({ path, replicationLog: role !== 'replica' });
+      undo.push(() => store.close());
+      return await KvNode.wire(options, address, lock, server, store);
     } catch (err) {
-      await store.close();
+      for (const step of undo.reverse()) await Promise.resolve(step()).catch(() => undefined);
       throw err;
     }
+  }
+
+  /** Builds the node's parts around its bound server and open store, and starts serving. */
+  private static async wire(options: NodeOptions, address: string, lock: DataDirLock, server: Server, store: Store): Promise<KvNode> {
+    const { config, shard, role, log } = options;
+    const start = await prepareLayout(store, config, shard.name, role);
     const ownLayout = role === 'drain' ? { ...start.record!.previous, topologyId: config.topologyId } : layoutRecord(config);
     const view = new ClusterView(config, ownLayout, `${shard.name}/${role}`, start.decided, log, () => store.count());
-    const forwarder = new Forwarder({ self: `${shard.name}/${role}`, topologyId: config.topologyId });
+    const forwarder = new Forwarder({ self: `${shard.name}/${role}`, topologyId: config.topologyId, token: options.token, log });
+    const recovery = role === 'primary' ? new PrimaryRecovery({ store, replicaAddress: shard.replica, token: options.token, overwriteReplica: options.overwriteReplica === true, log }) : undefined;
+    /** Resolves once this node serves its shard's keys: at once, or for a primary once its recovery is done. */
+    const serving = recovery?.ready ?? Promise.resolve();
     let sender: ReplicationSender | undefined;
     const onCommit = () => sender?.notify();
     const migrationOf = (record: MigrationRecord) =>
-      new Migration({ store, config, self: shard.name, record, token: options.token, log, onCommit });
+      new Migration({ store, config, self: shard.name, address, record, token: options.token, log, onCommit });
     if (start.record) view.migration = migrationOf(start.record);
     // A primary just added learns from its peers whether keys move to it (see layout-sync.ts).
-    const learner = start.decided ? undefined : new LayoutLearner(view, store, config, log, (record) => migrationOf(record));
+    const learner = start.decided ? undefined : new LayoutLearner(view, store, config, log, migrationOf, serving);
     let status: () => Record<string, unknown>;
+    let replicaEndpoints: ReplicaEndpoints | undefined;
     const internalRoutes = express.Router();
     internalRoutes.use(layoutRouter(view));
     if (role === 'primary') {
       sender = new ReplicationSender({
         store,
         log: store.log!,
+        primaryAddress: address,
         replicaAddress: shard.replica,
         token: options.token,
         logRetentionBytes: config.logRetentionBytes,
@@ -185,69 +254,72 @@ export class KvNode {
         topologyId: config.topologyId,
         migrating: () => !view.decided || view.migration?.active() === true,
       });
-      status = primaryStatus(store, sender, config, view);
+      status = primaryStatus(store, sender, recovery!, config, view);
     } else if (role === 'drain') {
       status = () => ({ keys: store.count(), topology: config.topologyId, ...layoutStatus(view) });
     } else {
-      const progress: ReplicaProgress = { primarySeq: store.replicaState().appliedSeq, lastContactAt: 0, lastAppliedTs: 0, resyncs: 0 };
-      internalRoutes.use(replicaRouter(store, progress, view, log));
+      view.primaryMigrating = store.primaryMigrating();
+      const progress: ReplicaProgress = { primarySeq: store.replicaState().appliedSeq, lastContactAt: 0, lastAppliedTs: 0, resyncs: 0, resyncRefused: null };
+      replicaEndpoints = replicaRouter({ store, progress, view, primaryAddress: shard.address, log });
+      internalRoutes.use(replicaEndpoints.router);
       status = replicaStatus(store, progress, config, view);
     }
-    if (role !== 'replica') internalRoutes.use(migrateRouter(view, learner));
-    const ctx: RoleContext = { config, shard, store, forwarder, sender, view };
-    const server = createHttpServer({
+    if (role !== 'replica') internalRoutes.use(migrateRouter(view, learner, recovery));
+    const ctx: RoleContext = { config, shard, store, forwarder, sender, view, recovery };
+    serveHttpApi(server, {
       role: role === 'primary' ? primaryRole(ctx) : role === 'drain' ? drainRole(ctx) : replicaRole(ctx),
       info: { shard: shard.name, role, address },
-      status,
+      status: () => ({ ...status(), peers: forwarder.peers() }),
       log,
       token: options.token,
       store,
       internalRoutes,
     });
-    try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(listen.port, listen.host, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
-    } catch (err) {
-      await forwarder.close();
-      await store.close();
-      throw err;
-    }
     const sync = new LayoutSync({ view, self: address, token: options.token, log, onAnswer: (peer, peerRole, answer) => learner?.onAnswer(peer, peerRole, answer, sync) });
+    view.onFenced = () => sync.recheckWhileFenced();
     sync.announce();
     // A primary still learning its layout asks again whenever a peer starts (its first round may have
     // run out of attempts while the peers were down).
     if (!view.decided) view.onPeerAnnounced = () => (view.decided ? undefined : sync.announceIfIdle());
-    sender?.start();
-    view.migration?.start();
+    recovery?.start();
+    // Nothing is pushed to the replica or moved to other shards before the data here is settled.
+    void serving.then(() => {
+      sender?.start();
+      view.migration?.start();
+    });
     log(`${shard.name} ${role} listening on ${address}, data in ${store.path}, topology ${config.topologyId}`);
-    return new KvNode(options, address, store, forwarder, sender, view, sync, server);
+    return new KvNode(options, address, { lock, server, store, forwarder, sender, recovery, replicaEndpoints, view, sync });
   }
 
-  /** The shard `name` as the primary data dir in `dataDir` last knew it, for a drain. */
-  static async drainedShard(dataDir: string, name: string): Promise<ShardConfig> {
-    const path = join(dataDir, `${name}-primary`);
+  /**
+   * Locks the data dir of shard `name`'s primary in `dataDir` and reads the shard as that dir last knew
+   * it, for a drain: the lock is passed on to start().
+   */
+  static async drainedShard(dataDir: string, name: string): Promise<{ shard: ShardConfig; lock: DataDirLock }> {
+    const path = nodeDataPath(dataDir, name, 'drain');
     if (!existsSync(path)) throw new ConfigError([`${path}: no such data dir: there is nothing of ${name} to drain`]);
-    const store = new Store({ path, replicationLog: true });
+    const lock = await DataDirLock.acquire(path, `kvshard drain of ${name}`);
     try {
-      const migration = store.migration();
-      const layout = migration && migration.finishedAt === undefined ? migration.previous : store.topology();
-      const shard = layout?.shards?.find((s) => s.name === name);
-      if (!shard) throw new ConfigError([`${path}: holds no layout that names ${name}: there is nothing to drain`]);
-      return shard;
-    } finally {
-      await store.close();
+      const store = new Store({ path, replicationLog: true });
+      try {
+        const migration = store.migration();
+        const layout = migration && migration.finishedAt === undefined ? migration.previous : store.topology();
+        const shard = layout?.shards?.find((s) => s.name === name);
+        if (!shard) throw new ConfigError([`${path}: holds no layout that names ${name}: there is nothing to drain`]);
+        return { shard, lock };
+      } finally {
+        await store.close();
+      }
+    } catch (err) {
+      await lock.release();
+      throw err;
     }
   }
 
   /** Moves a drained shard's data dirs under `dataDir`/retired/ (kept, not deleted); returns where. */
   static retire(dataDir: string, name: string): string {
     const retired = join(dataDir, 'retired', `${name}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
-    mkdirSync(retired, { recursive: true });
+    mkdirSync(retired, { recursive: true, mode: 0o700 });
     for (const role of ['primary', 'replica']) {
       const path = join(dataDir, `${name}-${role}`);
       if (existsSync(path)) renameSync(path, join(retired, `${name}-${role}`));
@@ -257,7 +329,7 @@ export class KvNode {
 
   /** Resolves true once this node's migration has finished (a drain waits for this), false if closed first. */
   async migrationFinished(): Promise<boolean> {
-    return (await this.view.migration?.finished()) ?? true;
+    return (await this.parts.view.migration?.finished()) ?? true;
   }
 
   /** Stops accepting, lets in-flight requests and replication finish (bounded), then closes LMDB. */
@@ -267,16 +339,20 @@ export class KvNode {
   }
 
   private async shutdown(): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.server.closeIdleConnections();
+    const { server, sync, view, recovery, sender, forwarder, replicaEndpoints, store, lock } = this.parts;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
     const deadline = new Promise<void>((resolve) => setTimeout(resolve, shutdownDrainMs).unref());
     await Promise.race([closed, deadline]);
-    this.server.closeAllConnections();
-    await this.sync.close();
-    await this.view.migration?.close();
-    await this.sender?.close(shutdownDrainMs);
-    await this.forwarder.close();
-    await this.store.close();
+    server.closeAllConnections();
+    await sync.close();
+    await recovery?.close();
+    await view.migration?.close();
+    await sender?.close(shutdownDrainMs);
+    await forwarder.close();
+    replicaEndpoints?.close();
+    await store.close();
+    await lock.release();
     this.options.log(`${this.options.shard.name} ${this.options.role} stopped`);
   }
 }
@@ -295,6 +371,8 @@ class LayoutLearner {
     private readonly config: Config,
     private readonly log: (message: string) => void,
     private readonly migrationOf: (record: MigrationRecord) => Migration,
+    /** Resolves once the node serves its keys: a migration starts only then. */
+    private readonly serving: Promise<void>,
   ) {}
 
   async onAnswer(peer: ShardConfig, role: 'primary' | 'replica', answer: LayoutAnswer, sync: LayoutSync): Promise<void> {
@@ -320,8 +398,9 @@ class LayoutLearner {
       const record = previous ? newMigration(previous, this.config) : undefined;
       await this.store.recordTopology(layoutRecord(this.config), record);
       if (record) {
-        this.view.migration = this.migrationOf(record);
-        this.view.migration.start();
+        const migration = this.migrationOf(record);
+        this.view.migration = migration;
+        void this.serving.then(() => migration.start());
       }
       this.view.decided = true;
       this.log(previous ? `joining: keys move here from topology ${previous.topologyId} (${why})` : `layout settled: nothing moves here (${why})`);
@@ -333,10 +412,19 @@ class LayoutLearner {
 }
 
 /** The /internal/migrate endpoint of a primary (and a drain): batches from previous owners. */
-function migrateRouter(view: ClusterView, learner: LayoutLearner | undefined): Router {
+function migrateRouter(view: ClusterView, learner: LayoutLearner | undefined, recovery: PrimaryRecovery | undefined): Router {
   const router = express.Router();
   router.post(migratePath, express.raw({ type: () => true, limit: internalBodyBytesMax }), async (req: BodyRequest, res: ServerResponse) => {
     const message = decodeMigrate(req.body as Buffer);
+    if (!view.trusts(`${message.from}/primary`, message.address)) {
+      throw new TopologyMismatchError(`${message.from} at ${message.address} is not where this node's layouts put ${message.from}'s primary`, {
+        sender: message.from,
+        topology: view.config.topologyId,
+      });
+    }
+    // Keys must not land in a store that is being rebuilt from its replica; the sender retries.
+    const blocked = recovery?.blocking();
+    if (blocked) throw new PrimaryRecoveringError(view.node.split('/')[0]!, blocked.state.replaceAll('_', ' '));
     if (message.topologyId !== view.config.topologyId) {
       throw new TopologyMismatchError(`${message.from} migrates to topology ${message.topologyId}; this node runs ${view.config.topologyId}`, {
         sender: message.from,

@@ -12,8 +12,10 @@ import { keepAliveIdleMs } from './limits.js';
 export interface PeerPoolOptions {
   /** Sockets kept to the peer. */
   readonly connections: number;
-  /** Bound on connecting, on waiting for the reply's headers and on each pause in its body. */
+  /** Bound on waiting for the reply's headers and on each pause in its body. */
   readonly timeoutMs: number;
+  /** Bound on connecting (default: timeoutMs). */
+  readonly connectTimeoutMs?: number;
   /** The largest reply accepted. */
   readonly replyBytesMax: number;
 }
@@ -43,7 +45,7 @@ export class PeerPool {
       pipelining: 1,
       keepAliveTimeout: keepAliveIdleMs,
       keepAliveMaxTimeout: keepAliveIdleMs,
-      connectTimeout: options.timeoutMs,
+      connectTimeout: options.connectTimeoutMs ?? options.timeoutMs,
       headersTimeout: options.timeoutMs,
       bodyTimeout: options.timeoutMs,
       maxResponseSize: options.replyBytesMax,

@@ -87,6 +87,18 @@ export class ReplicationLog {
     return seq;
   }
 
+  /**
+   * Empties the log and continues it after `seq`: the next entry is seq + 1. Must run inside a write
+   * transaction (a primary rebuilt from its replica takes over the replica's position).
+   */
+  resetInTransaction(seq: number): void {
+    this.entries.clearSync();
+    this.meta.putSync(lastSeqKey, seq);
+    this.meta.putSync(firstSeqKey, seq + 1);
+    this.meta.putSync(appendedBytesKey, 0);
+    this.meta.putSync(trimmedBytesKey, 0);
+  }
+
   /** Entries from `fromSeq` on, at most entriesMax of them and, past the first, at most bytesMax bytes. */
   read(fromSeq: number, entriesMax: number, bytesMax: number): LogEntry[] {
     const out: LogEntry[] = [];

@@ -12,9 +12,15 @@ export const tokenHeader = 'x-kv-token';
 export const replicatePath = '/internal/replicate';
 export const resyncPath = '/internal/resync';
 export const digestPath = '/internal/digest';
+/** A primary asks its replica what it holds before the primary serves (see primary-recovery.ts). */
+export const replicaStatePath = '/internal/replica-state';
+/** A primary copies its replica's data in chunks: a resync in the other direction. */
+export const snapshotPath = '/internal/snapshot';
 
 /** A batch of log entries, or an empty heartbeat. */
 export interface ReplicateMessage {
+  /** The sender's address: a replica takes batches only from the primary its config names. */
+  readonly primary: string;
   readonly datasetId: string;
   /** The primary's newest sequence when it sent this, for the replica's lag. */
   readonly primarySeq: number;
@@ -28,7 +34,18 @@ export interface ReplicateMessage {
 }
 
 export type ResyncMessage =
-  | { readonly phase: 'begin'; readonly resyncId: string }
+  | {
+      readonly phase: 'begin';
+      readonly resyncId: string;
+      /** The sender's address, checked like a batch's. */
+      readonly primary: string;
+      /** What the resync replaces the replica's data with: a replica refuses a shorter history (see the receiver). */
+      readonly datasetId: string;
+      readonly snapshotSeq: number;
+      readonly keyCount: number;
+      /** The primary was started to overwrite its replica: the replica accepts even a shorter history. */
+      readonly force: boolean;
+    }
   | { readonly phase: 'chunk'; readonly resyncId: string; readonly pairs: readonly [Buffer, Buffer][] }
   | {
       readonly phase: 'end';
@@ -41,10 +58,40 @@ export type ResyncMessage =
 /** The replica's answer to both: where it stands, and on refusal why. */
 export interface ReplicaReply {
   readonly appliedSeq: number;
-  readonly error?: 'gap' | 'resync_needed' | 'resync_aborted';
+  readonly error?: 'gap' | 'resync_needed' | 'resync_aborted' | 'resync_refused' | 'not_my_primary';
+  /** For resync_refused and not_my_primary: why, for the primary's log and /status. */
+  readonly reason?: string;
 }
 
-export function encodeMessage(message: ReplicateMessage | ResyncMessage): Buffer {
+/** GET /internal/replica-state: what a replica holds, for a primary deciding how to start. */
+export interface ReplicaStateReply {
+  /** The primary dataset the replica follows, or null when it never completed a resync. */
+  readonly datasetId: string | null;
+  readonly appliedSeq: number;
+  readonly keys: number;
+  /** False while a resync is under way (its data is partial) or before the first one. */
+  readonly complete: boolean;
+}
+
+/** POST /internal/snapshot: a primary reads its replica's data in chunks, in one consistent snapshot. */
+export type SnapshotRequest =
+  | { readonly phase: 'begin' }
+  | { readonly phase: 'chunk'; readonly snapshotId: string; readonly after: Buffer | null }
+  | { readonly phase: 'end'; readonly snapshotId: string };
+
+export type SnapshotReply =
+  | {
+      readonly phase: 'begin';
+      readonly snapshotId: string;
+      readonly datasetId: string | null;
+      readonly seq: number;
+      readonly keyCount: number;
+      readonly complete: boolean;
+    }
+  | { readonly phase: 'chunk'; readonly pairs: readonly [Buffer, Buffer][] }
+  | { readonly phase: 'end' };
+
+export function encodeMessage(message: ReplicateMessage | ResyncMessage | SnapshotRequest | SnapshotReply): Buffer {
   return pack(message);
 }
 
@@ -62,6 +109,8 @@ function decodeBody(body: Buffer): Record<string, unknown> {
 const isSeq = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
 const isBytes = (v: unknown): v is Uint8Array => v instanceof Uint8Array;
 const isId = (v: unknown): v is string => typeof v === 'string' && v.length > 0 && v.length <= 64;
+/** `host:port` as a config writes it; the receiver compares it with its own config. */
+const isAddress = (v: unknown): v is string => typeof v === 'string' && v.length > 0 && v.length <= 300;
 
 function invalid(what: string): never {
   throw new BadRequestError(`invalid replication message: ${what}`);
@@ -70,6 +119,7 @@ function invalid(what: string): never {
 /** Decodes and validates a batch; its entries must be contiguous and well-formed. */
 export function decodeReplicate(body: Buffer): ReplicateMessage {
   const m = decodeBody(body);
+  if (!isAddress(m['primary'])) invalid('primary');
   if (!isId(m['datasetId'])) invalid('datasetId');
   if (!isSeq(m['primarySeq'])) invalid('primarySeq');
   if (!isSeq(m['sentAt'])) invalid('sentAt');
@@ -94,6 +144,7 @@ export function decodeReplicate(body: Buffer): ReplicateMessage {
     if (i > 0 && e.seq !== entries[i - 1]!.seq + 1) invalid(`entries are not contiguous at index ${i}`);
   });
   return {
+    primary: m['primary'] as string,
     datasetId: m['datasetId'] as string,
     primarySeq: m['primarySeq'] as number,
     sentAt: m['sentAt'] as number,
@@ -108,21 +159,13 @@ export function decodeResync(body: Buffer): ResyncMessage {
   const resyncId = m['resyncId'];
   if (!isId(resyncId)) invalid('resyncId');
   switch (m['phase']) {
-    case 'begin':
-      return { phase: 'begin', resyncId };
-    case 'chunk': {
-      const pairs = m['pairs'];
-      if (!Array.isArray(pairs)) invalid('pairs');
-      return {
-        phase: 'chunk',
-        resyncId,
-        pairs: pairs.map((p: unknown, i): [Buffer, Buffer] => {
-          if (!Array.isArray(p) || p.length !== 2 || !isBytes(p[0]) || !isBytes(p[1])) invalid(`pairs[${i}]`);
-          if (p[0].length < 3 || p[0].length > keyBytesMax + 2 || p[1].length > valueBytesMax) invalid(`pairs[${i}] size`);
-          return [Buffer.from(p[0]), Buffer.from(p[1])];
-        }),
-      };
+    case 'begin': {
+      const { primary, datasetId, snapshotSeq, keyCount, force } = m;
+      if (!isAddress(primary) || !isId(datasetId) || !isSeq(snapshotSeq) || !isSeq(keyCount) || typeof force !== 'boolean') invalid('begin fields');
+      return { phase: 'begin', resyncId, primary, datasetId, snapshotSeq, keyCount, force };
     }
+    case 'chunk':
+      return { phase: 'chunk', resyncId, pairs: decodePairs(m['pairs']) };
     case 'end': {
       const { datasetId, snapshotSeq, keyCount } = m;
       if (!isId(datasetId) || !isSeq(snapshotSeq) || !isSeq(keyCount)) invalid('end fields');
@@ -131,4 +174,58 @@ export function decodeResync(body: Buffer): ResyncMessage {
     default:
       invalid('phase');
   }
+}
+
+/** Slot-prefixed storage keys with values, as resyncs and snapshots carry them. */
+function decodePairs(pairs: unknown): [Buffer, Buffer][] {
+  if (!Array.isArray(pairs)) invalid('pairs');
+  return pairs.map((p: unknown, i): [Buffer, Buffer] => {
+    if (!Array.isArray(p) || p.length !== 2 || !isBytes(p[0]) || !isBytes(p[1])) invalid(`pairs[${i}]`);
+    if (p[0].length < 3 || p[0].length > keyBytesMax + 2 || p[1].length > valueBytesMax) invalid(`pairs[${i}] size`);
+    return [Buffer.from(p[0]), Buffer.from(p[1])];
+  });
+}
+
+export function decodeSnapshotRequest(body: Buffer): SnapshotRequest {
+  const m = decodeBody(body);
+  switch (m['phase']) {
+    case 'begin':
+      return { phase: 'begin' };
+    case 'chunk': {
+      const { snapshotId, after } = m;
+      if (!isId(snapshotId) || (after !== null && (!isBytes(after) || after.length > keyBytesMax + 2))) invalid('chunk fields');
+      return { phase: 'chunk', snapshotId, after: after === null ? null : Buffer.from(after) };
+    }
+    case 'end':
+      if (!isId(m['snapshotId'])) invalid('snapshotId');
+      return { phase: 'end', snapshotId: m['snapshotId'] };
+    default:
+      invalid('phase');
+  }
+}
+
+/** Decodes the replica's answer to a snapshot request of `phase`; throws on anything else. */
+export function decodeSnapshotReply(body: Buffer, phase: SnapshotRequest['phase']): SnapshotReply {
+  const m = decodeBody(body);
+  if (m['phase'] !== phase) invalid('reply phase');
+  switch (phase) {
+    case 'begin': {
+      const { snapshotId, datasetId, seq, keyCount, complete } = m;
+      if (!isId(snapshotId) || (datasetId !== null && !isId(datasetId)) || !isSeq(seq) || !isSeq(keyCount) || typeof complete !== 'boolean') invalid('begin reply');
+      return { phase, snapshotId, datasetId, seq, keyCount, complete };
+    }
+    case 'chunk':
+      return { phase, pairs: decodePairs(m['pairs']) };
+    case 'end':
+      return { phase };
+  }
+}
+
+/** Validates the replica's state answer (JSON). */
+export function decodeReplicaState(raw: unknown): ReplicaStateReply {
+  const r = raw as Record<string, unknown> | null;
+  if (typeof r !== 'object' || r === null) invalid('replica state');
+  const { datasetId, appliedSeq, keys, complete } = r;
+  if ((datasetId !== null && !isId(datasetId)) || !isSeq(appliedSeq) || !isSeq(keys) || typeof complete !== 'boolean') invalid('replica state fields');
+  return { datasetId, appliedSeq, keys, complete };
 }

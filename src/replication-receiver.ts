@@ -1,13 +1,35 @@
-// The replica's side of replication: the internal endpoints the primary pushes to. Only the primary,
-// holding the cluster secret, reaches them (http-api.ts checks the token before routing here).
+// The replica's side of replication: the internal endpoints its primary calls. Only nodes holding the
+// cluster secret reach them (http-api.ts checks the token before routing here), and of those the replica
+// takes data only from the primary its own sharding.toml names.
+//
+// Besides receiving batches and resyncs, a replica tells a starting primary what it holds and lets it
+// copy that data (a snapshot in chunks): a primary whose data dir is new rebuilds itself from its replica
+// instead of wiping it (see primary-recovery.ts). For the same reason a replica refuses a resync that
+// would replace a dataset holding data with a shorter history.
 
+import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import express, { type Router } from 'express';
+import { canonicalAddress, configName } from './config.js';
+import { KvError } from './errors.js';
 import { sendJson, type BodyRequest } from './http-api.js';
-import { internalBodyBytesMax } from './limits.js';
-import { decodeReplicate, decodeResync, replicatePath, resyncPath, type ReplicaReply } from './replication-protocol.js';
+import { internalBodyBytesMax, resyncChunkBytesMax, resyncChunkEntriesMax, snapshotIdleMs } from './limits.js';
+import {
+  decodeReplicate,
+  decodeResync,
+  decodeSnapshotRequest,
+  encodeMessage,
+  replicaStatePath,
+  replicatePath,
+  resyncPath,
+  snapshotPath,
+  type ReplicaReply,
+  type ReplicaStateReply,
+  type ResyncMessage,
+  type SnapshotReply,
+} from './replication-protocol.js';
 import type { ClusterView } from './layout-sync.js';
-import type { Store } from './store.js';
+import type { Snapshot, Store } from './store.js';
 
 export interface ReplicaProgress {
   primarySeq: number;
@@ -15,19 +37,58 @@ export interface ReplicaProgress {
   /** Commit time on the primary of the newest applied entry. */
   lastAppliedTs: number;
   resyncs: number;
+  /** The last resync this replica refused, and why (null when none). */
+  resyncRefused: { readonly at: string; readonly reason: string } | null;
+}
+
+export interface ReplicaRouterOptions {
+  readonly store: Store;
+  readonly progress: ReplicaProgress;
+  readonly view: ClusterView;
+  /** The address of this shard's primary in this replica's config: the only sender it takes data from. */
+  readonly primaryAddress: string;
+  readonly log: (message: string) => void;
 }
 
 function answer(res: ServerResponse, reply: ReplicaReply): void {
   sendJson(res, reply.error ? 409 : 200, reply);
 }
 
-export function replicaRouter(store: Store, progress: ReplicaProgress, view: ClusterView, log: (message: string) => void): Router {
+function sendMsgpack(res: ServerResponse, reply: SnapshotReply): void {
+  const body = encodeMessage(reply);
+  res.writeHead(200, { 'content-type': 'application/msgpack', 'content-length': body.length });
+  res.end(body);
+}
+
+export interface ReplicaEndpoints {
+  readonly router: Router;
+  /** Ends an open snapshot (its LMDB read transaction) before the store closes. */
+  close(): void;
+}
+
+export function replicaRouter(options: ReplicaRouterOptions): ReplicaEndpoints {
+  const { store, progress, view, log } = options;
   const router = express.Router();
   const raw = express.raw({ type: () => true, limit: internalBodyBytesMax });
+  const expected = canonicalAddress(options.primaryAddress);
+  const untrusted = new Set<string>();
+  /** A refusal for a sender other than this shard's primary in this replica's config (logged once each). */
+  const notMyPrimary = (sender: string): ReplicaReply | undefined => {
+    if (canonicalAddress(sender) === expected) return undefined;
+    const reason = `this replica's ${configName(view.config)} names its primary ${options.primaryAddress}, not ${sender}`;
+    if (!untrusted.has(sender)) {
+      untrusted.add(sender);
+      log(`refusing replication from ${sender}: ${reason}`);
+    }
+    return { appliedSeq: store.replicaState().appliedSeq, error: 'not_my_primary', reason };
+  };
+  const snapshots = new SnapshotSessions(store);
 
   router.post(replicatePath, raw, async (req: BodyRequest, res: ServerResponse) => {
     const message = decodeReplicate(req.body as Buffer);
-    notePrimaryLayout(view, message.topologyId, message.migrating, log);
+    const refusal = notMyPrimary(message.primary);
+    if (refusal) return answer(res, refusal);
+    await notePrimaryLayout(store, view, message.topologyId, message.migrating, log);
     const outcome = await store.applyReplicated(message.datasetId, message.entries);
     progress.primarySeq = message.primarySeq;
     progress.lastContactAt = Date.now();
@@ -41,15 +102,26 @@ export function replicaRouter(store: Store, progress: ReplicaProgress, view: Clu
     const message = decodeResync(req.body as Buffer);
     progress.lastContactAt = Date.now();
     switch (message.phase) {
-      case 'begin':
-        log(`full resync ${message.resyncId} from the primary started; reads go to the primary until it ends`);
+      case 'begin': {
+        const refusal = notMyPrimary(message.primary) ?? refuseShorterHistory(store, message);
+        if (refusal) {
+          if (refusal.error === 'resync_refused' && progress.resyncRefused?.reason !== refusal.reason) {
+            log(`ERROR: refusing a full resync from ${message.primary}: ${refusal.reason}`);
+          }
+          if (refusal.error === 'resync_refused') progress.resyncRefused = { at: new Date().toISOString(), reason: refusal.reason! };
+          return answer(res, refusal);
+        }
+        progress.resyncRefused = null;
+        log(
+          `full resync ${message.resyncId} from the primary started (${message.keyCount} keys at seq ${message.snapshotSeq}` +
+            `${message.force ? ', which the primary was started to force' : ''}); reads go to the primary until it ends`,
+        );
         await store.beginResync(message.resyncId);
-        answer(res, { appliedSeq: 0 });
-        return;
+        return answer(res, { appliedSeq: 0 });
+      }
       case 'chunk': {
         const ok = await store.applyResyncChunk(message.resyncId, message.pairs);
-        answer(res, ok ? { appliedSeq: 0 } : { appliedSeq: 0, error: 'resync_aborted' });
-        return;
+        return answer(res, ok ? { appliedSeq: 0 } : { appliedSeq: 0, error: 'resync_aborted' });
       }
       case 'end': {
         const ok = await store.endResync(message.resyncId, message.datasetId, message.snapshotSeq, message.keyCount);
@@ -58,25 +130,139 @@ export function replicaRouter(store: Store, progress: ReplicaProgress, view: Clu
           progress.primarySeq = Math.max(progress.primarySeq, message.snapshotSeq);
           log(`full resync ${message.resyncId} done: ${message.keyCount} keys at seq ${message.snapshotSeq}`);
         }
-        answer(res, ok ? { appliedSeq: message.snapshotSeq } : { appliedSeq: 0, error: 'resync_aborted' });
-        return;
+        return answer(res, ok ? { appliedSeq: message.snapshotSeq } : { appliedSeq: 0, error: 'resync_aborted' });
       }
     }
   });
-  return router;
+
+  router.get(replicaStatePath, (_req: BodyRequest, res: ServerResponse) => {
+    const state = store.replicaState();
+    const reply: ReplicaStateReply = {
+      datasetId: state.datasetId ?? null,
+      appliedSeq: state.appliedSeq,
+      keys: store.count(),
+      complete: state.datasetId !== undefined && state.resyncId === undefined,
+    };
+    sendJson(res, 200, reply);
+  });
+
+  router.post(snapshotPath, raw, (req: BodyRequest, res: ServerResponse) => {
+    const request = decodeSnapshotRequest(req.body as Buffer);
+    switch (request.phase) {
+      case 'begin': {
+        const { id, snapshot } = snapshots.begin();
+        log(`a primary copies this replica's data: ${snapshot.keyCount} keys at seq ${snapshot.seq}`);
+        return sendMsgpack(res, {
+          phase: 'begin',
+          snapshotId: id,
+          datasetId: snapshot.datasetId ?? null,
+          seq: snapshot.seq,
+          keyCount: snapshot.keyCount,
+          complete: snapshot.complete,
+        });
+      }
+      case 'chunk':
+        return sendMsgpack(res, { phase: 'chunk', pairs: snapshots.chunk(request.snapshotId, request.after) });
+      case 'end':
+        snapshots.end(request.snapshotId);
+        return sendMsgpack(res, { phase: 'end' });
+    }
+  });
+
+  return { router, close: () => snapshots.close() };
+}
+
+/**
+ * A resync replaces the replica's data. When the replica holds a complete dataset with data and the
+ * primary's snapshot has less history (a lower sequence), the primary has lost data the replica still
+ * has (an emptied or older data dir): refuse, unless the primary was started to overwrite deliberately.
+ */
+function refuseShorterHistory(store: Store, message: Extract<ResyncMessage, { phase: 'begin' }>): ReplicaReply | undefined {
+  const state = store.replicaState();
+  const complete = state.datasetId !== undefined && state.resyncId === undefined;
+  if (message.force || !complete || message.snapshotSeq >= state.appliedSeq) return undefined;
+  const keys = store.count();
+  if (keys === 0) return undefined;
+  const same = message.datasetId === state.datasetId;
+  return {
+    appliedSeq: state.appliedSeq,
+    error: 'resync_refused',
+    reason:
+      `the primary's ${same ? 'copy of the dataset' : 'dataset'} reaches seq ${message.snapshotSeq} (${message.keyCount} keys), this replica's ` +
+      `seq ${state.appliedSeq} (${keys} keys): a resync would lose writes. Restart the primary so it rebuilds from this replica, ` +
+      'or with --overwrite-replica to replace this data deliberately',
+  };
+}
+
+/**
+ * The snapshot a primary is copying from this replica: at most one at a time (a new one ends the
+ * old), and one left idle for snapshotIdleMs is ended, so a primary that died mid-copy does not pin
+ * an LMDB read transaction (and with it old pages) for ever.
+ */
+class SnapshotSessions {
+  private current: { id: string; snapshot: Snapshot; timer: NodeJS.Timeout } | undefined;
+
+  constructor(private readonly store: Store) {}
+
+  begin(): { id: string; snapshot: Snapshot } {
+    this.close();
+    const id = randomUUID();
+    const snapshot = this.store.snapshot();
+    this.current = { id, snapshot, timer: this.expiry() };
+    return { id, snapshot };
+  }
+
+  chunk(id: string, after: Buffer | null): [Buffer, Buffer][] {
+    const session = this.session(id);
+    clearTimeout(session.timer);
+    session.timer = this.expiry();
+    return session.snapshot.chunk(after ?? undefined, resyncChunkEntriesMax, resyncChunkBytesMax).pairs;
+  }
+
+  end(id: string): void {
+    this.session(id);
+    this.close();
+  }
+
+  close(): void {
+    if (!this.current) return;
+    clearTimeout(this.current.timer);
+    this.current.snapshot.done();
+    this.current = undefined;
+  }
+
+  private session(id: string): NonNullable<SnapshotSessions['current']> {
+    if (this.current?.id !== id) throw new SnapshotGoneError();
+    return this.current;
+  }
+
+  private expiry(): NodeJS.Timeout {
+    const timer = setTimeout(() => this.close(), snapshotIdleMs);
+    timer.unref();
+    return timer;
+  }
+}
+
+/** A chunk of a snapshot that has ended (expired, or replaced by a newer one): the primary starts over. */
+class SnapshotGoneError extends KvError {
+  constructor() {
+    super('snapshot_gone', 409, 'no such snapshot: it ended or expired; start again');
+  }
 }
 
 /**
  * A replica serves reads only while its primary runs the same layout: otherwise the primary may be
  * moving keys this replica's config still routes here. Whether the primary has keys moving in decides
- * whether a local miss is final.
+ * whether a local miss is final; it is kept in LMDB, so a replica restarted while its primary is down
+ * still answers a miss with 404.
  */
-function notePrimaryLayout(view: ClusterView, topologyId: string, migrating: boolean, log: (message: string) => void): void {
+async function notePrimaryLayout(store: Store, view: ClusterView, topologyId: string, migrating: boolean, log: (message: string) => void): Promise<void> {
   view.primaryMigrating = migrating;
+  await store.notePrimaryMigrating(migrating);
   const mismatch =
     topologyId === view.config.topologyId
       ? undefined
-      : `this replica runs topology ${view.config.topologyId} (${view.config.file}) but its primary runs ${topologyId}; ` +
+      : `this replica runs topology ${view.config.topologyId} (${configName(view.config)}) but its primary runs ${topologyId}; ` +
         'restart it with the same sharding.toml as its primary';
   if (mismatch !== view.primaryMismatch) log(mismatch ? `refusing reads: ${mismatch}` : 'primary runs the same layout again; serving reads');
   view.primaryMismatch = mismatch;

@@ -7,7 +7,7 @@
 // followed another dataset gets a full resync: a consistent snapshot in bounded chunks, then the log.
 
 import { randomUUID } from 'node:crypto';
-import { ReplicaTimeoutError, ShardUnavailableError } from './errors.js';
+import { ReplicaTimeoutError, ReplicaUnavailableError, ShardUnavailableError } from './errors.js';
 import {
   logTrimEntriesMax,
   logTrimEntriesMin,
@@ -28,11 +28,13 @@ import { PeerPool } from './peer-pool.js';
 import { encodeMessage, replicatePath, resyncPath, tokenHeader, type ReplicaReply, type ReplicateMessage, type ResyncMessage } from './replication-protocol.js';
 import type { Store } from './store.js';
 
-export type SenderState = 'connecting' | 'streaming' | 'resyncing' | 'unreachable' | 'stopped';
+export type SenderState = 'connecting' | 'streaming' | 'resyncing' | 'unreachable' | 'refused' | 'stopped';
 
 export interface SenderOptions {
   readonly store: Store;
   readonly log: ReplicationLog;
+  /** This primary's address, which the replica checks against its own config. */
+  readonly primaryAddress: string;
   readonly replicaAddress: string;
   readonly token: string;
   readonly logRetentionBytes: number;
@@ -81,9 +83,12 @@ class Wakeup {
   }
 }
 
+/** How a wait for the replica ended: applied, out of time, or the replica found unable to take it. */
+type AckOutcome = { readonly applied: true } | { readonly applied: false; readonly unavailable?: string };
+
 interface AckWaiter {
   readonly seq: number;
-  readonly resolve: (applied: boolean) => void;
+  readonly resolve: (outcome: AckOutcome) => void;
   readonly timer: NodeJS.Timeout;
 }
 
@@ -99,6 +104,8 @@ export class ReplicationSender {
   private ackedSeq: number | undefined;
   private lastContactAt = 0;
   private resyncs = 0;
+  /** Why the replica refuses this primary's data (state 'refused'). */
+  private refusal: string | undefined;
   private stopping = false;
   private loop: Promise<void> | undefined;
   private retentionTrim: Promise<void> | undefined;
@@ -129,21 +136,36 @@ export class ReplicationSender {
    */
   async waitForReplica(seq: number, timeoutMs: number): Promise<void> {
     if (this.ackedSeq !== undefined && this.ackedSeq >= seq) return;
+    // Waiting is pointless when the last attempt already failed: say so at once.
+    if (this.state === 'unreachable') throw new ReplicaUnavailableError(seq, 'unreachable');
+    if (this.state === 'stopped') throw new ReplicaUnavailableError(seq, 'this primary is shutting down');
+    if (this.state === 'refused') throw new ReplicaUnavailableError(seq, `it refuses this primary's data: ${this.refusal}`);
     if (this.waiters.size >= replicaAckWaitersMax) {
       throw new ShardUnavailableError('replica', this.options.replicaAddress, `${replicaAckWaitersMax} requests already wait for the replica`);
     }
-    const applied = await new Promise<boolean>((resolve) => {
+    const outcome = await new Promise<AckOutcome>((resolve) => {
       const waiter: AckWaiter = {
         seq,
         resolve,
         timer: setTimeout(() => {
           this.waiters.delete(waiter);
-          resolve(false);
+          resolve({ applied: false });
         }, timeoutMs),
       };
       this.waiters.add(waiter);
     });
-    if (!applied) throw new ReplicaTimeoutError(seq, timeoutMs);
+    if (outcome.applied) return;
+    if (outcome.unavailable !== undefined) throw new ReplicaUnavailableError(seq, outcome.unavailable);
+    throw new ReplicaTimeoutError(seq, timeoutMs);
+  }
+
+  /** Ends every wait for the replica: it was found unreachable or refusing (undefined: the sender stops). */
+  private releaseWaiters(unavailable: string | undefined): void {
+    for (const waiter of this.waiters) {
+      clearTimeout(waiter.timer);
+      waiter.resolve({ applied: false, unavailable });
+    }
+    this.waiters.clear();
   }
 
   status(): Record<string, unknown> {
@@ -158,7 +180,8 @@ export class ReplicationSender {
     return {
       replica: this.options.replicaAddress,
       state: this.state,
-      reachable: this.state === 'streaming' || this.state === 'resyncing',
+      reachable: this.state === 'streaming' || this.state === 'resyncing' || this.state === 'refused',
+      refusal: this.refusal ?? null,
       applied_seq: acked ?? null,
       lag_entries: lagEntries,
       lag_seconds: lagSeconds,
@@ -185,11 +208,7 @@ export class ReplicationSender {
     await this.loop;
     await this.retentionTrim;
     this.state = 'stopped';
-    for (const waiter of this.waiters) {
-      clearTimeout(waiter.timer);
-      waiter.resolve(false);
-    }
-    this.waiters.clear();
+    this.releaseWaiters(undefined);
     await closed;
   }
 
@@ -204,9 +223,20 @@ export class ReplicationSender {
         if (sentAll) await this.wakeup.wait(replicationHeartbeatMs);
       } catch (err) {
         if (this.stopping) break;
-        if (this.state !== 'unreachable' && !(err instanceof ReplicaRefusal)) {
-          this.options.logger(`replication to ${this.options.replicaAddress} failing, retrying with backoff: ${describe(err)}`);
+        const refused = err instanceof ReplicaRefusal && (err.reply.error === 'resync_refused' || err.reply.error === 'not_my_primary');
+        if (refused) {
+          const reason = err.reply.reason ?? err.reply.error!;
+          if (this.state !== 'refused' || this.refusal !== reason) {
+            this.options.logger(`ERROR: the replica at ${this.options.replicaAddress} refuses this primary's data, retrying with backoff: ${reason}`);
+          }
+          this.state = 'refused';
+          this.refusal = reason;
+          this.releaseWaiters(`it refuses this primary's data: ${reason}`);
+        } else if (!(err instanceof ReplicaRefusal)) {
+          if (this.state !== 'unreachable') this.options.logger(`replication to ${this.options.replicaAddress} failing, retrying with backoff: ${describe(err)}`);
           this.state = 'unreachable';
+          // Writes waiting for ack=replica learn now rather than at the end of their wait.
+          this.releaseWaiters(`unreachable: ${describe(err)}`);
         }
         await this.enforceRetention().catch(() => undefined);
         await this.wakeupAfter(backoffMs);
@@ -252,6 +282,7 @@ export class ReplicationSender {
     const from = this.ackedSeq === undefined ? log.lastSeq() + 1 : this.ackedSeq + 1;
     const entries = log.read(from, replicationBatchEntriesMax, replicationBatchBytesMax);
     const message: ReplicateMessage = {
+      primary: this.options.primaryAddress,
       datasetId: this.options.store.datasetId(),
       primarySeq: log.lastSeq(),
       sentAt: Date.now(),
@@ -267,6 +298,9 @@ export class ReplicationSender {
     this.acknowledge(reply.appliedSeq);
     if (this.state !== 'streaming') this.options.logger(`replicating to ${this.options.replicaAddress} from seq ${reply.appliedSeq + 1}`);
     this.state = 'streaming';
+    this.refusal = undefined;
+    // The replica follows this dataset now: a deliberate overwrite is done.
+    if (this.options.store.overwritesReplica()) await this.options.store.markOverwriteReplica(false);
     // A gap only moves our position back to the replica's; the next round resends from there.
     return reply.error === undefined && reply.appliedSeq >= log.lastSeq();
   }
@@ -278,7 +312,15 @@ export class ReplicationSender {
     const snapshot = store.snapshot();
     logger(`full resync of ${this.options.replicaAddress} started: ${snapshot.keyCount} keys at seq ${snapshot.seq}`);
     try {
-      await this.post(resyncPath, { phase: 'begin', resyncId });
+      await this.post(resyncPath, {
+        phase: 'begin',
+        resyncId,
+        primary: this.options.primaryAddress,
+        datasetId: store.datasetId(),
+        snapshotSeq: snapshot.seq,
+        keyCount: snapshot.keyCount,
+        force: store.overwritesReplica(),
+      });
       let after: Buffer | undefined;
       for (;;) {
         const chunk = snapshot.chunk(after, resyncChunkEntriesMax, resyncChunkBytesMax);
@@ -303,6 +345,7 @@ export class ReplicationSender {
     const reply = parseReply(response.body);
     if (response.status === 200 && reply) return reply;
     if (response.status === 409 && reply) {
+      // gap and resync_needed only move this primary's position; the rest stop the round.
       if (reply.error === 'gap' || reply.error === 'resync_needed') return reply;
       this.ackedSeq = undefined;
       throw new ReplicaRefusal(reply);
@@ -316,7 +359,7 @@ export class ReplicationSender {
       if (waiter.seq <= appliedSeq) {
         clearTimeout(waiter.timer);
         this.waiters.delete(waiter);
-        waiter.resolve(true);
+        waiter.resolve({ applied: true });
       }
     }
   }

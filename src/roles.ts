@@ -5,12 +5,13 @@
 // served locally; any other key is forwarded once, and a forwarded request for a key this node does not
 // own is refused with 421 rather than forwarded again.
 
-import type { Config, ShardConfig } from './config.js';
+import { configName, type Config, type ShardConfig } from './config.js';
 import type { DataReply, DataRequest } from './data-request.js';
-import { BadRequestError, LayoutPendingError, NotFoundError, ReadOnlyReplicaError, ShardUnavailableError, WrongShardError } from './errors.js';
+import { BadRequestError, LayoutPendingError, NotFoundError, PrimaryRecoveringError, ReadOnlyReplicaError, ShardUnavailableError, WrongShardError } from './errors.js';
 import type { Forwarder } from './forwarder.js';
 import type { ClusterView } from './layout-sync.js';
 import { replicaAckTimeoutMs } from './limits.js';
+import type { PrimaryRecovery } from './primary-recovery.js';
 import type { ReplicationSender } from './replication-sender.js';
 import type { Mutation, Store } from './store.js';
 
@@ -30,6 +31,8 @@ export interface RoleContext {
   /** The primary's replication task; undefined on a replica. */
   readonly sender: ReplicationSender | undefined;
   readonly view: ClusterView;
+  /** A primary's start-up check with its replica; undefined on other roles. */
+  readonly recovery: PrimaryRecovery | undefined;
 }
 
 /** A node that runs an outdated layout (or whose primary runs another one) refuses with 421. */
@@ -46,7 +49,7 @@ function refuseMisrouted(ctx: RoleContext, req: DataRequest, role: RoleName, own
   const sender = req.forwarded!;
   throw new WrongShardError(
     `${req.forwarded!.by} (topology ${sender.topologyId}) forwarded slot ${req.slot} to ${ctx.shard.name}/${role}, ` +
-      `but this node's config (${ctx.config.file}, topology ${ctx.config.topologyId}) assigns it to ${owner.name}; ` +
+      `but this node's config (${configName(ctx.config)}, topology ${ctx.config.topologyId}) assigns it to ${owner.name}; ` +
       'the two nodes run different configs',
     {
       slot: req.slot,
@@ -132,6 +135,24 @@ async function writeLocal(ctx: RoleContext, jsonHeaders: readonly string[], req:
   return req.op === 'set' ? json(jsonHeaders, { ...base, bytes: req.value!.length }) : json(jsonHeaders, { ...base, deleted: applied });
 }
 
+/**
+ * A primary that does not serve its keys yet (see primary-recovery.ts): writes wait (503); reads are
+ * answered from its own data when it has data of its own, else by its replica, which holds the shard's.
+ */
+function whileRecovering(
+  ctx: RoleContext,
+  headers: readonly string[],
+  req: DataRequest,
+  recovering: NonNullable<ReturnType<PrimaryRecovery['blocking']>>,
+): DataReply | Promise<DataReply> {
+  const refusal = new PrimaryRecoveringError(ctx.shard.name, recovering.state.replaceAll('_', ' '));
+  if (req.op !== 'get') throw refusal;
+  if (recovering.readsLocal) return readPrimary(ctx, headers, req);
+  return ctx.forwarder.forward({ shard: ctx.shard.name, address: ctx.shard.replica }, req).catch(() => {
+    throw refusal;
+  });
+}
+
 export function primaryRole(ctx: RoleContext): Role {
   const valueHeaders = replyHeaders(ctx, 'primary', 'application/octet-stream');
   const jsonHeaders = replyHeaders(ctx, 'primary', 'application/json');
@@ -145,10 +166,14 @@ export function primaryRole(ctx: RoleContext): Role {
       const owner = ownerOf(ctx, req.slot);
       if (owner.idx !== ctx.shard.idx) {
         if (req.forwarded) refuseMisrouted(ctx, req, 'primary', owner);
+        // A read goes to the owner's replica when its primary cannot be reached (it may trail the latest write).
+        if (req.op === 'get') return ctx.forwarder.read({ shard: owner.name, address: owner.address }, { shard: owner.name, address: owner.replica }, req);
         return ctx.forwarder.forward({ shard: owner.name, address: owner.address }, req);
       }
       // A primary just added serves its keys once it knows whether they are still on other shards.
       if (!ctx.view.decided) throw new LayoutPendingError(ctx.shard.name);
+      const recovering = ctx.recovery!.blocking();
+      if (recovering !== undefined) return whileRecovering(ctx, valueHeaders, req, recovering);
       return req.op === 'get' ? readPrimary(ctx, valueHeaders, req) : writeLocal(ctx, jsonHeaders, req);
     },
   };
@@ -170,16 +195,17 @@ export function replicaRole(ctx: RoleContext): Role {
           // not final: the primary answers, falling back to the key's previous owner.
           if (ctx.view.primaryMigrating === false) throw notFound(ctx, req);
         }
-        // Before its first full resync ends, this replica's data is incomplete: its primary answers.
+        // Before its first full resync ends, this replica's data is incomplete: its primary answers. Not
+        // when the primary itself asked (it reads here while it recovers): that would go round in a loop.
+        if (req.forwarded?.by === `${ctx.shard.name}/primary`) {
+          throw new ShardUnavailableError(ctx.shard.name, ctx.shard.replica, 'the replica cannot answer this read without its primary');
+        }
         return ctx.forwarder.forward({ shard: owner.name, address: owner.address }, req);
       }
       if (req.forwarded) refuseMisrouted(ctx, req, 'replica', owner);
       // Reads stay on replicas where possible, so a read-heavy load does not fall on the primaries;
       // the owner's primary answers when its replica is unreachable.
-      return ctx.forwarder.forward({ shard: owner.name, address: owner.replica }, req).catch((err: unknown) => {
-        if (!(err instanceof ShardUnavailableError)) throw err;
-        return ctx.forwarder.forward({ shard: owner.name, address: owner.address }, req);
-      });
+      return ctx.forwarder.read({ shard: owner.name, address: owner.replica }, { shard: owner.name, address: owner.address }, req);
     },
   };
 }
@@ -195,7 +221,7 @@ export function drainRole(ctx: RoleContext): Role {
     handle(req) {
       if (req.previousOwnerRead && req.op === 'get') return readLocal(ctx, valueHeaders, req);
       throw new WrongShardError(
-        `${ctx.shard.name} is no longer in ${ctx.config.file} (topology ${ctx.config.topologyId}); it is moving its keys to the shards ` +
+        `${ctx.shard.name} is no longer in ${configName(ctx.config)} (topology ${ctx.config.topologyId}); it is moving its keys to the shards ` +
           'that own them now: send requests to those nodes',
         { this_node: { shard: ctx.shard.name, role: 'drain', topology: ctx.config.topologyId }, retriable: true },
       );

@@ -6,7 +6,8 @@
 
 import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { open, type Database, type RootDatabase, type Transaction } from 'lmdb';
 import { readCacheEntriesMax, readCacheValueBytesMax, slotCount } from './limits.js';
 import { ReadCache } from './read-cache.js';
@@ -48,10 +49,17 @@ export interface SnapshotChunk {
   readonly lastKey: Buffer | undefined;
 }
 
-/** A consistent read-only view of the data and the log sequence it corresponds to. */
+/**
+ * A consistent read-only view of the data and the sequence it corresponds to: on a primary its log's
+ * last sequence, on a replica its applied sequence of the dataset it follows.
+ */
 export interface Snapshot {
   readonly seq: number;
   readonly keyCount: number;
+  /** The primary dataset the data belongs to (on a replica: the one it follows, if any). */
+  readonly datasetId: string | undefined;
+  /** False on a replica whose resync is under way, or that never completed one: its data is partial. */
+  readonly complete: boolean;
   chunk(afterKey: Buffer | undefined, entriesMax: number, bytesMax: number): SnapshotChunk;
   done(): void;
 }
@@ -89,6 +97,9 @@ const topologyKey = 'topology';
 const appliedSeqKey = 'replica.appliedSeq';
 const replicaDatasetKey = 'replica.datasetId';
 const resyncIdKey = 'replica.resyncId';
+const primaryMigratingKey = 'replica.primaryMigrating';
+/** Set on a primary started to overwrite its replica: the dataset id whose resync the replica must accept. */
+const overwriteReplicaKey = 'primary.overwriteReplica';
 
 const migrationKey = 'migration';
 
@@ -138,7 +149,7 @@ export class Store {
 
   constructor(options: StoreOptions) {
     this.path = options.path;
-    mkdirSync(this.path, { recursive: true });
+    mkdirSync(this.path, { recursive: true, mode: 0o700 });
     // Options are spelled out rather than left to lmdb-js defaults because they decide durability:
     // overlappingSync lets the fsync of one commit overlap the next transaction, and every write is
     // acknowledged only after `flushed` resolves (see commit()), so nothing acknowledged can be lost.
@@ -158,12 +169,40 @@ export class Store {
     this.tombstones = this.root.openDB<Buffer, Buffer>('tombstones', { keyEncoding: 'binary', encoding: 'binary' });
     this.migratedSlots = this.root.openDB<boolean, number>('migrated-slots', { keyEncoding: 'uint32', encoding: 'msgpack' });
     this.log = options.replicationLog ? new ReplicationLog(this.root, this.meta) : undefined;
-    if (this.log && this.meta.get(datasetIdKey) === undefined) {
-      // A new primary dataset. A replica that followed another dataset must resync from scratch.
-      this.meta.putSync(datasetIdKey, randomUUID());
-    }
+    // Stored values are readable by this user only, also in a data dir created before this rule.
+    chmodSync(this.path, 0o700);
+    for (const entry of readdirSync(this.path, { withFileTypes: true })) if (entry.isFile()) chmodSync(join(this.path, entry.name), 0o600);
     const state = this.replicaState();
     this.replicaComplete = state.datasetId !== undefined && state.resyncId === undefined;
+  }
+
+  /**
+   * Whether this primary data dir holds no dataset yet: it is new, or a rebuild from the replica was cut
+   * off. Such a primary must learn from its replica whether the shard has data before it serves.
+   */
+  isNewPrimary(): boolean {
+    return this.meta.get(datasetIdKey) === undefined;
+  }
+
+  /** Starts a new, empty primary dataset (a new shard, or a deliberate fresh start). */
+  async startDataset(): Promise<void> {
+    await this.durably(() => {
+      if (this.meta.get(datasetIdKey) === undefined) this.meta.putSync(datasetIdKey, randomUUID());
+    });
+  }
+
+  /** Whether this primary was started to overwrite its replica's data (until the replica follows it). */
+  overwritesReplica(): boolean {
+    const marked = this.meta.get(overwriteReplicaKey);
+    return marked !== undefined && marked === this.meta.get(datasetIdKey);
+  }
+
+  /** Marks (or, once the replica follows this dataset, unmarks) the deliberate overwrite of the replica. */
+  async markOverwriteReplica(on: boolean): Promise<void> {
+    await this.durably(() => {
+      if (on) this.meta.putSync(overwriteReplicaKey, this.meta.get(datasetIdKey));
+      else this.meta.removeSync(overwriteReplicaKey);
+    });
   }
 
   /** Whether a replica holds a complete copy of some primary state (false before its first resync ends). */
@@ -173,7 +212,19 @@ export class Store {
 
   /** The id of this primary's dataset (like Redis's replication id). */
   datasetId(): string {
-    return this.meta.get(datasetIdKey) as string;
+    const id = this.meta.get(datasetIdKey) as string | undefined;
+    assert.ok(id !== undefined, 'a primary replicates only once it has a dataset');
+    return id;
+  }
+
+  /** What a replica last heard from its primary: whether keys may still be moving to it. */
+  primaryMigrating(): boolean | undefined {
+    return this.meta.get(primaryMigratingKey) as boolean | undefined;
+  }
+
+  /** Remembers the primary's migrating flag, so a replica restarted while its primary is down knows it. */
+  async notePrimaryMigrating(migrating: boolean): Promise<void> {
+    if (this.primaryMigrating() !== migrating) await this.meta.put(primaryMigratingKey, migrating);
   }
 
   get(slot: number, key: Uint8Array): Buffer | undefined {
@@ -320,15 +371,59 @@ export class Store {
     return ok;
   }
 
-  /** A consistent snapshot of the data with the log sequence it reflects. Call done() when finished. */
+  /**
+   * Starts rebuilding a primary from its replica: drops the data and the log and forgets the dataset id,
+   * so that a crash before endRebuild() leaves a primary that is new again and starts over.
+   */
+  async beginRebuild(): Promise<void> {
+    assert.ok(this.log, 'only a primary rebuilds from its replica');
+    const log = this.log;
+    await this.durably(() => {
+      this.cache.clear();
+      this.data.clearSync();
+      this.meta.removeSync(datasetIdKey);
+      this.meta.removeSync(overwriteReplicaKey);
+      log.resetInTransaction(0);
+    }, 'all');
+  }
+
+  /** Stores one chunk of the replica's snapshot during a rebuild. */
+  async applyRebuildChunk(pairs: readonly [Buffer, Buffer][]): Promise<void> {
+    await this.durably(() => {
+      this.cache.clear();
+      for (const [key, value] of pairs) this.data.putSync(key, value);
+    }, 'all');
+  }
+
+  /**
+   * Ends a rebuild: the primary now holds the replica's snapshot. With `datasetId` it continues that
+   * dataset at `seq`, so the replica goes on streaming without a resync; without it (the replica's
+   * copy was partial) it starts a new dataset. False when the key count does not match the snapshot's.
+   */
+  async endRebuild(datasetId: string | undefined, seq: number, keyCount: number): Promise<boolean> {
+    assert.ok(this.log, 'only a primary rebuilds from its replica');
+    const log = this.log;
+    return this.durably(() => {
+      if (this.data.getCount() !== keyCount) return false;
+      log.resetInTransaction(datasetId === undefined ? 0 : seq);
+      this.meta.putSync(datasetIdKey, datasetId ?? randomUUID());
+      return true;
+    });
+  }
+
+  /** A consistent snapshot of the data with the sequence it reflects. Call done() when finished. */
   snapshot(): Snapshot {
-    assert.ok(this.log, 'only a primary takes snapshots');
     const transaction: Transaction = this.root.useReadTransaction();
-    const seq = this.log.lastSeq(transaction);
+    const read = (key: string) => this.meta.get(key, { transaction });
     const keyCount = this.data.getCount({ transaction });
+    const seq = this.log ? this.log.lastSeq(transaction) : ((read(appliedSeqKey) as number | undefined) ?? 0);
+    const datasetId = (read(this.log ? datasetIdKey : replicaDatasetKey) as string | undefined) ?? undefined;
+    const complete = this.log !== undefined || (datasetId !== undefined && read(resyncIdKey) === undefined);
     return {
       seq,
       keyCount,
+      datasetId,
+      complete,
       chunk: (afterKey, entriesMax, bytesMax) => {
         const pairs: [Buffer, Buffer][] = [];
         let bytes = 0;
@@ -502,6 +597,12 @@ export class Store {
       this.migratedSlots.clearSync();
       this.tombstones.clearSync();
     });
+  }
+
+  /** Writes a consistent copy of the whole environment into the new directory `dir` (as its data.mdb). */
+  async backup(dir: string): Promise<void> {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    await this.root.backup(dir, false);
   }
 
   /** Number of keys held. */

@@ -2,11 +2,17 @@
 // and routing helpers to pick keys owned by a given shard.
 
 import { afterAll, beforeAll } from 'vitest';
-import { LocalCluster } from '../../src/local-cluster.js';
+import { LocalCluster, type StartOptions } from '../../src/local-cluster.js';
 import { jumpHash, keySlot } from '../../src/slots.js';
 
 export { cliPath, configToml, freePort, layout, LocalCluster as Cluster, localToken as testToken } from '../../src/local-cluster.js';
-export type { RoleName, ShardLayout } from '../../src/local-cluster.js';
+export type { RoleName, ShardLayout, StartOptions } from '../../src/local-cluster.js';
+
+/**
+ * Start options for a primary whose test runs no replica: a primary with a new data dir otherwise
+ * waits for its replica before it serves (see src/primary-recovery.ts).
+ */
+export const alone: StartOptions = { args: ['--overwrite-replica'] };
 
 export interface Reply {
   readonly status: number;

@@ -27,7 +27,7 @@ describe('bad input', () => {
   it.each([
     ['/get', 'missing parameter: key'],
     ['/get?key=', 'parameter key is empty; a key is 1 to 1024 bytes'],
-    ['/get?value=1', 'missing parameter: key'],
+    ['/get?value=1', 'unknown parameter "value" for /get; allowed: key'],
     ['/set?key=a', 'missing parameter: value (or POST the value as the body)'],
     ['/delete?key', 'parameter key is empty; a key is 1 to 1024 bytes'],
     ['/get?key=%E0%A4%A', 'parameter key: bad percent-encoding or invalid UTF-8'],
@@ -80,7 +80,7 @@ describe('bad input', () => {
     await expectError('/nope', 404, 'unknown_route');
     await expectError('/', 404, 'unknown_route');
     const body = await expectError('/get?key=a', 405, 'method_not_allowed', { method: 'POST' });
-    expect(body.message).toBe('POST is not allowed on /get; use GET');
+    expect(body.message).toBe('POST is not allowed on /get; use GET or HEAD');
     const res = await request(base + '/set?key=a&value=b', { method: 'PUT' });
     expect(res.status).toBe(405);
     expect(res.headers.get('allow')).toBe('GET, POST');

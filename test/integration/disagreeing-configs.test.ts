@@ -4,7 +4,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster, configToml, dataPath, keyOwnedBy, ownerOf, request } from '../helpers/cluster.js';
+import { alone, Cluster, configToml, dataPath, keyOwnedBy, ownerOf, request } from '../helpers/cluster.js';
 
 let cluster: Cluster;
 beforeAll(async () => {
@@ -12,9 +12,9 @@ beforeAll(async () => {
   // shard1 believes the cluster has two shards (shard1, shard2); everyone else knows three.
   const twoShards = join(cluster.dir, 'two-shards.toml');
   writeFileSync(twoShards, configToml(cluster.shards.slice(0, 2)));
-  await cluster.start('shard1', 'primary', twoShards);
-  await cluster.start('shard2', 'primary');
-  await cluster.start('shard3', 'primary');
+  await cluster.start('shard1', 'primary', twoShards, alone);
+  await cluster.start('shard2', 'primary', undefined, alone);
+  await cluster.start('shard3', 'primary', undefined, alone);
   // shard1 alone runs its config: it may never settle, which only matters for keys it owns.
   await cluster.waitLayoutDecided(['shard2', 'shard3']);
 });

@@ -70,10 +70,11 @@ describe('launch.sh', () => {
 
   it('does not mistake another kvshard already on the port for the node it started', async () => {
     // A node started outside launch.sh holds shard2's primary port and answers /health itself.
-    await cluster.start('shard2', 'primary');
+    await cluster.start('shard2', 'primary', undefined, { ready: false });
     try {
       const failed = await expectStartFails('shard2', 'primary');
-      expect(failed.stderr).toContain('EADDRINUSE');
+      // The node started outside launch.sh holds both the port and shard2's data dir.
+      expect(failed.stderr).toMatch(/the data dir \S+shard2-primary is in use by PID \d+/);
     } finally {
       await cluster.stop('shard2', 'primary');
     }
@@ -86,7 +87,8 @@ describe('launch.sh', () => {
     try {
       const failed = await expectStartFails('shard1', 'replica');
       expect(failed.stderr).toContain('shard1 replica failed to start');
-      expect(failed.stderr).toContain('EADDRINUSE');
+      expect(failed.stderr).toContain(`cannot listen on ${cluster.address('shard1', 'replica')}: the address is already in use by another process`);
+      expect(failed.stderr).not.toMatch(/\n\s+at /);
     } finally {
       blocker.close();
     }

@@ -2,7 +2,7 @@
 // answers: meanwhile it refuses requests for its own keys with 503 layout_pending (retriable), and it
 // serves them as soon as a peer shows the cluster is new.
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { Cluster, dataPath, keyOwnedBy, request } from '../helpers/cluster.js';
+import { alone, Cluster, dataPath, keyOwnedBy, request } from '../helpers/cluster.js';
 
 let cluster: Cluster;
 beforeAll(async () => {
@@ -13,14 +13,14 @@ afterAll(async () => {
 });
 
 it('answers 503 layout_pending for its own keys until a peer has answered', async () => {
-  await cluster.start('shard1', 'primary');
+  await cluster.start('shard1', 'primary', undefined, alone);
   const own = keyOwnedBy('shard1', 2, 'pending-');
   const pending = await request(cluster.url('shard1', 'primary', dataPath('get', own)));
   expect(pending.status).toBe(503);
   expect(pending.json()).toMatchObject({ error: 'layout_pending', retriable: true });
   expect((await request(cluster.url('shard1', 'primary', dataPath('set', own, 'x')))).status).toBe(503);
 
-  await cluster.start('shard2', 'primary');
+  await cluster.start('shard2', 'primary', undefined, alone);
   await cluster.waitLayoutDecided();
   expect((await request(cluster.url('shard1', 'primary', dataPath('get', own)))).status).toBe(404);
   expect((await request(cluster.url('shard1', 'primary', dataPath('set', own, 'x')))).status).toBe(200);

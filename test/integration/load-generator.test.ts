@@ -3,13 +3,13 @@
 // non-2xx answer, or the benchmark's table and its "does not count" verdict would be wrong.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bulkKey, detectTool, runBulk, runLoad, type RequestMix, type Tool } from '../../src/bench/load-generator.js';
-import { Cluster, dataPath, request } from '../helpers/cluster.js';
+import { alone, Cluster, dataPath, request } from '../helpers/cluster.js';
 
 let cluster: Cluster;
 let base: string;
 beforeAll(async () => {
   cluster = await Cluster.create(1);
-  await cluster.start('shard1', 'primary');
+  await cluster.start('shard1', 'primary', undefined, alone);
   base = `http://${cluster.address('shard1', 'primary')}`;
   for (let i = 0; i < 10; i++) expect((await request(`${base}${dataPath('set', `present${i}`, 'v')}`)).status).toBe(200);
 });

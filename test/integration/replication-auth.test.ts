@@ -48,6 +48,7 @@ describe('internal endpoint authentication', () => {
     const garbage = await request(cluster.url('shard1', 'replica', '/internal/replicate'), { method: 'POST', body: 'not msgpack', headers });
     expect(garbage.status).toBe(400);
     const gapped = pack({
+      primary: cluster.address('shard1', 'primary'),
       datasetId: 'x',
       primarySeq: 5,
       sentAt: 0,

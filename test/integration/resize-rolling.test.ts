@@ -60,8 +60,10 @@ describe('rolling restart into a new layout', () => {
       await cluster.stop(shard, role);
       await cluster.start(shard, role);
     }
-    await cluster.start('shard4', 'primary');
+    // A new primary waits for its replica to say the shard is new before it serves.
+    await cluster.start('shard4', 'primary', undefined, { ready: false });
     await cluster.start('shard4', 'replica');
+    await cluster.waitServing('shard4');
     await waitMigrated(cluster);
     for (let i = 0; i < keyCount; i += 7) {
       const res = await get(cluster.address('shard4', 'replica'), `/get?key=${initialKey(i)}`);

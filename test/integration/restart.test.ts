@@ -1,12 +1,12 @@
 // Acknowledged writes survive both a clean stop (SIGTERM) and a kill -9: a write is acknowledged only once
 // LMDB has synced it to disk.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster, dataPath, request } from '../helpers/cluster.js';
+import { alone, Cluster, dataPath, request } from '../helpers/cluster.js';
 
 let cluster: Cluster;
 beforeAll(async () => {
   cluster = await Cluster.create(1);
-  await cluster.start('shard1', 'primary');
+  await cluster.start('shard1', 'primary', undefined, alone);
 });
 afterAll(async () => {
   await cluster?.destroy();

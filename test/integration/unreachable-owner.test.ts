@@ -1,23 +1,40 @@
-// When the owner of a key is down, a forwarding node answers 503 shard_unavailable naming the shard and
-// address; when the owner hangs, 504 shard_timeout. A replica whose peer replica is down reads from that
-// shard's primary instead.
+// When the owner's primary is down, a forwarding node reads the key from the owner's replica (its answer
+// says so in X-Kv-Role) and answers writes 503 shard_unavailable naming the shard and address; when the
+// owner hangs, 504 shard_timeout. A replica whose peer replica is down reads from that shard's primary.
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { Cluster, dataPath, freePort, keyOwnedBy, request, useCluster } from '../helpers/cluster.js';
+import { alone, Cluster, dataPath, freePort, keyOwnedBy, request, useCluster } from '../helpers/cluster.js';
+import { waitConverged } from '../helpers/replication.js';
+
+/** Polls `condition` until it holds (bounded). */
+async function waitFor(condition: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 const cluster = useCluster(2);
 
 describe('unreachable owners', () => {
-  it('answers 503 while the owner is down and serves again once it is back', async () => {
+  it('reads from the replica and refuses writes with 503 while the owner primary is down, and serves again once it is back', async () => {
     const key = keyOwnedBy('shard2', 2, 'down-');
     expect((await request(cluster().url('shard1', 'primary', dataPath('set', key, 'before')))).status).toBe(200);
+    await waitConverged(cluster(), 'shard2');
     await cluster().kill('shard2', 'primary');
-    for (const path of [dataPath('get', key), dataPath('set', key, 'x'), dataPath('delete', key)]) {
+    const read = await request(cluster().url('shard1', 'primary', dataPath('get', key)));
+    expect(read.status).toBe(200);
+    expect(read.text()).toBe('before');
+    expect(read.headers.get('x-kv-role')).toBe('replica');
+    for (const path of [dataPath('set', key, 'x'), dataPath('delete', key)]) {
       const res = await request(cluster().url('shard1', 'primary', path));
       expect(res.status).toBe(503);
       expect(res.json()).toMatchObject({ error: 'shard_unavailable', shard: 'shard2', address: cluster().address('shard2') });
     }
     await cluster().start('shard2', 'primary');
+    // shard1 probes the primary it found down, and reads from it again once it answers.
+    await waitFor(async () => (await request(cluster().url('shard1', 'primary', dataPath('get', key)))).headers.get('x-kv-role') === 'primary');
     const got = await request(cluster().url('shard1', 'primary', dataPath('get', key)));
     expect(got.status).toBe(200);
     expect(got.text()).toBe('before');
@@ -42,7 +59,7 @@ describe('unreachable owners', () => {
     const hangAddress = `127.0.0.1:${hangPort}`;
     const hanging = await Cluster.create(2, ([a, b]) => [a!, { ...b!, address: hangAddress }]);
     try {
-      await hanging.start('shard1', 'primary');
+      await hanging.start('shard1', 'primary', undefined, alone);
       const key = keyOwnedBy('shard2', 2, 'hang-');
       const res = await request(hanging.url('shard1', 'primary', dataPath('get', key)));
       expect(res.status).toBe(504);

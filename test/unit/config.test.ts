@@ -114,6 +114,21 @@ describe('parseConfig', () => {
     ]);
   });
 
+  it('reports every problem in one run: an empty token, a replica equal to its address, a bad shard beside them', () => {
+    const text =
+      'token = ""\n[migration]\nbatch_keys = 0\n' +
+      shardToml('a', 0, '127.0.0.1:9000', '127.0.0.1:9000') +
+      shardToml('b', 1, 'nowhere', '127.0.0.1:9003') +
+      shardToml('a', 2, '127.0.0.1:9004', '127.0.0.1:9003');
+    expect(problemsOf(text)).toEqual([
+      'test.toml: token: must be a string of at least 16 characters',
+      'test.toml: migration.batch_keys: must be an integer from 1 to 10000, got number "0"',
+      'test.toml: shards[1].address: "nowhere" is not host:port with a port from 1 to 65535',
+      'test.toml: shards[0].replica: duplicate of shards[0].address ("127.0.0.1:9000")',
+      'test.toml: shards[2].name: duplicate of shards[0].name ("a")',
+    ]);
+  });
+
   it('findShard names the shards that exist', () => {
     const config = parseConfig(valid, file);
     expect(() => findShard(config, 'zzz')).toThrow('test.toml: no shard named "zzz" (shards: a, b)');

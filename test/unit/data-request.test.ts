@@ -1,14 +1,19 @@
 // Query strings are decoded strictly, and forwarded requests are re-encoded so that every key and value
 // survives the trip byte for byte.
 import { describe, expect, it } from 'vitest';
-import type { IncomingMessage } from 'node:http';
-import { encodeDataPath, parseDataRequest, parseQuery, splitUrl, type DataRequest } from '../../src/data-request.js';
-import { BadRequestError } from '../../src/errors.js';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { BodyBudget, encodeDataPath, parseDataRequest, parseQuery, splitUrl, type DataRequest, type ParseContext } from '../../src/data-request.js';
+import { BadRequestError, MethodNotAllowedError } from '../../src/errors.js';
 
 /** The parts of a node:http request that parseDataRequest reads for a GET. */
-function getRequest(rawHeaders: string[] = ['Host', '127.0.0.1']): IncomingMessage {
-  return { method: 'GET', rawHeaders } as unknown as IncomingMessage;
+function getRequest(rawHeaders: string[] = ['Host', '127.0.0.1'], method = 'GET'): IncomingMessage {
+  return { method, rawHeaders, httpVersionMajor: 1, httpVersionMinor: 1 } as unknown as IncomingMessage;
 }
+
+const token = 'unit-test-cluster-token';
+const context: ParseContext = { isClusterToken: (value) => value === token, budget: new BodyBudget(1024) };
+const res = {} as ServerResponse;
+const parse = (req: IncomingMessage, path: string, query: string) => parseDataRequest(req, res, path, query, context) as DataRequest;
 
 describe('parseQuery', () => {
   it('decodes percent-escapes and plus as space', () => {
@@ -55,30 +60,55 @@ describe('parseDataRequest', () => {
     ['key=k&ack=replica', 'k', [['ack', 'replica']]],
     ['ack=replica&key=k', 'k', [['ack', 'replica']]],
   ])('reads %j', (query, keyText, extra) => {
-    const req = parseDataRequest(getRequest(), '/get', query) as DataRequest;
+    const req = parse(getRequest(), path(extra), query);
     expect(req.keyText).toBe(keyText);
     expect(req.key.equals(Buffer.from(keyText, 'utf8'))).toBe(true);
     expect([...req.extra]).toEqual(extra);
     expect(req.forwarded).toBeUndefined();
   });
 
-  it.each(['key=', 'kez=a', '', 'key=a&key=b', 'key=%FF'])('rejects %j with 400', (query) => {
-    expect(() => parseDataRequest(getRequest(), '/get', query)).toThrow(BadRequestError);
+  it.each(['key=', 'kez=a', '', 'key=a&key=b', 'key=%FF', 'key=a&value=b', 'key=a&ack=replica'])('rejects %j on /get with 400', (query) => {
+    expect(() => parse(getRequest(), '/get', query)).toThrow(BadRequestError);
   });
 
-  it('reads the forwarding marks from the raw headers, whatever their case', () => {
-    const req = parseDataRequest(
-      getRequest(['Host', 'h', 'X-Kv-Forwarded-By', 'shard2/primary', 'x-kv-topology', 'abc', 'X-KV-PREVIOUS-OWNER-READ', '1']),
+  it.each([
+    ['/set', 'key=a&value=b&ttl=1', 'ttl'],
+    ['/set', 'key=a&value=b&ak=replica', 'ak'],
+    ['/delete', 'key=a&value=b', 'value'],
+  ])('names the unknown parameter of %s?%s', (path, query, name) => {
+    expect(() => parse(getRequest(), path, query)).toThrow(`unknown parameter "${name}"`);
+  });
+
+  it('takes HEAD on /get only', () => {
+    expect(parse(getRequest(undefined, 'HEAD'), '/get', 'key=k').method).toBe('HEAD');
+    expect(() => parse(getRequest(undefined, 'HEAD'), '/set', 'key=k&value=v')).toThrow(MethodNotAllowedError);
+  });
+
+  it('refuses an HTTP/1.1 request without Host', () => {
+    expect(() => parse(getRequest([]), '/get', 'key=k')).toThrow('Host');
+  });
+
+  it('reads the forwarding marks from the raw headers, whatever their case, with the cluster token', () => {
+    const req = parse(
+      getRequest(['Host', 'h', 'X-Kv-Forwarded-By', 'shard2/primary', 'x-kv-topology', '0123456789ab', 'X-KV-PREVIOUS-OWNER-READ', '1', 'X-Kv-Token', token]),
       '/get',
       'key=k',
-    ) as DataRequest;
-    expect(req.forwarded).toEqual({ by: 'shard2/primary', topologyId: 'abc' });
+    );
+    expect(req.forwarded).toEqual({ by: 'shard2/primary', topologyId: '0123456789ab' });
     expect(req.previousOwnerRead).toBe(true);
   });
 
-  it('ignores a previous-owner mark on a request that was not forwarded', () => {
-    const req = parseDataRequest(getRequest(['X-Kv-Previous-Owner-Read', '1']), '/get', 'key=k') as DataRequest;
-    expect(req.forwarded).toBeUndefined();
-    expect(req.previousOwnerRead).toBe(false);
+  it.each([
+    ['no token', ['X-Kv-Forwarded-By', 'shard2/primary']],
+    ['a wrong token', ['X-Kv-Forwarded-By', 'shard2/primary', 'X-Kv-Token', 'guess']],
+    ['a previous-owner mark alone', ['X-Kv-Previous-Owner-Read', '1']],
+    ['a malformed sender', ['X-Kv-Forwarded-By', '<b>', 'X-Kv-Token', token]],
+    ['a malformed topology', ['X-Kv-Forwarded-By', 'shard2/primary', 'X-Kv-Topology', 'abc', 'X-Kv-Token', token]],
+  ])('refuses the internal marks with %s', (_name, headers) => {
+    expect(() => parse(getRequest(['Host', 'h', ...headers]), '/get', 'key=k')).toThrow(BadRequestError);
   });
 });
+
+function path(extra: string[][]): string {
+  return extra.length > 0 ? '/delete' : '/get';
+}

@@ -61,7 +61,7 @@ describe('http api: routes other than /get, /set and /delete', () => {
 
     const wrongMethod = await fetch(`${base}/health`, { method: 'POST', signal: AbortSignal.timeout(5000) });
     expect(wrongMethod.status).toBe(405);
-    expect(wrongMethod.headers.get('allow')).toBe('GET');
+    expect(wrongMethod.headers.get('allow')).toBe('GET, HEAD');
     expect(wrongMethod.headers.get('x-kv-shard')).toBe('shard1');
 
     const unknown = await fetch(`${base}/nope?x=1`, { signal: AbortSignal.timeout(5000) });

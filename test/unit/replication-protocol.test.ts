@@ -9,7 +9,7 @@ const entry = (seq: number) => ({ seq, type: 'set' as const, slot: 7, key: Buffe
 
 describe('replication protocol', () => {
   it('round-trips a batch with binary values', () => {
-    const message = { datasetId: 'ds-1', primarySeq: 12, sentAt: 5, topologyId: 't1', migrating: false, entries: [entry(10), entry(11), { seq: 12, type: 'delete' as const, slot: 7, key: Buffer.from('gone'), ts: 1 }] };
+    const message = { primary: '127.0.0.1:1', datasetId: 'ds-1', primarySeq: 12, sentAt: 5, topologyId: 't1', migrating: false, entries: [entry(10), entry(11), { seq: 12, type: 'delete' as const, slot: 7, key: Buffer.from('gone'), ts: 1 }] };
     const decoded = decodeReplicate(encodeMessage(message));
     expect(decoded.entries.map((e) => e.seq)).toEqual([10, 11, 12]);
     expect(decoded.entries[1]!.value!.equals(Buffer.from([0, 11, 255]))).toBe(true);
@@ -18,19 +18,22 @@ describe('replication protocol', () => {
 
   it.each([
     ['not msgpack', Buffer.from('hello world')],
-    ['non-contiguous', pack({ datasetId: 'd', primarySeq: 3, sentAt: 0, topologyId: 't1', migrating: false, entries: [entry(1), entry(3)] })],
-    ['empty key', pack({ datasetId: 'd', primarySeq: 1, sentAt: 0, topologyId: 't1', migrating: false, entries: [{ ...entry(1), key: Buffer.alloc(0) }] })],
-    ['oversized key', pack({ datasetId: 'd', primarySeq: 1, sentAt: 0, topologyId: 't1', migrating: false, entries: [{ ...entry(1), key: Buffer.alloc(1025) }] })],
-    ['bad slot', pack({ datasetId: 'd', primarySeq: 1, sentAt: 0, topologyId: 't1', migrating: false, entries: [{ ...entry(1), slot: 16384 }] })],
-    ['bad type', pack({ datasetId: 'd', primarySeq: 1, sentAt: 0, topologyId: 't1', migrating: false, entries: [{ ...entry(1), type: 'put' }] })],
-    ['missing dataset', pack({ primarySeq: 1, sentAt: 0, topologyId: 't1', migrating: false, entries: [] })],
-    ['negative seq', pack({ datasetId: 'd', primarySeq: -1, sentAt: 0, topologyId: 't1', migrating: false, entries: [] })],
+    ['no sender', pack({ datasetId: 'd', primarySeq: 1, sentAt: 0, topologyId: 't1', migrating: false, entries: [] })],
+    ['non-contiguous', pack({ primary: 'p:1', datasetId: 'd', primarySeq: 3, sentAt: 0, topologyId: 't1', migrating: false, entries: [entry(1), entry(3)] })],
+    ['empty key', pack({ primary: 'p:1', datasetId: 'd', primarySeq: 1, sentAt: 0, topologyId: 't1', migrating: false, entries: [{ ...entry(1), key: Buffer.alloc(0) }] })],
+    ['oversized key', pack({ primary: 'p:1', datasetId: 'd', primarySeq: 1, sentAt: 0, topologyId: 't1', migrating: false, entries: [{ ...entry(1), key: Buffer.alloc(1025) }] })],
+    ['bad slot', pack({ primary: 'p:1', datasetId: 'd', primarySeq: 1, sentAt: 0, topologyId: 't1', migrating: false, entries: [{ ...entry(1), slot: 16384 }] })],
+    ['bad type', pack({ primary: 'p:1', datasetId: 'd', primarySeq: 1, sentAt: 0, topologyId: 't1', migrating: false, entries: [{ ...entry(1), type: 'put' }] })],
+    ['missing dataset', pack({ primary: 'p:1', primarySeq: 1, sentAt: 0, topologyId: 't1', migrating: false, entries: [] })],
+    ['negative seq', pack({ primary: 'p:1', datasetId: 'd', primarySeq: -1, sentAt: 0, topologyId: 't1', migrating: false, entries: [] })],
   ])('refuses a batch: %s', (_name, body) => {
     expect(() => decodeReplicate(body)).toThrow(BadRequestError);
   });
 
   it('decodes resync phases and refuses unknown ones', () => {
-    expect(decodeResync(encodeMessage({ phase: 'begin', resyncId: 'r1' }))).toEqual({ phase: 'begin', resyncId: 'r1' });
+    const begin = { phase: 'begin' as const, resyncId: 'r1', primary: 'p:1', datasetId: 'd', snapshotSeq: 5, keyCount: 2, force: false };
+    expect(decodeResync(encodeMessage(begin))).toEqual(begin);
+    expect(() => decodeResync(pack({ phase: 'begin', resyncId: 'r1' }))).toThrow(BadRequestError);
     const chunk = decodeResync(encodeMessage({ phase: 'chunk', resyncId: 'r1', pairs: [[Buffer.from([0, 1, 97]), Buffer.from([9])]] }));
     expect(chunk.phase === 'chunk' && chunk.pairs[0]![1].equals(Buffer.from([9]))).toBe(true);
     expect(() => decodeResync(pack({ phase: 'drop', resyncId: 'r1' }))).toThrow(BadRequestError);

@@ -1,0 +1,261 @@
+// How a primary starts without losing what its replica holds.
+//
+// A primary whose data dir is new (moved away, wiped, a new disk) would otherwise start an empty
+// dataset and push it to its replica as a full resync, wiping the shard's data on both nodes (Redis
+// documents the same trap for masters without persistence). So before a primary serves its shard's keys
+// and pushes anything, it asks its replica what it holds:
+// - the replica follows a dataset (or holds a partial copy): the primary copies the replica's data, a
+//   resync in the other direction, and continues the replica's dataset at its sequence, so the replica
+//   goes on streaming with nothing lost;
+// - the replica holds nothing: a new shard, the primary starts an empty dataset;
+// - the replica does not answer: the primary does not guess. It answers its shard's writes with 503
+//   primary_recovering until the replica answers, unless started with --overwrite-replica (a
+//   deliberate fresh start or restore, whose data then replaces the replica's).
+// A primary with data of its own asks too, once and briefly: when the replica has a longer history
+// (this primary's data dir was restored from an older copy, or is another dataset), it keeps a copy of
+// its own data under <data dir>/replaced/ and rebuilds from the replica. If the replica cannot be asked,
+// it serves its own data, and the replica's own guard refuses a resync that would lose its writes.
+
+import { basename, dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  internalBodyBytesMax,
+  peerConnectTimeoutMs,
+  recoveryBackoffFirstMs,
+  recoveryBackoffMaxMs,
+  recoveryWaitLogEveryMs,
+  replicationRequestTimeoutMs,
+} from './limits.js';
+import { PeerPool } from './peer-pool.js';
+import {
+  decodeReplicaState,
+  decodeSnapshotReply,
+  encodeMessage,
+  replicaStatePath,
+  snapshotPath,
+  tokenHeader,
+  type ReplicaStateReply,
+  type SnapshotReply,
+  type SnapshotRequest,
+} from './replication-protocol.js';
+import type { Store } from './store.js';
+
+/** What the primary knows of its own data when it starts. */
+export interface PrimaryFacts {
+  /** No dataset yet: a new data dir, or a rebuild that was cut off. */
+  readonly isNew: boolean;
+  readonly lastSeq: number;
+  readonly datasetId: string | undefined;
+}
+
+export type RecoveryPlan = { readonly action: 'fresh' } | { readonly action: 'serve' } | { readonly action: 'rebuild'; readonly why: string };
+
+/** Decides from the replica's answer how the primary starts. Pure. */
+export function planRecovery(primary: PrimaryFacts, replica: ReplicaStateReply): RecoveryPlan {
+  const held = `${replica.keys} keys at seq ${replica.appliedSeq}`;
+  if (primary.isNew) {
+    if (replica.complete) return { action: 'rebuild', why: `this data dir is new and the replica holds dataset ${replica.datasetId} (${held})` };
+    if (replica.keys > 0) return { action: 'rebuild', why: `this data dir is new and the replica holds ${replica.keys} keys of an unfinished resync` };
+    return { action: 'fresh' };
+  }
+  if (replica.complete && replica.appliedSeq > primary.lastSeq) {
+    const whose = replica.datasetId === primary.datasetId ? 'this dataset' : `dataset ${replica.datasetId}, not this one's ${primary.datasetId}`;
+    return { action: 'rebuild', why: `the replica holds ${whose} further on (${held}) than this data dir (seq ${primary.lastSeq})` };
+  }
+  return { action: 'serve' };
+}
+
+export type RecoveryState = 'asking_replica' | 'waiting_for_replica' | 'rebuilding' | 'ready';
+
+export interface RecoveryOptions {
+  readonly store: Store;
+  readonly replicaAddress: string;
+  readonly token: string;
+  /** Started with --overwrite-replica: serve this data dir's data at once and make the replica take it. */
+  readonly overwriteReplica: boolean;
+  readonly log: (message: string) => void;
+}
+
+export class PrimaryRecovery {
+  private state: RecoveryState;
+  private detail = '';
+  private keysCopied = 0;
+  private readonly startedAt = Date.now();
+  private readonly pool: PeerPool;
+  private readonly headers: Record<string, string>;
+  private readonly abort = new AbortController();
+  private task: Promise<void> | undefined;
+  private markReady!: () => void;
+  /** Resolves once the primary serves its shard's keys (never when closed first). */
+  readonly ready: Promise<void>;
+
+  constructor(private readonly options: RecoveryOptions) {
+    this.state = options.store.isNewPrimary() && !options.overwriteReplica ? 'waiting_for_replica' : 'asking_replica';
+    this.ready = new Promise((resolve) => (this.markReady = resolve));
+    this.pool = new PeerPool(options.replicaAddress, {
+      connections: 1,
+      timeoutMs: replicationRequestTimeoutMs,
+      connectTimeoutMs: peerConnectTimeoutMs,
+      replyBytesMax: internalBodyBytesMax,
+    });
+    this.headers = { [tokenHeader]: options.token, 'content-type': 'application/msgpack' };
+  }
+
+  /**
+   * While the primary does not serve its shard's keys: what it is doing, and whether its own data may
+   * answer reads meanwhile (a primary with data of its own checking with its replica). Undefined once
+   * it serves.
+   */
+  blocking(): { readonly state: RecoveryState; readonly readsLocal: boolean } | undefined {
+    if (this.state === 'ready') return undefined;
+    return { state: this.state, readsLocal: this.state === 'asking_replica' };
+  }
+
+  status(): Record<string, unknown> {
+    return {
+      state: this.state,
+      detail: this.detail || null,
+      keys_copied: this.keysCopied,
+      started_at: new Date(this.startedAt).toISOString(),
+    };
+  }
+
+  start(): void {
+    this.task ??= this.run().catch((err: unknown) => {
+      if (!this.abort.signal.aborted) this.options.log(`ERROR: primary recovery stopped: ${(err as Error).stack ?? String(err)}`);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.abort.abort();
+    await this.pool.destroy();
+    await this.task;
+  }
+
+  private async run(): Promise<void> {
+    const { store, log } = this.options;
+    if (this.options.overwriteReplica) {
+      if (store.isNewPrimary()) await store.startDataset();
+      await store.markOverwriteReplica(true);
+      log(`started with --overwrite-replica: serving this data dir's ${store.count()} keys; the replica at ${this.options.replicaAddress} will be made to hold the same`);
+      return this.becomeReady();
+    }
+    if (!store.isNewPrimary()) {
+      const replica = await this.askReplica().catch((err: unknown) => {
+        log(`could not ask the replica at ${this.options.replicaAddress} what it holds (${describe(err)}); serving this data dir's data`);
+        return undefined;
+      });
+      const plan = replica && planRecovery(this.facts(), replica);
+      if (plan?.action !== 'rebuild') return this.becomeReady();
+      try {
+        await this.keepCopy();
+        await this.rebuild(plan.why);
+        return this.becomeReady();
+      } catch (err) {
+        if (this.abort.signal.aborted) return;
+        // Before the copy began, this data dir still holds its own data: serve it. After, it holds part
+        // of the replica's: wait for the replica like a new data dir.
+        if (!store.isNewPrimary()) {
+          log(`could not rebuild from the replica (${describe(err)}); serving this data dir's data`);
+          return this.becomeReady();
+        }
+        log(`rebuilding from the replica was cut off (${describe(err)}); starting over once it answers`);
+      }
+    }
+    log(`this data dir is new: asking the replica at ${this.options.replicaAddress} whether the shard has data before serving`);
+    let backoff = recoveryBackoffFirstMs;
+    let loggedAt = 0;
+    while (!this.abort.signal.aborted) {
+      try {
+        const plan = planRecovery(this.facts(), await this.askReplica());
+        if (plan.action === 'fresh') {
+          await store.startDataset();
+          log('the replica holds no data either: a new shard, starting with an empty dataset');
+        } else if (plan.action === 'rebuild') {
+          await this.rebuild(plan.why);
+        }
+        return this.becomeReady();
+      } catch (err) {
+        if (this.abort.signal.aborted) return;
+        this.state = 'waiting_for_replica';
+        this.detail = `the replica at ${this.options.replicaAddress} has not answered: ${describe(err)}`;
+        if (Date.now() - loggedAt >= recoveryWaitLogEveryMs) {
+          loggedAt = Date.now();
+          log(`waiting for the replica before serving (writes get 503 primary_recovering; start with --overwrite-replica to start without it): ${this.detail}`);
+        }
+        await sleep(backoff, undefined, { signal: this.abort.signal }).catch(() => undefined);
+        backoff = Math.min(backoff * 2, recoveryBackoffMaxMs);
+      }
+    }
+  }
+
+  /** Before replacing a primary's own data: a copy under <data dir>/replaced/, for a person to inspect. */
+  private async keepCopy(): Promise<void> {
+    const { store, log } = this.options;
+    const target = join(dirname(store.path), 'replaced', `${basename(store.path)}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+    await store.backup(target);
+    log(`kept a copy of this data dir's ${store.count()} keys in ${target} before rebuilding from the replica`);
+  }
+
+  private facts(): PrimaryFacts {
+    const { store } = this.options;
+    const isNew = store.isNewPrimary();
+    return { isNew, lastSeq: store.log!.lastSeq(), datasetId: isNew ? undefined : store.datasetId() };
+  }
+
+  private becomeReady(): void {
+    this.state = 'ready';
+    this.detail = '';
+    void this.pool.destroy();
+    this.markReady();
+  }
+
+  private async askReplica(): Promise<ReplicaStateReply> {
+    const reply = await this.pool.exchange({ method: 'GET', path: replicaStatePath, headers: this.headers });
+    if (reply.status !== 200) throw new Error(`replica answered ${reply.status}: ${reply.body.toString('utf8', 0, 200)}`);
+    return decodeReplicaState(JSON.parse(reply.body.toString('utf8')));
+  }
+
+  private async snapshotCall<P extends SnapshotRequest['phase']>(request: SnapshotRequest & { phase: P }): Promise<Extract<SnapshotReply, { phase: P }>> {
+    const reply = await this.pool.exchange({ method: 'POST', path: snapshotPath, headers: this.headers, body: encodeMessage(request) });
+    if (reply.status !== 200) throw new Error(`replica answered ${reply.status} to ${request.phase}: ${reply.body.toString('utf8', 0, 200)}`);
+    return decodeSnapshotReply(reply.body, request.phase) as Extract<SnapshotReply, { phase: P }>;
+  }
+
+  /** Copies the replica's data in one consistent snapshot, in chunks, then takes over its position. */
+  private async rebuild(why: string): Promise<void> {
+    const { store, log } = this.options;
+    this.state = 'rebuilding';
+    this.keysCopied = 0;
+    this.detail = why;
+    log(`rebuilding from the replica at ${this.options.replicaAddress} before serving: ${why}`);
+    const begin = await this.snapshotCall({ phase: 'begin' });
+    await store.beginRebuild();
+    let after: Buffer | null = null;
+    for (;;) {
+      if (this.abort.signal.aborted) throw new Error('closing');
+      const { pairs }: { pairs: readonly [Buffer, Buffer][] } = await this.snapshotCall({ phase: 'chunk', snapshotId: begin.snapshotId, after });
+      if (pairs.length === 0) break;
+      await store.applyRebuildChunk(pairs);
+      this.keysCopied += pairs.length;
+      after = pairs.at(-1)![0];
+    }
+    await this.snapshotCall({ phase: 'end', snapshotId: begin.snapshotId });
+    // A partial copy (the replica's resync was under way) is not a dataset at a sequence: start a new one,
+    // which the replica then takes by a resync of the same keys.
+    const datasetId = begin.complete && begin.datasetId !== null ? begin.datasetId : undefined;
+    if (!(await store.endRebuild(datasetId, begin.seq, begin.keyCount))) {
+      throw new Error(`copied ${this.keysCopied} keys but the replica's snapshot had ${begin.keyCount}`);
+    }
+    log(
+      datasetId
+        ? `rebuilt from the replica: ${begin.keyCount} keys, continuing dataset ${datasetId} at seq ${begin.seq}; serving`
+        : `rebuilt from the replica's partial copy: ${begin.keyCount} keys in a new dataset ${store.datasetId()}; serving`,
+    );
+  }
+}
+
+function describe(err: unknown): string {
+  const { code, message } = (err ?? {}) as { code?: string; message?: string };
+  return code ?? message ?? String(err);
+}

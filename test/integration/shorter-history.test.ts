@@ -1,0 +1,98 @@
+// A replica never lets a full resync replace a dataset holding data with a shorter history. Here the
+// primary's data dir is put back to an older copy while its replica is down, so the primary starts
+// serving its own data and, once the replica is back, tries to resync it: the replica refuses, keeps
+// every key and says why in its log and /status. Restarted, the primary finds the replica further on,
+// keeps a copy of its own data under replaced/, and rebuilds from the replica. A primary started with
+// --overwrite-replica does replace the replica's data: that is how an operator restores deliberately.
+import { cpSync, existsSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Cluster, dataPath, request } from '../helpers/cluster.js';
+import { status, waitConverged } from '../helpers/replication.js';
+
+let cluster: Cluster;
+beforeAll(async () => {
+  cluster = await Cluster.started(1);
+});
+afterAll(async () => {
+  await cluster?.destroy();
+});
+
+const dir = (role: 'primary' | 'replica') => join(cluster.dataDir, `shard1-${role}`);
+
+async function write(prefix: string, count: number): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    expect((await request(cluster.url('shard1', 'primary', dataPath('set', `${prefix}-${i}`, `${prefix}:${i}`)))).status).toBe(200);
+  }
+}
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`${what} did not happen within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('a primary with a shorter history than its replica', () => {
+  it('is refused by the replica, which keeps its data, and rebuilds from it when restarted', async () => {
+    await write('old', 100);
+    await waitConverged(cluster, 'shard1');
+    await cluster.stop('shard1', 'primary');
+    const older = join(cluster.dir, 'older-primary-copy');
+    cpSync(dir('primary'), older, { recursive: true });
+    await cluster.start('shard1', 'primary');
+    await write('new', 150);
+    await waitConverged(cluster, 'shard1');
+
+    // Both stop; the primary's data dir goes back to the older copy; the primary starts alone.
+    await cluster.stop('shard1', 'replica');
+    await cluster.stop('shard1', 'primary');
+    rmSync(dir('primary'), { recursive: true, force: true });
+    cpSync(older, dir('primary'), { recursive: true });
+    await cluster.start('shard1', 'primary');
+    expect((await status(cluster, 'shard1', 'primary'))['keys']).toBe(100);
+
+    await cluster.start('shard1', 'replica');
+    const refused = await waitFor('the refusal', async () => {
+      const replica = await status(cluster, 'shard1', 'replica');
+      return replica['resync_refused'] ?? undefined;
+    });
+    expect(refused.reason).toMatch(/a resync would lose writes/);
+    expect(cluster.output('shard1', 'replica')).toMatch(/ERROR: refusing a full resync from \S+: the primary's copy of the dataset reaches seq 100/);
+    const primary = await waitFor('the primary noting it', async () => {
+      const s = await status(cluster, 'shard1', 'primary');
+      return s['replication']['state'] === 'refused' ? s : undefined;
+    });
+    expect(primary['replication']['refusal']).toMatch(/a resync would lose writes/);
+    const replica = await status(cluster, 'shard1', 'replica');
+    expect(replica['keys']).toBe(250);
+    expect(replica['complete']).toBe(true);
+    expect((await request(cluster.url('shard1', 'replica', dataPath('get', 'new-149')))).text()).toBe('new:149');
+
+    // Restarted, the primary sees the replica further on and rebuilds from it, keeping its own copy.
+    await cluster.stop('shard1', 'primary');
+    await cluster.start('shard1', 'primary');
+    expect(cluster.output('shard1', 'primary')).toMatch(/kept a copy of this data dir's 100 keys in \S+replaced\S+ before rebuilding from the replica/);
+    expect(readdirSync(join(cluster.dataDir, 'replaced'))).toHaveLength(1);
+    expect((await status(cluster, 'shard1', 'primary'))['keys']).toBe(250);
+    expect((await request(cluster.url('shard1', 'primary', dataPath('get', 'new-149')))).text()).toBe('new:149');
+    await write('after', 5);
+    await waitConverged(cluster, 'shard1');
+  });
+
+  it('replaces the replica when the primary is started with --overwrite-replica', async () => {
+    await cluster.stop('shard1', 'primary');
+    rmSync(dir('primary'), { recursive: true, force: true });
+    await cluster.start('shard1', 'primary', undefined, { args: ['--overwrite-replica'] });
+    expect((await status(cluster, 'shard1', 'primary'))['keys']).toBe(0);
+    expect((await request(cluster.url('shard1', 'primary', dataPath('set', 'restored', 'yes')))).status).toBe(200);
+    await waitConverged(cluster, 'shard1');
+    expect((await status(cluster, 'shard1', 'replica'))['keys']).toBe(1);
+    expect((await request(cluster.url('shard1', 'replica', dataPath('get', 'new-1')))).status).toBe(404);
+    expect(cluster.output('shard1', 'replica')).toMatch(/which the primary was started to force/);
+    expect(existsSync(dir('primary'))).toBe(true);
+  });
+});
