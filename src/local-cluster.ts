@@ -1,6 +1,6 @@
-// A local cluster of real kvshard processes: writes a sharding.toml with free loopback ports into a
-// temporary directory, starts `kvshard serve` processes with their own LMDB data dirs, and stops them by
-// PID. The integration tests and the benchmark both run on it.
+// A local cluster of real kvshard processes: writes a sharding.toml with free loopback ports (or given
+// addresses) into a temporary directory, starts `kvshard serve` processes with their own LMDB data dirs,
+// and stops them by PID. The integration tests and the benchmark both run on it.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -93,6 +93,15 @@ const startTimeoutMs = 20_000;
 /** The tail of a node's output kept for failure messages. */
 const outputCharsMax = 20_000;
 
+/**
+ * The command a node is started through, as words placed before `node`: none for a process on this
+ * host, `['ip', 'netns', 'exec', NS]` for one in a network namespace. The prefix must exec node in its
+ * own process, as `ip netns exec` does, so that the PID the cluster records and signals is the node's.
+ */
+export type CommandPrefix = (shard: string, role: RoleName) => readonly string[];
+
+const noPrefix: CommandPrefix = () => [];
+
 interface RunningNode {
   readonly proc: ChildProcess;
   readonly exited: Promise<number | null>;
@@ -108,6 +117,7 @@ export class LocalCluster {
     readonly configPath: string,
     public shards: ShardLayout[],
     private readonly extraToml: string,
+    private readonly commandPrefix: CommandPrefix,
   ) {}
 
   /**
@@ -115,11 +125,18 @@ export class LocalCluster {
    * start() or startAll().
    */
   static async create(shardCount: number, edit = (shards: ShardLayout[]) => shards, extraToml = ''): Promise<LocalCluster> {
+    return LocalCluster.onAddresses(edit(await layout(shardCount)), extraToml, noPrefix);
+  }
+
+  /**
+   * Writes a config for `shards` as given, without drawing free loopback ports, and starts each node
+   * through `commandPrefix`: for nodes on hosts of their own, such as network namespaces.
+   */
+  static onAddresses(shards: ShardLayout[], extraToml: string, commandPrefix: CommandPrefix): LocalCluster {
     const dir = mkdtempSync(join(tmpdir(), 'kvshard-'));
-    const shards = edit(await layout(shardCount));
     const configPath = join(dir, 'sharding.toml');
     writeFileSync(configPath, configToml(shards, extraToml));
-    return new LocalCluster(dir, join(dir, 'data'), configPath, shards, extraToml);
+    return new LocalCluster(dir, join(dir, 'data'), configPath, shards, extraToml, commandPrefix);
   }
 
   /** Creates a cluster and starts every primary and replica. */
@@ -167,9 +184,7 @@ export class LocalCluster {
    */
   startDrain(shard: string): Promise<number | null> {
     const id = `${shard}-drain`;
-    const proc = spawn(process.execPath, [...nodeFlags, cliPath, 'drain', '--config', this.configPath, '--shard', shard, '--data-dir', this.dataDir], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const proc = this.spawnNode(shard, 'drain', [...nodeFlags, cliPath, 'drain', '--config', this.configPath, '--shard', shard, '--data-dir', this.dataDir]);
     const node: RunningNode = { proc, output: '', exited: new Promise((resolveExit) => proc.once('exit', (code) => resolveExit(code))) };
     const append = (chunk: Buffer) => {
       node.output = (node.output + chunk.toString()).slice(-outputCharsMax);
@@ -219,7 +234,7 @@ export class LocalCluster {
     const args = [...nodeFlags, cliPath, role === 'drain' ? 'drain' : 'serve', '--config', configPath, '--shard', shard, '--data-dir', this.dataDir];
     if (role === 'replica') args.push('--replica');
     args.push(...(options.args ?? []));
-    const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = this.spawnNode(shard, role, args);
     const node: RunningNode = {
       proc,
       output: '',
@@ -245,6 +260,12 @@ export class LocalCluster {
       if (Date.now() > deadline) throw new Error(`${shard} primary does not serve its keys: ${JSON.stringify(status?.recovery)}\n${node?.output ?? ''}`);
       await new Promise((r) => setTimeout(r, 50));
     }
+  }
+
+  /** Runs node with `args`, through the node's command prefix when it has one. */
+  private spawnNode(shard: string, role: RoleName, args: readonly string[]): ChildProcess {
+    const [command, ...prefixArgs] = [...this.commandPrefix(shard, role), process.execPath];
+    return spawn(command!, [...prefixArgs, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   }
 
   private async waitHealthy(shard: string, role: RoleName, node: RunningNode): Promise<void> {
