@@ -1,6 +1,7 @@
 // npm run bench: starts a real cluster from a temporary config and data dir, loads it, measures each
 // scenario against a bare node:http reference in alternating pairs, and prints one table of req/s,
-// latency, errors and ratios against the targets. Stops everything it started.
+// latency, the serving process's CPU per request, errors and ratios against the targets. Stops
+// everything it started.
 //
 //   npm run bench [-- --quick] [-- --json FILE] [-- --tool wrk|autocannon] [-- --only TEXT]
 //
@@ -14,6 +15,7 @@ import { parseArgs } from 'node:util';
 import { freePort, LocalCluster, nodeFlags } from '../local-cluster.js';
 import { jumpHash, keySlot } from '../slots.js';
 import { bulkKey, detectTool, runBulk, runLoad, type LoadResult, type RequestMix, type Tool } from './load-generator.js';
+import { withCpu } from './process-cpu.js';
 
 const shardCount = 3;
 const connections = 64;
@@ -36,12 +38,17 @@ interface Scenario {
   readonly lagShards: readonly string[];
 }
 
+/** One measured run of a scenario, with the CPU time of the process the load generator targets. */
+type Run = LoadResult & { readonly cpuUsPerReq: number };
+
 interface Measured {
   readonly scenario: string;
-  readonly runs: LoadResult[];
+  readonly runs: Run[];
   readonly refs: LoadResult[];
   /** Median over pairs of kvshard req/s divided by the reference's in the same pair. */
   readonly ratio: number;
+  /** Median over runs of the serving process's CPU µs per request. */
+  readonly cpuUsPerReq: number;
   readonly lag?: { p99Ms: number; zeroAfterMs: number };
 }
 
@@ -89,7 +96,7 @@ async function replicationLag(cluster: LocalCluster, shard: string): Promise<{ s
 }
 
 /** Samples replication lag every 100 ms while `load` runs, then times how long until lag is zero. */
-async function withLagSampling(cluster: LocalCluster, shards: readonly string[], load: Promise<LoadResult>): Promise<{ result: LoadResult; p99Ms: number; zeroAfterMs: number }> {
+async function withLagSampling<T extends LoadResult>(cluster: LocalCluster, shards: readonly string[], load: Promise<T>): Promise<{ result: T; p99Ms: number; zeroAfterMs: number }> {
   const samples: number[] = [];
   let done = false;
   const sampler = (async () => {
@@ -173,24 +180,28 @@ async function measure(settings: Settings, cluster: LocalCluster, refUrl: string
   const baseUrl = `http://${cluster.address(scenario.shard, scenario.role)}`;
   const refMix: RequestMix = { gets: ['/'], setEvery: 0, setPrefixes: [''], setValue: '', setExtra: '' };
   const load = (url: string, mix: RequestMix, durationS: number) => runLoad(settings.tool, { baseUrl: url, mix, durationS, connections });
+  // The process the load generator targets: the owner, the replica, or the node that forwards.
+  const servingPid = cluster.pid(scenario.shard, scenario.role);
+  const measuredRun = () => withCpu(servingPid, () => load(baseUrl, scenario.mix, settings.durationS));
   await load(baseUrl, scenario.mix, settings.warmupS);
-  const runs: LoadResult[] = [];
+  const runs: Run[] = [];
   const refs: LoadResult[] = [];
   const lags: { p99Ms: number; zeroAfterMs: number }[] = [];
   for (let pair = 0; pair < settings.pairs; pair++) {
     refs.push(await load(refUrl, refMix, settings.durationS));
     if (scenario.lagShards.length > 0) {
-      const { result, p99Ms, zeroAfterMs } = await withLagSampling(cluster, scenario.lagShards, load(baseUrl, scenario.mix, settings.durationS));
+      const { result, p99Ms, zeroAfterMs } = await withLagSampling(cluster, scenario.lagShards, measuredRun());
       runs.push(result);
       lags.push({ p99Ms, zeroAfterMs });
     } else {
-      runs.push(await load(baseUrl, scenario.mix, settings.durationS));
+      runs.push(await measuredRun());
     }
-    process.stderr.write(`  ${scenario.name}: ${runs.at(-1)!.requestsPerSec.toFixed(0)} req/s (reference ${refs.at(-1)!.requestsPerSec.toFixed(0)})\n`);
+    const last = runs.at(-1)!;
+    process.stderr.write(`  ${scenario.name}: ${last.requestsPerSec.toFixed(0)} req/s, ${last.cpuUsPerReq.toFixed(1)} cpu us/req (reference ${refs.at(-1)!.requestsPerSec.toFixed(0)} req/s)\n`);
   }
   const ratio = median(runs.map((r, i) => r.requestsPerSec / refs[i]!.requestsPerSec));
   const lag = lags.length ? { p99Ms: Math.max(...lags.map((l) => l.p99Ms)), zeroAfterMs: Math.max(...lags.map((l) => l.zeroAfterMs)) } : undefined;
-  return { scenario: scenario.name, runs, refs, ratio, ...(lag ? { lag } : {}) };
+  return { scenario: scenario.name, runs, refs, ratio, cpuUsPerReq: median(runs.map((r) => r.cpuUsPerReq)), ...(lag ? { lag } : {}) };
 }
 
 function formatTable(rows: string[][]): string {
@@ -227,7 +238,7 @@ async function main(): Promise<void> {
     for (const scenario of chosen) results.push(await measure(settings, cluster, reference.url, scenario));
     if (values.only) {
       for (const r of results) {
-        process.stdout.write(`${r.scenario}: ${median(r.runs.map((x) => x.requestsPerSec)).toFixed(0)} req/s, ratio to reference ${r.ratio.toFixed(3)}\n`);
+        process.stdout.write(`${r.scenario}: ${median(r.runs.map((x) => x.requestsPerSec)).toFixed(0)} req/s, ${r.cpuUsPerReq.toFixed(1)} cpu us/req, ratio to reference ${r.ratio.toFixed(3)}\n`);
       }
       return;
     }
@@ -272,7 +283,7 @@ function report(settings: Settings, results: Measured[], loaded: Loaded, jsonFil
     'GET forwarded by a non-owner': { value: byName.get('GET forwarded by a non-owner')!.ratio / getOwner, target: '>= 0.40 of GET owner', ok: byName.get('GET forwarded by a non-owner')!.ratio / getOwner >= 0.4 },
     'SET new keys at the owner': { value: byName.get('SET new keys at the owner')!.ratio / getOwner, target: '>= 0.50 of GET owner', ok: byName.get('SET new keys at the owner')!.ratio / getOwner >= 0.5 },
   };
-  const rows = [['scenario', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx', 'errors', 'ref req/s', 'ratio', 'target', 'result']];
+  const rows = [['scenario', 'req/s', 'p50 ms', 'p99 ms', 'cpu us/req', 'non-2xx', 'errors', 'ref req/s', 'ratio', 'target', 'result']];
   let failures = 0;
   for (const r of results) {
     const mid = r.runs[Math.floor((r.runs.length - 1) / 2)]!;
@@ -286,6 +297,7 @@ function report(settings: Settings, results: Measured[], loaded: Loaded, jsonFil
       median(r.runs.map((x) => x.requestsPerSec)).toFixed(0),
       mid.p50Ms.toFixed(2),
       mid.p99Ms.toFixed(2),
+      r.cpuUsPerReq.toFixed(1),
       String(non2xx),
       String(errors),
       median(r.refs.map((x) => x.requestsPerSec)).toFixed(0),
