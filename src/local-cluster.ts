@@ -80,6 +80,11 @@ export function configToml(shards: readonly ShardLayout[], extra = '', token = l
   );
 }
 
+/** Which kvshard build a cluster's nodes run: `cliPath` defaults to this checkout's dist/cli.js. */
+export interface ClusterBuild {
+  readonly cliPath?: string;
+}
+
 interface RunningNode {
   readonly proc: ChildProcess;
   readonly exited: Promise<number | null>;
@@ -95,23 +100,25 @@ export class LocalCluster {
     readonly configPath: string,
     public shards: ShardLayout[],
     private readonly extraToml: string,
+    /** The dist/cli.js every node of this cluster runs (another checkout's, for the benchmark's A/B mode). */
+    private readonly cli: string,
   ) {}
 
   /**
    * Writes a config for `shardCount` shards, optionally adjusted by `edit`. Nodes are started with
    * start() or startAll().
    */
-  static async create(shardCount: number, edit = (shards: ShardLayout[]) => shards, extraToml = ''): Promise<LocalCluster> {
+  static async create(shardCount: number, edit = (shards: ShardLayout[]) => shards, extraToml = '', build: ClusterBuild = {}): Promise<LocalCluster> {
     const dir = mkdtempSync(join(tmpdir(), 'kvshard-'));
     const shards = edit(await layout(shardCount));
     const configPath = join(dir, 'sharding.toml');
     writeFileSync(configPath, configToml(shards, extraToml));
-    return new LocalCluster(dir, join(dir, 'data'), configPath, shards, extraToml);
+    return new LocalCluster(dir, join(dir, 'data'), configPath, shards, extraToml, build.cliPath ?? cliPath);
   }
 
   /** Creates a cluster and starts every primary and replica. */
-  static async started(shardCount: number): Promise<LocalCluster> {
-    const cluster = await LocalCluster.create(shardCount);
+  static async started(shardCount: number, build: ClusterBuild = {}): Promise<LocalCluster> {
+    const cluster = await LocalCluster.create(shardCount, undefined, undefined, build);
     await cluster.startAll();
     return cluster;
   }
@@ -154,7 +161,7 @@ export class LocalCluster {
    */
   startDrain(shard: string): Promise<number | null> {
     const id = `${shard}-drain`;
-    const proc = spawn(process.execPath, [...nodeFlags, cliPath, 'drain', '--config', this.configPath, '--shard', shard, '--data-dir', this.dataDir], {
+    const proc = spawn(process.execPath, [...nodeFlags, this.cli, 'drain', '--config', this.configPath, '--shard', shard, '--data-dir', this.dataDir], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const node: RunningNode = { proc, output: '', exited: new Promise((resolveExit) => proc.once('exit', (code) => resolveExit(code))) };
@@ -199,7 +206,7 @@ export class LocalCluster {
   async start(shard: string, role: RoleName, configPath = this.configPath): Promise<void> {
     const id = `${shard}-${role}`;
     if (this.running.has(id)) throw new Error(`${id} is already running`);
-    const args = [...nodeFlags, cliPath, role === 'drain' ? 'drain' : 'serve', '--config', configPath, '--shard', shard, '--data-dir', this.dataDir];
+    const args = [...nodeFlags, this.cli, role === 'drain' ? 'drain' : 'serve', '--config', configPath, '--shard', shard, '--data-dir', this.dataDir];
     if (role === 'replica') args.push('--replica');
     const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const node: RunningNode = {
