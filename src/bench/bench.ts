@@ -3,15 +3,18 @@
 // latency, the serving process's CPU per request, errors and ratios against the targets. Stops
 // everything it started.
 //
-//   npm run bench [-- --quick] [-- --json FILE] [-- --tool wrk|autocannon] [-- --only TEXT]
+//   npm run bench [-- --quick] [-- --json FILE] [-- --tool wrk|autocannon] [-- --only TEXT] [-- --ab REF]
 //
 // --only TEXT runs just the scenarios whose name contains TEXT (and no bulk load): a quick check while
 // optimizing one path. Such a partial run reports its scenarios but does not judge the targets.
+// --ab REF compares this checkout's build with REF's (a git ref or another checkout) instead of with the
+// reference: see ab-compare.ts.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { freePort, LocalCluster, nodeFlags } from '../local-cluster.js';
+import { runAb } from './ab-compare.js';
 import { bulkKey, detectTool, runBulk, runLoad, type LoadResult, type RequestMix } from './load-generator.js';
 import {
   chosenScenarios,
@@ -135,15 +138,21 @@ async function measure(settings: Settings, cluster: LocalCluster, refUrl: string
   return { scenario: scenario.name, runs, refs, ratio, cpuUsPerReq: median(runs.map((r) => r.cpuUsPerReq)), ...(lag ? { lag } : {}) };
 }
 
+/** Pairs per scenario in an A/B comparison: the performance guard's minimum. */
+const abPairsMin = 3;
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { quick: { type: 'boolean', default: false }, json: { type: 'string' }, tool: { type: 'string' }, only: { type: 'string' } },
+    options: { quick: { type: 'boolean', default: false }, json: { type: 'string' }, tool: { type: 'string' }, only: { type: 'string' }, ab: { type: 'string' } },
   });
   const tool = await detectTool(values.tool);
-  const settings: Settings = values.quick
+  const chosen: Settings = values.quick
     ? { durationS: 3, warmupS: 1, pairs: 1, bulkKeys: 100_000, tool }
     : { durationS: 10, warmupS: 2, pairs: 3, bulkKeys: 1_000_000, tool };
+  // The performance guard takes the median of at least three pairs, so --quick shortens only the runs of an A/B comparison.
+  const settings: Settings = values.ab === undefined ? chosen : { ...chosen, pairs: Math.max(abPairsMin, chosen.pairs) };
   process.stderr.write(`kvshard bench: ${tool}, ${connections} connections, ${settings.durationS}s per run, ${settings.pairs} alternating pair(s)\n`);
+  if (values.ab !== undefined) return runAb({ ref: values.ab, settings, only: values.only, jsonFile: values.json });
 
   const cluster = await LocalCluster.started(shardCount);
   const reference = await startReference();
