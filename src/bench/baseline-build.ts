@@ -101,15 +101,19 @@ export class BaselineBuild {
   /** Resolves with the baseline's dist/cli.js, built if it comes from a ref. */
   async prepare(): Promise<BuildToCompare> {
     if (existsSync(this.ref) && statSync(this.ref).isDirectory()) return this.existingCheckout(resolve(this.ref));
-    const commit = await this.run('git', ['rev-parse', '--verify', '--quiet', `${this.ref}^{commit}`], this.repoRoot, gitTimeoutMs).catch(() => {
-      throw new Error(`--ab ${this.ref}: neither a directory nor a commit of ${this.repoRoot}`);
-    });
+    const rev = ['rev-parse', '--verify', '--quiet', `${this.ref}^{commit}`];
+    const commit = (
+      await this.run('git', rev, this.repoRoot, gitTimeoutMs).catch(() => {
+        this.throwIfRemoved();
+        throw new Error(`--ab ${this.ref}: neither a directory nor a commit of ${this.repoRoot}`);
+      })
+    ).trim();
     const dir = mkdtempSync(join(tmpdir(), 'kvshard-ab-'));
     this.worktree = dir;
-    this.log(`baseline: worktree of ${this.ref} (${commit.trim().slice(0, 12)}) in ${dir}`);
-    await this.run('git', ['worktree', 'add', '--detach', dir, commit.trim()], this.repoRoot, gitTimeoutMs);
+    this.log(`baseline: worktree of ${this.ref} (${commit.slice(0, 12)}) in ${dir}`);
+    await this.run('git', ['worktree', 'add', '--detach', dir, commit], this.repoRoot, gitTimeoutMs);
     await this.install(dir);
-    return { label: `${this.ref} (${commit.trim().slice(0, 7)})`, cliPath: this.cliOf(dir) };
+    return { label: `${this.ref} (${commit.slice(0, 7)})`, cliPath: this.cliOf(dir) };
   }
 
   /** Stops a command still running for the baseline and removes its worktree. Safe to call twice. */
