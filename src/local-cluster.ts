@@ -102,6 +102,11 @@ export type CommandPrefix = (shard: string, role: RoleName) => readonly string[]
 
 const noPrefix: CommandPrefix = () => [];
 
+/** Which kvshard build a cluster's nodes run: `cliPath` defaults to this checkout's dist/cli.js. */
+export interface ClusterBuild {
+  readonly cliPath?: string;
+}
+
 interface RunningNode {
   readonly proc: ChildProcess;
   readonly exited: Promise<number | null>;
@@ -118,30 +123,32 @@ export class LocalCluster {
     public shards: ShardLayout[],
     private readonly extraToml: string,
     private readonly commandPrefix: CommandPrefix,
+    /** The dist/cli.js every node of this cluster runs (another checkout's, for the benchmark's A/B mode). */
+    private readonly cli: string,
   ) {}
 
   /**
    * Writes a config for `shardCount` shards, optionally adjusted by `edit`. Nodes are started with
    * start() or startAll().
    */
-  static async create(shardCount: number, edit = (shards: ShardLayout[]) => shards, extraToml = ''): Promise<LocalCluster> {
-    return LocalCluster.onAddresses(edit(await layout(shardCount)), extraToml, noPrefix);
+  static async create(shardCount: number, edit = (shards: ShardLayout[]) => shards, extraToml = '', build: ClusterBuild = {}): Promise<LocalCluster> {
+    return LocalCluster.onAddresses(edit(await layout(shardCount)), extraToml, noPrefix, build);
   }
 
   /**
    * Writes a config for `shards` as given, without drawing free loopback ports, and starts each node
    * through `commandPrefix`: for nodes on hosts of their own, such as network namespaces.
    */
-  static onAddresses(shards: ShardLayout[], extraToml: string, commandPrefix: CommandPrefix): LocalCluster {
+  static onAddresses(shards: ShardLayout[], extraToml: string, commandPrefix: CommandPrefix, build: ClusterBuild = {}): LocalCluster {
     const dir = mkdtempSync(join(tmpdir(), 'kvshard-'));
     const configPath = join(dir, 'sharding.toml');
     writeFileSync(configPath, configToml(shards, extraToml));
-    return new LocalCluster(dir, join(dir, 'data'), configPath, shards, extraToml, commandPrefix);
+    return new LocalCluster(dir, join(dir, 'data'), configPath, shards, extraToml, commandPrefix, build.cliPath ?? cliPath);
   }
 
   /** Creates a cluster and starts every primary and replica. */
-  static async started(shardCount: number): Promise<LocalCluster> {
-    const cluster = await LocalCluster.create(shardCount);
+  static async started(shardCount: number, build: ClusterBuild = {}): Promise<LocalCluster> {
+    const cluster = await LocalCluster.create(shardCount, undefined, undefined, build);
     await cluster.startAll();
     return cluster;
   }
@@ -184,7 +191,7 @@ export class LocalCluster {
    */
   startDrain(shard: string): Promise<number | null> {
     const id = `${shard}-drain`;
-    const proc = this.spawnNode(shard, 'drain', [...nodeFlags, cliPath, 'drain', '--config', this.configPath, '--shard', shard, '--data-dir', this.dataDir]);
+    const proc = this.spawnNode(shard, 'drain', [...nodeFlags, this.cli, 'drain', '--config', this.configPath, '--shard', shard, '--data-dir', this.dataDir]);
     const node: RunningNode = { proc, output: '', exited: new Promise((resolveExit) => proc.once('exit', (code) => resolveExit(code))) };
     const append = (chunk: Buffer) => {
       node.output = (node.output + chunk.toString()).slice(-outputCharsMax);
@@ -231,7 +238,7 @@ export class LocalCluster {
   async start(shard: string, role: RoleName, configPath = this.configPath, options: StartOptions = {}): Promise<void> {
     const id = `${shard}-${role}`;
     if (this.running.has(id)) throw new Error(`${id} is already running`);
-    const args = [...nodeFlags, cliPath, role === 'drain' ? 'drain' : 'serve', '--config', configPath, '--shard', shard, '--data-dir', this.dataDir];
+    const args = [...nodeFlags, this.cli, role === 'drain' ? 'drain' : 'serve', '--config', configPath, '--shard', shard, '--data-dir', this.dataDir];
     if (role === 'replica') args.push('--replica');
     args.push(...(options.args ?? []));
     const proc = this.spawnNode(shard, role, args);
@@ -256,7 +263,8 @@ export class LocalCluster {
     for (;;) {
       const res = await fetch(this.url(shard, 'primary', '/status'), { signal: AbortSignal.timeout(2_000) }).catch(() => undefined);
       const status = res?.status === 200 ? ((await res.json()) as { recovery?: { state?: string } }) : undefined;
-      if (status?.recovery?.state === 'ready') return;
+      // A build from before primaries checked with their replicas has no recovery state: it serves at once.
+      if (status !== undefined && (status.recovery === undefined || status.recovery.state === 'ready')) return;
       if (Date.now() > deadline) throw new Error(`${shard} primary does not serve its keys: ${JSON.stringify(status?.recovery)}\n${node?.output ?? ''}`);
       await new Promise((r) => setTimeout(r, 50));
     }

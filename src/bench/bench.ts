@@ -1,86 +1,47 @@
 // npm run bench: starts a real cluster from a temporary config and data dir, loads it, measures each
 // scenario against a bare node:http reference in alternating pairs, and prints one table of req/s,
-// latency, errors and ratios against the targets. Stops everything it started.
+// latency, the serving process's CPU per request, errors and ratios against the targets. Stops
+// everything it started.
 //
-//   npm run bench [-- --quick] [-- --json FILE] [-- --tool wrk|autocannon] [-- --only TEXT]
+//   npm run bench [-- --quick] [-- --json FILE] [-- --tool wrk|autocannon] [-- --only TEXT] [-- --ab REF]
 //
 // --only TEXT runs just the scenarios whose name contains TEXT (and no bulk load): a quick check while
 // optimizing one path. Such a partial run reports its scenarios but does not judge the targets.
+// --ab REF compares this checkout's build with REF's (a git ref or another checkout) instead of with the
+// reference: see ab-compare.ts.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import { parseArgs } from 'node:util';
 import { freePort, LocalCluster, nodeFlags } from '../local-cluster.js';
-import { jumpHash, keySlot } from '../slots.js';
-import { bulkKey, detectTool, runBulk, runLoad, type LoadResult, type RequestMix, type Tool } from './load-generator.js';
-
-const shardCount = 3;
-const connections = 64;
-const value100 = 'v'.repeat(100);
-
-interface Settings {
-  readonly durationS: number;
-  readonly warmupS: number;
-  readonly pairs: number;
-  readonly bulkKeys: number;
-  readonly tool: Tool;
-}
-
-interface Scenario {
-  readonly name: string;
-  readonly shard: string;
-  readonly role: 'primary' | 'replica';
-  readonly mix: RequestMix;
-  /** Shards whose replication lag is sampled during the run (write scenarios). */
-  readonly lagShards: readonly string[];
-}
+import { runAb } from './ab-compare.js';
+import { bulkKey, detectTool, runBulk, runLoad, type LoadResult, type RequestMix } from './load-generator.js';
+import {
+  chosenScenarios,
+  closeHttpGets,
+  connections,
+  httpGet,
+  measuredRun,
+  ownedTags,
+  preloadGetKeys,
+  shardCount,
+  value100,
+  warmUp,
+  type Run,
+  type Scenario,
+  type Settings,
+} from './scenarios.js';
+import { formatTable, median, percentile } from './summary.js';
 
 interface Measured {
   readonly scenario: string;
-  readonly runs: LoadResult[];
+  readonly runs: Run[];
   readonly refs: LoadResult[];
   /** Median over pairs of kvshard req/s divided by the reference's in the same pair. */
   readonly ratio: number;
+  /** Median over runs of the serving process's CPU µs per request. */
+  readonly cpuUsPerReq: number;
   readonly lag?: { p99Ms: number; zeroAfterMs: number };
-}
-
-function ownerIdx(key: string): number {
-  return jumpHash(keySlot(Buffer.from(key)), shardCount);
-}
-
-/** Keys owned by shard `idx`: `count` of them, named prefix + n. */
-function ownedKeys(idx: number, count: number, prefix: string): string[] {
-  const keys: string[] = [];
-  for (let n = 0; keys.length < count; n++) if (ownerIdx(`${prefix}${n}`) === idx) keys.push(`${prefix}${n}`);
-  return keys;
-}
-
-/** Hash tags (percent-encoded `{tag}`) whose keys all live on shard `idx`. */
-function ownedTags(idx: number, count: number): string[] {
-  return ownedKeys(idx, count, 't').map((tag) => `%7B${tag}%7D`);
-}
-
-const median = (xs: number[]) => {
-  const sorted = [...xs].sort((a, b) => a - b);
-  const mid = sorted.length / 2;
-  return Number.isInteger(mid) ? (sorted[mid - 1]! + sorted[mid]!) / 2 : sorted[Math.floor(mid)]!;
-};
-const percentile = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))] ?? NaN;
-
-const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
-
-function httpGet(url: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent, timeout: 10_000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error(`timeout: ${url}`)));
-    req.on('error', reject);
-  });
 }
 
 async function replicationLag(cluster: LocalCluster, shard: string): Promise<{ seconds: number; entries: number }> {
@@ -89,7 +50,7 @@ async function replicationLag(cluster: LocalCluster, shard: string): Promise<{ s
 }
 
 /** Samples replication lag every 100 ms while `load` runs, then times how long until lag is zero. */
-async function withLagSampling(cluster: LocalCluster, shards: readonly string[], load: Promise<LoadResult>): Promise<{ result: LoadResult; p99Ms: number; zeroAfterMs: number }> {
+async function withLagSampling<T extends LoadResult>(cluster: LocalCluster, shards: readonly string[], load: Promise<T>): Promise<{ result: T; p99Ms: number; zeroAfterMs: number }> {
   const samples: number[] = [];
   let done = false;
   const sampler = (async () => {
@@ -154,59 +115,44 @@ function rssMb(pid: number): { rss: number; peak: number; anon: number; file: nu
   return { rss: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024, anon: kb('RssAnon') / 1024, file: kb('RssFile') / 1024 };
 }
 
-function scenarios(): Scenario[] {
-  const getsOf = (idx: number) => ownedKeys(idx, 1000, 'g').map((k) => `/get?key=${k}`);
-  const tags0 = ownedTags(0, 64);
-  const none = { setEvery: 0, setPrefixes: [''], setValue: value100, setExtra: '' };
-  return [
-    { name: 'GET at the owner', shard: 'shard1', role: 'primary', mix: { gets: getsOf(0), ...none }, lagShards: [] },
-    { name: 'GET at a replica', shard: 'shard1', role: 'replica', mix: { gets: getsOf(0), ...none }, lagShards: [] },
-    { name: 'GET forwarded by a non-owner', shard: 'shard1', role: 'primary', mix: { gets: getsOf(1), ...none }, lagShards: [] },
-    { name: 'SET new keys at the owner', shard: 'shard1', role: 'primary', mix: { gets: [], setEvery: 1, setPrefixes: tags0, setValue: value100, setExtra: '' }, lagShards: ['shard1'] },
-    { name: 'SET random keys through one node', shard: 'shard1', role: 'primary', mix: { gets: [], setEvery: 1, setPrefixes: ['r'], setValue: value100, setExtra: '' }, lagShards: ['shard1', 'shard2', 'shard3'] },
-    { name: '90/10 GET/SET at the owner', shard: 'shard1', role: 'primary', mix: { gets: getsOf(0), setEvery: 10, setPrefixes: tags0, setValue: value100, setExtra: '' }, lagShards: ['shard1'] },
-    { name: 'SET ack=replica at the owner', shard: 'shard1', role: 'primary', mix: { gets: [], setEvery: 1, setPrefixes: tags0, setValue: value100, setExtra: '&ack=replica' }, lagShards: ['shard1'] },
-  ];
-}
-
 async function measure(settings: Settings, cluster: LocalCluster, refUrl: string, scenario: Scenario): Promise<Measured> {
-  const baseUrl = `http://${cluster.address(scenario.shard, scenario.role)}`;
   const refMix: RequestMix = { gets: ['/'], setEvery: 0, setPrefixes: [''], setValue: '', setExtra: '' };
-  const load = (url: string, mix: RequestMix, durationS: number) => runLoad(settings.tool, { baseUrl: url, mix, durationS, connections });
-  await load(baseUrl, scenario.mix, settings.warmupS);
-  const runs: LoadResult[] = [];
+  await warmUp(settings, cluster, scenario);
+  const runs: Run[] = [];
   const refs: LoadResult[] = [];
   const lags: { p99Ms: number; zeroAfterMs: number }[] = [];
   for (let pair = 0; pair < settings.pairs; pair++) {
-    refs.push(await load(refUrl, refMix, settings.durationS));
+    refs.push(await runLoad(settings.tool, { baseUrl: refUrl, mix: refMix, durationS: settings.durationS, connections }));
     if (scenario.lagShards.length > 0) {
-      const { result, p99Ms, zeroAfterMs } = await withLagSampling(cluster, scenario.lagShards, load(baseUrl, scenario.mix, settings.durationS));
+      const { result, p99Ms, zeroAfterMs } = await withLagSampling(cluster, scenario.lagShards, measuredRun(settings, cluster, scenario));
       runs.push(result);
       lags.push({ p99Ms, zeroAfterMs });
     } else {
-      runs.push(await load(baseUrl, scenario.mix, settings.durationS));
+      runs.push(await measuredRun(settings, cluster, scenario));
     }
-    process.stderr.write(`  ${scenario.name}: ${runs.at(-1)!.requestsPerSec.toFixed(0)} req/s (reference ${refs.at(-1)!.requestsPerSec.toFixed(0)})\n`);
+    const last = runs.at(-1)!;
+    process.stderr.write(`  ${scenario.name}: ${last.requestsPerSec.toFixed(0)} req/s, ${last.cpuUsPerReq.toFixed(1)} cpu us/req (reference ${refs.at(-1)!.requestsPerSec.toFixed(0)} req/s)\n`);
   }
   const ratio = median(runs.map((r, i) => r.requestsPerSec / refs[i]!.requestsPerSec));
   const lag = lags.length ? { p99Ms: Math.max(...lags.map((l) => l.p99Ms)), zeroAfterMs: Math.max(...lags.map((l) => l.zeroAfterMs)) } : undefined;
-  return { scenario: scenario.name, runs, refs, ratio, ...(lag ? { lag } : {}) };
+  return { scenario: scenario.name, runs, refs, ratio, cpuUsPerReq: median(runs.map((r) => r.cpuUsPerReq)), ...(lag ? { lag } : {}) };
 }
 
-function formatTable(rows: string[][]): string {
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  return rows.map((r) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ')).join('\n');
-}
+/** Pairs per scenario in an A/B comparison: the performance guard's minimum. */
+const abPairsMin = 3;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { quick: { type: 'boolean', default: false }, json: { type: 'string' }, tool: { type: 'string' }, only: { type: 'string' } },
+    options: { quick: { type: 'boolean', default: false }, json: { type: 'string' }, tool: { type: 'string' }, only: { type: 'string' }, ab: { type: 'string' } },
   });
   const tool = await detectTool(values.tool);
-  const settings: Settings = values.quick
+  const chosen: Settings = values.quick
     ? { durationS: 3, warmupS: 1, pairs: 1, bulkKeys: 100_000, tool }
     : { durationS: 10, warmupS: 2, pairs: 3, bulkKeys: 1_000_000, tool };
+  // The performance guard takes the median of at least three pairs, so --quick shortens only the runs of an A/B comparison.
+  const settings: Settings = values.ab === undefined ? chosen : { ...chosen, pairs: Math.max(abPairsMin, chosen.pairs) };
   process.stderr.write(`kvshard bench: ${tool}, ${connections} connections, ${settings.durationS}s per run, ${settings.pairs} alternating pair(s)\n`);
+  if (values.ab !== undefined) return runAb({ ref: values.ab, settings, only: values.only, jsonFile: values.json });
 
   const cluster = await LocalCluster.started(shardCount);
   const reference = await startReference();
@@ -219,15 +165,12 @@ async function main(): Promise<void> {
   process.once('SIGINT', () => interrupted('SIGINT'));
   process.once('SIGTERM', () => interrupted('SIGTERM'));
   try {
-    for (let idx = 0; idx < shardCount; idx++) {
-      await Promise.all(ownedKeys(idx, 1000, 'g').map((k) => httpGet(`http://${cluster.address(`shard${idx + 1}`, 'primary')}/set?key=${k}&value=${value100}`)));
-    }
+    await preloadGetKeys(cluster);
     const results: Measured[] = [];
-    const chosen = scenarios().filter((s) => !values.only || s.name.toLowerCase().includes(values.only.toLowerCase()));
-    for (const scenario of chosen) results.push(await measure(settings, cluster, reference.url, scenario));
+    for (const scenario of chosenScenarios(values.only)) results.push(await measure(settings, cluster, reference.url, scenario));
     if (values.only) {
       for (const r of results) {
-        process.stdout.write(`${r.scenario}: ${median(r.runs.map((x) => x.requestsPerSec)).toFixed(0)} req/s, ratio to reference ${r.ratio.toFixed(3)}\n`);
+        process.stdout.write(`${r.scenario}: ${median(r.runs.map((x) => x.requestsPerSec)).toFixed(0)} req/s, ${r.cpuUsPerReq.toFixed(1)} cpu us/req, ratio to reference ${r.ratio.toFixed(3)}\n`);
       }
       return;
     }
@@ -251,7 +194,7 @@ async function main(): Promise<void> {
   } finally {
     reference.proc.kill('SIGTERM');
     await cluster.destroy();
-    agent.destroy();
+    closeHttpGets();
   }
 }
 
@@ -272,7 +215,7 @@ function report(settings: Settings, results: Measured[], loaded: Loaded, jsonFil
     'GET forwarded by a non-owner': { value: byName.get('GET forwarded by a non-owner')!.ratio / getOwner, target: '>= 0.40 of GET owner', ok: byName.get('GET forwarded by a non-owner')!.ratio / getOwner >= 0.4 },
     'SET new keys at the owner': { value: byName.get('SET new keys at the owner')!.ratio / getOwner, target: '>= 0.50 of GET owner', ok: byName.get('SET new keys at the owner')!.ratio / getOwner >= 0.5 },
   };
-  const rows = [['scenario', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx', 'errors', 'ref req/s', 'ratio', 'target', 'result']];
+  const rows = [['scenario', 'req/s', 'p50 ms', 'p99 ms', 'cpu us/req', 'non-2xx', 'errors', 'ref req/s', 'ratio', 'target', 'result']];
   let failures = 0;
   for (const r of results) {
     const mid = r.runs[Math.floor((r.runs.length - 1) / 2)]!;
@@ -286,6 +229,7 @@ function report(settings: Settings, results: Measured[], loaded: Loaded, jsonFil
       median(r.runs.map((x) => x.requestsPerSec)).toFixed(0),
       mid.p50Ms.toFixed(2),
       mid.p99Ms.toFixed(2),
+      r.cpuUsPerReq.toFixed(1),
       String(non2xx),
       String(errors),
       median(r.refs.map((x) => x.requestsPerSec)).toFixed(0),

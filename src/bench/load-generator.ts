@@ -26,6 +26,8 @@ export interface RequestMix {
 }
 
 export interface LoadResult {
+  /** Requests answered during the run (any status): the divisor for the server's CPU per request. */
+  readonly requests: number;
   readonly requestsPerSec: number;
   readonly p50Ms: number;
   readonly p99Ms: number;
@@ -110,6 +112,7 @@ function parseWrk(stdout: string): LoadResult {
     };
     const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout);
     return {
+      requests: Number(/^\s*(\d+) requests in /m.exec(stdout)?.[1] ?? NaN),
       requestsPerSec: Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1] ?? NaN),
       p50Ms: percentile('50'),
       p99Ms: percentile('99'),
@@ -142,6 +145,7 @@ async function runAutocannon(options: LoadOptions): Promise<LoadResult> {
     ],
   });
   return {
+    requests: result.requests.total,
     requestsPerSec: result.requests.average,
     p50Ms: result.latency.p50,
     p99Ms: result.latency.p99,
@@ -193,5 +197,5 @@ export async function runBulk(options: BulkOptions): Promise<LoadResult> {
   } finally {
     await pool.close();
   }
-  return { requestsPerSec: options.count / ((Date.now() - started) / 1000), p50Ms: NaN, p99Ms: NaN, non2xx, errors };
+  return { requests: options.count - errors, requestsPerSec: options.count / ((Date.now() - started) / 1000), p50Ms: NaN, p99Ms: NaN, non2xx, errors };
 }

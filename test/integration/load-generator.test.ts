@@ -32,6 +32,9 @@ describe.each(tools)('load generator %s', (tool) => {
 
     const good = await runLoad(tool, { baseUrl: base, mix: { ...mixed, gets: present }, durationS: 1, connections: 4 });
     expect(good.requestsPerSec).toBeGreaterThan(0);
+    // The count the benchmark divides the server's CPU time by: one second of the same rate.
+    expect(good.requests).toBeGreaterThan(good.requestsPerSec * 0.5);
+    expect(good.requests).toBeLessThan(good.requestsPerSec * 1.5);
     expect(good.non2xx).toBe(0);
     expect(good.p99Ms).toBeGreaterThanOrEqual(good.p50Ms);
   });
@@ -55,6 +58,7 @@ describe('bulk loader', () => {
     const result = await runBulk({ baseUrl: base, prefixes, value, count: 500, connections: 8 });
     expect(result.non2xx).toBe(0);
     expect(result.errors).toBe(0);
+    expect(result.requests).toBe(500);
     expect((await keyCount()) - before).toBe(500);
     for (const n of [0, 1, 250, 499]) {
       const res = await request(`${base}/get?key=${bulkKey(prefixes, n)}`);
