@@ -1,0 +1,118 @@
+// The README's commands run as written. Its curl examples run in order against a fresh three-shard
+// cluster laid out like the repository's sharding.toml (127.0.0.1:8080-8085 mapped to this test's free
+// ports), and each reply matches the comment beside it: the body, a header, or every complete
+// "field":value the comment shows. Its `node dist/cli.js` and `./launch.sh` lines run too (paths to
+// this test's config and data dir), each exiting 0. Only npm's own commands are left to CI itself.
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config.js';
+import { Cluster } from '../helpers/cluster.js';
+import { waitConverged } from '../helpers/replication.js';
+
+const repo = resolve(import.meta.dirname, '../..');
+const readme = readFileSync(resolve(repo, 'README.md'), 'utf8');
+const exec = promisify(execFile);
+
+/** The ```sh blocks of the README under the heading `heading`, as lines without blanks. */
+function shellLines(heading: string): string[] {
+  const start = readme.indexOf(`\n## ${heading}\n`);
+  expect(start, `README section "${heading}"`).toBeGreaterThan(-1);
+  const end = readme.indexOf('\n## ', start + 1);
+  const section = readme.slice(start, end === -1 ? undefined : end);
+  const lines: string[] = [];
+  for (const block of section.matchAll(/```sh\n([\s\S]*?)```/g)) lines.push(...block[1]!.split('\n').filter((l) => l.trim() !== ''));
+  return lines;
+}
+
+/** A README line split into its command and the comment after `  # `. */
+function split(line: string): { command: string; comment: string } {
+  const at = line.search(/\s{2,}#\s/);
+  return at === -1 ? { command: line.trim(), comment: '' } : { command: line.slice(0, at).trim(), comment: line.slice(at).replace(/^\s+#\s/, '').trim() };
+}
+
+let cluster: Cluster;
+/** The repository config's addresses, each mapped to the test cluster member at the same place. */
+let addresses: Map<string, string>;
+let launchCluster: Cluster;
+
+beforeAll(async () => {
+  const layout = loadConfig(resolve(repo, 'sharding.toml'));
+  cluster = await Cluster.create(layout.shards.length);
+  addresses = new Map();
+  layout.shards.forEach((shard, i) => {
+    addresses.set(shard.address, cluster.shards[i]!.address);
+    addresses.set(shard.replica, cluster.shards[i]!.replica);
+  });
+  await cluster.startAll();
+  launchCluster = await Cluster.create(2);
+}, 120_000);
+afterAll(async () => {
+  await exec(resolve(repo, 'launch.sh'), ['stop'], { env: launchEnv(), timeout: 60_000 }).catch(() => undefined);
+  await launchCluster?.destroy();
+  await cluster?.destroy();
+});
+
+function mapped(text: string): string {
+  return text.replace(/127\.0\.0\.1:80\d\d/g, (address) => addresses.get(address) ?? address);
+}
+
+function launchEnv(): NodeJS.ProcessEnv {
+  return { ...process.env, KV_CONFIG: launchCluster.configPath, KV_DATA_DIR: launchCluster.dataDir };
+}
+
+/** Every complete `"field": value` pair in a comment (a `...` stands for fields left out). */
+function shownFields(comment: string): [string, unknown][] {
+  return [...comment.matchAll(/"(\w+)":("(?:[^"\\]|\\.)*"|-?\d+|true|false|null)(?=[,}])/g)].map((m) => [m[1]!, JSON.parse(m[2]!)]);
+}
+
+describe('the README', () => {
+  it('curl examples answer what their comments say', async () => {
+    const lines = shellLines('Using it with curl');
+    expect(lines.length).toBeGreaterThan(5);
+    for (const line of lines) {
+      const { command, comment } = split(line);
+      const { stdout } = await exec('bash', ['-c', mapped(command)], { cwd: repo, timeout: 30_000, encoding: 'utf8' });
+      const expected = mapped(comment);
+      const fields = shownFields(expected);
+      if (fields.length > 0) {
+        const body = JSON.parse(stdout) as Record<string, unknown>;
+        for (const [name, value] of fields) expect(`${command}: ${name}=${JSON.stringify(body[name])}`).toBe(`${command}: ${name}=${JSON.stringify(value)}`);
+      } else if (/^[\w-]+: \S+$/.test(expected.split('; ').at(-1)!)) {
+        const header = expected.split('; ').at(-1)!;
+        expect(stdout.toLowerCase(), command).toContain(header.toLowerCase());
+      } else if (/^\w+$/.test(expected)) {
+        expect(stdout, command).toBe(expected);
+      } else {
+        // A description: the command must have answered with a JSON success.
+        const body = JSON.parse(stdout) as Record<string, unknown>;
+        expect(body['error'], `${command}: ${stdout}`).toBeUndefined();
+      }
+    }
+  });
+
+  it('node dist/cli.js commands run', async () => {
+    const lines = readme.split('\n').filter((l) => l.startsWith('node dist/cli.js'));
+    expect(lines.length).toBeGreaterThanOrEqual(3);
+    // verify compares replicas with their primaries: let them catch up with the curl examples first.
+    for (const shard of cluster.shards) await waitConverged(cluster, shard.name);
+    for (const line of lines) {
+      const command = split(line)
+        .command.replaceAll('sharding.toml', cluster.configPath)
+        .replace(/--data-dir data\b/, `--data-dir ${cluster.dataDir}`);
+      const result = await exec('bash', ['-c', command], { cwd: repo, timeout: 30_000, encoding: 'utf8' });
+      expect(result.stdout.length, command).toBeGreaterThan(0);
+    }
+  });
+
+  it('./launch.sh commands run in order', async () => {
+    const lines = shellLines('Running processes').filter((l) => l.startsWith('./launch.sh'));
+    expect(lines.length).toBeGreaterThanOrEqual(5);
+    for (const line of lines) {
+      const { command } = split(line);
+      await exec('bash', ['-c', command], { cwd: repo, env: launchEnv(), timeout: 120_000, encoding: 'utf8' });
+    }
+  }, 300_000);
+});
