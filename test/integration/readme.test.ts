@@ -4,7 +4,7 @@
 // "field":value the comment shows. Its `node dist/cli.js` and `./launch.sh` lines run too (paths to
 // this test's config and data dir), each exiting 0. Only npm's own commands are left to CI itself.
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -74,9 +74,16 @@ describe('the README', () => {
     expect(lines.length).toBeGreaterThan(5);
     for (const line of lines) {
       const { command, comment } = split(line);
-      const { stdout } = await exec('bash', ['-c', mapped(command)], { cwd: repo, timeout: 30_000, encoding: 'utf8' });
+      const { stdout, stderr } = await exec('bash', ['-c', mapped(command)], { cwd: repo, timeout: 30_000, encoding: 'utf8' });
+      // curl only warns about a file it cannot read, and posts an empty body.
+      expect(stderr, command).not.toMatch(/curl: |Warning/);
       const expected = mapped(comment);
       const fields = shownFields(expected);
+      const whole = /^(\d{3} )?(\{.*\})$/.exec(expected);
+      if (whole && !whole[2]!.includes('...')) {
+        // A reply shown whole shows every field the reply has.
+        expect(Object.keys(JSON.parse(stdout) as object).sort(), command).toEqual(Object.keys(JSON.parse(whole[2]!) as object).sort());
+      }
       if (fields.length > 0) {
         const body = JSON.parse(stdout) as Record<string, unknown>;
         for (const [name, value] of fields) expect(`${command}: ${name}=${JSON.stringify(body[name])}`).toBe(`${command}: ${name}=${JSON.stringify(value)}`);
@@ -89,6 +96,18 @@ describe('the README', () => {
         // A description: the command must have answered with a JSON success.
         const body = JSON.parse(stdout) as Record<string, unknown>;
         expect(body['error'], `${command}: ${stdout}`).toBeUndefined();
+      }
+    }
+  });
+
+  it('names only programs a fresh clone has', async () => {
+    const commands = [...readme.matchAll(/```sh\n([\s\S]*?)```/g)].flatMap((block) => block[1]!.split('\n').filter((l) => l.trim() !== ''));
+    expect(commands.length).toBeGreaterThan(10);
+    for (const line of commands) {
+      for (const part of split(line).command.split('|')) {
+        const program = part.trim().split(/\s+/)[0]!;
+        const found = program.startsWith('./') ? existsSync(resolve(repo, program)) : (await exec('bash', ['-c', `command -v ${program}`]).then(() => true, () => false));
+        expect(`${program} (in: ${line})`, 'a program that exists').toBe(found ? `${program} (in: ${line})` : 'missing');
       }
     }
   });
