@@ -205,6 +205,7 @@ export class Migration {
 
   /** Starts sending this node's outgoing slots, and finishes at once when nothing moves here. */
   start(): void {
+    if (this.loop) return;
     this.options.log(
       `migration from topology ${this.previous.topologyId} to ${this.options.config.topologyId}: ` +
         `${this.outgoingLeft} of ${this.slotsToSend} slots to send, ${this.incomingLeft} of ${this.slotsToReceive} to receive`,

@@ -21,6 +21,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import {
   internalBodyBytesMax,
   peerConnectTimeoutMs,
+  peerProbeTimeoutMs,
   recoveryBackoffFirstMs,
   recoveryBackoffMaxMs,
   recoveryWaitLogEveryMs,
@@ -81,6 +82,9 @@ export class PrimaryRecovery {
   private detail = '';
   private keysCopied = 0;
   private readonly startedAt = Date.now();
+  /** For the question what the replica holds: a short bound, since a primary with data waits for it. */
+  private readonly askPool: PeerPool;
+  /** For copying the replica's data: chunks of up to 4 MiB get the replication bound. */
   private readonly pool: PeerPool;
   private readonly headers: Record<string, string>;
   private readonly abort = new AbortController();
@@ -92,6 +96,12 @@ export class PrimaryRecovery {
   constructor(private readonly options: RecoveryOptions) {
     this.state = options.store.isNewPrimary() && !options.overwriteReplica ? 'waiting_for_replica' : 'asking_replica';
     this.ready = new Promise((resolve) => (this.markReady = resolve));
+    this.askPool = new PeerPool(options.replicaAddress, {
+      connections: 1,
+      timeoutMs: peerProbeTimeoutMs,
+      connectTimeoutMs: peerConnectTimeoutMs,
+      replyBytesMax: 64 * 1024,
+    });
     this.pool = new PeerPool(options.replicaAddress, {
       connections: 1,
       timeoutMs: replicationRequestTimeoutMs,
@@ -128,8 +138,12 @@ export class PrimaryRecovery {
 
   async close(): Promise<void> {
     this.abort.abort();
-    await this.pool.destroy();
+    await this.destroyPools();
     await this.task;
+  }
+
+  private async destroyPools(): Promise<void> {
+    await Promise.all([this.askPool.destroy(), this.pool.destroy()]).catch(() => undefined);
   }
 
   private async run(): Promise<void> {
@@ -206,12 +220,12 @@ export class PrimaryRecovery {
   private becomeReady(): void {
     this.state = 'ready';
     this.detail = '';
-    void this.pool.destroy();
+    void this.destroyPools();
     this.markReady();
   }
 
   private async askReplica(): Promise<ReplicaStateReply> {
-    const reply = await this.pool.exchange({ method: 'GET', path: replicaStatePath, headers: this.headers });
+    const reply = await this.askPool.exchange({ method: 'GET', path: replicaStatePath, headers: this.headers });
     if (reply.status !== 200) throw new Error(`replica answered ${reply.status}: ${reply.body.toString('utf8', 0, 200)}`);
     return decodeReplicaState(JSON.parse(reply.body.toString('utf8')));
   }

@@ -295,12 +295,22 @@ export class ReplicationSender {
       await this.resync();
       return false;
     }
+    if (reply.appliedSeq > log.lastSeq()) {
+      // The replica is further on than this primary's log: its sequences past ours are other writes
+      // (this data dir was put back to an older copy), so they acknowledge nothing here. Resync (which
+      // the replica refuses unless this primary was started to overwrite it).
+      this.ackedSeq = reply.appliedSeq;
+      await this.resync();
+      return false;
+    }
     this.acknowledge(reply.appliedSeq);
     if (this.state !== 'streaming') this.options.logger(`replicating to ${this.options.replicaAddress} from seq ${reply.appliedSeq + 1}`);
     this.state = 'streaming';
     this.refusal = undefined;
-    // The replica follows this dataset now: a deliberate overwrite is done.
-    if (this.options.store.overwritesReplica()) await this.options.store.markOverwriteReplica(false);
+    // The replica follows this dataset, and is not ahead of it: a deliberate overwrite is done.
+    if (reply.error === undefined && reply.appliedSeq <= log.lastSeq() && this.options.store.overwritesReplica()) {
+      await this.options.store.markOverwriteReplica(false);
+    }
     // A gap only moves our position back to the replica's; the next round resends from there.
     return reply.error === undefined && reply.appliedSeq >= log.lastSeq();
   }

@@ -83,6 +83,28 @@ describe('a primary with a shorter history than its replica', () => {
     await waitConverged(cluster, 'shard1');
   });
 
+  it('restores an older copy of the same dataset over a replica that is further on with --overwrite-replica', async () => {
+    await write('restore-base', 20);
+    await waitConverged(cluster, 'shard1');
+    await cluster.stop('shard1', 'primary');
+    const backup = join(cluster.dir, 'restore-backup');
+    cpSync(dir('primary'), backup, { recursive: true });
+    await cluster.start('shard1', 'primary');
+    await write('restore-later', 30);
+    await waitConverged(cluster, 'shard1');
+    const before = await status(cluster, 'shard1', 'replica');
+
+    await cluster.stop('shard1', 'primary');
+    rmSync(dir('primary'), { recursive: true, force: true });
+    cpSync(backup, dir('primary'), { recursive: true });
+    await cluster.start('shard1', 'primary', undefined, { args: ['--overwrite-replica'] });
+    await waitConverged(cluster, 'shard1');
+    const after = await status(cluster, 'shard1', 'replica');
+    expect(after['keys']).toBe(before['keys'] - 30);
+    expect((await request(cluster.url('shard1', 'replica', dataPath('get', 'restore-later-0')))).status).toBe(404);
+    expect((await request(cluster.url('shard1', 'replica', dataPath('get', 'restore-base-0')))).text()).toBe('restore-base:0');
+  });
+
   it('replaces the replica when the primary is started with --overwrite-replica', async () => {
     await cluster.stop('shard1', 'primary');
     rmSync(dir('primary'), { recursive: true, force: true });
