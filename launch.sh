@@ -2,6 +2,9 @@
 # Starts, stops and reports the kvshard processes listed in the config.
 #
 #   ./launch.sh [start|stop|status|restart] [SHARD [primary|replica]]
+#   ./launch.sh start SHARD primary --overwrite-replica
+#                          start a primary from its own data dir's data (empty or restored) and make
+#                          its replica take exactly that, replacing what the replica holds
 #   ./launch.sh verify     compare every replica with its primary
 #
 # To resize, edit sharding.toml (add a shard at the end, or remove the last one) and run restart: keys
@@ -43,7 +46,7 @@ stop_wait_s=${KV_STOP_WAIT_S:-15}     # how long a node may drain before SIGKILL
 node_flags="--no-memory-reducer --min-semi-space-size=16"
 
 usage() {
-  sed -n '2,15p' "$script" | sed 's/^# \{0,1\}//'
+  sed -n '2,18p' "$script" | sed 's/^# \{0,1\}//'
 }
 
 # Exit status 2 is for a bad argument, setting or config, as for kvshard itself. The message names the
@@ -200,6 +203,7 @@ start_one() {
     return 0
   fi
   [ "$role" = replica ] && flag="--replica"
+  [ "$role" = primary ] && flag="$overwrite_replica"
   nohup node $node_flags dist/cli.js serve --config "$config" --shard "$name" $flag --data-dir "$data_dir" \
     >> "$(log_file "$name" "$role")" 2>&1 < /dev/null &
   echo $! > "$(pid_file "$name" "$role")"
@@ -323,6 +327,13 @@ command=start
 if [ $# -gt 0 ]; then
   command=$1
   shift
+fi
+# --overwrite-replica is for one primary only: it replaces what that primary's replica holds.
+overwrite_replica=""
+if [ "$command" = start ] && [ $# -gt 0 ] && [ "${*: -1}" = --overwrite-replica ]; then
+  set -- "${@:1:$(($# - 1))}"
+  [ $# -eq 2 ] && [ "$2" = primary ] || usage_error "--overwrite-replica goes with one primary: ./launch.sh start SHARD primary --overwrite-replica"
+  overwrite_replica=--overwrite-replica
 fi
 case "$command" in
   start|stop|status|restart) check_target_args "$@" ;;

@@ -5,19 +5,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BadRequestError, ClientFaultError, MethodNotAllowedError, OverloadedError, PayloadTooLargeError } from './errors.js';
 import { keyBytesMax, parameterNameCharsMax, valueBytesMax } from './limits.js';
 import { keySlot } from './slots.js';
+import { forwardedByHeader, forwardedTopologyHeader, previousOwnerReadHeader, tokenHeader } from './wire.js';
 
 export type DataOp = 'get' | 'set' | 'delete';
-
-/** Headers that mark a request forwarded by another node, so it is never forwarded again. */
-export const forwardedByHeader = 'x-kv-forwarded-by';
-export const forwardedTopologyHeader = 'x-kv-topology';
-/**
- * Marks a read sent by a key's new owner to its previous owner during a migration: the previous owner
- * answers from its own data although its config no longer assigns it the key.
- */
-export const previousOwnerReadHeader = 'x-kv-previous-owner-read';
-/** Header carrying the cluster secret; the marks above count only on requests that carry it. */
-export const tokenHeader = 'x-kv-token';
 
 export interface ForwardMarker {
   /** `<shard>/<role>` of the node that forwarded the request. */
@@ -74,8 +64,16 @@ function decodeComponent(raw: string, name: string): string {
   try {
     return decodeURIComponent(raw.includes('+') ? raw.replaceAll('+', ' ') : raw);
   } catch {
-    throw new BadRequestError(`parameter ${name}: bad percent-encoding or invalid UTF-8`);
+    throw new BadRequestError(`parameter ${shownName(name)}: bad percent-encoding or invalid UTF-8`);
   }
+}
+
+/**
+ * A parameter name as an error message shows it: as it is when it is a plain word, else cut and
+ * JSON-escaped, since it is the client's text going back to it.
+ */
+export function shownName(name: string): string {
+  return /^[A-Za-z0-9_-]{1,64}$/.test(name) ? name : JSON.stringify(name.slice(0, parameterNameCharsMax));
 }
 
 /** Decodes a query string. Repeated parameters are rejected: a store should not guess which one was meant. */
@@ -87,7 +85,7 @@ export function parseQuery(query: string): Map<string, string> {
     const eq = part.indexOf('=');
     const name = decodeComponent(eq === -1 ? part : part.slice(0, eq), 'name');
     const value = eq === -1 ? '' : decodeComponent(part.slice(eq + 1), name);
-    if (params.has(name)) throw new BadRequestError(`parameter ${name} is given more than once`);
+    if (params.has(name)) throw new BadRequestError(`parameter ${shownName(name)} is given more than once`);
     params.set(name, value);
   }
   return params;
@@ -144,9 +142,9 @@ function refuseForLoad(req: IncomingMessage, err: OverloadedError): OverloadedEr
 
 /**
  * The bytes of client request bodies held by this process at once, bounded so that many concurrent
- * large uploads cannot take the process's memory (each may be up to valueBytesMax). A body's declared
- * length is reserved when it starts; a chunked body is counted as its bytes arrive. Bytes are released
- * when the request's response is done, since the value is held until then.
+ * large uploads cannot take the process's memory (each may be up to valueBytesMax). Bytes are counted
+ * as they arrive, whatever the body's declared length (a client that only announces a large body holds
+ * nothing), and released when the request's response is done or its connection closes.
  */
 export class BodyBudget {
   private held = 0;
@@ -155,7 +153,7 @@ export class BodyBudget {
 
   constructor(readonly bytesMax: number) {}
 
-  /** Takes `bytes` more for one request, or false when that would pass the bound. */
+  /** Takes `bytes` more for one request, or false (counted as a refusal) when that would pass the bound. */
   take(bytes: number): boolean {
     if (this.held + bytes > this.bytesMax) {
       this.refusals++;
@@ -176,58 +174,66 @@ export class BodyBudget {
 }
 
 /**
- * Reads a request body of at most `limit` bytes, within `budget`: the bytes stay counted until the
- * response is done. A body cut off by the client, or malformed, rejects with ClientFaultError.
+ * Reads a request body of at most `limit` bytes, within `budget`: its bytes stay counted until the
+ * response is done or the connection closes, whichever comes first. A body cut off by the client, or
+ * malformed, rejects with ClientFaultError.
  */
 export function readBody(req: IncomingMessage, res: ServerResponse, limit: number, budget: BodyBudget): Promise<Buffer> {
   const declared = req.headers['content-length'];
-  const declaredBytes = declared === undefined ? undefined : Number(declared);
-  if (declaredBytes !== undefined && declaredBytes > limit) {
+  if (declared !== undefined && Number(declared) > limit) {
     discardRest(req);
     return Promise.reject(new PayloadTooLargeError(`body is ${declared} bytes; a value is at most ${limit} bytes`));
   }
+  if (req.destroyed) return Promise.reject(new ClientFaultError(cutOff));
   let taken = 0;
-  res.once('close', () => budget.release(taken));
-  if (declaredBytes !== undefined) {
-    if (!budget.take(declaredBytes)) return Promise.reject(refuseForLoad(req, new OverloadedError(`this node already holds ${budget.bytesMax} bytes of request bodies; retry shortly`)));
-    taken = declaredBytes;
-  }
+  const socket = req.socket;
+  const release = () => {
+    res.off('close', release);
+    socket.off('close', release);
+    budget.release(taken);
+    taken = 0;
+  };
+  res.once('close', release);
+  socket.once('close', release);
   return new Promise((resolve, reject) => {
-    // With a declared length the body goes straight into one buffer of that size, never copied twice.
-    const whole = declaredBytes !== undefined ? Buffer.allocUnsafe(declaredBytes) : undefined;
     const chunks: Buffer[] = [];
     let size = 0;
-    const stop = (err: Error) => {
+    let settled = false;
+    const fail = (err: Error) => {
+      if (settled) return;
+      settled = true;
       req.off('data', onData);
       chunks.length = 0;
       reject(err);
     };
     const onData = (chunk: Buffer) => {
       if (size + chunk.length > limit) {
-        stop(new PayloadTooLargeError(`body exceeds ${limit} bytes; a value is at most ${limit} bytes`));
+        fail(new PayloadTooLargeError(`body exceeds ${limit} bytes; a value is at most ${limit} bytes`));
         discardRest(req);
         return;
       }
-      if (whole) {
-        // A body longer than declared is the parser's to refuse; keep within the buffer meanwhile.
-        if (size + chunk.length <= whole.length) chunk.copy(whole, size);
-      } else {
-        if (!budget.take(chunk.length)) return stop(refuseForLoad(req, new OverloadedError(`this node already holds ${budget.bytesMax} bytes of request bodies; retry shortly`)));
-        taken += chunk.length;
-        chunks.push(chunk);
-      }
+      if (!budget.take(chunk.length)) return fail(refuseForLoad(req, new OverloadedError(`this node already holds ${budget.bytesMax} bytes of request bodies; retry shortly`)));
+      taken += chunk.length;
+      chunks.push(chunk);
       size += chunk.length;
     };
     req.on('data', onData);
-    req.once('end', () => resolve(whole ? whole.subarray(0, size) : chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)));
-    req.once('error', (err) => reject(new ClientFaultError(describeBodyError(err))));
-    req.once('aborted', () => reject(new ClientFaultError('the client closed the connection before the body was complete')));
+    req.once('end', () => {
+      if (settled) return;
+      settled = true;
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+    });
+    req.once('error', (err) => fail(new ClientFaultError(describeBodyError(err))));
+    // A connection that closes before the body ended: node emits close (and aborted) on the request.
+    req.once('close', () => fail(new ClientFaultError(cutOff)));
   });
 }
 
+const cutOff = 'the client closed the connection before the body was complete';
+
 function describeBodyError(err: Error): string {
   const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ECONNRESET' || err.message === 'aborted') return 'the client closed the connection before the body was complete';
+  if (code === 'ECONNRESET' || err.message === 'aborted') return cutOff;
   return `malformed request body (${code ?? 'unreadable'})`;
 }
 

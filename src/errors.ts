@@ -31,7 +31,6 @@ export class BadRequestError extends KvError {
  * not a bug: answered 400 when the connection still stands, and logged as one line without a stack.
  */
 export class ClientFaultError extends KvError {
-  readonly clientFault = true;
   constructor(message: string) {
     super('bad_request', 400, message);
   }
@@ -162,8 +161,9 @@ export class ReplicaUnavailableError extends KvError {
  * say whether the shard has data, or it is copying that data from the replica. Retriable.
  */
 export class PrimaryRecoveringError extends KvError {
+  /** `state`: what the primary does meanwhile, as its /status names it (waiting_for_replica, ...). */
   constructor(shard: string, state: string) {
-    super('primary_recovering', 503, `the primary of ${shard} is ${state}; retry shortly`, { shard, retriable: true });
+    super('primary_recovering', 503, `the primary of ${shard} is ${state.replaceAll('_', ' ')}; retry shortly`, { shard, retriable: true });
   }
 }
 
@@ -182,4 +182,10 @@ export class TopologyMismatchError extends KvError {
   constructor(message: string, details: ErrorDetails) {
     super('topology_mismatch', 409, message, details);
   }
+}
+
+/** An error in a few words for a log line: its code when it has one (ECONNREFUSED), else its message. */
+export function describeError(err: unknown): string {
+  const { code, message } = (err ?? {}) as { code?: string; message?: string };
+  return code ?? message ?? String(err);
 }

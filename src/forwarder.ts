@@ -3,11 +3,12 @@
 // unchanged. A peer that just failed is skipped until it answers again (peer-health.ts).
 
 import { errors } from 'undici';
-import { encodeDataPath, forwardedByHeader, forwardedTopologyHeader, previousOwnerReadHeader, tokenHeader, type DataReply, type DataRequest } from './data-request.js';
+import { encodeDataPath, type DataReply, type DataRequest } from './data-request.js';
 import { ShardTimeoutError, ShardUnavailableError } from './errors.js';
 import { forwardTimeoutMs, peerConnectTimeoutMs, peerSocketsMax, valueBytesMax } from './limits.js';
 import { PeerHealth, type PeerState } from './peer-health.js';
 import { PeerPool } from './peer-pool.js';
+import { forwardedByHeader, forwardedTopologyHeader, previousOwnerReadHeader, tokenHeader } from './wire.js';
 
 /** Room for headers and a JSON envelope around the largest value. */
 const replyBytesMax = valueBytesMax + 64 * 1024;
@@ -64,14 +65,22 @@ export class Forwarder {
    * may trail the latest write). Throws `first`'s error when both fail.
    */
   async read(first: Peer, second: Peer, req: DataRequest): Promise<DataReply> {
+    let reply: DataReply;
     try {
-      return await this.forward(first, req);
+      reply = await this.forward(first, req);
     } catch (err) {
       if (!(err instanceof ShardUnavailableError || err instanceof ShardTimeoutError)) throw err;
       return this.forward(second, req).catch(() => {
         throw err;
       });
     }
+    // A 503 is a member that cannot answer now (recovering, or a replica without its primary): the other
+    // member may. Its answer counts unless it fails too.
+    if (reply.status !== 503) return reply;
+    return this.forward(second, req).then(
+      (other) => (other.status === 503 ? reply : other),
+      () => reply,
+    );
   }
 
   /** The peers this node has forwarded to, up or down, for /status. */
@@ -93,7 +102,11 @@ export class Forwarder {
       return { status: reply.status, headers: relayedHeaders(reply.headers), body: reply.body };
     } catch (err) {
       const translated = this.translate(err, peer);
-      this.health.noteFailure(peer.address, translated instanceof ShardTimeoutError ? `no answer within ${this.timeoutMs} ms` : translated.reason);
+      // A connection that could not be made, or no answer in time, marks the peer down. A kept-alive
+      // socket the peer closed (it restarted, say) fails one request and proves nothing about the next.
+      if (translated instanceof ShardTimeoutError || !reusedSocketFailure(err)) {
+        this.health.noteFailure(peer.address, translated instanceof ShardTimeoutError ? `no answer within ${this.timeoutMs} ms` : translated.reason);
+      }
       throw translated;
     }
   }
@@ -113,6 +126,13 @@ export class Forwarder {
     await Promise.all([...this.pools.values()].map((pool) => pool.destroy()));
     this.pools.clear();
   }
+}
+
+/** An error of a socket that was connected (closed or reset by the peer), not a failure to connect. */
+function reusedSocketFailure(err: unknown): boolean {
+  if (err instanceof errors.SocketError) return true;
+  const code = (err as { code?: string }).code;
+  return code === 'ECONNRESET' || code === 'EPIPE' || code === 'UND_ERR_SOCKET';
 }
 
 function relayedHeaders(source: Record<string, string | string[] | undefined>): string[] {

@@ -15,7 +15,7 @@ import type { Duplex } from 'node:stream';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { BodyBudget, isDataPath, parseDataRequest, parseQuery, refuseUnknownParams, splitUrl, type DataReply, type ParseContext } from './data-request.js';
 import { BadRequestError, ClientFaultError, KvError, MethodNotAllowedError, OverloadedError, PayloadTooLargeError, UnauthorizedError, UnknownRouteError } from './errors.js';
-import { bodyBytesInFlightMax, headersTimeoutMs, keepAliveIdleMs, pipelinedRequestsMax, requestHeadBytesMax, requestTimeoutMs, slotCount } from './limits.js';
+import { bodyBytesInFlightMax, connectionsMax, headersTimeoutMs, keepAliveIdleMs, pipelinedRequestsMax, requestHeadBytesMax, requestTimeoutMs, slotCount } from './limits.js';
 import { digestPath, tokenHeader } from './replication-protocol.js';
 import type { Role } from './roles.js';
 import type { Store } from './store.js';
@@ -110,14 +110,18 @@ export function sendError(res: ServerResponse, err: unknown, nodeHeaders: Record
  * Like node's own handler, write only when no answer to an earlier request on the socket has started.
  */
 function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, log: (message: string) => void): void {
-  const response = (socket as Duplex & { _httpMessage?: ServerResponse })._httpMessage;
-  if (err.code !== 'ECONNRESET' && socket.writable && (!response || !response.headersSent)) {
+  // An answer may be written only when no earlier request on this connection awaits its own: the client
+  // would take ours for that one's. Then the connection just closes (a client's fault all the same).
+  const pending = (socket as Duplex & { _httpMessage?: ServerResponse })._httpMessage;
+  if (err.code !== 'ECONNRESET' && socket.writable && pending === undefined) {
     const [status, code, message] = clientErrorAnswer(err);
     const body = JSON.stringify({ error: code, message });
     socket.write(
       `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
     );
     log(`client fault: ${message}`);
+  } else if (err.code !== 'ECONNRESET') {
+    log(`client fault: ${clientErrorAnswer(err)[2]}; connection closed`);
   }
   socket.destroy();
 }
@@ -186,23 +190,38 @@ function dataHandler(options: HttpApiOptions, context: ParseContext) {
   };
 }
 
-/** A connection's data requests waiting behind the one in progress (undefined: none in progress). */
-type Waiting = (() => Promise<void> | undefined)[] | undefined;
+/** A connection's data requests waiting behind the one in progress. */
+interface Waiting {
+  readonly queue: (() => Promise<void> | undefined)[];
+  /** Set once a request was refused for a full queue: the connection closes after its answer. */
+  full: boolean;
+}
 const waitingRequests = Symbol('kvshard.waitingRequests');
-type OrderedSocket = Duplex & { [waitingRequests]: Waiting };
+/** undefined while no data request of the connection is in progress. */
+type OrderedSocket = Duplex & { [waitingRequests]: Waiting | undefined };
 
 /**
  * Runs a connection's data requests one after another once one of them went asynchronous, so that
  * requests pipelined on one connection take effect in the order they were sent (a client reads its
- * own writes). A connection with nothing in progress, the usual case, pays one property read.
+ * own writes). A connection with nothing in progress, the usual case, pays one property read. Requests
+ * still waiting when the connection closes are dropped: nobody is left to read their answers.
  */
-function runInOrder(socket: OrderedSocket, first: Promise<void>): void {
-  const waiting: (() => Promise<void> | undefined)[] = [];
+function runInOrder(socket: OrderedSocket, first: Promise<void>, log: (message: string) => void): void {
+  const waiting: Waiting = { queue: [], full: false };
   socket[waitingRequests] = waiting;
   void (async () => {
-    await first;
-    for (let next = waiting.shift(); next !== undefined; next = waiting.shift()) await next();
-    socket[waitingRequests] = undefined;
+    try {
+      await first;
+      for (let next = waiting.queue.shift(); next !== undefined && !socket.destroyed; next = waiting.queue.shift()) await next();
+    } catch (err) {
+      // The handlers answer their own errors; anything reaching here is a bug. The connection goes, since
+      // its remaining requests can no longer be answered in order.
+      log(`internal error while serving a connection's requests in order: ${(err as Error)?.stack ?? String(err)}`);
+      socket.destroy();
+    } finally {
+      waiting.queue.length = 0;
+      socket[waitingRequests] = undefined;
+    }
   })();
 }
 
@@ -266,12 +285,6 @@ function intParam(params: Map<string, string>, name: string, min: number, max: n
   return value;
 }
 
-export interface HttpApi {
-  readonly server: http.Server;
-  /** Client body bytes held, their peak and refusals, for /status. */
-  readonly budget: BodyBudget;
-}
-
 /** A server with the API's limits that answers every request 503 `starting` until serveHttpApi(). */
 export function createServer(log: (message: string) => void): http.Server {
   const server = http.createServer({
@@ -282,6 +295,7 @@ export function createServer(log: (message: string) => void): http.Server {
     // Checked by the handlers instead, so that the answer is JSON like every other (see data-request.ts).
     requireHostHeader: false,
   });
+  server.maxConnections = connectionsMax;
   server.on('request', answerStarting);
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => answerClientError(err, socket, log));
   return server;
@@ -302,7 +316,7 @@ export function createHttpServer(options: HttpApiOptions): http.Server {
 }
 
 /** Starts serving the API on `server` (from createServer()), replacing its `starting` answer. */
-export function serveHttpApi(server: http.Server, options: HttpApiOptions): HttpApi {
+export function serveHttpApi(server: http.Server, options: HttpApiOptions): void {
   const isClusterToken = tokenChecker(options.token);
   const budget = new BodyBudget(options.bodyBytesMax ?? bodyBytesInFlightMax);
   const handleData = dataHandler(options, { isClusterToken, budget });
@@ -321,12 +335,21 @@ export function serveHttpApi(server: http.Server, options: HttpApiOptions): Http
     const socket = req.socket as unknown as OrderedSocket;
     const waiting = socket[waitingRequests];
     if (waiting !== undefined) {
-      if (waiting.length < pipelinedRequestsMax) waiting.push(() => handleData(req, res, path, query));
-      else sendError(res, new OverloadedError(`more than ${pipelinedRequestsMax} requests pipelined on one connection; wait for answers`), headers, options.log);
+      // Past a refused request nothing more runs: the connection closes after its answer, so no later
+      // request can take effect before the refused one.
+      if (waiting.full) return;
+      if (waiting.queue.length < pipelinedRequestsMax) {
+        waiting.queue.push(() => handleData(req, res, path, query));
+        return;
+      }
+      waiting.full = true;
+      const refusal = new OverloadedError(`more than ${pipelinedRequestsMax} requests pipelined on one connection; wait for answers`);
+      refusal.closeConnection = true;
+      waiting.queue.push(() => void sendError(res, refusal, headers, options.log));
       return;
     }
     const pending = handleData(req, res, path, query);
-    if (pending !== undefined) runInOrder(socket, pending);
+    if (pending !== undefined) runInOrder(socket, pending, options.log);
   };
   // Every socket gets the property at once, so all of them keep one shape for V8.
   server.on('connection', (socket: OrderedSocket) => {
@@ -334,5 +357,4 @@ export function serveHttpApi(server: http.Server, options: HttpApiOptions): Http
   });
   server.off('request', answerStarting);
   server.on('request', onRequest);
-  return { server, budget };
 }

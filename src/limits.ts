@@ -35,6 +35,13 @@ export const parameterNameCharsMax = 64;
  */
 export const bodyBytesInFlightMax = 4 * valueBytesMax;
 
+/**
+ * Open connections per process: clients, peers and replication together. Well under the file
+ * descriptors a process gets (LMDB and logs need some), so that idle connections cannot exhaust them;
+ * past it, new connections are closed at once.
+ */
+export const connectionsMax = 4_096;
+
 /** Requests pipelined on one connection wait behind the one in progress; more than this are refused. */
 export const pipelinedRequestsMax = 128;
 
@@ -91,8 +98,20 @@ export const resyncChunkBytesMax = 4 * 1024 * 1024;
  * after their primaries. The wait is logged at most once per recoveryWaitLogEveryMs.
  */
 export const recoveryBackoffFirstMs = 50;
+/**
+ * A primary with data of its own asks its replica this long before it serves unconfirmed (writes wait
+ * meanwhile): long enough for a replica started beside it (launch.sh starts each primary moments before
+ * its replica), short enough that a dead replica does not keep the shard from taking writes.
+ */
+export const recoveryConfirmWaitMs = 5_000;
 export const recoveryBackoffMaxMs = 1_000;
 export const recoveryWaitLogEveryMs = 30_000;
+
+/**
+ * Copies of a primary's own data kept under <data dir>/replaced/ when it rebuilds from a replica that
+ * holds more: each is a full copy of the data, so only the newest few are kept.
+ */
+export const replacedCopiesMax = 3;
 
 /**
  * A snapshot a primary copies from its replica is ended when no chunk was asked for in this long: a

@@ -210,7 +210,7 @@ export class Migration {
       `migration from topology ${this.previous.topologyId} to ${this.options.config.topologyId}: ` +
         `${this.outgoingLeft} of ${this.slotsToSend} slots to send, ${this.incomingLeft} of ${this.slotsToReceive} to receive`,
     );
-    this.loop ??= this.run().catch((err: unknown) => this.options.log(`migration sender stopped: ${(err as Error).stack}`));
+    this.loop = this.run().catch((err: unknown) => this.options.log(`migration sender stopped: ${(err as Error).stack}`));
   }
 
   /** Stores a batch from a previous owner (the /internal/migrate handler). */

@@ -106,8 +106,8 @@ function replicaStatus(store: Store, progress: ReplicaProgress, config: Config, 
       lag_seconds: lagEntries === 0 ? 0 : progress.lastAppliedTs ? Math.max(0, (Date.now() - progress.lastAppliedTs) / 1000) : null,
       // In sync: a complete copy, and the primary heard from lately (a silent primary may be taking writes
       // this replica does not see, or be gone).
-      in_sync: store.replicaInSync() && progress.lastContactAt > 0 && Date.now() - progress.lastContactAt <= primarySilenceMaxMs,
-      complete: store.replicaInSync(),
+      in_sync: store.replicaComplete() && progress.lastContactAt > 0 && Date.now() - progress.lastContactAt <= primarySilenceMaxMs,
+      complete: store.replicaComplete(),
       primary_silence_max_ms: primarySilenceMaxMs,
       resyncing: state.resyncId !== undefined,
       resyncs: progress.resyncs,
@@ -228,7 +228,7 @@ export class KvNode {
     const ownLayout = role === 'drain' ? { ...start.record!.previous, topologyId: config.topologyId } : layoutRecord(config);
     const view = new ClusterView(config, ownLayout, `${shard.name}/${role}`, start.decided, log, () => store.count());
     const forwarder = new Forwarder({ self: `${shard.name}/${role}`, topologyId: config.topologyId, token: options.token, log });
-    const recovery = role === 'primary' ? new PrimaryRecovery({ store, replicaAddress: shard.replica, token: options.token, overwriteReplica: options.overwriteReplica === true, log }) : undefined;
+    const recovery = role === 'primary' ? new PrimaryRecovery({ store, primaryAddress: address, replicaAddress: shard.replica, token: options.token, overwriteReplica: options.overwriteReplica === true, log }) : undefined;
     /** Resolves once this node serves its shard's keys: at once, or for a primary once its recovery is done. */
     const serving = recovery?.ready ?? Promise.resolve();
     let sender: ReplicationSender | undefined;
@@ -424,7 +424,7 @@ function migrateRouter(view: ClusterView, learner: LayoutLearner | undefined, re
     }
     // Keys must not land in a store that is being rebuilt from its replica; the sender retries.
     const blocked = recovery?.blocking();
-    if (blocked) throw new PrimaryRecoveringError(view.node.split('/')[0]!, blocked.state.replaceAll('_', ' '));
+    if (blocked) throw new PrimaryRecoveringError(view.node.split('/')[0]!, blocked.state);
     if (message.topologyId !== view.config.topologyId) {
       throw new TopologyMismatchError(`${message.from} migrates to topology ${message.topologyId}; this node runs ${view.config.topologyId}`, {
         sender: message.from,

@@ -3,7 +3,7 @@
 // A primary whose data dir is new (moved away, wiped, a new disk) would otherwise start an empty
 // dataset and push it to its replica as a full resync, wiping the shard's data on both nodes (Redis
 // documents the same trap for masters without persistence). So before a primary serves its shard's keys
-// and pushes anything, it asks its replica what it holds:
+// and pushes anything, it asks its replica what it holds (planRecovery decides from the answer):
 // - the replica follows a dataset (or holds a partial copy): the primary copies the replica's data, a
 //   resync in the other direction, and continues the replica's dataset at its sequence, so the replica
 //   goes on streaming with nothing lost;
@@ -11,11 +11,15 @@
 // - the replica does not answer: the primary does not guess. It answers its shard's writes with 503
 //   primary_recovering until the replica answers, unless started with --overwrite-replica (a
 //   deliberate fresh start or restore, whose data then replaces the replica's).
-// A primary with data of its own asks too, once and briefly: when the replica has a longer history
-// (this primary's data dir was restored from an older copy, or is another dataset), it keeps a copy of
-// its own data under <data dir>/replaced/ and rebuilds from the replica. If the replica cannot be asked,
-// it serves its own data, and the replica's own guard refuses a resync that would lose its writes.
+// A primary with data of its own asks too, for a few seconds. When the replica has a longer history of
+// the same dataset, or of another one, it keeps a copy of its own data under <data dir>/replaced/ and
+// rebuilds from the replica. When the replica does not answer, it serves its own data under a new
+// dataset id branched off the old one at its last sequence: its data may be behind the replica's (an
+// older copy, a lost unsynced tail), and its new writes must never be taken for the replica's writes of
+// the same sequences. A replica not past the branch point follows the new dataset without a resync; one
+// past it refuses the primary's resync and keeps its data (see replication-receiver.ts).
 
+import { readdirSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -24,9 +28,12 @@ import {
   peerProbeTimeoutMs,
   recoveryBackoffFirstMs,
   recoveryBackoffMaxMs,
+  recoveryConfirmWaitMs,
   recoveryWaitLogEveryMs,
+  replacedCopiesMax,
   replicationRequestTimeoutMs,
 } from './limits.js';
+import { describeError } from './errors.js';
 import { PeerPool } from './peer-pool.js';
 import {
   decodeReplicaState,
@@ -37,9 +44,9 @@ import {
   tokenHeader,
   type ReplicaStateReply,
   type SnapshotReply,
-  type SnapshotRequest,
+  type SnapshotStep,
 } from './replication-protocol.js';
-import type { Store } from './store.js';
+import type { ForkPoint, Store } from './store.js';
 
 /** What the primary knows of its own data when it starts. */
 export interface PrimaryFacts {
@@ -47,9 +54,15 @@ export interface PrimaryFacts {
   readonly isNew: boolean;
   readonly lastSeq: number;
   readonly datasetId: string | undefined;
+  /** Where its dataset branched off the one before, while the replica has not followed it. */
+  readonly forkedFrom: ForkPoint | undefined;
 }
 
-export type RecoveryPlan = { readonly action: 'fresh' } | { readonly action: 'serve' } | { readonly action: 'rebuild'; readonly why: string };
+export type RecoveryPlan =
+  | { readonly action: 'fresh' }
+  | { readonly action: 'serve' }
+  | { readonly action: 'rebuild'; readonly why: string }
+  | { readonly action: 'diverged'; readonly why: string };
 
 /** Decides from the replica's answer how the primary starts. Pure. */
 export function planRecovery(primary: PrimaryFacts, replica: ReplicaStateReply): RecoveryPlan {
@@ -59,17 +72,37 @@ export function planRecovery(primary: PrimaryFacts, replica: ReplicaStateReply):
     if (replica.keys > 0) return { action: 'rebuild', why: `this data dir is new and the replica holds ${replica.keys} keys of an unfinished resync` };
     return { action: 'fresh' };
   }
-  if (replica.complete && replica.appliedSeq > primary.lastSeq) {
-    const whose = replica.datasetId === primary.datasetId ? 'this dataset' : `dataset ${replica.datasetId}, not this one's ${primary.datasetId}`;
-    return { action: 'rebuild', why: `the replica holds ${whose} further on (${held}) than this data dir (seq ${primary.lastSeq})` };
+  if (!replica.complete) return { action: 'serve' };
+  const here = `this data dir (seq ${primary.lastSeq})`;
+  if (replica.datasetId === primary.datasetId) {
+    // The same dataset: the replica's history extends this one's, so copying it loses nothing.
+    return replica.appliedSeq > primary.lastSeq ? { action: 'rebuild', why: `the replica holds this dataset further on (${held}) than ${here}` } : { action: 'serve' };
   }
-  return { action: 'serve' };
+  const fork = primary.forkedFrom;
+  if (fork !== undefined && replica.datasetId === fork.datasetId) {
+    // This dataset branched off the replica's at fork.seq. Not past it, the replica follows from where it stands.
+    if (replica.appliedSeq <= fork.seq) return { action: 'serve' };
+    if (primary.lastSeq === fork.seq) {
+      return { action: 'rebuild', why: `the replica holds the dataset this one branched off further on (${held}), and nothing was written here since` };
+    }
+    return {
+      action: 'diverged',
+      why:
+        `the replica holds writes of dataset ${fork.datasetId} past seq ${fork.seq} (${held}), and this data dir holds writes of its own ` +
+        `past that point (seq ${primary.lastSeq}): neither copy has all of them`,
+    };
+  }
+  return replica.appliedSeq > primary.lastSeq
+    ? { action: 'rebuild', why: `the replica holds dataset ${replica.datasetId}, not this one's ${primary.datasetId}, further on (${held}) than ${here}` }
+    : { action: 'serve' };
 }
 
 export type RecoveryState = 'asking_replica' | 'waiting_for_replica' | 'rebuilding' | 'ready';
 
 export interface RecoveryOptions {
   readonly store: Store;
+  /** This primary's address, which the replica checks against its own config. */
+  readonly primaryAddress: string;
   readonly replicaAddress: string;
   readonly token: string;
   /** Started with --overwrite-replica: serve this data dir's data at once and make the replica take it. */
@@ -149,33 +182,66 @@ export class PrimaryRecovery {
   private async run(): Promise<void> {
     const { store, log } = this.options;
     if (this.options.overwriteReplica) {
-      if (store.isNewPrimary()) await store.startDataset();
-      await store.markOverwriteReplica(true);
+      await store.startOverwrite();
       log(`started with --overwrite-replica: serving this data dir's ${store.count()} keys; the replica at ${this.options.replicaAddress} will be made to hold the same`);
       return this.becomeReady();
     }
-    if (!store.isNewPrimary()) {
-      const replica = await this.askReplica().catch((err: unknown) => {
-        log(`could not ask the replica at ${this.options.replicaAddress} what it holds (${describe(err)}); serving this data dir's data`);
-        return undefined;
-      });
-      const plan = replica && planRecovery(this.facts(), replica);
-      if (plan?.action !== 'rebuild') return this.becomeReady();
-      try {
-        await this.keepCopy();
-        await this.rebuild(plan.why);
-        return this.becomeReady();
-      } catch (err) {
-        if (this.abort.signal.aborted) return;
-        // Before the copy began, this data dir still holds its own data: serve it. After, it holds part
-        // of the replica's: wait for the replica like a new data dir.
-        if (!store.isNewPrimary()) {
-          log(`could not rebuild from the replica (${describe(err)}); serving this data dir's data`);
-          return this.becomeReady();
-        }
-        log(`rebuilding from the replica was cut off (${describe(err)}); starting over once it answers`);
-      }
+    if (store.overwritesReplica()) {
+      log(`the replica at ${this.options.replicaAddress} has not yet taken the data this primary was started to overwrite it with: serving, and going on with that`);
+      return this.becomeReady();
     }
+    if (!store.isNewPrimary() && (await this.startWithData())) return;
+    await this.waitForReplica();
+  }
+
+  /**
+   * A primary with data of its own asks its replica, for a bounded time, whether the replica holds more.
+   * Resolves true once it serves, false when it has to wait for the replica like a new data dir (a
+   * rebuild that had begun was cut off).
+   */
+  private async startWithData(): Promise<boolean> {
+    const { store, log } = this.options;
+    const replica = await this.askReplicaWithin(recoveryConfirmWaitMs);
+    if (this.abort.signal.aborted) return true;
+    if (replica === undefined) {
+      // Unconfirmed, this data may be behind the replica's (an older copy, a lost unsynced tail): what is
+      // written from here gets a dataset id of its own, never to be taken for the replica's writes.
+      const fork = await store.forkDataset();
+      log(
+        `the replica at ${this.options.replicaAddress} did not answer within ${recoveryConfirmWaitMs} ms: serving this data dir's data as ` +
+          `dataset ${store.datasetId()}, branched off ${fork.datasetId} at seq ${fork.seq}`,
+      );
+      this.becomeReady();
+      return true;
+    }
+    const plan = planRecovery(this.facts(), replica);
+    if (plan.action === 'diverged') log(`ERROR: ${plan.why}; serving this data dir's data, and the replica keeps its own (see its /status)`);
+    if (plan.action !== 'rebuild') {
+      this.becomeReady();
+      return true;
+    }
+    try {
+      await this.keepCopy();
+      await this.rebuild(plan.why);
+      this.becomeReady();
+      return true;
+    } catch (err) {
+      if (this.abort.signal.aborted) return true;
+      // Before the copy began, this data dir still holds its own data: serve it. After, it holds part
+      // of the replica's: wait for the replica like a new data dir.
+      if (!store.isNewPrimary()) {
+        log(`could not rebuild from the replica (${describeError(err)}); serving this data dir's data`);
+        this.becomeReady();
+        return true;
+      }
+      log(`rebuilding from the replica was cut off (${describeError(err)}); starting over once it answers`);
+      return false;
+    }
+  }
+
+  /** A new data dir (or a cut-off rebuild): ask the replica until it answers, then start or rebuild. */
+  private async waitForReplica(): Promise<void> {
+    const { store, log } = this.options;
     log(`this data dir is new: asking the replica at ${this.options.replicaAddress} whether the shard has data before serving`);
     let backoff = recoveryBackoffFirstMs;
     let loggedAt = 0;
@@ -192,7 +258,7 @@ export class PrimaryRecovery {
       } catch (err) {
         if (this.abort.signal.aborted) return;
         this.state = 'waiting_for_replica';
-        this.detail = `the replica at ${this.options.replicaAddress} has not answered: ${describe(err)}`;
+        this.detail = `the replica at ${this.options.replicaAddress} has not answered: ${describeError(err)}`;
         if (Date.now() - loggedAt >= recoveryWaitLogEveryMs) {
           loggedAt = Date.now();
           log(`waiting for the replica before serving (writes get 503 primary_recovering; start with --overwrite-replica to start without it): ${this.detail}`);
@@ -203,18 +269,45 @@ export class PrimaryRecovery {
     }
   }
 
-  /** Before replacing a primary's own data: a copy under <data dir>/replaced/, for a person to inspect. */
+  /** Asks the replica what it holds, retrying (a replica starting beside this primary) until `withinMs`. */
+  private async askReplicaWithin(withinMs: number): Promise<ReplicaStateReply | undefined> {
+    const deadline = Date.now() + withinMs;
+    let backoff = recoveryBackoffFirstMs;
+    while (!this.abort.signal.aborted) {
+      try {
+        return await this.askReplica();
+      } catch (err) {
+        this.detail = `the replica at ${this.options.replicaAddress} has not answered: ${describeError(err)}`;
+        if (Date.now() + backoff >= deadline) return undefined;
+        await sleep(backoff, undefined, { signal: this.abort.signal }).catch(() => undefined);
+        backoff = Math.min(backoff * 2, recoveryBackoffMaxMs);
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * Before replacing a primary's own data: a copy under <data dir>/replaced/, for a person to inspect.
+   * At most replacedCopiesMax are kept per member; the oldest beyond that is removed.
+   */
   private async keepCopy(): Promise<void> {
     const { store, log } = this.options;
-    const target = join(dirname(store.path), 'replaced', `${basename(store.path)}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+    const dir = join(dirname(store.path), 'replaced');
+    const prefix = `${basename(store.path)}-`;
+    const target = join(dir, `${prefix}${new Date().toISOString().replace(/[:.]/g, '-')}`);
     await store.backup(target);
     log(`kept a copy of this data dir's ${store.count()} keys in ${target} before rebuilding from the replica`);
+    const copies = readdirSync(dir).filter((name) => name.startsWith(prefix)).sort();
+    for (const old of copies.slice(0, Math.max(0, copies.length - replacedCopiesMax))) {
+      rmSync(join(dir, old), { recursive: true, force: true });
+      log(`removed the oldest kept copy ${join(dir, old)}: at most ${replacedCopiesMax} are kept`);
+    }
   }
 
   private facts(): PrimaryFacts {
     const { store } = this.options;
     const isNew = store.isNewPrimary();
-    return { isNew, lastSeq: store.log!.lastSeq(), datasetId: isNew ? undefined : store.datasetId() };
+    return { isNew, lastSeq: store.log!.lastSeq(), datasetId: isNew ? undefined : store.datasetId(), forkedFrom: store.forkedFrom() };
   }
 
   private becomeReady(): void {
@@ -225,13 +318,15 @@ export class PrimaryRecovery {
   }
 
   private async askReplica(): Promise<ReplicaStateReply> {
-    const reply = await this.askPool.exchange({ method: 'GET', path: replicaStatePath, headers: this.headers });
+    const path = `${replicaStatePath}?primary=${encodeURIComponent(this.options.primaryAddress)}`;
+    const reply = await this.askPool.exchange({ method: 'GET', path, headers: this.headers });
     if (reply.status !== 200) throw new Error(`replica answered ${reply.status}: ${reply.body.toString('utf8', 0, 200)}`);
     return decodeReplicaState(JSON.parse(reply.body.toString('utf8')));
   }
 
-  private async snapshotCall<P extends SnapshotRequest['phase']>(request: SnapshotRequest & { phase: P }): Promise<Extract<SnapshotReply, { phase: P }>> {
-    const reply = await this.pool.exchange({ method: 'POST', path: snapshotPath, headers: this.headers, body: encodeMessage(request) });
+  private async snapshotCall<P extends SnapshotStep['phase']>(request: Extract<SnapshotStep, { phase: P }>): Promise<Extract<SnapshotReply, { phase: P }>> {
+    const body = encodeMessage({ ...request, primary: this.options.primaryAddress });
+    const reply = await this.pool.exchange({ method: 'POST', path: snapshotPath, headers: this.headers, body });
     if (reply.status !== 200) throw new Error(`replica answered ${reply.status} to ${request.phase}: ${reply.body.toString('utf8', 0, 200)}`);
     return decodeSnapshotReply(reply.body, request.phase) as Extract<SnapshotReply, { phase: P }>;
   }
@@ -269,7 +364,3 @@ export class PrimaryRecovery {
   }
 }
 
-function describe(err: unknown): string {
-  const { code, message } = (err ?? {}) as { code?: string; message?: string };
-  return code ?? message ?? String(err);
-}

@@ -5,9 +5,9 @@ import { pack, unpack } from 'msgpackr';
 import { BadRequestError } from './errors.js';
 import { keyBytesMax, slotCount, valueBytesMax } from './limits.js';
 import type { LogEntry } from './replication-log.js';
+import type { ForkPoint } from './store.js';
 
-/** Header carrying the cluster secret on every internal request. */
-export const tokenHeader = 'x-kv-token';
+export { tokenHeader } from './wire.js';
 
 export const replicatePath = '/internal/replicate';
 export const resyncPath = '/internal/resync';
@@ -22,6 +22,8 @@ export interface ReplicateMessage {
   /** The sender's address: a replica takes batches only from the primary its config names. */
   readonly primary: string;
   readonly datasetId: string;
+  /** Where the dataset branched off the one before it, while the replica has not followed it yet. */
+  readonly forkedFrom: ForkPoint | null;
   /** The primary's newest sequence when it sent this, for the replica's lag. */
   readonly primarySeq: number;
   /** The primary's clock when it sent this (ms since the epoch). */
@@ -41,6 +43,7 @@ export type ResyncMessage =
       readonly primary: string;
       /** What the resync replaces the replica's data with: a replica refuses a shorter history (see the receiver). */
       readonly datasetId: string;
+      readonly forkedFrom: ForkPoint | null;
       readonly snapshotSeq: number;
       readonly keyCount: number;
       /** The primary was started to overwrite its replica: the replica accepts even a shorter history. */
@@ -63,7 +66,10 @@ export interface ReplicaReply {
   readonly reason?: string;
 }
 
-/** GET /internal/replica-state: what a replica holds, for a primary deciding how to start. */
+/**
+ * GET /internal/replica-state?primary=ADDRESS: what a replica holds, for a primary deciding how to start.
+ * The replica answers only the primary its own config names.
+ */
 export interface ReplicaStateReply {
   /** The primary dataset the replica follows, or null when it never completed a resync. */
   readonly datasetId: string | null;
@@ -74,10 +80,13 @@ export interface ReplicaStateReply {
 }
 
 /** POST /internal/snapshot: a primary reads its replica's data in chunks, in one consistent snapshot. */
-export type SnapshotRequest =
+export type SnapshotStep =
   | { readonly phase: 'begin' }
   | { readonly phase: 'chunk'; readonly snapshotId: string; readonly after: Buffer | null }
   | { readonly phase: 'end'; readonly snapshotId: string };
+
+/** A step, with the address of the primary asking (checked against the replica's own config). */
+export type SnapshotRequest = SnapshotStep & { readonly primary: string };
 
 export type SnapshotReply =
   | {
@@ -111,6 +120,13 @@ const isBytes = (v: unknown): v is Uint8Array => v instanceof Uint8Array;
 const isId = (v: unknown): v is string => typeof v === 'string' && v.length > 0 && v.length <= 64;
 /** `host:port` as a config writes it; the receiver compares it with its own config. */
 const isAddress = (v: unknown): v is string => typeof v === 'string' && v.length > 0 && v.length <= 300;
+
+function forkPoint(v: unknown, what: string): ForkPoint | null {
+  if (v === null) return null;
+  const f = v as Record<string, unknown>;
+  if (typeof f !== 'object' || !isId(f['datasetId']) || !isSeq(f['seq'])) invalid(what);
+  return { datasetId: f['datasetId'], seq: f['seq'] };
+}
 
 function invalid(what: string): never {
   throw new BadRequestError(`invalid replication message: ${what}`);
@@ -146,6 +162,7 @@ export function decodeReplicate(body: Buffer): ReplicateMessage {
   return {
     primary: m['primary'] as string,
     datasetId: m['datasetId'] as string,
+    forkedFrom: forkPoint(m['forkedFrom'] ?? null, 'forkedFrom'),
     primarySeq: m['primarySeq'] as number,
     sentAt: m['sentAt'] as number,
     topologyId: m['topologyId'] as string,
@@ -162,7 +179,7 @@ export function decodeResync(body: Buffer): ResyncMessage {
     case 'begin': {
       const { primary, datasetId, snapshotSeq, keyCount, force } = m;
       if (!isAddress(primary) || !isId(datasetId) || !isSeq(snapshotSeq) || !isSeq(keyCount) || typeof force !== 'boolean') invalid('begin fields');
-      return { phase: 'begin', resyncId, primary, datasetId, snapshotSeq, keyCount, force };
+      return { phase: 'begin', resyncId, primary, datasetId, forkedFrom: forkPoint(m['forkedFrom'] ?? null, 'forkedFrom'), snapshotSeq, keyCount, force };
     }
     case 'chunk':
       return { phase: 'chunk', resyncId, pairs: decodePairs(m['pairs']) };
@@ -188,24 +205,26 @@ function decodePairs(pairs: unknown): [Buffer, Buffer][] {
 
 export function decodeSnapshotRequest(body: Buffer): SnapshotRequest {
   const m = decodeBody(body);
+  const primary = m['primary'];
+  if (!isAddress(primary)) invalid('primary');
   switch (m['phase']) {
     case 'begin':
-      return { phase: 'begin' };
+      return { primary, phase: 'begin' };
     case 'chunk': {
       const { snapshotId, after } = m;
       if (!isId(snapshotId) || (after !== null && (!isBytes(after) || after.length > keyBytesMax + 2))) invalid('chunk fields');
-      return { phase: 'chunk', snapshotId, after: after === null ? null : Buffer.from(after) };
+      return { primary, phase: 'chunk', snapshotId, after: after === null ? null : Buffer.from(after) };
     }
     case 'end':
       if (!isId(m['snapshotId'])) invalid('snapshotId');
-      return { phase: 'end', snapshotId: m['snapshotId'] };
+      return { primary, phase: 'end', snapshotId: m['snapshotId'] };
     default:
       invalid('phase');
   }
 }
 
 /** Decodes the replica's answer to a snapshot request of `phase`; throws on anything else. */
-export function decodeSnapshotReply(body: Buffer, phase: SnapshotRequest['phase']): SnapshotReply {
+export function decodeSnapshotReply(body: Buffer, phase: SnapshotStep['phase']): SnapshotReply {
   const m = decodeBody(body);
   if (m['phase'] !== phase) invalid('reply phase');
   switch (phase) {

@@ -11,6 +11,7 @@ import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import express, { type Router } from 'express';
 import { canonicalAddress, configName } from './config.js';
+import { parseQuery, splitUrl } from './data-request.js';
 import { KvError } from './errors.js';
 import { sendJson, type BodyRequest } from './http-api.js';
 import { internalBodyBytesMax, resyncChunkBytesMax, resyncChunkEntriesMax, snapshotIdleMs } from './limits.js';
@@ -29,7 +30,7 @@ import {
   type SnapshotReply,
 } from './replication-protocol.js';
 import type { ClusterView } from './layout-sync.js';
-import type { Snapshot, Store } from './store.js';
+import { isComplete, type Snapshot, type Store } from './store.js';
 
 export interface ReplicaProgress {
   primarySeq: number;
@@ -89,7 +90,7 @@ export function replicaRouter(options: ReplicaRouterOptions): ReplicaEndpoints {
     const refusal = notMyPrimary(message.primary);
     if (refusal) return answer(res, refusal);
     await notePrimaryLayout(store, view, message.topologyId, message.migrating, log);
-    const outcome = await store.applyReplicated(message.datasetId, message.entries);
+    const outcome = await store.applyReplicated(message.datasetId, message.entries, message.forkedFrom);
     progress.primarySeq = message.primarySeq;
     progress.lastContactAt = Date.now();
     if (outcome.ok && message.entries.length > 0 && outcome.appliedSeq >= message.entries.at(-1)!.seq) {
@@ -135,19 +136,24 @@ export function replicaRouter(options: ReplicaRouterOptions): ReplicaEndpoints {
     }
   });
 
-  router.get(replicaStatePath, (_req: BodyRequest, res: ServerResponse) => {
+  router.get(replicaStatePath, (req: BodyRequest, res: ServerResponse) => {
+    const refusal = notMyPrimary(parseQuery(splitUrl(req.url ?? '').query).get('primary') ?? '(none given)');
+    if (refusal) return sendJson(res, 409, refusal);
     const state = store.replicaState();
     const reply: ReplicaStateReply = {
       datasetId: state.datasetId ?? null,
       appliedSeq: state.appliedSeq,
       keys: store.count(),
-      complete: state.datasetId !== undefined && state.resyncId === undefined,
+      complete: isComplete(state),
     };
     sendJson(res, 200, reply);
   });
 
   router.post(snapshotPath, raw, (req: BodyRequest, res: ServerResponse) => {
     const request = decodeSnapshotRequest(req.body as Buffer);
+    // Only this shard's primary may copy the data, or end a copy under way by starting another.
+    const refusal = notMyPrimary(request.primary);
+    if (refusal) return sendJson(res, 409, refusal);
     switch (request.phase) {
       case 'begin': {
         const { id, snapshot } = snapshots.begin();
@@ -173,24 +179,37 @@ export function replicaRouter(options: ReplicaRouterOptions): ReplicaEndpoints {
 }
 
 /**
- * A resync replaces the replica's data. When the replica holds a complete dataset with data and the
- * primary's snapshot has less history (a lower sequence), the primary has lost data the replica still
- * has (an emptied or older data dir): refuse, unless the primary was started to overwrite deliberately.
+ * A resync replaces the replica's data. When the replica holds a complete dataset with keys, the resync
+ * must not lose any of its history:
+ * - from the same dataset, the primary's snapshot must reach at least the replica's sequence (a lower
+ *   one means the primary's data dir went back to an older copy);
+ * - from a dataset that branched off the replica's (a primary that served without confirming its
+ *   position), the replica must not be past the branch point: past it, it holds writes the primary lacks;
+ * - from an unrelated dataset, the snapshot's sequence must reach the replica's.
+ * A primary started to overwrite its replica (--overwrite-replica) is taken whatever it holds.
  */
 function refuseShorterHistory(store: Store, message: Extract<ResyncMessage, { phase: 'begin' }>): ReplicaReply | undefined {
   const state = store.replicaState();
-  const complete = state.datasetId !== undefined && state.resyncId === undefined;
-  if (message.force || !complete || message.snapshotSeq >= state.appliedSeq) return undefined;
+  if (message.force || !isComplete(state)) return undefined;
   const keys = store.count();
   if (keys === 0) return undefined;
-  const same = message.datasetId === state.datasetId;
+  const mine = `seq ${state.appliedSeq} (${keys} keys)`;
+  let why: string | undefined;
+  if (message.datasetId === state.datasetId) {
+    if (message.snapshotSeq < state.appliedSeq) why = `the primary's copy of this dataset reaches seq ${message.snapshotSeq} (${message.keyCount} keys), this replica's ${mine}`;
+  } else if (message.forkedFrom !== null && message.forkedFrom.datasetId === state.datasetId) {
+    const fork = message.forkedFrom;
+    if (state.appliedSeq > fork.seq) why = `the primary's dataset branched off this replica's at seq ${fork.seq}, and this replica holds writes up to ${mine} that the primary lacks`;
+  } else if (message.snapshotSeq < state.appliedSeq) {
+    why = `the primary's dataset reaches seq ${message.snapshotSeq} (${message.keyCount} keys), this replica's (another dataset) ${mine}`;
+  }
+  if (why === undefined) return undefined;
   return {
     appliedSeq: state.appliedSeq,
     error: 'resync_refused',
     reason:
-      `the primary's ${same ? 'copy of the dataset' : 'dataset'} reaches seq ${message.snapshotSeq} (${message.keyCount} keys), this replica's ` +
-      `seq ${state.appliedSeq} (${keys} keys): a resync would lose writes. Restart the primary so it rebuilds from this replica, ` +
-      'or with --overwrite-replica to replace this data deliberately',
+      `${why}: a resync would lose writes. To keep this replica's data, move the primary's data dir away and restart it ` +
+      '(it rebuilds from this replica); to keep the primary\'s, restart it with --overwrite-replica',
   };
 }
 

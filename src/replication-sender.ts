@@ -7,7 +7,7 @@
 // followed another dataset gets a full resync: a consistent snapshot in bounded chunks, then the log.
 
 import { randomUUID } from 'node:crypto';
-import { ReplicaTimeoutError, ReplicaUnavailableError, ShardUnavailableError } from './errors.js';
+import { describeError, ReplicaTimeoutError, ReplicaUnavailableError, ShardUnavailableError } from './errors.js';
 import {
   logTrimEntriesMax,
   logTrimEntriesMin,
@@ -125,7 +125,7 @@ export class ReplicationSender {
     if (!this.retentionTrim && this.options.log.bytes() > this.options.logRetentionBytes) {
       // Enforced here as well as in the send loop, which may be sleeping in backoff while the replica is down.
       this.retentionTrim = this.enforceRetention()
-        .catch((err) => this.options.logger(`trimming the replication log failed: ${describe(err)}`))
+        .catch((err) => this.options.logger(`trimming the replication log failed: ${describeError(err)}`))
         .finally(() => (this.retentionTrim = undefined));
     }
   }
@@ -233,10 +233,10 @@ export class ReplicationSender {
           this.refusal = reason;
           this.releaseWaiters(`it refuses this primary's data: ${reason}`);
         } else if (!(err instanceof ReplicaRefusal)) {
-          if (this.state !== 'unreachable') this.options.logger(`replication to ${this.options.replicaAddress} failing, retrying with backoff: ${describe(err)}`);
+          if (this.state !== 'unreachable') this.options.logger(`replication to ${this.options.replicaAddress} failing, retrying with backoff: ${describeError(err)}`);
           this.state = 'unreachable';
           // Writes waiting for ack=replica learn now rather than at the end of their wait.
-          this.releaseWaiters(`unreachable: ${describe(err)}`);
+          this.releaseWaiters(`unreachable: ${describeError(err)}`);
         }
         await this.enforceRetention().catch(() => undefined);
         await this.wakeupAfter(backoffMs);
@@ -284,6 +284,7 @@ export class ReplicationSender {
     const message: ReplicateMessage = {
       primary: this.options.primaryAddress,
       datasetId: this.options.store.datasetId(),
+      forkedFrom: this.options.store.forkedFrom() ?? null,
       primarySeq: log.lastSeq(),
       sentAt: Date.now(),
       topologyId: this.options.topologyId,
@@ -307,10 +308,8 @@ export class ReplicationSender {
     if (this.state !== 'streaming') this.options.logger(`replicating to ${this.options.replicaAddress} from seq ${reply.appliedSeq + 1}`);
     this.state = 'streaming';
     this.refusal = undefined;
-    // The replica follows this dataset, and is not ahead of it: a deliberate overwrite is done.
-    if (reply.error === undefined && reply.appliedSeq <= log.lastSeq() && this.options.store.overwritesReplica()) {
-      await this.options.store.markOverwriteReplica(false);
-    }
+    // The replica follows this dataset now: a fork point or a deliberate overwrite is settled.
+    await this.options.store.replicaFollows();
     // A gap only moves our position back to the replica's; the next round resends from there.
     return reply.error === undefined && reply.appliedSeq >= log.lastSeq();
   }
@@ -327,6 +326,7 @@ export class ReplicationSender {
         resyncId,
         primary: this.options.primaryAddress,
         datasetId: store.datasetId(),
+        forkedFrom: store.forkedFrom() ?? null,
         snapshotSeq: snapshot.seq,
         keyCount: snapshot.keyCount,
         force: store.overwritesReplica(),
@@ -409,7 +409,3 @@ function parseReply(body: Buffer): ReplicaReply | undefined {
   }
 }
 
-function describe(err: unknown): string {
-  const { code, message } = (err ?? {}) as { code?: string; message?: string };
-  return code ?? message ?? String(err);
-}

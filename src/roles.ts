@@ -10,7 +10,7 @@ import type { DataReply, DataRequest } from './data-request.js';
 import { BadRequestError, LayoutPendingError, NotFoundError, PrimaryRecoveringError, ReadOnlyReplicaError, ShardUnavailableError, WrongShardError } from './errors.js';
 import type { Forwarder } from './forwarder.js';
 import type { ClusterView } from './layout-sync.js';
-import { replicaAckTimeoutMs } from './limits.js';
+import { parameterNameCharsMax, replicaAckTimeoutMs } from './limits.js';
 import type { PrimaryRecovery } from './primary-recovery.js';
 import type { ReplicationSender } from './replication-sender.js';
 import type { Mutation, Store } from './store.js';
@@ -113,7 +113,7 @@ function readPrimary(ctx: RoleContext, headers: readonly string[], req: DataRequ
 /** `ack=primary` (the default) answers after the primary's durable commit; `ack=replica` also waits for the replica. */
 function ackMode(req: DataRequest): 'primary' | 'replica' {
   const ack = req.extra.get('ack') ?? 'primary';
-  if (ack !== 'primary' && ack !== 'replica') throw new BadRequestError(`parameter ack must be primary or replica, got ${JSON.stringify(ack)}`);
+  if (ack !== 'primary' && ack !== 'replica') throw new BadRequestError(`parameter ack must be primary or replica, got ${JSON.stringify(ack.slice(0, parameterNameCharsMax))}`);
   return ack;
 }
 
@@ -145,7 +145,7 @@ function whileRecovering(
   req: DataRequest,
   recovering: NonNullable<ReturnType<PrimaryRecovery['blocking']>>,
 ): DataReply | Promise<DataReply> {
-  const refusal = new PrimaryRecoveringError(ctx.shard.name, recovering.state.replaceAll('_', ' '));
+  const refusal = new PrimaryRecoveringError(ctx.shard.name, recovering.state);
   if (req.op !== 'get') throw refusal;
   if (recovering.readsLocal) return readPrimary(ctx, headers, req);
   return ctx.forwarder.forward({ shard: ctx.shard.name, address: ctx.shard.replica }, req).catch(() => {
@@ -160,20 +160,25 @@ export function primaryRole(ctx: RoleContext): Role {
     name: 'primary',
     handle(req) {
       // The new owner of a migrating key reads it here: answer from this node's data, whatever the config
-      // says (also when stale, since a stale node's data is what the new owner is waiting for).
-      if (req.previousOwnerRead && req.op === 'get') return readLocal(ctx, valueHeaders, req);
+      // says (also when stale, since a stale node's data is what the new owner is waiting for), once that
+      // data is settled (see primary-recovery.ts).
+      if (req.previousOwnerRead && req.op === 'get') {
+        const recovering = ctx.recovery!.blocking();
+        if (recovering !== undefined && !recovering.readsLocal) throw new PrimaryRecoveringError(ctx.shard.name, recovering.state);
+        return readLocal(ctx, valueHeaders, req);
+      }
       refuseIfStale(ctx, 'primary');
       const owner = ownerOf(ctx, req.slot);
       if (owner.idx !== ctx.shard.idx) {
         if (req.forwarded) refuseMisrouted(ctx, req, 'primary', owner);
-        // A read goes to the owner's replica when its primary cannot be reached (it may trail the latest write).
+        // A read goes to the owner's replica when its primary cannot answer (it may trail the latest write).
         if (req.op === 'get') return ctx.forwarder.read({ shard: owner.name, address: owner.address }, { shard: owner.name, address: owner.replica }, req);
         return ctx.forwarder.forward({ shard: owner.name, address: owner.address }, req);
       }
-      // A primary just added serves its keys once it knows whether they are still on other shards.
-      if (!ctx.view.decided) throw new LayoutPendingError(ctx.shard.name);
       const recovering = ctx.recovery!.blocking();
       if (recovering !== undefined) return whileRecovering(ctx, valueHeaders, req, recovering);
+      // A primary just added serves its keys once it knows whether they are still on other shards.
+      if (!ctx.view.decided) throw new LayoutPendingError(ctx.shard.name);
       return req.op === 'get' ? readPrimary(ctx, valueHeaders, req) : writeLocal(ctx, jsonHeaders, req);
     },
   };
@@ -188,18 +193,16 @@ export function replicaRole(ctx: RoleContext): Role {
       refuseIfStale(ctx, 'replica');
       const owner = ownerOf(ctx, req.slot);
       if (owner.idx === ctx.shard.idx) {
-        if (ctx.store.replicaInSync()) {
+        if (ctx.store.replicaComplete()) {
           const value = ctx.store.get(req.slot, req.key);
           if (value !== undefined) return { status: 200, headers: valueHeaders, body: value };
           // While keys may still be moving to its primary (or before the primary has said), a miss here is
           // not final: the primary answers, falling back to the key's previous owner.
           if (ctx.view.primaryMigrating === false) throw notFound(ctx, req);
         }
-        // Before its first full resync ends, this replica's data is incomplete: its primary answers. Not
-        // when the primary itself asked (it reads here while it recovers): that would go round in a loop.
-        if (req.forwarded?.by === `${ctx.shard.name}/primary`) {
-          throw new ShardUnavailableError(ctx.shard.name, ctx.shard.replica, 'the replica cannot answer this read without its primary');
-        }
+        // Before its first full resync ends, this replica's data is incomplete: its primary answers. A read
+        // another node forwarded here is not forwarded again; that node asks the primary itself.
+        if (req.forwarded) throw new ShardUnavailableError(ctx.shard.name, ctx.shard.replica, 'the replica cannot answer this read without its primary');
         return ctx.forwarder.forward({ shard: owner.name, address: owner.address }, req);
       }
       if (req.forwarded) refuseMisrouted(ctx, req, 'replica', owner);

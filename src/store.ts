@@ -31,6 +31,11 @@ export interface CommitResult {
   readonly seq: number;
 }
 
+/** Whether a replica in `state` holds a complete copy: it follows a dataset and no resync is under way. */
+export function isComplete(state: ReplicaState): boolean {
+  return state.datasetId !== undefined && state.resyncId === undefined;
+}
+
 /** Where a replica stands: the primary dataset it follows and how far it has applied its log. */
 export interface ReplicaState {
   readonly datasetId: string | undefined;
@@ -100,6 +105,18 @@ const resyncIdKey = 'replica.resyncId';
 const primaryMigratingKey = 'replica.primaryMigrating';
 /** Set on a primary started to overwrite its replica: the dataset id whose resync the replica must accept. */
 const overwriteReplicaKey = 'primary.overwriteReplica';
+/** Set on a primary that serves a dataset forked from another (see forkDataset), until its replica follows it. */
+const forkedFromKey = 'primary.forkedFrom';
+
+/**
+ * Where a primary's dataset branched off the dataset before it: up to `seq` the two histories are the
+ * same. A replica of the old dataset at or below `seq` can follow the new one without a resync; one
+ * further on holds writes the primary lacks.
+ */
+export interface ForkPoint {
+  readonly datasetId: string;
+  readonly seq: number;
+}
 
 const migrationKey = 'migration';
 
@@ -145,7 +162,7 @@ export class Store {
   private closed = false;
   private readonly cache = new ReadCache(readCacheEntriesMax, readCacheValueBytesMax);
   /** A replica's data is complete (it follows a dataset and no resync is under way); cached for reads. */
-  private replicaComplete: boolean;
+  private complete: boolean;
 
   constructor(options: StoreOptions) {
     this.path = options.path;
@@ -172,8 +189,7 @@ export class Store {
     // Stored values are readable by this user only, also in a data dir created before this rule.
     chmodSync(this.path, 0o700);
     for (const entry of readdirSync(this.path, { withFileTypes: true })) if (entry.isFile()) chmodSync(join(this.path, entry.name), 0o600);
-    const state = this.replicaState();
-    this.replicaComplete = state.datasetId !== undefined && state.resyncId === undefined;
+    this.complete = isComplete(this.replicaState());
   }
 
   /**
@@ -184,10 +200,45 @@ export class Store {
     return this.meta.get(datasetIdKey) === undefined;
   }
 
-  /** Starts a new, empty primary dataset (a new shard, or a deliberate fresh start). */
+  /** Starts a new, empty primary dataset (a new shard). */
   async startDataset(): Promise<void> {
     await this.durably(() => {
       if (this.meta.get(datasetIdKey) === undefined) this.meta.putSync(datasetIdKey, randomUUID());
+    });
+  }
+
+  /**
+   * Gives this primary's data a new dataset id that branches off the current one at the log's last
+   * sequence. A primary that serves without having confirmed its position with its replica does this:
+   * its history may have gone back (an older copy of its data dir, a lost unsynced tail), and writes it
+   * takes from here must never be mistaken for the replica's writes of the same sequences. While the
+   * replica has not followed, a second fork keeps the first fork point, the earliest branch.
+   */
+  async forkDataset(): Promise<ForkPoint> {
+    const log = this.log!;
+    return this.durably(() => {
+      const fork = (this.meta.get(forkedFromKey) as ForkPoint | undefined) ?? { datasetId: this.meta.get(datasetIdKey) as string, seq: log.lastSeq() };
+      this.meta.putSync(forkedFromKey, fork);
+      this.meta.putSync(datasetIdKey, randomUUID());
+      return fork;
+    });
+  }
+
+  /** Where this primary's dataset branched off, while its replica has not yet followed it. */
+  forkedFrom(): ForkPoint | undefined {
+    return this.meta.get(forkedFromKey) as ForkPoint | undefined;
+  }
+
+  /**
+   * A deliberate fresh start or restore (--overwrite-replica): a new dataset id, unrelated to the one the
+   * replica follows, and a mark that makes the replica accept it even where its history is longer.
+   */
+  async startOverwrite(): Promise<void> {
+    await this.durably(() => {
+      const id = randomUUID();
+      this.meta.putSync(datasetIdKey, id);
+      this.meta.removeSync(forkedFromKey);
+      this.meta.putSync(overwriteReplicaKey, id);
     });
   }
 
@@ -197,17 +248,18 @@ export class Store {
     return marked !== undefined && marked === this.meta.get(datasetIdKey);
   }
 
-  /** Marks (or, once the replica follows this dataset, unmarks) the deliberate overwrite of the replica. */
-  async markOverwriteReplica(on: boolean): Promise<void> {
+  /** The replica follows this primary's dataset: a fork point or an overwrite is settled. */
+  async replicaFollows(): Promise<void> {
+    if (this.meta.get(forkedFromKey) === undefined && this.meta.get(overwriteReplicaKey) === undefined) return;
     await this.durably(() => {
-      if (on) this.meta.putSync(overwriteReplicaKey, this.meta.get(datasetIdKey));
-      else this.meta.removeSync(overwriteReplicaKey);
+      this.meta.removeSync(forkedFromKey);
+      this.meta.removeSync(overwriteReplicaKey);
     });
   }
 
-  /** Whether a replica holds a complete copy of some primary state (false before its first resync ends). */
-  replicaInSync(): boolean {
-    return this.replicaComplete;
+  /** Whether a replica holds a complete copy of some primary dataset (false before its first resync ends). */
+  replicaComplete(): boolean {
+    return this.complete;
   }
 
   /** The id of this primary's dataset (like Redis's replication id). */
@@ -312,12 +364,18 @@ export class Store {
    * the next expected sequence is refused as a gap; a batch from another dataset, or one arriving while
    * the data is incomplete (resync under way), asks for a resync. `entries` must be contiguous.
    */
-  async applyReplicated(datasetId: string, entries: readonly LogEntry[]): Promise<ApplyOutcome> {
+  async applyReplicated(datasetId: string, entries: readonly LogEntry[], forkedFrom: ForkPoint | null): Promise<ApplyOutcome> {
     const touched: string[] = [];
     return this.durably((): ApplyOutcome => {
       const state = this.replicaState();
-      if (state.datasetId !== datasetId || state.resyncId !== undefined) {
-        return { ok: false, reason: 'resync_needed', appliedSeq: state.appliedSeq };
+      if (state.resyncId !== undefined) return { ok: false, reason: 'resync_needed', appliedSeq: state.appliedSeq };
+      if (state.datasetId !== datasetId) {
+        // The primary's dataset branched off the one followed here at a point this replica has not passed:
+        // its history up to here is the same, so it follows the new dataset from where it stands (Redis's
+        // second replication id).
+        const follows = forkedFrom !== null && state.datasetId === forkedFrom.datasetId && state.appliedSeq <= forkedFrom.seq;
+        if (!follows) return { ok: false, reason: 'resync_needed', appliedSeq: state.appliedSeq };
+        this.meta.putSync(replicaDatasetKey, datasetId);
       }
       const fresh = entries.filter((e) => e.seq > state.appliedSeq);
       if (fresh.length === 0) return { ok: true, appliedSeq: state.appliedSeq };
@@ -334,7 +392,7 @@ export class Store {
 
   /** Starts a full resync on a replica: drops all data and marks it incomplete until endResync(). */
   async beginResync(resyncId: string): Promise<void> {
-    this.replicaComplete = false;
+    this.complete = false;
     await this.durably(() => {
       this.cache.clear();
       this.data.clearSync();
@@ -367,7 +425,7 @@ export class Store {
       this.meta.putSync(appliedSeqKey, snapshotSeq);
       return true;
     });
-    if (ok) this.replicaComplete = true;
+    if (ok) this.complete = true;
     return ok;
   }
 
@@ -383,6 +441,7 @@ export class Store {
       this.data.clearSync();
       this.meta.removeSync(datasetIdKey);
       this.meta.removeSync(overwriteReplicaKey);
+      this.meta.removeSync(forkedFromKey);
       log.resetInTransaction(0);
     }, 'all');
   }
@@ -418,7 +477,7 @@ export class Store {
     const keyCount = this.data.getCount({ transaction });
     const seq = this.log ? this.log.lastSeq(transaction) : ((read(appliedSeqKey) as number | undefined) ?? 0);
     const datasetId = (read(this.log ? datasetIdKey : replicaDatasetKey) as string | undefined) ?? undefined;
-    const complete = this.log !== undefined || (datasetId !== undefined && read(resyncIdKey) === undefined);
+    const complete = this.log !== undefined || isComplete({ datasetId, appliedSeq: seq, resyncId: read(resyncIdKey) as string | undefined });
     return {
       seq,
       keyCount,

@@ -72,3 +72,14 @@ export function useCluster(shardCount: number): () => LocalCluster {
     return cluster;
   };
 }
+
+/** Polls `probe` every 50 ms until it gives a value other than undefined or false, which it returns. */
+export async function waitFor<T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`${what} did not happen within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -2,7 +2,7 @@
 // malformed JSON on an internal route get a 4xx (or a closed socket) and at most one log line without
 // a stack. The node goes on serving, and "internal error" with a stack stays reserved for bugs.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster, dataPath, request, testToken } from '../helpers/cluster.js';
+import { Cluster, dataPath, request, testToken, waitFor } from '../helpers/cluster.js';
 import { rawExchange, rawRequest } from '../helpers/raw-http.js';
 
 let cluster: Cluster;
@@ -17,14 +17,11 @@ afterAll(async () => {
 const output = () => cluster.output('shard1', 'primary');
 
 /** Waits (bounded) until the primary's log has grown by a line that matches `pattern`. */
-async function waitForLog(from: number, pattern: RegExp): Promise<string> {
-  const deadline = Date.now() + 15_000;
-  for (;;) {
+function waitForLog(from: number, pattern: RegExp): Promise<string> {
+  return waitFor(`a log line matching ${pattern}`, () => {
     const added = output().slice(from);
-    if (pattern.test(added)) return added;
-    if (Date.now() > deadline) throw new Error(`no log line matching ${pattern}; log so far:\n${added}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+    return pattern.test(added) && added;
+  });
 }
 
 function expectNoBugReport(log: string) {

@@ -4,7 +4,7 @@
 // KV_DATA_DIR name paths from the caller's directory, as any other command line path does, and a config
 // that cannot be read is reported with the absolute path looked at.
 import { execFile } from 'node:child_process';
-import { copyFileSync, existsSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -97,5 +97,18 @@ describe('launch.sh arguments', () => {
     // stop without a shard needs only the PID files, so a cluster whose config has gone can still be stopped.
     const stopped = await launchSh(['stop'], { env: { ...env, KV_CONFIG: 'missing.toml' }, cwd: cluster.dir });
     expect(stopped).toMatchObject({ code: 0, stdout: 'stopped 0 process(es)\n' });
+  });
+
+  it('takes --overwrite-replica for one primary only, and passes it to that primary', async () => {
+    for (const args of [['start', '--overwrite-replica'], ['start', 'shard1', '--overwrite-replica'], ['start', 'shard1', 'replica', '--overwrite-replica']]) {
+      const refused = await launchSh(args);
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toContain('--overwrite-replica goes with one primary');
+    }
+    const started = await launchSh(['start', 'shard1', 'primary', '--overwrite-replica']);
+    expect(started.code, started.stderr).toBe(0);
+    const log = readFileSync(join(cluster.dataDir, 'logs', 'shard1-primary.log'), 'utf8');
+    expect(log).toContain('started with --overwrite-replica');
+    await launchSh(['stop']);
   });
 });

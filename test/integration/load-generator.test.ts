@@ -32,9 +32,7 @@ describe.each(tools)('load generator %s', (tool) => {
 
     const good = await runLoad(tool, { baseUrl: base, mix: { ...mixed, gets: present }, durationS: 1, connections: 4 });
     expect(good.requestsPerSec).toBeGreaterThan(0);
-    // The count the benchmark divides the server's CPU time by: one second of the same rate.
-    expect(good.requests).toBeGreaterThan(good.requestsPerSec * 0.5);
-    expect(good.requests).toBeLessThan(good.requestsPerSec * 1.5);
+    expect(Number.isSafeInteger(good.requests) && good.requests > 0).toBe(true);
     expect(good.non2xx).toBe(0);
     expect(good.p99Ms).toBeGreaterThanOrEqual(good.p50Ms);
   });
@@ -45,9 +43,12 @@ describe.each(tools)('load generator %s', (tool) => {
     const result = await runLoad(tool, { baseUrl: base, mix, durationS: 1, connections: 4 });
     expect(result.non2xx).toBe(0);
     const added = (await keyCount()) - before;
-    // Half the requests were SETs of keys never written before; each one that was answered added a key.
+    // Every second request was a SET of a key never written before, so the requests the tool counts (the
+    // number the benchmark divides the server's CPU time by) match the keys added: half of them, give
+    // or take the SETs still in flight on each connection when the run stopped.
     expect(added).toBeGreaterThan(10);
-    expect(added).toBeLessThanOrEqual(result.requestsPerSec * 1.5);
+    expect(added).toBeGreaterThanOrEqual(Math.floor(result.requests / 2) - 1);
+    expect(added).toBeLessThanOrEqual(Math.ceil(result.requests / 2) + 4);
   });
 });
 
@@ -58,7 +59,6 @@ describe('bulk loader', () => {
     const result = await runBulk({ baseUrl: base, prefixes, value, count: 500, connections: 8 });
     expect(result.non2xx).toBe(0);
     expect(result.errors).toBe(0);
-    expect(result.requests).toBe(500);
     expect((await keyCount()) - before).toBe(500);
     for (const n of [0, 1, 250, 499]) {
       const res = await request(`${base}/get?key=${bulkKey(prefixes, n)}`);

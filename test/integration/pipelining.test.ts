@@ -1,7 +1,8 @@
 // Requests pipelined on one keep-alive connection take effect in the order they were sent, so a client
 // reads its own writes: a SET followed at once by a GET of the same key sees the value, and after
 // SET, GET, DELETE, GET the last GET finds nothing. This holds at the key's owner and through a node
-// that forwards to the owner. Each case writes all its requests to one socket in a single write.
+// that forwards to the owner. Each case writes all its requests to one socket in a single write. At
+// most 128 wait behind the one in progress: the next is refused and the connection closes after it.
 import { describe, expect, it } from 'vitest';
 import { dataPath, keyOwnedBy, useCluster } from '../helpers/cluster.js';
 import { rawExchange, rawRequest } from '../helpers/raw-http.js';
@@ -50,5 +51,19 @@ describe('pipelined requests on one connection', () => {
     expect(responses.map((r) => r.status)).toEqual([200, 200, 200, 200]);
     expect(responses[1]!.text()).toBe('posted');
     expect(responses[3]!.text()).toBe('again');
+  });
+
+  it('refuses the request past 128 waiting with 503 and closes the connection, so nothing runs out of order', async () => {
+    const key = keyOwnedBy('shard1', 2, 'pipe-full-');
+    // A write (answered asynchronously) and 200 reads behind it, in one go.
+    const paths = [dataPath('set', key, 'v'), ...Array.from({ length: 200 }, () => dataPath('get', key))];
+    const payload = paths.map((path) => rawRequest('GET', path)).join('');
+    const { responses, closed } = await rawExchange(cluster().address('shard1'), payload);
+    expect(closed).toBe(true);
+    expect(responses).toHaveLength(1 + 128 + 1);
+    expect(responses.slice(0, 129).every((r) => r.status === 200)).toBe(true);
+    expect(responses[129]!.status).toBe(503);
+    expect(responses[129]!.json()).toMatchObject({ error: 'overloaded' });
+    expect(responses[129]!.headers['connection']).toBe('close');
   });
 });

@@ -80,6 +80,12 @@ describe('the README', () => {
       const expected = mapped(comment);
       const fields = shownFields(expected);
       const whole = /^(\d{3} )?(\{.*\})$/.exec(expected);
+      const shownStatus = /^(\d{3}) /.exec(expected)?.[1];
+      if (shownStatus !== undefined) {
+        // A reply shown with its status: the same command (these change nothing) prints the status too.
+        const { stdout: code } = await exec('bash', ['-c', `${mapped(command)} -o /dev/null -w '%{http_code}'`], { cwd: repo, timeout: 30_000, encoding: 'utf8' });
+        expect(`${command}: ${code}`).toBe(`${command}: ${shownStatus}`);
+      }
       if (whole && !whole[2]!.includes('...')) {
         // A reply shown whole shows every field the reply has.
         expect(Object.keys(JSON.parse(stdout) as object).sort(), command).toEqual(Object.keys(JSON.parse(whole[2]!) as object).sort());

@@ -3,7 +3,7 @@
 // once; with a replica that accepts connections but does not answer, 504 replica_timeout after its
 // bound. Either way the write is committed on the primary and reaches the replica once it is back.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster, dataPath, keyOwnedBy, request } from '../helpers/cluster.js';
+import { Cluster, dataPath, keyOwnedBy, request, waitFor } from '../helpers/cluster.js';
 import { status, waitConverged } from '../helpers/replication.js';
 
 let cluster: Cluster;
@@ -40,7 +40,7 @@ describe('ack=replica', () => {
 
   it('answers 503 replica_unavailable at once when the primary knows the replica is down, keeping the write', async () => {
     await cluster.kill('shard1', 'replica');
-    await waitFor(async () => (await status(cluster, 'shard1', 'primary'))['replication']['state'] === 'unreachable');
+    await waitFor('the primary finding its replica unreachable', async () => (await status(cluster, 'shard1', 'primary'))['replication']['state'] === 'unreachable');
     const key = keyOwnedBy('shard1', 2, 'ack-down-');
     const res = await request(cluster.url('shard1', 'primary', dataPath('set', key, 'kept', '&ack=replica')));
     expect(res.status).toBe(503);
@@ -69,10 +69,3 @@ describe('ack=replica', () => {
   });
 });
 
-async function waitFor(condition: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}

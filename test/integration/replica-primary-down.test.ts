@@ -3,7 +3,7 @@
 // its primary is down answers a key it does not hold with 404 (not 503), since it completed its resync
 // before and its primary had no keys moving in. When the primary is back, in_sync turns true again.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster, dataPath, request } from '../helpers/cluster.js';
+import { Cluster, dataPath, request, waitFor } from '../helpers/cluster.js';
 import { status, waitConverged } from '../helpers/replication.js';
 
 let cluster: Cluster;
@@ -16,14 +16,11 @@ afterAll(async () => {
   await cluster?.destroy();
 });
 
-async function waitInSync(expected: boolean): Promise<Record<string, any>> {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
+function waitInSync(expected: boolean): Promise<Record<string, any>> {
+  return waitFor(`in_sync ${expected}`, async () => {
     const replica = await status(cluster, 'shard1', 'replica');
-    if (replica['in_sync'] === expected) return replica;
-    if (Date.now() > deadline) throw new Error(`in_sync did not become ${expected}: ${JSON.stringify(replica)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+    return replica['in_sync'] === expected && replica;
+  });
 }
 
 describe('a replica whose primary is down', () => {

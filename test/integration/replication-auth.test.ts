@@ -63,4 +63,29 @@ describe('internal endpoint authentication', () => {
     expect(res.status).toBe(400);
     expect(res.json().message).toMatch(/not contiguous/);
   });
+
+  it('with the token, takes data only from the primary its own config names', async () => {
+    const headers = { 'x-kv-token': testToken };
+    const replica = await status(cluster, 'shard1', 'replica');
+    const stray = '127.0.0.1:1';
+    const forged = pack({
+      primary: stray,
+      datasetId: replica['dataset_id'],
+      forkedFrom: null,
+      primarySeq: replica['applied_seq'] + 1,
+      sentAt: Date.now(),
+      topologyId: replica['topology'],
+      migrating: false,
+      entries: [{ seq: replica['applied_seq'] + 1, type: 'set', slot: 0, key: Buffer.from('auth-0'), value: Buffer.from('forged'), ts: Date.now() }],
+    });
+    const replicate = await request(cluster.url('shard1', 'replica', '/internal/replicate'), { method: 'POST', body: new Uint8Array(forged), headers });
+    expect(replicate.status).toBe(409);
+    expect(replicate.json()).toMatchObject({ error: 'not_my_primary' });
+    const snapshot = await request(cluster.url('shard1', 'replica', '/internal/snapshot'), { method: 'POST', body: new Uint8Array(pack({ primary: stray, phase: 'begin' })), headers });
+    expect(snapshot.status).toBe(409);
+    const state = await request(cluster.url('shard1', 'replica', `/internal/replica-state?primary=${encodeURIComponent(stray)}`), { headers });
+    expect(state.status).toBe(409);
+    expect((await request(cluster.url('shard1', 'replica', dataPath('get', 'auth-0')))).text()).toBe('original');
+    expect((await status(cluster, 'shard1', 'replica'))['applied_seq']).toBe(replica['applied_seq']);
+  });
 });

@@ -7,7 +7,7 @@
 import { cpSync, existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster, dataPath, request } from '../helpers/cluster.js';
+import { Cluster, dataPath, request, waitFor } from '../helpers/cluster.js';
 import { status, waitConverged } from '../helpers/replication.js';
 
 let cluster: Cluster;
@@ -23,16 +23,6 @@ const dir = (role: 'primary' | 'replica') => join(cluster.dataDir, `shard1-${rol
 async function write(prefix: string, count: number): Promise<void> {
   for (let i = 0; i < count; i++) {
     expect((await request(cluster.url('shard1', 'primary', dataPath('set', `${prefix}-${i}`, `${prefix}:${i}`)))).status).toBe(200);
-  }
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what} did not happen within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
   }
 }
 
@@ -61,7 +51,9 @@ describe('a primary with a shorter history than its replica', () => {
       return replica['resync_refused'] ?? undefined;
     });
     expect(refused.reason).toMatch(/a resync would lose writes/);
-    expect(cluster.output('shard1', 'replica')).toMatch(/ERROR: refusing a full resync from \S+: the primary's copy of the dataset reaches seq 100/);
+    // Unconfirmed at start, the primary serves its data under a dataset id branched off at seq 100.
+    expect(cluster.output('shard1', 'primary')).toMatch(/did not answer within \d+ ms: serving this data dir's data as dataset \S+, branched off \S+ at seq 100/);
+    expect(cluster.output('shard1', 'replica')).toMatch(/ERROR: refusing a full resync from \S+: the primary's dataset branched off this replica's at seq 100, and this replica holds writes up to seq 250/);
     const primary = await waitFor('the primary noting it', async () => {
       const s = await status(cluster, 'shard1', 'primary');
       return s['replication']['state'] === 'refused' ? s : undefined;
@@ -116,5 +108,22 @@ describe('a primary with a shorter history than its replica', () => {
     expect((await request(cluster.url('shard1', 'replica', dataPath('get', 'new-1')))).status).toBe(404);
     expect(cluster.output('shard1', 'replica')).toMatch(/which the primary was started to force/);
     expect(existsSync(dir('primary'))).toBe(true);
+  });
+
+  it('goes on overwriting the replica after a restart without the flag, until the replica has taken it', async () => {
+    await write('kept-on-replica', 10);
+    await waitConverged(cluster, 'shard1');
+    await cluster.stop('shard1', 'replica');
+    await cluster.stop('shard1', 'primary');
+    rmSync(dir('primary'), { recursive: true, force: true });
+    await cluster.start('shard1', 'primary', undefined, { args: ['--overwrite-replica'] });
+    await write('overwrite', 3);
+    await cluster.stop('shard1', 'primary');
+    await cluster.start('shard1', 'primary');
+    expect(cluster.output('shard1', 'primary')).toMatch(/has not yet taken the data this primary was started to overwrite it with/);
+    await cluster.start('shard1', 'replica');
+    await waitConverged(cluster, 'shard1');
+    expect((await status(cluster, 'shard1', 'replica'))['keys']).toBe(3);
+    expect((await request(cluster.url('shard1', 'replica', dataPath('get', 'kept-on-replica-0')))).status).toBe(404);
   });
 });

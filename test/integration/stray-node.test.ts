@@ -9,7 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { cpSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster, cliPath, configToml, dataPath, freePort, keyOwnedBy, request } from '../helpers/cluster.js';
+import { cliPath, Cluster, configToml, dataPath, freePort, keyOwnedBy, request, waitFor } from '../helpers/cluster.js';
 import { status, waitConverged } from '../helpers/replication.js';
 
 let cluster: Cluster;
@@ -38,14 +38,6 @@ function startStray(config: string, shard: string, dataDir: string): Stray {
 async function stopStray(stray: Stray): Promise<void> {
   process.kill(stray.proc.pid!, 'SIGKILL');
   await stray.exited;
-}
-
-async function waitFor(what: string, probe: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error(`${what} did not happen within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 /** Every node answers a read and a write of a key of each shard (none answers 421). */

@@ -3,17 +3,8 @@
 // owner hangs, 504 shard_timeout. A replica whose peer replica is down reads from that shard's primary.
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { alone, Cluster, dataPath, freePort, keyOwnedBy, request, useCluster } from '../helpers/cluster.js';
+import { alone, Cluster, dataPath, freePort, keyOwnedBy, request, useCluster, waitFor } from '../helpers/cluster.js';
 import { waitConverged } from '../helpers/replication.js';
-
-/** Polls `condition` until it holds (bounded). */
-async function waitFor(condition: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 const cluster = useCluster(2);
 
@@ -34,7 +25,7 @@ describe('unreachable owners', () => {
     }
     await cluster().start('shard2', 'primary');
     // shard1 probes the primary it found down, and reads from it again once it answers.
-    await waitFor(async () => (await request(cluster().url('shard1', 'primary', dataPath('get', key)))).headers.get('x-kv-role') === 'primary');
+    await waitFor('shard1 reading from the primary again', async () => (await request(cluster().url('shard1', 'primary', dataPath('get', key)))).headers.get('x-kv-role') === 'primary');
     const got = await request(cluster().url('shard1', 'primary', dataPath('get', key)));
     expect(got.status).toBe(200);
     expect(got.text()).toBe('before');

@@ -9,7 +9,7 @@ const entry = (seq: number) => ({ seq, type: 'set' as const, slot: 7, key: Buffe
 
 describe('replication protocol', () => {
   it('round-trips a batch with binary values', () => {
-    const message = { primary: '127.0.0.1:1', datasetId: 'ds-1', primarySeq: 12, sentAt: 5, topologyId: 't1', migrating: false, entries: [entry(10), entry(11), { seq: 12, type: 'delete' as const, slot: 7, key: Buffer.from('gone'), ts: 1 }] };
+    const message = { primary: '127.0.0.1:1', datasetId: 'ds-1', forkedFrom: { datasetId: 'ds-0', seq: 9 }, primarySeq: 12, sentAt: 5, topologyId: 't1', migrating: false, entries: [entry(10), entry(11), { seq: 12, type: 'delete' as const, slot: 7, key: Buffer.from('gone'), ts: 1 }] };
     const decoded = decodeReplicate(encodeMessage(message));
     expect(decoded.entries.map((e) => e.seq)).toEqual([10, 11, 12]);
     expect(decoded.entries[1]!.value!.equals(Buffer.from([0, 11, 255]))).toBe(true);
@@ -31,7 +31,7 @@ describe('replication protocol', () => {
   });
 
   it('decodes resync phases and refuses unknown ones', () => {
-    const begin = { phase: 'begin' as const, resyncId: 'r1', primary: 'p:1', datasetId: 'd', snapshotSeq: 5, keyCount: 2, force: false };
+    const begin = { phase: 'begin' as const, resyncId: 'r1', primary: 'p:1', datasetId: 'd', forkedFrom: null, snapshotSeq: 5, keyCount: 2, force: false };
     expect(decodeResync(encodeMessage(begin))).toEqual(begin);
     expect(() => decodeResync(pack({ phase: 'begin', resyncId: 'r1' }))).toThrow(BadRequestError);
     const chunk = decodeResync(encodeMessage({ phase: 'chunk', resyncId: 'r1', pairs: [[Buffer.from([0, 1, 97]), Buffer.from([9])]] }));

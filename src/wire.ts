@@ -1,0 +1,14 @@
+// Header names of the cluster's own protocol, shared by the nodes' client and server sides.
+
+/** The cluster secret, on every internal request and on every request one node forwards to another. */
+export const tokenHeader = 'x-kv-token';
+
+/** Marks a request forwarded by another node (`<shard>/<role>`), so it is never forwarded again. */
+export const forwardedByHeader = 'x-kv-forwarded-by';
+/** The forwarding node's layout id, so a disagreement between configs is named. */
+export const forwardedTopologyHeader = 'x-kv-topology';
+/**
+ * Marks a read sent by a key's new owner to its previous owner during a migration: the previous owner
+ * answers from its own data although its config no longer assigns it the key.
+ */
+export const previousOwnerReadHeader = 'x-kv-previous-owner-read';
