@@ -253,12 +253,13 @@ class SnapshotGoneError extends KvError {
 /**
  * A replica serves reads only while its primary runs the same layout: otherwise the primary may be
  * moving keys this replica's config still routes here. Whether the primary has keys moving in decides
- * whether a local miss is final; it is kept in LMDB, so a replica restarted while its primary is down
- * still answers a miss with 404.
+ * whether a local miss is final; it is kept in LMDB with the layout it was heard under, so a replica
+ * restarted while its primary is down still answers a miss with 404, unless it was restarted with
+ * another layout, under which its primary has said nothing yet.
  */
 async function notePrimaryLayout(store: Store, view: ClusterView, topologyId: string, migrating: boolean, log: (message: string) => void): Promise<void> {
   view.primaryMigrating = migrating;
-  await store.notePrimaryMigrating(migrating);
+  await store.notePrimaryMigrating(topologyId, migrating);
   const mismatch =
     topologyId === view.config.topologyId
       ? undefined
