@@ -258,7 +258,7 @@ export class KvNode {
     } else if (role === 'drain') {
       status = () => ({ keys: store.count(), topology: config.topologyId, ...layoutStatus(view) });
     } else {
-      view.primaryMigrating = store.primaryMigrating();
+      view.primaryMigrating = store.primaryMigrating(config.topologyId);
       const progress: ReplicaProgress = { primarySeq: store.replicaState().appliedSeq, lastContactAt: 0, lastAppliedTs: 0, resyncs: 0, resyncRefused: null };
       replicaEndpoints = replicaRouter({ store, progress, view, primaryAddress: shard.address, log });
       internalRoutes.use(replicaEndpoints.router);

@@ -89,8 +89,12 @@ export function replicaRouter(options: ReplicaRouterOptions): ReplicaEndpoints {
     const message = decodeReplicate(req.body as Buffer);
     const refusal = notMyPrimary(message.primary);
     if (refusal) return answer(res, refusal);
-    await notePrimaryLayout(store, view, message.topologyId, message.migrating, log);
+    // "Keys may be moving in" counts at once. "No more" counts only once this replica holds every entry
+    // the primary had when it said so: the keys that moved in are in those entries, and a batch may stop
+    // short of them (a lagging replica, or a first message from the log's end).
+    await notePrimaryLayout(store, view, message.topologyId, message.migrating ? true : undefined, log);
     const outcome = await store.applyReplicated(message.datasetId, message.entries, message.forkedFrom);
+    if (!message.migrating && outcome.ok && outcome.appliedSeq >= message.primarySeq) await notePrimaryMigrating(store, view, message.topologyId, false);
     progress.primarySeq = message.primarySeq;
     progress.lastContactAt = Date.now();
     if (outcome.ok && message.entries.length > 0 && outcome.appliedSeq >= message.entries.at(-1)!.seq) {
@@ -272,12 +276,18 @@ class SnapshotGoneError extends KvError {
 /**
  * A replica serves reads only while its primary runs the same layout: otherwise the primary may be
  * moving keys this replica's config still routes here. Whether the primary has keys moving in decides
- * whether a local miss is final; it is kept in LMDB, so a replica restarted while its primary is down
- * still answers a miss with 404.
+ * whether a local miss is final; it is kept in LMDB with the layout it was heard under, so a replica
+ * restarted while its primary is down still answers a miss with 404, unless it was restarted with
+ * another layout, under which its primary has said nothing yet.
  */
-async function notePrimaryLayout(store: Store, view: ClusterView, topologyId: string, migrating: boolean, log: (message: string) => void): Promise<void> {
-  view.primaryMigrating = migrating;
-  await store.notePrimaryMigrating(migrating);
+async function notePrimaryLayout(
+  store: Store,
+  view: ClusterView,
+  topologyId: string,
+  migrating: boolean | undefined,
+  log: (message: string) => void,
+): Promise<void> {
+  if (migrating !== undefined) await notePrimaryMigrating(store, view, topologyId, migrating);
   const mismatch =
     topologyId === view.config.topologyId
       ? undefined
@@ -285,4 +295,9 @@ async function notePrimaryLayout(store: Store, view: ClusterView, topologyId: st
         'restart it with the same sharding.toml as its primary';
   if (mismatch !== view.primaryMismatch) log(mismatch ? `refusing reads: ${mismatch}` : 'primary runs the same layout again; serving reads');
   view.primaryMismatch = mismatch;
+}
+
+async function notePrimaryMigrating(store: Store, view: ClusterView, topologyId: string, migrating: boolean): Promise<void> {
+  view.primaryMigrating = migrating;
+  await store.notePrimaryMigrating(topologyId, migrating);
 }

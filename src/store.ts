@@ -120,6 +120,12 @@ export interface ForkPoint {
 
 const migrationKey = 'migration';
 
+/** A replica's memory of its primary's migrating flag, and the layout the primary ran when it said so. */
+interface PrimaryMigrating {
+  readonly topologyId: string;
+  readonly migrating: boolean;
+}
+
 /**
  * A migration this node takes part in: the layout it moves from, the one it moves to, and counters.
  * Kept until every slot this node sends or receives is done; `finishedAt` then marks it complete.
@@ -269,14 +275,19 @@ export class Store {
     return id;
   }
 
-  /** What a replica last heard from its primary: whether keys may still be moving to it. */
-  primaryMigrating(): boolean | undefined {
-    return this.meta.get(primaryMigratingKey) as boolean | undefined;
+  /**
+   * What a replica last heard from its primary under layout `topologyId`: whether keys may still be
+   * moving to it. Undefined when it heard nothing under that layout: a flag heard under another layout
+   * (or kept by a build that did not record the layout) says nothing about which keys move now.
+   */
+  primaryMigrating(topologyId: string): boolean | undefined {
+    const heard = this.meta.get(primaryMigratingKey) as PrimaryMigrating | boolean | undefined;
+    return typeof heard === 'object' && heard.topologyId === topologyId ? heard.migrating : undefined;
   }
 
-  /** Remembers the primary's migrating flag, so a replica restarted while its primary is down knows it. */
-  async notePrimaryMigrating(migrating: boolean): Promise<void> {
-    if (this.primaryMigrating() !== migrating) await this.meta.put(primaryMigratingKey, migrating);
+  /** Remembers the primary's migrating flag with its layout, so a replica restarted while its primary is down knows it. */
+  async notePrimaryMigrating(topologyId: string, migrating: boolean): Promise<void> {
+    if (this.primaryMigrating(topologyId) !== migrating) await this.meta.put(primaryMigratingKey, { topologyId, migrating } satisfies PrimaryMigrating);
   }
 
   get(slot: number, key: Uint8Array): Buffer | undefined {
