@@ -2,8 +2,8 @@
 // Query strings are decoded strictly: a malformed percent-escape or invalid UTF-8 is a 400, never a guess.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { BadRequestError, ClientFaultError, MethodNotAllowedError, OverloadedError, PayloadTooLargeError } from './errors.js';
-import { keyBytesMax, parameterNameCharsMax, valueBytesMax } from './limits.js';
+import { BadRequestError, ClientFaultError, MethodNotAllowedError, OverloadedError, PayloadTooLargeError, RequestTimeoutError } from './errors.js';
+import { bodyStallMs, keyBytesMax, parameterNameCharsMax, valueBytesMax } from './limits.js';
 import { keySlot } from './slots.js';
 import { forwardedByHeader, forwardedTopologyHeader, previousOwnerReadHeader, tokenHeader } from './wire.js';
 
@@ -199,9 +199,14 @@ export function readBody(req: IncomingMessage, res: ServerResponse, limit: numbe
     const chunks: Buffer[] = [];
     let size = 0;
     let settled = false;
+    const stalled = setTimeout(() => {
+      req.pause();
+      fail(new RequestTimeoutError(`no byte of the request body arrived for ${bodyStallMs / 1000} s`));
+    }, bodyStallMs);
     const fail = (err: Error) => {
       if (settled) return;
       settled = true;
+      clearTimeout(stalled);
       req.off('data', onData);
       chunks.length = 0;
       reject(err);
@@ -214,6 +219,7 @@ export function readBody(req: IncomingMessage, res: ServerResponse, limit: numbe
       }
       if (!budget.take(chunk.length)) return fail(refuseForLoad(req, new OverloadedError(`this node already holds ${budget.bytesMax} bytes of request bodies; retry shortly`)));
       taken += chunk.length;
+      stalled.refresh();
       chunks.push(chunk);
       size += chunk.length;
     };
@@ -221,6 +227,7 @@ export function readBody(req: IncomingMessage, res: ServerResponse, limit: numbe
     req.once('end', () => {
       if (settled) return;
       settled = true;
+      clearTimeout(stalled);
       resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
     });
     req.once('error', (err) => fail(new ClientFaultError(describeBodyError(err))));

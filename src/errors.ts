@@ -4,6 +4,8 @@
 export type ErrorDetails = Record<string, unknown>;
 
 export class KvError extends Error {
+  /** Whether the connection closes after the answer: set where the rest of the request was not read. */
+  closeConnection = false;
   constructor(
     readonly code: string,
     readonly status: number,
@@ -41,10 +43,28 @@ export class ClientFaultError extends KvError {
  * tries again after Retry-After. The connection closes after the answer, since the body was not read.
  */
 export class OverloadedError extends KvError {
-  closeConnection = false;
   readonly retryAfterS = 1;
   constructor(message: string) {
     super('overloaded', 503, message, { retriable: true });
+  }
+}
+
+/**
+ * A request body that stopped arriving (bodyStallMs without a byte). The connection closes after the
+ * answer, since the rest of the body may still come and would be taken for the next request.
+ */
+export class RequestTimeoutError extends KvError {
+  constructor(message: string) {
+    super('request_timeout', 408, message);
+    this.closeConnection = true;
+  }
+}
+
+/** A request line that names an HTTP version other than 1.x. */
+export class HttpVersionError extends KvError {
+  constructor() {
+    super('http_version_not_supported', 505, 'only HTTP/1.0 and HTTP/1.1 are served');
+    this.closeConnection = true;
   }
 }
 
@@ -105,6 +125,19 @@ export class ShardUnavailableError extends KvError {
     readonly reason: string,
   ) {
     super('shard_unavailable', 503, `shard ${shard} at ${address} is unavailable: ${reason}`, { shard, address });
+  }
+}
+
+/**
+ * The connection to a key's owner broke after a write was sent: it may or may not have been applied
+ * there. Like a timeout, and unlike shard_unavailable, not safe to retry blindly.
+ */
+export class ShardConnectionLostError extends KvError {
+  constructor(shard: string, address: string, reason: string) {
+    super('shard_connection_lost', 502, `the connection to shard ${shard} at ${address} broke before it answered (${reason}); the write may or may not have been applied`, {
+      shard,
+      address,
+    });
   }
 }
 

@@ -4,8 +4,8 @@
 
 import { errors } from 'undici';
 import { encodeDataPath, type DataReply, type DataRequest } from './data-request.js';
-import { ShardTimeoutError, ShardUnavailableError } from './errors.js';
-import { forwardTimeoutMs, peerConnectTimeoutMs, peerSocketsMax, valueBytesMax } from './limits.js';
+import { ShardConnectionLostError, ShardTimeoutError, ShardUnavailableError } from './errors.js';
+import { forwardTimeoutMs, forwardUrlCharsMax, peerConnectTimeoutMs, peerSocketsMax, replicaAckTimeoutMs, valueBytesMax } from './limits.js';
 import { PeerHealth, type PeerState } from './peer-health.js';
 import { PeerPool } from './peer-pool.js';
 import { forwardedByHeader, forwardedTopologyHeader, previousOwnerReadHeader, tokenHeader } from './wire.js';
@@ -53,10 +53,20 @@ export class Forwarder {
 
   /** Sends `req` to `peer` and returns its reply. Throws ShardUnavailableError or ShardTimeoutError. */
   async forward(peer: Peer, req: DataRequest): Promise<DataReply> {
-    const body = req.valueInBody ? req.value : undefined;
-    const headers = body === undefined ? this.headers : { ...this.headers, 'content-type': 'application/octet-stream' };
+    let path = encodeDataPath(req);
     // HEAD goes on as GET, so the owner's Content-Length comes back; this node's server drops the body.
-    return this.send(peer, req.method === 'HEAD' ? 'GET' : req.method, encodeDataPath(req), headers, body);
+    let method: 'GET' | 'POST' = req.method === 'HEAD' ? 'GET' : req.method;
+    let body = req.valueInBody ? req.value : undefined;
+    if (body === undefined && req.value !== undefined && path.length > forwardUrlCharsMax) {
+      path = encodeDataPath({ ...req, valueInBody: true });
+      method = 'POST';
+      body = req.value;
+    }
+    const headers = body === undefined ? this.headers : { ...this.headers, 'content-type': 'application/octet-stream' };
+    // An ack=replica write may wait replicaAckTimeoutMs at the owner, which then says whether it was
+    // committed; the forward waits that long and its own bound on top, so the owner's answer comes back.
+    const timeoutMs = req.extra.get('ack') === 'replica' ? this.timeoutMs + replicaAckTimeoutMs : this.timeoutMs;
+    return this.send(peer, method, path, headers, body, req.op !== 'get', timeoutMs);
   }
 
   /**
@@ -90,30 +100,33 @@ export class Forwarder {
 
   /** Reads `req`'s key from its previous owner during a migration, whatever that node's config says. */
   readFromPreviousOwner(peer: Peer, req: DataRequest): Promise<DataReply> {
-    return this.send(peer, 'GET', `/get?key=${encodeURIComponent(req.keyText)}`, this.previousOwnerHeaders, undefined);
+    return this.send(peer, 'GET', `/get?key=${encodeURIComponent(req.keyText)}`, this.previousOwnerHeaders, undefined, false, this.timeoutMs);
   }
 
-  private async send(peer: Peer, method: 'GET' | 'POST', path: string, headers: Record<string, string>, body: Buffer | undefined): Promise<DataReply> {
+  private async send(peer: Peer, method: 'GET' | 'POST', path: string, headers: Record<string, string>, body: Buffer | undefined, write: boolean, timeoutMs: number): Promise<DataReply> {
     const down = this.health.downReason(peer.address);
     if (down !== undefined) throw new ShardUnavailableError(peer.shard, peer.address, down);
     try {
-      const reply = await this.pool(peer.address).exchange({ method, path, headers, body });
+      const reply = await this.pool(peer.address).exchange({ method, path, headers, body, timeoutMs: timeoutMs === this.timeoutMs ? undefined : timeoutMs });
       this.health.noteUp(peer.address);
       return { status: reply.status, headers: relayedHeaders(reply.headers), body: reply.body };
     } catch (err) {
-      const translated = this.translate(err, peer);
+      const translated = this.translate(err, peer, timeoutMs);
       // A connection that could not be made, or no answer in time, marks the peer down. A kept-alive
       // socket the peer closed (it restarted, say) fails one request and proves nothing about the next.
       if (translated instanceof ShardTimeoutError || !reusedSocketFailure(err)) {
-        this.health.noteFailure(peer.address, translated instanceof ShardTimeoutError ? `no answer within ${this.timeoutMs} ms` : translated.reason);
+        this.health.noteFailure(peer.address, translated instanceof ShardTimeoutError ? `no answer within ${timeoutMs} ms` : translated.reason);
       }
+      // A write on a connection that broke may have reached the owner: its outcome is unknown, which a
+      // 503 (retriable, nothing happened) would misstate.
+      if (write && reusedSocketFailure(err) && translated instanceof ShardUnavailableError) throw new ShardConnectionLostError(peer.shard, peer.address, translated.reason);
       throw translated;
     }
   }
 
-  private translate(err: unknown, peer: Peer): ShardTimeoutError | ShardUnavailableError {
+  private translate(err: unknown, peer: Peer, timeoutMs: number): ShardTimeoutError | ShardUnavailableError {
     if (err instanceof errors.HeadersTimeoutError || err instanceof errors.BodyTimeoutError) {
-      return new ShardTimeoutError(peer.shard, peer.address, this.timeoutMs);
+      return new ShardTimeoutError(peer.shard, peer.address, timeoutMs);
     }
     // A connection that could not be made was certainly not used: the request did not happen.
     if (err instanceof errors.ConnectTimeoutError) return new ShardUnavailableError(peer.shard, peer.address, `no connection within ${peerConnectTimeoutMs} ms`);

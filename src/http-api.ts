@@ -14,10 +14,12 @@ import http, { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'n
 import type { Duplex } from 'node:stream';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { BodyBudget, isDataPath, parseDataRequest, parseQuery, refuseUnknownParams, splitUrl, type DataReply, type ParseContext } from './data-request.js';
-import { BadRequestError, ClientFaultError, KvError, MethodNotAllowedError, OverloadedError, PayloadTooLargeError, UnauthorizedError, UnknownRouteError } from './errors.js';
-import { bodyBytesInFlightMax, connectionsMax, headersTimeoutMs, keepAliveIdleMs, pipelinedRequestsMax, requestHeadBytesMax, requestTimeoutMs, slotCount } from './limits.js';
+import { BadRequestError, ClientFaultError, HttpVersionError, KvError, MethodNotAllowedError, OverloadedError, PayloadTooLargeError, UnauthorizedError, UnknownRouteError } from './errors.js';
+import { bodyBytesInFlightMax, clientFaultLogLinesPerS, connectionsMax, connectionsCheckIntervalMs, headersTimeoutMs, keepAliveIdleMs, pipelinedRequestsMax, replyBytesUnsentMax, requestHeadBytesMax, requestTimeoutMs, slotCount } from './limits.js';
 import { digestPath, tokenHeader } from './replication-protocol.js';
 import type { Role } from './roles.js';
+import { LogLimiter } from './log-limiter.js';
+import { ReplyBudget, trackReplies, type ReplySocket } from './reply-budget.js';
 import type { Store } from './store.js';
 
 export interface NodeInfo {
@@ -61,6 +63,9 @@ function clientFaultOf(err: unknown): KvError | undefined {
   return undefined;
 }
 
+/** Client faults are logged, within a bound: a client could otherwise fill the log with its own errors. */
+const clientFaults = new LogLimiter(clientFaultLogLinesPerS, 'client-fault');
+
 /** A request as a log names it: method and path only, since a query may carry a value. */
 function describeRequest(res: ServerResponse): string {
   const req = res.req as IncomingMessage | undefined;
@@ -79,7 +84,7 @@ export function sendError(res: ServerResponse, err: unknown, nodeHeaders: Record
   if (known) {
     status = known.status;
     body = known.toJSON();
-    if (known instanceof ClientFaultError) log(`client fault on ${describeRequest(res)}: ${known.message}`);
+    if (known instanceof ClientFaultError) clientFaults.log(log, `client fault on ${describeRequest(res)}: ${known.message}`);
   } else if (err instanceof AssertionError) {
     // A broken invariant: crash rather than risk writing bad data.
     log(`assertion failed, exiting: ${err.stack}`);
@@ -95,10 +100,8 @@ export function sendError(res: ServerResponse, err: unknown, nodeHeaders: Record
   }
   const headers: Record<string, string> = { ...nodeHeaders, 'content-type': 'application/json' };
   if (err instanceof MethodNotAllowedError) headers['allow'] = err.allowed.join(', ');
-  if (err instanceof OverloadedError) {
-    headers['retry-after'] = String(err.retryAfterS);
-    if (err.closeConnection) headers['connection'] = 'close';
-  }
+  if (err instanceof OverloadedError) headers['retry-after'] = String(err.retryAfterS);
+  if (known?.closeConnection) headers['connection'] = 'close';
   const text = JSON.stringify(body);
   headers['content-length'] = String(Buffer.byteLength(text));
   res.writeHead(status, headers);
@@ -119,9 +122,9 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, log: (mes
     socket.write(
       `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
     );
-    log(`client fault: ${message}`);
+    clientFaults.log(log, `client fault: ${message}`);
   } else if (err.code !== 'ECONNRESET') {
-    log(`client fault: ${clientErrorAnswer(err)[2]}; connection closed`);
+    clientFaults.log(log, `client fault: ${clientErrorAnswer(err)[2]}; connection closed`);
   }
   socket.destroy();
 }
@@ -130,6 +133,8 @@ function clientErrorAnswer(err: NodeJS.ErrnoException): [number, string, string]
   switch (err.code) {
     case 'HPE_HEADER_OVERFLOW':
       return [431, 'headers_too_large', `the request line and headers exceed ${requestHeadBytesMax} bytes; send a large value as a POST body`];
+    case 'HPE_INVALID_VERSION':
+      return [505, 'http_version_not_supported', 'only HTTP/1.0 and HTTP/1.1 are served'];
     case 'HPE_INVALID_METHOD':
       return [501, 'not_implemented', 'unknown HTTP method'];
     case 'ERR_HTTP_REQUEST_TIMEOUT':
@@ -151,10 +156,12 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
   res.end(text);
 }
 
-function sendReply(res: ServerResponse, reply: DataReply): void {
+function sendReply(res: ServerResponse, reply: DataReply, replies: ReplyBudget): void {
   const body = reply.body;
+  const length = typeof body === 'string' ? Buffer.byteLength(body) : body.length;
+  replies.admit(res, length);
   const headers = reply.headers.slice();
-  headers.push('content-length', String(typeof body === 'string' ? Buffer.byteLength(body) : body.length));
+  headers.push('content-length', String(length));
   res.writeHead(reply.status, headers);
   res.end(body);
 }
@@ -168,7 +175,7 @@ function nodeHeaders(info: NodeInfo): Record<string, string> {
  * runs synchronously. Returns a promise, settled once the answer is written, when the request went
  * asynchronous (a write, a forward, a body to read), and undefined when it was answered at once.
  */
-function dataHandler(options: HttpApiOptions, context: ParseContext) {
+function dataHandler(options: HttpApiOptions, context: ParseContext, replies: ReplyBudget) {
   const { role, log } = options;
   const headers = nodeHeaders(options.info);
   return (req: IncomingMessage, res: ServerResponse, path: string, query: string): Promise<void> | undefined => {
@@ -176,13 +183,12 @@ function dataHandler(options: HttpApiOptions, context: ParseContext) {
       const parsed = parseDataRequest(req, res, path, query, context);
       const reply = parsed instanceof Promise ? parsed.then((r) => role.handle(r)) : role.handle(parsed);
       if (!(reply instanceof Promise)) {
-        sendReply(res, reply);
+        sendReply(res, reply, replies);
         return undefined;
       }
-      return reply.then(
-        (r) => sendReply(res, r),
-        (err: unknown) => sendError(res, err, headers, log),
-      );
+      return reply
+        .then((r) => sendReply(res, r, replies))
+        .catch((err: unknown) => sendError(res, err, headers, log));
     } catch (err) {
       sendError(res, err, headers, log);
       return undefined;
@@ -198,7 +204,7 @@ interface Waiting {
 }
 const waitingRequests = Symbol('kvshard.waitingRequests');
 /** undefined while no data request of the connection is in progress. */
-type OrderedSocket = Duplex & { [waitingRequests]: Waiting | undefined };
+type OrderedSocket = ReplySocket & { [waitingRequests]: Waiting | undefined };
 
 /**
  * Runs a connection's data requests one after another once one of them went asynchronous, so that
@@ -220,14 +226,22 @@ function runInOrder(socket: OrderedSocket, first: Promise<void>, log: (message: 
       socket.destroy();
     } finally {
       waiting.queue.length = 0;
-      socket[waitingRequests] = undefined;
+      // After a refusal that closes the connection, requests already parsed behind it are dropped.
+      if (!waiting.full) socket[waitingRequests] = undefined;
     }
   })();
 }
 
+function pipelineRefusal(): OverloadedError {
+  const refusal = new OverloadedError(`more than ${pipelinedRequestsMax} requests pipelined on one connection; wait for answers`);
+  refusal.closeConnection = true;
+  return refusal;
+}
+
 /** Every path but the data routes. Handlers take node's request and response, not express's decorated ones. */
 function otherRoutes(options: HttpApiOptions, headers: Record<string, string>, isClusterToken: (value: string) => boolean): Router {
-  const router = express.Router();
+  // Paths are exact: /GET is not /get, for the data routes (a table lookup) and for these alike.
+  const router = express.Router({ caseSensitive: true });
   // node:http answers an HTTP/1.1 request without Host with a bare 400 unless told not to; the check
   // happens here (and in data-request.ts for the data routes) so the answer is JSON like every other.
   router.use((req: IncomingMessage, _res: ServerResponse, next: NextFunction) => {
@@ -258,6 +272,13 @@ function otherRoutes(options: HttpApiOptions, headers: Record<string, string>, i
   if (options.internalRoutes) router.use(options.internalRoutes);
   router.use((err: unknown, _req: IncomingMessage, res: ServerResponse, _next: NextFunction) => sendError(res, err, headers, options.log));
   return router;
+}
+
+/** The path and query of an absolute-form request target; `/` when it has none. */
+function originForm(target: string): string {
+  const scheme = /^https?:\/\/[^/?#]*/i.exec(target);
+  const rest = scheme ? target.slice(scheme[0].length) : target;
+  return rest.startsWith('/') ? rest : `/${rest}`;
 }
 
 const digestParams: ReadonlySet<string> = new Set(['from', 'to', 'buckets']);
@@ -294,8 +315,15 @@ export function createServer(log: (message: string) => void): http.Server {
     maxHeaderSize: requestHeadBytesMax,
     // Checked by the handlers instead, so that the answer is JSON like every other (see data-request.ts).
     requireHostHeader: false,
+    connectionsCheckingInterval: connectionsCheckIntervalMs,
   });
   server.maxConnections = connectionsMax;
+  // Every socket gets its properties at once, also those accepted while the node starts, so all of them
+  // keep one shape for V8.
+  server.on('connection', (socket: OrderedSocket) => {
+    socket[waitingRequests] = undefined;
+    trackReplies(socket);
+  });
   server.on('request', answerStarting);
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => answerClientError(err, socket, log));
   return server;
@@ -319,14 +347,21 @@ export function createHttpServer(options: HttpApiOptions): http.Server {
 export function serveHttpApi(server: http.Server, options: HttpApiOptions): void {
   const isClusterToken = tokenChecker(options.token);
   const budget = new BodyBudget(options.bodyBytesMax ?? bodyBytesInFlightMax);
-  const handleData = dataHandler(options, { isClusterToken, budget });
+  const replies = new ReplyBudget(replyBytesUnsentMax);
+  const handleData = dataHandler(options, { isClusterToken, budget }, replies);
   const headers = nodeHeaders(options.info);
-  const routes = otherRoutes({ ...options, status: () => ({ ...options.status(), requests: budget.status() }) }, headers, isClusterToken);
+  const routes = otherRoutes({ ...options, status: () => ({ ...options.status(), requests: { ...budget.status(), ...replies.status() } }) }, headers, isClusterToken);
   // What no route answered: an unknown path, or an error thrown past the error handler.
   const unrouted = (res: ServerResponse, path: string) => (err?: unknown) =>
     sendError(res, err !== undefined && err !== 'route' && err !== 'router' ? err : new UnknownRouteError(path.slice(0, 64)), headers, options.log);
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
-    const { path, query } = splitUrl(req.url ?? '/');
+    // A proxy's absolute-form target (http://host/get?key=a) names the same resource (RFC 9112 3.2.2).
+    if (req.url?.charCodeAt(0) !== 0x2f) req.url = originForm(req.url ?? '/');
+    const { path, query } = splitUrl(req.url);
+    if (req.httpVersionMajor !== 1) {
+      sendError(res, new HttpVersionError(), headers, options.log);
+      return;
+    }
     if (!isDataPath(path)) {
       // Router's types name express's decorated request and response; the handlers above use only node's.
       routes(req as Request, res as Response, unrouted(res, path));
@@ -335,25 +370,31 @@ export function serveHttpApi(server: http.Server, options: HttpApiOptions): void
     const socket = req.socket as unknown as OrderedSocket;
     const waiting = socket[waitingRequests];
     if (waiting !== undefined) {
-      // Past a refused request nothing more runs: the connection closes after its answer, so no later
-      // request can take effect before the refused one.
+      // Past a refusal that closes the connection nothing more runs, so no later request can take
+      // effect before the refused one.
       if (waiting.full) return;
-      if (waiting.queue.length < pipelinedRequestsMax) {
+      const refusal = replies.unreadRefusal(socket) ?? (waiting.queue.length < pipelinedRequestsMax ? undefined : pipelineRefusal());
+      if (refusal === undefined) {
         waiting.queue.push(() => handleData(req, res, path, query));
         return;
       }
       waiting.full = true;
-      const refusal = new OverloadedError(`more than ${pipelinedRequestsMax} requests pipelined on one connection; wait for answers`);
-      refusal.closeConnection = true;
       waiting.queue.push(() => void sendError(res, refusal, headers, options.log));
+      return;
+    }
+    const unread = replies.unreadRefusal(socket);
+    if (unread !== undefined) {
+      socket[waitingRequests] = { queue: [], full: true };
+      sendError(res, unread, headers, options.log);
       return;
     }
     const pending = handleData(req, res, path, query);
     if (pending !== undefined) runInOrder(socket, pending, options.log);
   };
-  // Every socket gets the property at once, so all of them keep one shape for V8.
-  server.on('connection', (socket: OrderedSocket) => {
-    socket[waitingRequests] = undefined;
+  // CONNECT asks for a tunnel, which node hands to a 'connect' listener or else drops without a word.
+  server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+    const body = JSON.stringify({ error: 'method_not_allowed', message: 'CONNECT is not served: kvshard is not a proxy' });
+    socket.end(`HTTP/1.1 405 Method Not Allowed\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
   });
   server.off('request', answerStarting);
   server.on('request', onRequest);

@@ -36,6 +36,18 @@ export const parameterNameCharsMax = 64;
 export const bodyBytesInFlightMax = 4 * valueBytesMax;
 
 /**
+ * Answers a process holds that clients have not read yet. Node's server keeps every answer to requests
+ * pipelined on one connection in memory until the client reads the ones before it, and a single 64 KiB
+ * write can carry a thousand GETs of a 16 MiB value. Large answers (largeReplyBytesMin and up) count
+ * against one budget per process, and past it a GET gets 503 overloaded; a connection whose queued
+ * answers pass connectionUnreadBytesMax gets 503 overloaded and is closed, as Redis closes a client
+ * whose output buffer passes its hard limit.
+ */
+export const replyBytesUnsentMax = 8 * valueBytesMax;
+export const largeReplyBytesMin = 256 * 1024;
+export const connectionUnreadBytesMax = 1024 * 1024;
+
+/**
  * Open connections per process: clients, peers and replication together. Well under the file
  * descriptors a process gets (LMDB and logs need some), so that idle connections cannot exhaust them;
  * past it, new connections are closed at once.
@@ -47,6 +59,14 @@ export const pipelinedRequestsMax = 128;
 
 /** A forwarded request that takes longer than this is answered 504: the client can retry elsewhere. */
 export const forwardTimeoutMs = 5_000;
+
+/**
+ * A forwarded value stays in the URL while the URL is at most this long: short values are forwarded
+ * as they came, and a body costs the owner a body read. A longer one goes in a POST body, since
+ * percent-encoding can triple a value that fit the client's request head (requestHeadBytesMax) and the
+ * owner would refuse the forwarded request as too large.
+ */
+export const forwardUrlCharsMax = 8 * 1024;
 
 /**
  * Connecting to a peer gets its own, shorter bound: a connection on a LAN or loopback is set up in well
@@ -76,6 +96,21 @@ export const headersTimeoutMs = 10_000;
 
 /** A whole request, body included, must arrive within this: 16 MiB at a few MB/s fits comfortably. */
 export const requestTimeoutMs = 60_000;
+
+/**
+ * How often the server checks headersTimeoutMs and requestTimeoutMs. Node checks every 30 s by default,
+ * which lets a slow client overstay each bound by up to 30 s.
+ */
+export const connectionsCheckIntervalMs = 1_000;
+
+/**
+ * A request body that sends no byte for this long is answered 408 and its connection closed, so a
+ * client cannot hold a connection and its share of the body budget by going silent.
+ */
+export const bodyStallMs = 20_000;
+
+/** Client faults (a body cut off, a malformed request) logged per second; past it, one line counts the rest. */
+export const clientFaultLogLinesPerS = 20;
 
 /** On SIGTERM, in-flight requests get this long to finish before their sockets are closed. */
 export const shutdownDrainMs = 5_000;

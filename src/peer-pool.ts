@@ -31,6 +31,8 @@ export interface PeerRequest {
   readonly path: string;
   readonly headers: Record<string, string>;
   readonly body?: Buffer | undefined;
+  /** Bound on waiting for this reply, when it differs from the pool's. */
+  readonly timeoutMs?: number;
 }
 
 /** undici's pool of keep-alive sockets to one peer, with the origin every request to it names. */
@@ -81,7 +83,8 @@ export class PeerPool {
         onResponseError: (_controller, err) => reject(err),
       };
       try {
-        this.pool.dispatch({ origin: this.origin, method: request.method, path: request.path, headers: request.headers, body: request.body, idempotent: false }, handler);
+        const timeouts = request.timeoutMs === undefined ? undefined : { headersTimeout: request.timeoutMs, bodyTimeout: request.timeoutMs };
+        this.pool.dispatch({ origin: this.origin, method: request.method, path: request.path, headers: request.headers, body: request.body, idempotent: false, ...timeouts }, handler);
       } catch (err) {
         reject(err);
       }

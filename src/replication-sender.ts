@@ -7,7 +7,7 @@
 // followed another dataset gets a full resync: a consistent snapshot in bounded chunks, then the log.
 
 import { randomUUID } from 'node:crypto';
-import { describeError, ReplicaTimeoutError, ReplicaUnavailableError, ShardUnavailableError } from './errors.js';
+import { describeError, ReplicaTimeoutError, ReplicaUnavailableError } from './errors.js';
 import {
   logTrimEntriesMax,
   logTrimEntriesMin,
@@ -132,7 +132,8 @@ export class ReplicationSender {
 
   /**
    * Resolves once the replica has applied `seq`, or throws ReplicaTimeoutError after `timeoutMs`.
-   * The number of waiting requests is bounded; past it the request is refused with 503.
+   * The number of waiting requests is bounded; past it the write, already committed, is answered at once
+   * with ReplicaUnavailableError, which says so.
    */
   async waitForReplica(seq: number, timeoutMs: number): Promise<void> {
     if (this.ackedSeq !== undefined && this.ackedSeq >= seq) return;
@@ -141,7 +142,7 @@ export class ReplicationSender {
     if (this.state === 'stopped') throw new ReplicaUnavailableError(seq, 'this primary is shutting down');
     if (this.state === 'refused') throw new ReplicaUnavailableError(seq, `it refuses this primary's data: ${this.refusal}`);
     if (this.waiters.size >= replicaAckWaitersMax) {
-      throw new ShardUnavailableError('replica', this.options.replicaAddress, `${replicaAckWaitersMax} requests already wait for the replica`);
+      throw new ReplicaUnavailableError(seq, `${replicaAckWaitersMax} requests already wait for it`);
     }
     const outcome = await new Promise<AckOutcome>((resolve) => {
       const waiter: AckWaiter = {
