@@ -89,7 +89,7 @@ export interface StartOptions {
 }
 
 /** How long a node may take to answer /health, and a primary to serve its keys. */
-const startTimeoutMs = 20_000;
+const startTimeoutMs = 60_000;
 /** The tail of a node's output kept for failure messages. */
 const outputCharsMax = 20_000;
 

@@ -59,7 +59,7 @@ export const isStable = (i: number) => i % 10 !== 0;
 /**
  * 8 writers, each with keys of its own: it writes new keys, overwrites initial keys i with i % 10 === 0
  * and i % 8 === its number, and deletes some of both. Every operation is retried (on connection errors,
- * 421, 503, 504) until acknowledged, so `expected` holds each key's last acknowledged state.
+ * 421, 502, 503, 504) until acknowledged, so `expected` holds each key's last acknowledged state.
  */
 export class Workload {
   readonly expected = new Map<string, string | null>();
@@ -95,7 +95,8 @@ export class Workload {
         this.acknowledged++;
         return;
       }
-      if (![0, 421, 503, 504].includes(res.status)) throw new Error(`${path}: unexpected ${res.status} ${res.body}`);
+      // 502 and 504: a node restarting or killed mid-write; the retry settles the key's state.
+      if (![0, 421, 502, 503, 504].includes(res.status)) throw new Error(`${path}: unexpected ${res.status} ${res.body}`);
       this.retries++;
       await sleep(25);
     }
