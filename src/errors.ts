@@ -84,7 +84,11 @@ export class UnknownRouteError extends KvError {
 
 /** The path exists but not for this method. */
 export class MethodNotAllowedError extends KvError {
-  constructor(method: string, path: string, readonly allowed: readonly string[]) {
+  constructor(
+    method: string,
+    path: string,
+    readonly allowed: readonly string[],
+  ) {
     super('method_not_allowed', 405, `${method} is not allowed on ${path}; use ${allowed.join(' or ')}`);
   }
 }
@@ -134,10 +138,15 @@ export class ShardUnavailableError extends KvError {
  */
 export class ShardConnectionLostError extends KvError {
   constructor(shard: string, address: string, reason: string) {
-    super('shard_connection_lost', 502, `the connection to shard ${shard} at ${address} broke before it answered (${reason}); the write may or may not have been applied`, {
-      shard,
-      address,
-    });
+    super(
+      'shard_connection_lost',
+      502,
+      `the connection to shard ${shard} at ${address} broke before it answered (${reason}); the write may or may not have been applied`,
+      {
+        shard,
+        address,
+      },
+    );
   }
 }
 

@@ -45,7 +45,12 @@ export class Forwarder {
   private pool(address: string): PeerPool {
     let pool = this.pools.get(address);
     if (!pool) {
-      pool = new PeerPool(address, { connections: peerSocketsMax, timeoutMs: this.timeoutMs, connectTimeoutMs: Math.min(peerConnectTimeoutMs, this.timeoutMs), replyBytesMax });
+      pool = new PeerPool(address, {
+        connections: peerSocketsMax,
+        timeoutMs: this.timeoutMs,
+        connectTimeoutMs: Math.min(peerConnectTimeoutMs, this.timeoutMs),
+        replyBytesMax,
+      });
       this.pools.set(address, pool);
     }
     return pool;
@@ -103,7 +108,15 @@ export class Forwarder {
     return this.send(peer, 'GET', `/get?key=${encodeURIComponent(req.keyText)}`, this.previousOwnerHeaders, undefined, false, this.timeoutMs);
   }
 
-  private async send(peer: Peer, method: 'GET' | 'POST', path: string, headers: Record<string, string>, body: Buffer | undefined, write: boolean, timeoutMs: number): Promise<DataReply> {
+  private async send(
+    peer: Peer,
+    method: 'GET' | 'POST',
+    path: string,
+    headers: Record<string, string>,
+    body: Buffer | undefined,
+    write: boolean,
+    timeoutMs: number,
+  ): Promise<DataReply> {
     const down = this.health.downReason(peer.address);
     if (down !== undefined) throw new ShardUnavailableError(peer.shard, peer.address, down);
     try {
@@ -119,7 +132,8 @@ export class Forwarder {
       }
       // A write on a connection that broke may have reached the owner: its outcome is unknown, which a
       // 503 (retriable, nothing happened) would misstate.
-      if (write && reusedSocketFailure(err) && translated instanceof ShardUnavailableError) throw new ShardConnectionLostError(peer.shard, peer.address, translated.reason);
+      if (write && reusedSocketFailure(err) && translated instanceof ShardUnavailableError)
+        throw new ShardConnectionLostError(peer.shard, peer.address, translated.reason);
       throw translated;
     }
   }
@@ -129,7 +143,8 @@ export class Forwarder {
       return new ShardTimeoutError(peer.shard, peer.address, timeoutMs);
     }
     // A connection that could not be made was certainly not used: the request did not happen.
-    if (err instanceof errors.ConnectTimeoutError) return new ShardUnavailableError(peer.shard, peer.address, `no connection within ${peerConnectTimeoutMs} ms`);
+    if (err instanceof errors.ConnectTimeoutError)
+      return new ShardUnavailableError(peer.shard, peer.address, `no connection within ${peerConnectTimeoutMs} ms`);
     const code = (err as { code?: string }).code ?? (err as Error).message;
     return new ShardUnavailableError(peer.shard, peer.address, code);
   }

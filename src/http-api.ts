@@ -14,8 +14,30 @@ import http, { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'n
 import type { Duplex } from 'node:stream';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { BodyBudget, isDataPath, parseDataRequest, parseQuery, refuseUnknownParams, splitUrl, type DataReply, type ParseContext } from './data-request.js';
-import { BadRequestError, ClientFaultError, HttpVersionError, KvError, MethodNotAllowedError, OverloadedError, PayloadTooLargeError, UnauthorizedError, UnknownRouteError } from './errors.js';
-import { bodyBytesInFlightMax, clientFaultLogLinesPerS, connectionsMax, connectionsCheckIntervalMs, headersTimeoutMs, keepAliveIdleMs, pipelinedRequestsMax, replyBytesUnsentMax, requestHeadBytesMax, requestTimeoutMs, slotCount } from './limits.js';
+import {
+  BadRequestError,
+  ClientFaultError,
+  HttpVersionError,
+  KvError,
+  MethodNotAllowedError,
+  OverloadedError,
+  PayloadTooLargeError,
+  UnauthorizedError,
+  UnknownRouteError,
+} from './errors.js';
+import {
+  bodyBytesInFlightMax,
+  clientFaultLogLinesPerS,
+  connectionsMax,
+  connectionsCheckIntervalMs,
+  headersTimeoutMs,
+  keepAliveIdleMs,
+  pipelinedRequestsMax,
+  replyBytesUnsentMax,
+  requestHeadBytesMax,
+  requestTimeoutMs,
+  slotCount,
+} from './limits.js';
 import { digestPath, tokenHeader } from './replication-protocol.js';
 import type { Role } from './roles.js';
 import { LogLimiter } from './log-limiter.js';
@@ -59,7 +81,8 @@ function clientFaultOf(err: unknown): KvError | undefined {
       return new ClientFaultError('the request body was cut off before its declared length');
   }
   if (e.code === 'ECONNRESET' || e.message === 'aborted') return new ClientFaultError('the client closed the connection before the body was complete');
-  if (typeof e.status === 'number' && e.status >= 400 && e.status < 500 && e.type !== undefined) return new ClientFaultError(`unreadable request body (${e.type})`);
+  if (typeof e.status === 'number' && e.status >= 400 && e.status < 500 && e.type !== undefined)
+    return new ClientFaultError(`unreadable request body (${e.type})`);
   return undefined;
 }
 
@@ -186,9 +209,7 @@ function dataHandler(options: HttpApiOptions, context: ParseContext, replies: Re
         sendReply(res, reply, replies);
         return undefined;
       }
-      return reply
-        .then((r) => sendReply(res, r, replies))
-        .catch((err: unknown) => sendError(res, err, headers, log));
+      return reply.then((r) => sendReply(res, r, replies)).catch((err: unknown) => sendError(res, err, headers, log));
     } catch (err) {
       sendError(res, err, headers, log);
       return undefined;
@@ -350,7 +371,11 @@ export function serveHttpApi(server: http.Server, options: HttpApiOptions): void
   const replies = new ReplyBudget(replyBytesUnsentMax);
   const handleData = dataHandler(options, { isClusterToken, budget }, replies);
   const headers = nodeHeaders(options.info);
-  const routes = otherRoutes({ ...options, status: () => ({ ...options.status(), requests: { ...budget.status(), ...replies.status() } }) }, headers, isClusterToken);
+  const routes = otherRoutes(
+    { ...options, status: () => ({ ...options.status(), requests: { ...budget.status(), ...replies.status() } }) },
+    headers,
+    isClusterToken,
+  );
   // What no route answered: an unknown path, or an error thrown past the error handler.
   const unrouted = (res: ServerResponse, path: string) => (err?: unknown) =>
     sendError(res, err !== undefined && err !== 'route' && err !== 'router' ? err : new UnknownRouteError(path.slice(0, 64)), headers, options.log);
@@ -394,7 +419,9 @@ export function serveHttpApi(server: http.Server, options: HttpApiOptions): void
   // CONNECT asks for a tunnel, which node hands to a 'connect' listener or else drops without a word.
   server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
     const body = JSON.stringify({ error: 'method_not_allowed', message: 'CONNECT is not served: kvshard is not a proxy' });
-    socket.end(`HTTP/1.1 405 Method Not Allowed\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    socket.end(
+      `HTTP/1.1 405 Method Not Allowed\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
   });
   server.off('request', answerStarting);
   server.on('request', onRequest);

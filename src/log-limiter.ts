@@ -24,10 +24,13 @@ export class LogLimiter {
     }
     if (this.dropped++ === 0) {
       // Reported once the second is over; unref'd, so it never holds the process open.
-      setTimeout(() => {
-        log(`${this.dropped} more ${this.what} lines in the last second were not logged`);
-        this.dropped = 0;
-      }, 1_000 - (now - this.windowStart)).unref();
+      setTimeout(
+        () => {
+          log(`${this.dropped} more ${this.what} lines in the last second were not logged`);
+          this.dropped = 0;
+        },
+        1_000 - (now - this.windowStart),
+      ).unref();
     }
   }
 }

@@ -84,7 +84,10 @@ export class PeerPool {
       };
       try {
         const timeouts = request.timeoutMs === undefined ? undefined : { headersTimeout: request.timeoutMs, bodyTimeout: request.timeoutMs };
-        this.pool.dispatch({ origin: this.origin, method: request.method, path: request.path, headers: request.headers, body: request.body, idempotent: false, ...timeouts }, handler);
+        this.pool.dispatch(
+          { origin: this.origin, method: request.method, path: request.path, headers: request.headers, body: request.body, idempotent: false, ...timeouts },
+          handler,
+        );
       } catch (err) {
         reject(err);
       }

@@ -64,6 +64,12 @@ export class ReplyBudget {
   }
 
   status(): Record<string, number> {
-    return { reply_bytes_unsent: this.held, reply_bytes_unsent_peak: this.highest, reply_bytes_max: this.bytesMax, refused_replies: this.refusals, refused_unread: this.unreadRefusals };
+    return {
+      reply_bytes_unsent: this.held,
+      reply_bytes_unsent_peak: this.highest,
+      reply_bytes_max: this.bytesMax,
+      refused_replies: this.refusals,
+      refused_unread: this.unreadRefusals,
+    };
   }
 }

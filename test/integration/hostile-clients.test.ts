@@ -124,7 +124,9 @@ describe('request lines node lets through', () => {
 
   it('an absolute-form target is served like its path', async () => {
     await request(cluster().url('shard1', 'primary', dataPath('set', 'abs', 'olute')));
-    const { responses } = await rawExchange(address(), `GET http://${address()}${dataPath('get', 'abs')} HTTP/1.1\r\nHost: ${address()}\r\n\r\n`, { responses: 1 });
+    const { responses } = await rawExchange(address(), `GET http://${address()}${dataPath('get', 'abs')} HTTP/1.1\r\nHost: ${address()}\r\n\r\n`, {
+      responses: 1,
+    });
     expect(responses[0]?.status).toBe(200);
     expect(responses[0]?.text()).toBe('olute');
     const health = await rawExchange(address(), `GET http://${address()}/health HTTP/1.1\r\nHost: ${address()}\r\n\r\n`, { responses: 1 });
