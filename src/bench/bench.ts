@@ -13,7 +13,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { freePort, LocalCluster, nodeFlags } from '../local-cluster.js';
+import { freePort, LocalCluster, nodeFlags } from '../harness/local-cluster.js';
 import { runAb } from './ab-compare.js';
 import { bulkKey, detectTool, runBulk, runLoad, type LoadResult, type RequestMix } from './load-generator.js';
 import {

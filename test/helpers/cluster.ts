@@ -2,11 +2,11 @@
 // and routing helpers to pick keys owned by a given shard.
 
 import { afterAll, beforeAll } from 'vitest';
-import { LocalCluster, type StartOptions } from '../../src/local-cluster.js';
-import { jumpHash, keySlot } from '../../src/slots.js';
+import { LocalCluster, type StartOptions } from '../../src/harness/local-cluster.js';
+import { jumpHash, keySlot } from '../../src/core/slots.js';
 
-export { cliPath, configToml, freePort, layout, LocalCluster as Cluster, localToken as testToken } from '../../src/local-cluster.js';
-export type { RoleName, ShardLayout, StartOptions } from '../../src/local-cluster.js';
+export { cliPath, configToml, freePort, layout, LocalCluster as Cluster, localToken as testToken } from '../../src/harness/local-cluster.js';
+export type { RoleName, ShardLayout, StartOptions } from '../../src/harness/local-cluster.js';
 
 /**
  * Start options for a primary whose test runs no replica: a primary with a new data dir otherwise

@@ -1,7 +1,7 @@
 // Config validation: every invalid sharding.toml is rejected with a message naming the file and the
 // TOML path of the problem, before anything opens LMDB or binds a port.
 import { describe, expect, it } from 'vitest';
-import { ConfigError, findShard, parseConfig } from '../../src/config.js';
+import { ConfigError, findShard, parseConfig } from '../../src/core/config.js';
 
 const file = 'test.toml';
 

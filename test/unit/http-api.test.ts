@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import express from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createHttpServer, sendJson, type BodyRequest } from '../../src/http-api.js';
-import { Store } from '../../src/store.js';
+import { createHttpServer, sendJson, type BodyRequest } from '../../src/server/http-api.js';
+import { Store } from '../../src/storage/store.js';
 
 const token = 'unit-test-token-0123456789abcdef';
 

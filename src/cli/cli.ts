@@ -5,9 +5,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { statusTable, verifyCluster } from './admin.js';
-import { ConfigError, findShard, loadConfig, type Config } from './config.js';
-import { StartupError } from './data-dir-lock.js';
-import { KvNode } from './node.js';
+import { ConfigError, findShard, loadConfig, type Config } from '../core/config.js';
+import { StartupError } from '../storage/data-dir-lock.js';
+import { KvNode } from '../node/node.js';
 
 const usage = `kvshard: a sharded primary/replica key-value store
 

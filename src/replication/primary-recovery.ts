@@ -32,9 +32,9 @@ import {
   recoveryWaitLogEveryMs,
   replacedCopiesMax,
   replicationRequestTimeoutMs,
-} from './limits.js';
-import { describeError } from './errors.js';
-import { PeerPool } from './peer-pool.js';
+} from '../core/limits.js';
+import { describeError } from '../core/errors.js';
+import { PeerPool } from '../peer/peer-pool.js';
 import {
   decodeReplicaState,
   decodeSnapshotReply,
@@ -46,7 +46,7 @@ import {
   type SnapshotReply,
   type SnapshotStep,
 } from './replication-protocol.js';
-import type { ForkPoint, Store } from './store.js';
+import type { ForkPoint, Store } from '../storage/store.js';
 
 /** What the primary knows of its own data when it starts. */
 export interface PrimaryFacts {

@@ -7,7 +7,7 @@
 // followed another dataset gets a full resync: a consistent snapshot in bounded chunks, then the log.
 
 import { randomUUID } from 'node:crypto';
-import { describeError, ReplicaTimeoutError, ReplicaUnavailableError, ShardUnavailableError } from './errors.js';
+import { describeError, ReplicaTimeoutError, ReplicaUnavailableError, ShardUnavailableError } from '../core/errors.js';
 import {
   logTrimEntriesMax,
   logTrimEntriesMin,
@@ -22,11 +22,11 @@ import {
   replicationRequestTimeoutMs,
   resyncChunkBytesMax,
   resyncChunkEntriesMax,
-} from './limits.js';
-import type { ReplicationLog } from './replication-log.js';
-import { PeerPool } from './peer-pool.js';
+} from '../core/limits.js';
+import type { ReplicationLog } from '../storage/replication-log.js';
+import { PeerPool } from '../peer/peer-pool.js';
 import { encodeMessage, replicatePath, resyncPath, tokenHeader, type ReplicaReply, type ReplicateMessage, type ResyncMessage } from './replication-protocol.js';
-import type { Store } from './store.js';
+import type { Store } from '../storage/store.js';
 
 export type SenderState = 'connecting' | 'streaming' | 'resyncing' | 'unreachable' | 'refused' | 'stopped';
 

@@ -3,10 +3,10 @@
 
 import http from 'node:http';
 import axios, { type AxiosInstance } from 'axios';
-import type { Config } from './config.js';
-import { slotCount } from './limits.js';
-import { digestPath, tokenHeader } from './replication-protocol.js';
-import type { SlotRangeDigest } from './store.js';
+import type { Config } from '../core/config.js';
+import { slotCount } from '../core/limits.js';
+import { digestPath, tokenHeader } from '../replication/replication-protocol.js';
+import type { SlotRangeDigest } from '../storage/store.js';
 
 /** Admin calls are one-off reads: a short timeout, a bounded reply (a per-slot digest of 256 slots fits). */
 const adminTimeoutMs = 10_000;

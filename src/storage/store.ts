@@ -9,9 +9,9 @@ import { createHash, randomUUID } from 'node:crypto';
 import { chmodSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase, type Transaction } from 'lmdb';
-import { readCacheEntriesMax, readCacheValueBytesMax, slotCount } from './limits.js';
+import { readCacheEntriesMax, readCacheValueBytesMax, slotCount } from '../core/limits.js';
 import { ReadCache } from './read-cache.js';
-import type { LayoutRecord } from './config.js';
+import type { LayoutRecord } from '../core/config.js';
 import { entryBytes, ReplicationLog, type LogEntry } from './replication-log.js';
 
 export type Mutation =

@@ -10,11 +10,11 @@
 import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import express, { type Router } from 'express';
-import { canonicalAddress, configName } from './config.js';
-import { parseQuery, splitUrl } from './data-request.js';
-import { KvError } from './errors.js';
-import { sendJson, type BodyRequest } from './http-api.js';
-import { internalBodyBytesMax, resyncChunkBytesMax, resyncChunkEntriesMax, snapshotIdleMs } from './limits.js';
+import { canonicalAddress, configName } from '../core/config.js';
+import { parseQuery, splitUrl } from '../core/data-request.js';
+import { KvError } from '../core/errors.js';
+import { sendJson, type BodyRequest } from '../server/http-api.js';
+import { internalBodyBytesMax, resyncChunkBytesMax, resyncChunkEntriesMax, snapshotIdleMs } from '../core/limits.js';
 import {
   decodeReplicate,
   decodeResync,
@@ -29,8 +29,8 @@ import {
   type ResyncMessage,
   type SnapshotReply,
 } from './replication-protocol.js';
-import type { ClusterView } from './layout-sync.js';
-import { isComplete, type Snapshot, type Store } from './store.js';
+import type { ClusterView } from '../cluster/layout-sync.js';
+import { isComplete, type Snapshot, type Store } from '../storage/store.js';
 
 export interface ReplicaProgress {
   primarySeq: number;

@@ -13,12 +13,12 @@ import { timingSafeEqual } from 'node:crypto';
 import http, { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
-import { BodyBudget, isDataPath, parseDataRequest, parseQuery, refuseUnknownParams, splitUrl, type DataReply, type ParseContext } from './data-request.js';
-import { BadRequestError, ClientFaultError, KvError, MethodNotAllowedError, OverloadedError, PayloadTooLargeError, UnauthorizedError, UnknownRouteError } from './errors.js';
-import { bodyBytesInFlightMax, connectionsMax, headersTimeoutMs, keepAliveIdleMs, pipelinedRequestsMax, requestHeadBytesMax, requestTimeoutMs, slotCount } from './limits.js';
-import { digestPath, tokenHeader } from './replication-protocol.js';
-import type { Role } from './roles.js';
-import type { Store } from './store.js';
+import { BodyBudget, isDataPath, parseDataRequest, parseQuery, refuseUnknownParams, splitUrl, type DataReply, type ParseContext } from '../core/data-request.js';
+import { BadRequestError, ClientFaultError, KvError, MethodNotAllowedError, OverloadedError, PayloadTooLargeError, UnauthorizedError, UnknownRouteError } from '../core/errors.js';
+import { bodyBytesInFlightMax, connectionsMax, headersTimeoutMs, keepAliveIdleMs, pipelinedRequestsMax, requestHeadBytesMax, requestTimeoutMs, slotCount } from '../core/limits.js';
+import { digestPath, tokenHeader } from '../replication/replication-protocol.js';
+import type { Role } from '../node/roles.js';
+import type { Store } from '../storage/store.js';
 
 export interface NodeInfo {
   readonly shard: string;
