@@ -1,4 +1,4 @@
-// Test helpers: the local cluster of real processes (src/local-cluster.ts), HTTP requests with timeouts,
+// Test helpers: the local cluster of real processes (src/harness/local-cluster.ts), HTTP requests with timeouts,
 // and routing helpers to pick keys owned by a given shard.
 
 import { afterAll, beforeAll } from 'vitest';
@@ -10,7 +10,7 @@ export type { RoleName, ShardLayout, StartOptions } from '../../src/harness/loca
 
 /**
  * Start options for a primary whose test runs no replica: a primary with a new data dir otherwise
- * waits for its replica before it serves (see src/primary-recovery.ts).
+ * waits for its replica before it serves (see src/replication/primary-recovery.ts).
  */
 export const alone: StartOptions = { args: ['--overwrite-replica'] };
 
