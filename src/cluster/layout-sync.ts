@@ -24,7 +24,7 @@ import type { ServerResponse } from 'node:http';
 import express, { type Router } from 'express';
 import { canonicalAddress, configName, type Config, type LayoutRecord, type ShardConfig } from '../core/config.js';
 import { BadRequestError } from '../core/errors.js';
-import { sendJson, type BodyRequest } from '../server/http-api.js';
+import { sendJson, type BodyRequest } from '../core/http-reply.js';
 import {
   layoutAnnounceAttemptsMax,
   layoutBodyBytesMax,

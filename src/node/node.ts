@@ -14,7 +14,8 @@ import { ConfigError, layoutRecord, parseAddress, type Config, type LayoutRecord
 import { createPrivateDir, DataDirLock, StartupError } from '../storage/data-dir-lock.js';
 import { PrimaryRecoveringError, TopologyMismatchError } from '../core/errors.js';
 import { Forwarder } from '../peer/forwarder.js';
-import { createServer, sendJson, serveHttpApi, type BodyRequest } from '../server/http-api.js';
+import { sendJson, type BodyRequest } from '../core/http-reply.js';
+import { createServer, serveHttpApi } from '../server/http-api.js';
 import { ClusterView, LayoutSync, layoutRouter, type LayoutAnswer } from '../cluster/layout-sync.js';
 import { internalBodyBytesMax, primarySilenceMaxMs, shutdownDrainMs } from '../core/limits.js';
 import { decodeMigrate, Migration, migratePath } from '../cluster/migration.js';

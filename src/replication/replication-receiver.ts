@@ -13,7 +13,7 @@ import express, { type Router } from 'express';
 import { canonicalAddress, configName } from '../core/config.js';
 import { parseQuery, splitUrl } from '../core/data-request.js';
 import { KvError } from '../core/errors.js';
-import { sendJson, type BodyRequest } from '../server/http-api.js';
+import { sendJson, type BodyRequest } from '../core/http-reply.js';
 import { internalBodyBytesMax, resyncChunkBytesMax, resyncChunkEntriesMax, snapshotIdleMs } from '../core/limits.js';
 import {
   decodeReplicate,

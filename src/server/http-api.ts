@@ -14,6 +14,7 @@ import http, { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'n
 import type { Duplex } from 'node:stream';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { BodyBudget, isDataPath, parseDataRequest, parseQuery, refuseUnknownParams, splitUrl, type DataReply, type ParseContext } from '../core/data-request.js';
+import { sendJson } from '../core/http-reply.js';
 import { BadRequestError, ClientFaultError, KvError, MethodNotAllowedError, OverloadedError, PayloadTooLargeError, UnauthorizedError, UnknownRouteError } from '../core/errors.js';
 import { bodyBytesInFlightMax, connectionsMax, headersTimeoutMs, keepAliveIdleMs, pipelinedRequestsMax, requestHeadBytesMax, requestTimeoutMs, slotCount } from '../core/limits.js';
 import { digestPath, tokenHeader } from '../replication/replication-protocol.js';
@@ -139,16 +140,6 @@ function clientErrorAnswer(err: NodeJS.ErrnoException): [number, string, string]
     default:
       return [400, 'bad_request', `malformed HTTP request (${err.code ?? 'unparsable'})`];
   }
-}
-
-/** Node's request after one of express's body parsers (express.raw, express.json) has set `body`. */
-export type BodyRequest = IncomingMessage & { body?: unknown };
-
-/** A JSON answer, written with node's own methods (see the top of this file for why not res.json()). */
-export function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
 }
 
 function sendReply(res: ServerResponse, reply: DataReply): void {

@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import express from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createHttpServer, sendJson, type BodyRequest } from '../../src/server/http-api.js';
+import { sendJson, type BodyRequest } from '../../src/core/http-reply.js';
+import { createHttpServer } from '../../src/server/http-api.js';
 import { Store } from '../../src/storage/store.js';
 
 const token = 'unit-test-token-0123456789abcdef';
