@@ -5,7 +5,8 @@ import http from 'node:http';
 import axios, { type AxiosInstance } from 'axios';
 import type { Config } from '../core/config.js';
 import { slotCount } from '../core/limits.js';
-import { digestPath, tokenHeader } from '../replication/replication-protocol.js';
+import { tokenHeader } from '../core/wire.js';
+import { digestPath } from '../replication/replication-protocol.js';
 import type { SlotRangeDigest } from '../storage/store.js';
 
 /** Admin calls are one-off reads: a short timeout, a bounded reply (a per-slot digest of 256 slots fits). */

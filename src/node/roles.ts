@@ -13,14 +13,14 @@ import type { ClusterView } from '../cluster/layout-sync.js';
 import { parameterNameCharsMax, replicaAckTimeoutMs } from '../core/limits.js';
 import type { PrimaryRecovery } from '../replication/primary-recovery.js';
 import type { ReplicationSender } from '../replication/replication-sender.js';
+import type { DataHandler } from '../server/http-api.js';
 import type { Mutation, Store } from '../storage/store.js';
 
 export type RoleName = 'primary' | 'replica' | 'drain';
 
-export interface Role {
+/** A role answers the server's data requests (see DataHandler) and says which role it is. */
+export interface Role extends DataHandler {
   readonly name: RoleName;
-  /** Local reads answer synchronously; writes and forwarded requests return a promise. */
-  handle(req: DataRequest): DataReply | Promise<DataReply>;
 }
 
 export interface RoleContext {

@@ -5,7 +5,7 @@
 import http from 'node:http';
 import axios, { type AxiosInstance } from 'axios';
 import { internalBodyBytesMax } from '../core/limits.js';
-import { tokenHeader } from '../replication/replication-protocol.js';
+import { tokenHeader } from '../core/wire.js';
 
 export interface InternalClientOptions {
   readonly token: string;

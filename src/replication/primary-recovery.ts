@@ -34,6 +34,7 @@ import {
   replicationRequestTimeoutMs,
 } from '../core/limits.js';
 import { describeError } from '../core/errors.js';
+import { tokenHeader } from '../core/wire.js';
 import { PeerPool } from '../peer/peer-pool.js';
 import {
   decodeReplicaState,
@@ -41,7 +42,6 @@ import {
   encodeMessage,
   replicaStatePath,
   snapshotPath,
-  tokenHeader,
   type ReplicaStateReply,
   type SnapshotReply,
   type SnapshotStep,

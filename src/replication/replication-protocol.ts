@@ -7,8 +7,6 @@ import { keyBytesMax, slotCount, valueBytesMax } from '../core/limits.js';
 import type { LogEntry } from '../storage/replication-log.js';
 import type { ForkPoint } from '../storage/store.js';
 
-export { tokenHeader } from '../core/wire.js';
-
 export const replicatePath = '/internal/replicate';
 export const resyncPath = '/internal/resync';
 export const digestPath = '/internal/digest';

@@ -25,7 +25,8 @@ import {
 } from '../core/limits.js';
 import type { ReplicationLog } from '../storage/replication-log.js';
 import { PeerPool } from '../peer/peer-pool.js';
-import { encodeMessage, replicatePath, resyncPath, tokenHeader, type ReplicaReply, type ReplicateMessage, type ResyncMessage } from './replication-protocol.js';
+import { tokenHeader } from '../core/wire.js';
+import { encodeMessage, replicatePath, resyncPath, type ReplicaReply, type ReplicateMessage, type ResyncMessage } from './replication-protocol.js';
 import type { Store } from '../storage/store.js';
 
 export type SenderState = 'connecting' | 'streaming' | 'resyncing' | 'unreachable' | 'refused' | 'stopped';

@@ -13,12 +13,12 @@ import { timingSafeEqual } from 'node:crypto';
 import http, { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
-import { BodyBudget, isDataPath, parseDataRequest, parseQuery, refuseUnknownParams, splitUrl, type DataReply, type ParseContext } from '../core/data-request.js';
+import { BodyBudget, isDataPath, parseDataRequest, parseQuery, refuseUnknownParams, splitUrl, type DataReply, type DataRequest, type ParseContext } from '../core/data-request.js';
 import { sendJson } from '../core/http-reply.js';
 import { BadRequestError, ClientFaultError, KvError, MethodNotAllowedError, OverloadedError, PayloadTooLargeError, UnauthorizedError, UnknownRouteError } from '../core/errors.js';
 import { bodyBytesInFlightMax, connectionsMax, headersTimeoutMs, keepAliveIdleMs, pipelinedRequestsMax, requestHeadBytesMax, requestTimeoutMs, slotCount } from '../core/limits.js';
-import { digestPath, tokenHeader } from '../replication/replication-protocol.js';
-import type { Role } from '../node/roles.js';
+import { tokenHeader } from '../core/wire.js';
+import { digestPath } from '../replication/replication-protocol.js';
 import type { Store } from '../storage/store.js';
 
 export interface NodeInfo {
@@ -27,8 +27,16 @@ export interface NodeInfo {
   readonly address: string;
 }
 
+/**
+ * What the server needs of the node's role (node/roles.ts implements it): the answer to a parsed data
+ * request. Local reads answer synchronously; writes and forwarded requests return a promise.
+ */
+export interface DataHandler {
+  handle(req: DataRequest): DataReply | Promise<DataReply>;
+}
+
 export interface HttpApiOptions {
-  readonly role: Role;
+  readonly role: DataHandler;
   readonly info: NodeInfo;
   /** Extra JSON for GET /status, computed on each call. */
   readonly status: () => Record<string, unknown>;

@@ -30,7 +30,7 @@ describe('http api: routes other than /get, /set and /delete', () => {
       sendJson(res, 200, { bytes: (req.body as Buffer).length });
     });
     server = createHttpServer({
-      role: { name: 'primary', handle: () => ({ status: 200, headers: [], body: 'unused' }) },
+      role: { handle: () => ({ status: 200, headers: [], body: 'unused' }) },
       info: { shard: 'shard1', role: 'primary', address: '127.0.0.1:0' },
       status: () => ({ extra: 1 }),
       log: () => undefined,
