@@ -7,7 +7,7 @@ import type { Config } from '../core/config.js';
 import { slotCount } from '../core/limits.js';
 import { tokenHeader } from '../core/wire.js';
 import { digestPath } from '../replication/replication-protocol.js';
-import type { SlotRangeDigest } from '../storage/store.js';
+import type { SlotRangeDigest } from '../storage/snapshot.js';
 
 /** Admin calls are one-off reads: a short timeout, a bounded reply (a per-slot digest of 256 slots fits). */
 const adminTimeoutMs = 10_000;

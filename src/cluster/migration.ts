@@ -25,7 +25,8 @@ import {
   valueBytesMax,
 } from '../core/limits.js';
 import { slotTable } from '../core/slots.js';
-import type { MigrationRecord, Store } from '../storage/store.js';
+import type { MigrationRecord } from '../storage/migration-store.js';
+import type { Store } from '../storage/store.js';
 
 export const migratePath = '/internal/migrate';
 

@@ -23,7 +23,8 @@ import { PrimaryRecovery } from '../replication/primary-recovery.js';
 import { replicaRouter, type ReplicaEndpoints, type ReplicaProgress } from '../replication/replication-receiver.js';
 import { ReplicationSender } from '../replication/replication-sender.js';
 import { drainRole, primaryRole, replicaRole, type RoleContext, type RoleName } from './roles.js';
-import { Store, type MigrationRecord } from '../storage/store.js';
+import type { MigrationRecord } from '../storage/migration-store.js';
+import { Store } from '../storage/store.js';
 
 export interface NodeOptions {
   readonly config: Config;

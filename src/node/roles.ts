@@ -14,7 +14,8 @@ import { parameterNameCharsMax, replicaAckTimeoutMs } from '../core/limits.js';
 import type { PrimaryRecovery } from '../replication/primary-recovery.js';
 import type { ReplicationSender } from '../replication/replication-sender.js';
 import type { DataHandler } from '../server/http-api.js';
-import type { Mutation, Store } from '../storage/store.js';
+import type { Mutation } from '../storage/keys.js';
+import type { Store } from '../storage/store.js';
 
 export type RoleName = 'primary' | 'replica' | 'drain';
 

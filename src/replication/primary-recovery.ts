@@ -46,7 +46,8 @@ import {
   type SnapshotReply,
   type SnapshotStep,
 } from './replication-protocol.js';
-import type { ForkPoint, Store } from '../storage/store.js';
+import type { ForkPoint } from '../storage/dataset-store.js';
+import type { Store } from '../storage/store.js';
 
 /** What the primary knows of its own data when it starts. */
 export interface PrimaryFacts {

@@ -5,7 +5,7 @@ import { pack, unpack } from 'msgpackr';
 import { BadRequestError } from '../core/errors.js';
 import { keyBytesMax, slotCount, valueBytesMax } from '../core/limits.js';
 import type { LogEntry } from '../storage/replication-log.js';
-import type { ForkPoint } from '../storage/store.js';
+import type { ForkPoint } from '../storage/dataset-store.js';
 
 export const replicatePath = '/internal/replicate';
 export const resyncPath = '/internal/resync';

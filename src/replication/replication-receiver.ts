@@ -30,7 +30,9 @@ import {
   type SnapshotReply,
 } from './replication-protocol.js';
 import type { ClusterView } from '../cluster/layout-sync.js';
-import { isComplete, type Snapshot, type Store } from '../storage/store.js';
+import { isComplete } from '../storage/dataset-store.js';
+import type { Snapshot } from '../storage/snapshot.js';
+import type { Store } from '../storage/store.js';
 
 export interface ReplicaProgress {
   primarySeq: number;
