@@ -10,7 +10,18 @@ import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { LocalCluster } from '../harness/local-cluster.js';
 import { BaselineBuild, describeCheckout } from './baseline-build.js';
-import { chosenScenarios, closeHttpGets, connections, measuredRun, preloadGetKeys, shardCount, warmUp, type Run, type Scenario, type Settings } from './scenarios.js';
+import {
+  chosenScenarios,
+  closeHttpGets,
+  connections,
+  measuredRun,
+  preloadGetKeys,
+  shardCount,
+  warmUp,
+  type Run,
+  type Scenario,
+  type Settings,
+} from './scenarios.js';
 import { formatTable, median } from './summary.js';
 
 /** The performance guard: B may lose at most 5% of A's req/s and use at most 5% more CPU per request. */

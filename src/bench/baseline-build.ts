@@ -163,7 +163,7 @@ export class BaselineBuild {
     const modules = join(this.repoRoot, 'node_modules');
     if (existsSync(modules) && lockfile(dir).equals(lockfile(this.repoRoot))) {
       symlinkSync(modules, join(dir, 'node_modules'), 'dir');
-      this.log('baseline: same package-lock.json, linked to this checkout\'s node_modules; npm run build');
+      this.log("baseline: same package-lock.json, linked to this checkout's node_modules; npm run build");
       try {
         await this.run('npm', ['run', 'build'], dir, buildTimeoutMs);
         return;
@@ -172,7 +172,7 @@ export class BaselineBuild {
         unlinkSync(join(dir, 'node_modules'));
       }
     } else {
-      this.log('baseline: package-lock.json differs from this checkout\'s: npm ci');
+      this.log("baseline: package-lock.json differs from this checkout's: npm ci");
     }
     await this.run('npm', ['ci', '--no-audit', '--no-fund'], dir, npmCiTimeoutMs);
     this.log('baseline: npm run build');

@@ -50,7 +50,11 @@ async function replicationLag(cluster: LocalCluster, shard: string): Promise<{ s
 }
 
 /** Samples replication lag every 100 ms while `load` runs, then times how long until lag is zero. */
-async function withLagSampling<T extends LoadResult>(cluster: LocalCluster, shards: readonly string[], load: Promise<T>): Promise<{ result: T; p99Ms: number; zeroAfterMs: number }> {
+async function withLagSampling<T extends LoadResult>(
+  cluster: LocalCluster,
+  shards: readonly string[],
+  load: Promise<T>,
+): Promise<{ result: T; p99Ms: number; zeroAfterMs: number }> {
   const samples: number[] = [];
   let done = false;
   const sampler = (async () => {
@@ -79,7 +83,9 @@ async function withLagSampling<T extends LoadResult>(cluster: LocalCluster, shar
 async function startReference(): Promise<{ url: string; proc: ChildProcess }> {
   const port = await freePort();
   // Same V8 flags as kvshard's nodes: it idles between its runs, as they do, under the same conditions.
-  const proc = spawn(process.execPath, [...nodeFlags, new URL('./reference-server.js', import.meta.url).pathname, String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn(process.execPath, [...nodeFlags, new URL('./reference-server.js', import.meta.url).pathname, String(port)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   await new Promise<void>((resolve, reject) => {
     proc.stdout!.once('data', () => resolve());
     proc.once('exit', (code) => reject(new Error(`reference server exited with ${code}`)));
@@ -97,7 +103,13 @@ async function bulkLoad(cluster: LocalCluster, count: number): Promise<{ ms: num
   const prefixes = Array.from({ length: shardCount }, (_, idx) => ownedTags(idx, 64));
   const results = await Promise.all(
     prefixes.map((p, idx) =>
-      runBulk({ baseUrl: `http://${cluster.address(`shard${idx + 1}`, 'primary')}`, prefixes: p, value: value100, count: perShard, connections: Math.ceil(connections / shardCount) }),
+      runBulk({
+        baseUrl: `http://${cluster.address(`shard${idx + 1}`, 'primary')}`,
+        prefixes: p,
+        value: value100,
+        count: perShard,
+        connections: Math.ceil(connections / shardCount),
+      }),
     ),
   );
   const ms = Date.now() - started;
@@ -131,7 +143,9 @@ async function measure(settings: Settings, cluster: LocalCluster, refUrl: string
       runs.push(await measuredRun(settings, cluster, scenario));
     }
     const last = runs.at(-1)!;
-    process.stderr.write(`  ${scenario.name}: ${last.requestsPerSec.toFixed(0)} req/s, ${last.cpuUsPerReq.toFixed(1)} cpu us/req (reference ${refs.at(-1)!.requestsPerSec.toFixed(0)} req/s)\n`);
+    process.stderr.write(
+      `  ${scenario.name}: ${last.requestsPerSec.toFixed(0)} req/s, ${last.cpuUsPerReq.toFixed(1)} cpu us/req (reference ${refs.at(-1)!.requestsPerSec.toFixed(0)} req/s)\n`,
+    );
   }
   const ratio = median(runs.map((r, i) => r.requestsPerSec / refs[i]!.requestsPerSec));
   const lag = lags.length ? { p99Ms: Math.max(...lags.map((l) => l.p99Ms)), zeroAfterMs: Math.max(...lags.map((l) => l.zeroAfterMs)) } : undefined;
@@ -143,7 +157,13 @@ const abPairsMin = 3;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { quick: { type: 'boolean', default: false }, json: { type: 'string' }, tool: { type: 'string' }, only: { type: 'string' }, ab: { type: 'string' } },
+    options: {
+      quick: { type: 'boolean', default: false },
+      json: { type: 'string' },
+      tool: { type: 'string' },
+      only: { type: 'string' },
+      ab: { type: 'string' },
+    },
   });
   const tool = await detectTool(values.tool);
   const chosen: Settings = values.quick
@@ -170,7 +190,9 @@ async function main(): Promise<void> {
     for (const scenario of chosenScenarios(values.only)) results.push(await measure(settings, cluster, reference.url, scenario));
     if (values.only) {
       for (const r of results) {
-        process.stdout.write(`${r.scenario}: ${median(r.runs.map((x) => x.requestsPerSec)).toFixed(0)} req/s, ${r.cpuUsPerReq.toFixed(1)} cpu us/req, ratio to reference ${r.ratio.toFixed(3)}\n`);
+        process.stdout.write(
+          `${r.scenario}: ${median(r.runs.map((x) => x.requestsPerSec)).toFixed(0)} req/s, ${r.cpuUsPerReq.toFixed(1)} cpu us/req, ratio to reference ${r.ratio.toFixed(3)}\n`,
+        );
       }
       return;
     }
@@ -212,8 +234,16 @@ function report(settings: Settings, results: Measured[], loaded: Loaded, jsonFil
   const targets: Record<string, { value: number; target: string; ok: boolean }> = {
     'GET at the owner': { value: getOwner, target: '>= 0.75 of ref', ok: getOwner >= 0.75 },
     'GET at a replica': { value: byName.get('GET at a replica')!.ratio, target: '>= 0.75 of ref', ok: byName.get('GET at a replica')!.ratio >= 0.75 },
-    'GET forwarded by a non-owner': { value: byName.get('GET forwarded by a non-owner')!.ratio / getOwner, target: '>= 0.40 of GET owner', ok: byName.get('GET forwarded by a non-owner')!.ratio / getOwner >= 0.4 },
-    'SET new keys at the owner': { value: byName.get('SET new keys at the owner')!.ratio / getOwner, target: '>= 0.50 of GET owner', ok: byName.get('SET new keys at the owner')!.ratio / getOwner >= 0.5 },
+    'GET forwarded by a non-owner': {
+      value: byName.get('GET forwarded by a non-owner')!.ratio / getOwner,
+      target: '>= 0.40 of GET owner',
+      ok: byName.get('GET forwarded by a non-owner')!.ratio / getOwner >= 0.4,
+    },
+    'SET new keys at the owner': {
+      value: byName.get('SET new keys at the owner')!.ratio / getOwner,
+      target: '>= 0.50 of GET owner',
+      ok: byName.get('SET new keys at the owner')!.ratio / getOwner >= 0.5,
+    },
   };
   const rows = [['scenario', 'req/s', 'p50 ms', 'p99 ms', 'cpu us/req', 'non-2xx', 'errors', 'ref req/s', 'ratio', 'target', 'result']];
   let failures = 0;

@@ -106,19 +106,19 @@ async function runWrk(options: LoadOptions): Promise<LoadResult> {
 }
 
 function parseWrk(stdout: string): LoadResult {
-    const percentile = (p: string) => {
-      const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s|m)\\s*$`, 'm').exec(stdout);
-      return m ? toMs(m[1]!, m[2]!) : NaN;
-    };
-    const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout);
-    return {
-      requests: Number(/^\s*(\d+) requests in /m.exec(stdout)?.[1] ?? NaN),
-      requestsPerSec: Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1] ?? NaN),
-      p50Ms: percentile('50'),
-      p99Ms: percentile('99'),
-      non2xx: Number(/Non-2xx or 3xx responses: (\d+)/.exec(stdout)?.[1] ?? 0),
-      errors: socketErrors ? socketErrors.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0,
-    };
+  const percentile = (p: string) => {
+    const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s|m)\\s*$`, 'm').exec(stdout);
+    return m ? toMs(m[1]!, m[2]!) : NaN;
+  };
+  const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout);
+  return {
+    requests: Number(/^\s*(\d+) requests in /m.exec(stdout)?.[1] ?? NaN),
+    requestsPerSec: Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1] ?? NaN),
+    p50Ms: percentile('50'),
+    p99Ms: percentile('99'),
+    non2xx: Number(/Non-2xx or 3xx responses: (\d+)/.exec(stdout)?.[1] ?? 0),
+    errors: socketErrors ? socketErrors.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0,
+  };
 }
 
 async function runAutocannon(options: LoadOptions): Promise<LoadResult> {

@@ -44,5 +44,5 @@ export async function withCpu<T extends { readonly requests: number }>(pid: numb
   const before = cpuTicks(pid);
   const result = await load();
   const ticks = cpuTicks(pid) - before;
-  return { ...result, cpuUsPerReq: (ticks / clockTicksPerSec()) * 1e6 / result.requests };
+  return { ...result, cpuUsPerReq: ((ticks / clockTicksPerSec()) * 1e6) / result.requests };
 }

@@ -91,10 +91,34 @@ export function scenarios(): Scenario[] {
     { name: 'GET at the owner', shard: 'shard1', role: 'primary', mix: { gets: getsOf(0), ...none }, lagShards: [] },
     { name: 'GET at a replica', shard: 'shard1', role: 'replica', mix: { gets: getsOf(0), ...none }, lagShards: [] },
     { name: 'GET forwarded by a non-owner', shard: 'shard1', role: 'primary', mix: { gets: getsOf(1), ...none }, lagShards: [] },
-    { name: 'SET new keys at the owner', shard: 'shard1', role: 'primary', mix: { gets: [], setEvery: 1, setPrefixes: tags0, setValue: value100, setExtra: '' }, lagShards: ['shard1'] },
-    { name: 'SET random keys through one node', shard: 'shard1', role: 'primary', mix: { gets: [], setEvery: 1, setPrefixes: ['r'], setValue: value100, setExtra: '' }, lagShards: ['shard1', 'shard2', 'shard3'] },
-    { name: '90/10 GET/SET at the owner', shard: 'shard1', role: 'primary', mix: { gets: getsOf(0), setEvery: 10, setPrefixes: tags0, setValue: value100, setExtra: '' }, lagShards: ['shard1'] },
-    { name: 'SET ack=replica at the owner', shard: 'shard1', role: 'primary', mix: { gets: [], setEvery: 1, setPrefixes: tags0, setValue: value100, setExtra: '&ack=replica' }, lagShards: ['shard1'] },
+    {
+      name: 'SET new keys at the owner',
+      shard: 'shard1',
+      role: 'primary',
+      mix: { gets: [], setEvery: 1, setPrefixes: tags0, setValue: value100, setExtra: '' },
+      lagShards: ['shard1'],
+    },
+    {
+      name: 'SET random keys through one node',
+      shard: 'shard1',
+      role: 'primary',
+      mix: { gets: [], setEvery: 1, setPrefixes: ['r'], setValue: value100, setExtra: '' },
+      lagShards: ['shard1', 'shard2', 'shard3'],
+    },
+    {
+      name: '90/10 GET/SET at the owner',
+      shard: 'shard1',
+      role: 'primary',
+      mix: { gets: getsOf(0), setEvery: 10, setPrefixes: tags0, setValue: value100, setExtra: '' },
+      lagShards: ['shard1'],
+    },
+    {
+      name: 'SET ack=replica at the owner',
+      shard: 'shard1',
+      role: 'primary',
+      mix: { gets: [], setEvery: 1, setPrefixes: tags0, setValue: value100, setExtra: '&ack=replica' },
+      lagShards: ['shard1'],
+    },
   ];
 }
 

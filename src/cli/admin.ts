@@ -78,7 +78,8 @@ export async function verifyCluster(config: Config, token: string, out: (line: s
 function describeAdminError(err: unknown): string {
   if (!axios.isAxiosError(err)) return (err as Error).message;
   const status = err.response?.status;
-  if (status === 401) return 'unauthorized: the cluster token does not match the nodes\' (set KV_CLUSTER_TOKEN, token in the config, or the data dir\'s cluster.token)';
+  if (status === 401)
+    return "unauthorized: the cluster token does not match the nodes' (set KV_CLUSTER_TOKEN, token in the config, or the data dir's cluster.token)";
   if (status !== undefined) return `${err.config?.url ?? 'a node'} answered ${status}: ${JSON.stringify(err.response?.data ?? '').slice(0, 200)}`;
   return err.code ?? err.message;
 }
@@ -101,9 +102,20 @@ export async function statusTable(config: Config): Promise<string> {
   const { client, close } = adminClient();
   const rows = [['SHARD', 'ROLE', 'ADDRESS', 'STATE', 'KEYS', 'SEQ', 'LAG', 'LAG_S', 'REPLICATION', 'MIGRATION']];
   try {
-    const nodes = config.shards.flatMap((s) => [[s.name, 'primary', s.address], [s.name, 'replica', s.replica]] as const);
+    const nodes = config.shards.flatMap(
+      (s) =>
+        [
+          [s.name, 'primary', s.address],
+          [s.name, 'replica', s.replica],
+        ] as const,
+    );
     const replies = await Promise.all(
-      nodes.map(([, , address]) => client.get<Record<string, any>>(`http://${address}/status`).then((r) => r.data, () => undefined)),
+      nodes.map(([, , address]) =>
+        client.get<Record<string, any>>(`http://${address}/status`).then(
+          (r) => r.data,
+          () => undefined,
+        ),
+      ),
     );
     nodes.forEach(([name, role, address], i) => {
       const s = replies[i];
@@ -113,11 +125,29 @@ export async function statusTable(config: Config): Promise<string> {
       const state = role === 'primary' ? `replica ${s['replication']?.state}` : s['resyncing'] ? 'resyncing' : s['in_sync'] ? 'in sync' : 'waiting for primary';
       const seq = role === 'primary' ? s['last_seq'] : s['applied_seq'];
       const stateCell = s['layout']?.refusing ? 'outdated layout: restart it' : state;
-      rows.push([name, role, address, 'up', String(s['keys']), String(seq), String(lag ?? '?'), lagS == null ? '?' : Number(lagS).toFixed(1), stateCell, migrationSummary(s)]);
+      rows.push([
+        name,
+        role,
+        address,
+        'up',
+        String(s['keys']),
+        String(seq),
+        String(lag ?? '?'),
+        lagS == null ? '?' : Number(lagS).toFixed(1),
+        stateCell,
+        migrationSummary(s),
+      ]);
     });
   } finally {
     close();
   }
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  return rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd()).join('\n');
+  return rows
+    .map((r) =>
+      r
+        .map((cell, c) => cell.padEnd(widths[c]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }

@@ -101,7 +101,12 @@ export class ClusterView {
   }
 
   announcement(address: string): LayoutAnnouncement {
-    return { from: this.node, address, topologyId: this.config.topologyId, previousTopologyId: this.migration?.active() ? this.migration.previous.topologyId : null };
+    return {
+      from: this.node,
+      address,
+      topologyId: this.config.topologyId,
+      previousTopologyId: this.migration?.active() ? this.migration.previous.topologyId : null,
+    };
   }
 
   /**

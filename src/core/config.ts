@@ -196,7 +196,10 @@ function validateShard(raw: unknown, path: string, problem: (path: string, messa
   else if (!shardNamePattern.test(name)) fail('name', `"${name}" must be 1-64 letters, digits, '-' or '_', starting with a letter or digit`);
   if (idx === undefined) fail('idx', 'missing');
   else if (typeof idx !== 'bigint' && !(typeof idx === 'number' && Number.isInteger(idx))) fail('idx', `must be an integer, got ${describe(idx)}`);
-  for (const [key, value] of [['address', address], ['replica', replica]] as const) {
+  for (const [key, value] of [
+    ['address', address],
+    ['replica', replica],
+  ] as const) {
     if (value === undefined) fail(key, 'missing');
     else if (typeof value !== 'string') fail(key, `must be a "host:port" string, got ${describe(value)}`);
     else if (!parseAddress(value)) fail(key, `"${value}" is not host:port with a port from 1 to 65535`);

@@ -212,7 +212,8 @@ export function readBody(req: IncomingMessage, res: ServerResponse, limit: numbe
         discardRest(req);
         return;
       }
-      if (!budget.take(chunk.length)) return fail(refuseForLoad(req, new OverloadedError(`this node already holds ${budget.bytesMax} bytes of request bodies; retry shortly`)));
+      if (!budget.take(chunk.length))
+        return fail(refuseForLoad(req, new OverloadedError(`this node already holds ${budget.bytesMax} bytes of request bodies; retry shortly`)));
       taken += chunk.length;
       chunks.push(chunk);
       size += chunk.length;
@@ -275,7 +276,13 @@ export interface ParseContext {
  * Parses a data-route request. Synchronous unless the value comes in the body, which it then reads:
  * GETs, the bulk of the traffic, cost no promise.
  */
-export function parseDataRequest(req: IncomingMessage, res: ServerResponse, path: string, query: string, context: ParseContext): DataRequest | Promise<DataRequest> {
+export function parseDataRequest(
+  req: IncomingMessage,
+  res: ServerResponse,
+  path: string,
+  query: string,
+  context: ParseContext,
+): DataRequest | Promise<DataRequest> {
   const route = dataRoutes[path]!;
   const method = req.method ?? 'GET';
   if (!route.methods.includes(method)) throw new MethodNotAllowedError(method, path, route.methods);

@@ -64,7 +64,11 @@ export class UnknownRouteError extends KvError {
 
 /** The path exists but not for this method. */
 export class MethodNotAllowedError extends KvError {
-  constructor(method: string, path: string, readonly allowed: readonly string[]) {
+  constructor(
+    method: string,
+    path: string,
+    readonly allowed: readonly string[],
+  ) {
     super('method_not_allowed', 405, `${method} is not allowed on ${path}; use ${allowed.join(' or ')}`);
   }
 }

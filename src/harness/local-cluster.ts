@@ -182,10 +182,12 @@ export class LocalCluster {
 
   /** Stops (SIGTERM) every running node. */
   async stopAll(): Promise<void> {
-    await Promise.all([...this.running.keys()].map((id) => {
-      const [shard, role] = id.split('-') as [string, RoleName];
-      return this.stop(shard, role);
-    }));
+    await Promise.all(
+      [...this.running.keys()].map((id) => {
+        const [shard, role] = id.split('-') as [string, RoleName];
+        return this.stop(shard, role);
+      }),
+    );
   }
 
   /**
@@ -210,7 +212,13 @@ export class LocalCluster {
 
   /** Every node as [shard, role]. */
   nodes(): [string, 'primary' | 'replica'][] {
-    return this.shards.flatMap((s) => [[s.name, 'primary'], [s.name, 'replica']] as [string, 'primary' | 'replica'][]);
+    return this.shards.flatMap(
+      (s) =>
+        [
+          [s.name, 'primary'],
+          [s.name, 'replica'],
+        ] as [string, 'primary' | 'replica'][],
+    );
   }
 
   /** Starts every node and waits until each primary knows its layout (a new cluster's primaries learn it from each other). */
@@ -348,4 +356,3 @@ export class LocalCluster {
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
-

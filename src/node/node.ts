@@ -230,13 +230,22 @@ export class KvNode {
     const ownLayout = role === 'drain' ? { ...start.record!.previous, topologyId: config.topologyId } : layoutRecord(config);
     const view = new ClusterView(config, ownLayout, `${shard.name}/${role}`, start.decided, log, () => store.count());
     const forwarder = new Forwarder({ self: `${shard.name}/${role}`, topologyId: config.topologyId, token: options.token, log });
-    const recovery = role === 'primary' ? new PrimaryRecovery({ store, primaryAddress: address, replicaAddress: shard.replica, token: options.token, overwriteReplica: options.overwriteReplica === true, log }) : undefined;
+    const recovery =
+      role === 'primary'
+        ? new PrimaryRecovery({
+            store,
+            primaryAddress: address,
+            replicaAddress: shard.replica,
+            token: options.token,
+            overwriteReplica: options.overwriteReplica === true,
+            log,
+          })
+        : undefined;
     /** Resolves once this node serves its shard's keys: at once, or for a primary once its recovery is done. */
     const serving = recovery?.ready ?? Promise.resolve();
     let sender: ReplicationSender | undefined;
     const onCommit = () => sender?.notify();
-    const migrationOf = (record: MigrationRecord) =>
-      new Migration({ store, config, self: shard.name, address, record, token: options.token, log, onCommit });
+    const migrationOf = (record: MigrationRecord) => new Migration({ store, config, self: shard.name, address, record, token: options.token, log, onCommit });
     if (start.record) view.migration = migrationOf(start.record);
     // A primary just added learns from its peers whether keys move to it (see layout-sync.ts).
     const learner = start.decided ? undefined : new LayoutLearner(view, store, config, log, migrationOf, serving);
@@ -277,7 +286,13 @@ export class KvNode {
       store,
       internalRoutes,
     });
-    const sync = new LayoutSync({ view, self: address, token: options.token, log, onAnswer: (peer, peerRole, answer) => learner?.onAnswer(peer, peerRole, answer, sync) });
+    const sync = new LayoutSync({
+      view,
+      self: address,
+      token: options.token,
+      log,
+      onAnswer: (peer, peerRole, answer) => learner?.onAnswer(peer, peerRole, answer, sync),
+    });
     view.onFenced = () => sync.recheckWhileFenced();
     sync.announce();
     // A primary still learning its layout asks again whenever a peer starts (its first round may have

@@ -7,7 +7,15 @@
 
 import { configName, type Config, type ShardConfig } from '../core/config.js';
 import type { DataReply, DataRequest } from '../core/data-request.js';
-import { BadRequestError, LayoutPendingError, NotFoundError, PrimaryRecoveringError, ReadOnlyReplicaError, ShardUnavailableError, WrongShardError } from '../core/errors.js';
+import {
+  BadRequestError,
+  LayoutPendingError,
+  NotFoundError,
+  PrimaryRecoveringError,
+  ReadOnlyReplicaError,
+  ShardUnavailableError,
+  WrongShardError,
+} from '../core/errors.js';
 import type { Forwarder } from '../peer/forwarder.js';
 import type { ClusterView } from '../cluster/layout-sync.js';
 import { parameterNameCharsMax, replicaAckTimeoutMs } from '../core/limits.js';
@@ -114,7 +122,8 @@ function readPrimary(ctx: RoleContext, headers: readonly string[], req: DataRequ
 /** `ack=primary` (the default) answers after the primary's durable commit; `ack=replica` also waits for the replica. */
 function ackMode(req: DataRequest): 'primary' | 'replica' {
   const ack = req.extra.get('ack') ?? 'primary';
-  if (ack !== 'primary' && ack !== 'replica') throw new BadRequestError(`parameter ack must be primary or replica, got ${JSON.stringify(ack.slice(0, parameterNameCharsMax))}`);
+  if (ack !== 'primary' && ack !== 'replica')
+    throw new BadRequestError(`parameter ack must be primary or replica, got ${JSON.stringify(ack.slice(0, parameterNameCharsMax))}`);
   return ack;
 }
 
@@ -125,10 +134,11 @@ async function writeLocal(ctx: RoleContext, jsonHeaders: readonly string[], req:
   // be known to the previous owner.
   const tombstone = req.op === 'delete' && mayBeOnPreviousOwner(ctx, req);
   const mutation: Mutation =
-    req.op === 'set'
-      ? { type: 'set', slot: req.slot, key: req.key, value: req.value! }
-      : { type: 'delete', slot: req.slot, key: req.key, tombstone };
-  let { applied: [applied], seq } = await ctx.store.commit([mutation]);
+    req.op === 'set' ? { type: 'set', slot: req.slot, key: req.key, value: req.value! } : { type: 'delete', slot: req.slot, key: req.key, tombstone };
+  let {
+    applied: [applied],
+    seq,
+  } = await ctx.store.commit([mutation]);
   ctx.sender!.notify();
   if (tombstone && !applied) applied = (await readFromPreviousOwner(ctx, req)).status === 200;
   if (ack === 'replica') await ctx.sender!.waitForReplica(seq, replicaAckTimeoutMs);

@@ -45,7 +45,12 @@ export class Forwarder {
   private pool(address: string): PeerPool {
     let pool = this.pools.get(address);
     if (!pool) {
-      pool = new PeerPool(address, { connections: peerSocketsMax, timeoutMs: this.timeoutMs, connectTimeoutMs: Math.min(peerConnectTimeoutMs, this.timeoutMs), replyBytesMax });
+      pool = new PeerPool(address, {
+        connections: peerSocketsMax,
+        timeoutMs: this.timeoutMs,
+        connectTimeoutMs: Math.min(peerConnectTimeoutMs, this.timeoutMs),
+        replyBytesMax,
+      });
       this.pools.set(address, pool);
     }
     return pool;
@@ -116,7 +121,8 @@ export class Forwarder {
       return new ShardTimeoutError(peer.shard, peer.address, this.timeoutMs);
     }
     // A connection that could not be made was certainly not used: the request did not happen.
-    if (err instanceof errors.ConnectTimeoutError) return new ShardUnavailableError(peer.shard, peer.address, `no connection within ${peerConnectTimeoutMs} ms`);
+    if (err instanceof errors.ConnectTimeoutError)
+      return new ShardUnavailableError(peer.shard, peer.address, `no connection within ${peerConnectTimeoutMs} ms`);
     const code = (err as { code?: string }).code ?? (err as Error).message;
     return new ShardUnavailableError(peer.shard, peer.address, code);
   }

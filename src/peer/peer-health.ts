@@ -76,7 +76,11 @@ export class PeerHealth {
         await sleep(peerProbeIntervalMs, this.abort.signal);
         if (this.closed) return;
         try {
-          const res = await client.request({ method: 'GET', path: '/health', signal: AbortSignal.any([this.abort.signal, AbortSignal.timeout(peerProbeTimeoutMs)]) });
+          const res = await client.request({
+            method: 'GET',
+            path: '/health',
+            signal: AbortSignal.any([this.abort.signal, AbortSignal.timeout(peerProbeTimeoutMs)]),
+          });
           await res.body.dump({ limit: 64 * 1024 });
           if (res.statusCode === 200) break;
         } catch {

@@ -81,7 +81,10 @@ export class PeerPool {
         onResponseError: (_controller, err) => reject(err),
       };
       try {
-        this.pool.dispatch({ origin: this.origin, method: request.method, path: request.path, headers: request.headers, body: request.body, idempotent: false }, handler);
+        this.pool.dispatch(
+          { origin: this.origin, method: request.method, path: request.path, headers: request.headers, body: request.body, idempotent: false },
+          handler,
+        );
       } catch (err) {
         reject(err);
       }

@@ -77,7 +77,9 @@ export function planRecovery(primary: PrimaryFacts, replica: ReplicaStateReply):
   const here = `this data dir (seq ${primary.lastSeq})`;
   if (replica.datasetId === primary.datasetId) {
     // The same dataset: the replica's history extends this one's, so copying it loses nothing.
-    return replica.appliedSeq > primary.lastSeq ? { action: 'rebuild', why: `the replica holds this dataset further on (${held}) than ${here}` } : { action: 'serve' };
+    return replica.appliedSeq > primary.lastSeq
+      ? { action: 'rebuild', why: `the replica holds this dataset further on (${held}) than ${here}` }
+      : { action: 'serve' };
   }
   const fork = primary.forkedFrom;
   if (fork !== undefined && replica.datasetId === fork.datasetId) {
@@ -184,11 +186,15 @@ export class PrimaryRecovery {
     const { store, log } = this.options;
     if (this.options.overwriteReplica) {
       await store.startOverwrite();
-      log(`started with --overwrite-replica: serving this data dir's ${store.count()} keys; the replica at ${this.options.replicaAddress} will be made to hold the same`);
+      log(
+        `started with --overwrite-replica: serving this data dir's ${store.count()} keys; the replica at ${this.options.replicaAddress} will be made to hold the same`,
+      );
       return this.becomeReady();
     }
     if (store.overwritesReplica()) {
-      log(`the replica at ${this.options.replicaAddress} has not yet taken the data this primary was started to overwrite it with: serving, and going on with that`);
+      log(
+        `the replica at ${this.options.replicaAddress} has not yet taken the data this primary was started to overwrite it with: serving, and going on with that`,
+      );
       return this.becomeReady();
     }
     if (!store.isNewPrimary() && (await this.startWithData())) return;
@@ -298,7 +304,9 @@ export class PrimaryRecovery {
     const target = join(dir, `${prefix}${new Date().toISOString().replace(/[:.]/g, '-')}`);
     await store.backup(target);
     log(`kept a copy of this data dir's ${store.count()} keys in ${target} before rebuilding from the replica`);
-    const copies = readdirSync(dir).filter((name) => name.startsWith(prefix)).sort();
+    const copies = readdirSync(dir)
+      .filter((name) => name.startsWith(prefix))
+      .sort();
     for (const old of copies.slice(0, Math.max(0, copies.length - replacedCopiesMax))) {
       rmSync(join(dir, old), { recursive: true, force: true });
       log(`removed the oldest kept copy ${join(dir, old)}: at most ${replacedCopiesMax} are kept`);
@@ -364,4 +372,3 @@ export class PrimaryRecovery {
     );
   }
 }
-

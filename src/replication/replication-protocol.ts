@@ -228,7 +228,8 @@ export function decodeSnapshotReply(body: Buffer, phase: SnapshotStep['phase']):
   switch (phase) {
     case 'begin': {
       const { snapshotId, datasetId, seq, keyCount, complete } = m;
-      if (!isId(snapshotId) || (datasetId !== null && !isId(datasetId)) || !isSeq(seq) || !isSeq(keyCount) || typeof complete !== 'boolean') invalid('begin reply');
+      if (!isId(snapshotId) || (datasetId !== null && !isId(datasetId)) || !isSeq(seq) || !isSeq(keyCount) || typeof complete !== 'boolean')
+        invalid('begin reply');
       return { phase, snapshotId, datasetId, seq, keyCount, complete };
     }
     case 'chunk':

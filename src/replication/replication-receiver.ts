@@ -202,10 +202,12 @@ function refuseShorterHistory(store: Store, message: Extract<ResyncMessage, { ph
   const mine = `seq ${state.appliedSeq} (${keys} keys)`;
   let why: string | undefined;
   if (message.datasetId === state.datasetId) {
-    if (message.snapshotSeq < state.appliedSeq) why = `the primary's copy of this dataset reaches seq ${message.snapshotSeq} (${message.keyCount} keys), this replica's ${mine}`;
+    if (message.snapshotSeq < state.appliedSeq)
+      why = `the primary's copy of this dataset reaches seq ${message.snapshotSeq} (${message.keyCount} keys), this replica's ${mine}`;
   } else if (message.forkedFrom !== null && message.forkedFrom.datasetId === state.datasetId) {
     const fork = message.forkedFrom;
-    if (state.appliedSeq > fork.seq) why = `the primary's dataset branched off this replica's at seq ${fork.seq}, and this replica holds writes up to ${mine} that the primary lacks`;
+    if (state.appliedSeq > fork.seq)
+      why = `the primary's dataset branched off this replica's at seq ${fork.seq}, and this replica holds writes up to ${mine} that the primary lacks`;
   } else if (message.snapshotSeq < state.appliedSeq) {
     why = `the primary's dataset reaches seq ${message.snapshotSeq} (${message.keyCount} keys), this replica's (another dataset) ${mine}`;
   }
@@ -215,7 +217,7 @@ function refuseShorterHistory(store: Store, message: Extract<ResyncMessage, { ph
     error: 'resync_refused',
     reason:
       `${why}: a resync would lose writes. To keep this replica's data, move the primary's data dir away and restart it ` +
-      '(it rebuilds from this replica); to keep the primary\'s, restart it with --overwrite-replica',
+      "(it rebuilds from this replica); to keep the primary's, restart it with --overwrite-replica",
   };
 }
 

@@ -234,7 +234,8 @@ export class ReplicationSender {
           this.refusal = reason;
           this.releaseWaiters(`it refuses this primary's data: ${reason}`);
         } else if (!(err instanceof ReplicaRefusal)) {
-          if (this.state !== 'unreachable') this.options.logger(`replication to ${this.options.replicaAddress} failing, retrying with backoff: ${describeError(err)}`);
+          if (this.state !== 'unreachable')
+            this.options.logger(`replication to ${this.options.replicaAddress} failing, retrying with backoff: ${describeError(err)}`);
           this.state = 'unreachable';
           // Writes waiting for ack=replica learn now rather than at the end of their wait.
           this.releaseWaiters(`unreachable: ${describeError(err)}`);
@@ -409,4 +410,3 @@ function parseReply(body: Buffer): ReplicaReply | undefined {
     return undefined;
   }
 }
-

@@ -13,10 +13,38 @@ import { timingSafeEqual } from 'node:crypto';
 import http, { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
-import { BodyBudget, isDataPath, parseDataRequest, parseQuery, refuseUnknownParams, splitUrl, type DataReply, type DataRequest, type ParseContext } from '../core/data-request.js';
+import {
+  BodyBudget,
+  isDataPath,
+  parseDataRequest,
+  parseQuery,
+  refuseUnknownParams,
+  splitUrl,
+  type DataReply,
+  type DataRequest,
+  type ParseContext,
+} from '../core/data-request.js';
 import { sendJson } from '../core/http-reply.js';
-import { BadRequestError, ClientFaultError, KvError, MethodNotAllowedError, OverloadedError, PayloadTooLargeError, UnauthorizedError, UnknownRouteError } from '../core/errors.js';
-import { bodyBytesInFlightMax, connectionsMax, headersTimeoutMs, keepAliveIdleMs, pipelinedRequestsMax, requestHeadBytesMax, requestTimeoutMs, slotCount } from '../core/limits.js';
+import {
+  BadRequestError,
+  ClientFaultError,
+  KvError,
+  MethodNotAllowedError,
+  OverloadedError,
+  PayloadTooLargeError,
+  UnauthorizedError,
+  UnknownRouteError,
+} from '../core/errors.js';
+import {
+  bodyBytesInFlightMax,
+  connectionsMax,
+  headersTimeoutMs,
+  keepAliveIdleMs,
+  pipelinedRequestsMax,
+  requestHeadBytesMax,
+  requestTimeoutMs,
+  slotCount,
+} from '../core/limits.js';
 import { tokenHeader } from '../core/wire.js';
 import { digestPath } from '../replication/replication-protocol.js';
 import type { Store } from '../storage/store.js';
@@ -66,7 +94,8 @@ function clientFaultOf(err: unknown): KvError | undefined {
       return new ClientFaultError('the request body was cut off before its declared length');
   }
   if (e.code === 'ECONNRESET' || e.message === 'aborted') return new ClientFaultError('the client closed the connection before the body was complete');
-  if (typeof e.status === 'number' && e.status >= 400 && e.status < 500 && e.type !== undefined) return new ClientFaultError(`unreadable request body (${e.type})`);
+  if (typeof e.status === 'number' && e.status >= 400 && e.status < 500 && e.type !== undefined)
+    return new ClientFaultError(`unreadable request body (${e.type})`);
   return undefined;
 }
 

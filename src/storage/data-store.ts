@@ -65,7 +65,6 @@ export class DataStore {
     for (const entry of readdirSync(this.path, { withFileTypes: true })) if (entry.isFile()) chmodSync(join(this.path, entry.name), 0o600);
   }
 
-
   get(slot: number, key: Uint8Array): Buffer | undefined {
     const stored = storageKey(slot, key);
     const id = stored.toString('latin1');

@@ -88,7 +88,11 @@ export interface RawExchangeOptions {
  * Writes `payload` to a new connection in one go and collects the responses. Resolves once the
  * expected number of responses has arrived or the server closed the connection; rejects on timeout.
  */
-export function rawExchange(address: string, payload: Buffer | string, options: RawExchangeOptions = {}): Promise<{ responses: RawResponse[]; closed: boolean }> {
+export function rawExchange(
+  address: string,
+  payload: Buffer | string,
+  options: RawExchangeOptions = {},
+): Promise<{ responses: RawResponse[]; closed: boolean }> {
   const timeoutMs = options.timeoutMs ?? 15_000;
   return new Promise((resolve, reject) => {
     const socket = net.connect(target(address));

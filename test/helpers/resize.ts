@@ -207,7 +207,10 @@ export async function verifyResize(cluster: Cluster, before: readonly ShardLayou
     expect(comparison.keys).toBe(liveByShard.get(shard.name) ?? 0);
   }
 
-  const moved = movedSlotCount(before.map((s, idx) => ({ ...s, idx })), cluster.shards.map((s, idx) => ({ ...s, idx })));
+  const moved = movedSlotCount(
+    before.map((s, idx) => ({ ...s, idx })),
+    cluster.shards.map((s, idx) => ({ ...s, idx })),
+  );
   const received = statuses.reduce((n, s) => n + s['migration']['slots_received'], 0);
   expect(received).toBe(moved);
   expect(((moved / slotCount) * 100).toFixed(1)).toBe('25.0');

@@ -108,7 +108,10 @@ describe('request bodies in flight', () => {
     const upload = new Upload(address, `GET /set?key=first&value=1 HTTP/1.1\r\nHost: kvshard\r\n\r\n` + head('queued', `Content-Length: ${2 * mib}\r\n`));
     await upload.send(Buffer.alloc(mib, 0x64));
     upload.close();
-    await waitFor('the closed connection giving its body bytes back', async () => (await status(cluster, 'shard1', 'primary'))['requests']['body_bytes_in_flight'] === 0);
+    await waitFor(
+      'the closed connection giving its body bytes back',
+      async () => (await status(cluster, 'shard1', 'primary'))['requests']['body_bytes_in_flight'] === 0,
+    );
     const res = await request(cluster.url('shard1', 'primary', '/set?key=after-close'), { method: 'POST', body: Buffer.alloc(mib, 0x65) });
     expect(res.status).toBe(200);
   });

@@ -23,7 +23,11 @@ describe('kvshard cli', () => {
 
   it.each([
     ['syntax', '[[shards]\nname = "a"\n', /bad\.toml:1:\d+: TOML syntax error/],
-    ['duplicate address', '[[shards]]\nname = "a"\nidx = 0\naddress = "127.0.0.1:9"\nreplica = "127.0.0.1:9"\n', /bad\.toml: shards\[0\]\.replica: duplicate of shards\[0\]\.address/],
+    [
+      'duplicate address',
+      '[[shards]]\nname = "a"\nidx = 0\naddress = "127.0.0.1:9"\nreplica = "127.0.0.1:9"\n',
+      /bad\.toml: shards\[0\]\.replica: duplicate of shards\[0\]\.address/,
+    ],
     ['missing field', '[[shards]]\nname = "a"\nidx = 0\n', /bad\.toml: shards\[0\]\.address: missing/],
   ])('exits 2 on an invalid config (%s) and writes nothing', (_name, text, message) => {
     const config = join(dir, 'bad.toml');

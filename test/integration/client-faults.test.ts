@@ -32,7 +32,9 @@ function expectNoBugReport(log: string) {
 describe('client faults', () => {
   it('a POST body cut off half way', async () => {
     const from = output().length;
-    await rawExchange(cluster.address('shard1'), 'POST /set?key=cut HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n0123456789', { destroyAfterWrite: true });
+    await rawExchange(cluster.address('shard1'), 'POST /set?key=cut HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n0123456789', {
+      destroyAfterWrite: true,
+    });
     const log = await waitForLog(from, /internal error|client/);
     expectNoBugReport(log);
     expect((await request(cluster.url('shard1', 'primary', dataPath('get', 'cut')))).status).toBe(404);

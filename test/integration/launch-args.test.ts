@@ -77,7 +77,7 @@ describe('launch.sh arguments', () => {
     expect(refused.stderr).toContain("KV_STOP_WAIT_S must be a whole number of seconds, got '1.5'");
   });
 
-  it('resolves relative KV_CONFIG and KV_DATA_DIR against the caller\'s directory', async () => {
+  it("resolves relative KV_CONFIG and KV_DATA_DIR against the caller's directory", async () => {
     // A name the repository has no file of, so that resolving it against the repository cannot work.
     copyFileSync(cluster.configPath, join(cluster.dir, 'relative.toml'));
     const relative = { ...process.env, KV_CONFIG: 'relative.toml', KV_DATA_DIR: 'data' };
@@ -100,7 +100,11 @@ describe('launch.sh arguments', () => {
   });
 
   it('takes --overwrite-replica for one primary only, and passes it to that primary', async () => {
-    for (const args of [['start', '--overwrite-replica'], ['start', 'shard1', '--overwrite-replica'], ['start', 'shard1', 'replica', '--overwrite-replica']]) {
+    for (const args of [
+      ['start', '--overwrite-replica'],
+      ['start', 'shard1', '--overwrite-replica'],
+      ['start', 'shard1', 'replica', '--overwrite-replica'],
+    ]) {
       const refused = await launchSh(args);
       expect(refused.code).toBe(2);
       expect(refused.stderr).toContain('--overwrite-replica goes with one primary');

@@ -96,56 +96,79 @@ describe.skipIf(unavailable !== undefined)('a primary cut off from the network',
     return status.peers?.[cutAddress()];
   }
 
-  it('reads shard1 keys through the other primaries from shard1 primary while every link is up', async () => {
-    for (const { key, value } of keys) {
-      expect((await request(netns().cluster.url(cut.shard, 'primary', dataPath('set', key, value)))).status).toBe(200);
-    }
-    await waitConverged(netns().cluster, cut.shard, waitMs);
-    expect(await readAll(keys.length, keys, 'primary')).toEqual([]);
-  }, testTimeoutMs);
-
-  it('answers reads of shard1 keys from its replica while its primary is cut off', async () => {
-    // The reads before the cut left keep-alive sockets to the primary open: the first read through each
-    // forwarding primary goes out on one into the black hole, as it would under steady traffic.
-    await netns().network.linkDown(cut.member);
-    const failed = await readAll(cutReads, keys, 'replica');
-    expect(failed, `${failed.length} of ${cutReads} reads were not 200 with the value from the replica`).toEqual([]);
-  }, testTimeoutMs);
-
-  it('refuses writes of a shard1 key with 503 while its primary is cut off', async () => {
-    const { key } = keys[0]!;
-    const outcomes: Record<string, unknown>[] = [];
-    for (const path of [dataPath('set', key, 'during-cut'), dataPath('delete', key), dataPath('set', key, 'during-cut')]) {
-      const { reply, failure, ms } = await through('shard2', path);
-      outcomes.push({ path, ms, ...(reply ? { status: reply.status, ...jsonOrText(reply) } : { status: failure }) });
-    }
-    // The first write may run into the black hole before the primary is known to be down: 504.
-    const [first, ...rest] = outcomes;
-    expect(first).toMatchObject(first!['status'] === 504 ? { error: 'shard_timeout', shard: cut.shard } : { status: 503, error: 'shard_unavailable', shard: cut.shard });
-    expect(rest).toMatchObject(rest.map(() => ({ status: 503, error: 'shard_unavailable', shard: cut.shard })));
-  }, testTimeoutMs);
-
-  it("shows the cut-off primary as down in the other primaries' /status", async () => {
-    for (const via of ['shard2', 'shard3']) {
-      expect(await peerState(via), `${via} primary's peers[${cutAddress()}]`).toMatchObject({
-        state: 'down',
-        since: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d/),
-        last_error: expect.any(String),
-      });
-    }
-  }, testTimeoutMs);
-
-  it('finds the primary up again once its link is back, and reads shard1 keys from it', async () => {
-    await netns().network.linkUp(cut.member);
-    const deadline = Date.now() + waitMs;
-    for (const via of ['shard2', 'shard3']) {
-      let state: unknown;
-      while ((state = await peerState(via)) === undefined || (state as { state?: string }).state !== 'up') {
-        if (Date.now() > deadline) throw new Error(`${via} primary still shows ${cutAddress()} as ${JSON.stringify(state)} ${waitMs} ms after the link came up`);
-        await new Promise((r) => setTimeout(r, pollMs));
+  it(
+    'reads shard1 keys through the other primaries from shard1 primary while every link is up',
+    async () => {
+      for (const { key, value } of keys) {
+        expect((await request(netns().cluster.url(cut.shard, 'primary', dataPath('set', key, value)))).status).toBe(200);
       }
-    }
-    // keys[0] took the writes during the cut (a 504 leaves their fate open), so read the others.
-    expect(await readAll(keys.length - 1, keys.slice(1), 'primary')).toEqual([]);
-  }, testTimeoutMs);
+      await waitConverged(netns().cluster, cut.shard, waitMs);
+      expect(await readAll(keys.length, keys, 'primary')).toEqual([]);
+    },
+    testTimeoutMs,
+  );
+
+  it(
+    'answers reads of shard1 keys from its replica while its primary is cut off',
+    async () => {
+      // The reads before the cut left keep-alive sockets to the primary open: the first read through each
+      // forwarding primary goes out on one into the black hole, as it would under steady traffic.
+      await netns().network.linkDown(cut.member);
+      const failed = await readAll(cutReads, keys, 'replica');
+      expect(failed, `${failed.length} of ${cutReads} reads were not 200 with the value from the replica`).toEqual([]);
+    },
+    testTimeoutMs,
+  );
+
+  it(
+    'refuses writes of a shard1 key with 503 while its primary is cut off',
+    async () => {
+      const { key } = keys[0]!;
+      const outcomes: Record<string, unknown>[] = [];
+      for (const path of [dataPath('set', key, 'during-cut'), dataPath('delete', key), dataPath('set', key, 'during-cut')]) {
+        const { reply, failure, ms } = await through('shard2', path);
+        outcomes.push({ path, ms, ...(reply ? { status: reply.status, ...jsonOrText(reply) } : { status: failure }) });
+      }
+      // The first write may run into the black hole before the primary is known to be down: 504.
+      const [first, ...rest] = outcomes;
+      expect(first).toMatchObject(
+        first!['status'] === 504 ? { error: 'shard_timeout', shard: cut.shard } : { status: 503, error: 'shard_unavailable', shard: cut.shard },
+      );
+      expect(rest).toMatchObject(rest.map(() => ({ status: 503, error: 'shard_unavailable', shard: cut.shard })));
+    },
+    testTimeoutMs,
+  );
+
+  it(
+    "shows the cut-off primary as down in the other primaries' /status",
+    async () => {
+      for (const via of ['shard2', 'shard3']) {
+        expect(await peerState(via), `${via} primary's peers[${cutAddress()}]`).toMatchObject({
+          state: 'down',
+          since: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d/),
+          last_error: expect.any(String),
+        });
+      }
+    },
+    testTimeoutMs,
+  );
+
+  it(
+    'finds the primary up again once its link is back, and reads shard1 keys from it',
+    async () => {
+      await netns().network.linkUp(cut.member);
+      const deadline = Date.now() + waitMs;
+      for (const via of ['shard2', 'shard3']) {
+        let state: unknown;
+        while ((state = await peerState(via)) === undefined || (state as { state?: string }).state !== 'up') {
+          if (Date.now() > deadline)
+            throw new Error(`${via} primary still shows ${cutAddress()} as ${JSON.stringify(state)} ${waitMs} ms after the link came up`);
+          await new Promise((r) => setTimeout(r, pollMs));
+        }
+      }
+      // keys[0] took the writes during the cut (a 504 leaves their fate open), so read the others.
+      expect(await readAll(keys.length - 1, keys.slice(1), 'primary')).toEqual([]);
+    },
+    testTimeoutMs,
+  );
 });

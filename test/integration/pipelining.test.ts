@@ -46,7 +46,11 @@ describe('pipelined requests on one connection', () => {
 
   it('keeps the order of a POSTed body and the reads after it', async () => {
     const key = keyOwnedBy('shard1', 2, 'pipe-post-');
-    const payload = rawRequest('POST', `/set?key=${key}`, {}, 'posted') + rawRequest('GET', dataPath('get', key)) + rawRequest('POST', `/set?key=${key}`, {}, 'again') + rawRequest('GET', dataPath('get', key));
+    const payload =
+      rawRequest('POST', `/set?key=${key}`, {}, 'posted') +
+      rawRequest('GET', dataPath('get', key)) +
+      rawRequest('POST', `/set?key=${key}`, {}, 'again') +
+      rawRequest('GET', dataPath('get', key));
     const { responses } = await rawExchange(cluster().address('shard1'), payload, { responses: 4 });
     expect(responses.map((r) => r.status)).toEqual([200, 200, 200, 200]);
     expect(responses[1]!.text()).toBe('posted');

@@ -30,7 +30,15 @@ function shellLines(heading: string): string[] {
 /** A README line split into its command and the comment after `  # `. */
 function split(line: string): { command: string; comment: string } {
   const at = line.search(/\s{2,}#\s/);
-  return at === -1 ? { command: line.trim(), comment: '' } : { command: line.slice(0, at).trim(), comment: line.slice(at).replace(/^\s+#\s/, '').trim() };
+  return at === -1
+    ? { command: line.trim(), comment: '' }
+    : {
+        command: line.slice(0, at).trim(),
+        comment: line
+          .slice(at)
+          .replace(/^\s+#\s/, '')
+          .trim(),
+      };
 }
 
 let cluster: Cluster;
@@ -83,7 +91,11 @@ describe('the README', () => {
       const shownStatus = /^(\d{3}) /.exec(expected)?.[1];
       if (shownStatus !== undefined) {
         // A reply shown with its status: the same command (these change nothing) prints the status too.
-        const { stdout: code } = await exec('bash', ['-c', `${mapped(command)} -o /dev/null -w '%{http_code}'`], { cwd: repo, timeout: 30_000, encoding: 'utf8' });
+        const { stdout: code } = await exec('bash', ['-c', `${mapped(command)} -o /dev/null -w '%{http_code}'`], {
+          cwd: repo,
+          timeout: 30_000,
+          encoding: 'utf8',
+        });
         expect(`${command}: ${code}`).toBe(`${command}: ${shownStatus}`);
       }
       if (whole && !whole[2]!.includes('...')) {
@@ -112,7 +124,12 @@ describe('the README', () => {
     for (const line of commands) {
       for (const part of split(line).command.split('|')) {
         const program = part.trim().split(/\s+/)[0]!;
-        const found = program.startsWith('./') ? existsSync(resolve(repo, program)) : (await exec('bash', ['-c', `command -v ${program}`]).then(() => true, () => false));
+        const found = program.startsWith('./')
+          ? existsSync(resolve(repo, program))
+          : await exec('bash', ['-c', `command -v ${program}`]).then(
+              () => true,
+              () => false,
+            );
         expect(`${program} (in: ${line})`, 'a program that exists').toBe(found ? `${program} (in: ${line})` : 'missing');
       }
     }

@@ -40,7 +40,10 @@ describe('ack=replica', () => {
 
   it('answers 503 replica_unavailable at once when the primary knows the replica is down, keeping the write', async () => {
     await cluster.kill('shard1', 'replica');
-    await waitFor('the primary finding its replica unreachable', async () => (await status(cluster, 'shard1', 'primary'))['replication']['state'] === 'unreachable');
+    await waitFor(
+      'the primary finding its replica unreachable',
+      async () => (await status(cluster, 'shard1', 'primary'))['replication']['state'] === 'unreachable',
+    );
     const key = keyOwnedBy('shard1', 2, 'ack-down-');
     const res = await request(cluster.url('shard1', 'primary', dataPath('set', key, 'kept', '&ack=replica')));
     expect(res.status).toBe(503);
@@ -68,4 +71,3 @@ describe('ack=replica', () => {
     }
   });
 });
-

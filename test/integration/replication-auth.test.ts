@@ -28,7 +28,10 @@ describe('internal endpoint authentication', () => {
     const wipe = pack({ phase: 'begin', resyncId: 'forged-resync' });
     const wrongHeaders: Record<string, string>[] = [{}, { 'x-kv-token': 'wrong-token-wrong-token' }, { 'x-kv-token': testToken.slice(0, -1) }];
     for (const headers of wrongHeaders) {
-      for (const [path, body] of [['/internal/replicate', forged], ['/internal/resync', wipe]] as const) {
+      for (const [path, body] of [
+        ['/internal/replicate', forged],
+        ['/internal/resync', wipe],
+      ] as const) {
         const res = await request(cluster.url('shard1', 'replica', path), { method: 'POST', body: new Uint8Array(body), headers });
         expect(res.status).toBe(401);
         expect(res.json()).toMatchObject({ error: 'unauthorized' });
@@ -81,7 +84,11 @@ describe('internal endpoint authentication', () => {
     const replicate = await request(cluster.url('shard1', 'replica', '/internal/replicate'), { method: 'POST', body: new Uint8Array(forged), headers });
     expect(replicate.status).toBe(409);
     expect(replicate.json()).toMatchObject({ error: 'not_my_primary' });
-    const snapshot = await request(cluster.url('shard1', 'replica', '/internal/snapshot'), { method: 'POST', body: new Uint8Array(pack({ primary: stray, phase: 'begin' })), headers });
+    const snapshot = await request(cluster.url('shard1', 'replica', '/internal/snapshot'), {
+      method: 'POST',
+      body: new Uint8Array(pack({ primary: stray, phase: 'begin' })),
+      headers,
+    });
     expect(snapshot.status).toBe(409);
     const state = await request(cluster.url('shard1', 'replica', `/internal/replica-state?primary=${encodeURIComponent(stray)}`), { headers });
     expect(state.status).toBe(409);

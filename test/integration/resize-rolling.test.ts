@@ -41,7 +41,12 @@ describe('rolling restart into a new layout', () => {
     await cluster.stop('shard1', 'primary');
     await cluster.start('shard1', 'primary');
 
-    for (const [shard, role] of [['shard2', 'primary'], ['shard2', 'replica'], ['shard3', 'primary'], ['shard1', 'replica']] as const) {
+    for (const [shard, role] of [
+      ['shard2', 'primary'],
+      ['shard2', 'replica'],
+      ['shard3', 'primary'],
+      ['shard1', 'replica'],
+    ] as const) {
       await waitRefusing(shard, role);
       const key = keyOwnedBy(shard, 3, 'roll-');
       const res = await request(cluster.url(shard, role, dataPath(role === 'primary' ? 'set' : 'get', key, role === 'primary' ? 'x' : undefined)));
@@ -56,7 +61,13 @@ describe('rolling restart into a new layout', () => {
   });
 
   it('finishes the migration once every node runs the new layout', async () => {
-    for (const [shard, role] of [['shard1', 'replica'], ['shard2', 'primary'], ['shard2', 'replica'], ['shard3', 'primary'], ['shard3', 'replica']] as const) {
+    for (const [shard, role] of [
+      ['shard1', 'replica'],
+      ['shard2', 'primary'],
+      ['shard2', 'replica'],
+      ['shard3', 'primary'],
+      ['shard3', 'replica'],
+    ] as const) {
       await cluster.stop(shard, role);
       await cluster.start(shard, role);
     }

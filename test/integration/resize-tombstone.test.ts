@@ -37,7 +37,5 @@ it('keeps deletes and overwrites made at the new owner before the old value arri
   await waitMigrated(cluster);
   expect((await request(cluster.url('shard4', 'primary', dataPath('get', deleted)))).status).toBe(404);
   expect((await request(cluster.url('shard4', 'primary', dataPath('get', overwritten)))).text()).toBe('new');
-  expect((await request(cluster.url('shard1', 'primary', `/status`))).json()['keys']).toBe(
-    keys.filter((k) => ownerOf(k, 4) === 'shard1').length,
-  );
+  expect((await request(cluster.url('shard1', 'primary', `/status`))).json()['keys']).toBe(keys.filter((k) => ownerOf(k, 4) === 'shard1').length);
 }, 120_000);

@@ -52,8 +52,12 @@ describe('a primary with a shorter history than its replica', () => {
     });
     expect(refused.reason).toMatch(/a resync would lose writes/);
     // Unconfirmed at start, the primary serves its data under a dataset id branched off at seq 100.
-    expect(cluster.output('shard1', 'primary')).toMatch(/did not answer within \d+ ms: serving this data dir's data as dataset \S+, branched off \S+ at seq 100/);
-    expect(cluster.output('shard1', 'replica')).toMatch(/ERROR: refusing a full resync from \S+: the primary's dataset branched off this replica's at seq 100, and this replica holds writes up to seq 250/);
+    expect(cluster.output('shard1', 'primary')).toMatch(
+      /did not answer within \d+ ms: serving this data dir's data as dataset \S+, branched off \S+ at seq 100/,
+    );
+    expect(cluster.output('shard1', 'replica')).toMatch(
+      /ERROR: refusing a full resync from \S+: the primary's dataset branched off this replica's at seq 100, and this replica holds writes up to seq 250/,
+    );
     const primary = await waitFor('the primary noting it', async () => {
       const s = await status(cluster, 'shard1', 'primary');
       return s['replication']['state'] === 'refused' ? s : undefined;

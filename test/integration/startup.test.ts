@@ -89,12 +89,21 @@ describe('start-up', () => {
     const dataDir = join(cluster.dir, 'fresh-data');
     mkdirSync(dataDir, { mode: 0o777 });
     chmodSync(dataDir, 0o777);
-    const proc = spawn('/bin/sh', ['-c', `umask 000 && exec "${process.execPath}" "${cliPath}" serve --config "${config}" --shard shard1 --data-dir "${dataDir}" --overwrite-replica`], {
-      stdio: 'ignore',
-    });
+    const proc = spawn(
+      '/bin/sh',
+      ['-c', `umask 000 && exec "${process.execPath}" "${cliPath}" serve --config "${config}" --shard shard1 --data-dir "${dataDir}" --overwrite-replica`],
+      {
+        stdio: 'ignore',
+      },
+    );
     try {
       const deadline = Date.now() + 20_000;
-      while (!(await fetch(`http://${address}/health`, { signal: AbortSignal.timeout(1_000) }).then((r) => r.ok, () => false))) {
+      while (
+        !(await fetch(`http://${address}/health`, { signal: AbortSignal.timeout(1_000) }).then(
+          (r) => r.ok,
+          () => false,
+        ))
+      ) {
         if (Date.now() > deadline) throw new Error('the node did not start');
         await new Promise((r) => setTimeout(r, 50));
       }

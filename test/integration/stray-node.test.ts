@@ -67,8 +67,16 @@ describe('a stray node', () => {
     const stray = startStray(moved, 'shard1', strayData);
     try {
       // The stray records a migration from the cluster's layout to its own and announces it to everyone.
-      await waitFor('shard2 hearing from the stray', () => /ignoring layout news from shard1\/primary at/.test(cluster.output('shard2', 'primary').slice(shard2Log)) || /refusing data requests/.test(cluster.output('shard2', 'primary').slice(shard2Log)));
-      await waitFor('the replica refusing the stray', () => /refusing replication from/.test(cluster.output('shard1', 'replica')) || /refusing reads/.test(cluster.output('shard1', 'replica')));
+      await waitFor(
+        'shard2 hearing from the stray',
+        () =>
+          /ignoring layout news from shard1\/primary at/.test(cluster.output('shard2', 'primary').slice(shard2Log)) ||
+          /refusing data requests/.test(cluster.output('shard2', 'primary').slice(shard2Log)),
+      );
+      await waitFor(
+        'the replica refusing the stray',
+        () => /refusing replication from/.test(cluster.output('shard1', 'replica')) || /refusing reads/.test(cluster.output('shard1', 'replica')),
+      );
       await expectEveryNodeServes('during');
       for (const [shard, role] of cluster.nodes()) expect((await status(cluster, shard, role))['layout']['refusing']).toBeNull();
     } finally {

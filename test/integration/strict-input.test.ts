@@ -125,7 +125,9 @@ describe('requests the HTTP parser refuses', () => {
   });
 
   it('answers raw non-ASCII in the URL with 400 JSON', async () => {
-    const { status, body } = await single(Buffer.concat([Buffer.from('GET /get?key='), Buffer.from([0xc3, 0xa9]), Buffer.from(' HTTP/1.1\r\nHost: x\r\n\r\n')]));
+    const { status, body } = await single(
+      Buffer.concat([Buffer.from('GET /get?key='), Buffer.from([0xc3, 0xa9]), Buffer.from(' HTTP/1.1\r\nHost: x\r\n\r\n')]),
+    );
     expect(status).toBe(400);
     expect(body.error).toBe('bad_request');
   });

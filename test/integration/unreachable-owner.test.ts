@@ -25,7 +25,10 @@ describe('unreachable owners', () => {
     }
     await cluster().start('shard2', 'primary');
     // shard1 probes the primary it found down, and reads from it again once it answers.
-    await waitFor('shard1 reading from the primary again', async () => (await request(cluster().url('shard1', 'primary', dataPath('get', key)))).headers.get('x-kv-role') === 'primary');
+    await waitFor(
+      'shard1 reading from the primary again',
+      async () => (await request(cluster().url('shard1', 'primary', dataPath('get', key)))).headers.get('x-kv-role') === 'primary',
+    );
     const got = await request(cluster().url('shard1', 'primary', dataPath('get', key)));
     expect(got.status).toBe(200);
     expect(got.text()).toBe('before');

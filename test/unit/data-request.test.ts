@@ -17,11 +17,21 @@ const parse = (req: IncomingMessage, path: string, query: string) => parseDataRe
 
 describe('parseQuery', () => {
   it('decodes percent-escapes and plus as space', () => {
-    expect(parseQuery('key=a%26b%3Dc&value=x+y%20z')).toEqual(new Map([['key', 'a&b=c'], ['value', 'x y z']]));
+    expect(parseQuery('key=a%26b%3Dc&value=x+y%20z')).toEqual(
+      new Map([
+        ['key', 'a&b=c'],
+        ['value', 'x y z'],
+      ]),
+    );
   });
 
   it('treats a bare name as an empty value and skips empty parts', () => {
-    expect(parseQuery('key&&value=')).toEqual(new Map([['key', ''], ['value', '']]));
+    expect(parseQuery('key&&value=')).toEqual(
+      new Map([
+        ['key', ''],
+        ['value', ''],
+      ]),
+    );
   });
 
   it.each(['key=%', 'key=%G0', 'key=%C3', 'key=%FF', 'a=1&a=2'])('rejects %j', (query) => {
@@ -40,7 +50,13 @@ describe('encodeDataPath', () => {
     } as unknown as DataRequest;
     const { path, query } = splitUrl(encodeDataPath(req));
     expect(path).toBe('/set');
-    expect(parseQuery(query)).toEqual(new Map([['key', 'a&b=c %2F+ключ🔑'], ['value', 'v&=?# ü'], ['ack', 'replica']]));
+    expect(parseQuery(query)).toEqual(
+      new Map([
+        ['key', 'a&b=c %2F+ключ🔑'],
+        ['value', 'v&=?# ü'],
+        ['ack', 'replica'],
+      ]),
+    );
   });
 
   it('leaves a body value out of the query', () => {

@@ -76,14 +76,28 @@ describe('http api: routes other than /get, /set and /delete', () => {
     expect(echo.status).toBe(200);
     expect(await echo.json()).toEqual({ bytes: 4 });
 
-    const tooBig = await fetch(`${base}/internal/echo`, { method: 'POST', body: 'x'.repeat(2048), headers: { 'x-kv-token': token }, signal: AbortSignal.timeout(5000) });
+    const tooBig = await fetch(`${base}/internal/echo`, {
+      method: 'POST',
+      body: 'x'.repeat(2048),
+      headers: { 'x-kv-token': token },
+      signal: AbortSignal.timeout(5000),
+    });
     expect(tooBig.status).toBe(413);
 
     const digest = await fetch(`${base}/internal/digest?buckets=2`, { headers: { 'x-kv-token': token }, signal: AbortSignal.timeout(5000) });
     expect(digest.status).toBe(200);
     expect((await digest.json()).ranges).toHaveLength(2);
 
-    expect(seen.map((s) => s.url)).toEqual(['/health', '/status', '/health', '/nope?x=1', '/internal/echo', '/internal/echo', '/internal/echo', '/internal/digest?buckets=2']);
+    expect(seen.map((s) => s.url)).toEqual([
+      '/health',
+      '/status',
+      '/health',
+      '/nope?x=1',
+      '/internal/echo',
+      '/internal/echo',
+      '/internal/echo',
+      '/internal/digest?buckets=2',
+    ]);
     for (const s of seen) {
       expect(s.req, s.url).toBe(http.IncomingMessage.prototype);
       expect(s.res, s.url).toBe(http.ServerResponse.prototype);

@@ -8,7 +8,12 @@ import type { ReplicaStateReply } from '../../src/replication/replication-protoc
 const fresh: PrimaryFacts = { isNew: true, lastSeq: 0, datasetId: undefined, forkedFrom: undefined };
 const onD = (lastSeq: number): PrimaryFacts => ({ isNew: false, lastSeq, datasetId: 'D', forkedFrom: undefined });
 const onF = (lastSeq: number): PrimaryFacts => ({ isNew: false, lastSeq, datasetId: 'F', forkedFrom: { datasetId: 'D', seq: 100 } });
-const replica = (datasetId: string | null, appliedSeq: number, keys: number, complete = datasetId !== null): ReplicaStateReply => ({ datasetId, appliedSeq, keys, complete });
+const replica = (datasetId: string | null, appliedSeq: number, keys: number, complete = datasetId !== null): ReplicaStateReply => ({
+  datasetId,
+  appliedSeq,
+  keys,
+  complete,
+});
 
 describe('planRecovery', () => {
   it.each([

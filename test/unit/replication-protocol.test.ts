@@ -9,7 +9,16 @@ const entry = (seq: number) => ({ seq, type: 'set' as const, slot: 7, key: Buffe
 
 describe('replication protocol', () => {
   it('round-trips a batch with binary values', () => {
-    const message = { primary: '127.0.0.1:1', datasetId: 'ds-1', forkedFrom: { datasetId: 'ds-0', seq: 9 }, primarySeq: 12, sentAt: 5, topologyId: 't1', migrating: false, entries: [entry(10), entry(11), { seq: 12, type: 'delete' as const, slot: 7, key: Buffer.from('gone'), ts: 1 }] };
+    const message = {
+      primary: '127.0.0.1:1',
+      datasetId: 'ds-1',
+      forkedFrom: { datasetId: 'ds-0', seq: 9 },
+      primarySeq: 12,
+      sentAt: 5,
+      topologyId: 't1',
+      migrating: false,
+      entries: [entry(10), entry(11), { seq: 12, type: 'delete' as const, slot: 7, key: Buffer.from('gone'), ts: 1 }],
+    };
     const decoded = decodeReplicate(encodeMessage(message));
     expect(decoded.entries.map((e) => e.seq)).toEqual([10, 11, 12]);
     expect(decoded.entries[1]!.value!.equals(Buffer.from([0, 11, 255]))).toBe(true);
@@ -20,10 +29,30 @@ describe('replication protocol', () => {
     ['not msgpack', Buffer.from('hello world')],
     ['no sender', pack({ datasetId: 'd', primarySeq: 1, sentAt: 0, topologyId: 't1', migrating: false, entries: [] })],
     ['non-contiguous', pack({ primary: 'p:1', datasetId: 'd', primarySeq: 3, sentAt: 0, topologyId: 't1', migrating: false, entries: [entry(1), entry(3)] })],
-    ['empty key', pack({ primary: 'p:1', datasetId: 'd', primarySeq: 1, sentAt: 0, topologyId: 't1', migrating: false, entries: [{ ...entry(1), key: Buffer.alloc(0) }] })],
-    ['oversized key', pack({ primary: 'p:1', datasetId: 'd', primarySeq: 1, sentAt: 0, topologyId: 't1', migrating: false, entries: [{ ...entry(1), key: Buffer.alloc(1025) }] })],
-    ['bad slot', pack({ primary: 'p:1', datasetId: 'd', primarySeq: 1, sentAt: 0, topologyId: 't1', migrating: false, entries: [{ ...entry(1), slot: 16384 }] })],
-    ['bad type', pack({ primary: 'p:1', datasetId: 'd', primarySeq: 1, sentAt: 0, topologyId: 't1', migrating: false, entries: [{ ...entry(1), type: 'put' }] })],
+    [
+      'empty key',
+      pack({ primary: 'p:1', datasetId: 'd', primarySeq: 1, sentAt: 0, topologyId: 't1', migrating: false, entries: [{ ...entry(1), key: Buffer.alloc(0) }] }),
+    ],
+    [
+      'oversized key',
+      pack({
+        primary: 'p:1',
+        datasetId: 'd',
+        primarySeq: 1,
+        sentAt: 0,
+        topologyId: 't1',
+        migrating: false,
+        entries: [{ ...entry(1), key: Buffer.alloc(1025) }],
+      }),
+    ],
+    [
+      'bad slot',
+      pack({ primary: 'p:1', datasetId: 'd', primarySeq: 1, sentAt: 0, topologyId: 't1', migrating: false, entries: [{ ...entry(1), slot: 16384 }] }),
+    ],
+    [
+      'bad type',
+      pack({ primary: 'p:1', datasetId: 'd', primarySeq: 1, sentAt: 0, topologyId: 't1', migrating: false, entries: [{ ...entry(1), type: 'put' }] }),
+    ],
     ['missing dataset', pack({ primary: 'p:1', primarySeq: 1, sentAt: 0, topologyId: 't1', migrating: false, entries: [] })],
     ['negative seq', pack({ primary: 'p:1', datasetId: 'd', primarySeq: -1, sentAt: 0, topologyId: 't1', migrating: false, entries: [] })],
   ])('refuses a batch: %s', (_name, body) => {

@@ -50,7 +50,7 @@ describe('jumpHash', () => {
         expect(after[s]).toBe(3);
       }
     }
-    expect((moved / before.length * 100).toFixed(1)).toBe('25.0');
+    expect(((moved / before.length) * 100).toFixed(1)).toBe('25.0');
   });
 
   it('rejects a bucket count below one', () => {
