@@ -25,6 +25,7 @@ import {
 } from '../core/limits.js';
 import type { ReplicationLog } from '../storage/replication-log.js';
 import { PeerPool } from '../peer/peer-pool.js';
+import { Wakeup } from '../core/wakeup.js';
 import { tokenHeader } from '../core/wire.js';
 import { encodeMessage, replicatePath, resyncPath, type ReplicaReply, type ReplicateMessage, type ResyncMessage } from './replication-protocol.js';
 import type { Store } from '../storage/store.js';
@@ -49,38 +50,6 @@ export interface SenderOptions {
 class ReplicaRefusal extends Error {
   constructor(readonly reply: ReplicaReply) {
     super(`replica refused: ${reply.error} at ${reply.appliedSeq}`);
-  }
-}
-
-/** Wakes a waiting loop early; many notifies before a wait collapse into one. */
-class Wakeup {
-  private pending = false;
-  private resolve: (() => void) | undefined;
-
-  notify(): void {
-    if (this.resolve) {
-      this.resolve();
-      this.resolve = undefined;
-    } else {
-      this.pending = true;
-    }
-  }
-
-  wait(timeoutMs: number): Promise<void> {
-    if (this.pending) {
-      this.pending = false;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.resolve = undefined;
-        resolve();
-      }, timeoutMs);
-      this.resolve = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
   }
 }
 
