@@ -69,6 +69,52 @@ export interface ReplicaEndpoints {
   close(): void;
 }
 
+/** What the replica's routes share. */
+interface ReceiverContext {
+  readonly store: Store;
+  readonly progress: ReplicaProgress;
+  readonly log: (message: string) => void;
+  /** A refusal for a sender other than this shard's primary in this replica's config. */
+  readonly notMyPrimary: (sender: string) => ReplicaReply | undefined;
+}
+
+/** One step of a full resync from the primary (begin, chunk, end), and the replica's answer to it. */
+async function resyncStep(ctx: ReceiverContext, message: ResyncMessage): Promise<ReplicaReply> {
+  const { store, progress, log, notMyPrimary } = ctx;
+  switch (message.phase) {
+    case 'begin': {
+      const refusal = notMyPrimary(message.primary) ?? refuseShorterHistory(store, message);
+      if (refusal) {
+        if (refusal.error === 'resync_refused' && progress.resyncRefused?.reason !== refusal.reason) {
+          log(`ERROR: refusing a full resync from ${message.primary}: ${refusal.reason}`);
+        }
+        if (refusal.error === 'resync_refused') progress.resyncRefused = { at: new Date().toISOString(), reason: refusal.reason! };
+        return refusal;
+      }
+      progress.resyncRefused = null;
+      log(
+        `full resync ${message.resyncId} from the primary started (${message.keyCount} keys at seq ${message.snapshotSeq}` +
+          `${message.force ? ', which the primary was started to force' : ''}); reads go to the primary until it ends`,
+      );
+      await store.beginResync(message.resyncId);
+      return { appliedSeq: 0 };
+    }
+    case 'chunk': {
+      const ok = await store.applyResyncChunk(message.resyncId, message.pairs);
+      return ok ? { appliedSeq: 0 } : { appliedSeq: 0, error: 'resync_aborted' };
+    }
+    case 'end': {
+      const ok = await store.endResync(message.resyncId, message.datasetId, message.snapshotSeq, message.keyCount);
+      if (ok) {
+        progress.resyncs++;
+        progress.primarySeq = Math.max(progress.primarySeq, message.snapshotSeq);
+        log(`full resync ${message.resyncId} done: ${message.keyCount} keys at seq ${message.snapshotSeq}`);
+      }
+      return ok ? { appliedSeq: message.snapshotSeq } : { appliedSeq: 0, error: 'resync_aborted' };
+    }
+  }
+}
+
 export function replicaRouter(options: ReplicaRouterOptions): ReplicaEndpoints {
   const { store, progress, view, log } = options;
   const router = express.Router();
@@ -108,38 +154,7 @@ export function replicaRouter(options: ReplicaRouterOptions): ReplicaEndpoints {
   router.post(resyncPath, raw, async (req: BodyRequest, res: ServerResponse) => {
     const message = decodeResync(req.body as Buffer);
     progress.lastContactAt = Date.now();
-    switch (message.phase) {
-      case 'begin': {
-        const refusal = notMyPrimary(message.primary) ?? refuseShorterHistory(store, message);
-        if (refusal) {
-          if (refusal.error === 'resync_refused' && progress.resyncRefused?.reason !== refusal.reason) {
-            log(`ERROR: refusing a full resync from ${message.primary}: ${refusal.reason}`);
-          }
-          if (refusal.error === 'resync_refused') progress.resyncRefused = { at: new Date().toISOString(), reason: refusal.reason! };
-          return answer(res, refusal);
-        }
-        progress.resyncRefused = null;
-        log(
-          `full resync ${message.resyncId} from the primary started (${message.keyCount} keys at seq ${message.snapshotSeq}` +
-            `${message.force ? ', which the primary was started to force' : ''}); reads go to the primary until it ends`,
-        );
-        await store.beginResync(message.resyncId);
-        return answer(res, { appliedSeq: 0 });
-      }
-      case 'chunk': {
-        const ok = await store.applyResyncChunk(message.resyncId, message.pairs);
-        return answer(res, ok ? { appliedSeq: 0 } : { appliedSeq: 0, error: 'resync_aborted' });
-      }
-      case 'end': {
-        const ok = await store.endResync(message.resyncId, message.datasetId, message.snapshotSeq, message.keyCount);
-        if (ok) {
-          progress.resyncs++;
-          progress.primarySeq = Math.max(progress.primarySeq, message.snapshotSeq);
-          log(`full resync ${message.resyncId} done: ${message.keyCount} keys at seq ${message.snapshotSeq}`);
-        }
-        return answer(res, ok ? { appliedSeq: message.snapshotSeq } : { appliedSeq: 0, error: 'resync_aborted' });
-      }
-    }
+    answer(res, await resyncStep({ store, progress, log, notMyPrimary }, message));
   });
 
   router.get(replicaStatePath, (req: BodyRequest, res: ServerResponse) => {
