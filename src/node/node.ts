@@ -168,6 +168,7 @@ export class KvNode {
   }
 
   /** Builds the node's parts around its bound server and open store, and starts serving. */
+  // biome-ignore lint/complexity/noExcessiveLinesPerFunction: wires every role in one place; issue 14's per-role factories replace it
   private static async wire(options: NodeOptions, address: string, lock: DataDirLock, server: Server, store: Store): Promise<KvNode> {
     const { config, shard, role, log } = options;
     const start = await prepareLayout(store, config, shard.name, role);

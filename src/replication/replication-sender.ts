@@ -182,6 +182,7 @@ export class ReplicationSender {
     await closed;
   }
 
+  // biome-ignore lint/complexity/noExcessiveCognitiveComplexity: over the bound (26); issue 14's pure next-action decision takes it apart
   private async run(): Promise<void> {
     let backoffMs = replicationBackoffFirstMs;
     while (!this.stopping) {

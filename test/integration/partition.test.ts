@@ -36,6 +36,7 @@ if (unavailable !== undefined && required) {
   });
 }
 
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: a describe() suite, not a function: its tests share one setup
 describe.skipIf(unavailable !== undefined)('a primary cut off from the network', () => {
   const netns = useNetnsCluster(3, port, testTimeoutMs);
   const cut = { shard: 'shard1', member: 'shard1-primary' };

@@ -16,6 +16,7 @@ import { Store } from '../../src/storage/store.js';
 
 const token = 'unit-test-token-0123456789abcdef';
 
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: a describe() suite, not a function: its tests share one setup
 describe('http api: routes other than /get, /set and /delete', () => {
   const dir = mkdtempSync(join(tmpdir(), 'kvshard-http-api-'));
   let store: Store;
