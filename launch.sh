@@ -42,7 +42,7 @@ log_dir="$data_dir/logs"
 start_wait_s=${KV_START_WAIT_S:-30}   # how long a node may take to answer /health
 stop_wait_s=${KV_STOP_WAIT_S:-15}     # how long a node may drain before SIGKILL
 # After an idle spell, V8's memory reducer and a shrunken young generation made GETs cost about a quarter
-# more CPU for many seconds (measured; see nodeFlags in src/local-cluster.ts, which tests and bench use).
+# more CPU for many seconds (measured; see nodeFlags in src/harness/local-cluster.ts, which tests and bench use).
 node_flags="--no-memory-reducer --min-semi-space-size=16"
 
 usage() {
@@ -89,7 +89,7 @@ ensure_built() (
     echo "installing dependencies (npm ci)..."
     npm ci --no-audit --no-fund >/dev/null
   fi
-  if [ ! -f dist/cli.js ] || [ -n "$(find src tsconfig.json package.json -newer dist/cli.js -print -quit)" ]; then
+  if [ ! -f dist/cli/cli.js ] || [ -n "$(find src tsconfig.json package.json -newer dist/cli/cli.js -print -quit)" ]; then
     echo "building..."
     npm run --silent build
   fi
@@ -98,7 +98,7 @@ ensure_built() (
 # Prints "name role address" for every process in the config, filtered by the optional SHARD/ROLE.
 targets() {
   local want_shard=${1:-} want_role=${2:-} list
-  if ! list=$(node dist/cli.js check-config --config "$config" 2>&1); then
+  if ! list=$(node dist/cli/cli.js check-config --config "$config" 2>&1); then
     echo "$list" >&2
     exit 2
   fi
@@ -118,7 +118,7 @@ targets() {
 # Shards with a primary data dir here that are no longer in the config: they drain (see the top).
 drains() {
   local list name dir
-  list=$(node dist/cli.js check-config --config "$config" 2>/dev/null | cut -d' ' -f1) || return 0
+  list=$(node dist/cli/cli.js check-config --config "$config" 2>/dev/null | cut -d' ' -f1) || return 0
   for dir in "$data_dir"/*-primary; do
     [ -d "$dir" ] || continue
     name=$(basename "$dir" -primary)
@@ -204,7 +204,7 @@ start_one() {
   fi
   [ "$role" = replica ] && flag="--replica"
   [ "$role" = primary ] && flag="$overwrite_replica"
-  nohup node $node_flags dist/cli.js serve --config "$config" --shard "$name" $flag --data-dir "$data_dir" \
+  nohup node $node_flags dist/cli/cli.js serve --config "$config" --shard "$name" $flag --data-dir "$data_dir" \
     >> "$(log_file "$name" "$role")" 2>&1 < /dev/null &
   echo $! > "$(pid_file "$name" "$role")"
 }
@@ -241,7 +241,7 @@ start_drain() {
     echo "$name drain already running (pid $pid)"
     return 0
   fi
-  nohup node $node_flags dist/cli.js drain --config "$config" --shard "$name" --data-dir "$data_dir" \
+  nohup node $node_flags dist/cli/cli.js drain --config "$config" --shard "$name" --data-dir "$data_dir" \
     >> "$(log_file "$name" drain)" 2>&1 < /dev/null &
   echo $! > "$(pid_file "$name" drain)"
   echo "$name is no longer in $config: draining its keys into the other shards (pid $!, log $(log_file "$name" drain))"
@@ -313,13 +313,13 @@ cmd_status() {
   print_table "$list"
   print_drains
   echo
-  node dist/cli.js status --config "$config"
+  node dist/cli/cli.js status --config "$config"
 }
 
 cmd_verify() {
   ensure_built
   ensure_token
-  node dist/cli.js verify --config "$config"
+  node dist/cli/cli.js verify --config "$config"
 }
 
 # Every argument and setting is checked before anything is built, written or started.

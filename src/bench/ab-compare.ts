@@ -8,7 +8,7 @@
 
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { LocalCluster } from '../local-cluster.js';
+import { LocalCluster } from '../harness/local-cluster.js';
 import { BaselineBuild, describeCheckout } from './baseline-build.js';
 import {
   chosenScenarios,

@@ -21,7 +21,7 @@ const commandOutputCharsMax = 20_000;
 export interface BuildToCompare {
   /** What the report calls it: the ref and its commit, or the directory and its commit. */
   readonly label: string;
-  /** Its dist/cli.js. */
+  /** Its CLI entry point under dist/. */
   readonly cliPath: string;
 }
 
@@ -98,7 +98,7 @@ export class BaselineBuild {
     private readonly log: (line: string) => void,
   ) {}
 
-  /** Resolves with the baseline's dist/cli.js, built if it comes from a ref. */
+  /** Resolves with the baseline's CLI entry point under dist/, built if it comes from a ref. */
   async prepare(): Promise<BuildToCompare> {
     if (existsSync(this.ref) && statSync(this.ref).isDirectory()) return this.existingCheckout(resolve(this.ref));
     const rev = ['rev-parse', '--verify', '--quiet', `${this.ref}^{commit}`];
@@ -179,9 +179,14 @@ export class BaselineBuild {
     await this.run('npm', ['run', 'build'], dir, buildTimeoutMs);
   }
 
+  /**
+   * The CLI of a build: dist/cli/cli.js since src/ has layer folders, dist/cli.js in the flat layout before
+   * them, so an A/B run can still compare against a commit from before the move.
+   */
   private cliOf(dir: string): string {
-    const cliPath = join(dir, 'dist', 'cli.js');
-    if (!existsSync(cliPath)) throw new Error(`${dir} has no dist/cli.js: run npm run build there first`);
+    const candidates = [join(dir, 'dist', 'cli', 'cli.js'), join(dir, 'dist', 'cli.js')];
+    const cliPath = candidates.find((path) => existsSync(path));
+    if (cliPath === undefined) throw new Error(`${dir} has no dist/cli/cli.js (nor dist/cli.js): run npm run build there first`);
     return cliPath;
   }
 

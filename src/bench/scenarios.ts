@@ -4,8 +4,8 @@
 // two builds (ab-compare.ts) run them.
 
 import http from 'node:http';
-import type { LocalCluster } from '../local-cluster.js';
-import { jumpHash, keySlot } from '../slots.js';
+import type { LocalCluster } from '../harness/local-cluster.js';
+import { jumpHash, keySlot } from '../core/slots.js';
 import { runLoad, type LoadResult, type RequestMix, type Tool } from './load-generator.js';
 import { withCpu } from './process-cpu.js';
 

@@ -1,16 +1,16 @@
-// Test helpers: the local cluster of real processes (src/local-cluster.ts), HTTP requests with timeouts,
+// Test helpers: the local cluster of real processes (src/harness/local-cluster.ts), HTTP requests with timeouts,
 // and routing helpers to pick keys owned by a given shard.
 
 import { afterAll, beforeAll } from 'vitest';
-import { LocalCluster, type StartOptions } from '../../src/local-cluster.js';
-import { jumpHash, keySlot } from '../../src/slots.js';
+import { LocalCluster, type StartOptions } from '../../src/harness/local-cluster.js';
+import { jumpHash, keySlot } from '../../src/core/slots.js';
 
-export { cliPath, configToml, freePort, layout, LocalCluster as Cluster, localToken as testToken } from '../../src/local-cluster.js';
-export type { RoleName, ShardLayout, StartOptions } from '../../src/local-cluster.js';
+export { cliPath, configToml, freePort, layout, LocalCluster as Cluster, localToken as testToken } from '../../src/harness/local-cluster.js';
+export type { RoleName, ShardLayout, StartOptions } from '../../src/harness/local-cluster.js';
 
 /**
  * Start options for a primary whose test runs no replica: a primary with a new data dir otherwise
- * waits for its replica before it serves (see src/primary-recovery.ts).
+ * waits for its replica before it serves (see src/replication/primary-recovery.ts).
  */
 export const alone: StartOptions = { args: ['--overwrite-replica'] };
 

@@ -1,7 +1,7 @@
 // Helpers for replication tests: bounded concurrent load, and waiting until a replica has converged to
 // its primary (no lag, equal slot-range digests).
 
-import { compareReplica, type Comparison } from '../../src/admin.js';
+import { compareReplica, type Comparison } from '../../src/cli/admin.js';
 import { type Cluster, request, testToken } from './cluster.js';
 
 /** Runs `total` operations with `concurrency` workers; operation i gets its index and worker number. */

@@ -5,9 +5,9 @@
 
 import { expect } from 'vitest';
 import { Agent, request as httpRequest } from 'undici';
-import { movedSlotCount } from '../../src/migration.js';
-import type { ShardLayout } from '../../src/local-cluster.js';
-import { slotCount } from '../../src/limits.js';
+import { movedSlotCount } from '../../src/cluster/migration.js';
+import type { ShardLayout } from '../../src/harness/local-cluster.js';
+import { slotCount } from '../../src/core/limits.js';
 import { type Cluster, ownerOf } from './cluster.js';
 import { status, waitConverged } from './replication.js';
 

@@ -59,7 +59,7 @@ describe('bad input', () => {
     await expectError('/set?key=big', 413, 'payload_too_large', { method: 'POST', body: big });
     expect((await request(base + dataPath('get', 'big'))).status).toBe(404);
     const exact = Buffer.alloc(16 * 1024 * 1024, 0x62);
-    expect((await request(base + '/set?key=big', { method: 'POST', body: exact })).status).toBe(200);
+    expect((await request(`${base}/set?key=big`, { method: 'POST', body: exact })).status).toBe(200);
     expect((await request(base + dataPath('get', 'big'))).body.equals(exact)).toBe(true);
   });
 
@@ -81,7 +81,7 @@ describe('bad input', () => {
     await expectError('/', 404, 'unknown_route');
     const body = await expectError('/get?key=a', 405, 'method_not_allowed', { method: 'POST' });
     expect(body.message).toBe('POST is not allowed on /get; use GET or HEAD');
-    const res = await request(base + '/set?key=a&value=b', { method: 'PUT' });
+    const res = await request(`${base}/set?key=a&value=b`, { method: 'PUT' });
     expect(res.status).toBe(405);
     expect(res.headers.get('allow')).toBe('GET, POST');
     await expectError('/health', 405, 'method_not_allowed', { method: 'DELETE' });

@@ -105,7 +105,7 @@ describe('request bodies in flight', () => {
   it('releases what a pipelined upload held when its connection closes before its turn', async () => {
     const address = cluster.address('shard1');
     // A write first (answered asynchronously), then an upload queued behind it, then the connection goes.
-    const upload = new Upload(address, `GET /set?key=first&value=1 HTTP/1.1\r\nHost: kvshard\r\n\r\n` + head('queued', `Content-Length: ${2 * mib}\r\n`));
+    const upload = new Upload(address, `GET /set?key=first&value=1 HTTP/1.1\r\nHost: kvshard\r\n\r\n${head('queued', `Content-Length: ${2 * mib}\r\n`)}`);
     await upload.send(Buffer.alloc(mib, 0x64));
     upload.close();
     await waitFor(

@@ -7,6 +7,7 @@ import { waitConverged } from '../helpers/replication.js';
 
 const cluster = useCluster(3);
 
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: a describe() suite, not a function: its tests share one setup
 describe('data routes', () => {
   it('sets, gets and deletes at the owner with shard and role headers', async () => {
     const key = keyOwnedBy('shard2', 3);

@@ -48,6 +48,7 @@ async function expectStartFails(...args: string[]): Promise<{ code: number; stde
   return failed!;
 }
 
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: a describe() suite, not a function: its tests share one setup
 describe('launch.sh', () => {
   it('starts, reports and stops the cluster', async () => {
     const started = await run(launch, ['start'], { env, timeout: 60_000 });

@@ -36,6 +36,7 @@ if (unavailable !== undefined && required) {
   });
 }
 
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: a describe() suite, not a function: its tests share one setup
 describe.skipIf(unavailable !== undefined)('a primary cut off from the network', () => {
   const netns = useNetnsCluster(3, port, testTimeoutMs);
   const cut = { shard: 'shard1', member: 'shard1-primary' };
@@ -159,8 +160,9 @@ describe.skipIf(unavailable !== undefined)('a primary cut off from the network',
       await netns().network.linkUp(cut.member);
       const deadline = Date.now() + waitMs;
       for (const via of ['shard2', 'shard3']) {
-        let state: unknown;
-        while ((state = await peerState(via)) === undefined || (state as { state?: string }).state !== 'up') {
+        for (;;) {
+          const state: unknown = await peerState(via);
+          if (state !== undefined && (state as { state?: string }).state === 'up') break;
           if (Date.now() > deadline)
             throw new Error(`${via} primary still shows ${cutAddress()} as ${JSON.stringify(state)} ${waitMs} ms after the link came up`);
           await new Promise((r) => setTimeout(r, pollMs));

@@ -1,14 +1,14 @@
 // The README's commands run as written. Its curl examples run in order against a fresh three-shard
 // cluster laid out like the repository's sharding.toml (127.0.0.1:8080-8085 mapped to this test's free
 // ports), and each reply matches the comment beside it: the body, a header, or every complete
-// "field":value the comment shows. Its `node dist/cli.js` and `./launch.sh` lines run too (paths to
+// "field":value the comment shows. Its `node dist/cli/cli.js` and `./launch.sh` lines run too (paths to
 // this test's config and data dir), each exiting 0. Only npm's own commands are left to CI itself.
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/core/config.js';
 import { Cluster } from '../helpers/cluster.js';
 import { waitConverged } from '../helpers/replication.js';
 
@@ -135,8 +135,8 @@ describe('the README', () => {
     }
   });
 
-  it('node dist/cli.js commands run', async () => {
-    const lines = readme.split('\n').filter((l) => l.startsWith('node dist/cli.js'));
+  it('node dist/cli/cli.js commands run', async () => {
+    const lines = readme.split('\n').filter((l) => l.startsWith('node dist/cli/cli.js'));
     expect(lines.length).toBeGreaterThanOrEqual(3);
     // verify compares replicas with their primaries: let them catch up with the curl examples first.
     for (const shard of cluster.shards) await waitConverged(cluster, shard.name);

@@ -4,8 +4,9 @@
 // so what the replica has applied and what it has been told are set exactly, not raced.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { encodeMessage, replicatePath, resyncPath, tokenHeader, type ReplicateMessage, type ResyncMessage } from '../../src/replication-protocol.js';
-import { keySlot } from '../../src/slots.js';
+import { tokenHeader } from '../../src/core/wire.js';
+import { encodeMessage, replicatePath, resyncPath, type ReplicateMessage, type ResyncMessage } from '../../src/replication/replication-protocol.js';
+import { keySlot } from '../../src/core/slots.js';
 import { Cluster, dataPath, request, testToken } from '../helpers/cluster.js';
 import { status } from '../helpers/replication.js';
 

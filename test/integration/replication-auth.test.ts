@@ -2,7 +2,7 @@
 // they answer 401 and change nothing on the replica.
 import { pack } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compareReplica } from '../../src/admin.js';
+import { compareReplica } from '../../src/cli/admin.js';
 import { Cluster, dataPath, request, testToken } from '../helpers/cluster.js';
 import { status, waitConverged } from '../helpers/replication.js';
 

@@ -4,7 +4,7 @@ import { afterAll, expect, it } from 'vitest';
 import { Cluster, dataPath, ownerOf, request } from '../helpers/cluster.js';
 import { status } from '../helpers/replication.js';
 import { waitMigrated } from '../helpers/resize.js';
-import { keySlot } from '../../src/slots.js';
+import { keySlot } from '../../src/core/slots.js';
 
 let cluster: Cluster | undefined;
 afterAll(async () => {

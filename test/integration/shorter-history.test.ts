@@ -26,6 +26,7 @@ async function write(prefix: string, count: number): Promise<void> {
   }
 }
 
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: a describe() suite, not a function: its tests share one setup
 describe('a primary with a shorter history than its replica', () => {
   it('is refused by the replica, which keeps its data, and rebuilds from it when restarted', async () => {
     await write('old', 100);

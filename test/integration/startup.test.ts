@@ -28,6 +28,7 @@ function serve(config: string, dataDir: string, ...extra: string[]) {
 
 const mode = (path: string) => (statSync(path).mode & 0o777).toString(8);
 
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: a describe() suite, not a function: its tests share one setup
 describe('start-up', () => {
   it('refuses a second process on a running node data dir, naming the PID, and the cluster serves on', async () => {
     const moved = join(cluster.dir, 'moved.toml');

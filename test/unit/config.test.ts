@@ -1,7 +1,7 @@
 // Config validation: every invalid sharding.toml is rejected with a message naming the file and the
 // TOML path of the problem, before anything opens LMDB or binds a port.
 import { describe, expect, it } from 'vitest';
-import { ConfigError, findShard, parseConfig } from '../../src/config.js';
+import { ConfigError, findShard, parseConfig } from '../../src/core/config.js';
 
 const file = 'test.toml';
 
@@ -21,6 +21,7 @@ function problemsOf(text: string): string[] {
   throw new Error('expected the config to be rejected');
 }
 
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: a describe() suite, not a function: its tests share one setup
 describe('parseConfig', () => {
   it('accepts the valid layout, ordered by idx and frozen', () => {
     const reordered = shardToml('b', 1, '127.0.0.1:9002', '127.0.0.1:9003') + shardToml('a', 0, '127.0.0.1:9000', '127.0.0.1:9001');

@@ -2,8 +2,8 @@
 // survives the trip byte for byte.
 import { describe, expect, it } from 'vitest';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { BodyBudget, encodeDataPath, parseDataRequest, parseQuery, splitUrl, type DataRequest, type ParseContext } from '../../src/data-request.js';
-import { BadRequestError, MethodNotAllowedError } from '../../src/errors.js';
+import { BodyBudget, encodeDataPath, parseDataRequest, parseQuery, splitUrl, type DataRequest, type ParseContext } from '../../src/core/data-request.js';
+import { BadRequestError, MethodNotAllowedError } from '../../src/core/errors.js';
 
 /** The parts of a node:http request that parseDataRequest reads for a GET. */
 function getRequest(rawHeaders: string[] = ['Host', '127.0.0.1'], method = 'GET'): IncomingMessage {

@@ -10,11 +10,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import express from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createHttpServer, sendJson, type BodyRequest } from '../../src/http-api.js';
-import { Store } from '../../src/store.js';
+import { sendJson, type BodyRequest } from '../../src/core/http-reply.js';
+import { createHttpServer } from '../../src/server/http-api.js';
+import { Store } from '../../src/storage/store.js';
 
 const token = 'unit-test-token-0123456789abcdef';
 
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: a describe() suite, not a function: its tests share one setup
 describe('http api: routes other than /get, /set and /delete', () => {
   const dir = mkdtempSync(join(tmpdir(), 'kvshard-http-api-'));
   let store: Store;
@@ -29,7 +31,7 @@ describe('http api: routes other than /get, /set and /delete', () => {
       sendJson(res, 200, { bytes: (req.body as Buffer).length });
     });
     server = createHttpServer({
-      role: { name: 'primary', handle: () => ({ status: 200, headers: [], body: 'unused' }) },
+      role: { handle: () => ({ status: 200, headers: [], body: 'unused' }) },
       info: { shard: 'shard1', role: 'primary', address: '127.0.0.1:0' },
       status: () => ({ extra: 1 }),
       log: () => undefined,

@@ -2,8 +2,8 @@
 // "new" is a primary data dir without a dataset; D is the dataset the primary serves, F a dataset that
 // branched off D at seq 100 (a primary that served without confirming with its replica).
 import { describe, expect, it } from 'vitest';
-import { planRecovery, type PrimaryFacts } from '../../src/primary-recovery.js';
-import type { ReplicaStateReply } from '../../src/replication-protocol.js';
+import { planRecovery, type PrimaryFacts } from '../../src/replication/primary-recovery.js';
+import type { ReplicaStateReply } from '../../src/replication/replication-protocol.js';
 
 const fresh: PrimaryFacts = { isNew: true, lastSeq: 0, datasetId: undefined, forkedFrom: undefined };
 const onD = (lastSeq: number): PrimaryFacts => ({ isNew: false, lastSeq, datasetId: 'D', forkedFrom: undefined });

@@ -1,7 +1,7 @@
 // The read cache is bounded by entries and by value size, evicts the oldest entry first, and forgets
 // keys on request.
 import { describe, expect, it } from 'vitest';
-import { ReadCache } from '../../src/read-cache.js';
+import { ReadCache } from '../../src/storage/read-cache.js';
 
 describe('ReadCache', () => {
   it('keeps at most entriesMax values, evicting the oldest inserted', () => {

@@ -2,8 +2,8 @@
 // non-contiguous sequences, unknown phases) are refused with a 400 before anything is applied.
 import { pack } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
-import { BadRequestError } from '../../src/errors.js';
-import { decodeReplicate, decodeResync, encodeMessage } from '../../src/replication-protocol.js';
+import { BadRequestError } from '../../src/core/errors.js';
+import { decodeReplicate, decodeResync, encodeMessage } from '../../src/replication/replication-protocol.js';
 
 const entry = (seq: number) => ({ seq, type: 'set' as const, slot: 7, key: Buffer.from(`k${seq}`), value: Buffer.from([0, seq % 256, 255]), ts: 1000 + seq });
 

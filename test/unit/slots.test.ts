@@ -1,7 +1,7 @@
 // Routing vectors: slots must equal Redis Cluster's CLUSTER KEYSLOT and shard indexes must follow the
 // jump consistent hash paper, so that clients in any language route exactly as kvshard does.
 import { describe, expect, it } from 'vitest';
-import { crc16, jumpHash, keySlot, slotTable } from '../../src/slots.js';
+import { crc16, jumpHash, keySlot, slotTable } from '../../src/core/slots.js';
 
 const slot = (key: string) => keySlot(Buffer.from(key, 'utf8'));
 

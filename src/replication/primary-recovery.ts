@@ -32,21 +32,22 @@ import {
   recoveryWaitLogEveryMs,
   replacedCopiesMax,
   replicationRequestTimeoutMs,
-} from './limits.js';
-import { describeError } from './errors.js';
-import { PeerPool } from './peer-pool.js';
+} from '../core/limits.js';
+import { describeError } from '../core/errors.js';
+import { tokenHeader } from '../core/wire.js';
+import { PeerPool } from '../peer/peer-pool.js';
 import {
   decodeReplicaState,
   decodeSnapshotReply,
   encodeMessage,
   replicaStatePath,
   snapshotPath,
-  tokenHeader,
   type ReplicaStateReply,
   type SnapshotReply,
   type SnapshotStep,
 } from './replication-protocol.js';
-import type { ForkPoint, Store } from './store.js';
+import type { ForkPoint } from '../storage/dataset-store.js';
+import type { Store } from '../storage/store.js';
 
 /** What the primary knows of its own data when it starts. */
 export interface PrimaryFacts {

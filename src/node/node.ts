@@ -10,19 +10,23 @@ import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import type { Server, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import express, { type Router } from 'express';
-import { ConfigError, layoutRecord, parseAddress, type Config, type LayoutRecord, type ShardConfig } from './config.js';
-import { createPrivateDir, DataDirLock, StartupError } from './data-dir-lock.js';
-import { PrimaryRecoveringError, TopologyMismatchError } from './errors.js';
-import { Forwarder } from './forwarder.js';
-import { createServer, sendJson, serveHttpApi, type BodyRequest } from './http-api.js';
-import { ClusterView, LayoutSync, layoutRouter, type LayoutAnswer } from './layout-sync.js';
-import { internalBodyBytesMax, primarySilenceMaxMs, shutdownDrainMs } from './limits.js';
-import { decodeMigrate, Migration, migratePath } from './migration.js';
-import { PrimaryRecovery } from './primary-recovery.js';
-import { replicaRouter, type ReplicaEndpoints, type ReplicaProgress } from './replication-receiver.js';
-import { ReplicationSender } from './replication-sender.js';
+import { ConfigError, layoutRecord, parseAddress, type Config, type LayoutRecord, type ShardConfig } from '../core/config.js';
+import { createPrivateDir, DataDirLock, StartupError } from '../storage/data-dir-lock.js';
+import { PrimaryRecoveringError, TopologyMismatchError } from '../core/errors.js';
+import { Forwarder } from '../peer/forwarder.js';
+import { sendJson, type BodyRequest } from '../core/http-reply.js';
+import { createServer, serveHttpApi } from '../server/http-api.js';
+import { ClusterView, LayoutSync, layoutRouter } from '../cluster/layout-sync.js';
+import { internalBodyBytesMax, shutdownDrainMs } from '../core/limits.js';
+import { LayoutLearner, newMigration } from '../cluster/layout-learner.js';
+import { decodeMigrate, Migration, migratePath } from '../cluster/migration.js';
+import { PrimaryRecovery } from '../replication/primary-recovery.js';
+import { replicaRouter, type ReplicaEndpoints, type ReplicaProgress } from '../replication/replication-receiver.js';
+import { ReplicationSender } from '../replication/replication-sender.js';
+import { drainStatus, primaryStatus, replicaStatus } from './status.js';
 import { drainRole, primaryRole, replicaRole, type RoleContext, type RoleName } from './roles.js';
-import { Store, type MigrationRecord } from './store.js';
+import type { MigrationRecord } from '../storage/migration-store.js';
+import { Store } from '../storage/store.js';
 
 export interface NodeOptions {
   readonly config: Config;
@@ -63,69 +67,11 @@ async function listenOn(server: Server, address: string): Promise<void> {
   }
 }
 
-/** Layout and migration state, for /status. */
-function layoutStatus(view: ClusterView): Record<string, unknown> {
-  return {
-    layout: { decided: view.decided, refusing: view.refusal() ?? null },
-    migration: view.migration?.status() ?? null,
-  };
-}
-
-function primaryStatus(store: Store, sender: ReplicationSender, recovery: PrimaryRecovery, config: Config, view: ClusterView): () => Record<string, unknown> {
-  const log = store.log!;
-  return () => ({
-    keys: store.count(),
-    topology: config.topologyId,
-    ...layoutStatus(view),
-    recovery: recovery.status(),
-    dataset_id: store.isNewPrimary() ? null : store.datasetId(),
-    last_seq: log.lastSeq(),
-    replication: sender.status(),
-    log: {
-      first_seq: log.firstSeq(),
-      last_seq: log.lastSeq(),
-      entries: log.lastSeq() - log.firstSeq() + 1,
-      bytes: log.bytes(),
-      retention_bytes: config.logRetentionBytes,
-    },
-  });
-}
-
-function replicaStatus(store: Store, progress: ReplicaProgress, config: Config, view: ClusterView): () => Record<string, unknown> {
-  return () => {
-    const state = store.replicaState();
-    const lagEntries = Math.max(0, progress.primarySeq - state.appliedSeq);
-    return {
-      keys: store.count(),
-      topology: config.topologyId,
-      layout: { refusing: view.refusal() ?? null, primary_migrating: view.primaryMigrating ?? null },
-      dataset_id: state.datasetId ?? null,
-      applied_seq: state.appliedSeq,
-      primary_seq: progress.primarySeq,
-      lag_entries: lagEntries,
-      lag_seconds: lagEntries === 0 ? 0 : progress.lastAppliedTs ? Math.max(0, (Date.now() - progress.lastAppliedTs) / 1000) : null,
-      // In sync: a complete copy, and the primary heard from lately (a silent primary may be taking writes
-      // this replica does not see, or be gone).
-      in_sync: store.replicaComplete() && progress.lastContactAt > 0 && Date.now() - progress.lastContactAt <= primarySilenceMaxMs,
-      complete: store.replicaComplete(),
-      primary_silence_max_ms: primarySilenceMaxMs,
-      resyncing: state.resyncId !== undefined,
-      resyncs: progress.resyncs,
-      resync_refused: progress.resyncRefused,
-      last_contact_ms_ago: progress.lastContactAt ? Date.now() - progress.lastContactAt : null,
-    };
-  };
-}
-
 interface LayoutStart {
   /** False for a primary just added, which learns from its peers whether keys move to it. */
   readonly decided: boolean;
   /** The migration under way (or the last one, finished), if any. */
   readonly record: MigrationRecord | undefined;
-}
-
-function newMigration(previous: LayoutRecord, config: Config): MigrationRecord {
-  return { previous, topologyId: config.topologyId, startedAt: Date.now(), keysSent: 0, keysReceived: 0 };
 }
 
 /**
@@ -222,6 +168,7 @@ export class KvNode {
   }
 
   /** Builds the node's parts around its bound server and open store, and starts serving. */
+  // biome-ignore lint/complexity/noExcessiveLinesPerFunction: wires every role in one place; issue 14's per-role factories replace it
   private static async wire(options: NodeOptions, address: string, lock: DataDirLock, server: Server, store: Store): Promise<KvNode> {
     const { config, shard, role, log } = options;
     const start = await prepareLayout(store, config, shard.name, role);
@@ -265,7 +212,7 @@ export class KvNode {
       });
       status = primaryStatus(store, sender, recovery!, config, view);
     } else if (role === 'drain') {
-      status = () => ({ keys: store.count(), topology: config.topologyId, ...layoutStatus(view) });
+      status = drainStatus(store, config, view);
     } else {
       view.primaryMigrating = store.primaryMigrating(config.topologyId);
       const progress: ReplicaProgress = { primarySeq: store.replicaState().appliedSeq, lastContactAt: 0, lastAppliedTs: 0, resyncs: 0, resyncRefused: null };
@@ -369,60 +316,6 @@ export class KvNode {
     await store.close();
     await lock.release();
     this.options.log(`${this.options.shard.name} ${this.options.role} stopped`);
-  }
-}
-
-/**
- * A primary just added to the cluster, with no layout of its own: decides from its peers' answers
- * whether keys move to it (and from which layout), then records that and starts the migration.
- */
-class LayoutLearner {
-  private readonly emptyPeers = new Set<string>();
-  private deciding: Promise<void> | undefined;
-
-  constructor(
-    private readonly view: ClusterView,
-    private readonly store: Store,
-    private readonly config: Config,
-    private readonly log: (message: string) => void,
-    private readonly migrationOf: (record: MigrationRecord) => Migration,
-    /** Resolves once the node serves its keys: a migration starts only then. */
-    private readonly serving: Promise<void>,
-  ) {}
-
-  async onAnswer(peer: ShardConfig, role: 'primary' | 'replica', answer: LayoutAnswer, sync: LayoutSync): Promise<void> {
-    if (this.view.decided || role !== 'primary') return;
-    const mine = this.config.topologyId;
-    if (answer.layout.topologyId === mine && answer.migratingFrom) return this.decide(answer.migratingFrom, `${peer.name} migrates from it`, sync);
-    if (answer.layout.topologyId === mine && answer.decided) return this.decide(undefined, `${peer.name} runs this layout with no migration`, sync);
-    // A peer on another layout proves nothing by itself: it may be an old node not restarted yet (the first
-    // old node restarted with this layout records the migration and tells), or a newer one. Only a peer
-    // that is new too, or holds no keys, has nothing that could move here.
-    if (answer.decided && answer.keys > 0) return;
-    this.emptyPeers.add(peer.name);
-    if (this.emptyPeers.size === this.config.shards.length - 1) return this.decide(undefined, 'no other primary holds keys: a new cluster', sync);
-  }
-
-  /** The first batch from a previous owner also tells which layout keys move from. */
-  async fromBatch(previous: LayoutRecord, sender: string): Promise<void> {
-    if (!this.view.decided) await this.decide(previous, `${sender} sends keys from it`, undefined);
-  }
-
-  private decide(previous: LayoutRecord | undefined, why: string, sync: LayoutSync | undefined): Promise<void> {
-    this.deciding ??= (async () => {
-      const record = previous ? newMigration(previous, this.config) : undefined;
-      await this.store.recordTopology(layoutRecord(this.config), record);
-      if (record) {
-        const migration = this.migrationOf(record);
-        this.view.migration = migration;
-        void this.serving.then(() => migration.start());
-      }
-      this.view.decided = true;
-      this.log(previous ? `joining: keys move here from topology ${previous.topologyId} (${why})` : `layout settled: nothing moves here (${why})`);
-      // Tell every node about the migration, so that ones still on the old layout stop serving.
-      if (record) sync?.announce();
-    })();
-    return this.deciding;
   }
 }
 

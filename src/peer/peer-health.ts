@@ -3,7 +3,7 @@
 // again, so that one dead or black-holed host costs one timeout, not one per request.
 
 import { Client } from 'undici';
-import { peerProbeIntervalMs, peerProbeTimeoutMs } from './limits.js';
+import { peerProbeIntervalMs, peerProbeTimeoutMs } from '../core/limits.js';
 
 interface DownPeer {
   readonly since: number;

@@ -101,7 +101,7 @@ function askHolder(name: string): Promise<string | undefined> {
       answer += chunk;
       if (answer.length > holderAnswerBytesMax) done(undefined);
     });
-    socket.on('end', () => done(/^\d+ /.test(answer) ? answer.replace(' ', ' (') + ')' : undefined));
+    socket.on('end', () => done(/^\d+ /.test(answer) ? `${answer.replace(' ', ' (')})` : undefined));
     socket.on('error', () => done(undefined));
   });
 }

@@ -3,10 +3,11 @@
 
 import http from 'node:http';
 import axios, { type AxiosInstance } from 'axios';
-import type { Config } from './config.js';
-import { slotCount } from './limits.js';
-import { digestPath, tokenHeader } from './replication-protocol.js';
-import type { SlotRangeDigest } from './store.js';
+import type { Config } from '../core/config.js';
+import { slotCount } from '../core/limits.js';
+import { tokenHeader } from '../core/wire.js';
+import { digestPath } from '../replication/replication-protocol.js';
+import type { SlotRangeDigest } from '../storage/snapshot.js';
 
 /** Admin calls are one-off reads: a short timeout, a bounded reply (a per-slot digest of 256 slots fits). */
 const adminTimeoutMs = 10_000;
@@ -83,8 +84,12 @@ function describeAdminError(err: unknown): string {
   return err.code ?? err.message;
 }
 
+/** A node's /status answer, read field by field: every field shown goes through String() or a check first. */
+// biome-ignore lint/suspicious/noExplicitAny: another node's JSON, not the data path; typing every /status field here would duplicate node/.
+type StatusJson = Record<string, any>;
+
 /** One cell for a node's migration: what is left to send and receive, or when it finished. */
-export function migrationSummary(s: Record<string, any>): string {
+export function migrationSummary(s: StatusJson): string {
   if (s['layout'] && s['layout']['decided'] === false) return 'learning layout';
   const m = s['migration'];
   if (!m) return '-';
@@ -110,7 +115,7 @@ export async function statusTable(config: Config): Promise<string> {
     );
     const replies = await Promise.all(
       nodes.map(([, , address]) =>
-        client.get<Record<string, any>>(`http://${address}/status`).then(
+        client.get<StatusJson>(`http://${address}/status`).then(
           (r) => r.data,
           () => undefined,
         ),
@@ -118,7 +123,10 @@ export async function statusTable(config: Config): Promise<string> {
     );
     nodes.forEach(([name, role, address], i) => {
       const s = replies[i];
-      if (!s) return rows.push([name, role, address, 'down', '-', '-', '-', '-', '-', '-']);
+      if (!s) {
+        rows.push([name, role, address, 'down', '-', '-', '-', '-', '-', '-']);
+        return;
+      }
       const lag = role === 'primary' ? s['replication']?.lag_entries : s['lag_entries'];
       const lagS = role === 'primary' ? s['replication']?.lag_seconds : s['lag_seconds'];
       const state = role === 'primary' ? `replica ${s['replication']?.state}` : s['resyncing'] ? 'resyncing' : s['in_sync'] ? 'in sync' : 'waiting for primary';

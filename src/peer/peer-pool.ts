@@ -7,7 +7,7 @@
 // (8 KB body, JSON reply) about 300 µs against 55.
 
 import { Pool, type Dispatcher } from 'undici';
-import { keepAliveIdleMs } from './limits.js';
+import { keepAliveIdleMs } from '../core/limits.js';
 
 export interface PeerPoolOptions {
   /** Sockets kept to the peer. */

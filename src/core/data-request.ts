@@ -329,6 +329,7 @@ const topologyIdPattern = /^[0-9a-f]{12}$/;
  * routes here), so they count only on requests that carry the cluster token, which nodes send with
  * every forwarded request; from anyone else they are refused, and their values never go into a reply.
  */
+// biome-ignore lint/complexity/noExcessiveCognitiveComplexity: over the bound (28); issue 14's later phase splits it by header
 function internalMarks(req: IncomingMessage, context: ParseContext): InternalMarks {
   let by: string | undefined;
   let topologyId: string | undefined;

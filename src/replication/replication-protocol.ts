@@ -2,12 +2,10 @@
 // Pure: no I/O.
 
 import { pack, unpack } from 'msgpackr';
-import { BadRequestError } from './errors.js';
-import { keyBytesMax, slotCount, valueBytesMax } from './limits.js';
-import type { LogEntry } from './replication-log.js';
-import type { ForkPoint } from './store.js';
-
-export { tokenHeader } from './wire.js';
+import { BadRequestError } from '../core/errors.js';
+import { keyBytesMax, slotCount, valueBytesMax } from '../core/limits.js';
+import type { LogEntry } from '../storage/replication-log.js';
+import type { ForkPoint } from '../storage/dataset-store.js';
 
 export const replicatePath = '/internal/replicate';
 export const resyncPath = '/internal/resync';

@@ -5,8 +5,8 @@
 // served locally; any other key is forwarded once, and a forwarded request for a key this node does not
 // own is refused with 421 rather than forwarded again.
 
-import { configName, type Config, type ShardConfig } from './config.js';
-import type { DataReply, DataRequest } from './data-request.js';
+import { configName, type Config, type ShardConfig } from '../core/config.js';
+import type { DataReply, DataRequest } from '../core/data-request.js';
 import {
   BadRequestError,
   LayoutPendingError,
@@ -15,20 +15,21 @@ import {
   ReadOnlyReplicaError,
   ShardUnavailableError,
   WrongShardError,
-} from './errors.js';
-import type { Forwarder } from './forwarder.js';
-import type { ClusterView } from './layout-sync.js';
-import { parameterNameCharsMax, replicaAckTimeoutMs } from './limits.js';
-import type { PrimaryRecovery } from './primary-recovery.js';
-import type { ReplicationSender } from './replication-sender.js';
-import type { Mutation, Store } from './store.js';
+} from '../core/errors.js';
+import type { Forwarder } from '../peer/forwarder.js';
+import type { ClusterView } from '../cluster/layout-sync.js';
+import { parameterNameCharsMax, replicaAckTimeoutMs } from '../core/limits.js';
+import type { PrimaryRecovery } from '../replication/primary-recovery.js';
+import type { ReplicationSender } from '../replication/replication-sender.js';
+import type { DataHandler } from '../server/http-api.js';
+import type { Mutation } from '../storage/keys.js';
+import type { Store } from '../storage/store.js';
 
 export type RoleName = 'primary' | 'replica' | 'drain';
 
-export interface Role {
+/** A role answers the server's data requests (see DataHandler) and says which role it is. */
+export interface Role extends DataHandler {
   readonly name: RoleName;
-  /** Local reads answer synchronously; writes and forwarded requests return a promise. */
-  handle(req: DataRequest): DataReply | Promise<DataReply>;
 }
 
 export interface RoleContext {

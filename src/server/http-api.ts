@@ -8,28 +8,27 @@
 // path slows for the life of the process. Measured on this machine: a trickle of 2.5 GET /health per
 // second (or a replica's replication heartbeats) raised a data GET from 37 to 44 us of CPU.
 
-import { AssertionError } from 'node:assert';
 import { timingSafeEqual } from 'node:crypto';
-import http, { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
-import { BodyBudget, isDataPath, parseDataRequest, parseQuery, refuseUnknownParams, splitUrl, type DataReply, type ParseContext } from './data-request.js';
 import {
-  BadRequestError,
-  ClientFaultError,
-  HttpVersionError,
-  KvError,
-  MethodNotAllowedError,
-  OverloadedError,
-  PayloadTooLargeError,
-  UnauthorizedError,
-  UnknownRouteError,
-} from './errors.js';
+  BodyBudget,
+  isDataPath,
+  parseDataRequest,
+  parseQuery,
+  refuseUnknownParams,
+  splitUrl,
+  type DataReply,
+  type DataRequest,
+  type ParseContext,
+} from '../core/data-request.js';
+import { sendJson } from '../core/http-reply.js';
+import { BadRequestError, HttpVersionError, MethodNotAllowedError, OverloadedError, UnauthorizedError, UnknownRouteError } from '../core/errors.js';
 import {
   bodyBytesInFlightMax,
-  clientFaultLogLinesPerS,
-  connectionsMax,
   connectionsCheckIntervalMs,
+  connectionsMax,
   headersTimeoutMs,
   keepAliveIdleMs,
   pipelinedRequestsMax,
@@ -37,12 +36,12 @@ import {
   requestHeadBytesMax,
   requestTimeoutMs,
   slotCount,
-} from './limits.js';
-import { digestPath, tokenHeader } from './replication-protocol.js';
-import type { Role } from './roles.js';
-import { LogLimiter } from './log-limiter.js';
+} from '../core/limits.js';
+import { tokenHeader } from '../core/wire.js';
+import { digestPath } from '../replication/replication-protocol.js';
+import type { Store } from '../storage/store.js';
+import { answerClientError, sendError } from './error-reply.js';
 import { ReplyBudget, trackReplies, type ReplySocket } from './reply-budget.js';
-import type { Store } from './store.js';
 
 export interface NodeInfo {
   readonly shard: string;
@@ -50,8 +49,16 @@ export interface NodeInfo {
   readonly address: string;
 }
 
+/**
+ * What the server needs of the node's role (node/roles.ts implements it): the answer to a parsed data
+ * request. Local reads answer synchronously; writes and forwarded requests return a promise.
+ */
+export interface DataHandler {
+  handle(req: DataRequest): DataReply | Promise<DataReply>;
+}
+
 export interface HttpApiOptions {
-  readonly role: Role;
+  readonly role: DataHandler;
   readonly info: NodeInfo;
   /** Extra JSON for GET /status, computed on each call. */
   readonly status: () => Record<string, unknown>;
@@ -63,120 +70,6 @@ export interface HttpApiOptions {
   readonly store: Store;
   /** The role's internal endpoints (a replica's replication receiver), if any. */
   readonly internalRoutes: Router | undefined;
-}
-
-/**
- * What a body parser's or a socket's error means for the client: errors of express's body parsers carry
- * a `type`, an aborted request the code ECONNRESET. Undefined for anything else (a bug).
- */
-function clientFaultOf(err: unknown): KvError | undefined {
-  const e = (err ?? {}) as { type?: string; status?: number; code?: string; message?: string };
-  switch (e.type) {
-    case 'entity.too.large':
-      return new PayloadTooLargeError('internal request body over its limit');
-    case 'entity.parse.failed':
-      return new ClientFaultError('malformed JSON body');
-    case 'request.aborted':
-    case 'request.size.invalid':
-      return new ClientFaultError('the request body was cut off before its declared length');
-  }
-  if (e.code === 'ECONNRESET' || e.message === 'aborted') return new ClientFaultError('the client closed the connection before the body was complete');
-  if (typeof e.status === 'number' && e.status >= 400 && e.status < 500 && e.type !== undefined)
-    return new ClientFaultError(`unreadable request body (${e.type})`);
-  return undefined;
-}
-
-/** Client faults are logged, within a bound: a client could otherwise fill the log with its own errors. */
-const clientFaults = new LogLimiter(clientFaultLogLinesPerS, 'client-fault');
-
-/** A request as a log names it: method and path only, since a query may carry a value. */
-function describeRequest(res: ServerResponse): string {
-  const req = res.req as IncomingMessage | undefined;
-  return `${req?.method ?? '?'} ${splitUrl(req?.url ?? '?').path.slice(0, 64)}`;
-}
-
-/**
- * Writes an error as {"error": code, "message": ...}, with the answering node's X-Kv-* headers so a
- * client can tell which node refused. Unknown errors are logged with their stack and become a plain 500;
- * a client's fault is logged as one line.
- */
-export function sendError(res: ServerResponse, err: unknown, nodeHeaders: Record<string, string>, log: (message: string) => void): void {
-  let status = 500;
-  let body: Record<string, unknown> = { error: 'internal', message: 'internal error' };
-  const known = err instanceof KvError ? err : clientFaultOf(err);
-  if (known) {
-    status = known.status;
-    body = known.toJSON();
-    if (known instanceof ClientFaultError) clientFaults.log(log, `client fault on ${describeRequest(res)}: ${known.message}`);
-  } else if (err instanceof AssertionError) {
-    // A broken invariant: crash rather than risk writing bad data.
-    log(`assertion failed, exiting: ${err.stack}`);
-    process.nextTick(() => {
-      throw err;
-    });
-  } else {
-    log(`internal error on ${describeRequest(res)}: ${(err as Error)?.stack ?? String(err)}`);
-  }
-  if (res.headersSent || res.destroyed) {
-    res.destroy();
-    return;
-  }
-  const headers: Record<string, string> = { ...nodeHeaders, 'content-type': 'application/json' };
-  if (err instanceof MethodNotAllowedError) headers['allow'] = err.allowed.join(', ');
-  if (err instanceof OverloadedError) headers['retry-after'] = String(err.retryAfterS);
-  if (known?.closeConnection) headers['connection'] = 'close';
-  const text = JSON.stringify(body);
-  headers['content-length'] = String(Buffer.byteLength(text));
-  res.writeHead(status, headers);
-  res.end(text);
-}
-
-/**
- * Requests node's HTTP parser refuses never reach a handler: answer them here, in the same JSON shape.
- * Like node's own handler, write only when no answer to an earlier request on the socket has started.
- */
-function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, log: (message: string) => void): void {
-  // An answer may be written only when no earlier request on this connection awaits its own: the client
-  // would take ours for that one's. Then the connection just closes (a client's fault all the same).
-  const pending = (socket as Duplex & { _httpMessage?: ServerResponse })._httpMessage;
-  if (err.code !== 'ECONNRESET' && socket.writable && pending === undefined) {
-    const [status, code, message] = clientErrorAnswer(err);
-    const body = JSON.stringify({ error: code, message });
-    socket.write(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-    );
-    clientFaults.log(log, `client fault: ${message}`);
-  } else if (err.code !== 'ECONNRESET') {
-    clientFaults.log(log, `client fault: ${clientErrorAnswer(err)[2]}; connection closed`);
-  }
-  socket.destroy();
-}
-
-function clientErrorAnswer(err: NodeJS.ErrnoException): [number, string, string] {
-  switch (err.code) {
-    case 'HPE_HEADER_OVERFLOW':
-      return [431, 'headers_too_large', `the request line and headers exceed ${requestHeadBytesMax} bytes; send a large value as a POST body`];
-    case 'HPE_INVALID_VERSION':
-      return [505, 'http_version_not_supported', 'only HTTP/1.0 and HTTP/1.1 are served'];
-    case 'HPE_INVALID_METHOD':
-      return [501, 'not_implemented', 'unknown HTTP method'];
-    case 'ERR_HTTP_REQUEST_TIMEOUT':
-      return [408, 'request_timeout', 'the request did not arrive in time'];
-    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
-      return [413, 'payload_too_large', 'chunk extensions too large'];
-    default:
-      return [400, 'bad_request', `malformed HTTP request (${err.code ?? 'unparsable'})`];
-  }
-}
-
-/** Node's request after one of express's body parsers (express.raw, express.json) has set `body`. */
-export type BodyRequest = IncomingMessage & { body?: unknown };
-
-/** A JSON answer, written with node's own methods (see the top of this file for why not res.json()). */
-export function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
 }
 
 function sendReply(res: ServerResponse, reply: DataReply, replies: ReplyBudget): void {

@@ -75,7 +75,7 @@ const hostnamePattern = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9]
 
 /** Splits `host:port` (or `[v6]:port`); returns undefined when it is not one. */
 export function parseAddress(address: string): { host: string; port: number } | undefined {
-  const match = /^(\[[0-9A-Fa-f:.]+\]|[^:\[\]]+):(\d{1,5})$/.exec(address);
+  const match = /^(\[[0-9A-Fa-f:.]+\]|[^:[\]]+):(\d{1,5})$/.exec(address);
   if (!match) return undefined;
   const host = match[1]!;
   const port = Number(match[2]);

@@ -10,11 +10,11 @@
 import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import express, { type Router } from 'express';
-import { canonicalAddress, configName } from './config.js';
-import { parseQuery, splitUrl } from './data-request.js';
-import { KvError } from './errors.js';
-import { sendJson, type BodyRequest } from './http-api.js';
-import { internalBodyBytesMax, resyncChunkBytesMax, resyncChunkEntriesMax, snapshotIdleMs } from './limits.js';
+import { canonicalAddress, configName } from '../core/config.js';
+import { parseQuery, splitUrl } from '../core/data-request.js';
+import { KvError } from '../core/errors.js';
+import { sendJson, type BodyRequest } from '../core/http-reply.js';
+import { internalBodyBytesMax, resyncChunkBytesMax, resyncChunkEntriesMax, snapshotIdleMs } from '../core/limits.js';
 import {
   decodeReplicate,
   decodeResync,
@@ -29,8 +29,10 @@ import {
   type ResyncMessage,
   type SnapshotReply,
 } from './replication-protocol.js';
-import type { ClusterView } from './layout-sync.js';
-import { isComplete, type Snapshot, type Store } from './store.js';
+import type { ClusterView } from '../cluster/layout-sync.js';
+import { isComplete } from '../storage/dataset-store.js';
+import type { Snapshot } from '../storage/snapshot.js';
+import type { Store } from '../storage/store.js';
 
 export interface ReplicaProgress {
   primarySeq: number;
@@ -65,6 +67,52 @@ export interface ReplicaEndpoints {
   readonly router: Router;
   /** Ends an open snapshot (its LMDB read transaction) before the store closes. */
   close(): void;
+}
+
+/** What the replica's routes share. */
+interface ReceiverContext {
+  readonly store: Store;
+  readonly progress: ReplicaProgress;
+  readonly log: (message: string) => void;
+  /** A refusal for a sender other than this shard's primary in this replica's config. */
+  readonly notMyPrimary: (sender: string) => ReplicaReply | undefined;
+}
+
+/** One step of a full resync from the primary (begin, chunk, end), and the replica's answer to it. */
+async function resyncStep(ctx: ReceiverContext, message: ResyncMessage): Promise<ReplicaReply> {
+  const { store, progress, log, notMyPrimary } = ctx;
+  switch (message.phase) {
+    case 'begin': {
+      const refusal = notMyPrimary(message.primary) ?? refuseShorterHistory(store, message);
+      if (refusal) {
+        if (refusal.error === 'resync_refused' && progress.resyncRefused?.reason !== refusal.reason) {
+          log(`ERROR: refusing a full resync from ${message.primary}: ${refusal.reason}`);
+        }
+        if (refusal.error === 'resync_refused') progress.resyncRefused = { at: new Date().toISOString(), reason: refusal.reason! };
+        return refusal;
+      }
+      progress.resyncRefused = null;
+      log(
+        `full resync ${message.resyncId} from the primary started (${message.keyCount} keys at seq ${message.snapshotSeq}` +
+          `${message.force ? ', which the primary was started to force' : ''}); reads go to the primary until it ends`,
+      );
+      await store.beginResync(message.resyncId);
+      return { appliedSeq: 0 };
+    }
+    case 'chunk': {
+      const ok = await store.applyResyncChunk(message.resyncId, message.pairs);
+      return ok ? { appliedSeq: 0 } : { appliedSeq: 0, error: 'resync_aborted' };
+    }
+    case 'end': {
+      const ok = await store.endResync(message.resyncId, message.datasetId, message.snapshotSeq, message.keyCount);
+      if (ok) {
+        progress.resyncs++;
+        progress.primarySeq = Math.max(progress.primarySeq, message.snapshotSeq);
+        log(`full resync ${message.resyncId} done: ${message.keyCount} keys at seq ${message.snapshotSeq}`);
+      }
+      return ok ? { appliedSeq: message.snapshotSeq } : { appliedSeq: 0, error: 'resync_aborted' };
+    }
+  }
 }
 
 export function replicaRouter(options: ReplicaRouterOptions): ReplicaEndpoints {
@@ -106,38 +154,7 @@ export function replicaRouter(options: ReplicaRouterOptions): ReplicaEndpoints {
   router.post(resyncPath, raw, async (req: BodyRequest, res: ServerResponse) => {
     const message = decodeResync(req.body as Buffer);
     progress.lastContactAt = Date.now();
-    switch (message.phase) {
-      case 'begin': {
-        const refusal = notMyPrimary(message.primary) ?? refuseShorterHistory(store, message);
-        if (refusal) {
-          if (refusal.error === 'resync_refused' && progress.resyncRefused?.reason !== refusal.reason) {
-            log(`ERROR: refusing a full resync from ${message.primary}: ${refusal.reason}`);
-          }
-          if (refusal.error === 'resync_refused') progress.resyncRefused = { at: new Date().toISOString(), reason: refusal.reason! };
-          return answer(res, refusal);
-        }
-        progress.resyncRefused = null;
-        log(
-          `full resync ${message.resyncId} from the primary started (${message.keyCount} keys at seq ${message.snapshotSeq}` +
-            `${message.force ? ', which the primary was started to force' : ''}); reads go to the primary until it ends`,
-        );
-        await store.beginResync(message.resyncId);
-        return answer(res, { appliedSeq: 0 });
-      }
-      case 'chunk': {
-        const ok = await store.applyResyncChunk(message.resyncId, message.pairs);
-        return answer(res, ok ? { appliedSeq: 0 } : { appliedSeq: 0, error: 'resync_aborted' });
-      }
-      case 'end': {
-        const ok = await store.endResync(message.resyncId, message.datasetId, message.snapshotSeq, message.keyCount);
-        if (ok) {
-          progress.resyncs++;
-          progress.primarySeq = Math.max(progress.primarySeq, message.snapshotSeq);
-          log(`full resync ${message.resyncId} done: ${message.keyCount} keys at seq ${message.snapshotSeq}`);
-        }
-        return answer(res, ok ? { appliedSeq: message.snapshotSeq } : { appliedSeq: 0, error: 'resync_aborted' });
-      }
-    }
+    answer(res, await resyncStep({ store, progress, log, notMyPrimary }, message));
   });
 
   router.get(replicaStatePath, (req: BodyRequest, res: ServerResponse) => {

@@ -6,10 +6,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
-import { basename, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 
-/** dist/cli.js, whether this module runs compiled (dist/) or as TypeScript source (src/, under vitest). */
-export const cliPath = basename(import.meta.dirname) === 'src' ? resolve(import.meta.dirname, '../dist/cli.js') : resolve(import.meta.dirname, 'cli.js');
+/**
+ * dist/cli/cli.js, whether this module runs compiled (dist/harness/) or as TypeScript source (src/harness/,
+ * under vitest): both sit two levels below the repository root.
+ */
+export const cliPath = resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'cli.js');
 
 export type RoleName = 'primary' | 'replica' | 'drain';
 
@@ -102,7 +105,7 @@ export type CommandPrefix = (shard: string, role: RoleName) => readonly string[]
 
 const noPrefix: CommandPrefix = () => [];
 
-/** Which kvshard build a cluster's nodes run: `cliPath` defaults to this checkout's dist/cli.js. */
+/** Which kvshard build a cluster's nodes run: `cliPath` defaults to this checkout's dist/cli/cli.js. */
 export interface ClusterBuild {
   readonly cliPath?: string;
 }
@@ -123,7 +126,7 @@ export class LocalCluster {
     public shards: ShardLayout[],
     private readonly extraToml: string,
     private readonly commandPrefix: CommandPrefix,
-    /** The dist/cli.js every node of this cluster runs (another checkout's, for the benchmark's A/B mode). */
+    /** The dist/cli/cli.js every node of this cluster runs (another checkout's, for the benchmark's A/B mode). */
     private readonly cli: string,
   ) {}
 

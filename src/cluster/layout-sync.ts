@@ -22,9 +22,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ServerResponse } from 'node:http';
 import express, { type Router } from 'express';
-import { canonicalAddress, configName, type Config, type LayoutRecord, type ShardConfig } from './config.js';
-import { BadRequestError } from './errors.js';
-import { sendJson, type BodyRequest } from './http-api.js';
+import { canonicalAddress, configName, type Config, type LayoutRecord, type ShardConfig } from '../core/config.js';
+import { BadRequestError } from '../core/errors.js';
+import { sendJson, type BodyRequest } from '../core/http-reply.js';
 import {
   layoutAnnounceAttemptsMax,
   layoutBodyBytesMax,
@@ -32,9 +32,9 @@ import {
   migrationBackoffFirstMs,
   migrationBackoffMaxMs,
   migrationRequestTimeoutMs,
-} from './limits.js';
+} from '../core/limits.js';
 import { decodeLayoutRecord, type Migration } from './migration.js';
-import { internalClient, type InternalClient } from './internal-client.js';
+import { internalClient, type InternalClient } from '../peer/internal-client.js';
 
 export const layoutPath = '/internal/layout';
 

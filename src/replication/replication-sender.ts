@@ -7,7 +7,7 @@
 // followed another dataset gets a full resync: a consistent snapshot in bounded chunks, then the log.
 
 import { randomUUID } from 'node:crypto';
-import { describeError, ReplicaTimeoutError, ReplicaUnavailableError } from './errors.js';
+import { describeError, ReplicaTimeoutError, ReplicaUnavailableError } from '../core/errors.js';
 import {
   logTrimEntriesMax,
   logTrimEntriesMin,
@@ -22,11 +22,13 @@ import {
   replicationRequestTimeoutMs,
   resyncChunkBytesMax,
   resyncChunkEntriesMax,
-} from './limits.js';
-import type { ReplicationLog } from './replication-log.js';
-import { PeerPool } from './peer-pool.js';
-import { encodeMessage, replicatePath, resyncPath, tokenHeader, type ReplicaReply, type ReplicateMessage, type ResyncMessage } from './replication-protocol.js';
-import type { Store } from './store.js';
+} from '../core/limits.js';
+import type { ReplicationLog } from '../storage/replication-log.js';
+import { PeerPool } from '../peer/peer-pool.js';
+import { Wakeup } from '../core/wakeup.js';
+import { tokenHeader } from '../core/wire.js';
+import { encodeMessage, replicatePath, resyncPath, type ReplicaReply, type ReplicateMessage, type ResyncMessage } from './replication-protocol.js';
+import type { Store } from '../storage/store.js';
 
 export type SenderState = 'connecting' | 'streaming' | 'resyncing' | 'unreachable' | 'refused' | 'stopped';
 
@@ -48,38 +50,6 @@ export interface SenderOptions {
 class ReplicaRefusal extends Error {
   constructor(readonly reply: ReplicaReply) {
     super(`replica refused: ${reply.error} at ${reply.appliedSeq}`);
-  }
-}
-
-/** Wakes a waiting loop early; many notifies before a wait collapse into one. */
-class Wakeup {
-  private pending = false;
-  private resolve: (() => void) | undefined;
-
-  notify(): void {
-    if (this.resolve) {
-      this.resolve();
-      this.resolve = undefined;
-    } else {
-      this.pending = true;
-    }
-  }
-
-  wait(timeoutMs: number): Promise<void> {
-    if (this.pending) {
-      this.pending = false;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.resolve = undefined;
-        resolve();
-      }, timeoutMs);
-      this.resolve = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
   }
 }
 
@@ -213,6 +183,7 @@ export class ReplicationSender {
     await closed;
   }
 
+  // biome-ignore lint/complexity/noExcessiveCognitiveComplexity: over the bound (26); issue 14's pure next-action decision takes it apart
   private async run(): Promise<void> {
     let backoffMs = replicationBackoffFirstMs;
     while (!this.stopping) {

@@ -5,9 +5,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { statusTable, verifyCluster } from './admin.js';
-import { ConfigError, findShard, loadConfig, type Config } from './config.js';
-import { StartupError } from './data-dir-lock.js';
-import { KvNode } from './node.js';
+import { ConfigError, findShard, loadConfig, type Config } from '../core/config.js';
+import { StartupError } from '../storage/data-dir-lock.js';
+import { KvNode } from '../node/node.js';
 
 const usage = `kvshard: a sharded primary/replica key-value store
 
@@ -77,10 +77,10 @@ function tokenFile(dataDir: string): string | undefined {
   }
 }
 
-async function main(argv: string[]): Promise<void> {
-  let parsed;
+/** The command line, parsed strictly: an unknown option or a missing value exits with the usage and status 2. */
+function parseCommandLine(argv: string[]) {
   try {
-    parsed = parseArgs({
+    return parseArgs({
       args: argv,
       allowPositionals: true,
       options: {
@@ -95,7 +95,12 @@ async function main(argv: string[]): Promise<void> {
   } catch (err) {
     fail(`${(err as Error).message}\n\n${usage}`, 2);
   }
-  const { values, positionals } = parsed;
+}
+
+type Options = ReturnType<typeof parseCommandLine>['values'];
+
+async function main(argv: string[]): Promise<void> {
+  const { values, positionals } = parseCommandLine(argv);
   const command = positionals[0];
   if (values.help || command === 'help') {
     process.stdout.write(usage);
@@ -119,34 +124,39 @@ async function main(argv: string[]): Promise<void> {
       process.exitCode = equal ? 0 : 1;
       return;
     }
-    if (command !== 'serve' && command !== 'drain') fail(`unknown command ${command ?? '(none)'}\n\n${usage}`, 2);
-    if (!values.shard) fail(`${command} needs --shard NAME\n\n${usage}`, 2);
-    const config = loadConfig(configFile);
-    // Stored values, logs and locks are for this user only (data dirs 700, files 600).
-    process.umask(0o077);
-    if (values['overwrite-replica'] && (command !== 'serve' || values.replica)) fail(`--overwrite-replica is for the primary's serve\n\n${usage}`, 2);
-    if (command === 'drain') {
-      await drain(config, values.shard, dataDir, clusterToken(config, dataDir));
-      return;
-    }
-    const shard = findShard(config, values.shard);
-    const token = clusterToken(config, dataDir);
-    const role = values.replica ? 'replica' : 'primary';
-    const node = await KvNode.start({ config, shard, role, dataDir, token, log, overwriteReplica: values['overwrite-replica'] });
-    const stop = (signal: string) => {
-      log(`${signal}: shutting down`);
-      node.close().then(
-        () => process.exit(0),
-        (err) => fail(`shutdown failed: ${(err as Error).stack}`, 1),
-      );
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    await serveOrDrain(command, values, configFile, dataDir);
   } catch (err) {
     if (err instanceof ConfigError) fail(err.message, 2);
     if (err instanceof StartupError) fail(`kvshard: ${err.message}`, 2);
     fail(`kvshard: ${(err as Error).stack ?? String(err)}`, 1);
   }
+}
+
+/** `serve` and `drain`: starts a node and stops it on SIGTERM or SIGINT. A bad argument exits with status 2. */
+async function serveOrDrain(command: string | undefined, values: Options, configFile: string, dataDir: string): Promise<void> {
+  if (command !== 'serve' && command !== 'drain') fail(`unknown command ${command ?? '(none)'}\n\n${usage}`, 2);
+  if (!values.shard) fail(`${command} needs --shard NAME\n\n${usage}`, 2);
+  const config = loadConfig(configFile);
+  // Stored values, logs and locks are for this user only (data dirs 700, files 600).
+  process.umask(0o077);
+  if (values['overwrite-replica'] && (command !== 'serve' || values.replica)) fail(`--overwrite-replica is for the primary's serve\n\n${usage}`, 2);
+  if (command === 'drain') {
+    await drain(config, values.shard, dataDir, clusterToken(config, dataDir));
+    return;
+  }
+  const shard = findShard(config, values.shard);
+  const token = clusterToken(config, dataDir);
+  const role = values.replica ? 'replica' : 'primary';
+  const node = await KvNode.start({ config, shard, role, dataDir, token, log, overwriteReplica: values['overwrite-replica'] });
+  const stop = (signal: string) => {
+    log(`${signal}: shutting down`);
+    node.close().then(
+      () => process.exit(0),
+      (err) => fail(`shutdown failed: ${(err as Error).stack}`, 1),
+    );
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
 }
 
 /** Runs a removed shard until its keys have moved, then retires its data dirs. */

@@ -2,8 +2,8 @@
 
 import type { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { OverloadedError } from './errors.js';
-import { connectionUnreadBytesMax, largeReplyBytesMin } from './limits.js';
+import { OverloadedError } from '../core/errors.js';
+import { connectionUnreadBytesMax, largeReplyBytesMin } from '../core/limits.js';
 
 const queuedReplyBytes = Symbol('kvshard.queuedReplyBytes');
 /** A connection with the bytes of its answers that wait behind an earlier answer the client has not read. */

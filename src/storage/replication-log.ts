@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import type { Database, RootDatabase, Transaction } from 'lmdb';
-import type { Mutation } from './store.js';
+import type { Mutation } from './keys.js';
 
 export interface LogEntry {
   readonly seq: number;

@@ -3,12 +3,12 @@
 // unchanged. A peer that just failed is skipped until it answers again (peer-health.ts).
 
 import { errors } from 'undici';
-import { encodeDataPath, type DataReply, type DataRequest } from './data-request.js';
-import { ShardConnectionLostError, ShardTimeoutError, ShardUnavailableError } from './errors.js';
-import { forwardTimeoutMs, forwardUrlCharsMax, peerConnectTimeoutMs, peerSocketsMax, replicaAckTimeoutMs, valueBytesMax } from './limits.js';
+import { encodeDataPath, type DataReply, type DataRequest } from '../core/data-request.js';
+import { ShardConnectionLostError, ShardTimeoutError, ShardUnavailableError } from '../core/errors.js';
+import { forwardTimeoutMs, forwardUrlCharsMax, peerConnectTimeoutMs, peerSocketsMax, replicaAckTimeoutMs, valueBytesMax } from '../core/limits.js';
 import { PeerHealth, type PeerState } from './peer-health.js';
 import { PeerPool } from './peer-pool.js';
-import { forwardedByHeader, forwardedTopologyHeader, previousOwnerReadHeader, tokenHeader } from './wire.js';
+import { forwardedByHeader, forwardedTopologyHeader, previousOwnerReadHeader, tokenHeader } from '../core/wire.js';
 
 /** Room for headers and a JSON envelope around the largest value. */
 const replyBytesMax = valueBytesMax + 64 * 1024;

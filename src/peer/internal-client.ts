@@ -4,8 +4,8 @@
 
 import http from 'node:http';
 import axios, { type AxiosInstance } from 'axios';
-import { internalBodyBytesMax } from './limits.js';
-import { tokenHeader } from './replication-protocol.js';
+import { internalBodyBytesMax } from '../core/limits.js';
+import { tokenHeader } from '../core/wire.js';
 
 export interface InternalClientOptions {
   readonly token: string;

@@ -12,9 +12,9 @@
 // stood: a re-sent key is skipped by the receiver, a re-sent slot already received is ignored.
 
 import { pack, unpack } from 'msgpackr';
-import type { Config, LayoutRecord, ShardConfig } from './config.js';
-import { BadRequestError, TopologyMismatchError } from './errors.js';
-import { internalClient, type InternalClient } from './internal-client.js';
+import type { Config, LayoutRecord, ShardConfig } from '../core/config.js';
+import { BadRequestError, TopologyMismatchError } from '../core/errors.js';
+import { internalClient, type InternalClient } from '../peer/internal-client.js';
 import {
   keyBytesMax,
   migrationBackoffFirstMs,
@@ -23,9 +23,10 @@ import {
   migrationRequestTimeoutMs,
   slotCount,
   valueBytesMax,
-} from './limits.js';
-import { slotTable } from './slots.js';
-import type { MigrationRecord, Store } from './store.js';
+} from '../core/limits.js';
+import { slotTable } from '../core/slots.js';
+import type { MigrationRecord } from '../storage/migration-store.js';
+import type { Store } from '../storage/store.js';
 
 export const migratePath = '/internal/migrate';
 

@@ -1,0 +1,67 @@
+// What a primary just added to the cluster learns from its peers: whether keys move to it, and from which
+// layout. It records the answer in the store and starts the migration once the node serves.
+
+import { layoutRecord, type Config, type LayoutRecord, type ShardConfig } from '../core/config.js';
+import type { MigrationRecord } from '../storage/migration-store.js';
+import type { Store } from '../storage/store.js';
+import type { ClusterView, LayoutAnswer, LayoutSync } from './layout-sync.js';
+import type { Migration } from './migration.js';
+
+/** The record of a migration that starts now, from the layout `previous` to the config's. */
+export function newMigration(previous: LayoutRecord, config: Config): MigrationRecord {
+  return { previous, topologyId: config.topologyId, startedAt: Date.now(), keysSent: 0, keysReceived: 0 };
+}
+
+/**
+ * A primary just added to the cluster, with no layout of its own: decides from its peers' answers
+ * whether keys move to it (and from which layout), then records that and starts the migration.
+ */
+export class LayoutLearner {
+  private readonly emptyPeers = new Set<string>();
+  private deciding: Promise<void> | undefined;
+
+  constructor(
+    private readonly view: ClusterView,
+    private readonly store: Store,
+    private readonly config: Config,
+    private readonly log: (message: string) => void,
+    private readonly migrationOf: (record: MigrationRecord) => Migration,
+    /** Resolves once the node serves its keys: a migration starts only then. */
+    private readonly serving: Promise<void>,
+  ) {}
+
+  async onAnswer(peer: ShardConfig, role: 'primary' | 'replica', answer: LayoutAnswer, sync: LayoutSync): Promise<void> {
+    if (this.view.decided || role !== 'primary') return;
+    const mine = this.config.topologyId;
+    if (answer.layout.topologyId === mine && answer.migratingFrom) return this.decide(answer.migratingFrom, `${peer.name} migrates from it`, sync);
+    if (answer.layout.topologyId === mine && answer.decided) return this.decide(undefined, `${peer.name} runs this layout with no migration`, sync);
+    // A peer on another layout proves nothing by itself: it may be an old node not restarted yet (the first
+    // old node restarted with this layout records the migration and tells), or a newer one. Only a peer
+    // that is new too, or holds no keys, has nothing that could move here.
+    if (answer.decided && answer.keys > 0) return;
+    this.emptyPeers.add(peer.name);
+    if (this.emptyPeers.size === this.config.shards.length - 1) return this.decide(undefined, 'no other primary holds keys: a new cluster', sync);
+  }
+
+  /** The first batch from a previous owner also tells which layout keys move from. */
+  async fromBatch(previous: LayoutRecord, sender: string): Promise<void> {
+    if (!this.view.decided) await this.decide(previous, `${sender} sends keys from it`, undefined);
+  }
+
+  private decide(previous: LayoutRecord | undefined, why: string, sync: LayoutSync | undefined): Promise<void> {
+    this.deciding ??= (async () => {
+      const record = previous ? newMigration(previous, this.config) : undefined;
+      await this.store.recordTopology(layoutRecord(this.config), record);
+      if (record) {
+        const migration = this.migrationOf(record);
+        this.view.migration = migration;
+        void this.serving.then(() => migration.start());
+      }
+      this.view.decided = true;
+      this.log(previous ? `joining: keys move here from topology ${previous.topologyId} (${why})` : `layout settled: nothing moves here (${why})`);
+      // Tell every node about the migration, so that ones still on the old layout stop serving.
+      if (record) sync?.announce();
+    })();
+    return this.deciding;
+  }
+}

@@ -1,0 +1,156 @@
+// The LMDB environment of one process and the shard's data in it: reads (through the read cache),
+// durable commits, the replication log a primary keeps beside the data, and closing. The layers above
+// (DatasetStore, MigrationStore, Store) add what else the store keeps in the same environment.
+
+import { chmodSync, mkdirSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { open, type Database, type RootDatabase } from 'lmdb';
+import { readCacheEntriesMax, readCacheValueBytesMax } from '../core/limits.js';
+import { storageKey, type Mutation } from './keys.js';
+import { ReadCache } from './read-cache.js';
+import { ReplicationLog } from './replication-log.js';
+
+export interface CommitResult {
+  /** Per mutation: for a set true, for a delete whether the key existed. */
+  readonly applied: boolean[];
+  /** The replication sequence of the last mutation (0 on a store without a log). */
+  readonly seq: number;
+}
+
+export interface StoreOptions {
+  readonly path: string;
+  /** Primaries keep a replication log of every write; replicas do not. */
+  readonly replicationLog: boolean;
+}
+
+const emptyBuffer = Buffer.alloc(0);
+
+export class DataStore {
+  readonly path: string;
+  protected readonly root: RootDatabase;
+  protected readonly data: Database<Buffer, Buffer>;
+  protected readonly meta: Database<unknown, string>;
+  /** Keys deleted while their slot was still migrating in: a late migration batch must not restore them. */
+  protected readonly tombstones: Database<Buffer, Buffer>;
+  /** Migration progress: a key per slot done, `slot` for received and `slot | 1 << 16` for sent. */
+  protected readonly migratedSlots: Database<boolean, number>;
+  readonly log: ReplicationLog | undefined;
+  private closed = false;
+  protected readonly cache = new ReadCache(readCacheEntriesMax, readCacheValueBytesMax);
+
+  constructor(options: StoreOptions) {
+    this.path = options.path;
+    mkdirSync(this.path, { recursive: true, mode: 0o700 });
+    // Options are spelled out rather than left to lmdb-js defaults because they decide durability:
+    // overlappingSync lets the fsync of one commit overlap the next transaction, and every write is
+    // acknowledged only after `flushed` resolves (see commit()), so nothing acknowledged can be lost.
+    this.root = open({
+      path: this.path,
+      maxDbs: 8,
+      compression: false,
+      overlappingSync: true,
+      noSync: false,
+      noMetaSync: false,
+      useWritemap: false,
+      eventTurnBatching: true,
+      commitDelay: 0,
+    });
+    this.data = this.root.openDB<Buffer, Buffer>('data', { keyEncoding: 'binary', encoding: 'binary' });
+    this.meta = this.root.openDB<unknown, string>('meta', { encoding: 'msgpack' });
+    this.tombstones = this.root.openDB<Buffer, Buffer>('tombstones', { keyEncoding: 'binary', encoding: 'binary' });
+    this.migratedSlots = this.root.openDB<boolean, number>('migrated-slots', { keyEncoding: 'uint32', encoding: 'msgpack' });
+    this.log = options.replicationLog ? new ReplicationLog(this.root, this.meta) : undefined;
+    // Stored values are readable by this user only, also in a data dir created before this rule.
+    chmodSync(this.path, 0o700);
+    for (const entry of readdirSync(this.path, { withFileTypes: true })) if (entry.isFile()) chmodSync(join(this.path, entry.name), 0o600);
+  }
+
+  get(slot: number, key: Uint8Array): Buffer | undefined {
+    const stored = storageKey(slot, key);
+    const id = stored.toString('latin1');
+    const cached = this.cache.get(id);
+    if (cached !== undefined) return cached;
+    const value = this.data.get(stored);
+    if (value !== undefined) this.cache.remember(id, value);
+    return value;
+  }
+
+  /**
+   * After a commit: make every later read see it (reset LMDB's read snapshot), then drop cached values
+   * of the keys it changed, including any a read cached from the old snapshot while the commit was on
+   * its way.
+   */
+  private forgetCommitted(ids: readonly string[] | 'all'): void {
+    this.root.resetReadTxn();
+    if (ids === 'all') this.cache.clear();
+    else for (const id of ids) this.cache.forget(id);
+  }
+
+  /**
+   * Applies mutations atomically, in order, in one LMDB transaction together with their replication log
+   * entries, and resolves once that transaction is durable on disk. lmdb-js groups every transaction
+   * queued in the same event turn into one commit and one fsync, so concurrent clients share the cost of
+   * a sync (group commit).
+   */
+  async commit(mutations: readonly Mutation[]): Promise<CommitResult> {
+    const touched: string[] = [];
+    return this.durably(() => {
+      const ts = Date.now();
+      let seq = 0;
+      const applied = mutations.map((m) => {
+        const done = this.applyInTransaction(m, touched);
+        if (this.log) seq = this.log.appendInTransaction(m, ts);
+        return done;
+      });
+      return { applied, seq };
+    }, touched);
+  }
+
+  /**
+   * Runs `body` in a write transaction and resolves with its result once that transaction is durable.
+   * After the commit, the read snapshot is reset and the cached values of `touched` keys are dropped
+   * (see forgetCommitted).
+   *
+   * The transaction promise resolves at commit, when the write is visible and survives a crash of this
+   * process. With overlappingSync the fsync comes after; `flushed` resolves once everything committed so
+   * far is on disk, which is when a write survives a crash of the machine. Acknowledge only then.
+   */
+  protected async durably<T>(body: () => T, touched?: readonly string[] | 'all'): Promise<T> {
+    const result = await this.root.transaction(body);
+    if (touched !== undefined) this.forgetCommitted(touched);
+    await this.root.flushed;
+    return result;
+  }
+
+  /** Applies one mutation inside a write transaction; adds its cache id to `touched` for forgetCommitted(). */
+  protected applyInTransaction(m: Mutation, touched: string[]): boolean {
+    const key = storageKey(m.slot, m.key);
+    const id = key.toString('latin1');
+    this.cache.forget(id);
+    touched.push(id);
+    if (m.type === 'set') {
+      this.data.putSync(key, m.value);
+      return true;
+    }
+    if (m.tombstone) this.tombstones.putSync(key, emptyBuffer);
+    return this.data.removeSync(key);
+  }
+
+  /** Writes a consistent copy of the whole environment into the new directory `dir` (as its data.mdb). */
+  async backup(dir: string): Promise<void> {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    await this.root.backup(dir, false);
+  }
+
+  /** Number of keys held. */
+  count(): number {
+    return this.data.getCount();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.root.flushed;
+    await this.root.close();
+  }
+}

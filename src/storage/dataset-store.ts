@@ -1,0 +1,275 @@
+// Which dataset the store holds and how it is replaced: a primary's dataset id, its fork point and an
+// overwrite of its replica; a replica's position in its primary's dataset and its full resync; a
+// primary's rebuild from its replica. All of it lives in the meta database beside the data, written in
+// the same durable transactions as the data it describes.
+
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { DataStore, type StoreOptions } from './data-store.js';
+import type { LogEntry } from './replication-log.js';
+
+/** Whether a replica in `state` holds a complete copy: it follows a dataset and no resync is under way. */
+export function isComplete(state: ReplicaState): boolean {
+  return state.datasetId !== undefined && state.resyncId === undefined;
+}
+
+/** Where a replica stands: the primary dataset it follows and how far it has applied its log. */
+export interface ReplicaState {
+  readonly datasetId: string | undefined;
+  readonly appliedSeq: number;
+  /** Set while a full resync is under way: the data is incomplete until it ends. */
+  readonly resyncId: string | undefined;
+}
+
+export type ApplyOutcome =
+  | { readonly ok: true; readonly appliedSeq: number }
+  | { readonly ok: false; readonly reason: 'gap' | 'resync_needed'; readonly appliedSeq: number };
+
+/** Meta keys of the dataset; snapshot.ts reads them in its own read transaction. */
+export const datasetIdKey = 'datasetId';
+export const appliedSeqKey = 'replica.appliedSeq';
+export const replicaDatasetKey = 'replica.datasetId';
+export const resyncIdKey = 'replica.resyncId';
+const primaryMigratingKey = 'replica.primaryMigrating';
+/** Set on a primary started to overwrite its replica: the dataset id whose resync the replica must accept. */
+const overwriteReplicaKey = 'primary.overwriteReplica';
+/** Set on a primary that serves a dataset forked from another (see forkDataset), until its replica follows it. */
+const forkedFromKey = 'primary.forkedFrom';
+
+/**
+ * Where a primary's dataset branched off the dataset before it: up to `seq` the two histories are the
+ * same. A replica of the old dataset at or below `seq` can follow the new one without a resync; one
+ * further on holds writes the primary lacks.
+ */
+export interface ForkPoint {
+  readonly datasetId: string;
+  readonly seq: number;
+}
+
+/** A replica's memory of its primary's migrating flag, and the layout the primary ran when it said so. */
+interface PrimaryMigrating {
+  readonly topologyId: string;
+  readonly migrating: boolean;
+}
+
+export class DatasetStore extends DataStore {
+  /** A replica's data is complete (it follows a dataset and no resync is under way); cached for reads. */
+  private complete: boolean;
+
+  constructor(options: StoreOptions) {
+    super(options);
+    this.complete = isComplete(this.replicaState());
+  }
+
+  /**
+   * Whether this primary data dir holds no dataset yet: it is new, or a rebuild from the replica was cut
+   * off. Such a primary must learn from its replica whether the shard has data before it serves.
+   */
+  isNewPrimary(): boolean {
+    return this.meta.get(datasetIdKey) === undefined;
+  }
+
+  /** Starts a new, empty primary dataset (a new shard). */
+  async startDataset(): Promise<void> {
+    await this.durably(() => {
+      if (this.meta.get(datasetIdKey) === undefined) this.meta.putSync(datasetIdKey, randomUUID());
+    });
+  }
+
+  /**
+   * Gives this primary's data a new dataset id that branches off the current one at the log's last
+   * sequence. A primary that serves without having confirmed its position with its replica does this:
+   * its history may have gone back (an older copy of its data dir, a lost unsynced tail), and writes it
+   * takes from here must never be mistaken for the replica's writes of the same sequences. While the
+   * replica has not followed, a second fork keeps the first fork point, the earliest branch.
+   */
+  async forkDataset(): Promise<ForkPoint> {
+    const log = this.log!;
+    return this.durably(() => {
+      const fork = (this.meta.get(forkedFromKey) as ForkPoint | undefined) ?? { datasetId: this.meta.get(datasetIdKey) as string, seq: log.lastSeq() };
+      this.meta.putSync(forkedFromKey, fork);
+      this.meta.putSync(datasetIdKey, randomUUID());
+      return fork;
+    });
+  }
+
+  /** Where this primary's dataset branched off, while its replica has not yet followed it. */
+  forkedFrom(): ForkPoint | undefined {
+    return this.meta.get(forkedFromKey) as ForkPoint | undefined;
+  }
+
+  /**
+   * A deliberate fresh start or restore (--overwrite-replica): a new dataset id, unrelated to the one the
+   * replica follows, and a mark that makes the replica accept it even where its history is longer.
+   */
+  async startOverwrite(): Promise<void> {
+    await this.durably(() => {
+      const id = randomUUID();
+      this.meta.putSync(datasetIdKey, id);
+      this.meta.removeSync(forkedFromKey);
+      this.meta.putSync(overwriteReplicaKey, id);
+    });
+  }
+
+  /** Whether this primary was started to overwrite its replica's data (until the replica follows it). */
+  overwritesReplica(): boolean {
+    const marked = this.meta.get(overwriteReplicaKey);
+    return marked !== undefined && marked === this.meta.get(datasetIdKey);
+  }
+
+  /** The replica follows this primary's dataset: a fork point or an overwrite is settled. */
+  async replicaFollows(): Promise<void> {
+    if (this.meta.get(forkedFromKey) === undefined && this.meta.get(overwriteReplicaKey) === undefined) return;
+    await this.durably(() => {
+      this.meta.removeSync(forkedFromKey);
+      this.meta.removeSync(overwriteReplicaKey);
+    });
+  }
+
+  /** Whether a replica holds a complete copy of some primary dataset (false before its first resync ends). */
+  replicaComplete(): boolean {
+    return this.complete;
+  }
+
+  /** The id of this primary's dataset (like Redis's replication id). */
+  datasetId(): string {
+    const id = this.meta.get(datasetIdKey) as string | undefined;
+    assert.ok(id !== undefined, 'a primary replicates only once it has a dataset');
+    return id;
+  }
+
+  /**
+   * What a replica last heard from its primary under layout `topologyId`: whether keys may still be
+   * moving to it. Undefined when it heard nothing under that layout: a flag heard under another layout
+   * (or kept by a build that did not record the layout) says nothing about which keys move now.
+   */
+  primaryMigrating(topologyId: string): boolean | undefined {
+    const heard = this.meta.get(primaryMigratingKey) as PrimaryMigrating | boolean | undefined;
+    return typeof heard === 'object' && heard.topologyId === topologyId ? heard.migrating : undefined;
+  }
+
+  /** Remembers the primary's migrating flag with its layout, so a replica restarted while its primary is down knows it. */
+  async notePrimaryMigrating(topologyId: string, migrating: boolean): Promise<void> {
+    if (this.primaryMigrating(topologyId) !== migrating) await this.meta.put(primaryMigratingKey, { topologyId, migrating } satisfies PrimaryMigrating);
+  }
+
+  replicaState(): ReplicaState {
+    return {
+      datasetId: this.meta.get(replicaDatasetKey) as string | undefined,
+      appliedSeq: (this.meta.get(appliedSeqKey) as number | undefined) ?? 0,
+      resyncId: this.meta.get(resyncIdKey) as string | undefined,
+    };
+  }
+
+  /**
+   * Applies a batch of the primary's log on a replica, in one transaction together with the new applied
+   * sequence, and resolves once durable. Entries already applied are skipped; a batch that starts past
+   * the next expected sequence is refused as a gap; a batch from another dataset, or one arriving while
+   * the data is incomplete (resync under way), asks for a resync. `entries` must be contiguous.
+   */
+  async applyReplicated(datasetId: string, entries: readonly LogEntry[], forkedFrom: ForkPoint | null): Promise<ApplyOutcome> {
+    const touched: string[] = [];
+    return this.durably((): ApplyOutcome => {
+      const state = this.replicaState();
+      if (state.resyncId !== undefined) return { ok: false, reason: 'resync_needed', appliedSeq: state.appliedSeq };
+      if (state.datasetId !== datasetId) {
+        // The primary's dataset branched off the one followed here at a point this replica has not passed:
+        // its history up to here is the same, so it follows the new dataset from where it stands (Redis's
+        // second replication id).
+        const follows = forkedFrom !== null && state.datasetId === forkedFrom.datasetId && state.appliedSeq <= forkedFrom.seq;
+        if (!follows) return { ok: false, reason: 'resync_needed', appliedSeq: state.appliedSeq };
+        this.meta.putSync(replicaDatasetKey, datasetId);
+      }
+      const fresh = entries.filter((e) => e.seq > state.appliedSeq);
+      if (fresh.length === 0) return { ok: true, appliedSeq: state.appliedSeq };
+      if (fresh[0]!.seq !== state.appliedSeq + 1) return { ok: false, reason: 'gap', appliedSeq: state.appliedSeq };
+      fresh.forEach((e, i) => {
+        assert.equal(e.seq, state.appliedSeq + 1 + i, 'replicated batch is not contiguous');
+        this.applyInTransaction(e.type === 'set' ? { ...e, type: 'set', value: e.value! } : { ...e, type: 'delete' }, touched);
+      });
+      const appliedSeq = state.appliedSeq + fresh.length;
+      this.meta.putSync(appliedSeqKey, appliedSeq);
+      return { ok: true, appliedSeq };
+    }, touched);
+  }
+
+  /** Starts a full resync on a replica: drops all data and marks it incomplete until endResync(). */
+  async beginResync(resyncId: string): Promise<void> {
+    this.complete = false;
+    await this.durably(() => {
+      this.cache.clear();
+      this.data.clearSync();
+      this.meta.putSync(resyncIdKey, resyncId);
+      this.meta.removeSync(replicaDatasetKey);
+      this.meta.putSync(appliedSeqKey, 0);
+    }, 'all');
+  }
+
+  /** Stores one snapshot chunk of a resync. Refused (false) when `resyncId` is not the resync under way. */
+  async applyResyncChunk(resyncId: string, pairs: readonly [Buffer, Buffer][]): Promise<boolean> {
+    const ok = await this.durably(() => {
+      if (this.meta.get(resyncIdKey) !== resyncId) return false;
+      this.cache.clear();
+      for (const [key, value] of pairs) this.data.putSync(key, value);
+      return true;
+    }, 'all');
+    return ok;
+  }
+
+  /**
+   * Ends a resync: the replica now holds the primary's snapshot at `snapshotSeq` of dataset `datasetId`.
+   * Refused (false) when another resync took over or the key count does not match the snapshot's.
+   */
+  async endResync(resyncId: string, datasetId: string, snapshotSeq: number, keyCount: number): Promise<boolean> {
+    const ok = await this.durably(() => {
+      if (this.meta.get(resyncIdKey) !== resyncId || this.data.getCount() !== keyCount) return false;
+      this.meta.removeSync(resyncIdKey);
+      this.meta.putSync(replicaDatasetKey, datasetId);
+      this.meta.putSync(appliedSeqKey, snapshotSeq);
+      return true;
+    });
+    if (ok) this.complete = true;
+    return ok;
+  }
+
+  /**
+   * Starts rebuilding a primary from its replica: drops the data and the log and forgets the dataset id,
+   * so that a crash before endRebuild() leaves a primary that is new again and starts over.
+   */
+  async beginRebuild(): Promise<void> {
+    assert.ok(this.log, 'only a primary rebuilds from its replica');
+    const log = this.log;
+    await this.durably(() => {
+      this.cache.clear();
+      this.data.clearSync();
+      this.meta.removeSync(datasetIdKey);
+      this.meta.removeSync(overwriteReplicaKey);
+      this.meta.removeSync(forkedFromKey);
+      log.resetInTransaction(0);
+    }, 'all');
+  }
+
+  /** Stores one chunk of the replica's snapshot during a rebuild. */
+  async applyRebuildChunk(pairs: readonly [Buffer, Buffer][]): Promise<void> {
+    await this.durably(() => {
+      this.cache.clear();
+      for (const [key, value] of pairs) this.data.putSync(key, value);
+    }, 'all');
+  }
+
+  /**
+   * Ends a rebuild: the primary now holds the replica's snapshot. With `datasetId` it continues that
+   * dataset at `seq`, so the replica goes on streaming without a resync; without it (the replica's
+   * copy was partial) it starts a new dataset. False when the key count does not match the snapshot's.
+   */
+  async endRebuild(datasetId: string | undefined, seq: number, keyCount: number): Promise<boolean> {
+    assert.ok(this.log, 'only a primary rebuilds from its replica');
+    const log = this.log;
+    return this.durably(() => {
+      if (this.data.getCount() !== keyCount) return false;
+      log.resetInTransaction(datasetId === undefined ? 0 : seq);
+      this.meta.putSync(datasetIdKey, datasetId ?? randomUUID());
+      return true;
+    });
+  }
+}

@@ -1,0 +1,165 @@
+// What a migration leaves in the store: the layout the node runs with, the migration it takes part in
+// with its counters, which slots are done in each direction, and tombstones for keys deleted while
+// their slot was still migrating in. A migration batch is read, stored or removed here in one durable
+// transaction together with that progress.
+
+import type { LayoutRecord } from '../core/config.js';
+import { slotCount } from '../core/limits.js';
+import { DatasetStore } from './dataset-store.js';
+import { slotBound, slotEnd, storageKey, type Mutation } from './keys.js';
+import { entryBytes } from './replication-log.js';
+
+const topologyKey = 'topology';
+const migrationKey = 'migration';
+
+/**
+ * A migration this node takes part in: the layout it moves from, the one it moves to, and counters.
+ * Kept until every slot this node sends or receives is done; `finishedAt` then marks it complete.
+ */
+export interface MigrationRecord {
+  readonly previous: LayoutRecord;
+  readonly topologyId: string;
+  readonly startedAt: number;
+  readonly finishedAt?: number;
+  readonly keysSent: number;
+  readonly keysReceived: number;
+}
+
+export type SlotDirection = 'in' | 'out';
+const directionBit = { in: 0, out: 1 << 16 } as const;
+
+/** One migration batch as read from the sender's store: slot-prefixed keys with values. */
+export interface OutgoingChunk {
+  readonly pairs: [Buffer, Buffer][];
+  /** Slots whose every key is in `pairs` (or that hold none): done once the receiver has them. */
+  readonly completeSlots: number[];
+}
+
+export class MigrationStore extends DatasetStore {
+  /** The layout this store's node last ran with, if any (a record without shards is from before resize). */
+  topology(): (LayoutRecord & { shardCount?: number }) | undefined {
+    return this.meta.get(topologyKey) as (LayoutRecord & { shardCount?: number }) | undefined;
+  }
+
+  migration(): MigrationRecord | undefined {
+    return this.meta.get(migrationKey) as MigrationRecord | undefined;
+  }
+
+  /**
+   * Records the layout the node runs with and, when it starts a migration, the migration, in one durable
+   * transaction: after a crash the node finds either both or neither.
+   */
+  async recordTopology(topology: LayoutRecord, migration?: MigrationRecord): Promise<void> {
+    await this.durably(() => {
+      this.meta.putSync(topologyKey, topology);
+      if (migration) {
+        this.migratedSlots.clearSync();
+        this.tombstones.clearSync();
+        this.meta.putSync(migrationKey, migration);
+      }
+    });
+  }
+
+  /** The slots recorded as done in one direction of the current migration. */
+  migratedSlotSet(direction: SlotDirection): Uint8Array {
+    const done = new Uint8Array(slotCount);
+    const bit = directionBit[direction];
+    for (const key of this.migratedSlots.getKeys({ start: bit, end: bit + slotCount })) done[key - bit] = 1;
+    return done;
+  }
+
+  /** Whether a delete of this key was recorded while its slot was migrating in. */
+  hasTombstone(slot: number, key: Uint8Array): boolean {
+    return this.tombstones.doesExist(storageKey(slot, key));
+  }
+
+  /**
+   * Receiving side of a migration batch, in one durable transaction: stores each pair whose slot
+   * `accepts` unless the key exists here (a newer write) or has a tombstone (a newer delete), and marks
+   * `doneSlots` received, dropping their tombstones. Inserted keys go into the replication log.
+   * Returns how many keys were inserted.
+   */
+  async importMigrated(pairs: readonly [Buffer, Buffer][], doneSlots: readonly number[], accepts: (slot: number) => boolean): Promise<number> {
+    const touched: string[] = [];
+    const inserted = await this.durably(() => {
+      const ts = Date.now();
+      let count = 0;
+      for (const [stored, value] of pairs) {
+        const slot = stored.readUInt16BE(0);
+        if (!accepts(slot) || this.data.doesExist(stored) || this.tombstones.doesExist(stored)) continue;
+        const m: Mutation = { type: 'set', slot, key: stored.subarray(2), value };
+        this.applyInTransaction(m, touched);
+        this.log?.appendInTransaction(m, ts);
+        count++;
+      }
+      for (const slot of doneSlots) {
+        if (!accepts(slot)) continue;
+        for (const key of this.tombstones.getKeys({ start: slotBound(slot), end: slotEnd(slot) })) this.tombstones.removeSync(key);
+        this.migratedSlots.putSync(directionBit.in + slot, true);
+      }
+      this.bumpMigration('keysReceived', count);
+      return count;
+    }, touched);
+    return inserted;
+  }
+
+  /**
+   * Sending side: up to `entriesMax` keys (and, past the first, `bytesMax` bytes) of `slots`, in order.
+   * A slot whose keys all fit is listed complete.
+   */
+  outgoingChunk(slots: readonly number[], entriesMax: number, bytesMax: number): OutgoingChunk {
+    const pairs: [Buffer, Buffer][] = [];
+    const completeSlots: number[] = [];
+    let bytes = 0;
+    const transaction = this.root.useReadTransaction();
+    try {
+      for (const slot of slots) {
+        for (const { key, value } of this.data.getRange({ transaction, start: slotBound(slot), end: slotEnd(slot) })) {
+          const size = entryBytes({ key, value });
+          if (pairs.length >= entriesMax || (pairs.length > 0 && bytes + size > bytesMax)) return { pairs, completeSlots };
+          pairs.push([Buffer.from(key), Buffer.from(value)]);
+          bytes += size;
+        }
+        completeSlots.push(slot);
+      }
+      return { pairs, completeSlots };
+    } finally {
+      transaction.done();
+    }
+  }
+
+  /**
+   * After the receiver stored a batch durably: deletes the sent keys here (logged, so the replica
+   * follows) and marks `completeSlots` sent, in one durable transaction.
+   */
+  async removeMigrated(storageKeys: readonly Buffer[], completeSlots: readonly number[]): Promise<void> {
+    const touched: string[] = [];
+    await this.durably(() => {
+      const ts = Date.now();
+      for (const stored of storageKeys) {
+        const m: Mutation = { type: 'delete', slot: stored.readUInt16BE(0), key: stored.subarray(2) };
+        if (this.data.doesExist(stored)) {
+          this.applyInTransaction(m, touched);
+          this.log?.appendInTransaction(m, ts);
+        }
+      }
+      for (const slot of completeSlots) this.migratedSlots.putSync(directionBit.out + slot, true);
+      this.bumpMigration('keysSent', storageKeys.length);
+    }, touched);
+  }
+
+  private bumpMigration(counter: 'keysSent' | 'keysReceived', by: number): void {
+    const record = this.meta.get(migrationKey) as MigrationRecord | undefined;
+    if (record && by > 0) this.meta.putSync(migrationKey, { ...record, [counter]: record[counter] + by });
+  }
+
+  /** Marks the migration finished and drops its per-slot progress and tombstones. */
+  async finishMigration(finishedAt: number): Promise<void> {
+    await this.durably(() => {
+      const record = this.meta.get(migrationKey) as MigrationRecord | undefined;
+      if (record) this.meta.putSync(migrationKey, { ...record, finishedAt });
+      this.migratedSlots.clearSync();
+      this.tombstones.clearSync();
+    });
+  }
+}
