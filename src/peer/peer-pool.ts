@@ -2,9 +2,8 @@
 // connection pool: bounded keep-alive sockets, timeouts on connect, headers and body, a bound on the
 // reply, and the whole reply collected into one buffer.
 //
-// These paths do not use axios. Measured on this machine: a forwarded request cost the forwarding node
-// about 360 µs of CPU through axios against a few tens through an undici pool, and a replication batch
-// (8 KB body, JSON reply) about 300 µs against 55.
+// These paths do not use axios, which costs several times the CPU per request of an undici pool
+// (docs/performance.md has the numbers).
 
 import { Pool, type Dispatcher } from 'undici';
 import { keepAliveIdleMs } from '../core/limits.js';
