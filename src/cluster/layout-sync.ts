@@ -34,7 +34,7 @@ import {
   migrationRequestTimeoutMs,
 } from '../core/limits.js';
 import { decodeLayoutRecord, type Migration } from './migration.js';
-import { internalClient, type InternalClient } from '../peer/internal-client.js';
+import { InternalClient } from '../peer/internal-client.js';
 
 export const layoutPath = '/internal/layout';
 
@@ -216,7 +216,7 @@ export class LayoutSync {
   private recheck: Promise<void> | undefined;
 
   constructor(private readonly options: LayoutSyncOptions) {
-    this.http = internalClient({
+    this.http = new InternalClient({
       token: options.token,
       timeoutMs: migrationRequestTimeoutMs,
       replyBytesMax: layoutBodyBytesMax,
@@ -258,7 +258,7 @@ export class LayoutSync {
   /** Tells `address` this node's layout once; resolves with its answer, or undefined when it gives none. */
   private async exchange(shard: ShardConfig, address: string): Promise<LayoutAnswer | undefined> {
     try {
-      const response = await this.http.client.post(`http://${address}${layoutPath}`, this.options.view.announcement(this.options.self));
+      const response = await this.http.post<unknown>(address, layoutPath, this.options.view.announcement(this.options.self));
       if (response.status !== 200) return undefined;
       const answer = decodeAnswer(response.data);
       // The answer counts only from the member this node's config puts at that address.

@@ -14,7 +14,7 @@
 import { pack, unpack } from 'msgpackr';
 import type { Config, LayoutRecord, ShardConfig } from '../core/config.js';
 import { BadRequestError, TopologyMismatchError } from '../core/errors.js';
-import { internalClient, type InternalClient } from '../peer/internal-client.js';
+import { InternalClient } from '../peer/internal-client.js';
 import {
   keyBytesMax,
   migrationBackoffFirstMs,
@@ -175,13 +175,12 @@ export class Migration {
     this.incomingLeft = this.incoming.reduce((n, v) => n + v, 0);
     this.outgoingLeft = this.outgoing.reduce((n, v) => n + v, 0);
     this.finishedAt = record.finishedAt;
-    this.http = internalClient({
+    this.http = new InternalClient({
       token: options.token,
       timeoutMs: migrationRequestTimeoutMs,
       replyBytesMax: 64 * 1024,
       socketsMax: 2,
       signal: this.abort.signal,
-      contentType: 'application/msgpack',
     });
   }
 
@@ -283,7 +282,7 @@ export class Migration {
   }
 
   private async send(target: ShardConfig, message: MigrateMessage): Promise<void> {
-    const response = await this.http.client.post<MigrateReply & { message?: string }>(`http://${target.address}${migratePath}`, pack(message));
+    const response = await this.http.post<MigrateReply & { message?: string }>(target.address, migratePath, pack(message));
     if (response.status !== 200) throw new Error(`HTTP ${response.status}: ${response.data?.message ?? 'no message'}`);
   }
 

@@ -2,8 +2,8 @@
 // was unreachable, or did not answer in time) is skipped until a background probe finds it answering
 // again, so that one dead or black-holed host costs one timeout, not one per request.
 
-import { Client } from 'undici';
 import { peerProbeIntervalMs, peerProbeTimeoutMs } from '../core/limits.js';
+import { PeerPool } from './peer-pool.js';
 
 interface DownPeer {
   readonly since: number;
@@ -64,25 +64,14 @@ export class PeerHealth {
 
   /** Asks GET /health every peerProbeIntervalMs until the peer answers or this node closes. */
   private async probeUntilUp(address: string): Promise<void> {
-    const client = new Client(`http://${address}`, {
-      connectTimeout: peerProbeTimeoutMs,
-      headersTimeout: peerProbeTimeoutMs,
-      bodyTimeout: peerProbeTimeoutMs,
-      keepAliveTimeout: peerProbeIntervalMs * 4,
-      pipelining: 1,
-    });
+    const pool = new PeerPool(address, { connections: 1, timeoutMs: peerProbeTimeoutMs, replyBytesMax: 64 * 1024 });
     try {
       while (!this.closed) {
         await sleep(peerProbeIntervalMs, this.abort.signal);
         if (this.closed) return;
         try {
-          const res = await client.request({
-            method: 'GET',
-            path: '/health',
-            signal: AbortSignal.any([this.abort.signal, AbortSignal.timeout(peerProbeTimeoutMs)]),
-          });
-          await res.body.dump({ limit: 64 * 1024 });
-          if (res.statusCode === 200) break;
+          const res = await pool.exchange({ method: 'GET', path: '/health', headers: {}, signal: this.abort.signal });
+          if (res.status === 200) break;
         } catch {
           // still down: probed again after the interval
         }
@@ -92,7 +81,7 @@ export class PeerHealth {
       this.changedAt.set(address, Date.now());
       this.log(`peer ${address} answers again`);
     } finally {
-      await client.destroy().catch(() => undefined);
+      await pool.destroy().catch(() => undefined);
     }
   }
 

@@ -1,9 +1,8 @@
-// HTTP exchanges with another node on the hot paths (forwarding, replication) through undici's
-// connection pool: bounded keep-alive sockets, timeouts on connect, headers and body, a bound on the
-// reply, and the whole reply collected into one buffer.
-//
-// These paths do not use axios, which costs several times the CPU per request of an undici pool
-// (docs/performance.md has the numbers).
+// Every HTTP exchange with another node (forwarding, replication, migration, the layout exchange,
+// health probes) goes through this: undici's pool of bounded keep-alive sockets, timeouts on connect,
+// headers and body, a bound on the reply, and the whole reply collected into one buffer. Not axios,
+// which costs several times the CPU per request (docs/performance.md has the numbers); the command
+// line's admin requests, off every node's path, use axios.
 
 import { Pool, type Dispatcher } from 'undici';
 import { keepAliveIdleMs } from '../core/limits.js';
@@ -32,6 +31,8 @@ export interface PeerRequest {
   readonly body?: Buffer | undefined;
   /** Bound on waiting for this reply, when it differs from the pool's. */
   readonly timeoutMs?: number;
+  /** Aborts the request (the task that made it stops). */
+  readonly signal?: AbortSignal;
 }
 
 /** undici's pool of keep-alive sockets to one peer, with the origin every request to it names. */
@@ -66,8 +67,18 @@ export class PeerPool {
       let headers: PeerReply['headers'] = {};
       const chunks: Buffer[] = [];
       let size = 0;
+      const signal = request.signal;
+      if (signal?.aborted) return reject(signal.reason);
+      let abort: (() => void) | undefined;
+      const settle = () => {
+        if (abort) signal!.removeEventListener('abort', abort);
+      };
       const handler: Dispatcher.DispatchHandler = {
-        onRequestStart: () => undefined,
+        onRequestStart: (controller) => {
+          if (!signal) return;
+          abort = () => controller.abort(signal.reason);
+          signal.addEventListener('abort', abort, { once: true });
+        },
         // Called again after a 1xx answer; the last call is the final status.
         onResponseStart: (_controller, statusCode, responseHeaders) => {
           status = statusCode;
@@ -78,8 +89,14 @@ export class PeerPool {
           size += chunk.length;
         },
         // The pool bounds the body (maxResponseSize); concat copies it out of the socket's buffers.
-        onResponseEnd: () => resolve({ status, headers, body: Buffer.concat(chunks, size) }),
-        onResponseError: (_controller, err) => reject(err),
+        onResponseEnd: () => {
+          settle();
+          resolve({ status, headers, body: Buffer.concat(chunks, size) });
+        },
+        onResponseError: (_controller, err) => {
+          settle();
+          reject(err);
+        },
       };
       try {
         const timeouts = request.timeoutMs === undefined ? undefined : { headersTimeout: request.timeoutMs, bodyTimeout: request.timeoutMs };
