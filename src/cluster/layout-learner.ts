@@ -5,12 +5,8 @@ import { layoutRecord, type Config, type LayoutRecord, type ShardConfig } from '
 import type { MigrationRecord } from '../storage/migration-store.js';
 import type { Store } from '../storage/store.js';
 import type { ClusterView, LayoutAnswer, LayoutSync } from './layout-sync.js';
+import { newMigration } from './layout-start.js';
 import type { Migration } from './migration.js';
-
-/** The record of a migration that starts now, from the layout `previous` to the config's. */
-export function newMigration(previous: LayoutRecord, config: Config): MigrationRecord {
-  return { previous, topologyId: config.topologyId, startedAt: Date.now(), keysSent: 0, keysReceived: 0 };
-}
 
 /**
  * A primary just added to the cluster, with no layout of its own: decides from its peers' answers
@@ -50,7 +46,7 @@ export class LayoutLearner {
 
   private decide(previous: LayoutRecord | undefined, why: string, sync: LayoutSync | undefined): Promise<void> {
     this.deciding ??= (async () => {
-      const record = previous ? newMigration(previous, this.config) : undefined;
+      const record = previous ? newMigration(previous, this.config.topologyId, Date.now()) : undefined;
       await this.store.recordTopology(layoutRecord(this.config), record);
       if (record) {
         const migration = this.migrationOf(record);

@@ -46,6 +46,9 @@ export interface MigrationSettings {
   readonly batchPauseMs: number;
 }
 
+/** The part a process plays in its shard: its primary, its replica, or a drain (a shard removed from the config). */
+export type RoleName = 'primary' | 'replica' | 'drain';
+
 /** What a node remembers of a layout: enough to route by it and to reach its nodes. */
 export interface LayoutRecord {
   readonly topologyId: string;

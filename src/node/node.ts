@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import type { Server, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import express, { type Router } from 'express';
-import { ConfigError, layoutRecord, parseAddress, type Config, type LayoutRecord, type ShardConfig } from '../core/config.js';
+import { ConfigError, layoutRecord, parseAddress, type Config, type RoleName, type ShardConfig } from '../core/config.js';
 import { createPrivateDir, DataDirLock, StartupError } from '../storage/data-dir-lock.js';
 import { PrimaryRecoveringError, TopologyMismatchError } from '../core/errors.js';
 import { Forwarder } from '../peer/forwarder.js';
@@ -18,13 +18,14 @@ import { sendJson, type BodyRequest } from '../core/http-reply.js';
 import { createServer, serveHttpApi } from '../server/http-api.js';
 import { ClusterView, LayoutSync, layoutRouter } from '../cluster/layout-sync.js';
 import { internalBodyBytesMax, shutdownDrainMs } from '../core/limits.js';
-import { LayoutLearner, newMigration } from '../cluster/layout-learner.js';
+import { LayoutLearner } from '../cluster/layout-learner.js';
+import { decideLayoutStart } from '../cluster/layout-start.js';
 import { decodeMigrate, Migration, migratePath } from '../cluster/migration.js';
 import { PrimaryRecovery } from '../replication/primary-recovery.js';
 import { replicaRouter, type ReplicaEndpoints, type ReplicaProgress } from '../replication/replication-receiver.js';
 import { ReplicationSender } from '../replication/replication-sender.js';
 import { drainStatus, primaryStatus, replicaStatus } from './status.js';
-import { drainRole, primaryRole, replicaRole, type RoleContext, type RoleName } from './roles.js';
+import { drainRole, primaryRole, replicaRole, type RoleContext } from './roles.js';
 import type { MigrationRecord } from '../storage/migration-store.js';
 import { Store } from '../storage/store.js';
 
@@ -67,58 +68,31 @@ async function listenOn(server: Server, address: string): Promise<void> {
   }
 }
 
-interface LayoutStart {
+/** How a node's layout stands once it starts: decided or still to learn, and its migration, if any. */
+interface LayoutStanding {
   /** False for a primary just added, which learns from its peers whether keys move to it. */
   readonly decided: boolean;
   /** The migration under way (or the last one, finished), if any. */
   readonly record: MigrationRecord | undefined;
 }
 
-/**
- * Compares the layout the store last ran with to the config's. A primary (or a drain) whose layout
- * changed records a migration from the old layout before it serves anything; a migration still under
- * way must finish before the layout may change again.
- */
-async function prepareLayout(store: Store, config: Config, name: string, role: RoleName): Promise<LayoutStart> {
-  const current = layoutRecord(config);
-  const stored = store.topology();
-  const existing = store.migration();
-  if (existing && existing.finishedAt === undefined) {
-    if (existing.topologyId !== config.topologyId) {
-      throw new ConfigError([
-        `${config.file}: shards: ${name} (${store.path}) is still moving keys from topology ${existing.previous.topologyId} to ` +
-          `${existing.topologyId}, and this config is a third layout (${config.topologyId}); start with the config of ` +
-          `${existing.topologyId} until its /status shows the migration done, then change the layout again`,
-      ]);
-    }
-    return { decided: true, record: existing };
+/** Decides the start-up layout (see layout-start.ts) from the store and the config, and records what it decides. */
+async function prepareLayout(store: Store, config: Config, name: string, role: RoleName): Promise<LayoutStanding> {
+  const start = decideLayoutStart({ config, name, role, path: store.path, stored: store.topology(), migration: store.migration(), now: Date.now() });
+  switch (start.kind) {
+    case 'refuse':
+      throw new ConfigError([start.message]);
+    case 'learn-from-peers':
+      return { decided: false, record: undefined };
+    case 'start-as-is':
+      return { decided: true, record: start.record };
+    case 'record-layout':
+      await store.recordTopology(layoutRecord(config));
+      return { decided: true, record: start.record };
+    case 'start-migration':
+      await store.recordTopology(layoutRecord(config), start.record);
+      return { decided: true, record: start.record };
   }
-  if (stored && !stored.shards && stored.topologyId !== config.topologyId) {
-    throw new ConfigError([`${config.file}: shards: ${store.path} was written by a kvshard without online resize; start it with its old config`]);
-  }
-  if (role === 'drain') {
-    if (!stored?.shards?.some((s) => s.name === name)) {
-      throw new ConfigError([`${store.path}: holds no layout that names ${name}: there is nothing to drain`]);
-    }
-    const record = newMigration(stored, config);
-    await store.recordTopology(current, record);
-    return { decided: true, record };
-  }
-  if (!stored) {
-    if (role === 'replica' || config.shards.length === 1) {
-      await store.recordTopology(current);
-      return { decided: true, record: undefined };
-    }
-    return { decided: false, record: undefined };
-  }
-  if (stored.topologyId === config.topologyId || role === 'replica') {
-    // Also upgrades a record without the shard list (written before online resize existed).
-    if (stored.topologyId !== config.topologyId || !stored.shards) await store.recordTopology(current);
-    return { decided: true, record: existing };
-  }
-  const record = newMigration(stored as LayoutRecord, config);
-  await store.recordTopology(current, record);
-  return { decided: true, record };
 }
 
 /** What a running node owns, closed in order by KvNode.close(). */

@@ -5,7 +5,7 @@
 // served locally; any other key is forwarded once, and a forwarded request for a key this node does not
 // own is refused with 421 rather than forwarded again.
 
-import { configName, type Config, type ShardConfig } from '../core/config.js';
+import { configName, type Config, type RoleName, type ShardConfig } from '../core/config.js';
 import type { DataReply, DataRequest } from '../core/data-request.js';
 import {
   BadRequestError,
@@ -24,8 +24,6 @@ import type { ReplicationSender } from '../replication/replication-sender.js';
 import type { DataHandler } from '../server/http-api.js';
 import type { Mutation } from '../storage/keys.js';
 import type { Store } from '../storage/store.js';
-
-export type RoleName = 'primary' | 'replica' | 'drain';
 
 /** A role answers the server's data requests (see DataHandler) and says which role it is. */
 export interface Role extends DataHandler {
