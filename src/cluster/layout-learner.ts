@@ -8,12 +8,42 @@ import type { ClusterView, LayoutAnswer, LayoutSync } from './layout-sync.js';
 import { newMigration } from './layout-start.js';
 import type { Migration } from './migration.js';
 
+/** What a learner knows between answers: its own layout, the shard count, and the primaries found empty. */
+export interface LearnerKnowledge {
+  readonly topologyId: string;
+  readonly shardCount: number;
+  /** Primaries that answered with no keys, or still learning themselves. */
+  readonly emptyPeers: ReadonlySet<string>;
+}
+
+/** What one answer teaches: keys move here from a layout, nothing moves here, or not enough yet. */
+export type LearnerConclusion =
+  | { readonly kind: 'keys-move-here'; readonly previous: LayoutRecord; readonly why: string }
+  | { readonly kind: 'nothing-moves'; readonly why: string }
+  | { readonly kind: 'keep-waiting'; readonly emptyPeers: ReadonlySet<string> };
+
+/** What a primary still learning its layout concludes from `peer`'s answer (pure: no I/O). */
+export function learnFromAnswer(known: LearnerKnowledge, peer: string, role: 'primary' | 'replica', answer: LayoutAnswer): LearnerConclusion {
+  if (role !== 'primary') return { kind: 'keep-waiting', emptyPeers: known.emptyPeers };
+  if (answer.layout.topologyId === known.topologyId && answer.migratingFrom) {
+    return { kind: 'keys-move-here', previous: answer.migratingFrom, why: `${peer} migrates from it` };
+  }
+  if (answer.layout.topologyId === known.topologyId && answer.decided) return { kind: 'nothing-moves', why: `${peer} runs this layout with no migration` };
+  // A peer on another layout proves nothing by itself: it may be an old node not restarted yet (the first
+  // old node restarted with this layout records the migration and tells), or a newer one. Only a peer
+  // that is new too, or holds no keys, has nothing that could move here.
+  if (answer.decided && answer.keys > 0) return { kind: 'keep-waiting', emptyPeers: known.emptyPeers };
+  const emptyPeers = new Set(known.emptyPeers).add(peer);
+  if (emptyPeers.size === known.shardCount - 1) return { kind: 'nothing-moves', why: 'no other primary holds keys: a new cluster' };
+  return { kind: 'keep-waiting', emptyPeers };
+}
+
 /**
  * A primary just added to the cluster, with no layout of its own: decides from its peers' answers
  * whether keys move to it (and from which layout), then records that and starts the migration.
  */
 export class LayoutLearner {
-  private readonly emptyPeers = new Set<string>();
+  private emptyPeers: ReadonlySet<string> = new Set<string>();
   private deciding: Promise<void> | undefined;
 
   constructor(
@@ -27,16 +57,11 @@ export class LayoutLearner {
   ) {}
 
   async onAnswer(peer: ShardConfig, role: 'primary' | 'replica', answer: LayoutAnswer, sync: LayoutSync): Promise<void> {
-    if (this.view.decided || role !== 'primary') return;
-    const mine = this.config.topologyId;
-    if (answer.layout.topologyId === mine && answer.migratingFrom) return this.decide(answer.migratingFrom, `${peer.name} migrates from it`, sync);
-    if (answer.layout.topologyId === mine && answer.decided) return this.decide(undefined, `${peer.name} runs this layout with no migration`, sync);
-    // A peer on another layout proves nothing by itself: it may be an old node not restarted yet (the first
-    // old node restarted with this layout records the migration and tells), or a newer one. Only a peer
-    // that is new too, or holds no keys, has nothing that could move here.
-    if (answer.decided && answer.keys > 0) return;
-    this.emptyPeers.add(peer.name);
-    if (this.emptyPeers.size === this.config.shards.length - 1) return this.decide(undefined, 'no other primary holds keys: a new cluster', sync);
+    if (this.view.decided) return;
+    const known = { topologyId: this.config.topologyId, shardCount: this.config.shards.length, emptyPeers: this.emptyPeers };
+    const conclusion = learnFromAnswer(known, peer.name, role, answer);
+    if (conclusion.kind === 'keep-waiting') this.emptyPeers = conclusion.emptyPeers;
+    else await this.decide(conclusion.kind === 'keys-move-here' ? conclusion.previous : undefined, conclusion.why, sync);
   }
 
   /** The first batch from a previous owner also tells which layout keys move from. */
