@@ -24,7 +24,7 @@ import {
   slotCount,
   valueBytesMax,
 } from '../core/limits.js';
-import { slotTable } from '../core/slots.js';
+import { nextSendSlots, planMigration } from './migration-plan.js';
 import type { MigrationRecord } from '../storage/migration-store.js';
 import type { Store } from '../storage/store.js';
 
@@ -99,19 +99,6 @@ export function decodeMigrate(body: Buffer): MigrateMessage {
   };
 }
 
-/** The shard names owning each slot in a layout. */
-function slotOwnerNames(shards: readonly ShardConfig[]): string[] {
-  const owners = slotTable(shards.length);
-  return Array.from(owners, (idx) => shards[idx]!.name);
-}
-
-/** How many slots change owner between two layouts: the moved fraction of a resize. */
-export function movedSlotCount(previous: readonly ShardConfig[], next: readonly ShardConfig[]): number {
-  const before = slotOwnerNames(previous);
-  const after = slotOwnerNames(next);
-  return before.reduce((n, name, slot) => (name !== after[slot] ? n + 1 : n), 0);
-}
-
 export interface MigrationOptions {
   readonly store: Store;
   readonly config: Config;
@@ -130,10 +117,10 @@ export class Migration {
   private readonly previousShards: readonly ShardConfig[];
   private readonly previousOwners: Uint16Array;
   /** 1 while a slot still has to arrive here. */
-  private readonly incoming = new Uint8Array(slotCount);
+  private readonly incoming: Uint8Array;
   /** 1 while a slot still has to be sent from here. */
-  private readonly outgoing = new Uint8Array(slotCount);
-  private readonly newOwnerNames: string[];
+  private readonly outgoing: Uint8Array;
+  private readonly newOwnerNames: readonly string[];
   private readonly slotsToReceive: number;
   private readonly slotsToSend: number;
   private incomingLeft = 0;
@@ -150,28 +137,19 @@ export class Migration {
   constructor(private readonly options: MigrationOptions) {
     const { store, config, self, record } = options;
     this.previousShards = record.previous.shards;
-    this.previousOwners = slotTable(this.previousShards.length);
-    const before = slotOwnerNames(this.previousShards);
-    this.newOwnerNames = slotOwnerNames(config.shards);
-    const received = store.migratedSlotSet('in');
-    const sent = store.migratedSlotSet('out');
-    let toReceive = 0;
-    let toSend = 0;
-    for (let slot = 0; slot < slotCount; slot++) {
-      const from = before[slot]!;
-      const to = this.newOwnerNames[slot]!;
-      if (from === to) continue;
-      if (to === self) {
-        toReceive++;
-        if (!received[slot]) this.incoming[slot] = 1;
-      }
-      if (from === self) {
-        toSend++;
-        if (!sent[slot]) this.outgoing[slot] = 1;
-      }
-    }
-    this.slotsToReceive = toReceive;
-    this.slotsToSend = toSend;
+    const plan = planMigration({
+      previous: this.previousShards,
+      next: config.shards,
+      self,
+      received: store.migratedSlotSet('in'),
+      sent: store.migratedSlotSet('out'),
+    });
+    this.previousOwners = plan.previousOwners;
+    this.newOwnerNames = plan.newOwnerNames;
+    this.incoming = plan.incoming;
+    this.outgoing = plan.outgoing;
+    this.slotsToReceive = plan.slotsToReceive;
+    this.slotsToSend = plan.slotsToSend;
     this.incomingLeft = this.incoming.reduce((n, v) => n + v, 0);
     this.outgoingLeft = this.outgoing.reduce((n, v) => n + v, 0);
     this.finishedAt = record.finishedAt;
@@ -240,12 +218,8 @@ export class Migration {
     const { store, config, self } = this.options;
     let backoff = migrationBackoffFirstMs;
     while (!this.closed && this.outgoingLeft > 0) {
-      const first = this.outgoing.indexOf(1);
-      const target = config.shards.find((s) => s.name === this.newOwnerNames[first])!;
-      const slots: number[] = [];
-      for (let slot = first; slot < slotCount; slot++) {
-        if (this.outgoing[slot] === 1 && this.newOwnerNames[slot] === target.name) slots.push(slot);
-      }
+      const { to, slots } = nextSendSlots(this.outgoing, this.newOwnerNames)!;
+      const target = config.shards.find((s) => s.name === to)!;
       const chunk = store.outgoingChunk(slots, config.migration.batchKeys, migrationBatchBytesMax);
       const message: MigrateMessage = {
         from: self,
