@@ -19,7 +19,7 @@
 //   for its own keys with 503 layout_pending, since they may still be on their previous owner. When no
 //   other primary holds any key (all as new as itself), the cluster is new and nothing moves.
 
-import { setTimeout as sleep } from 'node:timers/promises';
+import { Backoff, sleep } from '../core/backoff.js';
 import type { ServerResponse } from 'node:http';
 import express, { type Router } from 'express';
 import { canonicalAddress, configName, type Config, type LayoutRecord, type ShardConfig } from '../core/config.js';
@@ -29,9 +29,11 @@ import {
   layoutAnnounceAttemptsMax,
   layoutBodyBytesMax,
   layoutRecheckMs,
+  layoutSocketsMax,
   migrationBackoffFirstMs,
   migrationBackoffMaxMs,
   migrationRequestTimeoutMs,
+  untrustedLoggedMax,
 } from '../core/limits.js';
 import { decodeLayoutRecord, type Migration } from './migration.js';
 import { internalClient, type InternalClient } from '../peer/internal-client.js';
@@ -159,9 +161,6 @@ export class ClusterView {
   }
 }
 
-/** Distinct untrusted senders logged at most (a bound on the set that remembers them). */
-const untrustedLoggedMax = 64;
-
 /** The internal endpoint every node serves: read a peer's announcement, answer with this node's layout. */
 export function layoutRouter(view: ClusterView): Router {
   const router = express.Router();
@@ -220,7 +219,7 @@ export class LayoutSync {
       token: options.token,
       timeoutMs: migrationRequestTimeoutMs,
       replyBytesMax: layoutBodyBytesMax,
-      socketsMax: 4,
+      socketsMax: layoutSocketsMax,
       signal: this.abort.signal,
     });
   }
@@ -269,7 +268,7 @@ export class LayoutSync {
   }
 
   private async announceTo(shard: ShardConfig, role: 'primary' | 'replica', address: string): Promise<void> {
-    let backoff = migrationBackoffFirstMs;
+    const backoff = new Backoff(migrationBackoffFirstMs, migrationBackoffMaxMs, this.abort.signal);
     for (let attempt = 0; attempt < layoutAnnounceAttemptsMax && !this.closed; attempt++) {
       const answer = await this.exchange(shard, address);
       if (answer) {
@@ -278,8 +277,7 @@ export class LayoutSync {
         return;
       }
       if (this.closed) return;
-      await sleep(backoff, undefined, { signal: this.abort.signal }).catch(() => undefined);
-      backoff = Math.min(backoff * 2, migrationBackoffMaxMs);
+      await backoff.wait();
     }
   }
 
@@ -294,7 +292,7 @@ export class LayoutSync {
     const { view } = this.options;
     this.recheck = (async () => {
       while (!this.closed && view.fenced) {
-        await sleep(layoutRecheckMs, undefined, { signal: this.abort.signal }).catch(() => undefined);
+        await sleep(layoutRecheckMs, this.abort.signal);
         const fence = view.fenced;
         if (this.closed || !fence) break;
         const answers = await Promise.all(this.peers().map(async (peer) => ({ peer, answer: await this.exchange(peer.shard, peer.address) })));

@@ -11,16 +11,20 @@
 // previous owner for them. Each side keeps its progress in LMDB, so after a kill -9 it resumes where it
 // stood: a re-sent key is skipped by the receiver, a re-sent slot already received is ignored.
 
+import { Backoff, sleep } from '../core/backoff.js';
 import { pack, unpack } from 'msgpackr';
 import type { Config, LayoutRecord, ShardConfig } from '../core/config.js';
 import { BadRequestError, TopologyMismatchError } from '../core/errors.js';
 import { internalClient, type InternalClient } from '../peer/internal-client.js';
 import {
+  internalReplyBytesMax,
   keyBytesMax,
   migrationBackoffFirstMs,
   migrationBackoffMaxMs,
   migrationBatchBytesMax,
+  migrationFinishedPollMs,
   migrationRequestTimeoutMs,
+  migrationSocketsMax,
   slotCount,
   valueBytesMax,
 } from '../core/limits.js';
@@ -132,7 +136,6 @@ export class Migration {
   private readonly abort = new AbortController();
   private readonly http: InternalClient;
   private lastError: string | undefined;
-  private wake: (() => void) | undefined;
 
   constructor(private readonly options: MigrationOptions) {
     const { store, config, self, record } = options;
@@ -156,8 +159,8 @@ export class Migration {
     this.http = internalClient({
       token: options.token,
       timeoutMs: migrationRequestTimeoutMs,
-      replyBytesMax: 64 * 1024,
-      socketsMax: 2,
+      replyBytesMax: internalReplyBytesMax,
+      socketsMax: migrationSocketsMax,
       signal: this.abort.signal,
       contentType: 'application/msgpack',
     });
@@ -216,7 +219,7 @@ export class Migration {
 
   private async run(): Promise<void> {
     const { store, config, self } = this.options;
-    let backoff = migrationBackoffFirstMs;
+    const backoff = new Backoff(migrationBackoffFirstMs, migrationBackoffMaxMs, this.abort.signal);
     while (!this.closed && this.outgoingLeft > 0) {
       const { to, slots } = nextSendSlots(this.outgoing, this.newOwnerNames)!;
       const target = config.shards.find((s) => s.name === to)!;
@@ -236,11 +239,10 @@ export class Migration {
         const reason = (err as Error).message;
         if (reason !== this.lastError) this.options.log(`migration batch to ${target.name} at ${target.address} failed, retrying: ${reason}`);
         this.lastError = reason;
-        await this.sleep(backoff);
-        backoff = Math.min(backoff * 2, migrationBackoffMaxMs);
+        await backoff.wait();
         continue;
       }
-      backoff = migrationBackoffFirstMs;
+      backoff.reset();
       this.lastError = undefined;
       await store.removeMigrated(
         chunk.pairs.map(([key]) => key),
@@ -251,7 +253,7 @@ export class Migration {
         this.outgoingLeft--;
       }
       this.options.onCommit();
-      if (config.migration.batchPauseMs > 0) await this.sleep(config.migration.batchPauseMs);
+      if (config.migration.batchPauseMs > 0) await sleep(config.migration.batchPauseMs, this.abort.signal);
     }
     this.maybeFinish();
   }
@@ -259,16 +261,6 @@ export class Migration {
   private async send(target: ShardConfig, message: MigrateMessage): Promise<void> {
     const response = await this.http.client.post<MigrateReply & { message?: string }>(`http://${target.address}${migratePath}`, pack(message));
     if (response.status !== 200) throw new Error(`HTTP ${response.status}: ${response.data?.message ?? 'no message'}`);
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
   }
 
   private maybeFinish(): void {
@@ -289,7 +281,7 @@ export class Migration {
   async finished(): Promise<boolean> {
     while (!this.closed) {
       if (this.finishedAt !== undefined) return true;
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(migrationFinishedPollMs, this.abort.signal);
     }
     return false;
   }
@@ -315,7 +307,6 @@ export class Migration {
   async close(): Promise<void> {
     this.closed = true;
     this.abort.abort();
-    this.wake?.();
     await this.loop;
     await this.finishing;
     this.http.close();

@@ -3,7 +3,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BadRequestError, ClientFaultError, MethodNotAllowedError, OverloadedError, PayloadTooLargeError, RequestTimeoutError } from './errors.js';
-import { bodyStallMs, keyBytesMax, parameterNameCharsMax, valueBytesMax } from './limits.js';
+import { bodyStallMs, discardBytesMax, keyBytesMax, parameterNameCharsMax, valueBytesMax } from './limits.js';
 import { keySlot } from './slots.js';
 import { forwardedByHeader, forwardedTopologyHeader, previousOwnerReadHeader, tokenHeader } from './wire.js';
 
@@ -113,12 +113,6 @@ export function keyBytes(keyText: string | undefined): Buffer {
   }
   return key;
 }
-
-/**
- * A refused body is still read and discarded up to this many bytes, so the client receives the 413
- * instead of a reset connection; past it the connection is closed.
- */
-const discardBytesMax = 64 * 1024 * 1024;
 
 /** After refusing a body, lets the rest of it drain (bounded) so the error reaches the client. */
 function discardRest(req: IncomingMessage): void {

@@ -2,8 +2,9 @@
 // was unreachable, or did not answer in time) is skipped until a background probe finds it answering
 // again, so that one dead or black-holed host costs one timeout, not one per request.
 
+import { sleep } from '../core/backoff.js';
 import { Client } from 'undici';
-import { peerProbeIntervalMs, peerProbeTimeoutMs } from '../core/limits.js';
+import { internalReplyBytesMax, peerProbeIntervalMs, peerProbeTimeoutMs } from '../core/limits.js';
 
 interface DownPeer {
   readonly since: number;
@@ -81,7 +82,7 @@ export class PeerHealth {
             path: '/health',
             signal: AbortSignal.any([this.abort.signal, AbortSignal.timeout(peerProbeTimeoutMs)]),
           });
-          await res.body.dump({ limit: 64 * 1024 });
+          await res.body.dump({ limit: internalReplyBytesMax });
           if (res.statusCode === 200) break;
         } catch {
           // still down: probed again after the interval
@@ -101,17 +102,4 @@ export class PeerHealth {
     this.abort.abort();
     await Promise.all([...this.down.values()].map((peer) => peer.probe));
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
 }

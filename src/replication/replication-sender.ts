@@ -9,14 +9,17 @@
 import { randomUUID } from 'node:crypto';
 import { describeError, ReplicaTimeoutError, ReplicaUnavailableError } from '../core/errors.js';
 import {
+  internalReplyBytesMax,
   logTrimEntriesMax,
   replicaAckWaitersMax,
   replicationBackoffFirstMs,
   replicationBackoffMaxMs,
   replicationBatchBytesMax,
   replicationBatchEntriesMax,
+  replicationClosePollMs,
   replicationHeartbeatMs,
   replicationRequestTimeoutMs,
+  replicationSocketsMax,
   resyncChunkBytesMax,
   resyncChunkEntriesMax,
 } from '../core/limits.js';
@@ -59,7 +62,7 @@ interface AckWaiter {
 }
 
 export class ReplicationSender {
-  /** Keep-alive sockets to the replica (at most 2; the task sends one request at a time). */
+  /** Keep-alive sockets to the replica. */
   private readonly pool: PeerPool;
   private readonly headers: Record<string, string>;
   private readonly wakeup = new Wakeup();
@@ -77,7 +80,11 @@ export class ReplicationSender {
   private retentionTrim: Promise<void> | undefined;
 
   constructor(private readonly options: SenderOptions) {
-    this.pool = new PeerPool(options.replicaAddress, { connections: 2, timeoutMs: replicationRequestTimeoutMs, replyBytesMax: 64 * 1024 });
+    this.pool = new PeerPool(options.replicaAddress, {
+      connections: replicationSocketsMax,
+      timeoutMs: replicationRequestTimeoutMs,
+      replyBytesMax: internalReplyBytesMax,
+    });
     this.headers = { [tokenHeader]: options.token, 'content-type': 'application/msgpack' };
   }
 
@@ -165,7 +172,7 @@ export class ReplicationSender {
   async close(deadlineMs: number): Promise<void> {
     const deadline = Date.now() + deadlineMs;
     while (this.state === 'streaming' && this.ackedSeq !== undefined && this.ackedSeq < this.options.log.lastSeq() && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 10));
+      await sleep(replicationClosePollMs);
     }
     this.stopping = true;
     this.abort.abort();
