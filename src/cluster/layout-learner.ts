@@ -73,12 +73,9 @@ export class LayoutLearner {
     this.deciding ??= (async () => {
       const record = previous ? newMigration(previous, this.config.topologyId, Date.now()) : undefined;
       await this.store.recordTopology(layoutRecord(this.config), record);
-      if (record) {
-        const migration = this.migrationOf(record);
-        this.view.migration = migration;
-        void this.serving.then(() => migration.start());
-      }
-      this.view.decided = true;
+      const migration = record ? this.migrationOf(record) : undefined;
+      if (migration) void this.serving.then(() => migration.start());
+      this.view.layoutDecided(migration);
       this.log(previous ? `joining: keys move here from topology ${previous.topologyId} (${why})` : `layout settled: nothing moves here (${why})`);
       // Tell every node about the migration, so that ones still on the old layout stop serving.
       if (record) sync?.announce();

@@ -70,36 +70,61 @@ export interface Fence {
   readonly topologyId: string;
 }
 
-/** One node's view of the layout: what it runs, whether it is stale, and its migration if any. */
+/**
+ * One node's view of the cluster: the layout it runs, whether it knows its layout history, whether it is
+ * stale, what a replica heard of its primary, and its migration if any. Every change is a named
+ * transition below, so this class is the one place to read how the view can change.
+ */
 export class ClusterView {
+  /** False for a primary just added that still has to learn whether keys move to it. */
+  private layoutKnown: boolean;
   /** Set while this node must not serve data requests (it runs an outdated layout). */
-  fenced: Fence | undefined;
-  /** Called when this node becomes stale, so it starts asking whether that still holds. */
-  onFenced: (() => void) | undefined;
+  private staleFence: Fence | undefined;
+  /** On a replica: why its primary's layout keeps it from serving reads, if it does. */
+  private primaryLayoutMismatch: string | undefined;
+  /** On a replica: whether its primary said keys may still be moving to it (undefined: not heard yet). */
+  private primaryKeysMovingIn: boolean | undefined;
+  private currentMigration: Migration | undefined;
   /** Announcements from unexpected senders already logged, so each is logged once. */
   private readonly untrusted = new Set<string>();
-  /** Whether a replica's primary runs another layout: set from its replication messages. */
-  primaryMismatch: string | undefined;
-  /** On a replica: whether its primary said keys may still be moving to it (undefined: not heard yet). */
-  primaryMigrating: boolean | undefined;
-  /** Called when a peer announces itself (a node still learning its layout asks it again). */
-  onPeerAnnounced: (() => void) | undefined;
-  migration: Migration | undefined;
+  private staleListener: (() => void) | undefined;
+  private peerAnnouncedListener: (() => void) | undefined;
 
   constructor(
     readonly config: Config,
     /** This node's own layout: the config's, or for a draining shard its previous one plus the config's topology. */
     readonly layout: LayoutRecord,
     readonly node: string,
-    /** False for a primary just added that still has to learn whether keys move to it. */
-    public decided: boolean,
+    decided: boolean,
     private readonly log: (message: string) => void,
     private readonly keyCount: () => number,
-  ) {}
+  ) {
+    this.layoutKnown = decided;
+  }
+
+  /** Whether this node knows its layout history (false: a primary just added, still learning). */
+  get decided(): boolean {
+    return this.layoutKnown;
+  }
+
+  /** The migration under way, or the last one (finished), if any. */
+  get migration(): Migration | undefined {
+    return this.currentMigration;
+  }
+
+  /** Why and by whom this node was made stale, while it is. */
+  get fence(): Fence | undefined {
+    return this.staleFence;
+  }
+
+  /** On a replica: whether its primary said keys may still be moving to it (undefined: not heard yet). */
+  get primaryMigrating(): boolean | undefined {
+    return this.primaryKeysMovingIn;
+  }
 
   /** The reason this node refuses data requests, if any. */
   refusal(): string | undefined {
-    return this.fenced?.reason ?? this.primaryMismatch;
+    return this.staleFence?.reason ?? this.primaryLayoutMismatch;
   }
 
   announcement(address: string): LayoutAnnouncement {
@@ -107,7 +132,7 @@ export class ClusterView {
       from: this.node,
       address,
       topologyId: this.config.topologyId,
-      previousTopologyId: this.migration?.active() ? this.migration.previous.topologyId : null,
+      previousTopologyId: this.currentMigration?.active() ? this.currentMigration.previous.topologyId : null,
     };
   }
 
@@ -119,7 +144,7 @@ export class ClusterView {
   trusts(node: string, address: string): boolean {
     const [name, role] = node.split('/');
     const want = canonicalAddress(address);
-    for (const shards of [this.config.shards, this.layout.shards, this.migration?.previous.shards ?? []]) {
+    for (const shards of [this.config.shards, this.layout.shards, this.currentMigration?.previous.shards ?? []]) {
       for (const shard of shards) {
         if (shard.name === name && canonicalAddress(role === 'replica' ? shard.replica : shard.address) === want) return true;
       }
@@ -135,29 +160,71 @@ export class ClusterView {
   answer(): LayoutAnswer {
     return {
       node: this.node,
-      decided: this.decided,
+      decided: this.layoutKnown,
       layout: this.layout,
-      migratingFrom: this.migration?.active() ? this.migration.previous : null,
+      migratingFrom: this.currentMigration?.active() ? this.currentMigration.previous : null,
       keys: this.keyCount(),
     };
   }
 
-  /** A trusted peer (at `address`) migrates away from this node's layout: this node is stale. */
-  noteStale(peer: string, address: string, peerTopologyId: string, previousTopologyId: string | null): void {
-    if (this.fenced || previousTopologyId !== this.config.topologyId || peerTopologyId === this.config.topologyId) return;
+  /** Transition: the migration the store records (under way or finished) is this node's at start-up. */
+  migrationRecorded(migration: Migration): void {
+    this.currentMigration = migration;
+  }
+
+  /** Transition: a primary still learning has learned its layout history: keys move here by `migration`, or nothing moves. */
+  layoutDecided(migration: Migration | undefined): void {
+    if (migration) this.currentMigration = migration;
+    this.layoutKnown = true;
+  }
+
+  /** Transition: a trusted peer (at `address`) migrates away from this node's layout, so this node is stale. */
+  markStale(peer: string, address: string, peerTopologyId: string, previousTopologyId: string | null): void {
+    if (this.staleFence || previousTopologyId !== this.config.topologyId || peerTopologyId === this.config.topologyId) return;
     const reason =
       `${this.node} runs topology ${this.config.topologyId} (${configName(this.config)}), but ${peer} has moved the cluster on to ` +
       `topology ${peerTopologyId}; restart this node with the new sharding.toml`;
-    this.fenced = { reason, byAddress: address, topologyId: peerTopologyId };
+    this.staleFence = { reason, byAddress: address, topologyId: peerTopologyId };
     this.log(`refusing data requests from now on: ${reason}`);
-    this.onFenced?.();
+    this.staleListener?.();
   }
 
-  /** The newer layout is gone from every member this node reaches: serve again. */
-  unfence(why: string): void {
-    if (!this.fenced) return;
+  /** Transition: the newer layout is gone from every member this node reaches, so it serves again. */
+  clearStale(why: string): void {
+    if (!this.staleFence) return;
     this.log(`serving data requests again: ${why}`);
-    this.fenced = undefined;
+    this.staleFence = undefined;
+  }
+
+  /** Transition, on a replica: its primary runs `topologyId`; another layout than this node's stops its reads. */
+  primaryRuns(topologyId: string): void {
+    const mismatch =
+      topologyId === this.config.topologyId
+        ? undefined
+        : `this replica runs topology ${this.config.topologyId} (${configName(this.config)}) but its primary runs ${topologyId}; ` +
+          'restart it with the same sharding.toml as its primary';
+    if (mismatch !== this.primaryLayoutMismatch) this.log(mismatch ? `refusing reads: ${mismatch}` : 'primary runs the same layout again; serving reads');
+    this.primaryLayoutMismatch = mismatch;
+  }
+
+  /** Transition, on a replica: what its primary last said (or the store remembers) of keys moving in. */
+  setPrimaryMigrating(migrating: boolean | undefined): void {
+    this.primaryKeysMovingIn = migrating;
+  }
+
+  /** Transition: a trusted peer announced itself (a node still learning its layout asks it again). */
+  peerAnnounced(): void {
+    this.peerAnnouncedListener?.();
+  }
+
+  /** Calls `listener` whenever this node becomes stale, so it starts asking whether that still holds. */
+  whenStale(listener: () => void): void {
+    this.staleListener = listener;
+  }
+
+  /** Calls `listener` whenever a trusted peer announces itself. */
+  whenPeerAnnounced(listener: () => void): void {
+    this.peerAnnouncedListener = listener;
   }
 }
 
@@ -175,9 +242,9 @@ export function layoutRouter(view: ClusterView): Router {
       throw new BadRequestError('a layout announcement needs from, address, topologyId and previousTopologyId');
     }
     const trusted = view.trusts(body.from, body.address);
-    if (trusted) view.noteStale(body.from, body.address, body.topologyId, body.previousTopologyId);
+    if (trusted) view.markStale(body.from, body.address, body.topologyId, body.previousTopologyId);
     sendJson(res, 200, view.answer());
-    if (trusted) view.onPeerAnnounced?.();
+    if (trusted) view.peerAnnounced();
   });
   return router;
 }
@@ -272,7 +339,7 @@ export class LayoutSync {
     for (let attempt = 0; attempt < layoutAnnounceAttemptsMax && !this.closed; attempt++) {
       const answer = await this.exchange(shard, address);
       if (answer) {
-        this.options.view.noteStale(answer.node, address, answer.layout.topologyId, answer.migratingFrom?.topologyId ?? null);
+        this.options.view.markStale(answer.node, address, answer.layout.topologyId, answer.migratingFrom?.topologyId ?? null);
         await this.options.onAnswer(shard, role, answer);
         return;
       }
@@ -291,15 +358,15 @@ export class LayoutSync {
     if (this.recheck || this.closed) return;
     const { view } = this.options;
     this.recheck = (async () => {
-      while (!this.closed && view.fenced) {
+      while (!this.closed && view.fence) {
         await sleep(layoutRecheckMs, this.abort.signal);
-        const fence = view.fenced;
+        const fence = view.fence;
         if (this.closed || !fence) break;
         const answers = await Promise.all(this.peers().map(async (peer) => ({ peer, answer: await this.exchange(peer.shard, peer.address) })));
         const fencer = answers.find((a) => canonicalAddress(a.peer.address) === canonicalAddress(fence.byAddress))?.answer;
         const newerStillRuns = answers.some((a) => a.answer?.layout.topologyId === fence.topologyId);
         if (fencer && fencer.layout.topologyId !== fence.topologyId && !newerStillRuns) {
-          view.unfence(`${fencer.node} at ${fence.byAddress} runs topology ${fencer.layout.topologyId} now, and no member reached runs ${fence.topologyId}`);
+          view.clearStale(`${fencer.node} at ${fence.byAddress} runs topology ${fencer.layout.topologyId} now, and no member reached runs ${fence.topologyId}`);
         }
       }
       this.recheck = undefined;

@@ -165,7 +165,7 @@ export class KvNode {
     let sender: ReplicationSender | undefined;
     const onCommit = () => sender?.notify();
     const migrationOf = (record: MigrationRecord) => new Migration({ store, config, self: shard.name, address, record, token: options.token, log, onCommit });
-    if (start.record) view.migration = migrationOf(start.record);
+    if (start.record) view.migrationRecorded(migrationOf(start.record));
     // A primary just added learns from its peers whether keys move to it (see layout-sync.ts).
     const learner = start.decided ? undefined : new LayoutLearner(view, store, config, log, migrationOf, serving);
     let status: () => Record<string, unknown>;
@@ -188,7 +188,7 @@ export class KvNode {
     } else if (role === 'drain') {
       status = drainStatus(store, config, view);
     } else {
-      view.primaryMigrating = store.primaryMigrating(config.topologyId);
+      view.setPrimaryMigrating(store.primaryMigrating(config.topologyId));
       const progress: ReplicaProgress = { primarySeq: store.replicaState().appliedSeq, lastContactAt: 0, lastAppliedTs: 0, resyncs: 0, resyncRefused: null };
       replicaEndpoints = replicaRouter({ store, progress, view, primaryAddress: shard.address, log });
       internalRoutes.use(replicaEndpoints.router);
@@ -212,11 +212,11 @@ export class KvNode {
       log,
       onAnswer: (peer, peerRole, answer) => learner?.onAnswer(peer, peerRole, answer, sync),
     });
-    view.onFenced = () => sync.recheckWhileFenced();
+    view.whenStale(() => sync.recheckWhileFenced());
     sync.announce();
     // A primary still learning its layout asks again whenever a peer starts (its first round may have
     // run out of attempts while the peers were down).
-    if (!view.decided) view.onPeerAnnounced = () => (view.decided ? undefined : sync.announceIfIdle());
+    if (!view.decided) view.whenPeerAnnounced(() => (view.decided ? undefined : sync.announceIfIdle()));
     recovery?.start();
     // Nothing is pushed to the replica or moved to other shards before the data here is settled.
     void serving.then(() => {
