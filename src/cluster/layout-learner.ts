@@ -4,7 +4,8 @@
 import { layoutRecord, type Config, type LayoutRecord, type ShardConfig } from '../core/config.js';
 import type { MigrationRecord } from '../storage/migration-store.js';
 import type { Store } from '../storage/store.js';
-import type { ClusterView, LayoutAnswer, LayoutSync } from './layout-sync.js';
+import type { ClusterView, LayoutAnswer } from './cluster-view.js';
+import type { LayoutSync } from './layout-sync.js';
 import { newMigration } from './layout-start.js';
 import type { Migration } from './migration.js';
 

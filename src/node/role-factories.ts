@@ -10,7 +10,8 @@ import { PrimaryRecoveringError, TopologyMismatchError } from '../core/errors.js
 import { sendJson, type BodyRequest } from '../core/http-reply.js';
 import { internalBodyBytesMax, shutdownDrainMs } from '../core/limits.js';
 import { LayoutLearner } from '../cluster/layout-learner.js';
-import type { ClusterView, LayoutAnswer, LayoutSync } from '../cluster/layout-sync.js';
+import type { ClusterView, LayoutAnswer } from '../cluster/cluster-view.js';
+import type { LayoutSync } from '../cluster/layout-sync.js';
 import { decodeMigrate, Migration, migratePath } from '../cluster/migration.js';
 import type { Forwarder } from '../peer/forwarder.js';
 import { PrimaryRecovery } from '../replication/primary-recovery.js';

@@ -17,7 +17,7 @@ import {
   WrongShardError,
 } from '../core/errors.js';
 import type { Forwarder } from '../peer/forwarder.js';
-import type { ClusterView } from '../cluster/layout-sync.js';
+import type { ClusterView } from '../cluster/cluster-view.js';
 import { parameterNameCharsMax, replicaAckTimeoutMs } from '../core/limits.js';
 import type { PrimaryRecovery } from '../replication/primary-recovery.js';
 import type { ReplicationSender } from '../replication/replication-sender.js';

@@ -29,7 +29,7 @@ import {
   type ResyncMessage,
   type SnapshotReply,
 } from './replication-protocol.js';
-import type { ClusterView } from '../cluster/layout-sync.js';
+import type { ClusterView } from '../cluster/cluster-view.js';
 import { isComplete } from '../storage/dataset-store.js';
 import type { Snapshot } from '../storage/snapshot.js';
 import type { Store } from '../storage/store.js';

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import type { LayoutRecord, ShardConfig } from '../../src/core/config.js';
 import { learnFromAnswer, type LearnerKnowledge } from '../../src/cluster/layout-learner.js';
-import type { LayoutAnswer } from '../../src/cluster/layout-sync.js';
+import type { LayoutAnswer } from '../../src/cluster/cluster-view.js';
 
 const shard = (name: string, idx: number): ShardConfig => ({ name, idx, address: `127.0.0.1:${7000 + idx}`, replica: `127.0.0.1:${7100 + idx}` });
 const A: LayoutRecord = { topologyId: 'A', shards: [shard('a', 0), shard('b', 1)] };
