@@ -323,7 +323,6 @@ const topologyIdPattern = /^[0-9a-f]{12}$/;
  * routes here), so they count only on requests that carry the cluster token, which nodes send with
  * every forwarded request; from anyone else they are refused, and their values never go into a reply.
  */
-// biome-ignore lint/complexity/noExcessiveCognitiveComplexity: over the bound (28); issue 14's later phase splits it by header
 function internalMarks(req: IncomingMessage, context: ParseContext): InternalMarks {
   let by: string | undefined;
   let topologyId: string | undefined;
@@ -348,6 +347,17 @@ function internalMarks(req: IncomingMessage, context: ParseContext): InternalMar
   }
   if (!host && req.httpVersionMinor === 1 && req.httpVersionMajor === 1) throw new BadRequestError('an HTTP/1.1 request needs a Host header');
   if (by === undefined && topologyId === undefined && previousOwnerRead === undefined) return noMarks;
+  return checkedMarks(by, topologyId, previousOwnerRead, token, context);
+}
+
+/** The marks of a request that carries at least one, once the token and their values are checked. */
+function checkedMarks(
+  by: string | undefined,
+  topologyId: string | undefined,
+  previousOwnerRead: string | undefined,
+  token: string | undefined,
+  context: ParseContext,
+): InternalMarks {
   const name = by !== undefined ? forwardedByHeader : topologyId !== undefined ? forwardedTopologyHeader : previousOwnerReadHeader;
   if (token === undefined || !context.isClusterToken(token)) {
     throw new BadRequestError(`header ${name} is internal to the cluster: it counts only with the cluster token`);
