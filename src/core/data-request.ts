@@ -4,9 +4,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BadRequestError, ClientFaultError, MethodNotAllowedError, OverloadedError, PayloadTooLargeError, RequestTimeoutError } from './errors.js';
 import { bodyStallMs, discardBytesMax, keyBytesMax, parameterNameCharsMax, valueBytesMax } from './limits.js';
-import { keySlot } from './slots.js';
-
 import { internalMarks, type ForwardMarker, type InternalMarks } from './internal-marks.js';
+import { keySlot } from './slots.js';
 
 export type DataOp = 'get' | 'set' | 'delete';
 
