@@ -86,9 +86,12 @@ function noSender(): void {}
 /** Nothing to learn on a node whose layout is decided at start-up. */
 function noLearning(): void {}
 
-/** Starts the recorded migration once the node serves (at once for a role with no recovery to wait for). */
-function startMigrationWhen(view: ClusterView, serving: Promise<void>): void {
-  void serving.then(() => view.migration?.start());
+/**
+ * Starts the recorded migration of a role with no recovery to wait for: it serves at once, and the
+ * migration starts right after start-up, once the node has said it listens.
+ */
+function startMigrationNow(view: ClusterView): void {
+  void Promise.resolve().then(() => view.migration?.start());
 }
 
 /** The /internal/migrate endpoint of a primary (and a drain): batches from previous owners. */
@@ -172,7 +175,7 @@ function buildReplica(deps: RoleDeps): RoleParts {
     routes: endpoints.router,
     status: replicaStatus(store, progress, config, view),
     onLayoutAnswer: noLearning,
-    start: () => startMigrationWhen(view, Promise.resolve()),
+    start: () => startMigrationNow(view),
     async close() {
       await view.migration?.close();
       endpoints.close();
@@ -191,7 +194,7 @@ function buildDrain(deps: RoleDeps): RoleParts {
     routes,
     status: drainStatus(store, config, view),
     onLayoutAnswer: noLearning,
-    start: () => startMigrationWhen(view, Promise.resolve()),
+    start: () => startMigrationNow(view),
     async close() {
       await view.migration?.close();
     },
