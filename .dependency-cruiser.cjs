@@ -30,8 +30,9 @@ module.exports = {
   forbidden: [
     layer(
       'core',
-      'core/ is pure: limits, errors, slot hashing, configuration parsing, wire names and the parsing of ' +
-        'data-route requests and HTTP replies. It does no I/O of its own and imports nothing else in kvshard.',
+      'core/ is pure: limits, errors, slot hashing, configuration parsing, wire names, the parsing of ' +
+        'data-route requests and HTTP replies, and the backoff and cancellable sleep every retry loop uses. ' +
+        'It does no I/O of its own and imports nothing else in kvshard.',
     ),
     layer(
       'storage',
@@ -45,7 +46,8 @@ module.exports = {
     ),
     layer(
       'cluster',
-      'cluster/ is what the shards agree on: layout announcements and the migration of slots between ' +
+      'cluster/ is what the shards agree on: the node\'s view of the layout, layout announcements, the ' +
+        'start-up layout decision and the migration of slots between ' +
         'shards. It may use core/, storage/ and peer/.',
     ),
     layer(

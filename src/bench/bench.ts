@@ -228,11 +228,19 @@ interface Loaded {
   readonly keysLoaded: number;
 }
 
-// biome-ignore lint/complexity/noExcessiveCognitiveComplexity: over the bound (33); issue 14's later phase splits it by table
-function report(settings: Settings, results: Measured[], loaded: Loaded, jsonFile: string | undefined): void {
+/** A table of rows (the header first) and how many of its rows missed their target or were invalid. */
+interface Table {
+  readonly rows: string[][];
+  readonly failures: number;
+}
+
+type Targets = Record<string, { value: number; target: string; ok: boolean }>;
+
+/** The throughput targets, as ratios to the reference server or to GET at the owner. */
+function throughputTargets(results: Measured[]): Targets {
   const byName = new Map(results.map((r) => [r.scenario, r]));
   const getOwner = byName.get('GET at the owner')!.ratio;
-  const targets: Record<string, { value: number; target: string; ok: boolean }> = {
+  return {
     'GET at the owner': { value: getOwner, target: '>= 0.75 of ref', ok: getOwner >= 0.75 },
     'GET at a replica': { value: byName.get('GET at a replica')!.ratio, target: '>= 0.75 of ref', ok: byName.get('GET at a replica')!.ratio >= 0.75 },
     'GET forwarded by a non-owner': {
@@ -246,6 +254,9 @@ function report(settings: Settings, results: Measured[], loaded: Loaded, jsonFil
       ok: byName.get('SET new keys at the owner')!.ratio / getOwner >= 0.5,
     },
   };
+}
+
+function scenarioTable(results: Measured[], targets: Targets): Table {
   const rows = [['scenario', 'req/s', 'p50 ms', 'p99 ms', 'cpu us/req', 'non-2xx', 'errors', 'ref req/s', 'ratio', 'target', 'result']];
   let failures = 0;
   for (const r of results) {
@@ -269,33 +280,51 @@ function report(settings: Settings, results: Measured[], loaded: Loaded, jsonFil
       invalid ? 'INVALID: errors' : t ? (t.ok ? 'pass' : 'MISS') : '-',
     ]);
   }
-  const lagRows = [['write scenario', 'lag p99 ms', 'zero lag after stop ms', 'target', 'result']];
+  return { rows, failures };
+}
+
+function lagTable(results: Measured[]): Table {
+  const rows = [['write scenario', 'lag p99 ms', 'zero lag after stop ms', 'target', 'result']];
+  let failures = 0;
   for (const r of results.filter((x) => x.lag)) {
     const ok = r.lag!.p99Ms < 200 && r.lag!.zeroAfterMs <= 1000;
     if (!ok) failures++;
-    lagRows.push([r.scenario, r.lag!.p99Ms.toFixed(0), r.lag!.zeroAfterMs.toFixed(0), 'p99 < 200, zero <= 1000', ok ? 'pass' : 'MISS']);
+    rows.push([r.scenario, r.lag!.p99Ms.toFixed(0), r.lag!.zeroAfterMs.toFixed(0), 'p99 < 200, zero <= 1000', ok ? 'pass' : 'MISS']);
   }
-  const memRows = [['process', 'RSS MB', 'private MB', 'mapped file MB', 'peak RSS MB', 'target', 'result']];
-  for (const m of loaded.memory) {
+  return { rows, failures };
+}
+
+function memoryTable(memory: Loaded['memory']): Table {
+  const rows = [['process', 'RSS MB', 'private MB', 'mapped file MB', 'peak RSS MB', 'target', 'result']];
+  let failures = 0;
+  for (const m of memory) {
     const ok = m.rss < 150;
     if (!ok) failures++;
-    memRows.push([m.node, m.rss.toFixed(0), m.anon.toFixed(0), m.file.toFixed(0), m.peak.toFixed(0), 'RSS < 150 MB', ok ? 'pass' : 'MISS']);
+    rows.push([m.node, m.rss.toFixed(0), m.anon.toFixed(0), m.file.toFixed(0), m.peak.toFixed(0), 'RSS < 150 MB', ok ? 'pass' : 'MISS']);
   }
+  return { rows, failures };
+}
+
+function report(settings: Settings, results: Measured[], loaded: Loaded, jsonFile: string | undefined): void {
+  const scenarios = scenarioTable(results, throughputTargets(results));
+  const lag = lagTable(results);
+  const memory = memoryTable(loaded.memory);
+  let failures = scenarios.failures + lag.failures + memory.failures;
   const g = loaded.loadedGet;
   const loadedBad = g.non2xx > 0 || g.errors > 0;
   if (loadedBad) failures++;
   const out = [
     `kvshard benchmark: ${settings.tool}, ${connections} connections, ${settings.durationS}s runs, ${settings.pairs} alternating pair(s) with a bare node:http reference`,
     '',
-    formatTable(rows),
+    formatTable(scenarios.rows),
     '',
-    formatTable(lagRows),
+    formatTable(lag.rows),
     '',
     `${settings.bulkKeys} keys loaded in ${(loaded.loadMs / 1000).toFixed(1)} s (${(settings.bulkKeys / (loaded.loadMs / 1000)).toFixed(0)} keys/s, durable), ` +
       `${loaded.keysLoaded} keys in the cluster; ` +
       `then GET at the owner: ${g.requestsPerSec.toFixed(0)} req/s, p99 ${g.p99Ms.toFixed(2)} ms${loadedBad ? ` INVALID (${g.non2xx} non-2xx, ${g.errors} errors)` : ''}`,
     '',
-    formatTable(memRows),
+    formatTable(memory.rows),
     '',
     failures === 0 ? 'all targets met' : `${failures} target(s) missed or run(s) invalid`,
   ].join('\n');

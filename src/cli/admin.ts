@@ -4,14 +4,11 @@
 import http from 'node:http';
 import axios, { type AxiosInstance } from 'axios';
 import type { Config } from '../core/config.js';
-import { slotCount } from '../core/limits.js';
+import { adminReplyBytesMax, adminTimeoutMs, slotCount } from '../core/limits.js';
 import { tokenHeader } from '../core/wire.js';
 import { digestPath } from '../replication/replication-protocol.js';
 import type { SlotRangeDigest } from '../storage/snapshot.js';
 
-/** Admin calls are one-off reads: a short timeout, a bounded reply (a per-slot digest of 256 slots fits). */
-const adminTimeoutMs = 10_000;
-const adminReplyBytesMax = 4 * 1024 * 1024;
 /** First pass: this many slot ranges; a differing range is then narrowed to single slots. */
 const digestBuckets = 64;
 

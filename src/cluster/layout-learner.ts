@@ -4,12 +4,39 @@
 import { layoutRecord, type Config, type LayoutRecord, type ShardConfig } from '../core/config.js';
 import type { MigrationRecord } from '../storage/migration-store.js';
 import type { Store } from '../storage/store.js';
-import type { ClusterView, LayoutAnswer, LayoutSync } from './layout-sync.js';
+import type { ClusterView, LayoutAnswer } from './cluster-view.js';
+import type { LayoutSync } from './layout-sync.js';
+import { newMigration } from './layout-start.js';
 import type { Migration } from './migration.js';
 
-/** The record of a migration that starts now, from the layout `previous` to the config's. */
-export function newMigration(previous: LayoutRecord, config: Config): MigrationRecord {
-  return { previous, topologyId: config.topologyId, startedAt: Date.now(), keysSent: 0, keysReceived: 0 };
+/** What a learner knows between answers: its own layout, the shard count, and the primaries found empty. */
+export interface LearnerKnowledge {
+  readonly topologyId: string;
+  readonly shardCount: number;
+  /** Primaries that answered with no keys, or still learning themselves. */
+  readonly emptyPeers: ReadonlySet<string>;
+}
+
+/** What one answer teaches: keys move here from a layout, nothing moves here, or not enough yet. */
+export type LearnerConclusion =
+  | { readonly kind: 'keys-move-here'; readonly previous: LayoutRecord; readonly why: string }
+  | { readonly kind: 'nothing-moves'; readonly why: string }
+  | { readonly kind: 'keep-waiting'; readonly emptyPeers: ReadonlySet<string> };
+
+/** What a primary still learning its layout concludes from `peer`'s answer (pure: no I/O). */
+export function learnFromAnswer(known: LearnerKnowledge, peer: string, role: 'primary' | 'replica', answer: LayoutAnswer): LearnerConclusion {
+  if (role !== 'primary') return { kind: 'keep-waiting', emptyPeers: known.emptyPeers };
+  if (answer.layout.topologyId === known.topologyId && answer.migratingFrom) {
+    return { kind: 'keys-move-here', previous: answer.migratingFrom, why: `${peer} migrates from it` };
+  }
+  if (answer.layout.topologyId === known.topologyId && answer.decided) return { kind: 'nothing-moves', why: `${peer} runs this layout with no migration` };
+  // A peer on another layout proves nothing by itself: it may be an old node not restarted yet (the first
+  // old node restarted with this layout records the migration and tells), or a newer one. Only a peer
+  // that is new too, or holds no keys, has nothing that could move here.
+  if (answer.decided && answer.keys > 0) return { kind: 'keep-waiting', emptyPeers: known.emptyPeers };
+  const emptyPeers = new Set(known.emptyPeers).add(peer);
+  if (emptyPeers.size === known.shardCount - 1) return { kind: 'nothing-moves', why: 'no other primary holds keys: a new cluster' };
+  return { kind: 'keep-waiting', emptyPeers };
 }
 
 /**
@@ -17,7 +44,7 @@ export function newMigration(previous: LayoutRecord, config: Config): MigrationR
  * whether keys move to it (and from which layout), then records that and starts the migration.
  */
 export class LayoutLearner {
-  private readonly emptyPeers = new Set<string>();
+  private emptyPeers: ReadonlySet<string> = new Set<string>();
   private deciding: Promise<void> | undefined;
 
   constructor(
@@ -31,16 +58,11 @@ export class LayoutLearner {
   ) {}
 
   async onAnswer(peer: ShardConfig, role: 'primary' | 'replica', answer: LayoutAnswer, sync: LayoutSync): Promise<void> {
-    if (this.view.decided || role !== 'primary') return;
-    const mine = this.config.topologyId;
-    if (answer.layout.topologyId === mine && answer.migratingFrom) return this.decide(answer.migratingFrom, `${peer.name} migrates from it`, sync);
-    if (answer.layout.topologyId === mine && answer.decided) return this.decide(undefined, `${peer.name} runs this layout with no migration`, sync);
-    // A peer on another layout proves nothing by itself: it may be an old node not restarted yet (the first
-    // old node restarted with this layout records the migration and tells), or a newer one. Only a peer
-    // that is new too, or holds no keys, has nothing that could move here.
-    if (answer.decided && answer.keys > 0) return;
-    this.emptyPeers.add(peer.name);
-    if (this.emptyPeers.size === this.config.shards.length - 1) return this.decide(undefined, 'no other primary holds keys: a new cluster', sync);
+    if (this.view.decided) return;
+    const known = { topologyId: this.config.topologyId, shardCount: this.config.shards.length, emptyPeers: this.emptyPeers };
+    const conclusion = learnFromAnswer(known, peer.name, role, answer);
+    if (conclusion.kind === 'keep-waiting') this.emptyPeers = conclusion.emptyPeers;
+    else await this.decide(conclusion.kind === 'keys-move-here' ? conclusion.previous : undefined, conclusion.why, sync);
   }
 
   /** The first batch from a previous owner also tells which layout keys move from. */
@@ -50,14 +72,11 @@ export class LayoutLearner {
 
   private decide(previous: LayoutRecord | undefined, why: string, sync: LayoutSync | undefined): Promise<void> {
     this.deciding ??= (async () => {
-      const record = previous ? newMigration(previous, this.config) : undefined;
+      const record = previous ? newMigration(previous, this.config.topologyId, Date.now()) : undefined;
       await this.store.recordTopology(layoutRecord(this.config), record);
-      if (record) {
-        const migration = this.migrationOf(record);
-        this.view.migration = migration;
-        void this.serving.then(() => migration.start());
-      }
-      this.view.decided = true;
+      const migration = record ? this.migrationOf(record) : undefined;
+      if (migration) void this.serving.then(() => migration.start());
+      this.view.layoutDecided(migration);
       this.log(previous ? `joining: keys move here from topology ${previous.topologyId} (${why})` : `layout settled: nothing moves here (${why})`);
       // Tell every node about the migration, so that ones still on the old layout stop serving.
       if (record) sync?.announce();

@@ -19,148 +19,26 @@
 //   for its own keys with 503 layout_pending, since they may still be on their previous owner. When no
 //   other primary holds any key (all as new as itself), the cluster is new and nothing moves.
 
-import { setTimeout as sleep } from 'node:timers/promises';
+import { Backoff, sleep } from '../core/backoff.js';
 import type { ServerResponse } from 'node:http';
 import express, { type Router } from 'express';
-import { canonicalAddress, configName, type Config, type LayoutRecord, type ShardConfig } from '../core/config.js';
+import { canonicalAddress, type ShardConfig } from '../core/config.js';
+import type { ClusterView, LayoutAnnouncement, LayoutAnswer } from './cluster-view.js';
 import { BadRequestError } from '../core/errors.js';
 import { sendJson, type BodyRequest } from '../core/http-reply.js';
 import {
   layoutAnnounceAttemptsMax,
   layoutBodyBytesMax,
   layoutRecheckMs,
+  layoutSocketsMax,
   migrationBackoffFirstMs,
   migrationBackoffMaxMs,
   migrationRequestTimeoutMs,
 } from '../core/limits.js';
-import { decodeLayoutRecord, type Migration } from './migration.js';
+import { decodeLayoutRecord } from './migration.js';
 import { InternalClient } from '../peer/internal-client.js';
 
 export const layoutPath = '/internal/layout';
-
-export interface LayoutAnnouncement {
-  /** `<shard>/<role>` of the sender. */
-  readonly from: string;
-  /** The sender's address: the receiver acts only when its own config gives it to `from`. */
-  readonly address: string;
-  readonly topologyId: string;
-  /** The layout the sender migrates from, if it is migrating. */
-  readonly previousTopologyId: string | null;
-}
-
-export interface LayoutAnswer {
-  readonly node: string;
-  /** Whether this node knows its layout history (false: a primary just added, still learning). */
-  readonly decided: boolean;
-  readonly layout: LayoutRecord;
-  /** The layout this node migrates from, while its migration runs. */
-  readonly migratingFrom: LayoutRecord | null;
-  /** Keys this node holds. */
-  readonly keys: number;
-}
-
-/** Why a node refuses data requests because the cluster moved on from its layout, and who said so. */
-export interface Fence {
-  readonly reason: string;
-  /** The address of the member whose layout made this node stale. */
-  readonly byAddress: string;
-  /** The newer layout that member runs. */
-  readonly topologyId: string;
-}
-
-/** One node's view of the layout: what it runs, whether it is stale, and its migration if any. */
-export class ClusterView {
-  /** Set while this node must not serve data requests (it runs an outdated layout). */
-  fenced: Fence | undefined;
-  /** Called when this node becomes stale, so it starts asking whether that still holds. */
-  onFenced: (() => void) | undefined;
-  /** Announcements from unexpected senders already logged, so each is logged once. */
-  private readonly untrusted = new Set<string>();
-  /** Whether a replica's primary runs another layout: set from its replication messages. */
-  primaryMismatch: string | undefined;
-  /** On a replica: whether its primary said keys may still be moving to it (undefined: not heard yet). */
-  primaryMigrating: boolean | undefined;
-  /** Called when a peer announces itself (a node still learning its layout asks it again). */
-  onPeerAnnounced: (() => void) | undefined;
-  migration: Migration | undefined;
-
-  constructor(
-    readonly config: Config,
-    /** This node's own layout: the config's, or for a draining shard its previous one plus the config's topology. */
-    readonly layout: LayoutRecord,
-    readonly node: string,
-    /** False for a primary just added that still has to learn whether keys move to it. */
-    public decided: boolean,
-    private readonly log: (message: string) => void,
-    private readonly keyCount: () => number,
-  ) {}
-
-  /** The reason this node refuses data requests, if any. */
-  refusal(): string | undefined {
-    return this.fenced?.reason ?? this.primaryMismatch;
-  }
-
-  announcement(address: string): LayoutAnnouncement {
-    return {
-      from: this.node,
-      address,
-      topologyId: this.config.topologyId,
-      previousTopologyId: this.migration?.active() ? this.migration.previous.topologyId : null,
-    };
-  }
-
-  /**
-   * Whether this node's own layouts (its config, and while migrating the previous one) give `address` to
-   * `node` (`<shard>/<role>`; a drain runs at its shard's old primary address). Logs a sender it does not
-   * trust, once.
-   */
-  trusts(node: string, address: string): boolean {
-    const [name, role] = node.split('/');
-    const want = canonicalAddress(address);
-    for (const shards of [this.config.shards, this.layout.shards, this.migration?.previous.shards ?? []]) {
-      for (const shard of shards) {
-        if (shard.name === name && canonicalAddress(role === 'replica' ? shard.replica : shard.address) === want) return true;
-      }
-    }
-    const key = `${node} ${address}`;
-    if (!this.untrusted.has(key) && this.untrusted.size < untrustedLoggedMax) {
-      this.untrusted.add(key);
-      this.log(`ignoring layout news from ${node} at ${address}: this node's ${configName(this.config)} does not put ${node} there`);
-    }
-    return false;
-  }
-
-  answer(): LayoutAnswer {
-    return {
-      node: this.node,
-      decided: this.decided,
-      layout: this.layout,
-      migratingFrom: this.migration?.active() ? this.migration.previous : null,
-      keys: this.keyCount(),
-    };
-  }
-
-  /** A trusted peer (at `address`) migrates away from this node's layout: this node is stale. */
-  noteStale(peer: string, address: string, peerTopologyId: string, previousTopologyId: string | null): void {
-    if (this.fenced || previousTopologyId !== this.config.topologyId || peerTopologyId === this.config.topologyId) return;
-    const reason =
-      `${this.node} runs topology ${this.config.topologyId} (${configName(this.config)}), but ${peer} has moved the cluster on to ` +
-      `topology ${peerTopologyId}; restart this node with the new sharding.toml`;
-    this.fenced = { reason, byAddress: address, topologyId: peerTopologyId };
-    this.log(`refusing data requests from now on: ${reason}`);
-    this.onFenced?.();
-  }
-
-  /** The newer layout is gone from every member this node reaches: serve again. */
-  unfence(why: string): void {
-    if (!this.fenced) return;
-    this.log(`serving data requests again: ${why}`);
-    this.fenced = undefined;
-  }
-}
-
-/** Distinct untrusted senders logged at most (a bound on the set that remembers them). */
-const untrustedLoggedMax = 64;
 
 /** The internal endpoint every node serves: read a peer's announcement, answer with this node's layout. */
 export function layoutRouter(view: ClusterView): Router {
@@ -176,9 +54,9 @@ export function layoutRouter(view: ClusterView): Router {
       throw new BadRequestError('a layout announcement needs from, address, topologyId and previousTopologyId');
     }
     const trusted = view.trusts(body.from, body.address);
-    if (trusted) view.noteStale(body.from, body.address, body.topologyId, body.previousTopologyId);
+    if (trusted) view.markStale(body.from, body.address, body.topologyId, body.previousTopologyId);
     sendJson(res, 200, view.answer());
-    if (trusted) view.onPeerAnnounced?.();
+    if (trusted) view.peerAnnounced();
   });
   return router;
 }
@@ -220,7 +98,7 @@ export class LayoutSync {
       token: options.token,
       timeoutMs: migrationRequestTimeoutMs,
       replyBytesMax: layoutBodyBytesMax,
-      socketsMax: 4,
+      socketsMax: layoutSocketsMax,
       signal: this.abort.signal,
     });
   }
@@ -269,17 +147,16 @@ export class LayoutSync {
   }
 
   private async announceTo(shard: ShardConfig, role: 'primary' | 'replica', address: string): Promise<void> {
-    let backoff = migrationBackoffFirstMs;
+    const backoff = new Backoff(migrationBackoffFirstMs, migrationBackoffMaxMs, this.abort.signal);
     for (let attempt = 0; attempt < layoutAnnounceAttemptsMax && !this.closed; attempt++) {
       const answer = await this.exchange(shard, address);
       if (answer) {
-        this.options.view.noteStale(answer.node, address, answer.layout.topologyId, answer.migratingFrom?.topologyId ?? null);
+        this.options.view.markStale(answer.node, address, answer.layout.topologyId, answer.migratingFrom?.topologyId ?? null);
         await this.options.onAnswer(shard, role, answer);
         return;
       }
       if (this.closed) return;
-      await sleep(backoff, undefined, { signal: this.abort.signal }).catch(() => undefined);
-      backoff = Math.min(backoff * 2, migrationBackoffMaxMs);
+      await backoff.wait();
     }
   }
 
@@ -293,15 +170,15 @@ export class LayoutSync {
     if (this.recheck || this.closed) return;
     const { view } = this.options;
     this.recheck = (async () => {
-      while (!this.closed && view.fenced) {
-        await sleep(layoutRecheckMs, undefined, { signal: this.abort.signal }).catch(() => undefined);
-        const fence = view.fenced;
+      while (!this.closed && view.fence) {
+        await sleep(layoutRecheckMs, this.abort.signal);
+        const fence = view.fence;
         if (this.closed || !fence) break;
         const answers = await Promise.all(this.peers().map(async (peer) => ({ peer, answer: await this.exchange(peer.shard, peer.address) })));
         const fencer = answers.find((a) => canonicalAddress(a.peer.address) === canonicalAddress(fence.byAddress))?.answer;
         const newerStillRuns = answers.some((a) => a.answer?.layout.topologyId === fence.topologyId);
         if (fencer && fencer.layout.topologyId !== fence.topologyId && !newerStillRuns) {
-          view.unfence(`${fencer.node} at ${fence.byAddress} runs topology ${fencer.layout.topologyId} now, and no member reached runs ${fence.topologyId}`);
+          view.clearStale(`${fencer.node} at ${fence.byAddress} runs topology ${fencer.layout.topologyId} now, and no member reached runs ${fence.topologyId}`);
         }
       }
       this.recheck = undefined;

@@ -11,20 +11,24 @@
 // previous owner for them. Each side keeps its progress in LMDB, so after a kill -9 it resumes where it
 // stood: a re-sent key is skipped by the receiver, a re-sent slot already received is ignored.
 
+import { Backoff, sleep } from '../core/backoff.js';
 import { pack, unpack } from 'msgpackr';
 import type { Config, LayoutRecord, ShardConfig } from '../core/config.js';
 import { BadRequestError, TopologyMismatchError } from '../core/errors.js';
 import { InternalClient } from '../peer/internal-client.js';
 import {
+  internalReplyBytesMax,
   keyBytesMax,
   migrationBackoffFirstMs,
   migrationBackoffMaxMs,
   migrationBatchBytesMax,
+  migrationFinishedPollMs,
   migrationRequestTimeoutMs,
+  migrationSocketsMax,
   slotCount,
   valueBytesMax,
 } from '../core/limits.js';
-import { slotTable } from '../core/slots.js';
+import { nextSendSlots, planMigration } from './migration-plan.js';
 import type { MigrationRecord } from '../storage/migration-store.js';
 import type { Store } from '../storage/store.js';
 
@@ -99,19 +103,6 @@ export function decodeMigrate(body: Buffer): MigrateMessage {
   };
 }
 
-/** The shard names owning each slot in a layout. */
-function slotOwnerNames(shards: readonly ShardConfig[]): string[] {
-  const owners = slotTable(shards.length);
-  return Array.from(owners, (idx) => shards[idx]!.name);
-}
-
-/** How many slots change owner between two layouts: the moved fraction of a resize. */
-export function movedSlotCount(previous: readonly ShardConfig[], next: readonly ShardConfig[]): number {
-  const before = slotOwnerNames(previous);
-  const after = slotOwnerNames(next);
-  return before.reduce((n, name, slot) => (name !== after[slot] ? n + 1 : n), 0);
-}
-
 export interface MigrationOptions {
   readonly store: Store;
   readonly config: Config;
@@ -130,10 +121,10 @@ export class Migration {
   private readonly previousShards: readonly ShardConfig[];
   private readonly previousOwners: Uint16Array;
   /** 1 while a slot still has to arrive here. */
-  private readonly incoming = new Uint8Array(slotCount);
+  private readonly incoming: Uint8Array;
   /** 1 while a slot still has to be sent from here. */
-  private readonly outgoing = new Uint8Array(slotCount);
-  private readonly newOwnerNames: string[];
+  private readonly outgoing: Uint8Array;
+  private readonly newOwnerNames: readonly string[];
   private readonly slotsToReceive: number;
   private readonly slotsToSend: number;
   private incomingLeft = 0;
@@ -145,41 +136,31 @@ export class Migration {
   private readonly abort = new AbortController();
   private readonly http: InternalClient;
   private lastError: string | undefined;
-  private wake: (() => void) | undefined;
 
   constructor(private readonly options: MigrationOptions) {
     const { store, config, self, record } = options;
     this.previousShards = record.previous.shards;
-    this.previousOwners = slotTable(this.previousShards.length);
-    const before = slotOwnerNames(this.previousShards);
-    this.newOwnerNames = slotOwnerNames(config.shards);
-    const received = store.migratedSlotSet('in');
-    const sent = store.migratedSlotSet('out');
-    let toReceive = 0;
-    let toSend = 0;
-    for (let slot = 0; slot < slotCount; slot++) {
-      const from = before[slot]!;
-      const to = this.newOwnerNames[slot]!;
-      if (from === to) continue;
-      if (to === self) {
-        toReceive++;
-        if (!received[slot]) this.incoming[slot] = 1;
-      }
-      if (from === self) {
-        toSend++;
-        if (!sent[slot]) this.outgoing[slot] = 1;
-      }
-    }
-    this.slotsToReceive = toReceive;
-    this.slotsToSend = toSend;
+    const plan = planMigration({
+      previous: this.previousShards,
+      next: config.shards,
+      self,
+      received: store.migratedSlotSet('in'),
+      sent: store.migratedSlotSet('out'),
+    });
+    this.previousOwners = plan.previousOwners;
+    this.newOwnerNames = plan.newOwnerNames;
+    this.incoming = plan.incoming;
+    this.outgoing = plan.outgoing;
+    this.slotsToReceive = plan.slotsToReceive;
+    this.slotsToSend = plan.slotsToSend;
     this.incomingLeft = this.incoming.reduce((n, v) => n + v, 0);
     this.outgoingLeft = this.outgoing.reduce((n, v) => n + v, 0);
     this.finishedAt = record.finishedAt;
     this.http = new InternalClient({
       token: options.token,
       timeoutMs: migrationRequestTimeoutMs,
-      replyBytesMax: 64 * 1024,
-      socketsMax: 2,
+      replyBytesMax: internalReplyBytesMax,
+      socketsMax: migrationSocketsMax,
       signal: this.abort.signal,
     });
   }
@@ -237,14 +218,10 @@ export class Migration {
 
   private async run(): Promise<void> {
     const { store, config, self } = this.options;
-    let backoff = migrationBackoffFirstMs;
+    const backoff = new Backoff(migrationBackoffFirstMs, migrationBackoffMaxMs, this.abort.signal);
     while (!this.closed && this.outgoingLeft > 0) {
-      const first = this.outgoing.indexOf(1);
-      const target = config.shards.find((s) => s.name === this.newOwnerNames[first])!;
-      const slots: number[] = [];
-      for (let slot = first; slot < slotCount; slot++) {
-        if (this.outgoing[slot] === 1 && this.newOwnerNames[slot] === target.name) slots.push(slot);
-      }
+      const { to, slots } = nextSendSlots(this.outgoing, this.newOwnerNames)!;
+      const target = config.shards.find((s) => s.name === to)!;
       const chunk = store.outgoingChunk(slots, config.migration.batchKeys, migrationBatchBytesMax);
       const message: MigrateMessage = {
         from: self,
@@ -261,11 +238,10 @@ export class Migration {
         const reason = (err as Error).message;
         if (reason !== this.lastError) this.options.log(`migration batch to ${target.name} at ${target.address} failed, retrying: ${reason}`);
         this.lastError = reason;
-        await this.sleep(backoff);
-        backoff = Math.min(backoff * 2, migrationBackoffMaxMs);
+        await backoff.wait();
         continue;
       }
-      backoff = migrationBackoffFirstMs;
+      backoff.reset();
       this.lastError = undefined;
       await store.removeMigrated(
         chunk.pairs.map(([key]) => key),
@@ -276,7 +252,7 @@ export class Migration {
         this.outgoingLeft--;
       }
       this.options.onCommit();
-      if (config.migration.batchPauseMs > 0) await this.sleep(config.migration.batchPauseMs);
+      if (config.migration.batchPauseMs > 0) await sleep(config.migration.batchPauseMs, this.abort.signal);
     }
     this.maybeFinish();
   }
@@ -284,16 +260,6 @@ export class Migration {
   private async send(target: ShardConfig, message: MigrateMessage): Promise<void> {
     const response = await this.http.post<MigrateReply & { message?: string }>(target.address, migratePath, pack(message));
     if (response.status !== 200) throw new Error(`HTTP ${response.status}: ${response.data?.message ?? 'no message'}`);
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
   }
 
   private maybeFinish(): void {
@@ -314,7 +280,7 @@ export class Migration {
   async finished(): Promise<boolean> {
     while (!this.closed) {
       if (this.finishedAt !== undefined) return true;
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(migrationFinishedPollMs, this.abort.signal);
     }
     return false;
   }
@@ -340,7 +306,6 @@ export class Migration {
   async close(): Promise<void> {
     this.closed = true;
     this.abort.abort();
-    this.wake?.();
     await this.loop;
     await this.finishing;
     this.http.close();

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { parse, TomlError } from 'smol-toml';
-import { configBytesMax, logRetentionBytesDefault, migrationBatchKeysDefault, migrationBatchKeysMax, shardCountMax } from './limits.js';
+import { configBytesMax, logRetentionBytesDefault, migrationBatchKeysDefault, migrationBatchKeysMax, shardCountMax, tokenCharsMin } from './limits.js';
 import { slotTable } from './slots.js';
 
 export interface ShardConfig {
@@ -46,6 +46,9 @@ export interface MigrationSettings {
   readonly batchPauseMs: number;
 }
 
+/** The part a process plays in its shard: its primary, its replica, or a drain (a shard removed from the config). */
+export type RoleName = 'primary' | 'replica' | 'drain';
+
 /** What a node remembers of a layout: enough to route by it and to reach its nodes. */
 export interface LayoutRecord {
   readonly topologyId: string;
@@ -68,8 +71,6 @@ const shardKeys = new Set(['name', 'idx', 'address', 'replica']);
 const topLevelKeys = new Set(['shards', 'token', 'replication', 'migration']);
 const replicationKeys = new Set(['log_retention_bytes']);
 const migrationKeys = new Set(['batch_keys', 'batch_pause_ms']);
-/** Short secrets are guessable; 16 characters is the least a generated token has. */
-const tokenCharsMin = 16;
 const shardNamePattern = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 const hostnamePattern = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 

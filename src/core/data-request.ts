@@ -3,18 +3,11 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BadRequestError, ClientFaultError, MethodNotAllowedError, OverloadedError, PayloadTooLargeError, RequestTimeoutError } from './errors.js';
-import { bodyStallMs, keyBytesMax, parameterNameCharsMax, valueBytesMax } from './limits.js';
+import { bodyStallMs, discardBytesMax, keyBytesMax, parameterNameCharsMax, valueBytesMax } from './limits.js';
+import { internalMarks, type ForwardMarker, type InternalMarks } from './internal-marks.js';
 import { keySlot } from './slots.js';
-import { forwardedByHeader, forwardedTopologyHeader, previousOwnerReadHeader, tokenHeader } from './wire.js';
 
 export type DataOp = 'get' | 'set' | 'delete';
-
-export interface ForwardMarker {
-  /** `<shard>/<role>` of the node that forwarded the request. */
-  readonly by: string;
-  /** The sender's config topologyId. */
-  readonly topologyId: string;
-}
 
 export interface DataRequest {
   readonly op: DataOp;
@@ -113,12 +106,6 @@ export function keyBytes(keyText: string | undefined): Buffer {
   }
   return key;
 }
-
-/**
- * A refused body is still read and discarded up to this many bytes, so the client receives the 413
- * instead of a reset connection; past it the connection is closed.
- */
-const discardBytesMax = 64 * 1024 * 1024;
 
 /** After refusing a body, lets the rest of it drain (bounded) so the error reaches the client. */
 function discardRest(req: IncomingMessage): void {
@@ -295,7 +282,7 @@ export function parseDataRequest(
   if (!route.methods.includes(method)) throw new MethodNotAllowedError(method, path, route.methods);
   const { keyText, valueText, extra } = dataParams(query, route);
   const key = keyBytes(keyText);
-  const marks = internalMarks(req, context);
+  const marks = internalMarks(req, context.isClusterToken);
   if (route.op === 'set' && method === 'POST') {
     return readBody(req, res, valueBytesMax, context.budget).then((body) => {
       if (valueText !== undefined && body.length > 0) {
@@ -308,60 +295,6 @@ export function parseDataRequest(
   if (route.op === 'set' && valueText === undefined) throw new BadRequestError('missing parameter: value (or POST the value as the body)');
   const value = route.op === 'set' ? Buffer.from(valueText!, 'utf8') : undefined;
   return build(route.op, method as DataRequest['method'], extra, keyText!, key, value, false, marks);
-}
-
-interface InternalMarks {
-  readonly forwarded: ForwardMarker | undefined;
-  readonly previousOwnerRead: boolean;
-}
-
-const noMarks: InternalMarks = { forwarded: undefined, previousOwnerRead: false };
-/** `<shard>/<role>`, as nodes write it: anything else in the header is not from a node. */
-const forwardedByPattern = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\/(primary|replica|drain)$/;
-const topologyIdPattern = /^[0-9a-f]{12}$/;
-
-/**
- * The cluster's marks among a request's headers, and whether it has a Host header. Read from rawHeaders:
- * `req.headers` would build an object of every header on each request only to look up names that
- * client requests never carry. A repeated header counts once (its first occurrence).
- *
- * The marks change how a node answers (never forward again, answer from data the config no longer
- * routes here), so they count only on requests that carry the cluster token, which nodes send with
- * every forwarded request; from anyone else they are refused, and their values never go into a reply.
- */
-// biome-ignore lint/complexity/noExcessiveCognitiveComplexity: over the bound (28); issue 14's later phase splits it by header
-function internalMarks(req: IncomingMessage, context: ParseContext): InternalMarks {
-  let by: string | undefined;
-  let topologyId: string | undefined;
-  let previousOwnerRead: string | undefined;
-  let token: string | undefined;
-  let host = false;
-  const raw = req.rawHeaders;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!;
-    const first = name.charCodeAt(0) | 0x20;
-    if (first === 0x68 && name.length === 4) {
-      host ||= name.toLowerCase() === 'host';
-      continue;
-    }
-    // Every mark starts with "x-kv-"; skip the rest without lower-casing them.
-    if (name.length < 6 || first !== 0x78) continue;
-    const lower = name.toLowerCase();
-    if (lower === forwardedByHeader) by ??= raw[i + 1];
-    else if (lower === forwardedTopologyHeader) topologyId ??= raw[i + 1];
-    else if (lower === previousOwnerReadHeader) previousOwnerRead ??= raw[i + 1];
-    else if (lower === tokenHeader) token ??= raw[i + 1];
-  }
-  if (!host && req.httpVersionMinor === 1 && req.httpVersionMajor === 1) throw new BadRequestError('an HTTP/1.1 request needs a Host header');
-  if (by === undefined && topologyId === undefined && previousOwnerRead === undefined) return noMarks;
-  const name = by !== undefined ? forwardedByHeader : topologyId !== undefined ? forwardedTopologyHeader : previousOwnerReadHeader;
-  if (token === undefined || !context.isClusterToken(token)) {
-    throw new BadRequestError(`header ${name} is internal to the cluster: it counts only with the cluster token`);
-  }
-  if (by === undefined || !forwardedByPattern.test(by) || (topologyId !== undefined && !topologyIdPattern.test(topologyId))) {
-    throw new BadRequestError(`malformed internal headers ${forwardedByHeader} and ${forwardedTopologyHeader}`);
-  }
-  return { forwarded: { by, topologyId: topologyId ?? 'unknown' }, previousOwnerRead: previousOwnerRead === '1' };
 }
 
 function build(

@@ -57,6 +57,21 @@ export const connectionsMax = 4_096;
 /** Requests pipelined on one connection wait behind the one in progress; more than this are refused. */
 export const pipelinedRequestsMax = 128;
 
+/** Room for headers and a JSON envelope around the largest value, in a forwarded request's reply. */
+export const forwardReplyBytesMax = valueBytesMax + 64 * 1024;
+
+/**
+ * A reply to a node-to-node request that carries no data (a replication or migration acknowledgement,
+ * a health check, a replica's state) is a short JSON object; a longer one is not from kvshard.
+ */
+export const internalReplyBytesMax = 64 * 1024;
+
+/**
+ * A refused client body is still read and discarded up to this many bytes, so the client receives the 413
+ * instead of a reset connection; past it the connection is closed.
+ */
+export const discardBytesMax = 64 * 1024 * 1024;
+
 /** A forwarded request that takes longer than this is answered 504: the client can retry elsewhere. */
 export const forwardTimeoutMs = 5_000;
 
@@ -115,6 +130,18 @@ export const clientFaultLogLinesPerS = 20;
 /** On SIGTERM, in-flight requests get this long to finish before their sockets are closed. */
 export const shutdownDrainMs = 5_000;
 
+/** How long a process that finds the data dir lock taken waits for the holder to say who it is. */
+export const lockHolderAnswerTimeoutMs = 2_000;
+/** The lock holder's answer is one short line; anything longer is not a kvshard lock. */
+export const lockHolderAnswerBytesMax = 1_024;
+
+/** Admin calls are one-off reads: a short timeout, a bounded reply (a per-slot digest of 256 slots fits). */
+export const adminTimeoutMs = 10_000;
+export const adminReplyBytesMax = 4 * 1024 * 1024;
+
+/** Short secrets are guessable; 16 characters is the least a generated token has. */
+export const tokenCharsMin = 16;
+
 /**
  * A replication batch carries at most this many log entries and, past its first entry, at most this many
  * bytes (raft's Inflights idea: a bounded amount in flight). One entry alone may exceed the byte bound,
@@ -140,6 +167,8 @@ export const recoveryBackoffFirstMs = 50;
  */
 export const recoveryConfirmWaitMs = 5_000;
 export const recoveryBackoffMaxMs = 1_000;
+/** A primary asks its replica's state over one socket: it asks once at a time. */
+export const recoverySocketsMax = 1;
 export const recoveryWaitLogEveryMs = 30_000;
 
 /**
@@ -174,6 +203,12 @@ export const logTrimEntriesMin = 1_000;
 
 /** Timeout of one replication request; a replica slower than this is treated as unreachable and retried. */
 export const replicationRequestTimeoutMs = 10_000;
+
+/** Sockets from a primary to its replica: the sender sends one request at a time; one spare for reconnecting. */
+export const replicationSocketsMax = 2;
+
+/** A closing sender checks this often whether its replica has caught up (within shutdownDrainMs). */
+export const replicationClosePollMs = 10;
 
 /** Retry backoff after a failed replication request: doubles from the first value up to the cap. */
 export const replicationBackoffFirstMs = 50;
@@ -213,6 +248,12 @@ export const migrationBatchBytesMax = 4 * 1024 * 1024;
 /** Timeout of one migration request or layout exchange; slower peers are retried with backoff. */
 export const migrationRequestTimeoutMs = 10_000;
 
+/** Sockets of one migration sender: it sends one batch at a time; one spare for reconnecting. */
+export const migrationSocketsMax = 2;
+
+/** A drain checks this often whether its migration has finished, to exit once it has. */
+export const migrationFinishedPollMs = 100;
+
 /** Retry backoff of migration senders and layout announcements: doubles up to the cap. */
 export const migrationBackoffFirstMs = 50;
 export const migrationBackoffMaxMs = 2_000;
@@ -222,6 +263,12 @@ export const layoutAnnounceAttemptsMax = 40;
 
 /** A node that refuses data requests because of a newer layout asks its peers this often whether it still must. */
 export const layoutRecheckMs = 2_000;
+
+/** Sockets for layout exchanges: a round asks every peer at once, a few at a time is enough for their short bodies. */
+export const layoutSocketsMax = 4;
+
+/** Distinct untrusted senders of layout news logged at most (a bound on the set that remembers them). */
+export const untrustedLoggedMax = 64;
 
 /** The largest layout-exchange body: a full shard list of shardCountMax entries. */
 export const layoutBodyBytesMax = 512 * 1024;

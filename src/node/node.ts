@@ -1,5 +1,5 @@
-// One kvshard process: a primary or a replica of one shard. Owns its data dir's lock, its store,
-// forwarder, replication task and HTTP server.
+// One kvshard process: a primary, a replica or a drain of one shard. Owns its data dir's lock, its store,
+// forwarder, layout exchange and HTTP server, and the parts its role's factory (role-factories.ts) built.
 //
 // Start-up order: the config is valid (cli.ts), the data dir exists (mode 700) and is locked, the
 // address is bound, then LMDB opens; a step that fails undoes the ones before it, so a refused start
@@ -7,26 +7,19 @@
 // and replication (bounded), close LMDB, free the lock.
 
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
-import type { Server, ServerResponse } from 'node:http';
+import type { Server } from 'node:http';
 import { join } from 'node:path';
-import express, { type Router } from 'express';
-import { ConfigError, layoutRecord, parseAddress, type Config, type LayoutRecord, type ShardConfig } from '../core/config.js';
+import express from 'express';
+import { ConfigError, layoutRecord, parseAddress, type Config, type RoleName, type ShardConfig } from '../core/config.js';
+import { shutdownDrainMs } from '../core/limits.js';
 import { createPrivateDir, DataDirLock, StartupError } from '../storage/data-dir-lock.js';
-import { PrimaryRecoveringError, TopologyMismatchError } from '../core/errors.js';
-import { Forwarder } from '../peer/forwarder.js';
-import { sendJson, type BodyRequest } from '../core/http-reply.js';
-import { createServer, serveHttpApi } from '../server/http-api.js';
-import { ClusterView, LayoutSync, layoutRouter } from '../cluster/layout-sync.js';
-import { internalBodyBytesMax, shutdownDrainMs } from '../core/limits.js';
-import { LayoutLearner, newMigration } from '../cluster/layout-learner.js';
-import { decodeMigrate, Migration, migratePath } from '../cluster/migration.js';
-import { PrimaryRecovery } from '../replication/primary-recovery.js';
-import { replicaRouter, type ReplicaEndpoints, type ReplicaProgress } from '../replication/replication-receiver.js';
-import { ReplicationSender } from '../replication/replication-sender.js';
-import { drainStatus, primaryStatus, replicaStatus } from './status.js';
-import { drainRole, primaryRole, replicaRole, type RoleContext, type RoleName } from './roles.js';
-import type { MigrationRecord } from '../storage/migration-store.js';
 import { Store } from '../storage/store.js';
+import { Forwarder } from '../peer/forwarder.js';
+import { ClusterView } from '../cluster/cluster-view.js';
+import { LayoutSync, layoutRouter } from '../cluster/layout-sync.js';
+import { decideLayoutStart } from '../cluster/layout-start.js';
+import { createServer, serveHttpApi } from '../server/http-api.js';
+import { roleFactories, type LayoutStanding, type RoleParts } from './role-factories.js';
 
 export interface NodeOptions {
   readonly config: Config;
@@ -44,7 +37,7 @@ export interface NodeOptions {
 
 /** The LMDB environment of one member: `<data dir>/<shard>-primary` (also for a drain) or `-replica`. */
 export function nodeDataPath(dataDir: string, shard: string, role: RoleName): string {
-  return join(dataDir, `${shard}-${role === 'replica' ? 'replica' : 'primary'}`);
+  return join(dataDir, `${shard}-${roleFactories[role].dataDirSuffix}`);
 }
 
 /** Binds `address`, turning the usual refusals into one line for the operator. */
@@ -67,58 +60,23 @@ async function listenOn(server: Server, address: string): Promise<void> {
   }
 }
 
-interface LayoutStart {
-  /** False for a primary just added, which learns from its peers whether keys move to it. */
-  readonly decided: boolean;
-  /** The migration under way (or the last one, finished), if any. */
-  readonly record: MigrationRecord | undefined;
-}
-
-/**
- * Compares the layout the store last ran with to the config's. A primary (or a drain) whose layout
- * changed records a migration from the old layout before it serves anything; a migration still under
- * way must finish before the layout may change again.
- */
-async function prepareLayout(store: Store, config: Config, name: string, role: RoleName): Promise<LayoutStart> {
-  const current = layoutRecord(config);
-  const stored = store.topology();
-  const existing = store.migration();
-  if (existing && existing.finishedAt === undefined) {
-    if (existing.topologyId !== config.topologyId) {
-      throw new ConfigError([
-        `${config.file}: shards: ${name} (${store.path}) is still moving keys from topology ${existing.previous.topologyId} to ` +
-          `${existing.topologyId}, and this config is a third layout (${config.topologyId}); start with the config of ` +
-          `${existing.topologyId} until its /status shows the migration done, then change the layout again`,
-      ]);
-    }
-    return { decided: true, record: existing };
+/** Decides the start-up layout (see layout-start.ts) from the store and the config, and records what it decides. */
+async function prepareLayout(store: Store, config: Config, name: string, role: RoleName): Promise<LayoutStanding> {
+  const start = decideLayoutStart({ config, name, role, path: store.path, stored: store.topology(), migration: store.migration(), now: Date.now() });
+  switch (start.kind) {
+    case 'refuse':
+      throw new ConfigError([start.message]);
+    case 'learn-from-peers':
+      return { decided: false, record: undefined };
+    case 'start-as-is':
+      return { decided: true, record: start.record };
+    case 'record-layout':
+      await store.recordTopology(layoutRecord(config));
+      return { decided: true, record: start.record };
+    case 'start-migration':
+      await store.recordTopology(layoutRecord(config), start.record);
+      return { decided: true, record: start.record };
   }
-  if (stored && !stored.shards && stored.topologyId !== config.topologyId) {
-    throw new ConfigError([`${config.file}: shards: ${store.path} was written by a kvshard without online resize; start it with its old config`]);
-  }
-  if (role === 'drain') {
-    if (!stored?.shards?.some((s) => s.name === name)) {
-      throw new ConfigError([`${store.path}: holds no layout that names ${name}: there is nothing to drain`]);
-    }
-    const record = newMigration(stored, config);
-    await store.recordTopology(current, record);
-    return { decided: true, record };
-  }
-  if (!stored) {
-    if (role === 'replica' || config.shards.length === 1) {
-      await store.recordTopology(current);
-      return { decided: true, record: undefined };
-    }
-    return { decided: false, record: undefined };
-  }
-  if (stored.topologyId === config.topologyId || role === 'replica') {
-    // Also upgrades a record without the shard list (written before online resize existed).
-    if (stored.topologyId !== config.topologyId || !stored.shards) await store.recordTopology(current);
-    return { decided: true, record: existing };
-  }
-  const record = newMigration(stored as LayoutRecord, config);
-  await store.recordTopology(current, record);
-  return { decided: true, record };
 }
 
 /** What a running node owns, closed in order by KvNode.close(). */
@@ -127,9 +85,7 @@ interface NodeParts {
   readonly server: Server;
   readonly store: Store;
   readonly forwarder: Forwarder;
-  readonly sender: ReplicationSender | undefined;
-  readonly recovery: PrimaryRecovery | undefined;
-  readonly replicaEndpoints: ReplicaEndpoints | undefined;
+  readonly role: RoleParts;
   readonly view: ClusterView;
   readonly sync: LayoutSync;
 }
@@ -145,7 +101,8 @@ export class KvNode {
 
   static async start(options: NodeOptions): Promise<KvNode> {
     const { shard, role, dataDir } = options;
-    const address = role === 'replica' ? shard.replica : shard.address;
+    const factory = roleFactories[role];
+    const address = factory.address(shard);
     const path = nodeDataPath(dataDir, shard.name, role);
     const undo: (() => unknown)[] = [];
     try {
@@ -158,7 +115,7 @@ export class KvNode {
       const server = createServer(options.log);
       await listenOn(server, address);
       undo.push(() => new Promise((resolve) => server.close(resolve)));
-      const store = new Store({ path, replicationLog: role !== 'replica' });
+      const store = new Store({ path, replicationLog: factory.replicationLog });
       undo.push(() => store.close());
       return await KvNode.wire(options, address, lock, server, store);
     } catch (err) {
@@ -168,89 +125,33 @@ export class KvNode {
   }
 
   /** Builds the node's parts around its bound server and open store, and starts serving. */
-  // biome-ignore lint/complexity/noExcessiveLinesPerFunction: wires every role in one place; issue 14's per-role factories replace it
   private static async wire(options: NodeOptions, address: string, lock: DataDirLock, server: Server, store: Store): Promise<KvNode> {
-    const { config, shard, role, log } = options;
-    const start = await prepareLayout(store, config, shard.name, role);
-    const ownLayout = role === 'drain' ? { ...start.record!.previous, topologyId: config.topologyId } : layoutRecord(config);
-    const view = new ClusterView(config, ownLayout, `${shard.name}/${role}`, start.decided, log, () => store.count());
-    const forwarder = new Forwarder({ self: `${shard.name}/${role}`, topologyId: config.topologyId, token: options.token, log });
-    const recovery =
-      role === 'primary'
-        ? new PrimaryRecovery({
-            store,
-            primaryAddress: address,
-            replicaAddress: shard.replica,
-            token: options.token,
-            overwriteReplica: options.overwriteReplica === true,
-            log,
-          })
-        : undefined;
-    /** Resolves once this node serves its shard's keys: at once, or for a primary once its recovery is done. */
-    const serving = recovery?.ready ?? Promise.resolve();
-    let sender: ReplicationSender | undefined;
-    const onCommit = () => sender?.notify();
-    const migrationOf = (record: MigrationRecord) => new Migration({ store, config, self: shard.name, address, record, token: options.token, log, onCommit });
-    if (start.record) view.migration = migrationOf(start.record);
-    // A primary just added learns from its peers whether keys move to it (see layout-sync.ts).
-    const learner = start.decided ? undefined : new LayoutLearner(view, store, config, log, migrationOf, serving);
-    let status: () => Record<string, unknown>;
-    let replicaEndpoints: ReplicaEndpoints | undefined;
+    const { config, shard, role, log, token } = options;
+    const factory = roleFactories[role];
+    const layout = await prepareLayout(store, config, shard.name, role);
+    const self = `${shard.name}/${role}`;
+    const view = new ClusterView(config, factory.ownLayout(config, layout), self, layout.decided, log, () => store.count());
+    const forwarder = new Forwarder({ self, topologyId: config.topologyId, token, log });
+    const overwriteReplica = options.overwriteReplica === true;
+    const parts = factory.build({ config, shard, address, token, log, overwriteReplica, store, view, forwarder, layout });
     const internalRoutes = express.Router();
     internalRoutes.use(layoutRouter(view));
-    if (role === 'primary') {
-      sender = new ReplicationSender({
-        store,
-        log: store.log!,
-        primaryAddress: address,
-        replicaAddress: shard.replica,
-        token: options.token,
-        logRetentionBytes: config.logRetentionBytes,
-        logger: log,
-        topologyId: config.topologyId,
-        migrating: () => !view.decided || view.migration?.active() === true,
-      });
-      status = primaryStatus(store, sender, recovery!, config, view);
-    } else if (role === 'drain') {
-      status = drainStatus(store, config, view);
-    } else {
-      view.primaryMigrating = store.primaryMigrating(config.topologyId);
-      const progress: ReplicaProgress = { primarySeq: store.replicaState().appliedSeq, lastContactAt: 0, lastAppliedTs: 0, resyncs: 0, resyncRefused: null };
-      replicaEndpoints = replicaRouter({ store, progress, view, primaryAddress: shard.address, log });
-      internalRoutes.use(replicaEndpoints.router);
-      status = replicaStatus(store, progress, config, view);
-    }
-    if (role !== 'replica') internalRoutes.use(migrateRouter(view, learner, recovery));
-    const ctx: RoleContext = { config, shard, store, forwarder, sender, view, recovery };
+    internalRoutes.use(parts.routes);
     serveHttpApi(server, {
-      role: role === 'primary' ? primaryRole(ctx) : role === 'drain' ? drainRole(ctx) : replicaRole(ctx),
+      role: parts.handler,
       info: { shard: shard.name, role, address },
-      status: () => ({ ...status(), peers: forwarder.peers() }),
+      status: () => ({ ...parts.status(), peers: forwarder.peers() }),
       log,
-      token: options.token,
+      token,
       store,
       internalRoutes,
     });
-    const sync = new LayoutSync({
-      view,
-      self: address,
-      token: options.token,
-      log,
-      onAnswer: (peer, peerRole, answer) => learner?.onAnswer(peer, peerRole, answer, sync),
-    });
-    view.onFenced = () => sync.recheckWhileFenced();
+    const sync = new LayoutSync({ view, self: address, token, log, onAnswer: (peer, peerRole, answer) => parts.onLayoutAnswer(peer, peerRole, answer, sync) });
+    view.whenStale(() => sync.recheckWhileFenced());
     sync.announce();
-    // A primary still learning its layout asks again whenever a peer starts (its first round may have
-    // run out of attempts while the peers were down).
-    if (!view.decided) view.onPeerAnnounced = () => (view.decided ? undefined : sync.announceIfIdle());
-    recovery?.start();
-    // Nothing is pushed to the replica or moved to other shards before the data here is settled.
-    void serving.then(() => {
-      sender?.start();
-      view.migration?.start();
-    });
+    parts.start(sync);
     log(`${shard.name} ${role} listening on ${address}, data in ${store.path}, topology ${config.topologyId}`);
-    return new KvNode(options, address, { lock, server, store, forwarder, sender, recovery, replicaEndpoints, view, sync });
+    return new KvNode(options, address, { lock, server, store, forwarder, role: parts, view, sync });
   }
 
   /**
@@ -301,52 +202,17 @@ export class KvNode {
   }
 
   private async shutdown(): Promise<void> {
-    const { server, sync, view, recovery, sender, forwarder, replicaEndpoints, store, lock } = this.parts;
+    const { server, sync, role, forwarder, store, lock } = this.parts;
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeIdleConnections();
     const deadline = new Promise<void>((resolve) => setTimeout(resolve, shutdownDrainMs).unref());
     await Promise.race([closed, deadline]);
     server.closeAllConnections();
     await sync.close();
-    await recovery?.close();
-    await view.migration?.close();
-    await sender?.close(shutdownDrainMs);
+    await role.close();
     await forwarder.close();
-    replicaEndpoints?.close();
     await store.close();
     await lock.release();
     this.options.log(`${this.options.shard.name} ${this.options.role} stopped`);
   }
-}
-
-/** The /internal/migrate endpoint of a primary (and a drain): batches from previous owners. */
-function migrateRouter(view: ClusterView, learner: LayoutLearner | undefined, recovery: PrimaryRecovery | undefined): Router {
-  const router = express.Router();
-  router.post(migratePath, express.raw({ type: () => true, limit: internalBodyBytesMax }), async (req: BodyRequest, res: ServerResponse) => {
-    const message = decodeMigrate(req.body as Buffer);
-    if (!view.trusts(`${message.from}/primary`, message.address)) {
-      throw new TopologyMismatchError(`${message.from} at ${message.address} is not where this node's layouts put ${message.from}'s primary`, {
-        sender: message.from,
-        topology: view.config.topologyId,
-      });
-    }
-    // Keys must not land in a store that is being rebuilt from its replica; the sender retries.
-    const blocked = recovery?.blocking();
-    if (blocked) throw new PrimaryRecoveringError(view.node.split('/')[0]!, blocked.state);
-    if (message.topologyId !== view.config.topologyId) {
-      throw new TopologyMismatchError(`${message.from} migrates to topology ${message.topologyId}; this node runs ${view.config.topologyId}`, {
-        sender: message.from,
-        topology: view.config.topologyId,
-      });
-    }
-    await learner?.fromBatch(message.previous, message.from);
-    if (!view.migration) {
-      throw new TopologyMismatchError(`${message.from} sends keys from topology ${message.previous.topologyId}, but this node has no migration from it`, {
-        sender: message.from,
-        topology: view.config.topologyId,
-      });
-    }
-    sendJson(res, 200, await view.migration.receive(message));
-  });
-  return router;
 }

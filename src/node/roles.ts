@@ -1,11 +1,11 @@
-// What a node does with a data request, by role. The role is chosen once at start-up
-// (primaryRole or replicaRole), so no handler asks "am I a replica?".
+// What a node does with a data request, by role. The role is chosen once at start-up (primaryRole,
+// replicaRole or drainRole, built by role-factories.ts), so no handler asks "am I a replica?".
 //
 // Routing is the same for both: the key's slot names its owning shard. A key this node's shard owns is
 // served locally; any other key is forwarded once, and a forwarded request for a key this node does not
 // own is refused with 421 rather than forwarded again.
 
-import { configName, type Config, type ShardConfig } from '../core/config.js';
+import { configName, type Config, type RoleName, type ShardConfig } from '../core/config.js';
 import type { DataReply, DataRequest } from '../core/data-request.js';
 import {
   BadRequestError,
@@ -17,7 +17,7 @@ import {
   WrongShardError,
 } from '../core/errors.js';
 import type { Forwarder } from '../peer/forwarder.js';
-import type { ClusterView } from '../cluster/layout-sync.js';
+import type { ClusterView } from '../cluster/cluster-view.js';
 import { parameterNameCharsMax, replicaAckTimeoutMs } from '../core/limits.js';
 import type { PrimaryRecovery } from '../replication/primary-recovery.js';
 import type { ReplicationSender } from '../replication/replication-sender.js';
@@ -25,23 +25,24 @@ import type { DataHandler } from '../server/http-api.js';
 import type { Mutation } from '../storage/keys.js';
 import type { Store } from '../storage/store.js';
 
-export type RoleName = 'primary' | 'replica' | 'drain';
-
 /** A role answers the server's data requests (see DataHandler) and says which role it is. */
 export interface Role extends DataHandler {
   readonly name: RoleName;
 }
 
+/** What every role's handler reads. */
 export interface RoleContext {
   readonly config: Config;
   readonly shard: ShardConfig;
   readonly store: Store;
   readonly forwarder: Forwarder;
-  /** The primary's replication task; undefined on a replica. */
-  readonly sender: ReplicationSender | undefined;
   readonly view: ClusterView;
-  /** A primary's start-up check with its replica; undefined on other roles. */
-  readonly recovery: PrimaryRecovery | undefined;
+}
+
+/** A primary's handler also owns its replication task and its start-up check with its replica. */
+export interface PrimaryContext extends RoleContext {
+  readonly sender: ReplicationSender;
+  readonly recovery: PrimaryRecovery;
 }
 
 /** A node that runs an outdated layout (or whose primary runs another one) refuses with 421. */
@@ -127,7 +128,7 @@ function ackMode(req: DataRequest): 'primary' | 'replica' {
   return ack;
 }
 
-async function writeLocal(ctx: RoleContext, jsonHeaders: readonly string[], req: DataRequest): Promise<DataReply> {
+async function writeLocal(ctx: PrimaryContext, jsonHeaders: readonly string[], req: DataRequest): Promise<DataReply> {
   const ack = ackMode(req);
   // A delete while the key's slot migrates in leaves a tombstone, so the key's old value, possibly still
   // on its way from the previous owner, is not stored after it. Whether the key existed may then only
@@ -139,9 +140,9 @@ async function writeLocal(ctx: RoleContext, jsonHeaders: readonly string[], req:
     applied: [applied],
     seq,
   } = await ctx.store.commit([mutation]);
-  ctx.sender!.notify();
+  ctx.sender.notify();
   if (tombstone && !applied) applied = (await readFromPreviousOwner(ctx, req)).status === 200;
-  if (ack === 'replica') await ctx.sender!.waitForReplica(seq, replicaAckTimeoutMs);
+  if (ack === 'replica') await ctx.sender.waitForReplica(seq, replicaAckTimeoutMs);
   const base = { key: req.keyText, shard: ctx.shard.name, slot: req.slot, seq, ack };
   return req.op === 'set' ? json(jsonHeaders, { ...base, bytes: req.value!.length }) : json(jsonHeaders, { ...base, deleted: applied });
 }
@@ -164,7 +165,7 @@ function whileRecovering(
   });
 }
 
-export function primaryRole(ctx: RoleContext): Role {
+export function primaryRole(ctx: PrimaryContext): Role {
   const valueHeaders = replyHeaders(ctx, 'primary', 'application/octet-stream');
   const jsonHeaders = replyHeaders(ctx, 'primary', 'application/json');
   return {
@@ -174,7 +175,7 @@ export function primaryRole(ctx: RoleContext): Role {
       // says (also when stale, since a stale node's data is what the new owner is waiting for), once that
       // data is settled (see primary-recovery.ts).
       if (req.previousOwnerRead && req.op === 'get') {
-        const recovering = ctx.recovery!.blocking();
+        const recovering = ctx.recovery.blocking();
         if (recovering !== undefined && !recovering.readsLocal) throw new PrimaryRecoveringError(ctx.shard.name, recovering.state);
         return readLocal(ctx, valueHeaders, req);
       }
@@ -186,7 +187,7 @@ export function primaryRole(ctx: RoleContext): Role {
         if (req.op === 'get') return ctx.forwarder.read({ shard: owner.name, address: owner.address }, { shard: owner.name, address: owner.replica }, req);
         return ctx.forwarder.forward({ shard: owner.name, address: owner.address }, req);
       }
-      const recovering = ctx.recovery!.blocking();
+      const recovering = ctx.recovery.blocking();
       if (recovering !== undefined) return whileRecovering(ctx, valueHeaders, req, recovering);
       // A primary just added serves its keys once it knows whether they are still on other shards.
       if (!ctx.view.decided) throw new LayoutPendingError(ctx.shard.name);

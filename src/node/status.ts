@@ -2,7 +2,7 @@
 
 import type { Config } from '../core/config.js';
 import { primarySilenceMaxMs } from '../core/limits.js';
-import type { ClusterView } from '../cluster/layout-sync.js';
+import type { ClusterView } from '../cluster/cluster-view.js';
 import type { PrimaryRecovery } from '../replication/primary-recovery.js';
 import type { ReplicaProgress } from '../replication/replication-receiver.js';
 import type { ReplicationSender } from '../replication/replication-sender.js';

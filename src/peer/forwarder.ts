@@ -5,13 +5,10 @@
 import { errors } from 'undici';
 import { encodeDataPath, type DataReply, type DataRequest } from '../core/data-request.js';
 import { ShardConnectionLostError, ShardTimeoutError, ShardUnavailableError } from '../core/errors.js';
-import { forwardTimeoutMs, forwardUrlCharsMax, peerConnectTimeoutMs, peerSocketsMax, replicaAckTimeoutMs, valueBytesMax } from '../core/limits.js';
+import { forwardTimeoutMs, forwardUrlCharsMax, peerConnectTimeoutMs, peerSocketsMax, replicaAckTimeoutMs, forwardReplyBytesMax } from '../core/limits.js';
 import { PeerHealth, type PeerState } from './peer-health.js';
 import { PeerPool } from './peer-pool.js';
 import { forwardedByHeader, forwardedTopologyHeader, previousOwnerReadHeader, tokenHeader } from '../core/wire.js';
-
-/** Room for headers and a JSON envelope around the largest value. */
-const replyBytesMax = valueBytesMax + 64 * 1024;
 
 export interface Peer {
   readonly shard: string;
@@ -49,7 +46,7 @@ export class Forwarder {
         connections: peerSocketsMax,
         timeoutMs: this.timeoutMs,
         connectTimeoutMs: Math.min(peerConnectTimeoutMs, this.timeoutMs),
-        replyBytesMax,
+        replyBytesMax: forwardReplyBytesMax,
       });
       this.pools.set(address, pool);
     }

@@ -2,7 +2,8 @@
 // was unreachable, or did not answer in time) is skipped until a background probe finds it answering
 // again, so that one dead or black-holed host costs one timeout, not one per request.
 
-import { peerProbeIntervalMs, peerProbeTimeoutMs } from '../core/limits.js';
+import { sleep } from '../core/backoff.js';
+import { internalReplyBytesMax, peerProbeIntervalMs, peerProbeTimeoutMs } from '../core/limits.js';
 import { PeerPool } from './peer-pool.js';
 
 interface DownPeer {
@@ -64,7 +65,7 @@ export class PeerHealth {
 
   /** Asks GET /health every peerProbeIntervalMs until the peer answers or this node closes. */
   private async probeUntilUp(address: string): Promise<void> {
-    const pool = new PeerPool(address, { connections: 1, timeoutMs: peerProbeTimeoutMs, replyBytesMax: 64 * 1024 });
+    const pool = new PeerPool(address, { connections: 1, timeoutMs: peerProbeTimeoutMs, replyBytesMax: internalReplyBytesMax });
     try {
       while (!this.closed) {
         await sleep(peerProbeIntervalMs, this.abort.signal);
@@ -90,17 +91,4 @@ export class PeerHealth {
     this.abort.abort();
     await Promise.all([...this.down.values()].map((peer) => peer.probe));
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
 }

@@ -19,16 +19,18 @@
 // the same sequences. A replica not past the branch point follows the new dataset without a resync; one
 // past it refuses the primary's resync and keeps its data (see replication-receiver.ts).
 
+import { Backoff } from '../core/backoff.js';
 import { readdirSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
   internalBodyBytesMax,
+  internalReplyBytesMax,
   peerConnectTimeoutMs,
   peerProbeTimeoutMs,
   recoveryBackoffFirstMs,
   recoveryBackoffMaxMs,
   recoveryConfirmWaitMs,
+  recoverySocketsMax,
   recoveryWaitLogEveryMs,
   replacedCopiesMax,
   replicationRequestTimeoutMs,
@@ -133,13 +135,13 @@ export class PrimaryRecovery {
     this.state = options.store.isNewPrimary() && !options.overwriteReplica ? 'waiting_for_replica' : 'asking_replica';
     this.ready = new Promise((resolve) => (this.markReady = resolve));
     this.askPool = new PeerPool(options.replicaAddress, {
-      connections: 1,
+      connections: recoverySocketsMax,
       timeoutMs: peerProbeTimeoutMs,
       connectTimeoutMs: peerConnectTimeoutMs,
-      replyBytesMax: 64 * 1024,
+      replyBytesMax: internalReplyBytesMax,
     });
     this.pool = new PeerPool(options.replicaAddress, {
-      connections: 1,
+      connections: recoverySocketsMax,
       timeoutMs: replicationRequestTimeoutMs,
       connectTimeoutMs: peerConnectTimeoutMs,
       replyBytesMax: internalBodyBytesMax,
@@ -250,7 +252,7 @@ export class PrimaryRecovery {
   private async waitForReplica(): Promise<void> {
     const { store, log } = this.options;
     log(`this data dir is new: asking the replica at ${this.options.replicaAddress} whether the shard has data before serving`);
-    let backoff = recoveryBackoffFirstMs;
+    const backoff = new Backoff(recoveryBackoffFirstMs, recoveryBackoffMaxMs, this.abort.signal);
     let loggedAt = 0;
     while (!this.abort.signal.aborted) {
       try {
@@ -270,8 +272,7 @@ export class PrimaryRecovery {
           loggedAt = Date.now();
           log(`waiting for the replica before serving (writes get 503 primary_recovering; start with --overwrite-replica to start without it): ${this.detail}`);
         }
-        await sleep(backoff, undefined, { signal: this.abort.signal }).catch(() => undefined);
-        backoff = Math.min(backoff * 2, recoveryBackoffMaxMs);
+        await backoff.wait();
       }
     }
   }
@@ -279,15 +280,14 @@ export class PrimaryRecovery {
   /** Asks the replica what it holds, retrying (a replica starting beside this primary) until `withinMs`. */
   private async askReplicaWithin(withinMs: number): Promise<ReplicaStateReply | undefined> {
     const deadline = Date.now() + withinMs;
-    let backoff = recoveryBackoffFirstMs;
+    const backoff = new Backoff(recoveryBackoffFirstMs, recoveryBackoffMaxMs, this.abort.signal);
     while (!this.abort.signal.aborted) {
       try {
         return await this.askReplica();
       } catch (err) {
         this.detail = `the replica at ${this.options.replicaAddress} has not answered: ${describeError(err)}`;
-        if (Date.now() + backoff >= deadline) return undefined;
-        await sleep(backoff, undefined, { signal: this.abort.signal }).catch(() => undefined);
-        backoff = Math.min(backoff * 2, recoveryBackoffMaxMs);
+        if (Date.now() + backoff.nextMs >= deadline) return undefined;
+        await backoff.wait();
       }
     }
     return undefined;

@@ -29,7 +29,7 @@ import {
   type ResyncMessage,
   type SnapshotReply,
 } from './replication-protocol.js';
-import type { ClusterView } from '../cluster/layout-sync.js';
+import type { ClusterView } from '../cluster/cluster-view.js';
 import { isComplete } from '../storage/dataset-store.js';
 import type { Snapshot } from '../storage/snapshot.js';
 import type { Store } from '../storage/store.js';
@@ -140,7 +140,7 @@ export function replicaRouter(options: ReplicaRouterOptions): ReplicaEndpoints {
     // "Keys may be moving in" counts at once. "No more" counts only once this replica holds every entry
     // the primary had when it said so: the keys that moved in are in those entries, and a batch may stop
     // short of them (a lagging replica, or a first message from the log's end).
-    await notePrimaryLayout(store, view, message.topologyId, message.migrating ? true : undefined, log);
+    await notePrimaryLayout(store, view, message.topologyId, message.migrating ? true : undefined);
     const outcome = await store.applyReplicated(message.datasetId, message.entries, message.forkedFrom);
     if (!message.migrating && outcome.ok && outcome.appliedSeq >= message.primarySeq) await notePrimaryMigrating(store, view, message.topologyId, false);
     progress.primarySeq = message.primarySeq;
@@ -299,24 +299,12 @@ class SnapshotGoneError extends KvError {
  * restarted while its primary is down still answers a miss with 404, unless it was restarted with
  * another layout, under which its primary has said nothing yet.
  */
-async function notePrimaryLayout(
-  store: Store,
-  view: ClusterView,
-  topologyId: string,
-  migrating: boolean | undefined,
-  log: (message: string) => void,
-): Promise<void> {
+async function notePrimaryLayout(store: Store, view: ClusterView, topologyId: string, migrating: boolean | undefined): Promise<void> {
   if (migrating !== undefined) await notePrimaryMigrating(store, view, topologyId, migrating);
-  const mismatch =
-    topologyId === view.config.topologyId
-      ? undefined
-      : `this replica runs topology ${view.config.topologyId} (${configName(view.config)}) but its primary runs ${topologyId}; ` +
-        'restart it with the same sharding.toml as its primary';
-  if (mismatch !== view.primaryMismatch) log(mismatch ? `refusing reads: ${mismatch}` : 'primary runs the same layout again; serving reads');
-  view.primaryMismatch = mismatch;
+  view.primaryRuns(topologyId);
 }
 
 async function notePrimaryMigrating(store: Store, view: ClusterView, topologyId: string, migrating: boolean): Promise<void> {
-  view.primaryMigrating = migrating;
+  view.setPrimaryMigrating(migrating);
   await store.notePrimaryMigrating(topologyId, migrating);
 }

@@ -9,28 +9,27 @@
 import { randomUUID } from 'node:crypto';
 import { describeError, ReplicaTimeoutError, ReplicaUnavailableError } from '../core/errors.js';
 import {
+  internalReplyBytesMax,
   logTrimEntriesMax,
-  logTrimEntriesMin,
   replicaAckWaitersMax,
   replicationBackoffFirstMs,
   replicationBackoffMaxMs,
   replicationBatchBytesMax,
   replicationBatchEntriesMax,
+  replicationClosePollMs,
   replicationHeartbeatMs,
-  replicationLingerEntriesMin,
-  replicationLingerMs,
   replicationRequestTimeoutMs,
+  replicationSocketsMax,
   resyncChunkBytesMax,
   resyncChunkEntriesMax,
 } from '../core/limits.js';
 import type { ReplicationLog } from '../storage/replication-log.js';
 import { PeerPool } from '../peer/peer-pool.js';
-import { Wakeup } from '../core/wakeup.js';
+import { Backoff, sleep, Wakeup } from '../core/backoff.js';
 import { tokenHeader } from '../core/wire.js';
+import { afterFailure, afterReply, nextAction, trimApplied, type SenderFacts, type SenderState } from './sender-next.js';
 import { encodeMessage, replicatePath, resyncPath, type ReplicaReply, type ReplicateMessage, type ResyncMessage } from './replication-protocol.js';
 import type { Store } from '../storage/store.js';
-
-export type SenderState = 'connecting' | 'streaming' | 'resyncing' | 'unreachable' | 'refused' | 'stopped';
 
 export interface SenderOptions {
   readonly store: Store;
@@ -63,7 +62,7 @@ interface AckWaiter {
 }
 
 export class ReplicationSender {
-  /** Keep-alive sockets to the replica (at most 2; the task sends one request at a time). */
+  /** Keep-alive sockets to the replica. */
   private readonly pool: PeerPool;
   private readonly headers: Record<string, string>;
   private readonly wakeup = new Wakeup();
@@ -81,7 +80,11 @@ export class ReplicationSender {
   private retentionTrim: Promise<void> | undefined;
 
   constructor(private readonly options: SenderOptions) {
-    this.pool = new PeerPool(options.replicaAddress, { connections: 2, timeoutMs: replicationRequestTimeoutMs, replyBytesMax: 64 * 1024 });
+    this.pool = new PeerPool(options.replicaAddress, {
+      connections: replicationSocketsMax,
+      timeoutMs: replicationRequestTimeoutMs,
+      replyBytesMax: internalReplyBytesMax,
+    });
     this.headers = { [tokenHeader]: options.token, 'content-type': 'application/msgpack' };
   }
 
@@ -169,7 +172,7 @@ export class ReplicationSender {
   async close(deadlineMs: number): Promise<void> {
     const deadline = Date.now() + deadlineMs;
     while (this.state === 'streaming' && this.ackedSeq !== undefined && this.ackedSeq < this.options.log.lastSeq() && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 10));
+      await sleep(replicationClosePollMs);
     }
     this.stopping = true;
     this.abort.abort();
@@ -183,77 +186,74 @@ export class ReplicationSender {
     await closed;
   }
 
-  // biome-ignore lint/complexity/noExcessiveCognitiveComplexity: over the bound (26); issue 14's pure next-action decision takes it apart
+  private facts(lingered: boolean): SenderFacts {
+    const { log } = this.options;
+    return {
+      stopping: this.stopping,
+      state: this.state,
+      ackedSeq: this.ackedSeq,
+      firstSeq: log.firstSeq(),
+      lastSeq: log.lastSeq(),
+      ackWaiters: this.waiters.size,
+      lingered,
+    };
+  }
+
+  /** Rounds until closed: each decided by nextAction (sender-next.ts), failures retried with backoff. */
   private async run(): Promise<void> {
-    let backoffMs = replicationBackoffFirstMs;
-    while (!this.stopping) {
+    const backoff = new Backoff(replicationBackoffFirstMs, replicationBackoffMaxMs, this.abort.signal);
+    let lingered = false;
+    for (;;) {
+      const action = nextAction(this.facts(lingered));
+      if (action.kind === 'stop') return;
+      if (action.kind === 'linger') {
+        await sleep(action.ms, this.abort.signal);
+        lingered = true;
+        continue;
+      }
+      lingered = false;
       try {
-        await this.linger();
-        const sentAll = await this.step();
-        backoffMs = replicationBackoffFirstMs;
-        await this.trimLog(sentAll);
-        if (sentAll) await this.wakeup.wait(replicationHeartbeatMs);
+        const caughtUp = action.kind === 'resync' ? await this.resyncRound() : await this.send(action.fromSeq);
+        backoff.reset();
+        await this.trimLog(caughtUp);
+        if (caughtUp) await this.wakeup.wait(replicationHeartbeatMs);
       } catch (err) {
-        if (this.stopping) break;
-        const refused = err instanceof ReplicaRefusal && (err.reply.error === 'resync_refused' || err.reply.error === 'not_my_primary');
-        if (refused) {
-          const reason = err.reply.reason ?? err.reply.error!;
-          if (this.state !== 'refused' || this.refusal !== reason) {
-            this.options.logger(`ERROR: the replica at ${this.options.replicaAddress} refuses this primary's data, retrying with backoff: ${reason}`);
-          }
-          this.state = 'refused';
-          this.refusal = reason;
-          this.releaseWaiters(`it refuses this primary's data: ${reason}`);
-        } else if (!(err instanceof ReplicaRefusal)) {
-          if (this.state !== 'unreachable')
-            this.options.logger(`replication to ${this.options.replicaAddress} failing, retrying with backoff: ${describeError(err)}`);
-          this.state = 'unreachable';
-          // Writes waiting for ack=replica learn now rather than at the end of their wait.
-          this.releaseWaiters(`unreachable: ${describeError(err)}`);
-        }
+        if (this.stopping) return;
+        this.failed(err);
         await this.enforceRetention().catch(() => undefined);
-        await this.wakeupAfter(backoffMs);
-        backoffMs = Math.min(backoffMs * 2, replicationBackoffMaxMs);
+        await backoff.wait();
       }
     }
   }
 
-  /**
-   * While streaming under load, waits briefly when only a few entries are pending so that each request
-   * carries more of them: one replication round trip costs the primary as much CPU as dozens of writes.
-   * Skipped when a client waits for ack=replica, so that wait is not stretched.
-   */
-  private async linger(): Promise<void> {
-    if (this.state !== 'streaming' || this.ackedSeq === undefined || this.waiters.size > 0) return;
-    const pending = this.options.log.lastSeq() - this.ackedSeq;
-    if (pending > 0 && pending < replicationLingerEntriesMin) await this.wakeupAfter(replicationLingerMs);
-  }
-
-  /** Sleeps `ms`, or less when the sender is closed meanwhile. */
-  private async wakeupAfter(ms: number): Promise<void> {
-    const signal = this.abort.signal;
-    if (signal.aborted) return;
-    await new Promise<void>((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      signal.addEventListener('abort', done, { once: true });
-    });
-  }
-
-  /** One round: resync if needed, else send the next batch (or a heartbeat). True when caught up. */
-  private async step(): Promise<boolean> {
-    const { log } = this.options;
-    if (this.ackedSeq !== undefined && (this.ackedSeq + 1 < log.firstSeq() || this.ackedSeq > log.lastSeq())) {
-      await this.resync();
-      return false;
+  /** A round failed: the replica refuses this primary's data, or cannot be reached, or refused only that request. */
+  private failed(err: unknown): void {
+    const outcome = afterFailure(err instanceof ReplicaRefusal ? err.reply : undefined);
+    if (outcome.kind === 'refused') {
+      if (this.state !== 'refused' || this.refusal !== outcome.reason) {
+        this.options.logger(`ERROR: the replica at ${this.options.replicaAddress} refuses this primary's data, retrying with backoff: ${outcome.reason}`);
+      }
+      this.state = 'refused';
+      this.refusal = outcome.reason;
+      this.releaseWaiters(`it refuses this primary's data: ${outcome.reason}`);
+    } else if (outcome.kind === 'unreachable') {
+      if (this.state !== 'unreachable')
+        this.options.logger(`replication to ${this.options.replicaAddress} failing, retrying with backoff: ${describeError(err)}`);
+      this.state = 'unreachable';
+      // Writes waiting for ack=replica learn now rather than at the end of their wait.
+      this.releaseWaiters(`unreachable: ${describeError(err)}`);
     }
-    // Until the replica first answers, send a heartbeat from the log's end to learn its position.
-    const from = this.ackedSeq === undefined ? log.lastSeq() + 1 : this.ackedSeq + 1;
-    const entries = log.read(from, replicationBatchEntriesMax, replicationBatchBytesMax);
+  }
+
+  private async resyncRound(): Promise<boolean> {
+    await this.resync();
+    return false;
+  }
+
+  /** Sends the entries from `fromSeq` (none: a heartbeat); true when the replica has caught up. */
+  private async send(fromSeq: number): Promise<boolean> {
+    const { log } = this.options;
+    const entries = log.read(fromSeq, replicationBatchEntriesMax, replicationBatchBytesMax);
     const message: ReplicateMessage = {
       primary: this.options.primaryAddress,
       datasetId: this.options.store.datasetId(),
@@ -265,17 +265,10 @@ export class ReplicationSender {
       entries,
     };
     const reply = await this.post(replicatePath, message);
-    if (reply.error === 'resync_needed') {
-      await this.resync();
-      return false;
-    }
-    if (reply.appliedSeq > log.lastSeq()) {
-      // The replica is further on than this primary's log: its sequences past ours are other writes
-      // (this data dir was put back to an older copy), so they acknowledge nothing here. Resync (which
-      // the replica refuses unless this primary was started to overwrite it).
-      this.ackedSeq = reply.appliedSeq;
-      await this.resync();
-      return false;
+    const outcome = afterReply(reply, log.lastSeq());
+    if (outcome.kind === 'resync') {
+      if (outcome.replicaAhead) this.ackedSeq = reply.appliedSeq;
+      return this.resyncRound();
     }
     this.acknowledge(reply.appliedSeq);
     if (this.state !== 'streaming') this.options.logger(`replicating to ${this.options.replicaAddress} from seq ${reply.appliedSeq + 1}`);
@@ -283,8 +276,7 @@ export class ReplicationSender {
     this.refusal = undefined;
     // The replica follows this dataset now: a fork point or a deliberate overwrite is settled.
     await this.options.store.replicaFollows();
-    // A gap only moves our position back to the replica's; the next round resends from there.
-    return reply.error === undefined && reply.appliedSeq >= log.lastSeq();
+    return outcome.caughtUp;
   }
 
   private async resync(): Promise<void> {
@@ -353,12 +345,7 @@ export class ReplicationSender {
    */
   private async trimLog(caughtUp: boolean): Promise<void> {
     const { log } = this.options;
-    const acked = this.ackedSeq;
-    // Under load, applied entries are trimmed in runs of logTrimEntriesMin (one write transaction per
-    // run, not per batch); once the replica has caught up, whatever it has applied.
-    if (acked !== undefined && this.state === 'streaming' && (acked - log.firstSeq() + 1 >= logTrimEntriesMin || (caughtUp && acked >= log.firstSeq()))) {
-      await log.trim(acked, logTrimEntriesMax);
-    }
+    if (trimApplied(this.facts(false), caughtUp)) await log.trim(this.ackedSeq!, logTrimEntriesMax);
     await this.enforceRetention();
   }
 

@@ -10,11 +10,7 @@
 import { mkdirSync, statSync } from 'node:fs';
 import net from 'node:net';
 import { dirname } from 'node:path';
-
-/** How long a process that finds the lock taken waits for the holder to say who it is. */
-const holderAnswerTimeoutMs = 2_000;
-/** The holder's answer is one short line; anything longer is not a kvshard lock. */
-const holderAnswerBytesMax = 1_024;
+import { lockHolderAnswerBytesMax, lockHolderAnswerTimeoutMs } from '../core/limits.js';
 
 /** The data dir is held by another process, or could not be created or locked: a start-up refusal. */
 export class StartupError extends Error {
@@ -95,11 +91,11 @@ function askHolder(name: string): Promise<string | undefined> {
       socket.destroy();
       resolve(value);
     };
-    const timer = setTimeout(() => done(undefined), holderAnswerTimeoutMs);
+    const timer = setTimeout(() => done(undefined), lockHolderAnswerTimeoutMs);
     socket.setEncoding('utf8');
     socket.on('data', (chunk: string) => {
       answer += chunk;
-      if (answer.length > holderAnswerBytesMax) done(undefined);
+      if (answer.length > lockHolderAnswerBytesMax) done(undefined);
     });
     socket.on('end', () => done(/^\d+ /.test(answer) ? `${answer.replace(' ', ' (')})` : undefined));
     socket.on('error', () => done(undefined));

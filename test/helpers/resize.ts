@@ -5,7 +5,7 @@
 
 import { expect } from 'vitest';
 import { Agent, request as httpRequest } from 'undici';
-import { movedSlotCount } from '../../src/cluster/migration.js';
+import { movedSlotCount } from '../../src/cluster/migration-plan.js';
 import type { ShardLayout } from '../../src/harness/local-cluster.js';
 import { slotCount } from '../../src/core/limits.js';
 import { type Cluster, ownerOf } from './cluster.js';

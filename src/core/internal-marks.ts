@@ -1,0 +1,80 @@
+// The cluster's marks on a data request: who forwarded it, under which layout, and whether it is a new
+// owner's read of a key still on its previous owner. They change how a node answers, so they count only
+// with the cluster token.
+
+import type { IncomingMessage } from 'node:http';
+import { BadRequestError } from './errors.js';
+import { forwardedByHeader, forwardedTopologyHeader, previousOwnerReadHeader, tokenHeader } from './wire.js';
+
+export interface ForwardMarker {
+  /** `<shard>/<role>` of the node that forwarded the request. */
+  readonly by: string;
+  /** The sender's config topologyId. */
+  readonly topologyId: string;
+}
+
+export interface InternalMarks {
+  readonly forwarded: ForwardMarker | undefined;
+  readonly previousOwnerRead: boolean;
+}
+
+const noMarks: InternalMarks = { forwarded: undefined, previousOwnerRead: false };
+/** A header's first value, undefined when the request does not carry it. */
+type HeaderValue = string | undefined;
+/** `<shard>/<role>`, as nodes write it: anything else in the header is not from a node. */
+const forwardedByPattern = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\/(primary|replica|drain)$/;
+const topologyIdPattern = /^[0-9a-f]{12}$/;
+
+/**
+ * The cluster's marks among a request's headers, and whether it has a Host header. Read from rawHeaders:
+ * `req.headers` would build an object of every header on each request only to look up names that
+ * client requests never carry. A repeated header counts once (its first occurrence).
+ *
+ * The marks change how a node answers (never forward again, answer from data the config no longer
+ * routes here), so they count only on requests that carry the cluster token, which nodes send with
+ * every forwarded request; from anyone else they are refused, and their values never go into a reply.
+ */
+export function internalMarks(req: IncomingMessage, isClusterToken: (value: string) => boolean): InternalMarks {
+  let by: HeaderValue;
+  let topologyId: HeaderValue;
+  let previousOwnerRead: HeaderValue;
+  let token: HeaderValue;
+  let host = false;
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const first = name.charCodeAt(0) | 0x20;
+    if (first === 0x68 && name.length === 4) {
+      host ||= name.toLowerCase() === 'host';
+      continue;
+    }
+    // Every mark starts with "x-kv-"; skip the rest without lower-casing them.
+    if (name.length < 6 || first !== 0x78) continue;
+    const lower = name.toLowerCase();
+    if (lower === forwardedByHeader) by ??= raw[i + 1];
+    else if (lower === forwardedTopologyHeader) topologyId ??= raw[i + 1];
+    else if (lower === previousOwnerReadHeader) previousOwnerRead ??= raw[i + 1];
+    else if (lower === tokenHeader) token ??= raw[i + 1];
+  }
+  if (!host && req.httpVersionMinor === 1 && req.httpVersionMajor === 1) throw new BadRequestError('an HTTP/1.1 request needs a Host header');
+  if (by === undefined && topologyId === undefined && previousOwnerRead === undefined) return noMarks;
+  return checkedMarks(by, topologyId, previousOwnerRead, token, isClusterToken);
+}
+
+/** The marks of a request that carries at least one, once the token and their values are checked. */
+function checkedMarks(
+  by: HeaderValue,
+  topologyId: HeaderValue,
+  previousOwnerRead: HeaderValue,
+  token: HeaderValue,
+  isClusterToken: (value: string) => boolean,
+): InternalMarks {
+  const name = by !== undefined ? forwardedByHeader : topologyId !== undefined ? forwardedTopologyHeader : previousOwnerReadHeader;
+  if (token === undefined || !isClusterToken(token)) {
+    throw new BadRequestError(`header ${name} is internal to the cluster: it counts only with the cluster token`);
+  }
+  if (by === undefined || !forwardedByPattern.test(by) || (topologyId !== undefined && !topologyIdPattern.test(topologyId))) {
+    throw new BadRequestError(`malformed internal headers ${forwardedByHeader} and ${forwardedTopologyHeader}`);
+  }
+  return { forwarded: { by, topologyId: topologyId ?? 'unknown' }, previousOwnerRead: previousOwnerRead === '1' };
+}

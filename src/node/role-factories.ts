@@ -1,0 +1,227 @@
+// One factory per role (primary, replica, drain): what the role listens on, where its data lives, and the
+// parts it owns once built (its data handler, internal routes, /status fields, background work and how
+// that work stops). node.ts wires whichever factory the role names and never asks which role it runs, so
+// a role change at runtime is one more transition: close the old role's parts, build the new role's.
+
+import type { ServerResponse } from 'node:http';
+import express, { type Router } from 'express';
+import { layoutRecord, type Config, type LayoutRecord, type RoleName, type ShardConfig } from '../core/config.js';
+import { PrimaryRecoveringError, TopologyMismatchError } from '../core/errors.js';
+import { sendJson, type BodyRequest } from '../core/http-reply.js';
+import { internalBodyBytesMax, shutdownDrainMs } from '../core/limits.js';
+import { LayoutLearner } from '../cluster/layout-learner.js';
+import type { ClusterView, LayoutAnswer } from '../cluster/cluster-view.js';
+import type { LayoutSync } from '../cluster/layout-sync.js';
+import { decodeMigrate, Migration, migratePath } from '../cluster/migration.js';
+import type { Forwarder } from '../peer/forwarder.js';
+import { PrimaryRecovery } from '../replication/primary-recovery.js';
+import { replicaRouter, type ReplicaProgress } from '../replication/replication-receiver.js';
+import { ReplicationSender } from '../replication/replication-sender.js';
+import type { MigrationRecord } from '../storage/migration-store.js';
+import type { Store } from '../storage/store.js';
+import { drainRole, primaryRole, replicaRole, type Role } from './roles.js';
+import { drainStatus, primaryStatus, replicaStatus } from './status.js';
+
+/** How a node's layout stands once it starts: decided or still to learn, and its migration, if any. */
+export interface LayoutStanding {
+  /** False for a primary just added, which learns from its peers whether keys move to it. */
+  readonly decided: boolean;
+  /** The migration under way (or the last one, finished), if any. */
+  readonly record: MigrationRecord | undefined;
+}
+
+/** What every role is built from: the node's config, its open store and the parts all roles share. */
+export interface RoleDeps {
+  readonly config: Config;
+  readonly shard: ShardConfig;
+  /** The address this node listens on. */
+  readonly address: string;
+  readonly token: string;
+  readonly log: (message: string) => void;
+  /** A primary serves its own data at once and makes its replica take it. */
+  readonly overwriteReplica: boolean;
+  readonly store: Store;
+  readonly view: ClusterView;
+  readonly forwarder: Forwarder;
+  readonly layout: LayoutStanding;
+}
+
+/** What a built role owns. */
+export interface RoleParts {
+  readonly handler: Role;
+  /** The role's internal endpoints, beside the layout endpoint every node serves. */
+  readonly routes: Router;
+  /** The role's /status fields. */
+  readonly status: () => Record<string, unknown>;
+  /** A peer's answer to this node's layout announcement (a primary still learning its layout learns from it). */
+  onLayoutAnswer(peer: ShardConfig, role: 'primary' | 'replica', answer: LayoutAnswer, sync: LayoutSync): void | Promise<void>;
+  /** Starts the role's background work once the node serves. */
+  start(sync: LayoutSync): void;
+  /** Stops the role's background work, letting replication catch up (bounded). */
+  close(): Promise<void>;
+}
+
+/** A role: where it runs and what it builds. */
+export interface RoleFactory {
+  /** The address the role listens on: its shard's primary address (a drain too) or its replica's. */
+  address(shard: ShardConfig): string;
+  /** The data dir of the role under the data dir: `<shard>-primary` or `<shard>-replica`. */
+  readonly dataDirSuffix: 'primary' | 'replica';
+  /** Whether its store keeps a replication log (what a primary pushes to its replica). */
+  readonly replicationLog: boolean;
+  /** The layout the node announces as its own. */
+  ownLayout(config: Config, layout: LayoutStanding): LayoutRecord;
+  build(deps: RoleDeps): RoleParts;
+}
+
+/** A migration of this node, from its store's record. */
+function migrationOf(deps: RoleDeps, record: MigrationRecord, onCommit: () => void): Migration {
+  const { store, config, shard, address, token, log } = deps;
+  return new Migration({ store, config, self: shard.name, address, record, token, log, onCommit });
+}
+
+/** Nothing to wake on a node without a replication sender. */
+function noSender(): void {}
+
+/** Nothing to learn on a node whose layout is decided at start-up. */
+function noLearning(): void {}
+
+/**
+ * Starts the recorded migration of a role with no recovery to wait for: it serves at once, and the
+ * migration starts right after start-up, once the node has said it listens.
+ */
+function startMigrationNow(view: ClusterView): void {
+  void Promise.resolve().then(() => view.migration?.start());
+}
+
+/** The /internal/migrate endpoint of a primary (and a drain): batches from previous owners. */
+function migrateRouter(view: ClusterView, learner: LayoutLearner | undefined, recovery: PrimaryRecovery | undefined): Router {
+  const router = express.Router();
+  router.post(migratePath, express.raw({ type: () => true, limit: internalBodyBytesMax }), async (req: BodyRequest, res: ServerResponse) => {
+    const message = decodeMigrate(req.body as Buffer);
+    const mismatch = (why: string) => new TopologyMismatchError(why, { sender: message.from, topology: view.config.topologyId });
+    if (!view.trusts(`${message.from}/primary`, message.address)) {
+      throw mismatch(`${message.from} at ${message.address} is not where this node's layouts put ${message.from}'s primary`);
+    }
+    // Keys must not land in a store that is being rebuilt from its replica; the sender retries.
+    const blocked = recovery?.blocking();
+    if (blocked) throw new PrimaryRecoveringError(view.node.split('/')[0]!, blocked.state);
+    if (message.topologyId !== view.config.topologyId) {
+      throw mismatch(`${message.from} migrates to topology ${message.topologyId}; this node runs ${view.config.topologyId}`);
+    }
+    await learner?.fromBatch(message.previous, message.from);
+    if (!view.migration) {
+      throw mismatch(`${message.from} sends keys from topology ${message.previous.topologyId}, but this node has no migration from it`);
+    }
+    sendJson(res, 200, await view.migration.receive(message));
+  });
+  return router;
+}
+
+/** A shard's primary: takes writes, replicates them to its replica, checks its data with it on start. */
+function buildPrimary(deps: RoleDeps): RoleParts {
+  const { config, shard, store, view, forwarder, address, token, log } = deps;
+  const recovery = new PrimaryRecovery({ store, primaryAddress: address, replicaAddress: shard.replica, token, overwriteReplica: deps.overwriteReplica, log });
+  const sender = new ReplicationSender({
+    store,
+    log: store.log!,
+    primaryAddress: address,
+    replicaAddress: shard.replica,
+    token,
+    logRetentionBytes: config.logRetentionBytes,
+    logger: log,
+    topologyId: config.topologyId,
+    migrating: () => !view.decided || view.migration?.active() === true,
+  });
+  const migrationHere = (record: MigrationRecord) => migrationOf(deps, record, () => sender.notify());
+  if (deps.layout.record) view.migrationRecorded(migrationHere(deps.layout.record));
+  // A primary just added learns from its peers whether keys move to it (see layout-sync.ts).
+  const learner = deps.layout.decided ? undefined : new LayoutLearner(view, store, config, log, migrationHere, recovery.ready);
+  const routes = express.Router();
+  routes.use(migrateRouter(view, learner, recovery));
+  return {
+    handler: primaryRole({ config, shard, store, forwarder, view, sender, recovery }),
+    routes,
+    status: primaryStatus(store, sender, recovery, config, view),
+    onLayoutAnswer: (peer, role, answer, sync) => learner?.onAnswer(peer, role, answer, sync),
+    start(sync) {
+      // A primary still learning its layout asks again whenever a peer starts (its first round may have
+      // run out of attempts while the peers were down).
+      if (learner) view.whenPeerAnnounced(() => (view.decided ? undefined : sync.announceIfIdle()));
+      recovery.start();
+      // Nothing is pushed to the replica or moved to other shards before the data here is settled.
+      void recovery.ready.then(() => {
+        sender.start();
+        view.migration?.start();
+      });
+    },
+    async close() {
+      await recovery.close();
+      await view.migration?.close();
+      await sender.close(shutdownDrainMs);
+    },
+  };
+}
+
+/** A shard's replica: applies what its primary sends and answers reads. */
+function buildReplica(deps: RoleDeps): RoleParts {
+  const { config, shard, store, view, forwarder, log } = deps;
+  if (deps.layout.record) view.migrationRecorded(migrationOf(deps, deps.layout.record, noSender));
+  view.setPrimaryMigrating(store.primaryMigrating(config.topologyId));
+  const progress: ReplicaProgress = { primarySeq: store.replicaState().appliedSeq, lastContactAt: 0, lastAppliedTs: 0, resyncs: 0, resyncRefused: null };
+  const endpoints = replicaRouter({ store, progress, view, primaryAddress: shard.address, log });
+  return {
+    handler: replicaRole({ config, shard, store, forwarder, view }),
+    routes: endpoints.router,
+    status: replicaStatus(store, progress, config, view),
+    onLayoutAnswer: noLearning,
+    start: () => startMigrationNow(view),
+    async close() {
+      await view.migration?.close();
+      endpoints.close();
+    },
+  };
+}
+
+/** A shard removed from the config, running until its keys have moved to their new owners. */
+function buildDrain(deps: RoleDeps): RoleParts {
+  const { config, shard, store, view, forwarder } = deps;
+  if (deps.layout.record) view.migrationRecorded(migrationOf(deps, deps.layout.record, noSender));
+  const routes = express.Router();
+  routes.use(migrateRouter(view, undefined, undefined));
+  return {
+    handler: drainRole({ config, shard, store, forwarder, view }),
+    routes,
+    status: drainStatus(store, config, view),
+    onLayoutAnswer: noLearning,
+    start: () => startMigrationNow(view),
+    async close() {
+      await view.migration?.close();
+    },
+  };
+}
+
+export const roleFactories: Readonly<Record<RoleName, RoleFactory>> = {
+  primary: {
+    address: (shard) => shard.address,
+    dataDirSuffix: 'primary',
+    replicationLog: true,
+    ownLayout: (config) => layoutRecord(config),
+    build: buildPrimary,
+  },
+  replica: {
+    address: (shard) => shard.replica,
+    dataDirSuffix: 'replica',
+    replicationLog: false,
+    ownLayout: (config) => layoutRecord(config),
+    build: buildReplica,
+  },
+  drain: {
+    address: (shard) => shard.address,
+    dataDirSuffix: 'primary',
+    replicationLog: true,
+    // A drain announces the layout it drains from, under the config's topology.
+    ownLayout: (config, layout) => ({ ...layout.record!.previous, topologyId: config.topologyId }),
+    build: buildDrain,
+  },
+};
