@@ -196,14 +196,7 @@ export class LocalCluster {
    */
   startDrain(shard: string): Promise<number | null> {
     const id = `${shard}-drain`;
-    const proc = this.spawnNode(shard, 'drain', [...nodeFlags, this.cli, 'drain', '--config', this.configPath, '--shard', shard, '--data-dir', this.dataDir]);
-    const node: RunningNode = { proc, output: '', exited: new Promise((resolveExit) => proc.once('exit', (code) => resolveExit(code))) };
-    const append = (chunk: Buffer) => {
-      node.output = (node.output + chunk.toString()).slice(-outputCharsMax);
-    };
-    proc.stdout!.on('data', append);
-    proc.stderr!.on('data', append);
-    this.running.set(id, node);
+    const node = this.run(shard, 'drain', [...nodeFlags, this.cli, 'drain', '--config', this.configPath, '--shard', shard, '--data-dir', this.dataDir]);
     return node.exited.then((code) => {
       if (this.running.get(id) === node) this.running.delete(id);
       return code;
@@ -252,18 +245,7 @@ export class LocalCluster {
     const args = [...nodeFlags, this.cli, role === 'drain' ? 'drain' : 'serve', '--config', configPath, '--shard', shard, '--data-dir', this.dataDir];
     if (role === 'replica') args.push('--replica');
     args.push(...(options.args ?? []));
-    const proc = this.spawnNode(shard, role, args);
-    const node: RunningNode = {
-      proc,
-      output: '',
-      exited: new Promise((resolveExit) => proc.once('exit', (code) => resolveExit(code))),
-    };
-    const append = (chunk: Buffer) => {
-      node.output = (node.output + chunk.toString()).slice(-outputCharsMax);
-    };
-    proc.stdout!.on('data', append);
-    proc.stderr!.on('data', append);
-    this.running.set(id, node);
+    const node = this.run(shard, role, args);
     await this.waitHealthy(shard, role, node);
     if (role === 'primary' && options.ready !== false) await this.waitServing(shard, node);
   }
@@ -281,10 +263,21 @@ export class LocalCluster {
     }
   }
 
-  /** Runs node with `args`, through the node's command prefix when it has one. */
-  private spawnNode(shard: string, role: RoleName, args: readonly string[]): ChildProcess {
+  /**
+   * Runs node with `args`, through the node's command prefix when it has one, records it as running under
+   * `<shard>-<role>` and keeps the tail of its stdout and stderr for failure messages.
+   */
+  private run(shard: string, role: RoleName, args: readonly string[]): RunningNode {
     const [command, ...prefixArgs] = [...this.commandPrefix(shard, role), process.execPath];
-    return spawn(command!, [...prefixArgs, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(command!, [...prefixArgs, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const node: RunningNode = { proc, output: '', exited: new Promise((resolveExit) => proc.once('exit', (code) => resolveExit(code))) };
+    const append = (chunk: Buffer) => {
+      node.output = (node.output + chunk.toString()).slice(-outputCharsMax);
+    };
+    proc.stdout!.on('data', append);
+    proc.stderr!.on('data', append);
+    this.running.set(`${shard}-${role}`, node);
+    return node;
   }
 
   private async waitHealthy(shard: string, role: RoleName, node: RunningNode): Promise<void> {

@@ -55,14 +55,31 @@ export function keyOwnedBy(shard: string, shardCount: number, prefix = 'k'): str
   throw new Error(`no key with prefix ${prefix} maps to ${shard}`);
 }
 
+export interface UseClusterOptions {
+  /**
+   * Start each shard's primary without its replica (`alone`), for tests about one node that need no
+   * replication. Default true: primaries and replicas.
+   */
+  readonly replicas?: boolean;
+}
+
 /**
- * Starts a cluster of `shardCount` shards (primaries and replicas) before the file's tests and destroys
- * it after them. Returns an accessor, since the cluster exists only once the hook has run.
+ * Starts a cluster of `shardCount` shards (primaries and replicas, or primaries only) before the file's
+ * tests and destroys it after them. Returns an accessor, since the cluster exists only once the hook has
+ * run.
  */
-export function useCluster(shardCount: number): () => LocalCluster {
+export function useCluster(shardCount: number, options: UseClusterOptions = {}): () => LocalCluster {
   let cluster: LocalCluster | undefined;
   beforeAll(async () => {
-    cluster = await LocalCluster.started(shardCount);
+    // Kept before its nodes start, so that afterAll destroys whatever started when a start fails.
+    const created = await LocalCluster.create(shardCount);
+    cluster = created;
+    if (options.replicas === false) {
+      await Promise.all(created.shards.map((s) => created.start(s.name, 'primary', undefined, alone)));
+      await created.waitLayoutDecided();
+    } else {
+      await created.startAll();
+    }
   });
   afterAll(async () => {
     await cluster?.destroy();

@@ -1,16 +1,12 @@
 // Bad requests get a clear JSON error with the right status and change nothing: missing, empty and
 // oversized keys, bad percent-encoding, oversized values, unknown paths and wrong methods.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster, dataPath, request } from '../helpers/cluster.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { dataPath, request, useCluster } from '../helpers/cluster.js';
 
-let cluster: Cluster;
+const cluster = useCluster(2);
 let base: string;
 beforeAll(async () => {
-  cluster = await Cluster.started(2);
-  base = `http://${cluster.address('shard1')}`;
-});
-afterAll(async () => {
-  await cluster?.destroy();
+  base = `http://${cluster().address('shard1')}`;
 });
 
 async function expectError(path: string, status: number, error: string, init?: RequestInit) {

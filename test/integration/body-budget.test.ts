@@ -4,21 +4,15 @@
 // in flight and their peak, which never passes the bound, and the node keeps serving meanwhile. Bodies
 // only announced hold nothing, and a connection that closes gives back what its uploads held.
 import net from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster, dataPath, request, waitFor } from '../helpers/cluster.js';
+import { describe, expect, it } from 'vitest';
+import { dataPath, request, waitFor, useCluster } from '../helpers/cluster.js';
 import { parseResponses, type RawResponse } from '../helpers/raw-http.js';
 import { status } from '../helpers/replication.js';
 
 const mib = 1024 * 1024;
 const boundBytes = 64 * mib;
 
-let cluster: Cluster;
-beforeAll(async () => {
-  cluster = await Cluster.started(1);
-});
-afterAll(async () => {
-  await cluster?.destroy();
-});
+const cluster = useCluster(1);
 
 /** An upload on its own connection that the test feeds piece by piece, and its answer when it comes. */
 class Upload {
@@ -64,7 +58,7 @@ function expectOverloaded(res: RawResponse | undefined): void {
 
 describe('request bodies in flight', () => {
   it('refuses the declared upload that passes the bound, before reading more of it, and completes the others', async () => {
-    const address = cluster.address('shard1');
+    const address = cluster().address('shard1');
     const uploads = Array.from({ length: 5 }, (_, i) => new Upload(address, head(`declared-${i}`, `Content-Length: ${16 * mib}\r\n`)));
     try {
       const piece = Buffer.alloc(mib, 0x61);
@@ -73,16 +67,16 @@ describe('request bodies in flight', () => {
       for (let round = 0; round < 13; round++) for (const upload of uploads) await upload.send(piece);
       const { res, i } = await refused;
       expectOverloaded(res);
-      expect((await request(cluster.url('shard1', 'primary', dataPath('get', 'declared-0')))).status).toBe(404);
+      expect((await request(cluster().url('shard1', 'primary', dataPath('get', 'declared-0')))).status).toBe(404);
 
       const rest = uploads.filter((_, n) => n !== i);
       for (const upload of rest) for (let round = 13; round < 16; round++) await upload.send(piece);
       for (const upload of rest) expect((await upload.answer)?.status).toBe(200);
-      const after = await status(cluster, 'shard1', 'primary');
+      const after = await status(cluster(), 'shard1', 'primary');
       expect(after['requests']['body_bytes_in_flight_peak']).toBeLessThanOrEqual(boundBytes);
       expect(after['requests']['refused_overloaded']).toBeGreaterThanOrEqual(1);
       const completed = i === 0 ? 1 : 0;
-      const stored = await request(cluster.url('shard1', 'primary', dataPath('get', `declared-${completed}`)));
+      const stored = await request(cluster().url('shard1', 'primary', dataPath('get', `declared-${completed}`)));
       expect(stored.body.length).toBe(16 * mib);
     } finally {
       for (const upload of uploads) upload.close();
@@ -90,34 +84,34 @@ describe('request bodies in flight', () => {
   });
 
   it('holds nothing for bodies only announced, so they cannot lock out other uploads', async () => {
-    const address = cluster.address('shard1');
+    const address = cluster().address('shard1');
     const idle = Array.from({ length: 8 }, (_, i) => new Upload(address, head(`announced-${i}`, `Content-Length: ${16 * mib}\r\n`)));
     try {
       const body = Buffer.alloc(2 * mib, 0x63);
-      const res = await request(cluster.url('shard1', 'primary', '/set?key=beside-announced'), { method: 'POST', body });
+      const res = await request(cluster().url('shard1', 'primary', '/set?key=beside-announced'), { method: 'POST', body });
       expect(res.status).toBe(200);
-      expect((await status(cluster, 'shard1', 'primary'))['requests']['body_bytes_in_flight']).toBe(0);
+      expect((await status(cluster(), 'shard1', 'primary'))['requests']['body_bytes_in_flight']).toBe(0);
     } finally {
       for (const upload of idle) upload.close();
     }
   });
 
   it('releases what a pipelined upload held when its connection closes before its turn', async () => {
-    const address = cluster.address('shard1');
+    const address = cluster().address('shard1');
     // A write first (answered asynchronously), then an upload queued behind it, then the connection goes.
     const upload = new Upload(address, `GET /set?key=first&value=1 HTTP/1.1\r\nHost: kvshard\r\n\r\n${head('queued', `Content-Length: ${2 * mib}\r\n`)}`);
     await upload.send(Buffer.alloc(mib, 0x64));
     upload.close();
     await waitFor(
       'the closed connection giving its body bytes back',
-      async () => (await status(cluster, 'shard1', 'primary'))['requests']['body_bytes_in_flight'] === 0,
+      async () => (await status(cluster(), 'shard1', 'primary'))['requests']['body_bytes_in_flight'] === 0,
     );
-    const res = await request(cluster.url('shard1', 'primary', '/set?key=after-close'), { method: 'POST', body: Buffer.alloc(mib, 0x65) });
+    const res = await request(cluster().url('shard1', 'primary', '/set?key=after-close'), { method: 'POST', body: Buffer.alloc(mib, 0x65) });
     expect(res.status).toBe(200);
   });
 
   it('counts chunked bodies as they arrive and refuses the one that passes the bound', async () => {
-    const address = cluster.address('shard1');
+    const address = cluster().address('shard1');
     const uploads = Array.from({ length: 5 }, (_, i) => new Upload(address, head(`chunked-${i}`, 'Transfer-Encoding: chunked\r\n')));
     try {
       const chunk = Buffer.concat([Buffer.from(`${mib.toString(16)}\r\n`), Buffer.alloc(mib, 0x62), Buffer.from('\r\n')]);
@@ -125,9 +119,9 @@ describe('request bodies in flight', () => {
       const answered = Promise.race(uploads.map((u) => u.answer));
       for (let n = 0; n < 14; n++) for (const upload of uploads) await upload.send(chunk);
       expectOverloaded(await answered);
-      const peak = (await status(cluster, 'shard1', 'primary'))['requests']['body_bytes_in_flight_peak'];
+      const peak = (await status(cluster(), 'shard1', 'primary'))['requests']['body_bytes_in_flight_peak'];
       expect(peak).toBeLessThanOrEqual(boundBytes);
-      expect((await request(cluster.url('shard1', 'primary', '/health'))).status).toBe(200);
+      expect((await request(cluster().url('shard1', 'primary', '/health'))).status).toBe(200);
       for (const upload of uploads) await upload.send('0\r\n\r\n');
       const answers = await Promise.all(uploads.map((u) => u.answer));
       const ok = answers.filter((res) => res?.status === 200).length;
@@ -135,7 +129,7 @@ describe('request bodies in flight', () => {
       expect(ok + refused).toBe(5);
       expect(ok).toBeGreaterThanOrEqual(1);
       expect(refused).toBeGreaterThanOrEqual(1);
-      expect((await status(cluster, 'shard1', 'primary'))['requests']['body_bytes_in_flight']).toBe(0);
+      expect((await status(cluster(), 'shard1', 'primary'))['requests']['body_bytes_in_flight']).toBe(0);
     } finally {
       for (const upload of uploads) upload.close();
     }

@@ -1,20 +1,15 @@
 // The benchmark's load generators against a real node: they must send the requests the scenario names
 // (GETs in rotation, SETs of new keys; the bulk loader also with the right value) and count every
 // non-2xx answer, or the benchmark's table and its "does not count" verdict would be wrong.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { bulkKey, detectTool, runBulk, runLoad, type RequestMix, type Tool } from '../../src/bench/load-generator.js';
-import { alone, Cluster, dataPath, request } from '../helpers/cluster.js';
+import { dataPath, request, useCluster } from '../helpers/cluster.js';
 
-let cluster: Cluster;
+const cluster = useCluster(1, { replicas: false });
 let base: string;
 beforeAll(async () => {
-  cluster = await Cluster.create(1);
-  await cluster.start('shard1', 'primary', undefined, alone);
-  base = `http://${cluster.address('shard1', 'primary')}`;
+  base = `http://${cluster().address('shard1', 'primary')}`;
   for (let i = 0; i < 10; i++) expect((await request(`${base}${dataPath('set', `present${i}`, 'v')}`)).status).toBe(200);
-});
-afterAll(async () => {
-  await cluster?.destroy();
 });
 
 const keyCount = async () => (await request(`${base}/status`)).json().keys as number;

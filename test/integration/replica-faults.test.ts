@@ -1,17 +1,13 @@
 // Replica faults: a replica killed with -9 in the middle of a write load, or stopped while 5,000 writes
 // happen, catches up from the primary's log when it comes back, with nothing lost, duplicated or
 // reordered. The primary accepts every write meanwhile and never needs a full resync for it.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster, dataPath, request } from '../helpers/cluster.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { dataPath, request, useCluster } from '../helpers/cluster.js';
 import { runLoad, status, waitConverged } from '../helpers/replication.js';
 
-let cluster: Cluster;
+const cluster = useCluster(1);
 beforeAll(async () => {
-  cluster = await Cluster.started(1);
-  await waitConverged(cluster, 'shard1');
-});
-afterAll(async () => {
-  await cluster?.destroy();
+  await waitConverged(cluster(), 'shard1');
 });
 
 async function writeLoad(prefix: string, total: number, concurrency = 16): Promise<Map<string, string>> {
@@ -19,7 +15,7 @@ async function writeLoad(prefix: string, total: number, concurrency = 16): Promi
   await runLoad(concurrency, total, async (i, worker) => {
     const key = `${prefix}-${worker}-${i % 100}`;
     const value = `${prefix}:${i}`;
-    const res = await request(cluster.url('shard1', 'primary', dataPath('set', key, value)));
+    const res = await request(cluster().url('shard1', 'primary', dataPath('set', key, value)));
     expect(res.status).toBe(200);
     acked.set(key, value);
   });
@@ -28,7 +24,7 @@ async function writeLoad(prefix: string, total: number, concurrency = 16): Promi
 
 async function expectOnReplica(values: Map<string, string>): Promise<void> {
   for (const [key, value] of values) {
-    const res = await request(cluster.url('shard1', 'replica', dataPath('get', key)));
+    const res = await request(cluster().url('shard1', 'replica', dataPath('get', key)));
     expect(res.headers.get('x-kv-role')).toBe('replica');
     expect(res.text()).toBe(value);
   }
@@ -36,28 +32,28 @@ async function expectOnReplica(values: Map<string, string>): Promise<void> {
 
 describe('replica faults', () => {
   it('converges after kill -9 of the replica in the middle of a write load', async () => {
-    const resyncsBefore = (await status(cluster, 'shard1', 'primary'))['replication']['resyncs'];
+    const resyncsBefore = (await status(cluster(), 'shard1', 'primary'))['replication']['resyncs'];
     const load = writeLoad('kill', 4_000);
     await new Promise((r) => setTimeout(r, 300));
-    await cluster.kill('shard1', 'replica');
+    await cluster().kill('shard1', 'replica');
     const acked = await load;
-    await cluster.start('shard1', 'replica');
-    const result = await waitConverged(cluster, 'shard1');
+    await cluster().start('shard1', 'replica');
+    const result = await waitConverged(cluster(), 'shard1');
     expect(result.keys).toBeGreaterThanOrEqual(acked.size);
     await expectOnReplica(acked);
-    expect((await status(cluster, 'shard1', 'primary'))['replication']['resyncs']).toBe(resyncsBefore);
+    expect((await status(cluster(), 'shard1', 'primary'))['replication']['resyncs']).toBe(resyncsBefore);
   });
 
   it('catches up on 5,000 writes made while it was stopped', async () => {
-    const resyncsBefore = (await status(cluster, 'shard1', 'primary'))['replication']['resyncs'];
-    expect(await cluster.stop('shard1', 'replica')).toBe(0);
+    const resyncsBefore = (await status(cluster(), 'shard1', 'primary'))['replication']['resyncs'];
+    expect(await cluster().stop('shard1', 'replica')).toBe(0);
     const acked = await writeLoad('down', 5_000);
-    const primary = await status(cluster, 'shard1', 'primary');
+    const primary = await status(cluster(), 'shard1', 'primary');
     expect(primary['replication']['reachable']).toBe(false);
     expect(primary['replication']['lag_entries']).toBeGreaterThanOrEqual(5_000);
-    await cluster.start('shard1', 'replica');
-    await waitConverged(cluster, 'shard1');
+    await cluster().start('shard1', 'replica');
+    await waitConverged(cluster(), 'shard1');
     await expectOnReplica(acked);
-    expect((await status(cluster, 'shard1', 'primary'))['replication']['resyncs']).toBe(resyncsBefore);
+    expect((await status(cluster(), 'shard1', 'primary'))['replication']['resyncs']).toBe(resyncsBefore);
   });
 });

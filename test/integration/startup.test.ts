@@ -7,16 +7,10 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster, cliPath, configToml, dataPath, freePort, request } from '../helpers/cluster.js';
+import { describe, expect, it } from 'vitest';
+import { cliPath, configToml, dataPath, freePort, request, useCluster } from '../helpers/cluster.js';
 
-let cluster: Cluster;
-beforeAll(async () => {
-  cluster = await Cluster.started(1);
-});
-afterAll(async () => {
-  await cluster?.destroy();
-});
+const cluster = useCluster(1);
 
 function serve(config: string, dataDir: string, ...extra: string[]) {
   return spawnSync(process.execPath, [cliPath, 'serve', '--config', config, '--shard', 'shard1', '--data-dir', dataDir, ...extra], {
@@ -30,23 +24,23 @@ const mode = (path: string) => (statSync(path).mode & 0o777).toString(8);
 
 // biome-ignore lint/complexity/noExcessiveLinesPerFunction: a describe() suite, not a function: its tests share one setup
 describe('start-up', () => {
-  it('refuses a second process on a running node data dir, naming the PID, and the cluster serves on', async () => {
-    const moved = join(cluster.dir, 'moved.toml');
-    writeFileSync(moved, configToml([{ ...cluster.shards[0]!, address: `127.0.0.1:${await freePort()}` }]));
-    const second = serve(moved, cluster.dataDir);
+  it('refuses a second process on a running node data dir, naming the PID, and the cluster() serves on', async () => {
+    const moved = join(cluster().dir, 'moved.toml');
+    writeFileSync(moved, configToml([{ ...cluster().shards[0]!, address: `127.0.0.1:${await freePort()}` }]));
+    const second = serve(moved, cluster().dataDir);
     expect(second.status).toBe(2);
-    const pid = cluster.pid('shard1', 'primary');
+    const pid = cluster().pid('shard1', 'primary');
     expect(second.stderr.trim()).toBe(
-      `kvshard: the data dir ${join(cluster.dataDir, 'shard1-primary')} is in use by PID ${pid} (kvshard shard1 primary at ${cluster.address('shard1')}); one data dir serves one process at a time`,
+      `kvshard: the data dir ${join(cluster().dataDir, 'shard1-primary')} is in use by PID ${pid} (kvshard shard1 primary at ${cluster().address('shard1')}); one data dir serves one process at a time`,
     );
-    expect((await request(cluster.url('shard1', 'primary', dataPath('set', 'still', 'here')))).status).toBe(200);
-    expect((await request(cluster.url('shard1', 'replica', '/status'))).json()['layout']['refusing']).toBeNull();
+    expect((await request(cluster().url('shard1', 'primary', dataPath('set', 'still', 'here')))).status).toBe(200);
+    expect((await request(cluster().url('shard1', 'replica', '/status'))).json()['layout']['refusing']).toBeNull();
   });
 
   it('frees the lock when the holder is killed with -9', async () => {
-    await cluster.kill('shard1', 'primary');
-    await cluster.start('shard1', 'primary');
-    expect((await request(cluster.url('shard1', 'primary', dataPath('get', 'still')))).text()).toBe('here');
+    await cluster().kill('shard1', 'primary');
+    await cluster().start('shard1', 'primary');
+    expect((await request(cluster().url('shard1', 'primary', dataPath('get', 'still')))).text()).toBe('here');
   });
 
   it('answers an address in use with one line and exit 2, and removes the data dir it created', async () => {
@@ -54,9 +48,9 @@ describe('start-up', () => {
     const blocker = net.createServer();
     await new Promise<void>((resolve) => blocker.listen(port, '127.0.0.1', resolve));
     try {
-      const config = join(cluster.dir, 'taken.toml');
+      const config = join(cluster().dir, 'taken.toml');
       writeFileSync(config, configToml([{ name: 'shard1', address: `127.0.0.1:${port}`, replica: `127.0.0.1:${await freePort()}` }]));
-      const dataDir = join(cluster.dir, 'never-created');
+      const dataDir = join(cluster().dir, 'never-created');
       const res = serve(config, dataDir);
       expect(res.status).toBe(2);
       expect(res.stderr).toBe(`kvshard: cannot listen on 127.0.0.1:${port}: the address is already in use by another process\n`);
@@ -68,26 +62,26 @@ describe('start-up', () => {
 
   it('keeps data dirs at 700 and their files at 600, also ones made more open before', async () => {
     for (const role of ['primary', 'replica'] as const) {
-      const dir = join(cluster.dataDir, `shard1-${role}`);
+      const dir = join(cluster().dataDir, `shard1-${role}`);
       expect(mode(dir)).toBe('700');
       for (const file of readdirSync(dir)) expect(`${file} ${mode(join(dir, file))}`).toBe(`${file} 600`);
     }
-    expect(mode(cluster.dataDir)).toBe('700');
+    expect(mode(cluster().dataDir)).toBe('700');
 
-    await cluster.stop('shard1', 'replica');
-    const dir = join(cluster.dataDir, 'shard1-replica');
+    await cluster().stop('shard1', 'replica');
+    const dir = join(cluster().dataDir, 'shard1-replica');
     chmodSync(dir, 0o755);
     for (const file of readdirSync(dir)) chmodSync(join(dir, file), 0o644);
-    await cluster.start('shard1', 'replica');
+    await cluster().start('shard1', 'replica');
     expect(mode(dir)).toBe('700');
     for (const file of readdirSync(dir)) expect(mode(join(dir, file))).toBe('600');
   });
 
   it('creates a new data dir private even under a permissive umask', async () => {
-    const config = join(cluster.dir, 'fresh.toml');
+    const config = join(cluster().dir, 'fresh.toml');
     const address = `127.0.0.1:${await freePort()}`;
     writeFileSync(config, configToml([{ name: 'shard1', address, replica: `127.0.0.1:${await freePort()}` }]));
-    const dataDir = join(cluster.dir, 'fresh-data');
+    const dataDir = join(cluster().dir, 'fresh-data');
     mkdirSync(dataDir, { mode: 0o777 });
     chmodSync(dataDir, 0o777);
     const proc = spawn(

@@ -8,17 +8,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cpSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cliPath, Cluster, configToml, dataPath, freePort, keyOwnedBy, request, waitFor } from '../helpers/cluster.js';
+import { describe, expect, it } from 'vitest';
+import { cliPath, configToml, dataPath, freePort, keyOwnedBy, request, waitFor, useCluster } from '../helpers/cluster.js';
 import { status, waitConverged } from '../helpers/replication.js';
 
-let cluster: Cluster;
-beforeAll(async () => {
-  cluster = await Cluster.started(2);
-});
-afterAll(async () => {
-  await cluster?.destroy();
-});
+const cluster = useCluster(2);
 
 interface Stray {
   readonly proc: ChildProcess;
@@ -44,10 +38,10 @@ async function stopStray(stray: Stray): Promise<void> {
 async function expectEveryNodeServes(tag: string): Promise<void> {
   for (const owner of ['shard1', 'shard2']) {
     const key = keyOwnedBy(owner, 2, `${tag}-${owner}-`);
-    expect((await request(cluster.url(owner, 'primary', dataPath('set', key, tag)))).status).toBe(200);
-    await waitConverged(cluster, owner);
-    for (const [shard, role] of cluster.nodes()) {
-      const res = await request(cluster.url(shard, role, dataPath('get', key)));
+    expect((await request(cluster().url(owner, 'primary', dataPath('set', key, tag)))).status).toBe(200);
+    await waitConverged(cluster(), owner);
+    for (const [shard, role] of cluster().nodes()) {
+      const res = await request(cluster().url(shard, role, dataPath('get', key)));
       expect(`${shard}/${role}: ${res.status}`).toBe(`${shard}/${role}: 200`);
     }
   }
@@ -56,29 +50,29 @@ async function expectEveryNodeServes(tag: string): Promise<void> {
 describe('a stray node', () => {
   it('at an address no member has is ignored by every node, and its replication is refused', async () => {
     await expectEveryNodeServes('before');
-    await cluster.stop('shard1', 'primary');
-    const strayData = join(cluster.dir, 'stray-data');
-    cpSync(join(cluster.dataDir, 'shard1-primary'), join(strayData, 'shard1-primary'), { recursive: true });
-    await cluster.start('shard1', 'primary');
+    await cluster().stop('shard1', 'primary');
+    const strayData = join(cluster().dir, 'stray-data');
+    cpSync(join(cluster().dataDir, 'shard1-primary'), join(strayData, 'shard1-primary'), { recursive: true });
+    await cluster().start('shard1', 'primary');
     const strayAddress = `127.0.0.1:${await freePort()}`;
-    const moved = join(cluster.dir, 'moved.toml');
-    writeFileSync(moved, configToml([{ ...cluster.shards[0]!, address: strayAddress }, cluster.shards[1]!]));
-    const shard2Log = cluster.output('shard2', 'primary').length;
+    const moved = join(cluster().dir, 'moved.toml');
+    writeFileSync(moved, configToml([{ ...cluster().shards[0]!, address: strayAddress }, cluster().shards[1]!]));
+    const shard2Log = cluster().output('shard2', 'primary').length;
     const stray = startStray(moved, 'shard1', strayData);
     try {
       // The stray records a migration from the cluster's layout to its own and announces it to everyone.
       await waitFor(
         'shard2 hearing from the stray',
         () =>
-          /ignoring layout news from shard1\/primary at/.test(cluster.output('shard2', 'primary').slice(shard2Log)) ||
-          /refusing data requests/.test(cluster.output('shard2', 'primary').slice(shard2Log)),
+          /ignoring layout news from shard1\/primary at/.test(cluster().output('shard2', 'primary').slice(shard2Log)) ||
+          /refusing data requests/.test(cluster().output('shard2', 'primary').slice(shard2Log)),
       );
       await waitFor(
         'the replica refusing the stray',
-        () => /refusing replication from/.test(cluster.output('shard1', 'replica')) || /refusing reads/.test(cluster.output('shard1', 'replica')),
+        () => /refusing replication from/.test(cluster().output('shard1', 'replica')) || /refusing reads/.test(cluster().output('shard1', 'replica')),
       );
       await expectEveryNodeServes('during');
-      for (const [shard, role] of cluster.nodes()) expect((await status(cluster, shard, role))['layout']['refusing']).toBeNull();
+      for (const [shard, role] of cluster().nodes()) expect((await status(cluster(), shard, role))['layout']['refusing']).toBeNull();
     } finally {
       await stopStray(stray);
     }
@@ -86,25 +80,25 @@ describe('a stray node', () => {
   });
 
   it('at a trusted address with a newer layout fences the others only while it runs it', async () => {
-    await cluster.stop('shard2', 'primary');
-    const strayData = join(cluster.dir, 'stray-data-2');
-    cpSync(join(cluster.dataDir, 'shard2-primary'), join(strayData, 'shard2-primary'), { recursive: true });
-    const grown = join(cluster.dir, 'grown.toml');
+    await cluster().stop('shard2', 'primary');
+    const strayData = join(cluster().dir, 'stray-data-2');
+    cpSync(join(cluster().dataDir, 'shard2-primary'), join(strayData, 'shard2-primary'), { recursive: true });
+    const grown = join(cluster().dir, 'grown.toml');
     const extra = { name: 'shard3', address: `127.0.0.1:${await freePort()}`, replica: `127.0.0.1:${await freePort()}` };
-    writeFileSync(grown, configToml([...cluster.shards, extra]));
+    writeFileSync(grown, configToml([...cluster().shards, extra]));
     const stray = startStray(grown, 'shard2', strayData);
     try {
-      await waitFor('shard1 refusing because of the stray', async () => (await status(cluster, 'shard1', 'primary'))['layout']['refusing'] !== null);
-      const refused = await request(cluster.url('shard1', 'primary', dataPath('get', 'x')));
+      await waitFor('shard1 refusing because of the stray', async () => (await status(cluster(), 'shard1', 'primary'))['layout']['refusing'] !== null);
+      const refused = await request(cluster().url('shard1', 'primary', dataPath('get', 'x')));
       expect(refused.status).toBe(421);
     } finally {
       await stopStray(stray);
     }
-    await cluster.start('shard2', 'primary');
-    for (const [shard, role] of cluster.nodes()) {
-      await waitFor(`${shard}/${role} serving again`, async () => (await status(cluster, shard, role))['layout']['refusing'] === null);
+    await cluster().start('shard2', 'primary');
+    for (const [shard, role] of cluster().nodes()) {
+      await waitFor(`${shard}/${role} serving again`, async () => (await status(cluster(), shard, role))['layout']['refusing'] === null);
     }
-    expect(cluster.output('shard1', 'primary')).toMatch(/serving data requests again: shard2\/primary at \S+ runs topology/);
+    expect(cluster().output('shard1', 'primary')).toMatch(/serving data requests again: shard2\/primary at \S+ runs topology/);
     await expectEveryNodeServes('recovered');
   });
 });

@@ -3,18 +3,14 @@
 // token, requests that node's HTTP parser refuses (oversized URL or headers, raw non-ASCII, no Host,
 // an unknown method) get JSON errors with stable codes, and HEAD works on the read routes. Nothing a
 // refused request names is stored, and no error body echoes a client's header or a server path.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster, dataPath, keyOwnedBy, request, testToken } from '../helpers/cluster.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { dataPath, keyOwnedBy, request, testToken, useCluster } from '../helpers/cluster.js';
 import { rawExchange, rawRequest } from '../helpers/raw-http.js';
 
-let cluster: Cluster;
+const cluster = useCluster(2);
 let base: string;
 beforeAll(async () => {
-  cluster = await Cluster.started(2);
-  base = `http://${cluster.address('shard1')}`;
-});
-afterAll(async () => {
-  await cluster?.destroy();
+  base = `http://${cluster().address('shard1')}`;
 });
 
 async function expectError(path: string, status: number, error: string, init?: RequestInit) {
@@ -62,9 +58,9 @@ describe('unknown parameters', () => {
 describe('internal headers', () => {
   const shard2Key = () => keyOwnedBy('shard2', 2, 'internal-');
 
-  it('are a 400 from a client without the cluster token, and change nothing', async () => {
+  it('are a 400 from a client without the cluster() token, and change nothing', async () => {
     const key = shard2Key();
-    expect((await request(`http://${cluster.address('shard2')}${dataPath('set', key, 'held')}`)).status).toBe(200);
+    expect((await request(`http://${cluster().address('shard2')}${dataPath('set', key, 'held')}`)).status).toBe(200);
     for (const [name, value] of [
       ['X-Kv-Forwarded-By', '<script>alert(1)</script>'],
       ['X-Kv-Topology', 'evil-topology-value'],
@@ -92,7 +88,7 @@ describe('internal headers', () => {
     });
     expect(res.status).toBe(421);
     expect(res.json().error).toBe('wrong_shard');
-    expect(res.text()).not.toContain(cluster.dir);
+    expect(res.text()).not.toContain(cluster().dir);
     const odd = await request(base + dataPath('get', key), {
       headers: { 'X-Kv-Token': testToken, 'X-Kv-Forwarded-By': 'not a node name "quoted"', 'X-Kv-Topology': 'zz' },
     });
@@ -102,7 +98,7 @@ describe('internal headers', () => {
 });
 
 describe('requests the HTTP parser refuses', () => {
-  const address = () => cluster.address('shard1');
+  const address = () => cluster().address('shard1');
 
   async function single(payload: Buffer | string) {
     const { responses } = await rawExchange(address(), payload, { responses: 1 });
@@ -154,7 +150,7 @@ describe('HEAD', () => {
     expect((await request(base + dataPath('set', remote, 'seven b'))).status).toBe(200);
     const paths = [dataPath('get', key), dataPath('get', remote), dataPath('get', 'head-missing'), '/health', '/status'];
     const payload = paths.map((path) => rawRequest('HEAD', path)).join('');
-    const { responses } = await rawExchange(cluster.address('shard1'), payload, { responses: paths.length, bodiless: paths.map(() => true) });
+    const { responses } = await rawExchange(cluster().address('shard1'), payload, { responses: paths.length, bodiless: paths.map(() => true) });
     expect(responses.map((r) => r.status)).toEqual([200, 200, 404, 200, 200]);
     expect(responses[0]!.headers['content-length']).toBe('12');
     expect(responses[1]!.headers['content-length']).toBe('7');
