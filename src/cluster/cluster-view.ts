@@ -11,9 +11,9 @@ export interface LayoutAnnouncement {
   readonly from: string;
   /** The sender's address: the receiver acts only when its own config gives it to `from`. */
   readonly address: string;
-  readonly topologyId: string;
+  readonly layoutId: string;
   /** The layout the sender migrates from, if it is migrating. */
-  readonly previousTopologyId: string | null;
+  readonly previousLayoutId: string | null;
 }
 
 export interface LayoutAnswer {
@@ -33,7 +33,7 @@ export interface Fence {
   /** The address of the member whose layout made this node stale. */
   readonly byAddress: string;
   /** The newer layout that member runs. */
-  readonly topologyId: string;
+  readonly layoutId: string;
 }
 
 /**
@@ -58,7 +58,7 @@ export class ClusterView {
 
   constructor(
     readonly config: Config,
-    /** This node's own layout: the config's, or for a draining shard its previous one plus the config's topology. */
+    /** This node's own layout: the config's, or for a draining shard its previous one plus the config's layout. */
     readonly layout: LayoutRecord,
     readonly node: string,
     decided: boolean,
@@ -97,8 +97,8 @@ export class ClusterView {
     return {
       from: this.node,
       address,
-      topologyId: this.config.topologyId,
-      previousTopologyId: this.currentMigration?.active() ? this.currentMigration.previous.topologyId : null,
+      layoutId: this.config.layoutId,
+      previousLayoutId: this.currentMigration?.active() ? this.currentMigration.previous.layoutId : null,
     };
   }
 
@@ -145,12 +145,12 @@ export class ClusterView {
   }
 
   /** Transition: a trusted peer (at `address`) migrates away from this node's layout, so this node is stale. */
-  markStale(peer: string, address: string, peerTopologyId: string, previousTopologyId: string | null): void {
-    if (this.staleFence || previousTopologyId !== this.config.topologyId || peerTopologyId === this.config.topologyId) return;
+  markStale(peer: string, address: string, peerLayoutId: string, previousLayoutId: string | null): void {
+    if (this.staleFence || previousLayoutId !== this.config.layoutId || peerLayoutId === this.config.layoutId) return;
     const reason =
-      `${this.node} runs topology ${this.config.topologyId} (${configName(this.config)}), but ${peer} has moved the cluster on to ` +
-      `topology ${peerTopologyId}; restart this node with the new sharding.toml`;
-    this.staleFence = { reason, byAddress: address, topologyId: peerTopologyId };
+      `${this.node} runs layout ${this.config.layoutId} (${configName(this.config)}), but ${peer} has moved the cluster on to ` +
+      `layout ${peerLayoutId}; restart this node with the new sharding.toml`;
+    this.staleFence = { reason, byAddress: address, layoutId: peerLayoutId };
     this.log(`refusing data requests from now on: ${reason}`);
     this.staleListener?.();
   }
@@ -162,12 +162,12 @@ export class ClusterView {
     this.staleFence = undefined;
   }
 
-  /** Transition, on a replica: its primary runs `topologyId`; another layout than this node's stops its reads. */
-  primaryRuns(topologyId: string): void {
+  /** Transition, on a replica: its primary runs `layoutId`; another layout than this node's stops its reads. */
+  primaryRuns(layoutId: string): void {
     const mismatch =
-      topologyId === this.config.topologyId
+      layoutId === this.config.layoutId
         ? undefined
-        : `this replica runs topology ${this.config.topologyId} (${configName(this.config)}) but its primary runs ${topologyId}; ` +
+        : `this replica runs layout ${this.config.layoutId} (${configName(this.config)}) but its primary runs ${layoutId}; ` +
           'restart it with the same sharding.toml as its primary';
     if (mismatch !== this.primaryLayoutMismatch) this.log(mismatch ? `refusing reads: ${mismatch}` : 'primary runs the same layout again; serving reads');
     this.primaryLayoutMismatch = mismatch;

@@ -11,7 +11,7 @@ import type { Migration } from './migration.js';
 
 /** What a learner knows between answers: its own layout, the shard count, and the primaries found empty. */
 export interface LearnerKnowledge {
-  readonly topologyId: string;
+  readonly layoutId: string;
   readonly shardCount: number;
   /** Primaries that answered with no keys, or still learning themselves. */
   readonly emptyPeers: ReadonlySet<string>;
@@ -26,10 +26,10 @@ export type LearnerConclusion =
 /** What a primary still learning its layout concludes from `peer`'s answer (pure: no I/O). */
 export function learnFromAnswer(known: LearnerKnowledge, peer: string, role: 'primary' | 'replica', answer: LayoutAnswer): LearnerConclusion {
   if (role !== 'primary') return { kind: 'keep-waiting', emptyPeers: known.emptyPeers };
-  if (answer.layout.topologyId === known.topologyId && answer.migratingFrom) {
+  if (answer.layout.layoutId === known.layoutId && answer.migratingFrom) {
     return { kind: 'keys-move-here', previous: answer.migratingFrom, why: `${peer} migrates from it` };
   }
-  if (answer.layout.topologyId === known.topologyId && answer.decided) return { kind: 'nothing-moves', why: `${peer} runs this layout with no migration` };
+  if (answer.layout.layoutId === known.layoutId && answer.decided) return { kind: 'nothing-moves', why: `${peer} runs this layout with no migration` };
   // A peer on another layout proves nothing by itself: it may be an old node not restarted yet (the first
   // old node restarted with this layout records the migration and tells), or a newer one. Only a peer
   // that is new too, or holds no keys, has nothing that could move here.
@@ -59,7 +59,7 @@ export class LayoutLearner {
 
   async onAnswer(peer: ShardConfig, role: 'primary' | 'replica', answer: LayoutAnswer, sync: LayoutSync): Promise<void> {
     if (this.view.decided) return;
-    const known = { topologyId: this.config.topologyId, shardCount: this.config.shards.length, emptyPeers: this.emptyPeers };
+    const known = { layoutId: this.config.layoutId, shardCount: this.config.shards.length, emptyPeers: this.emptyPeers };
     const conclusion = learnFromAnswer(known, peer.name, role, answer);
     if (conclusion.kind === 'keep-waiting') this.emptyPeers = conclusion.emptyPeers;
     else await this.decide(conclusion.kind === 'keys-move-here' ? conclusion.previous : undefined, conclusion.why, sync);
@@ -72,12 +72,12 @@ export class LayoutLearner {
 
   private decide(previous: LayoutRecord | undefined, why: string, sync: LayoutSync | undefined): Promise<void> {
     this.deciding ??= (async () => {
-      const record = previous ? newMigration(previous, this.config.topologyId, Date.now()) : undefined;
-      await this.store.recordTopology(layoutRecord(this.config), record);
+      const record = previous ? newMigration(previous, this.config.layoutId, Date.now()) : undefined;
+      await this.store.recordLayout(layoutRecord(this.config), record);
       const migration = record ? this.migrationOf(record) : undefined;
       if (migration) void this.serving.then(() => migration.start());
       this.view.layoutDecided(migration);
-      this.log(previous ? `joining: keys move here from topology ${previous.topologyId} (${why})` : `layout settled: nothing moves here (${why})`);
+      this.log(previous ? `joining: keys move here from layout ${previous.layoutId} (${why})` : `layout settled: nothing moves here (${why})`);
       // Tell every node about the migration, so that ones still on the old layout stop serving.
       if (record) sync?.announce();
     })();

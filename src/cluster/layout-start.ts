@@ -12,12 +12,12 @@ import type { MigrationRecord } from '../storage/migration-store.js';
 
 /** The layout a store last ran with; one written before online resize existed has no shard list. */
 export interface StoredLayout {
-  readonly topologyId: string;
+  readonly layoutId: string;
   readonly shards?: readonly ShardConfig[];
 }
 
 export interface LayoutStartFacts {
-  readonly config: Pick<Config, 'file' | 'topologyId' | 'shards'>;
+  readonly config: Pick<Config, 'file' | 'layoutId' | 'shards'>;
   /** This node's shard name. */
   readonly name: string;
   readonly role: RoleName;
@@ -42,41 +42,41 @@ export type LayoutStart =
   | { readonly kind: 'learn-from-peers' }
   | { readonly kind: 'refuse'; readonly message: string };
 
-/** The record of a migration that starts at `now`, from the layout `previous` to the one `topologyId` names. */
-export function newMigration(previous: LayoutRecord, topologyId: string, now: number): MigrationRecord {
-  return { previous, topologyId, startedAt: now, keysSent: 0, keysReceived: 0 };
+/** The record of a migration that starts at `now`, from the layout `previous` to the one `layoutId` names. */
+export function newMigration(previous: LayoutRecord, layoutId: string, now: number): MigrationRecord {
+  return { previous, layoutId, startedAt: now, keysSent: 0, keysReceived: 0 };
 }
 
 /** Decides what a starting node does with its stored layout (see LayoutStart). */
 export function decideLayoutStart(facts: LayoutStartFacts): LayoutStart {
   const { config, name, role, path, stored, migration, now } = facts;
   if (migration && migration.finishedAt === undefined) {
-    if (migration.topologyId === config.topologyId) return { kind: 'start-as-is', record: migration };
+    if (migration.layoutId === config.layoutId) return { kind: 'start-as-is', record: migration };
     return {
       kind: 'refuse',
       message:
-        `${config.file}: shards: ${name} (${path}) is still moving keys from topology ${migration.previous.topologyId} to ` +
-        `${migration.topologyId}, and this config is a third layout (${config.topologyId}); start with the config of ` +
-        `${migration.topologyId} until its /status shows the migration done, then change the layout again`,
+        `${config.file}: shards: ${name} (${path}) is still moving keys from layout ${migration.previous.layoutId} to ` +
+        `${migration.layoutId}, and this config is a third layout (${config.layoutId}); start with the config of ` +
+        `${migration.layoutId} until its /status shows the migration done, then change the layout again`,
     };
   }
-  if (stored && !stored.shards && stored.topologyId !== config.topologyId) {
+  if (stored && !stored.shards && stored.layoutId !== config.layoutId) {
     return { kind: 'refuse', message: `${config.file}: shards: ${path} was written by a kvshard without online resize; start it with its old config` };
   }
   if (role === 'drain') {
     if (!stored?.shards?.some((s) => s.name === name)) {
       return { kind: 'refuse', message: `${path}: holds no layout that names ${name}: there is nothing to drain` };
     }
-    return { kind: 'start-migration', record: newMigration(stored as LayoutRecord, config.topologyId, now) };
+    return { kind: 'start-migration', record: newMigration(stored as LayoutRecord, config.layoutId, now) };
   }
   if (!stored) {
     if (role === 'replica' || config.shards.length === 1) return { kind: 'record-layout', record: undefined };
     return { kind: 'learn-from-peers' };
   }
-  if (stored.topologyId === config.topologyId || role === 'replica') {
+  if (stored.layoutId === config.layoutId || role === 'replica') {
     // Also upgrades a record without the shard list (written before online resize existed).
-    if (stored.topologyId !== config.topologyId || !stored.shards) return { kind: 'record-layout', record: migration };
+    if (stored.layoutId !== config.layoutId || !stored.shards) return { kind: 'record-layout', record: migration };
     return { kind: 'start-as-is', record: migration };
   }
-  return { kind: 'start-migration', record: newMigration(stored as LayoutRecord, config.topologyId, now) };
+  return { kind: 'start-migration', record: newMigration(stored as LayoutRecord, config.layoutId, now) };
 }

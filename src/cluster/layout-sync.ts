@@ -48,13 +48,13 @@ export function layoutRouter(view: ClusterView): Router {
     if (
       typeof body?.from !== 'string' ||
       typeof body.address !== 'string' ||
-      typeof body.topologyId !== 'string' ||
-      (body.previousTopologyId !== null && typeof body.previousTopologyId !== 'string')
+      typeof body.layoutId !== 'string' ||
+      (body.previousLayoutId !== null && typeof body.previousLayoutId !== 'string')
     ) {
-      throw new BadRequestError('a layout announcement needs from, address, topologyId and previousTopologyId');
+      throw new BadRequestError('a layout announcement needs from, address, layoutId and previousLayoutId');
     }
     const trusted = view.trusts(body.from, body.address);
-    if (trusted) view.markStale(body.from, body.address, body.topologyId, body.previousTopologyId);
+    if (trusted) view.markStale(body.from, body.address, body.layoutId, body.previousLayoutId);
     sendJson(res, 200, view.answer());
     if (trusted) view.peerAnnounced();
   });
@@ -151,7 +151,7 @@ export class LayoutSync {
     for (let attempt = 0; attempt < layoutAnnounceAttemptsMax && !this.closed; attempt++) {
       const answer = await this.exchange(shard, address);
       if (answer) {
-        this.options.view.markStale(answer.node, address, answer.layout.topologyId, answer.migratingFrom?.topologyId ?? null);
+        this.options.view.markStale(answer.node, address, answer.layout.layoutId, answer.migratingFrom?.layoutId ?? null);
         await this.options.onAnswer(shard, role, answer);
         return;
       }
@@ -176,9 +176,9 @@ export class LayoutSync {
         if (this.closed || !fence) break;
         const answers = await Promise.all(this.peers().map(async (peer) => ({ peer, answer: await this.exchange(peer.shard, peer.address) })));
         const fencer = answers.find((a) => canonicalAddress(a.peer.address) === canonicalAddress(fence.byAddress))?.answer;
-        const newerStillRuns = answers.some((a) => a.answer?.layout.topologyId === fence.topologyId);
-        if (fencer && fencer.layout.topologyId !== fence.topologyId && !newerStillRuns) {
-          view.clearStale(`${fencer.node} at ${fence.byAddress} runs topology ${fencer.layout.topologyId} now, and no member reached runs ${fence.topologyId}`);
+        const newerStillRuns = answers.some((a) => a.answer?.layout.layoutId === fence.layoutId);
+        if (fencer && fencer.layout.layoutId !== fence.layoutId && !newerStillRuns) {
+          view.clearStale(`${fencer.node} at ${fence.byAddress} runs layout ${fencer.layout.layoutId} now, and no member reached runs ${fence.layoutId}`);
         }
       }
       this.recheck = undefined;

@@ -14,7 +14,7 @@
 import { Backoff, sleep } from '../core/backoff.js';
 import { pack, unpack } from 'msgpackr';
 import type { Config, LayoutRecord, ShardConfig } from '../core/config.js';
-import { BadRequestError, TopologyMismatchError } from '../core/errors.js';
+import { BadRequestError, LayoutMismatchError } from '../core/errors.js';
 import { InternalClient } from '../peer/internal-client.js';
 import {
   internalReplyBytesMax,
@@ -41,7 +41,7 @@ export interface MigrateMessage {
   /** The sender's address: the receiver takes keys only from the member its own layouts put there. */
   readonly address: string;
   /** The layout the sender migrates to: the receiver must run the same one. */
-  readonly topologyId: string;
+  readonly layoutId: string;
   /** The layout the sender migrates from, so a receiver that has not learned it yet can. */
   readonly previous: LayoutRecord;
   /** Slot-prefixed storage keys with their values. */
@@ -63,7 +63,7 @@ const isSlot = (v: unknown): v is number => Number.isInteger(v) && (v as number)
 /** Validates a layout record received from a peer (the same shape a config yields). */
 export function decodeLayoutRecord(raw: unknown, what: string): LayoutRecord {
   const r = raw as Record<string, unknown> | null;
-  if (typeof r !== 'object' || r === null || typeof r['topologyId'] !== 'string' || !Array.isArray(r['shards'])) invalid(what);
+  if (typeof r !== 'object' || r === null || typeof r['layoutId'] !== 'string' || !Array.isArray(r['shards'])) invalid(what);
   const shards = (r['shards'] as unknown[]).map((s, i): ShardConfig => {
     const shard = s as Record<string, unknown> | null;
     if (typeof shard !== 'object' || shard === null) invalid(`${what}.shards[${i}]`);
@@ -72,7 +72,7 @@ export function decodeLayoutRecord(raw: unknown, what: string): LayoutRecord {
     return { name, idx, address, replica };
   });
   if (shards.length === 0) invalid(`${what}.shards`);
-  return { topologyId: r['topologyId'] as string, shards };
+  return { layoutId: r['layoutId'] as string, shards };
 }
 
 export function decodeMigrate(body: Buffer): MigrateMessage {
@@ -83,14 +83,14 @@ export function decodeMigrate(body: Buffer): MigrateMessage {
     invalid('not msgpack');
   }
   if (typeof m !== 'object' || m === null) invalid('not a map');
-  const { from, address, topologyId, pairs, doneSlots } = m;
-  if (typeof from !== 'string' || typeof address !== 'string' || typeof topologyId !== 'string') invalid('from/address/topologyId');
+  const { from, address, layoutId, pairs, doneSlots } = m;
+  if (typeof from !== 'string' || typeof address !== 'string' || typeof layoutId !== 'string') invalid('from/address/layoutId');
   if (!Array.isArray(pairs) || !Array.isArray(doneSlots) || doneSlots.length > slotCount) invalid('pairs/doneSlots');
   if (!doneSlots.every(isSlot)) invalid('doneSlots');
   return {
     from,
     address,
-    topologyId,
+    layoutId,
     previous: decodeLayoutRecord(m['previous'], 'previous'),
     pairs: pairs.map((p: unknown, i): [Buffer, Buffer] => {
       if (!Array.isArray(p) || p.length !== 2 || !(p[0] instanceof Uint8Array) || !(p[1] instanceof Uint8Array)) invalid(`pairs[${i}]`);
@@ -188,7 +188,7 @@ export class Migration {
   start(): void {
     if (this.loop) return;
     this.options.log(
-      `migration from topology ${this.previous.topologyId} to ${this.options.config.topologyId}: ` +
+      `migration from layout ${this.previous.layoutId} to ${this.options.config.layoutId}: ` +
         `${this.outgoingLeft} of ${this.slotsToSend} slots to send, ${this.incomingLeft} of ${this.slotsToReceive} to receive`,
     );
     this.loop = this.run().catch((err: unknown) => this.options.log(`migration sender stopped: ${(err as Error).stack}`));
@@ -197,11 +197,11 @@ export class Migration {
   /** Stores a batch from a previous owner (the /internal/migrate handler). */
   async receive(message: MigrateMessage): Promise<MigrateReply> {
     const { config } = this.options;
-    if (message.topologyId !== config.topologyId || message.previous.topologyId !== this.previous.topologyId) {
-      throw new TopologyMismatchError(
-        `${message.from} migrates from topology ${message.previous.topologyId} to ${message.topologyId}; ` +
-          `this node migrates from ${this.previous.topologyId} to ${config.topologyId}`,
-        { sender: message.from, topology: config.topologyId },
+    if (message.layoutId !== config.layoutId || message.previous.layoutId !== this.previous.layoutId) {
+      throw new LayoutMismatchError(
+        `${message.from} migrates from layout ${message.previous.layoutId} to ${message.layoutId}; ` +
+          `this node migrates from ${this.previous.layoutId} to ${config.layoutId}`,
+        { sender: message.from, layout_id: config.layoutId },
       );
     }
     const inserted = await this.options.store.importMigrated(message.pairs, message.doneSlots, (slot) => this.incoming[slot] === 1);
@@ -226,7 +226,7 @@ export class Migration {
       const message: MigrateMessage = {
         from: self,
         address: this.options.address,
-        topologyId: config.topologyId,
+        layoutId: config.layoutId,
         previous: this.previous,
         pairs: chunk.pairs,
         doneSlots: chunk.completeSlots,
@@ -269,7 +269,7 @@ export class Migration {
       this.finishedAt = at;
       const record = this.options.store.migration();
       this.options.log(
-        `migration to topology ${this.options.config.topologyId} finished: sent ${this.slotsToSend} slots ` +
+        `migration to layout ${this.options.config.layoutId} finished: sent ${this.slotsToSend} slots ` +
           `(${record?.keysSent ?? 0} keys), received ${this.slotsToReceive} slots (${record?.keysReceived ?? 0} keys) ` +
           `in ${((at - this.options.record.startedAt) / 1000).toFixed(1)} s`,
       );
@@ -289,8 +289,8 @@ export class Migration {
     const record = this.options.store.migration();
     return {
       state: this.finishedAt === undefined ? 'migrating' : 'done',
-      from_topology: this.previous.topologyId,
-      to_topology: this.options.config.topologyId,
+      from_layout: this.previous.layoutId,
+      to_layout: this.options.config.layoutId,
       slots_to_send: this.slotsToSend,
       slots_sent: this.slotsToSend - this.outgoingLeft,
       slots_to_receive: this.slotsToReceive,

@@ -25,10 +25,10 @@ export interface Config {
   /** Shards ordered by idx, so shards[i].idx === i. */
   readonly shards: readonly ShardConfig[];
   /**
-   * A short digest of the shard list (names, indexes and addresses). Two nodes with the same topologyId
+   * A short digest of the shard list (names, indexes and addresses). Two nodes with the same layoutId
    * route every key identically; a forwarded request carries the sender's so disagreements are named.
    */
-  readonly topologyId: string;
+  readonly layoutId: string;
   /** slotOwners[slot] is the idx of the shard that owns the slot. */
   readonly slotOwners: Uint16Array;
   /** The cluster secret for internal endpoints, when the file sets one (KV_CLUSTER_TOKEN overrides it). */
@@ -51,12 +51,12 @@ export type RoleName = 'primary' | 'replica' | 'drain';
 
 /** What a node remembers of a layout: enough to route by it and to reach its nodes. */
 export interface LayoutRecord {
-  readonly topologyId: string;
+  readonly layoutId: string;
   readonly shards: readonly ShardConfig[];
 }
 
 export function layoutRecord(config: Config): LayoutRecord {
-  return { topologyId: config.topologyId, shards: config.shards.map((s) => ({ ...s })) };
+  return { layoutId: config.layoutId, shards: config.shards.map((s) => ({ ...s })) };
 }
 
 /** An invalid config. `problems` holds one message per problem, each starting with the file name. */
@@ -134,7 +134,7 @@ export function validateConfig(doc: unknown, file: string): Config {
   return Object.freeze({
     file,
     shards: Object.freeze(ordered),
-    topologyId: topologyIdOf(ordered),
+    layoutId: layoutIdOf(ordered),
     slotOwners: slotTable(ordered.length),
     token: token as string | undefined,
     logRetentionBytes,
@@ -257,7 +257,7 @@ function describe(value: unknown): string {
   return `${typeof value === 'bigint' ? 'integer' : typeof value} ${JSON.stringify(String(value))}`;
 }
 
-function topologyIdOf(shards: readonly ShardConfig[]): string {
+function layoutIdOf(shards: readonly ShardConfig[]): string {
   const canonical = shards.map((s) => `${s.idx}:${s.name}:${s.address}:${s.replica}`).join('\n');
   return createHash('sha256').update(canonical).digest('hex').slice(0, 12);
 }

@@ -219,10 +219,10 @@ export class LayoutPendingError extends KvError {
   }
 }
 
-/** An internal request from a node running another layout (a migration batch for a topology this node does not run). */
-export class TopologyMismatchError extends KvError {
+/** An internal request from a node running another layout (a migration batch for a layout this node does not run). */
+export class LayoutMismatchError extends KvError {
   constructor(message: string, details: ErrorDetails) {
-    super('topology_mismatch', 409, message, details);
+    super('layout_mismatch', 409, message, details);
   }
 }
 

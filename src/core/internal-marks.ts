@@ -4,13 +4,13 @@
 
 import type { IncomingMessage } from 'node:http';
 import { BadRequestError } from './errors.js';
-import { forwardedByHeader, forwardedTopologyHeader, previousOwnerReadHeader, tokenHeader } from './wire.js';
+import { forwardedByHeader, forwardedLayoutHeader, previousOwnerReadHeader, tokenHeader } from './wire.js';
 
 export interface ForwardMarker {
   /** `<shard>/<role>` of the node that forwarded the request. */
   readonly by: string;
-  /** The sender's config topologyId. */
-  readonly topologyId: string;
+  /** The sender's config layoutId. */
+  readonly layoutId: string;
 }
 
 export interface InternalMarks {
@@ -23,7 +23,7 @@ const noMarks: InternalMarks = { forwarded: undefined, previousOwnerRead: false 
 type HeaderValue = string | undefined;
 /** `<shard>/<role>`, as nodes write it: anything else in the header is not from a node. */
 const forwardedByPattern = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\/(primary|replica|drain)$/;
-const topologyIdPattern = /^[0-9a-f]{12}$/;
+const layoutIdPattern = /^[0-9a-f]{12}$/;
 
 /**
  * The cluster's marks among a request's headers, and whether it has a Host header. Read from rawHeaders:
@@ -36,7 +36,7 @@ const topologyIdPattern = /^[0-9a-f]{12}$/;
  */
 export function internalMarks(req: IncomingMessage, isClusterToken: (value: string) => boolean): InternalMarks {
   let by: HeaderValue;
-  let topologyId: HeaderValue;
+  let layoutId: HeaderValue;
   let previousOwnerRead: HeaderValue;
   let token: HeaderValue;
   let host = false;
@@ -52,29 +52,29 @@ export function internalMarks(req: IncomingMessage, isClusterToken: (value: stri
     if (name.length < 6 || first !== 0x78) continue;
     const lower = name.toLowerCase();
     if (lower === forwardedByHeader) by ??= raw[i + 1];
-    else if (lower === forwardedTopologyHeader) topologyId ??= raw[i + 1];
+    else if (lower === forwardedLayoutHeader) layoutId ??= raw[i + 1];
     else if (lower === previousOwnerReadHeader) previousOwnerRead ??= raw[i + 1];
     else if (lower === tokenHeader) token ??= raw[i + 1];
   }
   if (!host && req.httpVersionMinor === 1 && req.httpVersionMajor === 1) throw new BadRequestError('an HTTP/1.1 request needs a Host header');
-  if (by === undefined && topologyId === undefined && previousOwnerRead === undefined) return noMarks;
-  return checkedMarks(by, topologyId, previousOwnerRead, token, isClusterToken);
+  if (by === undefined && layoutId === undefined && previousOwnerRead === undefined) return noMarks;
+  return checkedMarks(by, layoutId, previousOwnerRead, token, isClusterToken);
 }
 
 /** The marks of a request that carries at least one, once the token and their values are checked. */
 function checkedMarks(
   by: HeaderValue,
-  topologyId: HeaderValue,
+  layoutId: HeaderValue,
   previousOwnerRead: HeaderValue,
   token: HeaderValue,
   isClusterToken: (value: string) => boolean,
 ): InternalMarks {
-  const name = by !== undefined ? forwardedByHeader : topologyId !== undefined ? forwardedTopologyHeader : previousOwnerReadHeader;
+  const name = by !== undefined ? forwardedByHeader : layoutId !== undefined ? forwardedLayoutHeader : previousOwnerReadHeader;
   if (token === undefined || !isClusterToken(token)) {
     throw new BadRequestError(`header ${name} is internal to the cluster: it counts only with the cluster token`);
   }
-  if (by === undefined || !forwardedByPattern.test(by) || (topologyId !== undefined && !topologyIdPattern.test(topologyId))) {
-    throw new BadRequestError(`malformed internal headers ${forwardedByHeader} and ${forwardedTopologyHeader}`);
+  if (by === undefined || !forwardedByPattern.test(by) || (layoutId !== undefined && !layoutIdPattern.test(layoutId))) {
+    throw new BadRequestError(`malformed internal headers ${forwardedByHeader} and ${forwardedLayoutHeader}`);
   }
-  return { forwarded: { by, topologyId: topologyId ?? 'unknown' }, previousOwnerRead: previousOwnerRead === '1' };
+  return { forwarded: { by, layoutId: layoutId ?? 'unknown' }, previousOwnerRead: previousOwnerRead === '1' };
 }

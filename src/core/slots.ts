@@ -62,7 +62,7 @@ export function jumpHash(key: number, buckets: number): number {
   return b;
 }
 
-/** The owning shard index of every slot for a given shard count, computed once per topology. */
+/** The owning shard index of every slot for a given shard count, computed once per layout. */
 export function slotTable(shardCount: number): Uint16Array {
   const table = new Uint16Array(slotCount);
   for (let slot = 0; slot < slotCount; slot++) table[slot] = jumpHash(slot, shardCount);

@@ -6,7 +6,7 @@ export const tokenHeader = 'x-kv-token';
 /** Marks a request forwarded by another node (`<shard>/<role>`), so it is never forwarded again. */
 export const forwardedByHeader = 'x-kv-forwarded-by';
 /** The forwarding node's layout id, so a disagreement between configs is named. */
-export const forwardedTopologyHeader = 'x-kv-topology';
+export const forwardedLayoutHeader = 'x-kv-layout';
 /**
  * Marks a read sent by a key's new owner to its previous owner during a migration: the previous owner
  * answers from its own data although its config no longer assigns it the key.

@@ -64,16 +64,15 @@ export async function layout(shardCount: number): Promise<ShardLayout[]> {
   return shards;
 }
 
-/** The cluster secret a local cluster's config carries unless told otherwise. */
 /**
- * V8 flags every kvshard process runs with (launch.sh passes the same). After a process has been idle,
- * V8 (its memory reducer, and the young generation shrunk to its minimum and grown back slowly under
- * load) left a data GET at 42-49 us of CPU instead of 37 for many seconds; measured after 40 s idle,
- * with 5 times more scavenges. With these flags it stays at 37-38 us. The cost is that an idle process
- * keeps the heap it grew under load (the young generation is 16 MB under load either way).
+ * V8 flags every kvshard process runs with (launch.sh passes the same). Without them, a process that
+ * has been idle serves GETs with more CPU each for many seconds: V8's memory reducer and a young
+ * generation shrunk to its minimum cost extra scavenges (docs/performance.md has the numbers). The cost
+ * is that an idle process keeps the heap it grew under load.
  */
 export const nodeFlags: readonly string[] = ['--no-memory-reducer', '--min-semi-space-size=16'];
 
+/** The cluster secret a local cluster's config carries unless told otherwise. */
 export const localToken = 'local-cluster-token-0123456789';
 
 export function configToml(shards: readonly ShardLayout[], extra = '', token = localToken): string {

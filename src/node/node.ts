@@ -62,7 +62,7 @@ async function listenOn(server: Server, address: string): Promise<void> {
 
 /** Decides the start-up layout (see layout-start.ts) from the store and the config, and records what it decides. */
 async function prepareLayout(store: Store, config: Config, name: string, role: RoleName): Promise<LayoutStanding> {
-  const start = decideLayoutStart({ config, name, role, path: store.path, stored: store.topology(), migration: store.migration(), now: Date.now() });
+  const start = decideLayoutStart({ config, name, role, path: store.path, stored: store.layout(), migration: store.migration(), now: Date.now() });
   switch (start.kind) {
     case 'refuse':
       throw new ConfigError([start.message]);
@@ -71,10 +71,10 @@ async function prepareLayout(store: Store, config: Config, name: string, role: R
     case 'start-as-is':
       return { decided: true, record: start.record };
     case 'record-layout':
-      await store.recordTopology(layoutRecord(config));
+      await store.recordLayout(layoutRecord(config));
       return { decided: true, record: start.record };
     case 'start-migration':
-      await store.recordTopology(layoutRecord(config), start.record);
+      await store.recordLayout(layoutRecord(config), start.record);
       return { decided: true, record: start.record };
   }
 }
@@ -131,7 +131,7 @@ export class KvNode {
     const layout = await prepareLayout(store, config, shard.name, role);
     const self = `${shard.name}/${role}`;
     const view = new ClusterView(config, factory.ownLayout(config, layout), self, layout.decided, log, () => store.count());
-    const forwarder = new Forwarder({ self, topologyId: config.topologyId, token, log });
+    const forwarder = new Forwarder({ self, layoutId: config.layoutId, token, log });
     const overwriteReplica = options.overwriteReplica === true;
     const parts = factory.build({ config, shard, address, token, log, overwriteReplica, store, view, forwarder, layout });
     const internalRoutes = express.Router();
@@ -150,7 +150,7 @@ export class KvNode {
     view.whenStale(() => sync.recheckWhileFenced());
     sync.announce();
     parts.start(sync);
-    log(`${shard.name} ${role} listening on ${address}, data in ${store.path}, topology ${config.topologyId}`);
+    log(`${shard.name} ${role} listening on ${address}, data in ${store.path}, layout ${config.layoutId}`);
     return new KvNode(options, address, { lock, server, store, forwarder, role: parts, view, sync });
   }
 
@@ -166,7 +166,7 @@ export class KvNode {
       const store = new Store({ path, replicationLog: true });
       try {
         const migration = store.migration();
-        const layout = migration && migration.finishedAt === undefined ? migration.previous : store.topology();
+        const layout = migration && migration.finishedAt === undefined ? migration.previous : store.layout();
         const shard = layout?.shards?.find((s) => s.name === name);
         if (!shard) throw new ConfigError([`${path}: holds no layout that names ${name}: there is nothing to drain`]);
         return { shard, lock };

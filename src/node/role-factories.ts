@@ -6,7 +6,7 @@
 import type { ServerResponse } from 'node:http';
 import express, { type Router } from 'express';
 import { layoutRecord, type Config, type LayoutRecord, type RoleName, type ShardConfig } from '../core/config.js';
-import { PrimaryRecoveringError, TopologyMismatchError } from '../core/errors.js';
+import { PrimaryRecoveringError, LayoutMismatchError } from '../core/errors.js';
 import { sendJson, type BodyRequest } from '../core/http-reply.js';
 import { internalBodyBytesMax, shutdownDrainMs } from '../core/limits.js';
 import { LayoutLearner } from '../cluster/layout-learner.js';
@@ -99,19 +99,19 @@ function migrateRouter(view: ClusterView, learner: LayoutLearner | undefined, re
   const router = express.Router();
   router.post(migratePath, express.raw({ type: () => true, limit: internalBodyBytesMax }), async (req: BodyRequest, res: ServerResponse) => {
     const message = decodeMigrate(req.body as Buffer);
-    const mismatch = (why: string) => new TopologyMismatchError(why, { sender: message.from, topology: view.config.topologyId });
+    const mismatch = (why: string) => new LayoutMismatchError(why, { sender: message.from, layout_id: view.config.layoutId });
     if (!view.trusts(`${message.from}/primary`, message.address)) {
       throw mismatch(`${message.from} at ${message.address} is not where this node's layouts put ${message.from}'s primary`);
     }
     // Keys must not land in a store that is being rebuilt from its replica; the sender retries.
     const blocked = recovery?.blocking();
     if (blocked) throw new PrimaryRecoveringError(view.node.split('/')[0]!, blocked.state);
-    if (message.topologyId !== view.config.topologyId) {
-      throw mismatch(`${message.from} migrates to topology ${message.topologyId}; this node runs ${view.config.topologyId}`);
+    if (message.layoutId !== view.config.layoutId) {
+      throw mismatch(`${message.from} migrates to layout ${message.layoutId}; this node runs ${view.config.layoutId}`);
     }
     await learner?.fromBatch(message.previous, message.from);
     if (!view.migration) {
-      throw mismatch(`${message.from} sends keys from topology ${message.previous.topologyId}, but this node has no migration from it`);
+      throw mismatch(`${message.from} sends keys from layout ${message.previous.layoutId}, but this node has no migration from it`);
     }
     sendJson(res, 200, await view.migration.receive(message));
   });
@@ -130,7 +130,7 @@ function buildPrimary(deps: RoleDeps): RoleParts {
     token,
     logRetentionBytes: config.logRetentionBytes,
     logger: log,
-    topologyId: config.topologyId,
+    layoutId: config.layoutId,
     migrating: () => !view.decided || view.migration?.active() === true,
   });
   const migrationHere = (record: MigrationRecord) => migrationOf(deps, record, () => sender.notify());
@@ -167,7 +167,7 @@ function buildPrimary(deps: RoleDeps): RoleParts {
 function buildReplica(deps: RoleDeps): RoleParts {
   const { config, shard, store, view, forwarder, log } = deps;
   if (deps.layout.record) view.migrationRecorded(migrationOf(deps, deps.layout.record, noSender));
-  view.setPrimaryMigrating(store.primaryMigrating(config.topologyId));
+  view.setPrimaryMigrating(store.primaryMigrating(config.layoutId));
   const progress: ReplicaProgress = { primarySeq: store.replicaState().appliedSeq, lastContactAt: 0, lastAppliedTs: 0, resyncs: 0, resyncRefused: null };
   const endpoints = replicaRouter({ store, progress, view, primaryAddress: shard.address, log });
   return {
@@ -220,8 +220,8 @@ export const roleFactories: Readonly<Record<RoleName, RoleFactory>> = {
     address: (shard) => shard.address,
     dataDirSuffix: 'primary',
     replicationLog: true,
-    // A drain announces the layout it drains from, under the config's topology.
-    ownLayout: (config, layout) => ({ ...layout.record!.previous, topologyId: config.topologyId }),
+    // A drain announces the layout it drains from, under the config's layout.
+    ownLayout: (config, layout) => ({ ...layout.record!.previous, layoutId: config.layoutId }),
     build: buildDrain,
   },
 };

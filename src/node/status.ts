@@ -18,7 +18,7 @@ function layoutStatus(view: ClusterView): Record<string, unknown> {
 
 /** A drain's /status fields: what it still holds and how its keys move out. */
 export function drainStatus(store: Store, config: Config, view: ClusterView): () => Record<string, unknown> {
-  return () => ({ keys: store.count(), topology: config.topologyId, ...layoutStatus(view) });
+  return () => ({ keys: store.count(), layout_id: config.layoutId, ...layoutStatus(view) });
 }
 
 /** A primary's /status fields: its data, its replication log and what its replica has of it. */
@@ -32,7 +32,7 @@ export function primaryStatus(
   const log = store.log!;
   return () => ({
     keys: store.count(),
-    topology: config.topologyId,
+    layout_id: config.layoutId,
     ...layoutStatus(view),
     recovery: recovery.status(),
     dataset_id: store.isNewPrimary() ? null : store.datasetId(),
@@ -55,7 +55,7 @@ export function replicaStatus(store: Store, progress: ReplicaProgress, config: C
     const lagEntries = Math.max(0, progress.primarySeq - state.appliedSeq);
     return {
       keys: store.count(),
-      topology: config.topologyId,
+      layout_id: config.layoutId,
       layout: { refusing: view.refusal() ?? null, primary_migrating: view.primaryMigrating ?? null },
       dataset_id: state.datasetId ?? null,
       applied_seq: state.appliedSeq,

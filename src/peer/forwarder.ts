@@ -8,7 +8,7 @@ import { ShardConnectionLostError, ShardTimeoutError, ShardUnavailableError } fr
 import { forwardTimeoutMs, forwardUrlCharsMax, peerConnectTimeoutMs, peerSocketsMax, replicaAckTimeoutMs, forwardReplyBytesMax } from '../core/limits.js';
 import { PeerHealth, type PeerState } from './peer-health.js';
 import { PeerPool } from './peer-pool.js';
-import { forwardedByHeader, forwardedTopologyHeader, previousOwnerReadHeader, tokenHeader } from '../core/wire.js';
+import { forwardedByHeader, forwardedLayoutHeader, previousOwnerReadHeader, tokenHeader } from '../core/wire.js';
 
 export interface Peer {
   readonly shard: string;
@@ -18,7 +18,7 @@ export interface Peer {
 export interface ForwarderOptions {
   /** `<shard>/<role>` of this node, sent as the forwarded marker. */
   readonly self: string;
-  readonly topologyId: string;
+  readonly layoutId: string;
   /** The cluster secret: forwarded marks count at the receiver only with it. */
   readonly token: string;
   readonly log: (message: string) => void;
@@ -34,7 +34,7 @@ export class Forwarder {
 
   constructor(options: ForwarderOptions) {
     this.timeoutMs = options.timeoutMs ?? forwardTimeoutMs;
-    this.headers = { [forwardedByHeader]: options.self, [forwardedTopologyHeader]: options.topologyId, [tokenHeader]: options.token };
+    this.headers = { [forwardedByHeader]: options.self, [forwardedLayoutHeader]: options.layoutId, [tokenHeader]: options.token };
     this.previousOwnerHeaders = { ...this.headers, [previousOwnerReadHeader]: '1' };
     this.health = new PeerHealth(options.log);
   }

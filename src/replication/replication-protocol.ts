@@ -27,7 +27,7 @@ export interface ReplicateMessage {
   /** The primary's clock when it sent this (ms since the epoch). */
   readonly sentAt: number;
   /** The layout the primary runs: a replica on another one refuses reads rather than answer stale. */
-  readonly topologyId: string;
+  readonly layoutId: string;
   /** Whether keys may still be moving to the primary (a migration): the replica then sends misses to it. */
   readonly migrating: boolean;
   readonly entries: readonly LogEntry[];
@@ -137,7 +137,7 @@ export function decodeReplicate(body: Buffer): ReplicateMessage {
   if (!isId(m['datasetId'])) invalid('datasetId');
   if (!isSeq(m['primarySeq'])) invalid('primarySeq');
   if (!isSeq(m['sentAt'])) invalid('sentAt');
-  if (!isId(m['topologyId'])) invalid('topologyId');
+  if (!isId(m['layoutId'])) invalid('layoutId');
   if (typeof m['migrating'] !== 'boolean') invalid('migrating');
   if (!Array.isArray(m['entries'])) invalid('entries');
   const entries = (m['entries'] as unknown[]).map((raw, i): LogEntry => {
@@ -163,7 +163,7 @@ export function decodeReplicate(body: Buffer): ReplicateMessage {
     forkedFrom: forkPoint(m['forkedFrom'] ?? null, 'forkedFrom'),
     primarySeq: m['primarySeq'] as number,
     sentAt: m['sentAt'] as number,
-    topologyId: m['topologyId'] as string,
+    layoutId: m['layoutId'] as string,
     migrating: m['migrating'] as boolean,
     entries,
   };

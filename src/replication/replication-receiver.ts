@@ -140,9 +140,9 @@ export function replicaRouter(options: ReplicaRouterOptions): ReplicaEndpoints {
     // "Keys may be moving in" counts at once. "No more" counts only once this replica holds every entry
     // the primary had when it said so: the keys that moved in are in those entries, and a batch may stop
     // short of them (a lagging replica, or a first message from the log's end).
-    await notePrimaryLayout(store, view, message.topologyId, message.migrating ? true : undefined);
+    await notePrimaryLayout(store, view, message.layoutId, message.migrating ? true : undefined);
     const outcome = await store.applyReplicated(message.datasetId, message.entries, message.forkedFrom);
-    if (!message.migrating && outcome.ok && outcome.appliedSeq >= message.primarySeq) await notePrimaryMigrating(store, view, message.topologyId, false);
+    if (!message.migrating && outcome.ok && outcome.appliedSeq >= message.primarySeq) await notePrimaryMigrating(store, view, message.layoutId, false);
     progress.primarySeq = message.primarySeq;
     progress.lastContactAt = Date.now();
     if (outcome.ok && message.entries.length > 0 && outcome.appliedSeq >= message.entries.at(-1)!.seq) {
@@ -299,12 +299,12 @@ class SnapshotGoneError extends KvError {
  * restarted while its primary is down still answers a miss with 404, unless it was restarted with
  * another layout, under which its primary has said nothing yet.
  */
-async function notePrimaryLayout(store: Store, view: ClusterView, topologyId: string, migrating: boolean | undefined): Promise<void> {
-  if (migrating !== undefined) await notePrimaryMigrating(store, view, topologyId, migrating);
-  view.primaryRuns(topologyId);
+async function notePrimaryLayout(store: Store, view: ClusterView, layoutId: string, migrating: boolean | undefined): Promise<void> {
+  if (migrating !== undefined) await notePrimaryMigrating(store, view, layoutId, migrating);
+  view.primaryRuns(layoutId);
 }
 
-async function notePrimaryMigrating(store: Store, view: ClusterView, topologyId: string, migrating: boolean): Promise<void> {
+async function notePrimaryMigrating(store: Store, view: ClusterView, layoutId: string, migrating: boolean): Promise<void> {
   view.setPrimaryMigrating(migrating);
-  await store.notePrimaryMigrating(topologyId, migrating);
+  await store.notePrimaryMigrating(layoutId, migrating);
 }

@@ -41,7 +41,7 @@ export interface SenderOptions {
   readonly logRetentionBytes: number;
   readonly logger: (message: string) => void;
   /** The layout the primary runs, and whether keys may still be moving to it: told to the replica. */
-  readonly topologyId: string;
+  readonly layoutId: string;
   readonly migrating: () => boolean;
 }
 
@@ -260,7 +260,7 @@ export class ReplicationSender {
       forkedFrom: this.options.store.forkedFrom() ?? null,
       primarySeq: log.lastSeq(),
       sentAt: Date.now(),
-      topologyId: this.options.topologyId,
+      layoutId: this.options.layoutId,
       migrating: this.options.migrating(),
       entries,
     };

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { DataStore, type StoreOptions } from './data-store.js';
 import type { LogEntry } from './replication-log.js';
+import { withLayoutIds } from './keys.js';
 
 /** Whether a replica in `state` holds a complete copy: it follows a dataset and no resync is under way. */
 export function isComplete(state: ReplicaState): boolean {
@@ -48,7 +49,7 @@ export interface ForkPoint {
 
 /** A replica's memory of its primary's migrating flag, and the layout the primary ran when it said so. */
 interface PrimaryMigrating {
-  readonly topologyId: string;
+  readonly layoutId: string;
   readonly migrating: boolean;
 }
 
@@ -139,18 +140,18 @@ export class DatasetStore extends DataStore {
   }
 
   /**
-   * What a replica last heard from its primary under layout `topologyId`: whether keys may still be
+   * What a replica last heard from its primary under layout `layoutId`: whether keys may still be
    * moving to it. Undefined when it heard nothing under that layout: a flag heard under another layout
    * (or kept by a build that did not record the layout) says nothing about which keys move now.
    */
-  primaryMigrating(topologyId: string): boolean | undefined {
-    const heard = this.meta.get(primaryMigratingKey) as PrimaryMigrating | boolean | undefined;
-    return typeof heard === 'object' && heard.topologyId === topologyId ? heard.migrating : undefined;
+  primaryMigrating(layoutId: string): boolean | undefined {
+    const heard = withLayoutIds(this.meta.get(primaryMigratingKey)) as PrimaryMigrating | boolean | undefined;
+    return typeof heard === 'object' && heard.layoutId === layoutId ? heard.migrating : undefined;
   }
 
   /** Remembers the primary's migrating flag with its layout, so a replica restarted while its primary is down knows it. */
-  async notePrimaryMigrating(topologyId: string, migrating: boolean): Promise<void> {
-    if (this.primaryMigrating(topologyId) !== migrating) await this.meta.put(primaryMigratingKey, { topologyId, migrating } satisfies PrimaryMigrating);
+  async notePrimaryMigrating(layoutId: string, migrating: boolean): Promise<void> {
+    if (this.primaryMigrating(layoutId) !== migrating) await this.meta.put(primaryMigratingKey, { layoutId, migrating } satisfies PrimaryMigrating);
   }
 
   replicaState(): ReplicaState {

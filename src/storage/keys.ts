@@ -33,3 +33,16 @@ export function slotBound(slot: number): Buffer {
   bound.writeUInt16BE(slot, 0);
   return bound;
 }
+
+/**
+ * A record read from the meta database with its layout ids under their current name: data dirs written
+ * before "layout" replaced "topology" in kvshard's vocabulary store them as `topologyId`, and keep
+ * opening. Applies to the record and to its `previous` layout.
+ */
+export function withLayoutIds<T>(record: T): T {
+  if (typeof record !== 'object' || record === null) return record;
+  const r = record as Record<string, unknown>;
+  if (r['layoutId'] === undefined && typeof r['topologyId'] === 'string') r['layoutId'] = r['topologyId'];
+  if (r['previous'] !== undefined) withLayoutIds(r['previous']);
+  return record;
+}

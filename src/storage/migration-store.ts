@@ -6,10 +6,11 @@
 import type { LayoutRecord } from '../core/config.js';
 import { slotCount } from '../core/limits.js';
 import { DatasetStore } from './dataset-store.js';
-import { slotBound, slotEnd, storageKey, type Mutation } from './keys.js';
+import { slotBound, slotEnd, storageKey, withLayoutIds, type Mutation } from './keys.js';
 import { entryBytes } from './replication-log.js';
 
-const topologyKey = 'topology';
+// Stored under its name from before "layout" replaced "topology", so existing data dirs keep opening.
+const layoutKey = 'topology';
 const migrationKey = 'migration';
 
 /**
@@ -18,7 +19,7 @@ const migrationKey = 'migration';
  */
 export interface MigrationRecord {
   readonly previous: LayoutRecord;
-  readonly topologyId: string;
+  readonly layoutId: string;
   readonly startedAt: number;
   readonly finishedAt?: number;
   readonly keysSent: number;
@@ -37,21 +38,21 @@ export interface OutgoingChunk {
 
 export class MigrationStore extends DatasetStore {
   /** The layout this store's node last ran with, if any (a record without shards is from before resize). */
-  topology(): (LayoutRecord & { shardCount?: number }) | undefined {
-    return this.meta.get(topologyKey) as (LayoutRecord & { shardCount?: number }) | undefined;
+  layout(): (LayoutRecord & { shardCount?: number }) | undefined {
+    return withLayoutIds(this.meta.get(layoutKey)) as (LayoutRecord & { shardCount?: number }) | undefined;
   }
 
   migration(): MigrationRecord | undefined {
-    return this.meta.get(migrationKey) as MigrationRecord | undefined;
+    return withLayoutIds(this.meta.get(migrationKey)) as MigrationRecord | undefined;
   }
 
   /**
    * Records the layout the node runs with and, when it starts a migration, the migration, in one durable
    * transaction: after a crash the node finds either both or neither.
    */
-  async recordTopology(topology: LayoutRecord, migration?: MigrationRecord): Promise<void> {
+  async recordLayout(layout: LayoutRecord, migration?: MigrationRecord): Promise<void> {
     await this.durably(() => {
-      this.meta.putSync(topologyKey, topology);
+      this.meta.putSync(layoutKey, layout);
       if (migration) {
         this.migratedSlots.clearSync();
         this.tombstones.clearSync();

@@ -37,7 +37,7 @@ describe('nodes with different configs', () => {
       expect(body.error).toBe('wrong_shard');
       expect(body.this_node).toMatchObject({ shard: 'shard2', role: 'primary', owner: 'shard3' });
       expect(body.sender.node).toBe('shard1/primary');
-      expect(body.sender.topology).not.toBe(body.this_node.topology);
+      expect(body.sender.layout_id).not.toBe(body.this_node.layout_id);
       expect(res.headers.get('x-kv-shard')).toBe('shard2');
     }
     // Nothing was written anywhere.

@@ -36,7 +36,7 @@ const entry = (seq: number) => {
 
 it('keeps sending misses to its primary until it has applied what the primary held when it said "no keys move in"', async () => {
   const primary = cluster.address('shard1', 'primary');
-  const topologyId = (await status(cluster, 'shard1', 'replica'))['topology'];
+  const layoutId = (await status(cluster, 'shard1', 'replica'))['layout_id'];
   const datasetId = randomUUID();
   const batch = (migrating: boolean, entries: ReturnType<typeof entry>[]): ReplicateMessage => ({
     primary,
@@ -44,7 +44,7 @@ it('keeps sending misses to its primary until it has applied what the primary he
     forkedFrom: null,
     primarySeq: 4,
     sentAt: Date.now(),
-    topologyId,
+    layoutId,
     migrating,
     entries,
   });

@@ -51,7 +51,7 @@ describe('internal endpoint authentication', () => {
       datasetId: 'x',
       primarySeq: 5,
       sentAt: 0,
-      topologyId: 't',
+      layoutId: 't',
       migrating: false,
       entries: [
         { seq: 1, type: 'delete', slot: 0, key: Buffer.from('a'), ts: 0 },
@@ -73,7 +73,7 @@ describe('internal endpoint authentication', () => {
       forkedFrom: null,
       primarySeq: replica['applied_seq'] + 1,
       sentAt: Date.now(),
-      topologyId: replica['topology'],
+      layoutId: replica['layout_id'],
       migrating: false,
       entries: [{ seq: replica['applied_seq'] + 1, type: 'set', slot: 0, key: Buffer.from('auth-0'), value: Buffer.from('forged'), ts: Date.now() }],
     });

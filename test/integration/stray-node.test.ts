@@ -98,7 +98,7 @@ describe('a stray node', () => {
     for (const [shard, role] of cluster().nodes()) {
       await waitFor(`${shard}/${role} serving again`, async () => (await status(cluster(), shard, role))['layout']['refusing'] === null);
     }
-    expect(cluster().output('shard1', 'primary')).toMatch(/serving data requests again: shard2\/primary at \S+ runs topology/);
+    expect(cluster().output('shard1', 'primary')).toMatch(/serving data requests again: shard2\/primary at \S+ runs layout/);
     await expectEveryNodeServes('recovered');
   });
 });

@@ -63,7 +63,7 @@ describe('internal headers', () => {
     expect((await request(`http://${cluster().address('shard2')}${dataPath('set', key, 'held')}`)).status).toBe(200);
     for (const [name, value] of [
       ['X-Kv-Forwarded-By', '<script>alert(1)</script>'],
-      ['X-Kv-Topology', 'evil-topology-value'],
+      ['X-Kv-Layout', 'evil-layout-value'],
       ['X-Kv-Previous-Owner-Read', '1'],
     ] as const) {
       const res = await request(base + dataPath('get', key), { headers: { [name]: value } });
@@ -84,13 +84,13 @@ describe('internal headers', () => {
   it('count with the token, and a refusal names neither header values nor server paths', async () => {
     const key = shard2Key();
     const res = await request(base + dataPath('get', key), {
-      headers: { 'X-Kv-Token': testToken, 'X-Kv-Forwarded-By': 'shard2/primary', 'X-Kv-Topology': '0123456789ab' },
+      headers: { 'X-Kv-Token': testToken, 'X-Kv-Forwarded-By': 'shard2/primary', 'X-Kv-Layout': '0123456789ab' },
     });
     expect(res.status).toBe(421);
     expect(res.json().error).toBe('wrong_shard');
     expect(res.text()).not.toContain(cluster().dir);
     const odd = await request(base + dataPath('get', key), {
-      headers: { 'X-Kv-Token': testToken, 'X-Kv-Forwarded-By': 'not a node name "quoted"', 'X-Kv-Topology': 'zz' },
+      headers: { 'X-Kv-Token': testToken, 'X-Kv-Forwarded-By': 'not a node name "quoted"', 'X-Kv-Layout': 'zz' },
     });
     expect(odd.status).toBe(400);
     expect(odd.text()).not.toContain('quoted');

@@ -29,7 +29,7 @@ describe('parseConfig', () => {
     expect(config.shards.map((s) => s.name)).toEqual(['a', 'b']);
     expect(Object.isFrozen(config)).toBe(true);
     expect(Object.isFrozen(config.shards[0])).toBe(true);
-    expect(config.topologyId).toBe(parseConfig(valid, file).topologyId);
+    expect(config.layoutId).toBe(parseConfig(valid, file).layoutId);
     expect(findShard(config, 'b').idx).toBe(1);
   });
 

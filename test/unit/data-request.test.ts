@@ -106,11 +106,11 @@ describe('parseDataRequest', () => {
 
   it('reads the forwarding marks from the raw headers, whatever their case, with the cluster token', () => {
     const req = parse(
-      getRequest(['Host', 'h', 'X-Kv-Forwarded-By', 'shard2/primary', 'x-kv-topology', '0123456789ab', 'X-KV-PREVIOUS-OWNER-READ', '1', 'X-Kv-Token', token]),
+      getRequest(['Host', 'h', 'X-Kv-Forwarded-By', 'shard2/primary', 'x-kv-layout', '0123456789ab', 'X-KV-PREVIOUS-OWNER-READ', '1', 'X-Kv-Token', token]),
       '/get',
       'key=k',
     );
-    expect(req.forwarded).toEqual({ by: 'shard2/primary', topologyId: '0123456789ab' });
+    expect(req.forwarded).toEqual({ by: 'shard2/primary', layoutId: '0123456789ab' });
     expect(req.previousOwnerRead).toBe(true);
   });
 
@@ -119,7 +119,7 @@ describe('parseDataRequest', () => {
     ['a wrong token', ['X-Kv-Forwarded-By', 'shard2/primary', 'X-Kv-Token', 'guess']],
     ['a previous-owner mark alone', ['X-Kv-Previous-Owner-Read', '1']],
     ['a malformed sender', ['X-Kv-Forwarded-By', '<b>', 'X-Kv-Token', token]],
-    ['a malformed topology', ['X-Kv-Forwarded-By', 'shard2/primary', 'X-Kv-Topology', 'abc', 'X-Kv-Token', token]],
+    ['a malformed layout', ['X-Kv-Forwarded-By', 'shard2/primary', 'X-Kv-Layout', 'abc', 'X-Kv-Token', token]],
   ])('refuses the internal marks with %s', (_name, headers) => {
     expect(() => parse(getRequest(['Host', 'h', ...headers]), '/get', 'key=k')).toThrow(BadRequestError);
   });

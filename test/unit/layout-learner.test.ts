@@ -6,11 +6,11 @@ import { learnFromAnswer, type LearnerKnowledge } from '../../src/cluster/layout
 import type { LayoutAnswer } from '../../src/cluster/cluster-view.js';
 
 const shard = (name: string, idx: number): ShardConfig => ({ name, idx, address: `127.0.0.1:${7000 + idx}`, replica: `127.0.0.1:${7100 + idx}` });
-const A: LayoutRecord = { topologyId: 'A', shards: [shard('a', 0), shard('b', 1)] };
-const B: LayoutRecord = { topologyId: 'B', shards: [shard('a', 0), shard('b', 1), shard('c', 2)] };
-const C: LayoutRecord = { topologyId: 'C', shards: [...B.shards, shard('d', 3)] };
+const A: LayoutRecord = { layoutId: 'A', shards: [shard('a', 0), shard('b', 1)] };
+const B: LayoutRecord = { layoutId: 'B', shards: [shard('a', 0), shard('b', 1), shard('c', 2)] };
+const C: LayoutRecord = { layoutId: 'C', shards: [...B.shards, shard('d', 3)] };
 
-const known = (...emptyPeers: string[]): LearnerKnowledge => ({ topologyId: 'B', shardCount: 3, emptyPeers: new Set(emptyPeers) });
+const known = (...emptyPeers: string[]): LearnerKnowledge => ({ layoutId: 'B', shardCount: 3, emptyPeers: new Set(emptyPeers) });
 const answer = (layout: LayoutRecord, over: Partial<LayoutAnswer> = {}): LayoutAnswer => ({
   node: 'a/primary',
   decided: true,

@@ -8,22 +8,22 @@ import type { MigrationRecord } from '../../src/storage/migration-store.js';
 
 const shard = (name: string, idx: number): ShardConfig => ({ name, idx, address: `127.0.0.1:${7000 + idx}`, replica: `127.0.0.1:${7100 + idx}` });
 const layouts = {
-  A: { topologyId: 'A', shards: [shard('a', 0), shard('b', 1)] },
-  B: { topologyId: 'B', shards: [shard('a', 0), shard('b', 1), shard('c', 2)] },
-  C: { topologyId: 'C', shards: [shard('a', 0), shard('b', 1), shard('c', 2), shard('d', 3)] },
+  A: { layoutId: 'A', shards: [shard('a', 0), shard('b', 1)] },
+  B: { layoutId: 'B', shards: [shard('a', 0), shard('b', 1), shard('c', 2)] },
+  C: { layoutId: 'C', shards: [shard('a', 0), shard('b', 1), shard('c', 2), shard('d', 3)] },
 } as const;
-const old: StoredLayout = { topologyId: 'A' };
+const old: StoredLayout = { layoutId: 'A' };
 const now = 1_000;
 const migrating = (from: keyof typeof layouts, to: string, finishedAt?: number): MigrationRecord => ({
   previous: layouts[from],
-  topologyId: to,
+  layoutId: to,
   startedAt: 500,
   ...(finishedAt === undefined ? {} : { finishedAt }),
   keysSent: 0,
   keysReceived: 0,
 });
 const config = (id: keyof typeof layouts) => ({ file: 'sharding.toml', ...layouts[id] });
-const single = { file: 'sharding.toml', topologyId: 'S', shards: [shard('a', 0)] };
+const single = { file: 'sharding.toml', layoutId: 'S', shards: [shard('a', 0)] };
 
 function facts(over: Partial<LayoutStartFacts>): LayoutStartFacts {
   return { config: config('B'), name: 'a', role: 'primary', path: '/data/a-primary', stored: undefined, migration: undefined, now, ...over };
@@ -55,7 +55,7 @@ describe('decideLayoutStart', () => {
     {
       name: 'primary mid-migration started with a third layout',
       facts: facts({ config: config('C'), stored: layouts.B, migration: fromAtoB }),
-      outcome: { kind: 'refuse', message: expect.stringContaining('is still moving keys from topology A to B, and this config is a third layout (C)') },
+      outcome: { kind: 'refuse', message: expect.stringContaining('is still moving keys from layout A to B, and this config is a third layout (C)') },
     },
     { name: 'new primary of a cluster of several shards', facts: facts({ name: 'c' }), outcome: { kind: 'learn-from-peers' } },
     { name: 'new primary of a single shard', facts: facts({ config: single }), outcome: { kind: 'record-layout', record: undefined } },

@@ -45,7 +45,7 @@ describe('layout changes', () => {
     writeFileSync(fiveConfig, configToml([...cluster().shards, await Cluster.extraShard(4)]));
     const refused = run('serve', '--config', fiveConfig, '--shard', 'shard1');
     expect(refused.status).toBe(2);
-    expect(refused.stderr).toMatch(/five\.toml: shards: shard1 .* is still moving keys from topology \w+ to \w+, and this config is a third layout/);
+    expect(refused.stderr).toMatch(/five\.toml: shards: shard1 .* is still moving keys from layout \w+ to \w+, and this config is a third layout/);
 
     await cluster().start('shard1', 'primary');
     expect((await status(cluster(), 'shard1', 'primary'))['migration']['state']).toBe('migrating');
