@@ -121,10 +121,9 @@ function discardRest(req: IncomingMessage): void {
  * Refuses a body for load: nothing more of it is read, and the connection closes once the answer is out,
  * since the rest of the body would otherwise be taken for the next request.
  */
-function refuseForLoad(req: IncomingMessage, err: OverloadedError): OverloadedError {
+function refuseForLoad(req: IncomingMessage, message: string): OverloadedError {
   req.pause();
-  err.closeConnection = true;
-  return err;
+  return new OverloadedError(message, true);
 }
 
 /**
@@ -204,8 +203,7 @@ export function readBody(req: IncomingMessage, res: ServerResponse, limit: numbe
         discardRest(req);
         return;
       }
-      if (!budget.take(chunk.length))
-        return fail(refuseForLoad(req, new OverloadedError(`this node already holds ${budget.bytesMax} bytes of request bodies; retry shortly`)));
+      if (!budget.take(chunk.length)) return fail(refuseForLoad(req, `this node already holds ${budget.bytesMax} bytes of request bodies; retry shortly`));
       taken += chunk.length;
       stalled.refresh();
       chunks.push(chunk);

@@ -39,13 +39,15 @@ export class ClientFaultError extends KvError {
 }
 
 /**
- * The process holds as many client body bytes as it may (bodyBytesInFlightMax). Retriable: the client
- * tries again after Retry-After. The connection closes after the answer, since the body was not read.
+ * A bound on what the process or the connection holds was reached (request bodies, unread answers,
+ * pipelined requests). Retriable: the client tries again after Retry-After. `closeConnection` where the
+ * rest of the request was not read, or the client has to read before it sends more.
  */
 export class OverloadedError extends KvError {
   readonly retryAfterS = 1;
-  constructor(message: string) {
+  constructor(message: string, closeConnection = false) {
     super('overloaded', 503, message, { retriable: true });
+    this.closeConnection = closeConnection;
   }
 }
 

@@ -85,15 +85,23 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, lo
   const pending = (socket as Duplex & { _httpMessage?: ServerResponse })._httpMessage;
   if (err.code !== 'ECONNRESET' && socket.writable && pending === undefined) {
     const [status, code, message] = clientErrorAnswer(err);
-    const body = JSON.stringify({ error: code, message });
-    socket.write(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-    );
+    writeRawAnswer(socket, status, code, message);
     clientFaults.log(log, `client fault: ${message}`);
   } else if (err.code !== 'ECONNRESET') {
     clientFaults.log(log, `client fault: ${clientErrorAnswer(err)[2]}; connection closed`);
   }
   socket.destroy();
+}
+
+/**
+ * Writes an error answer, {"error": code, "message": ...}, straight to a socket that node's HTTP server
+ * no longer handles (a request its parser refused, a CONNECT); the connection closes after it.
+ */
+export function writeRawAnswer(socket: Duplex, status: number, code: string, message: string): void {
+  const body = JSON.stringify({ error: code, message });
+  socket.write(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
 }
 
 function clientErrorAnswer(err: NodeJS.ErrnoException): [number, string, string] {

@@ -40,7 +40,7 @@ import {
 import { tokenHeader } from '../core/wire.js';
 import { digestPath } from '../replication/replication-protocol.js';
 import type { Store } from '../storage/store.js';
-import { answerClientError, sendError } from './error-reply.js';
+import { answerClientError, sendError, writeRawAnswer } from './error-reply.js';
 import { ReplyBudget, trackReplies, type ReplySocket } from './reply-budget.js';
 
 export interface NodeInfo {
@@ -144,12 +144,6 @@ function runInOrder(socket: OrderedSocket, first: Promise<void>, log: (message: 
       if (!waiting.full) socket[waitingRequests] = undefined;
     }
   })();
-}
-
-function pipelineRefusal(): OverloadedError {
-  const refusal = new OverloadedError(`more than ${pipelinedRequestsMax} requests pipelined on one connection; wait for answers`);
-  refusal.closeConnection = true;
-  return refusal;
 }
 
 /** Every path but the data routes. Handlers take node's request and response, not express's decorated ones. */
@@ -287,23 +281,27 @@ export function serveHttpApi(server: http.Server, options: HttpApiOptions): void
     }
     const socket = req.socket as unknown as OrderedSocket;
     const waiting = socket[waitingRequests];
-    if (waiting !== undefined) {
-      // Past a refusal that closes the connection nothing more runs, so no later request can take
-      // effect before the refused one.
-      if (waiting.full) return;
-      const refusal = replies.unreadRefusal(socket) ?? (waiting.queue.length < pipelinedRequestsMax ? undefined : pipelineRefusal());
-      if (refusal === undefined) {
-        waiting.queue.push(() => handleData(req, res, path, query));
-        return;
+    // Past a refusal that closes the connection nothing more runs, so no later request can take effect
+    // before the refused one.
+    if (waiting?.full) return;
+    const refusal =
+      replies.unreadRefusal(socket) ??
+      (waiting !== undefined && waiting.queue.length >= pipelinedRequestsMax
+        ? new OverloadedError(`more than ${pipelinedRequestsMax} requests pipelined on one connection; wait for answers`, true)
+        : undefined);
+    if (refusal !== undefined) {
+      const refuse = () => void sendError(res, refusal, headers, options.log);
+      if (waiting === undefined) {
+        socket[waitingRequests] = { queue: [], full: true };
+        refuse();
+      } else {
+        waiting.full = true;
+        waiting.queue.push(refuse);
       }
-      waiting.full = true;
-      waiting.queue.push(() => void sendError(res, refusal, headers, options.log));
       return;
     }
-    const unread = replies.unreadRefusal(socket);
-    if (unread !== undefined) {
-      socket[waitingRequests] = { queue: [], full: true };
-      sendError(res, unread, headers, options.log);
+    if (waiting !== undefined) {
+      waiting.queue.push(() => handleData(req, res, path, query));
       return;
     }
     const pending = handleData(req, res, path, query);
@@ -311,10 +309,8 @@ export function serveHttpApi(server: http.Server, options: HttpApiOptions): void
   };
   // CONNECT asks for a tunnel, which node hands to a 'connect' listener or else drops without a word.
   server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
-    const body = JSON.stringify({ error: 'method_not_allowed', message: 'CONNECT is not served: kvshard is not a proxy' });
-    socket.end(
-      `HTTP/1.1 405 Method Not Allowed\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-    );
+    writeRawAnswer(socket, 405, 'method_not_allowed', 'CONNECT is not served: kvshard is not a proxy');
+    socket.end();
   });
   server.off('request', answerStarting);
   server.on('request', onRequest);

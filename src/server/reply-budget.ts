@@ -29,9 +29,7 @@ export class ReplyBudget {
   unreadRefusal(socket: ReplySocket): OverloadedError | undefined {
     if (socket[queuedReplyBytes] <= connectionUnreadBytesMax) return undefined;
     this.unreadRefusals++;
-    const refusal = new OverloadedError(`more than ${connectionUnreadBytesMax} bytes of answers on this connection are unread; read them before sending more`);
-    refusal.closeConnection = true;
-    return refusal;
+    return new OverloadedError(`more than ${connectionUnreadBytesMax} bytes of answers on this connection are unread; read them before sending more`, true);
   }
 
   /**
