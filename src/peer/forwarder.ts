@@ -67,7 +67,7 @@ export class Forwarder {
     const headers = body === undefined ? this.headers : { ...this.headers, 'content-type': 'application/octet-stream' };
     // An ack=replica write may wait replicaAckTimeoutMs at the owner, which then says whether it was
     // committed; the forward waits that long and its own bound on top, so the owner's answer comes back.
-    const timeoutMs = req.extra.get('ack') === 'replica' ? this.timeoutMs + replicaAckTimeoutMs : this.timeoutMs;
+    const timeoutMs = req.extra.get('ack') === 'replica' ? this.timeoutMs + replicaAckTimeoutMs : undefined;
     return this.send(peer, method, path, headers, body, req.op !== 'get', timeoutMs);
   }
 
@@ -102,7 +102,7 @@ export class Forwarder {
 
   /** Reads `req`'s key from its previous owner during a migration, whatever that node's config says. */
   readFromPreviousOwner(peer: Peer, req: DataRequest): Promise<DataReply> {
-    return this.send(peer, 'GET', `/get?key=${encodeURIComponent(req.keyText)}`, this.previousOwnerHeaders, undefined, false, this.timeoutMs);
+    return this.send(peer, 'GET', `/get?key=${encodeURIComponent(req.keyText)}`, this.previousOwnerHeaders, undefined, false);
   }
 
   private async send(
@@ -112,25 +112,27 @@ export class Forwarder {
     headers: Record<string, string>,
     body: Buffer | undefined,
     write: boolean,
-    timeoutMs: number,
+    /** A bound of this request's own; the pool's (this.timeoutMs) when undefined. */
+    timeoutMs?: number,
   ): Promise<DataReply> {
     const down = this.health.downReason(peer.address);
     if (down !== undefined) throw new ShardUnavailableError(peer.shard, peer.address, down);
     try {
-      const reply = await this.pool(peer.address).exchange({ method, path, headers, body, timeoutMs: timeoutMs === this.timeoutMs ? undefined : timeoutMs });
+      const reply = await this.pool(peer.address).exchange({ method, path, headers, body, timeoutMs });
       this.health.noteUp(peer.address);
       return { status: reply.status, headers: relayedHeaders(reply.headers), body: reply.body };
     } catch (err) {
-      const translated = this.translate(err, peer, timeoutMs);
+      const bound = timeoutMs ?? this.timeoutMs;
+      const translated = this.translate(err, peer, bound);
+      const broken = reusedSocketFailure(err);
       // A connection that could not be made, or no answer in time, marks the peer down. A kept-alive
       // socket the peer closed (it restarted, say) fails one request and proves nothing about the next.
-      if (translated instanceof ShardTimeoutError || !reusedSocketFailure(err)) {
-        this.health.noteFailure(peer.address, translated instanceof ShardTimeoutError ? `no answer within ${timeoutMs} ms` : translated.reason);
+      if (translated instanceof ShardTimeoutError || !broken) {
+        this.health.noteFailure(peer.address, translated instanceof ShardTimeoutError ? `no answer within ${bound} ms` : translated.reason);
       }
       // A write on a connection that broke may have reached the owner: its outcome is unknown, which a
       // 503 (retriable, nothing happened) would misstate.
-      if (write && reusedSocketFailure(err) && translated instanceof ShardUnavailableError)
-        throw new ShardConnectionLostError(peer.shard, peer.address, translated.reason);
+      if (write && broken && translated instanceof ShardUnavailableError) throw new ShardConnectionLostError(peer.shard, peer.address, translated.reason);
       throw translated;
     }
   }

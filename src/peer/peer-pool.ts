@@ -76,6 +76,8 @@ export class PeerPool {
       const handler: Dispatcher.DispatchHandler = {
         onRequestStart: (controller) => {
           if (!signal) return;
+          // The signal may have fired while the request waited for a socket.
+          if (signal.aborted) return controller.abort(signal.reason);
           abort = () => controller.abort(signal.reason);
           signal.addEventListener('abort', abort, { once: true });
         },
