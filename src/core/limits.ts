@@ -124,6 +124,13 @@ export const connectionsCheckIntervalMs = 1_000;
  */
 export const bodyStallMs = 20_000;
 
+/**
+ * After an answer that closes its connection while the client may still be sending (an upload refused
+ * part way, requests pipelined past the bound), the socket reads and drops what still arrives for at
+ * most this long before it closes, so that the answer is not lost to a reset.
+ */
+export const closeLingerMs = 5_000;
+
 /** Client faults (a body cut off, a malformed request) logged per second; past it, one line counts the rest. */
 export const clientFaultLogLinesPerS = 20;
 

@@ -6,7 +6,7 @@ import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { Duplex } from 'node:stream';
 import { splitUrl } from '../core/data-request.js';
 import { ClientFaultError, KvError, MethodNotAllowedError, OverloadedError, PayloadTooLargeError } from '../core/errors.js';
-import { clientFaultLogLinesPerS, requestHeadBytesMax } from '../core/limits.js';
+import { clientFaultLogLinesPerS, closeLingerMs, requestHeadBytesMax } from '../core/limits.js';
 import { LogLimiter } from '../core/log-limiter.js';
 
 /**
@@ -68,11 +68,36 @@ export function sendError(res: ServerResponse, err: unknown, nodeHeaders: Record
   const headers: Record<string, string> = { ...nodeHeaders, 'content-type': 'application/json' };
   if (err instanceof MethodNotAllowedError) headers['allow'] = err.allowed.join(', ');
   if (err instanceof OverloadedError) headers['retry-after'] = String(err.retryAfterS);
-  if (known?.closeConnection) headers['connection'] = 'close';
+  if (known?.closeConnection) {
+    headers['connection'] = 'close';
+    closeGracefully(res);
+  }
   const text = JSON.stringify(body);
   headers['content-length'] = String(Buffer.byteLength(text));
   res.writeHead(status, headers);
   res.end(text);
+}
+
+/**
+ * Makes the socket of an answer that closes the connection close gracefully once the answer is out.
+ * node would end and destroy it at once (destroySoon); with bytes from the client still unread, the
+ * kernel then sends a reset, and a reset can discard the answer before the client reads it. Instead the
+ * answer and a FIN go out, the rest of the request body is read and dropped, and the socket closes when
+ * the client closes its side or after closeLingerMs (what nginx calls a lingering close).
+ */
+function closeGracefully(res: ServerResponse): void {
+  const socket = res.socket;
+  const req = res.req as IncomingMessage | undefined;
+  if (socket === null || socket.destroyed) return;
+  socket.destroySoon = () => {
+    socket.end();
+    const bound = setTimeout(() => socket.destroy(), closeLingerMs);
+    socket.once('end', () => socket.destroy());
+    socket.once('close', () => clearTimeout(bound));
+    // A body nobody reads any more (refused while arriving) flows on and is dropped.
+    req?.removeAllListeners('data');
+    req?.resume();
+  };
 }
 
 /**

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { dataPath, keyOwnedBy, request, useCluster, waitFor } from '../helpers/cluster.js';
+import { waitConverged } from '../helpers/replication.js';
 
 const cluster = useCluster(2);
 const viaShard1 = (path: string) => request(cluster().url('shard1', 'primary', path));
@@ -50,6 +51,8 @@ describe('forwarding faults', () => {
   it('a write whose connection to the owner breaks gets 502 shard_connection_lost, not a retriable 503', async () => {
     const key = keyOwnedBy('shard2', 2, 'lost');
     const port = Number(cluster().address('shard2').split(':').pop());
+    // The read below comes from the replica, which holds the key once replication (asynchronous) caught up.
+    await waitConverged(cluster(), 'shard2');
     cluster().suspend('shard2', 'primary');
     const pending = viaShard1(dataPath('set', key, 'maybe'));
     // The request sits in the stopped owner's socket; killing the owner then breaks the connection.
@@ -60,7 +63,7 @@ describe('forwarding faults', () => {
     expect(res.json()).toMatchObject({ error: 'shard_connection_lost', shard: 'shard2' });
     // Reads of the shard still go to its replica meanwhile.
     const read = await viaShard1(dataPath('get', keyOwnedBy('shard2', 2, 'url')));
-    expect(read.status).toBe(200);
+    expect(read.status, read.text()).toBe(200);
     expect(read.headers.get('x-kv-role')).toBe('replica');
     await cluster().start('shard2', 'primary');
   });
