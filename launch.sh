@@ -6,6 +6,13 @@
 #                          start a primary from its own data dir's data (empty or restored) and make
 #                          its replica take exactly that, replacing what the replica holds
 #   ./launch.sh verify     compare every replica with its primary
+#   ./launch.sh failover SHARD [--force]
+#                          make SHARD's replica its primary (the old primary becomes its replica); with
+#                          --force, for a primary that is down (see docs/failover.md for what it can lose)
+#
+# SHARD's two members are named by their place in the config: "primary" is the one at `address`, the
+# primary at first, and "replica" the one at `replica`. After a failover each keeps its name (its data
+# dir, PID and log file) but serves the role the cluster gives it: `status` shows which is primary now.
 #
 # To resize, edit sharding.toml (add a shard at the end, or remove the last one) and run restart: keys
 # move to their new shards while the cluster serves. A shard removed from the file but with a data dir
@@ -46,7 +53,7 @@ stop_wait_s=${KV_STOP_WAIT_S:-15}     # how long a node may drain before SIGKILL
 node_flags="--no-memory-reducer --min-semi-space-size=16"
 
 usage() {
-  sed -n '2,18p' "$script" | sed 's/^# \{0,1\}//'
+  sed -n '2,25p' "$script" | sed 's/^# \{0,1\}//'
 }
 
 # Exit status 2 is for a bad argument, setting or config, as for kvshard itself. The message names the
@@ -223,7 +230,7 @@ wait_healthy() {
 }
 
 print_table() {
-  printf '%-12s %-8s %-22s %-8s %s\n' SHARD ROLE ADDRESS PID STATE
+  printf '%-12s %-8s %-22s %-8s %s\n' SHARD MEMBER ADDRESS PID STATE
   local name role address pid state
   while read -r name role address; do
     if pid=$(live_pid "$name" "$role"); then
@@ -316,6 +323,12 @@ cmd_status() {
   node dist/cli/cli.js status --config "$config"
 }
 
+cmd_failover() {
+  ensure_built
+  ensure_token
+  node dist/cli/cli.js failover --config "$config" --shard "$1" ${2:+"$2"}
+}
+
 cmd_verify() {
   ensure_built
   ensure_token
@@ -338,6 +351,11 @@ fi
 case "$command" in
   start|stop|status|restart) check_target_args "$@" ;;
   verify) [ $# -eq 0 ] || usage_error "verify takes no arguments, got '$*'" ;;
+  failover)
+    [ $# -ge 1 ] && [ -n "$1" ] || usage_error "failover needs a SHARD: ./launch.sh failover SHARD [--force]"
+    [ $# -le 2 ] || usage_error "unexpected argument(s) '${*:3}' after SHARD and --force"
+    [ $# -lt 2 ] || [ "$2" = --force ] || usage_error "unknown option '$2' (expected --force)"
+    ;;
   -h|--help|help) usage; exit 0 ;;
   *) usage_error "unknown command '$command'" ;;
 esac
@@ -353,5 +371,6 @@ case "$command" in
   stop) cmd_stop "$@" ;;
   status) cmd_status "$@" ;;
   verify) cmd_verify ;;
+  failover) cmd_failover "$@" ;;
   restart) cmd_stop "$@" && cmd_start "$@" ;;
 esac

@@ -98,10 +98,39 @@ export function migrationSummary(s: StatusJson): string {
   );
 }
 
+/**
+ * One row of the status table for a member that answered. The member's place in the file names it;
+ * which role it serves is cluster state (its epoch).
+ */
+function statusRow(name: string, member: string, address: string, s: StatusJson): string[] {
+  const role = String(s['role']);
+  const epoch = s['epoch'];
+  const lag = role === 'primary' ? s['replication']?.lag_entries : s['lag_entries'];
+  const lagS = role === 'primary' ? s['replication']?.lag_seconds : s['lag_seconds'];
+  const state = role === 'primary' ? `replica ${s['replication']?.state}` : s['resyncing'] ? 'resyncing' : s['in_sync'] ? 'in sync' : 'waiting for primary';
+  const seq = role === 'primary' ? s['last_seq'] : s['applied_seq'];
+  const stateCell = s['layout']?.refusing ? 'outdated layout: restart it' : state;
+  return [
+    name,
+    member,
+    address,
+    role,
+    epoch ? String(epoch['epoch']) : '?',
+    'up',
+    String(s['keys']),
+    String(seq),
+    String(lag ?? '?'),
+    lagS == null ? '?' : Number(lagS).toFixed(1),
+    stateCell,
+    migrationSummary(s),
+  ];
+}
+
 /** `kvshard status`: a table of every node's replication and migration state. */
 export async function statusTable(config: Config): Promise<string> {
   const { client, close } = adminClient();
-  const rows = [['SHARD', 'ROLE', 'ADDRESS', 'STATE', 'KEYS', 'SEQ', 'LAG', 'LAG_S', 'REPLICATION', 'MIGRATION']];
+  const rows = [['SHARD', 'MEMBER', 'ADDRESS', 'ROLE', 'EPOCH', 'STATE', 'KEYS', 'SEQ', 'LAG', 'LAG_S', 'REPLICATION', 'MIGRATION']];
+  const failovers: string[] = [];
   try {
     const nodes = config.shards.flatMap(
       (s) =>
@@ -118,40 +147,29 @@ export async function statusTable(config: Config): Promise<string> {
         ),
       ),
     );
-    nodes.forEach(([name, role, address], i) => {
+    nodes.forEach(([name, member, address], i) => {
       const s = replies[i];
       if (!s) {
-        rows.push([name, role, address, 'down', '-', '-', '-', '-', '-', '-']);
+        rows.push([name, member, address, '-', '-', 'down', '-', '-', '-', '-', '-', '-']);
         return;
       }
-      const lag = role === 'primary' ? s['replication']?.lag_entries : s['lag_entries'];
-      const lagS = role === 'primary' ? s['replication']?.lag_seconds : s['lag_seconds'];
-      const state = role === 'primary' ? `replica ${s['replication']?.state}` : s['resyncing'] ? 'resyncing' : s['in_sync'] ? 'in sync' : 'waiting for primary';
-      const seq = role === 'primary' ? s['last_seq'] : s['applied_seq'];
-      const stateCell = s['layout']?.refusing ? 'outdated layout: restart it' : state;
-      rows.push([
-        name,
-        role,
-        address,
-        'up',
-        String(s['keys']),
-        String(seq),
-        String(lag ?? '?'),
-        lagS == null ? '?' : Number(lagS).toFixed(1),
-        stateCell,
-        migrationSummary(s),
-      ]);
+      const epoch = s['epoch'];
+      if (s['role'] === 'primary' && epoch?.['at']) {
+        failovers.push(`${name}: primary ${address} since epoch ${epoch['epoch']}: ${epoch['kind']} at ${epoch['at']}`);
+      }
+      rows.push(statusRow(name, member, address, s));
     });
   } finally {
     close();
   }
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  return rows
+  const lastFailovers = failovers.length > 0 ? `\n\nlast failovers:\n${failovers.join('\n')}` : '';
+  return `${rows
     .map((r) =>
       r
         .map((cell, c) => cell.padEnd(widths[c]!))
         .join('  ')
         .trimEnd(),
     )
-    .join('\n');
+    .join('\n')}${lastFailovers}`;
 }

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { statusTable, verifyCluster } from './admin.js';
+import { failoverShard } from './failover-command.js';
 import { ConfigError, findShard, loadConfig, type Config } from '../core/config.js';
 import { StartupError } from '../storage/data-dir-lock.js';
 import { KvNode } from '../node/node.js';
@@ -25,6 +26,13 @@ Usage:
       Validate FILE and print its shards; exit 2 when it is invalid.
   kvshard status --config FILE
       Show every node's state, key count, sequence and replication lag.
+  kvshard failover --config FILE --shard NAME [--force]
+      Make the member of shard NAME that is its replica now its primary, at the next epoch; the old
+      primary becomes its replica. Without --force (a switchover, both members up) the primary's writes
+      wait until the replica has applied every one of them (no acknowledged write is lost), for at most
+      2 s. --force promotes the replica with the data it has, for a primary that is down: writes
+      acknowledged with ack=primary that had not reached it go to the old primary's rollback file when
+      it rejoins. Exit status: 0 done, 2 usage, 3 unreachable, 4 unauthorized, 5 refused (nothing changed).
   kvshard verify --config FILE
       Compare each replica's data with its primary's (slot-range digests); exit 1 on a difference,
       naming the first differing slot.
@@ -89,6 +97,7 @@ function parseCommandLine(argv: string[]) {
         replica: { type: 'boolean', default: false },
         'overwrite-replica': { type: 'boolean', default: false },
         'data-dir': { type: 'string' },
+        force: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -124,6 +133,20 @@ async function main(argv: string[]): Promise<void> {
       process.exitCode = equal ? 0 : 1;
       return;
     }
+    if (command === 'failover') {
+      if (!values.shard) fail(`failover needs --shard NAME\n\n${usage}`, 2);
+      const config = loadConfig(configFile);
+      process.exitCode = await failoverShard(
+        config,
+        clusterToken(config, dataDir),
+        values.shard,
+        values.force,
+        (line) => process.stdout.write(`${line}\n`),
+        (line) => process.stderr.write(`${line}\n`),
+      );
+      return;
+    }
+    if (values.force) fail(`--force is for failover\n\n${usage}`, 2);
     await serveOrDrain(command, values, configFile, dataDir);
   } catch (err) {
     if (err instanceof ConfigError) fail(err.message, 2);

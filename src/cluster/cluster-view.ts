@@ -2,8 +2,9 @@
 // and announces from it, the role handlers refuse by it, a replica's receiver records what its primary
 // says). It changes only through the named transitions of ClusterView.
 
-import { canonicalAddress, configName, type Config, type LayoutRecord } from '../core/config.js';
+import { canonicalAddress, configName, type Config, type LayoutRecord, type ShardConfig } from '../core/config.js';
 import { untrustedLoggedMax } from '../core/limits.js';
+import { decodeEpoch, initialEpoch, judgeEpoch, shardAt, type EpochTable, type ShardEpoch } from './epochs.js';
 import type { Migration } from './migration.js';
 
 export interface LayoutAnnouncement {
@@ -14,6 +15,8 @@ export interface LayoutAnnouncement {
   readonly layoutId: string;
   /** The layout the sender migrates from, if it is migrating. */
   readonly previousLayoutId: string | null;
+  /** The epochs the sender knows (see epochs.ts). */
+  readonly epochs: EpochTable;
 }
 
 export interface LayoutAnswer {
@@ -25,6 +28,8 @@ export interface LayoutAnswer {
   readonly migratingFrom: LayoutRecord | null;
   /** Keys this node holds. */
   readonly keys: number;
+  /** The epochs this node knows. */
+  readonly epochs: EpochTable;
 }
 
 /** Why a node refuses data requests because the cluster moved on from its layout, and who said so. */
@@ -55,17 +60,138 @@ export class ClusterView {
   private readonly untrusted = new Set<string>();
   private staleListener: (() => void) | undefined;
   private peerAnnouncedListener: (() => void) | undefined;
+  /** The epoch this node knows for each shard of its config, and each shard as it stands at it. */
+  private readonly epochByShard = new Map<string, ShardEpoch>();
+  private readonly shardsByIdx: ShardConfig[];
+  private epochListener: ((shard: ShardConfig, epoch: ShardEpoch) => void) | undefined;
+  /** What each peer running this node's layout last said it migrates from (null: from nothing). */
+  private readonly peersMigratingFrom = new Map<string, LayoutRecord | null>();
+  /** False on a restarted node until a peer has told it its epochs (see epochsConfirmed). */
+  private peerConfirmed = true;
+  private readonly confirmedWaiters: (() => void)[] = [];
 
   constructor(
     readonly config: Config,
     /** This node's own layout: the config's, or for a draining shard its previous one plus the config's layout. */
     readonly layout: LayoutRecord,
-    readonly node: string,
+    /** `<shard>/<role>` of this node; the role changes with a failover (roleChanged). */
+    public node: string,
     decided: boolean,
     private readonly log: (message: string) => void,
     private readonly keyCount: () => number,
   ) {
     this.layoutKnown = decided;
+    this.shardsByIdx = config.shards.slice();
+    for (const shard of config.shards) this.epochByShard.set(shard.name, initialEpoch(shard));
+  }
+
+  /** The shard of index `idx` as it stands now: `address` is its primary at its current epoch, `replica` the other member. */
+  shardNow(idx: number): ShardConfig {
+    return this.shardsByIdx[idx]!;
+  }
+
+  /**
+   * `shard` (from any layout: the config's or a previous one) as it stands now: a shard of the config
+   * with the same members gets its current primary; any other is taken as listed.
+   */
+  currentOf(shard: ShardConfig): ShardConfig {
+    const known = this.config.shards[shard.idx];
+    if (!known || known.name !== shard.name || known.address !== shard.address || known.replica !== shard.replica) return shard;
+    return this.shardsByIdx[shard.idx]!;
+  }
+
+  /** Transition: a peer at `address` running this node's layout said what it migrates from. */
+  peerMigrates(address: string, from: LayoutRecord | null): void {
+    this.peersMigratingFrom.set(address, from);
+  }
+
+  /** The layout some peer running this node's layout still migrates from, if any. */
+  peerMigratingFrom(): LayoutRecord | undefined {
+    for (const from of this.peersMigratingFrom.values()) if (from) return from;
+    return undefined;
+  }
+
+  /** The epoch this node knows for shard `name` (of its config). */
+  epochOf(name: string): ShardEpoch {
+    return this.epochByShard.get(name)!;
+  }
+
+  /** The epoch of shard `name` when it is in this node's config (a drained shard is not, and has none). */
+  epochIfListed(name: string): ShardEpoch | undefined {
+    return this.epochByShard.get(name);
+  }
+
+  /** Every shard's epoch, to exchange and to store. */
+  epochs(): EpochTable {
+    return Object.fromEntries(this.epochByShard);
+  }
+
+  /**
+   * Transition: takes the epochs a peer (or this node's store) knows, shard by shard: a higher epoch
+   * replaces this node's (see judgeEpoch). Entries for shards this node's config does not list, or whose
+   * primary is not a member of the shard, are ignored. Returns whether anything changed.
+   */
+  learnEpochs(table: unknown, from: string): boolean {
+    if (typeof table !== 'object' || table === null) return false;
+    let changed = false;
+    for (const shard of this.config.shards) {
+      const theirs = decodeEpoch((table as Record<string, unknown>)[shard.name], shard);
+      if (theirs === undefined) continue;
+      const verdict = judgeEpoch(this.epochOf(shard.name), theirs);
+      if (verdict.kind === 'keep') continue;
+      if (verdict.conflict) {
+        this.log(
+          `ERROR: ${from} says ${theirs.primary} is primary of ${shard.name} at epoch ${theirs.epoch}, this node says ${this.epochOf(shard.name).primary}; taking ${theirs.primary} (the lower address)`,
+        );
+      }
+      this.setEpoch(shard, theirs);
+      changed = true;
+    }
+    return changed;
+  }
+
+  /**
+   * Whether another node has told this one its epochs since it started, when that matters: a primary
+   * restarted with epochs on disk takes writes only then, since the cluster may have failed over without it.
+   */
+  get epochsConfirmed(): boolean {
+    return this.peerConfirmed;
+  }
+
+  /** Transition, at start-up: this node knew epochs before, so it waits to hear from a peer (see epochsConfirmed). */
+  awaitEpochConfirmation(): void {
+    this.peerConfirmed = false;
+  }
+
+  /** Resolves once epochsConfirmed is true (at once when it is). */
+  whenEpochsConfirmed(): Promise<void> {
+    if (this.peerConfirmed) return Promise.resolve();
+    return new Promise((resolve) => this.confirmedWaiters.push(resolve));
+  }
+
+  /** Transition: a peer answered with its epochs (learned before this is called). */
+  epochsHeardFromPeer(): void {
+    if (this.peerConfirmed) return;
+    this.peerConfirmed = true;
+    for (const resolve of this.confirmedWaiters.splice(0)) resolve();
+    this.log(`epochs confirmed by a peer: ${JSON.stringify(this.epochs())}`);
+  }
+
+  /** Transition: this node made `epoch` its shard's new epoch (a failover it carried out). */
+  adoptEpoch(shardName: string, epoch: ShardEpoch): void {
+    const shard = this.config.shards.find((s) => s.name === shardName)!;
+    this.setEpoch(shard, epoch);
+  }
+
+  private setEpoch(shard: ShardConfig, epoch: ShardEpoch): void {
+    this.epochByShard.set(shard.name, epoch);
+    this.shardsByIdx[shard.idx] = shardAt(shard, epoch);
+    this.epochListener?.(shard, epoch);
+  }
+
+  /** Calls `listener` after any shard's epoch changed (the node stores it, and changes its role by it). */
+  whenEpochChanged(listener: (shard: ShardConfig, epoch: ShardEpoch) => void): void {
+    this.epochListener = listener;
   }
 
   /** Whether this node knows its layout history (false: a primary just added, still learning). */
@@ -99,20 +225,22 @@ export class ClusterView {
       address,
       layoutId: this.config.layoutId,
       previousLayoutId: this.currentMigration?.active() ? this.currentMigration.previous.layoutId : null,
+      epochs: this.epochs(),
     };
   }
 
   /**
    * Whether this node's own layouts (its config, and while migrating the previous one) give `address` to
-   * `node` (`<shard>/<role>`; a drain runs at its shard's old primary address). Logs a sender it does not
-   * trust, once.
+   * a member of `node`'s shard (`node` is `<shard>/<role>`; a drain runs at its shard's old primary
+   * address). Either member counts whatever role it claims, since a failover swaps the roles. Logs a
+   * sender it does not trust, once.
    */
   trusts(node: string, address: string): boolean {
-    const [name, role] = node.split('/');
+    const [name] = node.split('/');
     const want = canonicalAddress(address);
     for (const shards of [this.config.shards, this.layout.shards, this.currentMigration?.previous.shards ?? []]) {
       for (const shard of shards) {
-        if (shard.name === name && canonicalAddress(role === 'replica' ? shard.replica : shard.address) === want) return true;
+        if (shard.name === name && (canonicalAddress(shard.address) === want || canonicalAddress(shard.replica) === want)) return true;
       }
     }
     const key = `${node} ${address}`;
@@ -130,6 +258,7 @@ export class ClusterView {
       layout: this.layout,
       migratingFrom: this.currentMigration?.active() ? this.currentMigration.previous : null,
       keys: this.keyCount(),
+      epochs: this.epochs(),
     };
   }
 

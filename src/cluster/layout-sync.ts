@@ -27,6 +27,7 @@ import type { ClusterView, LayoutAnnouncement, LayoutAnswer } from './cluster-vi
 import { BadRequestError } from '../core/errors.js';
 import { sendJson, type BodyRequest } from '../core/http-reply.js';
 import {
+  epochExchangeMs,
   layoutAnnounceAttemptsMax,
   layoutBodyBytesMax,
   layoutRecheckMs,
@@ -54,7 +55,11 @@ export function layoutRouter(view: ClusterView): Router {
       throw new BadRequestError('a layout announcement needs from, address, layoutId and previousLayoutId');
     }
     const trusted = view.trusts(body.from, body.address);
-    if (trusted) view.markStale(body.from, body.address, body.layoutId, body.previousLayoutId);
+    if (trusted) {
+      view.learnEpochs(body.epochs, `${body.from} at ${body.address}`);
+      view.epochsHeardFromPeer();
+      view.markStale(body.from, body.address, body.layoutId, body.previousLayoutId);
+    }
     sendJson(res, 200, view.answer());
     if (trusted) view.peerAnnounced();
   });
@@ -72,6 +77,8 @@ function decodeAnswer(raw: unknown): LayoutAnswer {
     layout: decodeLayoutRecord(a['layout'], 'layout'),
     migratingFrom: a['migratingFrom'] === null ? null : decodeLayoutRecord(a['migratingFrom'], 'migratingFrom'),
     keys: a['keys'] as number,
+    // Checked entry by entry where they are learned (ClusterView.learnEpochs).
+    epochs: (a['epochs'] ?? {}) as LayoutAnswer['epochs'],
   };
 }
 
@@ -92,6 +99,7 @@ export class LayoutSync {
   private readonly tasks = new Set<Promise<void>>();
   private closed = false;
   private recheck: Promise<void> | undefined;
+  private periodic: Promise<void> | undefined;
 
   constructor(private readonly options: LayoutSyncOptions) {
     this.http = new InternalClient({
@@ -150,14 +158,49 @@ export class LayoutSync {
     const backoff = new Backoff(migrationBackoffFirstMs, migrationBackoffMaxMs, this.abort.signal);
     for (let attempt = 0; attempt < layoutAnnounceAttemptsMax && !this.closed; attempt++) {
       const answer = await this.exchange(shard, address);
-      if (answer) {
-        this.options.view.markStale(answer.node, address, answer.layout.layoutId, answer.migratingFrom?.layoutId ?? null);
-        await this.options.onAnswer(shard, role, answer);
-        return;
-      }
+      if (answer) return this.heard(shard, role, address, answer);
       if (this.closed) return;
       await backoff.wait();
     }
+  }
+
+  /** What a peer's answer tells this node: its epochs, whether this node is stale, and the rest for the role. */
+  private async heard(shard: ShardConfig, role: 'primary' | 'replica', address: string, answer: LayoutAnswer): Promise<void> {
+    const { view } = this.options;
+    view.learnEpochs(answer.epochs, `${answer.node} at ${address}`);
+    view.epochsHeardFromPeer();
+    if (answer.layout.layoutId === view.config.layoutId) view.peerMigrates(address, answer.migratingFrom);
+    view.markStale(answer.node, address, answer.layout.layoutId, answer.migratingFrom?.layoutId ?? null);
+    await this.options.onAnswer(shard, role, answer);
+  }
+
+  /** Exchanges epochs and layouts with every peer once, now (a failover tells the cluster this way). */
+  async broadcastNow(): Promise<{ reached: number; peers: number }> {
+    const peers = this.peers();
+    const reached = await Promise.all(
+      peers.map(async (peer) => {
+        const answer = await this.exchange(peer.shard, peer.address);
+        if (!answer || this.closed) return 0;
+        await this.heard(peer.shard, peer.role, peer.address, answer);
+        return 1;
+      }),
+    );
+    return { reached: reached.reduce<number>((n, r) => n + r, 0), peers: peers.length };
+  }
+
+  /**
+   * Exchanges epochs and layouts with every peer every epochExchangeMs, one attempt each, for as long as
+   * the node runs: a node that missed a failover learns of it from any peer it reaches.
+   */
+  exchangePeriodically(): void {
+    if (this.periodic || this.closed) return;
+    this.periodic = (async () => {
+      while (!this.closed) {
+        await sleep(epochExchangeMs, this.abort.signal);
+        if (this.closed) break;
+        await this.broadcastNow();
+      }
+    })();
   }
 
   /**
@@ -188,7 +231,7 @@ export class LayoutSync {
   async close(): Promise<void> {
     this.closed = true;
     this.abort.abort();
-    await Promise.allSettled([...this.tasks, this.recheck]);
+    await Promise.allSettled([...this.tasks, this.recheck, this.periodic]);
     this.http.close();
   }
 }

@@ -115,6 +115,8 @@ export interface MigrationOptions {
   readonly log: (message: string) => void;
   /** Called after every local change, so the replication sender wakes up. */
   readonly onCommit: () => void;
+  /** A new owner as it stands now: batches go to its current primary, which a failover may have changed. */
+  readonly current: (shard: ShardConfig) => ShardConfig;
 }
 
 export class Migration {
@@ -186,7 +188,8 @@ export class Migration {
 
   /** Starts sending this node's outgoing slots, and finishes at once when nothing moves here. */
   start(): void {
-    if (this.loop) return;
+    // A finished migration has nothing left to send (its slot marks are cleared when it finishes).
+    if (this.loop || this.finishedAt !== undefined) return;
     this.options.log(
       `migration from layout ${this.previous.layoutId} to ${this.options.config.layoutId}: ` +
         `${this.outgoingLeft} of ${this.slotsToSend} slots to send, ${this.incomingLeft} of ${this.slotsToReceive} to receive`,
@@ -221,7 +224,7 @@ export class Migration {
     const backoff = new Backoff(migrationBackoffFirstMs, migrationBackoffMaxMs, this.abort.signal);
     while (!this.closed && this.outgoingLeft > 0) {
       const { to, slots } = nextSendSlots(this.outgoing, this.newOwnerNames)!;
-      const target = config.shards.find((s) => s.name === to)!;
+      const target = this.options.current(config.shards.find((s) => s.name === to)!);
       const chunk = store.outgoingChunk(slots, config.migration.batchKeys, migrationBatchBytesMax);
       const message: MigrateMessage = {
         from: self,

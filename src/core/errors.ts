@@ -6,6 +6,8 @@ export type ErrorDetails = Record<string, unknown>;
 export class KvError extends Error {
   /** Whether the connection closes after the answer: set where the rest of the request was not read. */
   closeConnection = false;
+  /** Seconds a client waits before it retries, sent as Retry-After; undefined for errors not worth a retry soon. */
+  retryAfterS: number | undefined;
   constructor(
     readonly code: string,
     readonly status: number,
@@ -44,10 +46,10 @@ export class ClientFaultError extends KvError {
  * rest of the request was not read, or the client has to read before it sends more.
  */
 export class OverloadedError extends KvError {
-  readonly retryAfterS = 1;
   constructor(message: string, closeConnection = false) {
     super('overloaded', 503, message, { retriable: true });
     this.closeConnection = closeConnection;
+    this.retryAfterS = 1;
   }
 }
 
@@ -97,11 +99,50 @@ export class MethodNotAllowedError extends KvError {
 
 /** Replicas serve reads only; writes go to the shard's primary. */
 export class ReadOnlyReplicaError extends KvError {
-  constructor(shard: string, primary: string) {
-    super('read_only_replica', 403, `this is a read-only replica of ${shard}; send writes to its primary at ${primary}`, {
+  constructor(shard: string, primary: string, epoch: number) {
+    super('read_only_replica', 403, `this is a read-only replica of ${shard}; send writes to its primary at ${primary} (epoch ${epoch})`, {
       shard,
       primary,
+      epoch,
     });
+  }
+}
+
+/**
+ * A forwarded write reached a member that is not its shard's primary (any more): a failover made the
+ * other member primary. The forwarding node learns the current primary and epoch from it and retries
+ * there once. Distinct from wrong_shard: the key's shard is right, its primary moved.
+ */
+export class NotPrimaryError extends KvError {
+  constructor(shard: string, primary: string, epoch: number) {
+    super('not_primary', 421, `this member of ${shard} is not its primary; its primary is ${primary} (epoch ${epoch})`, {
+      shard,
+      primary,
+      epoch,
+      retriable: true,
+    });
+  }
+}
+
+/**
+ * The shard's writes wait, for a short bound: a switchover is under way (the primary lets its replica
+ * catch up before it hands over), or a restarted primary has not yet heard from any other node that no
+ * newer epoch exists for its shard. Retriable after Retry-After.
+ */
+export class WritesPausedError extends KvError {
+  constructor(code: 'failover_in_progress' | 'epoch_unconfirmed', shard: string, why: string) {
+    super(code, 503, `writes to ${shard} wait: ${why}; retry shortly`, { shard, retriable: true });
+    this.retryAfterS = 1;
+  }
+}
+
+/**
+ * A failover the cluster declined, changing nothing: the member is primary already, its primary is
+ * unreachable without --force, it lags too far to catch up within the pause, or it holds no complete copy.
+ */
+export class FailoverRefusedError extends KvError {
+  constructor(shard: string, why: string, details: ErrorDetails = {}) {
+    super('failover_refused', 409, `no failover of ${shard}: ${why}`, { shard, ...details });
   }
 }
 

@@ -4,13 +4,15 @@
 
 import type { IncomingMessage } from 'node:http';
 import { BadRequestError } from './errors.js';
-import { forwardedByHeader, forwardedLayoutHeader, previousOwnerReadHeader, tokenHeader } from './wire.js';
+import { forwardedByHeader, forwardedEpochHeader, forwardedLayoutHeader, previousOwnerReadHeader, tokenHeader } from './wire.js';
 
 export interface ForwardMarker {
   /** `<shard>/<role>` of the node that forwarded the request. */
   readonly by: string;
   /** The sender's config layoutId. */
   readonly layoutId: string;
+  /** On a forwarded write: the epoch the sender knows for the target shard. */
+  readonly epoch: number | undefined;
 }
 
 export interface InternalMarks {
@@ -38,6 +40,7 @@ export function internalMarks(req: IncomingMessage, isClusterToken: (value: stri
   let by: HeaderValue;
   let layoutId: HeaderValue;
   let previousOwnerRead: HeaderValue;
+  let epoch: HeaderValue;
   let token: HeaderValue;
   let host = false;
   const raw = req.rawHeaders;
@@ -55,10 +58,11 @@ export function internalMarks(req: IncomingMessage, isClusterToken: (value: stri
     else if (lower === forwardedLayoutHeader) layoutId ??= raw[i + 1];
     else if (lower === previousOwnerReadHeader) previousOwnerRead ??= raw[i + 1];
     else if (lower === tokenHeader) token ??= raw[i + 1];
+    else if (lower === forwardedEpochHeader) epoch ??= raw[i + 1];
   }
   if (!host && req.httpVersionMinor === 1 && req.httpVersionMajor === 1) throw new BadRequestError('an HTTP/1.1 request needs a Host header');
   if (by === undefined && layoutId === undefined && previousOwnerRead === undefined) return noMarks;
-  return checkedMarks(by, layoutId, previousOwnerRead, token, isClusterToken);
+  return checkedMarks(by, layoutId, previousOwnerRead, epoch, token, isClusterToken);
 }
 
 /** The marks of a request that carries at least one, once the token and their values are checked. */
@@ -66,6 +70,7 @@ function checkedMarks(
   by: HeaderValue,
   layoutId: HeaderValue,
   previousOwnerRead: HeaderValue,
+  epoch: HeaderValue,
   token: HeaderValue,
   isClusterToken: (value: string) => boolean,
 ): InternalMarks {
@@ -76,5 +81,9 @@ function checkedMarks(
   if (by === undefined || !forwardedByPattern.test(by) || (layoutId !== undefined && !layoutIdPattern.test(layoutId))) {
     throw new BadRequestError(`malformed internal headers ${forwardedByHeader} and ${forwardedLayoutHeader}`);
   }
-  return { forwarded: { by, layoutId: layoutId ?? 'unknown' }, previousOwnerRead: previousOwnerRead === '1' };
+  if (epoch !== undefined && !/^[1-9][0-9]{0,14}$/.test(epoch)) throw new BadRequestError(`malformed internal header ${forwardedEpochHeader}`);
+  return {
+    forwarded: { by, layoutId: layoutId ?? 'unknown', epoch: epoch === undefined ? undefined : Number(epoch) },
+    previousOwnerRead: previousOwnerRead === '1',
+  };
 }

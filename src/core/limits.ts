@@ -271,6 +271,12 @@ export const layoutAnnounceAttemptsMax = 40;
 /** A node that refuses data requests because of a newer layout asks its peers this often whether it still must. */
 export const layoutRecheckMs = 2_000;
 
+/**
+ * Every node exchanges its epochs (and layout) with every peer this often, so a node that missed a
+ * failover (down, or cut off) learns of it within about this long of reaching a peer again.
+ */
+export const epochExchangeMs = 3_000;
+
 /** Sockets for layout exchanges: a round asks every peer at once, a few at a time is enough for their short bodies. */
 export const layoutSocketsMax = 4;
 
@@ -279,3 +285,15 @@ export const untrustedLoggedMax = 64;
 
 /** The largest layout-exchange body: a full shard list of shardCountMax entries. */
 export const layoutBodyBytesMax = 512 * 1024;
+
+/**
+ * How long a switchover holds the primary's writes at most: the replica catches up within
+ * failoverCatchUpMs or the switchover is called off; should the command die, the pause ends by itself.
+ */
+export const failoverPauseMs = 5_000;
+
+/** How long a switchover waits for the replica to apply the primary's last write before it gives up. */
+export const failoverCatchUpMs = 2_000;
+
+/** The timeout of each request a failover sends (pause, resume, and telling every node its epoch). */
+export const failoverRequestTimeoutMs = 2_000;

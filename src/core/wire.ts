@@ -12,3 +12,6 @@ export const forwardedLayoutHeader = 'x-kv-layout';
  * answers from its own data although its config no longer assigns it the key.
  */
 export const previousOwnerReadHeader = 'x-kv-previous-owner-read';
+
+/** The epoch the forwarding node knows for the target shard, on forwarded writes: a primary that learns of a newer one from it stops taking writes. */
+export const forwardedEpochHeader = 'x-kv-epoch';

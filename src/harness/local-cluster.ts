@@ -249,14 +249,15 @@ export class LocalCluster {
     if (role === 'primary' && options.ready !== false) await this.waitServing(shard, node);
   }
 
-  /** Waits until a primary serves its keys: its start-up check with its replica is done. */
+  /** Waits until a primary serves its keys: its start-up check with its replica is done, its epochs confirmed. */
   async waitServing(shard: string, node = this.running.get(`${shard}-primary`)): Promise<void> {
     const deadline = Date.now() + startTimeoutMs;
     for (;;) {
       const res = await fetch(this.url(shard, 'primary', '/status'), { signal: AbortSignal.timeout(2_000) }).catch(() => undefined);
-      const status = res?.status === 200 ? ((await res.json()) as { recovery?: { state?: string } }) : undefined;
+      const status = res?.status === 200 ? ((await res.json()) as { recovery?: { state?: string }; epochs_confirmed?: boolean }) : undefined;
       // A build from before primaries checked with their replicas has no recovery state: it serves at once.
-      if (status !== undefined && (status.recovery === undefined || status.recovery.state === 'ready')) return;
+      // A restarted primary takes writes once a peer has confirmed its epochs (older builds have none).
+      if (status !== undefined && (status.recovery === undefined || status.recovery.state === 'ready') && status.epochs_confirmed !== false) return;
       if (Date.now() > deadline) throw new Error(`${shard} primary does not serve its keys: ${JSON.stringify(status?.recovery)}\n${node?.output ?? ''}`);
       await new Promise((r) => setTimeout(r, 50));
     }

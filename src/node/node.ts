@@ -10,16 +10,19 @@ import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
 import express from 'express';
-import { ConfigError, layoutRecord, parseAddress, type Config, type RoleName, type ShardConfig } from '../core/config.js';
+import { canonicalAddress, ConfigError, type Config, type RoleName, type ShardConfig } from '../core/config.js';
 import { shutdownDrainMs } from '../core/limits.js';
-import { createPrivateDir, DataDirLock, StartupError } from '../storage/data-dir-lock.js';
+import { createPrivateDir, DataDirLock } from '../storage/data-dir-lock.js';
 import { Store } from '../storage/store.js';
 import { Forwarder } from '../peer/forwarder.js';
 import { ClusterView } from '../cluster/cluster-view.js';
 import { LayoutSync, layoutRouter } from '../cluster/layout-sync.js';
-import { decideLayoutStart } from '../cluster/layout-start.js';
-import { createServer, serveHttpApi } from '../server/http-api.js';
-import { roleFactories, type LayoutStanding, type RoleParts } from './role-factories.js';
+import { newMigration } from '../cluster/layout-start.js';
+import { isMember, type EpochKind, type ShardEpoch } from '../cluster/epochs.js';
+import { createServer, serveHttpApi, type HttpApi } from '../server/http-api.js';
+import { failoverRouter, type FailoverEndpoints, type FailoverHost } from './failover.js';
+import { roleFactories, type RoleDeps, type RoleParts } from './role-factories.js';
+import { listenOn, prepareLayout } from './startup.js';
 
 export interface NodeOptions {
   readonly config: Config;
@@ -40,64 +43,38 @@ export function nodeDataPath(dataDir: string, shard: string, role: RoleName): st
   return join(dataDir, `${shard}-${roleFactories[role].dataDirSuffix}`);
 }
 
-/** Binds `address`, turning the usual refusals into one line for the operator. */
-async function listenOn(server: Server, address: string): Promise<void> {
-  const { host, port } = parseAddress(address)!;
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EADDRINUSE') throw new StartupError(`cannot listen on ${address}: the address is already in use by another process`);
-    if (code === 'EADDRNOTAVAIL') throw new StartupError(`cannot listen on ${address}: it is not an address of this host`);
-    if (code === 'EACCES') throw new StartupError(`cannot listen on ${address}: permission denied`);
-    throw err;
-  }
-}
-
-/** Decides the start-up layout (see layout-start.ts) from the store and the config, and records what it decides. */
-async function prepareLayout(store: Store, config: Config, name: string, role: RoleName): Promise<LayoutStanding> {
-  const start = decideLayoutStart({ config, name, role, path: store.path, stored: store.layout(), migration: store.migration(), now: Date.now() });
-  switch (start.kind) {
-    case 'refuse':
-      throw new ConfigError([start.message]);
-    case 'learn-from-peers':
-      return { decided: false, record: undefined };
-    case 'start-as-is':
-      return { decided: true, record: start.record };
-    case 'record-layout':
-      await store.recordLayout(layoutRecord(config));
-      return { decided: true, record: start.record };
-    case 'start-migration':
-      await store.recordLayout(layoutRecord(config), start.record);
-      return { decided: true, record: start.record };
-  }
-}
-
 /** What a running node owns, closed in order by KvNode.close(). */
 interface NodeParts {
   readonly lock: DataDirLock;
   readonly server: Server;
   readonly store: Store;
   readonly forwarder: Forwarder;
-  readonly role: RoleParts;
   readonly view: ClusterView;
   readonly sync: LayoutSync;
 }
 
 export class KvNode {
   private closing: Promise<void> | undefined;
+  private failover: FailoverEndpoints | undefined;
+  /** Role changes and epoch writes, one after another. */
+  private changes: Promise<void> = Promise.resolve();
 
   private constructor(
     readonly options: NodeOptions,
     readonly address: string,
     private readonly parts: NodeParts,
+    /** The current role's parts: a failover replaces them. */
+    private readonly holder: { parts: RoleParts },
+    private readonly deps: RoleDeps,
+    private readonly api: HttpApi,
+    /** The role this node serves now (a failover changes it). */
+    private currentRole: RoleName,
   ) {}
+
+  /** The role this node serves now. */
+  get role(): RoleName {
+    return this.currentRole;
+  }
 
   static async start(options: NodeOptions): Promise<KvNode> {
     const { shard, role, dataDir } = options;
@@ -126,32 +103,218 @@ export class KvNode {
 
   /** Builds the node's parts around its bound server and open store, and starts serving. */
   private static async wire(options: NodeOptions, address: string, lock: DataDirLock, server: Server, store: Store): Promise<KvNode> {
-    const { config, shard, role, log, token } = options;
-    const factory = roleFactories[role];
-    const layout = await prepareLayout(store, config, shard.name, role);
-    const self = `${shard.name}/${role}`;
-    const view = new ClusterView(config, factory.ownLayout(config, layout), self, layout.decided, log, () => store.count());
-    const forwarder = new Forwarder({ self, layoutId: config.layoutId, token, log });
-    const overwriteReplica = options.overwriteReplica === true;
-    const parts = factory.build({ config, shard, address, token, log, overwriteReplica, store, view, forwarder, layout });
+    const { config, shard, log, token } = options;
+    const layout = await prepareLayout(store, config, shard.name, options.role);
+    const view = new ClusterView(config, roleFactories[options.role].ownLayout(config, layout), `${shard.name}/${options.role}`, layout.decided, log, () =>
+      store.count(),
+    );
+    await KvNode.loadEpochs(store, view, address);
+    // Which role this member plays is cluster state (the epochs), not its place in sharding.toml.
+    const role: RoleName =
+      options.role === 'drain' ? 'drain' : canonicalAddress(view.shardNow(shard.idx).address) === canonicalAddress(address) ? 'primary' : 'replica';
+    view.node = `${shard.name}/${role}`;
+    await KvNode.settleStore(store, role, options.role, log);
+    const forwarder = KvNode.forwarder(options, view);
+    const pause = { until: 0 };
+    const deps: RoleDeps = {
+      config,
+      shard,
+      address,
+      token,
+      log,
+      overwriteReplica: options.overwriteReplica === true,
+      store,
+      view,
+      forwarder,
+      layout,
+      pause,
+      promoted: false,
+    };
+    const parts = roleFactories[role].build(deps);
+    const info = { shard: shard.name, role: role as string, address };
+    const holder: { parts: RoleParts } = { parts };
     const internalRoutes = express.Router();
     internalRoutes.use(layoutRouter(view));
-    internalRoutes.use(parts.routes);
-    serveHttpApi(server, {
+    internalRoutes.use((req, res, next) => holder.parts.routes(req, res, next));
+    const api = serveHttpApi(server, {
       role: parts.handler,
-      info: { shard: shard.name, role, address },
-      status: () => ({ ...parts.status(), peers: forwarder.peers() }),
+      info,
+      status: () => ({
+        ...holder.parts.status(),
+        epoch: view.epochIfListed(shard.name) ?? null,
+        epochs_confirmed: view.epochsConfirmed,
+        epochs: view.epochs(),
+        rollbacks: store.rollbacks(),
+        peers: forwarder.peers(),
+      }),
       log,
       token,
       store,
       internalRoutes,
     });
-    const sync = new LayoutSync({ view, self: address, token, log, onAnswer: (peer, peerRole, answer) => parts.onLayoutAnswer(peer, peerRole, answer, sync) });
+    const sync = new LayoutSync({
+      view,
+      self: address,
+      token,
+      log,
+      onAnswer: (peer, peerRole, answer) => holder.parts.onLayoutAnswer(peer, peerRole, answer, sync),
+    });
+    const node = new KvNode(options, address, { lock, server, store, forwarder, view, sync }, holder, deps, api, role);
+    node.failover = failoverRouter(node.failoverHost());
+    internalRoutes.use(node.failover.router);
     view.whenStale(() => sync.recheckWhileFenced());
+    view.whenEpochChanged((changed, epoch) => node.onEpochChanged(changed, epoch));
     sync.announce();
+    sync.exchangePeriodically();
     parts.start(sync);
-    log(`${shard.name} ${role} listening on ${address}, data in ${store.path}, layout ${config.layoutId}`);
-    return new KvNode(options, address, { lock, server, store, forwarder, role: parts, view, sync });
+    log(
+      `${shard.name} ${role} listening on ${address}, data in ${store.path}, layout ${config.layoutId}, epoch ${view.epochIfListed(shard.name)?.epoch ?? '- (drain)'}`,
+    );
+    return node;
+  }
+
+  /**
+   * The node's forwarder. A member that answers a forwarded write with not_primary names its shard's
+   * primary and epoch: this node learns them (only for a member of that shard) and the forwarder retries there.
+   */
+  private static forwarder(options: NodeOptions, view: ClusterView): Forwarder {
+    const { config, token, log } = options;
+    return new Forwarder({
+      self: view.node,
+      layoutId: config.layoutId,
+      token,
+      log,
+      onNotPrimary: (name, primary, epoch) => {
+        const member = config.shards.find((s) => s.name === name);
+        if (!member || !isMember(member, primary)) return false;
+        view.learnEpochs({ [name]: { epoch, primary, kind: 'forced', at: null } }, `a member of ${name} that is not its primary`);
+        return true;
+      },
+    });
+  }
+
+  /**
+   * Takes the epochs this node's store kept. A node that kept some (it ran before) may have missed a
+   * failover, so as a primary it takes writes only once a peer has told it its epochs; a node without
+   * peers has nobody to ask. A node that kept none (a new cluster, or a data dir from before epochs)
+   * starts at once, and keeps the initial ones from now on.
+   */
+  private static async loadEpochs(store: Store, view: ClusterView, address: string): Promise<void> {
+    const stored = store.epochs();
+    if (stored === undefined) {
+      await store.recordEpochs(view.epochs());
+      return;
+    }
+    view.learnEpochs(stored, "this node's data dir");
+    const hasPeers = view.config.shards.some((s) => s.address !== address || s.replica !== address);
+    if (hasPeers) view.awaitEpochConfirmation();
+  }
+
+  /**
+   * Makes the store serve `role` at start-up: a member whose epochs make it primary (or replica) but
+   * whose store was last made to serve the other role (a failover it learned of before a crash, or the
+   * first start after one) is promoted (or demoted) before it serves.
+   */
+  private static async settleStore(store: Store, role: RoleName, configRole: RoleName, log: (message: string) => void): Promise<void> {
+    const was = store.servesAs() ?? (configRole === 'replica' ? 'replica' : 'primary');
+    if (role === 'primary' && was === 'replica') {
+      await store.promote();
+      log("this member's epochs make it primary: its store now serves as primary");
+    } else if (role === 'replica' && was === 'primary') {
+      await store.demote();
+      log("this member's epochs make it a replica: its store now follows the primary");
+    }
+    store.servePrimary(role !== 'replica');
+  }
+
+  /**
+   * A shard's epoch changed (learned from a peer, or this node's own promotion): stores the epochs, and
+   * when this node's own shard now has another primary than the role it serves, changes role. One
+   * change at a time, in the order they came.
+   */
+  private onEpochChanged(shard: ShardConfig, epoch: ShardEpoch): void {
+    this.options.log(`${shard.name} is at epoch ${epoch.epoch}: its primary is ${epoch.primary} (${epoch.kind})`);
+    this.changes = this.changes
+      .then(async () => {
+        if (this.closing) return;
+        const { store, view } = this.parts;
+        await store.recordEpochs(view.epochs());
+        if (shard.name !== this.options.shard.name || this.currentRole === 'drain') return;
+        const want: RoleName = canonicalAddress(view.epochOf(shard.name).primary) === canonicalAddress(this.address) ? 'primary' : 'replica';
+        if (want !== this.currentRole) await this.transition(want);
+      })
+      .catch((err: unknown) => this.options.log(`ERROR: role change failed: ${(err as Error).stack ?? String(err)}`));
+  }
+
+  /**
+   * The one role transition (raft's becomeLeader/becomeFollower): the old role's parts stop (a demoted
+   * primary's sender stops at once: its replica is primary now), the store is promoted or demoted, and
+   * the new role's parts are built and started. Requests in the meantime meet the old role's handler,
+   * which refuses writes already, since the epoch changed before this runs.
+   */
+  private async transition(to: 'primary' | 'replica'): Promise<void> {
+    const { store, view, sync } = this.parts;
+    const from = this.currentRole;
+    const started = Date.now();
+    await this.holder.parts.close(0);
+    if (to === 'primary') {
+      await store.promote();
+      await this.takeOverMigration();
+    } else await store.demote();
+    this.deps.pause.until = 0;
+    view.node = `${this.options.shard.name}/${to}`;
+    const parts = roleFactories[to].build({ ...this.deps, promoted: to === 'primary', layout: { decided: view.decided, record: store.migration() } });
+    this.holder.parts = parts;
+    this.currentRole = to;
+    this.api.setRole(parts.handler, to);
+    parts.start(sync);
+    this.options.log(`${this.options.shard.name}: this member changed from ${from} to ${to} in ${Date.now() - started} ms`);
+  }
+
+  /**
+   * A replica promoted while the cluster migrates to its layout records the migration its old primary
+   * ran (replicas record none), learned from its peers, so that the shard's slots still to move go on
+   * moving from here.
+   */
+  private async takeOverMigration(): Promise<void> {
+    const { store, view } = this.parts;
+    const { config } = this.options;
+    const record = store.migration();
+    if (record?.layoutId === config.layoutId) return;
+    // The old primary said it had finished (or never migrated): nothing of this shard is left to move.
+    if (view.primaryMigrating === false) return;
+    const previous = view.peerMigratingFrom();
+    if (!previous?.shards.some((s) => s.name === this.options.shard.name)) return;
+    await store.adoptMigration(newMigration(previous, config.layoutId, Date.now()));
+    this.options.log(`taking over the migration from layout ${previous.layoutId} that this shard's old primary ran`);
+  }
+
+  /** What the failover endpoints (failover.ts) use of this node. */
+  private failoverHost(): FailoverHost {
+    const { store, view, sync } = this.parts;
+    return {
+      shard: this.options.shard,
+      address: this.address,
+      token: this.options.token,
+      log: this.options.log,
+      view,
+      store,
+      pause: this.deps.pause,
+      role: () => this.currentRole,
+      promote: (kind) => this.promote(kind),
+      broadcast: () => sync.broadcastNow(),
+    };
+  }
+
+  /** Makes this member its shard's primary at the next epoch, stored before it serves as one. */
+  private async promote(kind: Exclude<EpochKind, 'initial'>): Promise<ShardEpoch> {
+    const { view } = this.parts;
+    const name = this.options.shard.name;
+    const next: ShardEpoch = { epoch: view.epochOf(name).epoch + 1, primary: this.address, kind, at: new Date().toISOString() };
+    view.adoptEpoch(name, next);
+    await this.changes;
+    if (this.currentRole !== 'primary') throw new Error(`the promotion to epoch ${next.epoch} did not take effect`);
+    return next;
   }
 
   /**
@@ -202,17 +365,20 @@ export class KvNode {
   }
 
   private async shutdown(): Promise<void> {
-    const { server, sync, role, forwarder, store, lock } = this.parts;
+    const { server, sync, forwarder, store, lock } = this.parts;
+    await this.changes;
+    const role = this.holder.parts;
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeIdleConnections();
     const deadline = new Promise<void>((resolve) => setTimeout(resolve, shutdownDrainMs).unref());
     await Promise.race([closed, deadline]);
     server.closeAllConnections();
+    this.failover?.close();
     await sync.close();
     await role.close();
     await forwarder.close();
     await store.close();
     await lock.release();
-    this.options.log(`${this.options.shard.name} ${this.options.role} stopped`);
+    this.options.log(`${this.options.shard.name} ${this.currentRole} at ${this.address} stopped`);
   }
 }

@@ -5,12 +5,13 @@
 
 import type { ServerResponse } from 'node:http';
 import express, { type Router } from 'express';
-import { layoutRecord, type Config, type LayoutRecord, type RoleName, type ShardConfig } from '../core/config.js';
+import { canonicalAddress, layoutRecord, type Config, type LayoutRecord, type RoleName, type ShardConfig } from '../core/config.js';
 import { PrimaryRecoveringError, LayoutMismatchError } from '../core/errors.js';
 import { sendJson, type BodyRequest } from '../core/http-reply.js';
 import { internalBodyBytesMax, shutdownDrainMs } from '../core/limits.js';
 import { LayoutLearner } from '../cluster/layout-learner.js';
 import type { ClusterView, LayoutAnswer } from '../cluster/cluster-view.js';
+import { otherMember } from '../cluster/epochs.js';
 import type { LayoutSync } from '../cluster/layout-sync.js';
 import { decodeMigrate, Migration, migratePath } from '../cluster/migration.js';
 import type { Forwarder } from '../peer/forwarder.js';
@@ -44,6 +45,10 @@ export interface RoleDeps {
   readonly view: ClusterView;
   readonly forwarder: Forwarder;
   readonly layout: LayoutStanding;
+  /** Until when a switchover holds this primary's writes (set by the failover endpoints, failover.ts). */
+  readonly pause: { until: number };
+  /** A replica promoted at run time: it serves at once (see PrimaryRecovery's promoted). */
+  readonly promoted: boolean;
 }
 
 /** What a built role owns. */
@@ -57,8 +62,8 @@ export interface RoleParts {
   onLayoutAnswer(peer: ShardConfig, role: 'primary' | 'replica', answer: LayoutAnswer, sync: LayoutSync): void | Promise<void>;
   /** Starts the role's background work once the node serves. */
   start(sync: LayoutSync): void;
-  /** Stops the role's background work, letting replication catch up (bounded). */
-  close(): Promise<void>;
+  /** Stops the role's background work, letting replication catch up for at most `drainMs` (default shutdownDrainMs). */
+  close(drainMs?: number): Promise<void>;
 }
 
 /** A role: where it runs and what it builds. */
@@ -77,7 +82,7 @@ export interface RoleFactory {
 /** A migration of this node, from its store's record. */
 function migrationOf(deps: RoleDeps, record: MigrationRecord, onCommit: () => void): Migration {
   const { store, config, shard, address, token, log } = deps;
-  return new Migration({ store, config, self: shard.name, address, record, token, log, onCommit });
+  return new Migration({ store, config, self: shard.name, address, record, token, log, onCommit, current: (s) => deps.view.currentOf(s) });
 }
 
 /** Nothing to wake on a node without a replication sender. */
@@ -103,6 +108,11 @@ function migrateRouter(view: ClusterView, learner: LayoutLearner | undefined, re
     if (!view.trusts(`${message.from}/primary`, message.address)) {
       throw mismatch(`${message.from} at ${message.address} is not where this node's layouts put ${message.from}'s primary`);
     }
+    // Of a shard in the config, only the member that is primary now sends (a failover swaps the two).
+    const sender = view.config.shards.find((s) => s.name === message.from);
+    if (sender && canonicalAddress(view.currentOf(sender).address) !== canonicalAddress(message.address)) {
+      throw mismatch(`${message.address} is not ${message.from}'s primary at epoch ${view.epochOf(message.from).epoch}`);
+    }
     // Keys must not land in a store that is being rebuilt from its replica; the sender retries.
     const blocked = recovery?.blocking();
     if (blocked) throw new PrimaryRecoveringError(view.node.split('/')[0]!, blocked.state);
@@ -120,18 +130,28 @@ function migrateRouter(view: ClusterView, learner: LayoutLearner | undefined, re
 
 /** A shard's primary: takes writes, replicates them to its replica, checks its data with it on start. */
 function buildPrimary(deps: RoleDeps): RoleParts {
-  const { config, shard, store, view, forwarder, address, token, log } = deps;
-  const recovery = new PrimaryRecovery({ store, primaryAddress: address, replicaAddress: shard.replica, token, overwriteReplica: deps.overwriteReplica, log });
+  const { config, shard, store, view, forwarder, address, token, log, pause } = deps;
+  const replicaAddress = otherMember(shard, address);
+  const recovery = new PrimaryRecovery({
+    store,
+    primaryAddress: address,
+    replicaAddress,
+    token,
+    overwriteReplica: deps.overwriteReplica,
+    promoted: deps.promoted,
+    log,
+  });
   const sender = new ReplicationSender({
     store,
     log: store.log!,
     primaryAddress: address,
-    replicaAddress: shard.replica,
+    replicaAddress,
     token,
     logRetentionBytes: config.logRetentionBytes,
     logger: log,
     layoutId: config.layoutId,
     migrating: () => !view.decided || view.migration?.active() === true,
+    epoch: () => view.epochOf(shard.name).epoch,
   });
   const migrationHere = (record: MigrationRecord) => migrationOf(deps, record, () => sender.notify());
   if (deps.layout.record) view.migrationRecorded(migrationHere(deps.layout.record));
@@ -140,7 +160,7 @@ function buildPrimary(deps: RoleDeps): RoleParts {
   const routes = express.Router();
   routes.use(migrateRouter(view, learner, recovery));
   return {
-    handler: primaryRole({ config, shard, store, forwarder, view, sender, recovery }),
+    handler: primaryRole({ config, shard, address, store, forwarder, view, sender, recovery, pause }),
     routes,
     status: primaryStatus(store, sender, recovery, config, view),
     onLayoutAnswer: (peer, role, answer, sync) => learner?.onAnswer(peer, role, answer, sync),
@@ -148,30 +168,32 @@ function buildPrimary(deps: RoleDeps): RoleParts {
       // A primary still learning its layout asks again whenever a peer starts (its first round may have
       // run out of attempts while the peers were down).
       if (learner) view.whenPeerAnnounced(() => (view.decided ? undefined : sync.announceIfIdle()));
-      recovery.start();
+      // A restarted primary checks its data with its replica only once it knows it is still primary: a
+      // failover meanwhile makes it a replica, whose history must stay as it was for the rollback.
+      void view.whenEpochsConfirmed().then(() => recovery.start());
       // Nothing is pushed to the replica or moved to other shards before the data here is settled.
       void recovery.ready.then(() => {
         sender.start();
         view.migration?.start();
       });
     },
-    async close() {
+    async close(drainMs = shutdownDrainMs) {
       await recovery.close();
       await view.migration?.close();
-      await sender.close(shutdownDrainMs);
+      await sender.close(drainMs);
     },
   };
 }
 
 /** A shard's replica: applies what its primary sends and answers reads. */
 function buildReplica(deps: RoleDeps): RoleParts {
-  const { config, shard, store, view, forwarder, log } = deps;
+  const { config, shard, store, view, forwarder, log, address } = deps;
   if (deps.layout.record) view.migrationRecorded(migrationOf(deps, deps.layout.record, noSender));
   view.setPrimaryMigrating(store.primaryMigrating(config.layoutId));
   const progress: ReplicaProgress = { primarySeq: store.replicaState().appliedSeq, lastContactAt: 0, lastAppliedTs: 0, resyncs: 0, resyncRefused: null };
-  const endpoints = replicaRouter({ store, progress, view, primaryAddress: shard.address, log });
+  const endpoints = replicaRouter({ store, progress, view, primaryAddress: otherMember(shard, address), shard: shard.name, log });
   return {
-    handler: replicaRole({ config, shard, store, forwarder, view }),
+    handler: replicaRole({ config, shard, address, store, forwarder, view }),
     routes: endpoints.router,
     status: replicaStatus(store, progress, config, view),
     onLayoutAnswer: noLearning,
@@ -185,12 +207,12 @@ function buildReplica(deps: RoleDeps): RoleParts {
 
 /** A shard removed from the config, running until its keys have moved to their new owners. */
 function buildDrain(deps: RoleDeps): RoleParts {
-  const { config, shard, store, view, forwarder } = deps;
+  const { config, shard, store, view, forwarder, address } = deps;
   if (deps.layout.record) view.migrationRecorded(migrationOf(deps, deps.layout.record, noSender));
   const routes = express.Router();
   routes.use(migrateRouter(view, undefined, undefined));
   return {
-    handler: drainRole({ config, shard, store, forwarder, view }),
+    handler: drainRole({ config, shard, address, store, forwarder, view }),
     routes,
     status: drainStatus(store, config, view),
     onLayoutAnswer: noLearning,

@@ -11,13 +11,16 @@ import {
   BadRequestError,
   LayoutPendingError,
   NotFoundError,
+  NotPrimaryError,
   PrimaryRecoveringError,
   ReadOnlyReplicaError,
   ShardUnavailableError,
   WrongShardError,
+  WritesPausedError,
 } from '../core/errors.js';
 import type { Forwarder } from '../peer/forwarder.js';
 import type { ClusterView } from '../cluster/cluster-view.js';
+import { otherMember } from '../cluster/epochs.js';
 import { parameterNameCharsMax, replicaAckTimeoutMs } from '../core/limits.js';
 import type { PrimaryRecovery } from '../replication/primary-recovery.js';
 import type { ReplicationSender } from '../replication/replication-sender.js';
@@ -33,7 +36,10 @@ export interface Role extends DataHandler {
 /** What every role's handler reads. */
 export interface RoleContext {
   readonly config: Config;
+  /** This node's shard as its config lists it. */
   readonly shard: ShardConfig;
+  /** This node's own address: one of the shard's two members. */
+  readonly address: string;
   readonly store: Store;
   readonly forwarder: Forwarder;
   readonly view: ClusterView;
@@ -43,6 +49,8 @@ export interface RoleContext {
 export interface PrimaryContext extends RoleContext {
   readonly sender: ReplicationSender;
   readonly recovery: PrimaryRecovery;
+  /** Until when (ms since the epoch) writes wait for a switchover: 0 when they do not. */
+  readonly pause: { until: number };
 }
 
 /** A node that runs an outdated layout (or whose primary runs another one) refuses with 421. */
@@ -51,8 +59,45 @@ function refuseIfStale(ctx: RoleContext, role: RoleName): void {
   if (reason) throw new WrongShardError(reason, { this_node: { shard: ctx.shard.name, role, layout_id: ctx.config.layoutId }, retriable: true });
 }
 
+/** The shard that owns `slot`, as it stands now: `address` is its current primary. */
 function ownerOf(ctx: RoleContext, slot: number): ShardConfig {
-  return ctx.config.shards[ctx.config.slotOwners[slot]!]!;
+  return ctx.view.shardNow(ctx.config.slotOwners[slot]!);
+}
+
+/**
+ * A write that reached a member of its shard that is not the primary now: 421 not_primary when another
+ * node forwarded it (that node retries at the primary named), 403 read_only_replica for a client.
+ */
+function notPrimary(ctx: RoleContext, req: DataRequest): NotPrimaryError | ReadOnlyReplicaError {
+  const epoch = ctx.view.epochOf(ctx.shard.name);
+  return req.forwarded ? new NotPrimaryError(ctx.shard.name, epoch.primary, epoch.epoch) : new ReadOnlyReplicaError(ctx.shard.name, epoch.primary, epoch.epoch);
+}
+
+/**
+ * Why a primary's own write must not be taken now, if it must not: another member is primary (a newer
+ * epoch, perhaps first heard in this very request), a switchover is under way, or a restarted primary
+ * has not yet heard from a peer that no newer epoch exists.
+ */
+function writeRefusal(ctx: PrimaryContext, req: DataRequest): Error | undefined {
+  const sent = req.forwarded?.epoch;
+  if (sent !== undefined && sent > ctx.view.epochOf(ctx.shard.name).epoch) {
+    // The sender knows a newer epoch of this shard, which only a promotion of the other member makes.
+    ctx.view.learnEpochs(
+      { [ctx.shard.name]: { epoch: sent, primary: otherMember(ctx.shard, ctx.address), kind: 'forced', at: null } },
+      `a request forwarded by ${req.forwarded!.by}`,
+    );
+  }
+  if (ctx.view.shardNow(ctx.shard.idx).address !== ctx.address) return notPrimary(ctx, req);
+  if (ctx.pause.until > Date.now())
+    return new WritesPausedError('failover_in_progress', ctx.shard.name, 'a switchover hands the primary role to the other member');
+  if (!ctx.view.epochsConfirmed) {
+    return new WritesPausedError(
+      'epoch_unconfirmed',
+      ctx.shard.name,
+      'this primary restarted and has not yet heard from any other node whether the shard failed over',
+    );
+  }
+  return undefined;
 }
 
 function refuseMisrouted(ctx: RoleContext, req: DataRequest, role: RoleName, owner: ShardConfig): never {
@@ -99,7 +144,7 @@ function mayBeOnPreviousOwner(ctx: RoleContext, req: DataRequest): boolean {
 
 /** Reads the key from the primary that owned its slot before the migration. */
 function readFromPreviousOwner(ctx: RoleContext, req: DataRequest): Promise<DataReply> {
-  const previous = ctx.view.migration!.previousOwner(req.slot);
+  const previous = ctx.view.currentOf(ctx.view.migration!.previousOwner(req.slot));
   return ctx.forwarder.readFromPreviousOwner({ shard: previous.name, address: previous.address }, req);
 }
 
@@ -160,9 +205,22 @@ function whileRecovering(
   const refusal = new PrimaryRecoveringError(ctx.shard.name, recovering.state);
   if (req.op !== 'get') throw refusal;
   if (recovering.readsLocal) return readPrimary(ctx, headers, req);
-  return ctx.forwarder.forward({ shard: ctx.shard.name, address: ctx.shard.replica }, req).catch(() => {
+  return ctx.forwarder.forward({ shard: ctx.shard.name, address: otherMember(ctx.shard, ctx.address) }, req).catch(() => {
     throw refusal;
   });
+}
+
+/** A request for a key of the primary's own shard. */
+function ownKey(ctx: PrimaryContext, valueHeaders: readonly string[], jsonHeaders: readonly string[], req: DataRequest): DataReply | Promise<DataReply> {
+  if (req.op !== 'get' && !ctx.view.epochsConfirmed) throw writeRefusal(ctx, req)!;
+  const recovering = ctx.recovery.blocking();
+  if (recovering !== undefined) return whileRecovering(ctx, valueHeaders, req, recovering);
+  // A primary just added serves its keys once it knows whether they are still on other shards.
+  if (!ctx.view.decided) throw new LayoutPendingError(ctx.shard.name);
+  if (req.op === 'get') return readPrimary(ctx, valueHeaders, req);
+  const refusal = writeRefusal(ctx, req);
+  if (refusal) throw refusal;
+  return writeLocal(ctx, jsonHeaders, req);
 }
 
 export function primaryRole(ctx: PrimaryContext): Role {
@@ -185,13 +243,9 @@ export function primaryRole(ctx: PrimaryContext): Role {
         if (req.forwarded) refuseMisrouted(ctx, req, 'primary', owner);
         // A read goes to the owner's replica when its primary cannot answer (it may trail the latest write).
         if (req.op === 'get') return ctx.forwarder.read({ shard: owner.name, address: owner.address }, { shard: owner.name, address: owner.replica }, req);
-        return ctx.forwarder.forward({ shard: owner.name, address: owner.address }, req);
+        return ctx.forwarder.forward({ shard: owner.name, address: owner.address, epoch: ctx.view.epochOf(owner.name).epoch }, req);
       }
-      const recovering = ctx.recovery.blocking();
-      if (recovering !== undefined) return whileRecovering(ctx, valueHeaders, req, recovering);
-      // A primary just added serves its keys once it knows whether they are still on other shards.
-      if (!ctx.view.decided) throw new LayoutPendingError(ctx.shard.name);
-      return req.op === 'get' ? readPrimary(ctx, valueHeaders, req) : writeLocal(ctx, jsonHeaders, req);
+      return ownKey(ctx, valueHeaders, jsonHeaders, req);
     },
   };
 }
@@ -201,7 +255,7 @@ export function replicaRole(ctx: RoleContext): Role {
   return {
     name: 'replica',
     handle(req) {
-      if (req.op !== 'get') throw new ReadOnlyReplicaError(ctx.shard.name, ctx.shard.address);
+      if (req.op !== 'get') throw notPrimary(ctx, req);
       refuseIfStale(ctx, 'replica');
       const owner = ownerOf(ctx, req.slot);
       if (owner.idx === ctx.shard.idx) {
@@ -214,7 +268,7 @@ export function replicaRole(ctx: RoleContext): Role {
         }
         // Before its first full resync ends, this replica's data is incomplete: its primary answers. A read
         // another node forwarded here is not forwarded again; that node asks the primary itself.
-        if (req.forwarded) throw new ShardUnavailableError(ctx.shard.name, ctx.shard.replica, 'the replica cannot answer this read without its primary');
+        if (req.forwarded) throw new ShardUnavailableError(ctx.shard.name, ctx.address, 'the replica cannot answer this read without its primary');
         return ctx.forwarder.forward({ shard: owner.name, address: owner.address }, req);
       }
       if (req.forwarded) refuseMisrouted(ctx, req, 'replica', owner);

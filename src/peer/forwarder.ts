@@ -8,11 +8,24 @@ import { ShardConnectionLostError, ShardTimeoutError, ShardUnavailableError } fr
 import { forwardTimeoutMs, forwardUrlCharsMax, peerConnectTimeoutMs, peerSocketsMax, replicaAckTimeoutMs, forwardReplyBytesMax } from '../core/limits.js';
 import { PeerHealth, type PeerState } from './peer-health.js';
 import { PeerPool } from './peer-pool.js';
-import { forwardedByHeader, forwardedLayoutHeader, previousOwnerReadHeader, tokenHeader } from '../core/wire.js';
+import { forwardedByHeader, forwardedEpochHeader, forwardedLayoutHeader, previousOwnerReadHeader, tokenHeader } from '../core/wire.js';
+
+/** The primary and epoch a 421 not_primary answer names; undefined for any other 421 (wrong_shard). */
+function notPrimaryOf(reply: DataReply): { primary: string; epoch: number } | undefined {
+  try {
+    const body = JSON.parse(typeof reply.body === 'string' ? reply.body : reply.body.toString('utf8')) as Record<string, unknown>;
+    if (body['error'] !== 'not_primary' || typeof body['primary'] !== 'string' || !Number.isSafeInteger(body['epoch'])) return undefined;
+    return { primary: body['primary'], epoch: body['epoch'] as number };
+  } catch {
+    return undefined;
+  }
+}
 
 export interface Peer {
   readonly shard: string;
   readonly address: string;
+  /** On a write: the epoch this node knows for the shard, sent along so a deposed primary learns of a newer one. */
+  readonly epoch?: number;
 }
 
 export interface ForwarderOptions {
@@ -23,6 +36,12 @@ export interface ForwarderOptions {
   readonly token: string;
   readonly log: (message: string) => void;
   readonly timeoutMs?: number;
+  /**
+   * A member answered a forwarded write with 421 not_primary, naming its shard's primary and epoch: this
+   * node learns them (so its next writes go there), and the write is retried once at that primary.
+   * Returns whether `primary` is a member of the shard.
+   */
+  readonly onNotPrimary?: (shard: string, primary: string, epoch: number) => boolean;
 }
 
 export class Forwarder {
@@ -32,7 +51,7 @@ export class Forwarder {
   private readonly previousOwnerHeaders: Record<string, string>;
   private readonly health: PeerHealth;
 
-  constructor(options: ForwarderOptions) {
+  constructor(private readonly options: ForwarderOptions) {
     this.timeoutMs = options.timeoutMs ?? forwardTimeoutMs;
     this.headers = { [forwardedByHeader]: options.self, [forwardedLayoutHeader]: options.layoutId, [tokenHeader]: options.token };
     this.previousOwnerHeaders = { ...this.headers, [previousOwnerReadHeader]: '1' };
@@ -64,11 +83,20 @@ export class Forwarder {
       method = 'POST';
       body = req.value;
     }
-    const headers = body === undefined ? this.headers : { ...this.headers, 'content-type': 'application/octet-stream' };
+    let headers = body === undefined ? this.headers : { ...this.headers, 'content-type': 'application/octet-stream' };
+    if (peer.epoch !== undefined) headers = { ...headers, [forwardedEpochHeader]: String(peer.epoch) };
     // An ack=replica write may wait replicaAckTimeoutMs at the owner, which then says whether it was
     // committed; the forward waits that long and its own bound on top, so the owner's answer comes back.
     const timeoutMs = req.extra.get('ack') === 'replica' ? this.timeoutMs + replicaAckTimeoutMs : undefined;
-    return this.send(peer, method, path, headers, body, req.op !== 'get', timeoutMs);
+    const write = req.op !== 'get';
+    const reply = await this.send(peer, method, path, headers, body, write, timeoutMs);
+    if (!write || reply.status !== 421) return reply;
+    const moved = notPrimaryOf(reply);
+    if (moved === undefined || moved.primary === peer.address) return reply;
+    // Only a member of the shard, by this node's own config, is tried.
+    if (this.options.onNotPrimary?.(peer.shard, moved.primary, moved.epoch) !== true) return reply;
+    const retryHeaders = { ...headers, [forwardedEpochHeader]: String(moved.epoch) };
+    return this.send({ shard: peer.shard, address: moved.primary }, method, path, retryHeaders, body, write, timeoutMs);
   }
 
   /**

@@ -112,6 +112,11 @@ export interface RecoveryOptions {
   readonly token: string;
   /** Started with --overwrite-replica: serve this data dir's data at once and make the replica take it. */
   readonly overwriteReplica: boolean;
+  /**
+   * A replica promoted just now, at run time: its data is the shard's (up to the branch point its old
+   * primary follows from), so it serves at once and never copies the old primary's data.
+   */
+  readonly promoted?: boolean;
   readonly log: (message: string) => void;
 }
 
@@ -169,6 +174,11 @@ export class PrimaryRecovery {
   }
 
   start(): void {
+    if (this.options.promoted) {
+      this.state = 'ready';
+      this.markReady();
+      return;
+    }
     this.task ??= this.run().catch((err: unknown) => {
       if (!this.abort.signal.aborted) this.options.log(`ERROR: primary recovery stopped: ${(err as Error).stack ?? String(err)}`);
     });

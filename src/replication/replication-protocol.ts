@@ -30,6 +30,8 @@ export interface ReplicateMessage {
   readonly layoutId: string;
   /** Whether keys may still be moving to the primary (a migration): the replica then sends misses to it. */
   readonly migrating: boolean;
+  /** The sender's epoch for its shard (see cluster/epochs.ts): a replica refuses a lower one than it knows. */
+  readonly epoch: number;
   readonly entries: readonly LogEntry[];
 }
 
@@ -59,7 +61,7 @@ export type ResyncMessage =
 /** The replica's answer to both: where it stands, and on refusal why. */
 export interface ReplicaReply {
   readonly appliedSeq: number;
-  readonly error?: 'gap' | 'resync_needed' | 'resync_aborted' | 'resync_refused' | 'not_my_primary';
+  readonly error?: 'gap' | 'resync_needed' | 'resync_aborted' | 'resync_refused' | 'not_my_primary' | 'stale_epoch';
   /** For resync_refused and not_my_primary: why, for the primary's log and /status. */
   readonly reason?: string;
 }
@@ -139,6 +141,7 @@ export function decodeReplicate(body: Buffer): ReplicateMessage {
   if (!isSeq(m['sentAt'])) invalid('sentAt');
   if (!isId(m['layoutId'])) invalid('layoutId');
   if (typeof m['migrating'] !== 'boolean') invalid('migrating');
+  if (!Number.isSafeInteger(m['epoch']) || (m['epoch'] as number) < 1) invalid('epoch');
   if (!Array.isArray(m['entries'])) invalid('entries');
   const entries = (m['entries'] as unknown[]).map((raw, i): LogEntry => {
     const e = raw as Record<string, unknown>;
@@ -165,6 +168,7 @@ export function decodeReplicate(body: Buffer): ReplicateMessage {
     sentAt: m['sentAt'] as number,
     layoutId: m['layoutId'] as string,
     migrating: m['migrating'] as boolean,
+    epoch: m['epoch'] as number,
     entries,
   };
 }

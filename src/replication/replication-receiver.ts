@@ -26,10 +26,12 @@ import {
   snapshotPath,
   type ReplicaReply,
   type ReplicaStateReply,
+  type ReplicateMessage,
   type ResyncMessage,
   type SnapshotReply,
 } from './replication-protocol.js';
 import type { ClusterView } from '../cluster/cluster-view.js';
+import { writeRollback } from './rollback.js';
 import { isComplete } from '../storage/dataset-store.js';
 import type { Snapshot } from '../storage/snapshot.js';
 import type { Store } from '../storage/store.js';
@@ -50,6 +52,8 @@ export interface ReplicaRouterOptions {
   readonly view: ClusterView;
   /** The address of this shard's primary in this replica's config: the only sender it takes data from. */
   readonly primaryAddress: string;
+  /** This replica's shard name, for its epoch. */
+  readonly shard: string;
   readonly log: (message: string) => void;
 }
 
@@ -76,6 +80,26 @@ interface ReceiverContext {
   readonly log: (message: string) => void;
   /** A refusal for a sender other than this shard's primary in this replica's config. */
   readonly notMyPrimary: (sender: string) => ReplicaReply | undefined;
+  readonly shard: string;
+}
+
+/**
+ * A demoted primary that wrote past the point its successor branched off (a forced failover) writes
+ * those writes to a rollback file before the resync replaces its data (see rollback.ts). Returns
+ * undefined when the resync may go on: the writes are safe in the file, or there were none.
+ */
+async function rollBackOwnWrites(ctx: ReceiverContext, message: Extract<ResyncMessage, { phase: 'begin' }>): Promise<ReplicaReply | undefined> {
+  const demoted = ctx.store.demotedAt();
+  const fork = message.forkedFrom;
+  if (!demoted || !fork || fork.datasetId !== demoted.datasetId) return refuseShorterHistory(ctx.store, message);
+  if (demoted.rollback !== undefined || demoted.seq <= fork.seq) return undefined;
+  const { file, entries } = await writeRollback(ctx.store, ctx.shard, demoted, fork.seq, message.primary);
+  await ctx.store.markRolledBack(file);
+  ctx.log(
+    `ERROR: this member wrote ${entries} writes as primary (seq ${fork.seq + 1} to ${demoted.seq}) that the new primary ` +
+      `${message.primary} never received: they are in ${file}; resyncing from the new primary`,
+  );
+  return undefined;
 }
 
 /** One step of a full resync from the primary (begin, chunk, end), and the replica's answer to it. */
@@ -83,7 +107,7 @@ async function resyncStep(ctx: ReceiverContext, message: ResyncMessage): Promise
   const { store, progress, log, notMyPrimary } = ctx;
   switch (message.phase) {
     case 'begin': {
-      const refusal = notMyPrimary(message.primary) ?? refuseShorterHistory(store, message);
+      const refusal = notMyPrimary(message.primary) ?? (await rollBackOwnWrites(ctx, message));
       if (refusal) {
         if (refusal.error === 'resync_refused' && progress.resyncRefused?.reason !== refusal.reason) {
           log(`ERROR: refusing a full resync from ${message.primary}: ${refusal.reason}`);
@@ -135,7 +159,7 @@ export function replicaRouter(options: ReplicaRouterOptions): ReplicaEndpoints {
 
   router.post(replicatePath, raw, async (req: BodyRequest, res: ServerResponse) => {
     const message = decodeReplicate(req.body as Buffer);
-    const refusal = notMyPrimary(message.primary);
+    const refusal = notMyPrimary(message.primary) ?? staleEpoch(options, message);
     if (refusal) return answer(res, refusal);
     // "Keys may be moving in" counts at once. "No more" counts only once this replica holds every entry
     // the primary had when it said so: the keys that moved in are in those entries, and a batch may stop
@@ -154,7 +178,7 @@ export function replicaRouter(options: ReplicaRouterOptions): ReplicaEndpoints {
   router.post(resyncPath, raw, async (req: BodyRequest, res: ServerResponse) => {
     const message = decodeResync(req.body as Buffer);
     progress.lastContactAt = Date.now();
-    answer(res, await resyncStep({ store, progress, log, notMyPrimary }, message));
+    answer(res, await resyncStep({ store, progress, log, notMyPrimary, shard: options.shard }, message));
   });
 
   router.get(replicaStatePath, (req: BodyRequest, res: ServerResponse) => {
@@ -197,6 +221,25 @@ export function replicaRouter(options: ReplicaRouterOptions): ReplicaEndpoints {
   });
 
   return { router, close: () => snapshots.close() };
+}
+
+/**
+ * A sender whose epoch for this shard is lower than the one this replica knows was deposed: its batches
+ * are refused. A higher one is learned (the sender is this shard's primary at that epoch).
+ */
+function staleEpoch(options: ReplicaRouterOptions, message: ReplicateMessage): ReplicaReply | undefined {
+  const { view, store, shard } = options;
+  const known = view.epochOf(shard);
+  if (message.epoch > known.epoch) {
+    view.learnEpochs({ [shard]: { epoch: message.epoch, primary: message.primary, kind: 'forced', at: null } }, `the primary ${message.primary}`);
+    return undefined;
+  }
+  if (message.epoch === known.epoch) return undefined;
+  return {
+    appliedSeq: store.replicaState().appliedSeq,
+    error: 'stale_epoch',
+    reason: `${message.primary} sends at epoch ${message.epoch}; ${shard} is at epoch ${known.epoch}`,
+  };
 }
 
 /**

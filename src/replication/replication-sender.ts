@@ -43,6 +43,8 @@ export interface SenderOptions {
   /** The layout the primary runs, and whether keys may still be moving to it: told to the replica. */
   readonly layoutId: string;
   readonly migrating: () => boolean;
+  /** This primary's epoch for its shard, sent with every batch. */
+  readonly epoch: () => number;
 }
 
 /** A replica that refused a request in a way that needs the primary to change course. */
@@ -262,6 +264,7 @@ export class ReplicationSender {
       sentAt: Date.now(),
       layoutId: this.options.layoutId,
       migrating: this.options.migrating(),
+      epoch: this.options.epoch(),
       entries,
     };
     const reply = await this.post(replicatePath, message);

@@ -69,7 +69,8 @@ export type FailureOutcome = { readonly kind: 'refused'; readonly reason: string
 /** `refusal` is the replica's 409 answer, undefined when the request itself failed. */
 export function afterFailure(refusal: ReplicaReply | undefined): FailureOutcome {
   if (refusal === undefined) return { kind: 'unreachable' };
-  if (refusal.error === 'resync_refused' || refusal.error === 'not_my_primary') return { kind: 'refused', reason: refusal.reason ?? refusal.error };
+  if (refusal.error === 'resync_refused' || refusal.error === 'not_my_primary' || refusal.error === 'stale_epoch')
+    return { kind: 'refused', reason: refusal.reason ?? refusal.error };
   return { kind: 'retry' };
 }
 

@@ -5,7 +5,7 @@ import { AssertionError } from 'node:assert';
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { splitUrl } from '../core/data-request.js';
-import { ClientFaultError, KvError, MethodNotAllowedError, OverloadedError, PayloadTooLargeError } from '../core/errors.js';
+import { ClientFaultError, KvError, MethodNotAllowedError, PayloadTooLargeError } from '../core/errors.js';
 import { clientFaultLogLinesPerS, closeLingerMs, requestHeadBytesMax } from '../core/limits.js';
 import { LogLimiter } from '../core/log-limiter.js';
 
@@ -67,7 +67,7 @@ export function sendError(res: ServerResponse, err: unknown, nodeHeaders: Record
   }
   const headers: Record<string, string> = { ...nodeHeaders, 'content-type': 'application/json' };
   if (err instanceof MethodNotAllowedError) headers['allow'] = err.allowed.join(', ');
-  if (err instanceof OverloadedError) headers['retry-after'] = String(err.retryAfterS);
+  if (known?.retryAfterS !== undefined) headers['retry-after'] = String(known.retryAfterS);
   if (known?.closeConnection) {
     headers['connection'] = 'close';
     closeGracefully(res);

@@ -45,8 +45,14 @@ import { ReplyBudget, trackReplies, type ReplySocket } from './reply-budget.js';
 
 export interface NodeInfo {
   readonly shard: string;
-  readonly role: string;
+  /** The node's role now: a failover changes it (HttpApi.setRole). */
+  role: string;
   readonly address: string;
+}
+
+/** A served API whose role changes at run time (a failover promotes or demotes the node). */
+export interface HttpApi {
+  setRole(role: DataHandler, name: string): void;
 }
 
 /**
@@ -91,10 +97,10 @@ function nodeHeaders(info: NodeInfo): Record<string, string> {
  * runs synchronously. Returns a promise, settled once the answer is written, when the request went
  * asynchronous (a write, a forward, a body to read), and undefined when it was answered at once.
  */
-function dataHandler(options: HttpApiOptions, context: ParseContext, replies: ReplyBudget) {
-  const { role, log } = options;
-  const headers = nodeHeaders(options.info);
+function dataHandler(options: HttpApiOptions, context: ParseContext, replies: ReplyBudget, current: { role: DataHandler }, headers: Record<string, string>) {
+  const { log } = options;
   return (req: IncomingMessage, res: ServerResponse, path: string, query: string): Promise<void> | undefined => {
+    const role = current.role;
     try {
       const parsed = parseDataRequest(req, res, path, query, context);
       const reply = parsed instanceof Promise ? parsed.then((r) => role.handle(r)) : role.handle(parsed);
@@ -252,12 +258,14 @@ export function createHttpServer(options: HttpApiOptions): http.Server {
 }
 
 /** Starts serving the API on `server` (from createServer()), replacing its `starting` answer. */
-export function serveHttpApi(server: http.Server, options: HttpApiOptions): void {
+export function serveHttpApi(server: http.Server, options: HttpApiOptions): HttpApi {
   const isClusterToken = tokenChecker(options.token);
   const budget = new BodyBudget(options.bodyBytesMax ?? bodyBytesInFlightMax);
   const replies = new ReplyBudget(replyBytesUnsentMax);
-  const handleData = dataHandler(options, { isClusterToken, budget }, replies);
+  const current = { role: options.role };
+  // One object for every error answer's headers, so a role change shows in all of them.
   const headers = nodeHeaders(options.info);
+  const handleData = dataHandler(options, { isClusterToken, budget }, replies, current, headers);
   const routes = otherRoutes(
     { ...options, status: () => ({ ...options.status(), requests: { ...budget.status(), ...replies.status() } }) },
     headers,
@@ -314,4 +322,11 @@ export function serveHttpApi(server: http.Server, options: HttpApiOptions): void
   });
   server.off('request', answerStarting);
   server.on('request', onRequest);
+  return {
+    setRole(role, name) {
+      current.role = role;
+      options.info.role = name;
+      headers['x-kv-role'] = name;
+    },
+  };
 }

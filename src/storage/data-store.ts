@@ -19,7 +19,7 @@ export interface CommitResult {
 
 export interface StoreOptions {
   readonly path: string;
-  /** Primaries keep a replication log of every write; replicas do not. */
+  /** Whether the store starts as a primary's, keeping a replication log of every write (a replica's does not). */
   readonly replicationLog: boolean;
 }
 
@@ -34,7 +34,10 @@ export class DataStore {
   protected readonly tombstones: Database<Buffer, Buffer>;
   /** Migration progress: a key per slot done, `slot` for received and `slot | 1 << 16` for sent. */
   protected readonly migratedSlots: Database<boolean, number>;
-  readonly log: ReplicationLog | undefined;
+  /** The replication log, opened in every store; only a primary's writes go to it (see log). */
+  protected readonly logDb: ReplicationLog;
+  /** Whether this store is a primary's: its commits append to the log. Changed by promote() and demote(). */
+  protected keepsLog: boolean;
   private closed = false;
   protected readonly cache = new ReadCache(readCacheEntriesMax, readCacheValueBytesMax);
 
@@ -59,10 +62,16 @@ export class DataStore {
     this.meta = this.root.openDB<unknown, string>('meta', { encoding: 'msgpack' });
     this.tombstones = this.root.openDB<Buffer, Buffer>('tombstones', { keyEncoding: 'binary', encoding: 'binary' });
     this.migratedSlots = this.root.openDB<boolean, number>('migrated-slots', { keyEncoding: 'uint32', encoding: 'msgpack' });
-    this.log = options.replicationLog ? new ReplicationLog(this.root, this.meta) : undefined;
+    this.logDb = new ReplicationLog(this.root, this.meta);
+    this.keepsLog = options.replicationLog;
     // Stored values are readable by this user only, also in a data dir created before this rule.
     chmodSync(this.path, 0o700);
     for (const entry of readdirSync(this.path, { withFileTypes: true })) if (entry.isFile()) chmodSync(join(this.path, entry.name), 0o600);
+  }
+
+  /** The replication log while this store is a primary's; undefined while it is a replica's. */
+  get log(): ReplicationLog | undefined {
+    return this.keepsLog ? this.logDb : undefined;
   }
 
   get(slot: number, key: Uint8Array): Buffer | undefined {
@@ -94,12 +103,13 @@ export class DataStore {
    */
   async commit(mutations: readonly Mutation[]): Promise<CommitResult> {
     const touched: string[] = [];
+    const log = this.log;
     return this.durably(() => {
       const ts = Date.now();
       let seq = 0;
       const applied = mutations.map((m) => {
         const done = this.applyInTransaction(m, touched);
-        if (this.log) seq = this.log.appendInTransaction(m, ts);
+        if (log) seq = log.appendInTransaction(m, ts);
         return done;
       });
       return { applied, seq };
@@ -120,6 +130,11 @@ export class DataStore {
     if (touched !== undefined) this.forgetCommitted(touched);
     await this.root.flushed;
     return result;
+  }
+
+  /** Resolves once every write transaction started before it is durable (writes commit in order). */
+  async barrier(): Promise<void> {
+    await this.durably(() => undefined);
   }
 
   /** Applies one mutation inside a write transaction; adds its cache id to `touched` for forgetCommitted(). */

@@ -33,9 +33,11 @@ export const replicaDatasetKey = 'replica.datasetId';
 export const resyncIdKey = 'replica.resyncId';
 const primaryMigratingKey = 'replica.primaryMigrating';
 /** Set on a primary started to overwrite its replica: the dataset id whose resync the replica must accept. */
-const overwriteReplicaKey = 'primary.overwriteReplica';
+export const overwriteReplicaKey = 'primary.overwriteReplica';
 /** Set on a primary that serves a dataset forked from another (see forkDataset), until its replica follows it. */
-const forkedFromKey = 'primary.forkedFrom';
+export const forkedFromKey = 'primary.forkedFrom';
+/** Set on a primary demoted by a failover: where its history stood (see failover-store.ts). */
+export const demotedKey = 'failover.demoted';
 
 /**
  * Where a primary's dataset branched off the dataset before it: up to `seq` the two histories are the
@@ -127,6 +129,11 @@ export class DatasetStore extends DataStore {
     });
   }
 
+  /** A primary demoted to replica holds a complete copy: its own dataset, up to its log's end. */
+  protected markComplete(): void {
+    this.complete = true;
+  }
+
   /** Whether a replica holds a complete copy of some primary dataset (false before its first resync ends). */
   replicaComplete(): boolean {
     return this.complete;
@@ -180,6 +187,8 @@ export class DatasetStore extends DataStore {
         const follows = forkedFrom !== null && state.datasetId === forkedFrom.datasetId && state.appliedSeq <= forkedFrom.seq;
         if (!follows) return { ok: false, reason: 'resync_needed', appliedSeq: state.appliedSeq };
         this.meta.putSync(replicaDatasetKey, datasetId);
+        // A demoted primary that follows its successor from where it stopped has nothing to roll back.
+        this.meta.removeSync(demotedKey);
       }
       const fresh = entries.filter((e) => e.seq > state.appliedSeq);
       if (fresh.length === 0) return { ok: true, appliedSeq: state.appliedSeq };
@@ -227,6 +236,11 @@ export class DatasetStore extends DataStore {
       this.meta.removeSync(resyncIdKey);
       this.meta.putSync(replicaDatasetKey, datasetId);
       this.meta.putSync(appliedSeqKey, snapshotSeq);
+      // A demoted primary's own history is gone now: its log (kept for the rollback) goes too.
+      if (this.meta.get(demotedKey) !== undefined) {
+        this.meta.removeSync(demotedKey);
+        this.logDb.resetInTransaction(0);
+      }
       return true;
     });
     if (ok) this.complete = true;

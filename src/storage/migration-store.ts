@@ -61,6 +61,15 @@ export class MigrationStore extends DatasetStore {
     });
   }
 
+  /**
+   * Records a migration on a replica promoted while its old primary was migrating: replicas record no
+   * migration of their own, but the slot marks replicated from the old primary stay, so the new primary
+   * goes on from where the old one stood.
+   */
+  async adoptMigration(migration: MigrationRecord): Promise<void> {
+    await this.durably(() => this.meta.putSync(migrationKey, migration));
+  }
+
   /** The slots recorded as done in one direction of the current migration. */
   migratedSlotSet(direction: SlotDirection): Uint8Array {
     const done = new Uint8Array(slotCount);

@@ -46,6 +46,7 @@ it('keeps sending misses to its primary until it has applied what the primary he
     sentAt: Date.now(),
     layoutId,
     migrating,
+    epoch: 1,
     entries,
   });
   // An empty dataset, so the replica's copy is complete and it answers reads itself.

@@ -53,6 +53,7 @@ describe('internal endpoint authentication', () => {
       sentAt: 0,
       layoutId: 't',
       migrating: false,
+      epoch: 1,
       entries: [
         { seq: 1, type: 'delete', slot: 0, key: Buffer.from('a'), ts: 0 },
         { seq: 3, type: 'delete', slot: 0, key: Buffer.from('b'), ts: 0 },
@@ -75,6 +76,7 @@ describe('internal endpoint authentication', () => {
       sentAt: Date.now(),
       layoutId: replica['layout_id'],
       migrating: false,
+      epoch: 1,
       entries: [{ seq: replica['applied_seq'] + 1, type: 'set', slot: 0, key: Buffer.from('auth-0'), value: Buffer.from('forged'), ts: Date.now() }],
     });
     const replicate = await request(cluster().url('shard1', 'replica', '/internal/replicate'), { method: 'POST', body: new Uint8Array(forged), headers });

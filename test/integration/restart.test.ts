@@ -2,14 +2,16 @@
 // leaves the operating system's page cache intact, so this shows that an acknowledged write is committed,
 // not that it is on disk: sync-before-ack.test.ts checks that a write is acknowledged only after its sync.
 import { describe, expect, it } from 'vitest';
-import { dataPath, request, useCluster } from '../helpers/cluster.js';
+import { dataPath, keyOwnedBy, request, useCluster } from '../helpers/cluster.js';
 
-const cluster = useCluster(1, { replicas: false });
+// Two shards: a restarted primary takes writes once another node has confirmed its epochs (failover.md).
+const cluster = useCluster(2, { replicas: false });
+const key = (prefix: string, i: number) => keyOwnedBy('shard1', 2, `${prefix}${i}-`);
 
 async function writeMany(prefix: string, count: number): Promise<void> {
   await Promise.all(
     Array.from({ length: count }, async (_, i) => {
-      const res = await request(cluster().url('shard1', 'primary', dataPath('set', `${prefix}${i}`, `value-${i}`)));
+      const res = await request(cluster().url('shard1', 'primary', dataPath('set', key(prefix, i), `value-${i}`)));
       expect(res.status).toBe(200);
     }),
   );
@@ -17,7 +19,7 @@ async function writeMany(prefix: string, count: number): Promise<void> {
 
 async function expectAll(prefix: string, count: number): Promise<void> {
   for (let i = 0; i < count; i++) {
-    const res = await request(cluster().url('shard1', 'primary', dataPath('get', `${prefix}${i}`)));
+    const res = await request(cluster().url('shard1', 'primary', dataPath('get', key(prefix, i))));
     expect(res.status).toBe(200);
     expect(res.text()).toBe(`value-${i}`);
   }

@@ -7,16 +7,18 @@
 import { cpSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { dataPath, request, waitFor, useCluster } from '../helpers/cluster.js';
+import { dataPath, keyOwnedBy, request, waitFor, useCluster } from '../helpers/cluster.js';
 import { status, waitConverged } from '../helpers/replication.js';
 
-const cluster = useCluster(1);
+// Two shards: a restarted primary takes writes once another node (here shard2) has confirmed its epochs.
+const cluster = useCluster(2);
+const key = (name: string) => keyOwnedBy('shard1', 2, `${name}-`);
 
 const dir = (role: 'primary' | 'replica') => join(cluster().dataDir, `shard1-${role}`);
 
 async function write(prefix: string, count: number): Promise<void> {
   for (let i = 0; i < count; i++) {
-    expect((await request(cluster().url('shard1', 'primary', dataPath('set', `${prefix}-${i}`, `${prefix}:${i}`)))).status).toBe(200);
+    expect((await request(cluster().url('shard1', 'primary', dataPath('set', key(`${prefix}-${i}`), `${prefix}:${i}`)))).status).toBe(200);
   }
 }
 
@@ -66,9 +68,9 @@ describe('a primary that starts while its replica is down', () => {
     const replica = await status(cluster(), 'shard1', 'replica');
     expect(replica['applied_seq']).toBe(replicaBefore['applied_seq']);
     expect(replica['keys']).toBe(replicaBefore['keys']);
-    expect((await request(cluster().url('shard1', 'replica', dataPath('get', 'later-29')))).text()).toBe('later:29');
-    expect((await request(cluster().url('shard1', 'replica', dataPath('get', 'diverging-0')))).status).toBe(404);
-    expect((await request(cluster().url('shard1', 'primary', dataPath('get', 'diverging-79')))).text()).toBe('diverging:79');
+    expect((await request(cluster().url('shard1', 'replica', dataPath('get', key('later-29'))))).text()).toBe('later:29');
+    expect((await request(cluster().url('shard1', 'replica', dataPath('get', key('diverging-0'))))).status).toBe(404);
+    expect((await request(cluster().url('shard1', 'primary', dataPath('get', key('diverging-79'))))).text()).toBe('diverging:79');
     expect((await status(cluster(), 'shard1', 'primary'))['replication']['state']).toBe('refused');
   });
 });

@@ -17,6 +17,7 @@ const answer = (layout: LayoutRecord, over: Partial<LayoutAnswer> = {}): LayoutA
   layout,
   migratingFrom: null,
   keys: 10,
+  epochs: {},
   ...over,
 });
 const waiting = (...emptyPeers: string[]) => ({ kind: 'keep-waiting', emptyPeers: new Set(emptyPeers) });

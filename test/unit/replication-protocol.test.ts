@@ -17,6 +17,7 @@ describe('replication protocol', () => {
       sentAt: 5,
       layoutId: 't1',
       migrating: false,
+      epoch: 1,
       entries: [entry(10), entry(11), { seq: 12, type: 'delete' as const, slot: 7, key: Buffer.from('gone'), ts: 1 }],
     };
     const decoded = decodeReplicate(encodeMessage(message));
@@ -27,11 +28,23 @@ describe('replication protocol', () => {
 
   it.each([
     ['not msgpack', Buffer.from('hello world')],
-    ['no sender', pack({ datasetId: 'd', primarySeq: 1, sentAt: 0, layoutId: 't1', migrating: false, entries: [] })],
-    ['non-contiguous', pack({ primary: 'p:1', datasetId: 'd', primarySeq: 3, sentAt: 0, layoutId: 't1', migrating: false, entries: [entry(1), entry(3)] })],
+    ['no sender', pack({ datasetId: 'd', primarySeq: 1, sentAt: 0, layoutId: 't1', migrating: false, epoch: 1, entries: [] })],
+    [
+      'non-contiguous',
+      pack({ primary: 'p:1', datasetId: 'd', primarySeq: 3, sentAt: 0, layoutId: 't1', migrating: false, epoch: 1, entries: [entry(1), entry(3)] }),
+    ],
     [
       'empty key',
-      pack({ primary: 'p:1', datasetId: 'd', primarySeq: 1, sentAt: 0, layoutId: 't1', migrating: false, entries: [{ ...entry(1), key: Buffer.alloc(0) }] }),
+      pack({
+        primary: 'p:1',
+        datasetId: 'd',
+        primarySeq: 1,
+        sentAt: 0,
+        layoutId: 't1',
+        migrating: false,
+        epoch: 1,
+        entries: [{ ...entry(1), key: Buffer.alloc(0) }],
+      }),
     ],
     [
       'oversized key',
@@ -42,13 +55,20 @@ describe('replication protocol', () => {
         sentAt: 0,
         layoutId: 't1',
         migrating: false,
+        epoch: 1,
         entries: [{ ...entry(1), key: Buffer.alloc(1025) }],
       }),
     ],
-    ['bad slot', pack({ primary: 'p:1', datasetId: 'd', primarySeq: 1, sentAt: 0, layoutId: 't1', migrating: false, entries: [{ ...entry(1), slot: 16384 }] })],
-    ['bad type', pack({ primary: 'p:1', datasetId: 'd', primarySeq: 1, sentAt: 0, layoutId: 't1', migrating: false, entries: [{ ...entry(1), type: 'put' }] })],
-    ['missing dataset', pack({ primary: 'p:1', primarySeq: 1, sentAt: 0, layoutId: 't1', migrating: false, entries: [] })],
-    ['negative seq', pack({ primary: 'p:1', datasetId: 'd', primarySeq: -1, sentAt: 0, layoutId: 't1', migrating: false, entries: [] })],
+    [
+      'bad slot',
+      pack({ primary: 'p:1', datasetId: 'd', primarySeq: 1, sentAt: 0, layoutId: 't1', migrating: false, epoch: 1, entries: [{ ...entry(1), slot: 16384 }] }),
+    ],
+    [
+      'bad type',
+      pack({ primary: 'p:1', datasetId: 'd', primarySeq: 1, sentAt: 0, layoutId: 't1', migrating: false, epoch: 1, entries: [{ ...entry(1), type: 'put' }] }),
+    ],
+    ['missing dataset', pack({ primary: 'p:1', primarySeq: 1, sentAt: 0, layoutId: 't1', migrating: false, epoch: 1, entries: [] })],
+    ['negative seq', pack({ primary: 'p:1', datasetId: 'd', primarySeq: -1, sentAt: 0, layoutId: 't1', migrating: false, epoch: 1, entries: [] })],
   ])('refuses a batch: %s', (_name, body) => {
     expect(() => decodeReplicate(body)).toThrow(BadRequestError);
   });

@@ -1,0 +1,144 @@
+// What a failover changes in a member's store: the epochs it knows (kept durably, so a restarted node
+// knows who was primary), a replica's promotion (its data becomes a primary dataset that branches off
+// the old primary's at the sequence it had applied) and a primary's demotion (it follows the new primary
+// from where its own log ends). A demoted primary keeps its log until the new primary's data replaces its
+// own: the writes past the branch point are what goes to its rollback file.
+
+import { randomUUID } from 'node:crypto';
+import {
+  appliedSeqKey,
+  datasetIdKey,
+  demotedKey,
+  forkedFromKey,
+  overwriteReplicaKey,
+  replicaDatasetKey,
+  resyncIdKey,
+  type ForkPoint,
+} from './dataset-store.js';
+import type { LogEntry } from './replication-log.js';
+import { MigrationStore } from './migration-store.js';
+
+const epochsKey = 'epochs';
+const rollbacksKey = 'failover.rollbacks';
+/** Which role the store was last made to serve by a promotion or demotion; unset before the first failover. */
+const servesAsKey = 'failover.servesAs';
+
+/** The rollback files this member wrote (see replication/rollback.ts), counted for /status. */
+export interface RollbackSummary {
+  readonly files: number;
+  readonly entries: number;
+  readonly last: { readonly file: string; readonly entries: number; readonly at: string } | null;
+}
+
+/** Where a demoted primary's history stood: its dataset and the last sequence it wrote. */
+export interface DemotedAt {
+  readonly datasetId: string;
+  readonly seq: number;
+  /** The rollback file of the writes past the successor's branch point, once written. */
+  readonly rollback?: string;
+}
+
+export class FailoverStore extends MigrationStore {
+  /** The epochs this node knows, by shard, as last stored; undefined on a node that never stored any. */
+  epochs<T>(): Readonly<Record<string, T>> | undefined {
+    return this.meta.get(epochsKey) as Record<string, T> | undefined;
+  }
+
+  async recordEpochs<T>(table: Readonly<Record<string, T>>): Promise<void> {
+    await this.durably(() => this.meta.putSync(epochsKey, table));
+  }
+
+  /**
+   * Makes this replica's store a primary's: a new dataset that branches off the one it followed at the
+   * sequence it applied (so the old primary, as its replica, follows on without a resync when it holds no
+   * more than that), with the log continuing from there. Returns the branch point.
+   */
+  async promote(): Promise<ForkPoint> {
+    const log = this.logDb;
+    const fork = await this.durably(() => {
+      const state = this.replicaState();
+      const point: ForkPoint = { datasetId: state.datasetId ?? randomUUID(), seq: state.appliedSeq };
+      this.meta.putSync(datasetIdKey, randomUUID());
+      this.meta.putSync(forkedFromKey, point);
+      this.meta.removeSync(overwriteReplicaKey);
+      this.meta.removeSync(replicaDatasetKey);
+      this.meta.removeSync(appliedSeqKey);
+      this.meta.removeSync(resyncIdKey);
+      this.meta.removeSync(demotedKey);
+      this.meta.putSync(servesAsKey, 'primary');
+      log.resetInTransaction(point.seq);
+      return point;
+    });
+    this.keepsLog = true;
+    return fork;
+  }
+
+  /**
+   * Makes this primary's store a replica's that follows its own dataset from the end of its log: the new
+   * primary's dataset branched off it, so batches from the branch point on apply here. Its log stays,
+   * for the rollback of writes past the branch point, until a resync replaces the data.
+   */
+  async demote(): Promise<DemotedAt> {
+    const log = this.logDb;
+    this.keepsLog = false;
+    const at = await this.durably(() => {
+      const demoted: DemotedAt = { datasetId: (this.meta.get(datasetIdKey) as string | undefined) ?? randomUUID(), seq: log.lastSeq() };
+      this.meta.putSync(replicaDatasetKey, demoted.datasetId);
+      this.meta.putSync(appliedSeqKey, demoted.seq);
+      this.meta.removeSync(resyncIdKey);
+      this.meta.putSync(demotedKey, demoted);
+      this.meta.putSync(servesAsKey, 'replica');
+      return demoted;
+    });
+    this.markComplete();
+    return at;
+  }
+
+  /** The role the last promotion or demotion made this store serve; undefined before any. */
+  servesAs(): 'primary' | 'replica' | undefined {
+    return this.meta.get(servesAsKey) as 'primary' | 'replica' | undefined;
+  }
+
+  /** At start-up: whether this store serves a primary (its writes go to the log), as the node's epochs say. */
+  servePrimary(primary: boolean): void {
+    this.keepsLog = primary;
+  }
+
+  /** Where this store's history stood when it was demoted from primary, until a resync replaced its data. */
+  demotedAt(): DemotedAt | undefined {
+    return this.meta.get(demotedKey) as DemotedAt | undefined;
+  }
+
+  /**
+   * The writes this demoted primary made past `seq` (the new primary's branch point), as far as its log
+   * still holds them, in order, at most `entriesMax` from `fromSeq` on.
+   */
+  writesPast(fromSeq: number, entriesMax: number): LogEntry[] {
+    return this.logDb.read(fromSeq, entriesMax, Number.MAX_SAFE_INTEGER);
+  }
+
+  /** The oldest sequence the log still holds. */
+  logFirstSeq(): number {
+    return this.logDb.firstSeq();
+  }
+
+  /** Notes that the demoted history's rollback file is written, so a resync that restarts does not write it twice. */
+  async markRolledBack(file: string): Promise<void> {
+    await this.durably(() => {
+      const demoted = this.demotedAt();
+      if (demoted) this.meta.putSync(demotedKey, { ...demoted, rollback: file });
+    });
+  }
+
+  /** The rollback files written here so far. */
+  rollbacks(): RollbackSummary {
+    return (this.meta.get(rollbacksKey) as RollbackSummary | undefined) ?? { files: 0, entries: 0, last: null };
+  }
+
+  /** Counts a rollback file once it is on disk, before the resync that replaces the data starts. */
+  async recordRollback(file: string, entries: number): Promise<void> {
+    const before = this.rollbacks();
+    const summary: RollbackSummary = { files: before.files + 1, entries: before.entries + entries, last: { file, entries, at: new Date().toISOString() } };
+    await this.durably(() => this.meta.putSync(rollbacksKey, summary));
+  }
+}
