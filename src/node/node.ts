@@ -108,7 +108,7 @@ export class KvNode {
     const view = new ClusterView(config, roleFactories[options.role].ownLayout(config, layout), `${shard.name}/${options.role}`, layout.decided, log, () =>
       store.count(),
     );
-    await KvNode.loadEpochs(store, view, address);
+    await KvNode.loadEpochs(store, view, address, options.overwriteReplica === true);
     // Which role this member plays is cluster state (the epochs), not its place in sharding.toml.
     const role: RoleName =
       options.role === 'drain' ? 'drain' : canonicalAddress(view.shardNow(shard.idx).address) === canonicalAddress(address) ? 'primary' : 'replica';
@@ -197,9 +197,9 @@ export class KvNode {
    * Takes the epochs this node's store kept. A node that kept some (it ran before) may have missed a
    * failover, so as a primary it takes writes only once a peer has told it its epochs; a node without
    * peers has nobody to ask. A node that kept none (a new cluster, or a data dir from before epochs)
-   * starts at once, and keeps the initial ones from now on.
+   * starts at once, and keeps the initial ones from now on; so does a primary started with --overwrite-replica.
    */
-  private static async loadEpochs(store: Store, view: ClusterView, address: string): Promise<void> {
+  private static async loadEpochs(store: Store, view: ClusterView, address: string, overwriteReplica: boolean): Promise<void> {
     const stored = store.epochs();
     if (stored === undefined) {
       await store.recordEpochs(view.epochs());
@@ -207,7 +207,8 @@ export class KvNode {
     }
     view.learnEpochs(stored, "this node's data dir");
     const hasPeers = view.config.shards.some((s) => s.address !== address || s.replica !== address);
-    if (hasPeers) view.awaitEpochConfirmation();
+    // --overwrite-replica is the operator saying this data is the shard's: it serves at once, as it always did.
+    if (hasPeers && !overwriteReplica) view.awaitEpochConfirmation();
   }
 
   /**

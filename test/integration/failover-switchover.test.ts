@@ -60,6 +60,7 @@ describe('switchover', () => {
     while (load.acked.size < atSwitch + 500) await new Promise((r) => setTimeout(r, 20));
     stop.now = true;
     await load.done;
+    console.log(`switchover under load: ${first.stdout.trim()}; ${load.acked.size} writes acknowledged, refusals ${JSON.stringify([...load.refusals])}`);
     // Only the answers a switchover gives: the pause, and a replica naming the new primary.
     for (const code of load.refusals.keys()) expect(['503 failover_in_progress', '403 read_only_replica']).toContain(code);
 

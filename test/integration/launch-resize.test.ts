@@ -44,7 +44,7 @@ describe('resizing with launch.sh restart', () => {
     expect(statuses[3]!['keys']).toBeGreaterThan(keyCount * 0.15);
     const status = await run(launch, ['status'], { env, timeout: 30_000 });
     expect(status.stdout).toMatch(/MIGRATION/);
-    expect(status.stdout).toMatch(/shard4\s+primary\s+\S+\s+up\s+\d+.*done \d{4}-/);
+    expect(status.stdout).toMatch(/shard4\s+primary\s+\S+\s+primary\s+1\s+up\s+\d+.*done \d{4}-/);
     await expectAllKeys();
   });
 

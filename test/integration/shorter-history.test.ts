@@ -7,16 +7,19 @@
 import { cpSync, existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { dataPath, request, waitFor, useCluster } from '../helpers/cluster.js';
+import { dataPath, keyOwnedBy, request, waitFor, useCluster } from '../helpers/cluster.js';
 import { status, waitConverged } from '../helpers/replication.js';
 
-const cluster = useCluster(1);
+// Two shards: a restarted primary takes writes once another node (here shard2) has confirmed its epochs.
+const cluster = useCluster(2);
+const key = (name: string) => keyOwnedBy('shard1', 2, `${name}-`);
 
 const dir = (role: 'primary' | 'replica') => join(cluster().dataDir, `shard1-${role}`);
 
 async function write(prefix: string, count: number): Promise<void> {
   for (let i = 0; i < count; i++) {
-    expect((await request(cluster().url('shard1', 'primary', dataPath('set', `${prefix}-${i}`, `${prefix}:${i}`)))).status).toBe(200);
+    const res = await request(cluster().url('shard1', 'primary', dataPath('set', key(`${prefix}-${i}`), `${prefix}:${i}`)));
+    expect(res.status, res.text()).toBe(200);
   }
 }
 
@@ -61,7 +64,7 @@ describe('a primary with a shorter history than its replica', () => {
     const replica = await status(cluster(), 'shard1', 'replica');
     expect(replica['keys']).toBe(250);
     expect(replica['complete']).toBe(true);
-    expect((await request(cluster().url('shard1', 'replica', dataPath('get', 'new-149')))).text()).toBe('new:149');
+    expect((await request(cluster().url('shard1', 'replica', dataPath('get', key('new-149'))))).text()).toBe('new:149');
 
     // Restarted, the primary sees the replica further on and rebuilds from it, keeping its own copy.
     await cluster().stop('shard1', 'primary');
@@ -69,7 +72,7 @@ describe('a primary with a shorter history than its replica', () => {
     expect(cluster().output('shard1', 'primary')).toMatch(/kept a copy of this data dir's 100 keys in \S+replaced\S+ before rebuilding from the replica/);
     expect(readdirSync(join(cluster().dataDir, 'replaced'))).toHaveLength(1);
     expect((await status(cluster(), 'shard1', 'primary'))['keys']).toBe(250);
-    expect((await request(cluster().url('shard1', 'primary', dataPath('get', 'new-149')))).text()).toBe('new:149');
+    expect((await request(cluster().url('shard1', 'primary', dataPath('get', key('new-149'))))).text()).toBe('new:149');
     await write('after', 5);
     await waitConverged(cluster(), 'shard1');
   });
@@ -92,19 +95,21 @@ describe('a primary with a shorter history than its replica', () => {
     await waitConverged(cluster(), 'shard1');
     const after = await status(cluster(), 'shard1', 'replica');
     expect(after['keys']).toBe(before['keys'] - 30);
-    expect((await request(cluster().url('shard1', 'replica', dataPath('get', 'restore-later-0')))).status).toBe(404);
-    expect((await request(cluster().url('shard1', 'replica', dataPath('get', 'restore-base-0')))).text()).toBe('restore-base:0');
+    expect((await request(cluster().url('shard1', 'replica', dataPath('get', key('restore-later-0'))))).status).toBe(404);
+    expect((await request(cluster().url('shard1', 'replica', dataPath('get', key('restore-base-0'))))).text()).toBe('restore-base:0');
   });
 
   it('replaces the replica when the primary is started with --overwrite-replica', async () => {
     await cluster().stop('shard1', 'primary');
     rmSync(dir('primary'), { recursive: true, force: true });
     await cluster().start('shard1', 'primary', undefined, { args: ['--overwrite-replica'] });
+    await cluster().waitLayoutDecided(['shard1']); // an emptied data dir learns the layout from shard2
     expect((await status(cluster(), 'shard1', 'primary'))['keys']).toBe(0);
-    expect((await request(cluster().url('shard1', 'primary', dataPath('set', 'restored', 'yes')))).status).toBe(200);
+    const restored = await request(cluster().url('shard1', 'primary', dataPath('set', key('restored'), 'yes')));
+    expect(restored.status, restored.text()).toBe(200);
     await waitConverged(cluster(), 'shard1');
     expect((await status(cluster(), 'shard1', 'replica'))['keys']).toBe(1);
-    expect((await request(cluster().url('shard1', 'replica', dataPath('get', 'new-1')))).status).toBe(404);
+    expect((await request(cluster().url('shard1', 'replica', dataPath('get', key('new-1'))))).status).toBe(404);
     expect(cluster().output('shard1', 'replica')).toMatch(/which the primary was started to force/);
     expect(existsSync(dir('primary'))).toBe(true);
   });
@@ -116,6 +121,7 @@ describe('a primary with a shorter history than its replica', () => {
     await cluster().stop('shard1', 'primary');
     rmSync(dir('primary'), { recursive: true, force: true });
     await cluster().start('shard1', 'primary', undefined, { args: ['--overwrite-replica'] });
+    await cluster().waitLayoutDecided(['shard1']); // an emptied data dir learns the layout from shard2
     await write('overwrite', 3);
     await cluster().stop('shard1', 'primary');
     await cluster().start('shard1', 'primary');
@@ -123,6 +129,6 @@ describe('a primary with a shorter history than its replica', () => {
     await cluster().start('shard1', 'replica');
     await waitConverged(cluster(), 'shard1');
     expect((await status(cluster(), 'shard1', 'replica'))['keys']).toBe(3);
-    expect((await request(cluster().url('shard1', 'replica', dataPath('get', 'kept-on-replica-0')))).status).toBe(404);
+    expect((await request(cluster().url('shard1', 'replica', dataPath('get', key('kept-on-replica-0'))))).status).toBe(404);
   });
 });
