@@ -6,7 +6,8 @@
 //   npm run bench [-- --quick] [-- --json FILE] [-- --tool wrk|autocannon] [-- --only TEXT] [-- --ab REF]
 //
 // --only TEXT runs just the scenarios whose name contains TEXT (and no bulk load): a quick check while
-// optimizing one path. Such a partial run reports its scenarios but does not judge the targets.
+// optimizing one path. Such a partial run reports its scenarios but does not judge the targets;
+// `--only failover` runs just the failover measurement (failover-bench.ts), which a full run ends with.
 // --ab REF compares this checkout's build with REF's (a git ref or another checkout) instead of with the
 // reference: see ab-compare.ts.
 
@@ -15,6 +16,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { freePort, LocalCluster, nodeFlags } from '../harness/local-cluster.js';
 import { runAb } from './ab-compare.js';
+import { failoverTable, measureFailover, type FailoverTiming } from './failover-bench.js';
 import { bulkKey, detectTool, runBulk, runLoad, type LoadResult, type RequestMix } from './load-generator.js';
 import {
   chosenScenarios,
@@ -185,6 +187,11 @@ async function main(): Promise<void> {
   process.once('SIGINT', () => interrupted('SIGINT'));
   process.once('SIGTERM', () => interrupted('SIGTERM'));
   try {
+    if (values.only !== undefined && 'failover'.includes(values.only.toLowerCase())) {
+      const timings = await measureFailover(cluster, (line) => process.stderr.write(`${line}\n`));
+      process.stdout.write(`${formatTable(failoverTable(timings).rows)}\n`);
+      return;
+    }
     await preloadGetKeys(cluster);
     const results: Measured[] = [];
     for (const scenario of chosenScenarios(values.only)) results.push(await measure(settings, cluster, reference.url, scenario));
@@ -212,7 +219,10 @@ async function main(): Promise<void> {
     const memory = cluster.nodes().map(([shard, role]) => ({ node: `${shard}/${role}`, ...rssMb(cluster.pid(shard, role)) }));
     const statuses = await Promise.all(cluster.shards.map((s) => httpGet(`http://${s.address}/status`).then((r) => JSON.parse(r.body))));
     const keysLoaded = statuses.reduce((n, st) => n + st.keys, 0);
-    report(settings, results, { loadMs, loadedGet, memory, keysLoaded }, values.json);
+    // Last, since it leaves shard1's first member killed.
+    process.stderr.write('failover of shard1 under write load...\n');
+    const failover = await measureFailover(cluster, (line) => process.stderr.write(`${line}\n`));
+    report(settings, results, { loadMs, loadedGet, memory, keysLoaded, failover }, values.json);
   } finally {
     reference.proc.kill('SIGTERM');
     await cluster.destroy();
@@ -226,6 +236,7 @@ interface Loaded {
   readonly memory: { node: string; rss: number; peak: number; anon: number; file: number }[];
   /** Keys held by all primaries after the bulk load (scenario keys included). */
   readonly keysLoaded: number;
+  readonly failover: FailoverTiming[];
 }
 
 /** A table of rows (the header first) and how many of its rows missed their target or were invalid. */
@@ -309,7 +320,8 @@ function report(settings: Settings, results: Measured[], loaded: Loaded, jsonFil
   const scenarios = scenarioTable(results, throughputTargets(results));
   const lag = lagTable(results);
   const memory = memoryTable(loaded.memory);
-  let failures = scenarios.failures + lag.failures + memory.failures;
+  const failover = failoverTable(loaded.failover);
+  let failures = scenarios.failures + lag.failures + memory.failures + failover.failures;
   const g = loaded.loadedGet;
   const loadedBad = g.non2xx > 0 || g.errors > 0;
   if (loadedBad) failures++;
@@ -325,6 +337,8 @@ function report(settings: Settings, results: Measured[], loaded: Loaded, jsonFil
       `then GET at the owner: ${g.requestsPerSec.toFixed(0)} req/s, p99 ${g.p99Ms.toFixed(2)} ms${loadedBad ? ` INVALID (${g.non2xx} non-2xx, ${g.errors} errors)` : ''}`,
     '',
     formatTable(memory.rows),
+    '',
+    formatTable(failover.rows),
     '',
     failures === 0 ? 'all targets met' : `${failures} target(s) missed or run(s) invalid`,
   ].join('\n');

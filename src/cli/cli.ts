@@ -4,11 +4,13 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { statusTable, verifyCluster } from './admin.js';
 import { failoverShard } from './failover-command.js';
 import { ConfigError, findShard, loadConfig, type Config } from '../core/config.js';
-import { StartupError } from '../storage/data-dir-lock.js';
-import { KvNode } from '../node/node.js';
+import type { KvNode as KvNodeClass } from '../node/node.js';
+
+// The node (LMDB, express, undici) and the admin commands load only for the commands that use them: a
+// failover's clock starts with the command, and loading all of it took about half a second here.
+const loadNode = async (): Promise<typeof KvNodeClass> => (await import('../node/node.js')).KvNode;
 
 const usage = `kvshard: a sharded primary/replica key-value store
 
@@ -124,11 +126,13 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     if (command === 'status') {
+      const { statusTable } = await import('./admin.js');
       process.stdout.write(`${await statusTable(loadConfig(configFile))}\n`);
       return;
     }
     if (command === 'verify') {
       const config = loadConfig(configFile);
+      const { verifyCluster } = await import('./admin.js');
       const equal = await verifyCluster(config, clusterToken(config, dataDir), (line) => process.stdout.write(`${line}\n`));
       process.exitCode = equal ? 0 : 1;
       return;
@@ -150,6 +154,7 @@ async function main(argv: string[]): Promise<void> {
     await serveOrDrain(command, values, configFile, dataDir);
   } catch (err) {
     if (err instanceof ConfigError) fail(err.message, 2);
+    const { StartupError } = await import('../storage/data-dir-lock.js');
     if (err instanceof StartupError) fail(`kvshard: ${err.message}`, 2);
     fail(`kvshard: ${(err as Error).stack ?? String(err)}`, 1);
   }
@@ -170,6 +175,7 @@ async function serveOrDrain(command: string | undefined, values: Options, config
   const shard = findShard(config, values.shard);
   const token = clusterToken(config, dataDir);
   const role = values.replica ? 'replica' : 'primary';
+  const KvNode = await loadNode();
   const node = await KvNode.start({ config, shard, role, dataDir, token, log, overwriteReplica: values['overwrite-replica'] });
   const stop = (signal: string) => {
     log(`${signal}: shutting down`);
@@ -185,6 +191,7 @@ async function serveOrDrain(command: string | undefined, values: Options, config
 /** Runs a removed shard until its keys have moved, then retires its data dirs. */
 async function drain(config: Config, name: string, dataDir: string, token: string): Promise<void> {
   if (config.shards.some((s) => s.name === name)) throw new ConfigError([`${config.file}: ${name} is in the config: serve it instead of draining it`]);
+  const KvNode = await loadNode();
   const { shard, lock } = await KvNode.drainedShard(dataDir, name);
   const node = await KvNode.start({ config, shard, role: 'drain', dataDir, token, log, lock });
   let stopping = false;
