@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Starts, stops and reports the kvshard processes listed in the config.
 #
-#   ./launch.sh [start|stop|status|restart] [SHARD [primary|replica]]
-#   ./launch.sh start SHARD primary --overwrite-replica
-#                          start a primary from its own data dir's data (empty or restored) and make
-#                          its replica take exactly that, replacing what the replica holds
+#   ./launch.sh [start|stop|status|restart] [SHARD [a|b]]
+#   ./launch.sh start SHARD a --overwrite-replica
+#                          start member a as primary from its own data dir's data (empty or restored)
+#                          and make the other member take exactly that, replacing what it holds
 #   ./launch.sh verify     compare every replica with its primary
 #   ./launch.sh failover SHARD [--force]
 #                          make SHARD's replica its primary (the old primary becomes its replica); with
 #                          --force, for a primary that is down (see docs/failover.md for what it can lose)
 #
-# SHARD's two members are named by their place in the config: "primary" is the one at `address`, the
-# primary at first, and "replica" the one at `replica`. After a failover each keeps its name (its data
-# dir, PID and log file) but serves the role the cluster gives it: `status` shows which is primary now.
+# SHARD's two members are named by their place in the config, not by their role, which a failover
+# swaps: "a" is the member at `address` (the primary at first), "b" the one at `replica`. Their data
+# dirs, PID files and logs are <shard>-a and <shard>-b; dirs named <shard>-primary and <shard>-replica
+# by earlier versions are renamed on first start. `status` shows which member is primary now.
 #
 # To resize, edit sharding.toml (add a shard at the end, or remove the last one) and run restart: keys
 # move to their new shards while the cluster serves. A shard removed from the file but with a data dir
@@ -53,7 +54,7 @@ stop_wait_s=${KV_STOP_WAIT_S:-15}     # how long a node may drain before SIGKILL
 node_flags="--no-memory-reducer --min-semi-space-size=16"
 
 usage() {
-  sed -n '2,25p' "$script" | sed 's/^# \{0,1\}//'
+  awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$script"
 }
 
 # Exit status 2 is for a bad argument, setting or config, as for kvshard itself. The message names the
@@ -70,12 +71,17 @@ usage_error() {
   exit 2
 }
 
-# The optional SHARD and ROLE of start, stop, status and restart. Whether SHARD is in the config is
+# The optional SHARD and MEMBER of start, stop, status and restart. Whether SHARD is in the config is
 # checked by targets.
 check_target_args() {
-  [ $# -le 2 ] || usage_error "unexpected argument(s) '${*:3}' after SHARD and ROLE"
+  [ $# -le 2 ] || usage_error "unexpected argument(s) '${*:3}' after SHARD and MEMBER"
   [ $# -eq 0 ] || [ -n "$1" ] || usage_error "empty shard name"
-  [ $# -lt 2 ] || [ "$2" = primary ] || [ "$2" = replica ] || usage_error "unknown role '$2' (expected primary or replica)"
+  if [ $# -ge 2 ] && { [ "$2" = primary ] || [ "$2" = replica ]; }; then
+    local member=a
+    [ "$2" = replica ] && member=b
+    usage_error "members are named a and b, since a failover swaps roles: '$1 $member' is the member at $1's $([ $member = a ] && echo address || echo replica) in the config"
+  fi
+  [ $# -lt 2 ] || [ "$2" = a ] || [ "$2" = b ] || usage_error "unknown member '$2' (expected a or b)"
 }
 
 # Wait times go into shell arithmetic, where a fraction is a syntax error, a word silently counts as 0
@@ -102,9 +108,9 @@ ensure_built() (
   fi
 )
 
-# Prints "name role address" for every process in the config, filtered by the optional SHARD/ROLE.
+# Prints "name member address" for every process in the config, filtered by the optional SHARD/MEMBER.
 targets() {
-  local want_shard=${1:-} want_role=${2:-} list
+  local want_shard=${1:-} want_member=${2:-} list
   if ! list=$(node dist/cli/cli.js check-config --config "$config" 2>&1); then
     echo "$list" >&2
     exit 2
@@ -113,8 +119,8 @@ targets() {
   while read -r name idx address replica; do
     [ -n "$want_shard" ] && [ "$name" != "$want_shard" ] && continue
     found=1
-    if [ -z "$want_role" ] || [ "$want_role" = primary ]; then echo "$name primary $address"; fi
-    if [ -z "$want_role" ] || [ "$want_role" = replica ]; then echo "$name replica $replica"; fi
+    if [ -z "$want_member" ] || [ "$want_member" = a ]; then echo "$name a $address"; fi
+    if [ -z "$want_member" ] || [ "$want_member" = b ]; then echo "$name b $replica"; fi
   done <<< "$list"
   if [ "$found" = 0 ]; then
     echo "no shard named '$want_shard' in $config" >&2
@@ -122,18 +128,21 @@ targets() {
   fi
 }
 
-# Shards with a primary data dir here that are no longer in the config: they drain (see the top).
+# Shards with a data dir of member a here (or an earlier version's <shard>-primary) that are no longer
+# in the config: they drain (see the top).
 drains() {
   local list name dir
   list=$(node dist/cli/cli.js check-config --config "$config" 2>/dev/null | cut -d' ' -f1) || return 0
-  for dir in "$data_dir"/*-primary; do
+  for dir in "$data_dir"/*-a "$data_dir"/*-primary; do
     [ -d "$dir" ] || continue
-    name=$(basename "$dir" -primary)
+    name=$(basename "$dir")
+    name=${name%-*}
     grep -qx -- "$name" <<< "$list" || echo "$name"
-  done
+  done | sort -u
 }
 
-# "name role -" for every process with a PID file here, whatever the config says now.
+# "name member -" for every process with a PID file here, whatever the config says now (PID files of
+# earlier versions name a role instead: they are stopped the same way).
 recorded() {
   local file base
   for file in "$run_dir"/*.pid; do
@@ -204,25 +213,26 @@ healthy() {
 }
 
 start_one() {
-  local name=$1 role=$2 address=$3 pid flag=""
-  if pid=$(live_pid "$name" "$role"); then
-    echo "$name $role already running (pid $pid)"
+  local name=$1 member=$2 address=$3 pid flag=""
+  if pid=$(live_pid "$name" "$member"); then
+    echo "$name $member already running (pid $pid)"
     return 0
   fi
-  [ "$role" = replica ] && flag="--replica"
-  [ "$role" = primary ] && flag="$overwrite_replica"
+  # The node takes the role the cluster's epochs give it; --replica says it is member b.
+  [ "$member" = b ] && flag="--replica"
+  [ "$member" = a ] && flag="$overwrite_replica"
   nohup node $node_flags dist/cli/cli.js serve --config "$config" --shard "$name" $flag --data-dir "$data_dir" \
-    >> "$(log_file "$name" "$role")" 2>&1 < /dev/null &
-  echo $! > "$(pid_file "$name" "$role")"
+    >> "$(log_file "$name" "$member")" 2>&1 < /dev/null &
+  echo $! > "$(pid_file "$name" "$member")"
 }
 
 wait_healthy() {
-  local name=$1 role=$2 address=$3 pid deadline=$((SECONDS + start_wait_s))
-  pid=$(cat "$(pid_file "$name" "$role")")
+  local name=$1 member=$2 address=$3 pid deadline=$((SECONDS + start_wait_s))
+  pid=$(cat "$(pid_file "$name" "$member")")
   until healthy "$address" "$pid"; do
     if ! kill -0 "$pid" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
-      echo "$name $role failed to start on $address; last lines of $(log_file "$name" "$role"):" >&2
-      tail -n 20 "$(log_file "$name" "$role")" >&2
+      echo "$name $member failed to start on $address; last lines of $(log_file "$name" "$member"):" >&2
+      tail -n 20 "$(log_file "$name" "$member")" >&2
       return 1
     fi
     sleep 0.1
@@ -231,14 +241,14 @@ wait_healthy() {
 
 print_table() {
   printf '%-12s %-8s %-22s %-8s %s\n' SHARD MEMBER ADDRESS PID STATE
-  local name role address pid state
-  while read -r name role address; do
-    if pid=$(live_pid "$name" "$role"); then
+  local name member address pid state
+  while read -r name member address; do
+    if pid=$(live_pid "$name" "$member"); then
       if healthy "$address" "$pid"; then state=up; else state=unresponsive; fi
     else
       pid=-; state=down
     fi
-    printf '%-12s %-8s %-22s %-8s %s\n' "$name" "$role" "$address" "$pid" "$state"
+    printf '%-12s %-8s %-22s %-8s %s\n' "$name" "$member" "$address" "$pid" "$state"
   done <<< "$1"
 }
 
@@ -268,12 +278,12 @@ print_drains() {
 cmd_start() {
   ensure_built
   forget_exited
-  local list failed=0 name role address
+  local list failed=0 name member address
   list=$(targets "$@")
   ensure_token
   ensure_private_dirs
-  while read -r name role address; do start_one "$name" "$role" "$address"; done <<< "$list"
-  while read -r name role address; do wait_healthy "$name" "$role" "$address" || failed=1; done <<< "$list"
+  while read -r name member address; do start_one "$name" "$member" "$address"; done <<< "$list"
+  while read -r name member address; do wait_healthy "$name" "$member" "$address" || failed=1; done <<< "$list"
   if [ $# -eq 0 ]; then
     for name in $(drains); do start_drain "$name"; done
   fi
@@ -284,7 +294,7 @@ cmd_start() {
 cmd_stop() {
   ensure_built
   forget_exited
-  local list name role address pid pids=() deadline
+  local list name member address pid pids=() deadline
   if [ $# -eq 0 ]; then
     # Every process started here, also those of shards no longer in the config and drains (which resume
     # from where they stood on the next start).
@@ -292,8 +302,8 @@ cmd_stop() {
   else
     list=$(targets "$@")
   fi
-  while read -r name role address; do
-    if pid=$(live_pid "$name" "$role"); then
+  while read -r name member address; do
+    if pid=$(live_pid "$name" "$member"); then
       kill -TERM "$pid" && pids+=("$pid")
     fi
   done <<< "$list"
@@ -308,7 +318,7 @@ cmd_stop() {
       sleep 0.1
     done
   done
-  while read -r name role address; do rm -f "$(pid_file "$name" "$role")"; done <<< "$list"
+  while read -r name member address; do rm -f "$(pid_file "$name" "$member")"; done <<< "$list"
   echo "stopped ${#pids[@]} process(es)"
 }
 
@@ -341,11 +351,11 @@ if [ $# -gt 0 ]; then
   command=$1
   shift
 fi
-# --overwrite-replica is for one primary only: it replaces what that primary's replica holds.
+# --overwrite-replica is for member a only: it replaces what the other member holds.
 overwrite_replica=""
 if [ "$command" = start ] && [ $# -gt 0 ] && [ "${*: -1}" = --overwrite-replica ]; then
   set -- "${@:1:$(($# - 1))}"
-  [ $# -eq 2 ] && [ "$2" = primary ] || usage_error "--overwrite-replica goes with one primary: ./launch.sh start SHARD primary --overwrite-replica"
+  [ $# -eq 2 ] && [ "$2" = a ] || usage_error "--overwrite-replica goes with member a of one shard: ./launch.sh start SHARD a --overwrite-replica"
   overwrite_replica=--overwrite-replica
 fi
 case "$command" in

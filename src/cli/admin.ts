@@ -99,7 +99,8 @@ export function migrationSummary(s: StatusJson): string {
 }
 
 /**
- * One row of the status table for a member that answered. The member's place in the file names it;
+ * One row of the status table for a member that answered. The member's place in the file names it (a
+ * at `address`, b at `replica`, as its data dir and launch.sh do);
  * which role it serves is cluster state (its epoch).
  */
 function statusRow(name: string, member: string, address: string, s: StatusJson): string[] {
@@ -135,8 +136,8 @@ export async function statusTable(config: Config): Promise<string> {
     const nodes = config.shards.flatMap(
       (s) =>
         [
-          [s.name, 'primary', s.address],
-          [s.name, 'replica', s.replica],
+          [s.name, 'a', s.address],
+          [s.name, 'b', s.replica],
         ] as const,
     );
     const replies = await Promise.all(

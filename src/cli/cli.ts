@@ -16,7 +16,9 @@ const usage = `kvshard: a sharded primary/replica key-value store
 
 Usage:
   kvshard serve --config FILE --shard NAME [--replica] [--data-dir DIR] [--overwrite-replica]
-      Run the primary (or with --replica, the read-only replica) of shard NAME.
+      Run member a of shard NAME, at its address (with --replica, member b, at its replica address),
+      in DIR/NAME-a (or NAME-b). Each serves the role the cluster's epochs give it: at first, a is
+      the primary and b the read-only replica; a failover swaps them.
       A primary whose data dir is new first asks its replica for the shard's data and copies it;
       until the replica answers, its shard's writes get 503. --overwrite-replica starts it at once
       with the data dir's own data (a deliberate fresh start or restore) and makes the replica
@@ -192,7 +194,7 @@ async function serveOrDrain(command: string | undefined, values: Options, config
 async function drain(config: Config, name: string, dataDir: string, token: string): Promise<void> {
   if (config.shards.some((s) => s.name === name)) throw new ConfigError([`${config.file}: ${name} is in the config: serve it instead of draining it`]);
   const KvNode = await loadNode();
-  const { shard, lock } = await KvNode.drainedShard(dataDir, name);
+  const { shard, lock } = await KvNode.drainedShard(dataDir, name, log);
   const node = await KvNode.start({ config, shard, role: 'drain', dataDir, token, log, lock });
   let stopping = false;
   const stop = (signal: string) => {

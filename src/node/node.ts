@@ -23,6 +23,7 @@ import { createServer, serveHttpApi, type HttpApi } from '../server/http-api.js'
 import { failoverRouter, type FailoverEndpoints, type FailoverHost } from './failover.js';
 import { roleFactories, type RoleDeps, type RoleParts } from './role-factories.js';
 import { listenOn, prepareLayout } from './startup.js';
+import { memberDataPath, memberDirNames } from './member-dirs.js';
 
 export interface NodeOptions {
   readonly config: Config;
@@ -38,9 +39,9 @@ export interface NodeOptions {
   readonly lock?: DataDirLock;
 }
 
-/** The LMDB environment of one member: `<data dir>/<shard>-primary` (also for a drain) or `-replica`. */
-export function nodeDataPath(dataDir: string, shard: string, role: RoleName): string {
-  return join(dataDir, `${shard}-${roleFactories[role].dataDirSuffix}`);
+/** The LMDB environment of the member a role starts as: `<data dir>/<shard>-a` (also for a drain) or `-b`. */
+export function nodeDataPath(dataDir: string, shard: string, role: RoleName, log?: (message: string) => void): string {
+  return memberDataPath(dataDir, shard, roleFactories[role].member, log);
 }
 
 /** What a running node owns, closed in order by KvNode.close(). */
@@ -80,7 +81,7 @@ export class KvNode {
     const { shard, role, dataDir } = options;
     const factory = roleFactories[role];
     const address = factory.address(shard);
-    const path = nodeDataPath(dataDir, shard.name, role);
+    const path = nodeDataPath(dataDir, shard.name, role, options.log);
     const undo: (() => unknown)[] = [];
     try {
       if (!options.lock) {
@@ -322,8 +323,8 @@ export class KvNode {
    * Locks the data dir of shard `name`'s primary in `dataDir` and reads the shard as that dir last knew
    * it, for a drain: the lock is passed on to start().
    */
-  static async drainedShard(dataDir: string, name: string): Promise<{ shard: ShardConfig; lock: DataDirLock }> {
-    const path = nodeDataPath(dataDir, name, 'drain');
+  static async drainedShard(dataDir: string, name: string, log?: (message: string) => void): Promise<{ shard: ShardConfig; lock: DataDirLock }> {
+    const path = nodeDataPath(dataDir, name, 'drain', log);
     if (!existsSync(path)) throw new ConfigError([`${path}: no such data dir: there is nothing of ${name} to drain`]);
     const lock = await DataDirLock.acquire(path, `kvshard drain of ${name}`);
     try {
@@ -333,6 +334,14 @@ export class KvNode {
         const layout = migration && migration.finishedAt === undefined ? migration.previous : store.layout();
         const shard = layout?.shards?.find((s) => s.name === name);
         if (!shard) throw new ConfigError([`${path}: holds no layout that names ${name}: there is nothing to drain`]);
+        // A drain sends this member's data. After a failover made it a replica, the other member holds
+        // the shard's latest writes, and draining from here could leave some behind.
+        if (store.servesAs() === 'replica') {
+          throw new ConfigError([
+            `${path}: this member of ${name} serves as replica since a failover, so it may lack the last writes: put ${name} back in the config, ` +
+              `run ./launch.sh failover ${name} so that the member at ${shard.address} is primary again, then remove ${name}`,
+          ]);
+        }
         return { shard, lock };
       } finally {
         await store.close();
@@ -347,9 +356,9 @@ export class KvNode {
   static retire(dataDir: string, name: string): string {
     const retired = join(dataDir, 'retired', `${name}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
     mkdirSync(retired, { recursive: true, mode: 0o700 });
-    for (const role of ['primary', 'replica']) {
-      const path = join(dataDir, `${name}-${role}`);
-      if (existsSync(path)) renameSync(path, join(retired, `${name}-${role}`));
+    for (const dir of memberDirNames(name)) {
+      const path = join(dataDir, dir);
+      if (existsSync(path)) renameSync(path, join(retired, dir));
     }
     return retired;
   }

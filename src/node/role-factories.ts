@@ -12,6 +12,7 @@ import { internalBodyBytesMax, shutdownDrainMs } from '../core/limits.js';
 import { LayoutLearner } from '../cluster/layout-learner.js';
 import type { ClusterView, LayoutAnswer } from '../cluster/cluster-view.js';
 import { otherMember } from '../cluster/epochs.js';
+import type { MemberName } from './member-dirs.js';
 import type { LayoutSync } from '../cluster/layout-sync.js';
 import { decodeMigrate, Migration, migratePath } from '../cluster/migration.js';
 import type { Forwarder } from '../peer/forwarder.js';
@@ -70,8 +71,8 @@ export interface RoleParts {
 export interface RoleFactory {
   /** The address the role listens on: its shard's primary address (a drain too) or its replica's. */
   address(shard: ShardConfig): string;
-  /** The data dir of the role under the data dir: `<shard>-primary` or `<shard>-replica`. */
-  readonly dataDirSuffix: 'primary' | 'replica';
+  /** The member whose data dir the role opens at start: `a` (at `address`) or `b` (at `replica`); see member-dirs.ts. */
+  readonly member: MemberName;
   /** Whether its store keeps a replication log (what a primary pushes to its replica). */
   readonly replicationLog: boolean;
   /** The layout the node announces as its own. */
@@ -226,21 +227,21 @@ function buildDrain(deps: RoleDeps): RoleParts {
 export const roleFactories: Readonly<Record<RoleName, RoleFactory>> = {
   primary: {
     address: (shard) => shard.address,
-    dataDirSuffix: 'primary',
+    member: 'a',
     replicationLog: true,
     ownLayout: (config) => layoutRecord(config),
     build: buildPrimary,
   },
   replica: {
     address: (shard) => shard.replica,
-    dataDirSuffix: 'replica',
+    member: 'b',
     replicationLog: false,
     ownLayout: (config) => layoutRecord(config),
     build: buildReplica,
   },
   drain: {
     address: (shard) => shard.address,
-    dataDirSuffix: 'primary',
+    member: 'a',
     replicationLog: true,
     // A drain announces the layout it drains from, under the config's layout.
     ownLayout: (config, layout) => ({ ...layout.record!.previous, layoutId: config.layoutId }),

@@ -23,7 +23,7 @@ beforeAll(async () => {
   await waitConverged(cluster(), 'shard1');
 });
 
-const primaryDir = () => join(cluster().dataDir, 'shard1-primary');
+const primaryDir = () => join(cluster().dataDir, 'shard1-a');
 
 async function expectAllAt(role: 'primary' | 'replica'): Promise<void> {
   for (const [key, value] of written) {
@@ -86,7 +86,7 @@ describe('a primary started on an empty data dir', () => {
     await cluster().stop('shard1', 'primary');
     await cluster().stop('shard1', 'replica');
     rmSync(primaryDir(), { recursive: true, force: true });
-    rmSync(join(cluster().dataDir, 'shard1-replica'), { recursive: true, force: true });
+    rmSync(join(cluster().dataDir, 'shard1-b'), { recursive: true, force: true });
     await Promise.all([cluster().start('shard1', 'primary'), cluster().start('shard1', 'replica')]);
     expect((await status(cluster(), 'shard1', 'primary'))['keys']).toBe(0);
     expect((await request(cluster().url('shard1', 'primary', dataPath('get', 'kept-1')))).status).toBe(404);

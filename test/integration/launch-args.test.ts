@@ -1,5 +1,5 @@
-// launch.sh checks every argument before it builds, writes or starts anything: a role other than primary
-// or replica, arguments beyond SHARD and ROLE, arguments to verify, an unknown command and wait times
+// launch.sh checks every argument before it builds, writes or starts anything: a member other than a
+// or b (with a hint for the role names earlier versions took), arguments beyond SHARD and MEMBER, arguments to verify, an unknown command and wait times
 // that are not whole seconds are each named on stderr, with exit status 2. Relative KV_CONFIG and
 // KV_DATA_DIR name paths from the caller's directory, as any other command line path does, and a config
 // that cannot be read is reported with the absolute path looked at.
@@ -39,22 +39,26 @@ function launchSh(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: stri
 }
 
 describe('launch.sh arguments', () => {
-  it('refuses a role other than primary or replica, naming it, and creates nothing', async () => {
+  it('refuses a member other than a or b, naming it, and creates nothing', async () => {
     for (const command of ['start', 'stop', 'status', 'restart']) {
       const refused = await launchSh([command, 'shard1', 'master']);
       expect(refused, command).toMatchObject({ code: 2, stdout: '' });
-      expect(refused.stderr, command).toContain("unknown role 'master' (expected primary or replica)");
+      expect(refused.stderr, command).toContain("unknown member 'master' (expected a or b)");
     }
+    // The role names earlier versions took get the member they meant, since roles change with a failover.
+    const legacy = await launchSh(['stop', 'shard1', 'replica']);
+    expect(legacy).toMatchObject({ code: 2, stdout: '' });
+    expect(legacy.stderr).toContain("members are named a and b, since a failover swaps roles: 'shard1 b' is the member at shard1's replica");
     expect(existsSync(cluster.dataDir)).toBe(false);
   });
 
-  it('refuses an empty shard name and arguments beyond SHARD and ROLE, naming them', async () => {
+  it('refuses an empty shard name and arguments beyond SHARD and MEMBER, naming them', async () => {
     const empty = await launchSh(['status', '']);
     expect(empty).toMatchObject({ code: 2, stdout: '' });
     expect(empty.stderr).toContain('empty shard name');
-    const extra = await launchSh(['start', 'shard1', 'primary', 'now', 'please']);
+    const extra = await launchSh(['start', 'shard1', 'a', 'now', 'please']);
     expect(extra).toMatchObject({ code: 2, stdout: '' });
-    expect(extra.stderr).toContain("unexpected argument(s) 'now please' after SHARD and ROLE");
+    expect(extra.stderr).toContain("unexpected argument(s) 'now please' after SHARD and MEMBER");
     expect(existsSync(cluster.dataDir)).toBe(false);
   });
 
@@ -68,7 +72,7 @@ describe('launch.sh arguments', () => {
     const refused = await launchSh(['frobnicate']);
     expect(refused).toMatchObject({ code: 2, stdout: '' });
     expect(refused.stderr).toMatch(/^launch\.sh: unknown command 'frobnicate'\n/);
-    expect(refused.stderr).toContain('./launch.sh [start|stop|status|restart] [SHARD [primary|replica]]');
+    expect(refused.stderr).toContain('./launch.sh [start|stop|status|restart] [SHARD [a|b]]');
   });
 
   it('refuses wait times that are not whole seconds, naming the variable and its value', async () => {
@@ -81,11 +85,11 @@ describe('launch.sh arguments', () => {
     // A name the repository has no file of, so that resolving it against the repository cannot work.
     copyFileSync(cluster.configPath, join(cluster.dir, 'relative.toml'));
     const relative = { ...process.env, KV_CONFIG: 'relative.toml', KV_DATA_DIR: 'data' };
-    const started = await launchSh(['start', 'shard1', 'primary'], { env: relative, cwd: cluster.dir });
+    const started = await launchSh(['start', 'shard1', 'a'], { env: relative, cwd: cluster.dir });
     expect(started.stderr).toBe('');
     expect(started.code).toBe(0);
-    expect(started.stdout).toMatch(new RegExp(`shard1\\s+primary\\s+${cluster.address('shard1')}\\s+\\d+\\s+up`));
-    expect(existsSync(join(cluster.dataDir, 'run', 'shard1-primary.pid'))).toBe(true);
+    expect(started.stdout).toMatch(new RegExp(`shard1\\s+a\\s+${cluster.address('shard1')}\\s+\\d+\\s+up`));
+    expect(existsSync(join(cluster.dataDir, 'run', 'shard1-a.pid'))).toBe(true);
     const stopped = await launchSh(['stop'], { env: relative, cwd: cluster.dir });
     expect(stopped).toMatchObject({ code: 0, stdout: 'stopped 1 process(es)\n' });
   });
@@ -99,19 +103,19 @@ describe('launch.sh arguments', () => {
     expect(stopped).toMatchObject({ code: 0, stdout: 'stopped 0 process(es)\n' });
   });
 
-  it('takes --overwrite-replica for one primary only, and passes it to that primary', async () => {
+  it('takes --overwrite-replica for member a of one shard only, and passes it to that member', async () => {
     for (const args of [
       ['start', '--overwrite-replica'],
       ['start', 'shard1', '--overwrite-replica'],
-      ['start', 'shard1', 'replica', '--overwrite-replica'],
+      ['start', 'shard1', 'b', '--overwrite-replica'],
     ]) {
       const refused = await launchSh(args);
       expect(refused.code).toBe(2);
-      expect(refused.stderr).toContain('--overwrite-replica goes with one primary');
+      expect(refused.stderr).toContain('--overwrite-replica goes with member a of one shard');
     }
-    const started = await launchSh(['start', 'shard1', 'primary', '--overwrite-replica']);
+    const started = await launchSh(['start', 'shard1', 'a', '--overwrite-replica']);
     expect(started.code, started.stderr).toBe(0);
-    const log = readFileSync(join(cluster.dataDir, 'logs', 'shard1-primary.log'), 'utf8');
+    const log = readFileSync(join(cluster.dataDir, 'logs', 'shard1-a.log'), 'utf8');
     expect(log).toContain('started with --overwrite-replica');
     await launchSh(['stop']);
   });

@@ -32,13 +32,17 @@ describe('launch.sh failover', () => {
 
     const status = await run(launch, ['status'], { env, timeout: 30_000 });
     // MEMBER (place in the file), ADDRESS, ROLE now, EPOCH.
-    expect(status.stdout).toMatch(new RegExp(`shard1\\s+replica\\s+${cluster.address('shard1', 'replica')}\\s+primary\\s+2\\s+up`));
-    expect(status.stdout).toMatch(new RegExp(`shard1\\s+primary\\s+${cluster.address('shard1', 'primary')}\\s+replica\\s+2\\s+up`));
+    expect(status.stdout).toMatch(new RegExp(`shard1\\s+b\\s+${cluster.address('shard1', 'replica')}\\s+primary\\s+2\\s+up`));
+    expect(status.stdout).toMatch(new RegExp(`shard1\\s+a\\s+${cluster.address('shard1', 'primary')}\\s+replica\\s+2\\s+up`));
     expect(status.stdout).toMatch(/last failovers:\nshard1: primary \S+ since epoch 2: switchover at /);
 
     await run(launch, ['restart', 'shard1'], { env, timeout: 90_000 });
     const after = await run(launch, ['status'], { env, timeout: 30_000 });
-    expect(after.stdout).toMatch(new RegExp(`shard1\\s+replica\\s+${cluster.address('shard1', 'replica')}\\s+primary\\s+2\\s+up`));
+    expect(after.stdout).toMatch(new RegExp(`shard1\\s+b\\s+${cluster.address('shard1', 'replica')}\\s+primary\\s+2\\s+up`));
+    // A single member by its name: b stays primary across its own restart, since the epochs say so.
+    await run(launch, ['restart', 'shard1', 'b'], { env, timeout: 90_000 });
+    const again = await run(launch, ['status', 'shard1', 'b'], { env, timeout: 30_000 });
+    expect(again.stdout).toMatch(new RegExp(`shard1\\s+b\\s+${cluster.address('shard1', 'replica')}\\s+primary\\s+2\\s+up`));
     const write = await request(cluster.url('shard2', 'primary', dataPath('set', key, 'after')));
     expect(write.status, write.text()).toBe(200);
     expect((await request(cluster.url('shard1', 'replica', dataPath('get', key)))).text()).toBe('after');

@@ -24,8 +24,11 @@ afterAll(async () => {
   await cluster?.destroy();
 });
 
+/** launch.sh's name of the member the harness calls `primary` (a, at `address`) or `replica` (b). */
+const member = (role: string) => (role === 'primary' ? 'a' : role === 'replica' ? 'b' : role);
+
 function pidOf(shard: string, role: string): number {
-  return Number(readFileSync(join(cluster.dataDir, 'run', `${shard}-${role}.pid`), 'utf8'));
+  return Number(readFileSync(join(cluster.dataDir, 'run', `${shard}-${member(role)}.pid`), 'utf8'));
 }
 
 function alive(pid: number): boolean {
@@ -53,17 +56,17 @@ describe('launch.sh', () => {
   it('starts, reports and stops the cluster', async () => {
     const started = await run(launch, ['start'], { env, timeout: 60_000 });
     for (const [shard, role] of cluster.nodes()) {
-      expect(started.stdout).toMatch(new RegExp(`${shard}\\s+${role}\\s+${cluster.address(shard, role)}\\s+\\d+\\s+up`));
+      expect(started.stdout).toMatch(new RegExp(`${shard}\\s+${member(role)}\\s+${cluster.address(shard, role)}\\s+\\d+\\s+up`));
     }
     expect((await request(cluster.url('shard1', 'primary', dataPath('set', 'launched', 'yes')))).status).toBe(200);
     expect((await request(cluster.url('shard2', 'primary', dataPath('get', 'launched')))).text()).toBe('yes');
 
     const pids = cluster.nodes().map(([shard, role]) => pidOf(shard, role));
-    const stopped = await run(launch, ['stop', 'shard2', 'replica'], { env, timeout: 30_000 });
+    const stopped = await run(launch, ['stop', 'shard2', 'b'], { env, timeout: 30_000 });
     expect(stopped.stdout).toContain('stopped 1 process(es)');
     const status = await run(launch, ['status'], { env, timeout: 30_000 });
-    expect(status.stdout).toMatch(/shard2\s+replica\s+\S+\s+-\s+down/);
-    expect(status.stdout).toMatch(/shard1\s+primary\s+\S+\s+\d+\s+up/);
+    expect(status.stdout).toMatch(/shard2\s+b\s+\S+\s+-\s+down/);
+    expect(status.stdout).toMatch(/shard1\s+a\s+\S+\s+\d+\s+up/);
 
     await run(launch, ['stop'], { env, timeout: 30_000 });
     for (const pid of pids) expect(alive(pid)).toBe(false);
@@ -73,9 +76,9 @@ describe('launch.sh', () => {
     // A node started outside launch.sh holds shard2's primary port and answers /health itself.
     await cluster.start('shard2', 'primary', undefined, { ready: false });
     try {
-      const failed = await expectStartFails('shard2', 'primary');
+      const failed = await expectStartFails('shard2', 'a');
       // The node started outside launch.sh holds both the port and shard2's data dir.
-      expect(failed.stderr).toMatch(/the data dir \S+shard2-primary is in use by PID \d+/);
+      expect(failed.stderr).toMatch(/the data dir \S+shard2-a is in use by PID \d+/);
     } finally {
       await cluster.stop('shard2', 'primary');
     }
@@ -86,8 +89,8 @@ describe('launch.sh', () => {
     const blocker = net.createServer();
     await new Promise<void>((r) => blocker.listen(Number(port), host, r));
     try {
-      const failed = await expectStartFails('shard1', 'replica');
-      expect(failed.stderr).toContain('shard1 replica failed to start');
+      const failed = await expectStartFails('shard1', 'b');
+      expect(failed.stderr).toContain('shard1 b failed to start');
       expect(failed.stderr).toContain(`cannot listen on ${cluster.address('shard1', 'replica')}: the address is already in use by another process`);
       expect(failed.stderr).not.toMatch(/\n\s+at /);
     } finally {
@@ -102,17 +105,17 @@ describe('launch.sh', () => {
     mkdirSync(join(own.dataDir, 'logs'), { recursive: true });
     chmodSync(own.dataDir, 0o755);
     chmodSync(join(own.dataDir, 'logs'), 0o755);
-    writeFileSync(join(own.dataDir, 'logs', 'shard1-primary.log'), 'an earlier run\n', { mode: 0o644 });
-    chmodSync(join(own.dataDir, 'logs', 'shard1-primary.log'), 0o644);
+    writeFileSync(join(own.dataDir, 'logs', 'shard1-a.log'), 'an earlier run\n', { mode: 0o644 });
+    chmodSync(join(own.dataDir, 'logs', 'shard1-a.log'), 0o644);
     try {
-      await run('bash', ['-c', 'umask 022 && exec "$0" start shard1 primary', launch], { env: ownEnv, timeout: 60_000 });
+      await run('bash', ['-c', 'umask 022 && exec "$0" start shard1 a', launch], { env: ownEnv, timeout: 60_000 });
       const mode = (...path: string[]) => (statSync(join(own.dataDir, ...path)).mode & 0o777).toString(8);
       expect({
         dataDir: mode(),
         run: mode('run'),
         logs: mode('logs'),
-        log: mode('logs', 'shard1-primary.log'),
-        pid: mode('run', 'shard1-primary.pid'),
+        log: mode('logs', 'shard1-a.log'),
+        pid: mode('run', 'shard1-a.pid'),
       }).toEqual({ dataDir: '700', run: '700', logs: '700', log: '600', pid: '600' });
     } finally {
       await run(launch, ['stop'], { env: ownEnv, timeout: 30_000 });
@@ -132,6 +135,6 @@ describe('launch.sh', () => {
 
     const status = await run(launch, ['status'], { env, timeout: 30_000 });
     expect(status.stdout).not.toMatch(/shard2/);
-    expect(readdirSync(join(cluster.dataDir, 'run')).sort()).toEqual(['shard1-primary.pid', 'shard1-replica.pid']);
+    expect(readdirSync(join(cluster.dataDir, 'run')).sort()).toEqual(['shard1-a.pid', 'shard1-b.pid']);
   });
 });

@@ -59,6 +59,6 @@ describe('layout changes', () => {
     expect(inConfig.stderr).toContain('shard2 is in the config: serve it instead of draining it');
     const noData = run('drain', '--config', cluster().configPath, '--shard', 'shard9');
     expect(noData.status).toBe(2);
-    expect(noData.stderr).toMatch(/shard9-primary: no such data dir/);
+    expect(noData.stderr).toMatch(/shard9-a: no such data dir/);
   });
 });

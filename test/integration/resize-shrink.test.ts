@@ -33,9 +33,9 @@ it('drains the removed shard into the other three with nothing lost, while servi
   expect(sampler.ok).toBeGreaterThan(100);
   expect(workload.acknowledged).toBeGreaterThan(100);
   // The drained shard's data dirs were moved aside, not deleted, and no node of it runs.
-  expect(existsSync(join(cluster.dataDir, 'shard4-primary'))).toBe(false);
+  expect(existsSync(join(cluster.dataDir, 'shard4-a'))).toBe(false);
   const retired = readdirSync(join(cluster.dataDir, 'retired'));
   expect(retired).toHaveLength(1);
-  expect(readdirSync(join(cluster.dataDir, 'retired', retired[0]!)).sort()).toEqual(['shard4-primary', 'shard4-replica']);
+  expect(readdirSync(join(cluster.dataDir, 'retired', retired[0]!)).sort()).toEqual(['shard4-a', 'shard4-b']);
   await verifyResize(cluster, before, keyCount, workload);
 }, 240_000);

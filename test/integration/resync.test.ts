@@ -30,7 +30,7 @@ describe('full resync', () => {
   it('rebuilds a replica whose data dir was wiped while writes continue', async () => {
     const before = await resyncs();
     await cluster.kill('shard1', 'replica');
-    rmSync(join(cluster.dataDir, 'shard1-replica'), { recursive: true, force: true });
+    rmSync(join(cluster.dataDir, 'shard1-b'), { recursive: true, force: true });
     await cluster.start('shard1', 'replica');
     await runLoad(8, 1_000, async (i) => {
       expect((await request(cluster.url('shard1', 'primary', dataPath('set', `during-${i}`, `d${i}`)))).status).toBe(200);

@@ -14,7 +14,7 @@ import { status, waitConverged } from '../helpers/replication.js';
 const cluster = useCluster(2);
 const key = (name: string) => keyOwnedBy('shard1', 2, `${name}-`);
 
-const dir = (role: 'primary' | 'replica') => join(cluster().dataDir, `shard1-${role}`);
+const dir = (member: 'primary' | 'replica') => join(cluster().dataDir, member === 'primary' ? 'shard1-a' : 'shard1-b');
 
 async function write(prefix: string, count: number): Promise<void> {
   for (let i = 0; i < count; i++) {

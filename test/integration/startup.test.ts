@@ -2,13 +2,15 @@
 // and files only its user can read. A second `kvshard serve` on a running node's data dir (here with a
 // config that moved the shard's address, as a stray copy would) exits 2 naming the dir and the PID that
 // holds it; after kill -9 the lock is free again at once. An address in use is one line and exit 2, and
-// a data dir created for nothing is removed again. Data dirs are 700 and their files 600.
+// a data dir created for nothing is removed again. Data dirs are 700 and their files 600. Data dirs an
+// earlier version named by role (<shard>-primary, -replica) are renamed after their member (-a, -b).
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cliPath, configToml, dataPath, freePort, request, useCluster } from '../helpers/cluster.js';
+import { waitConverged } from '../helpers/replication.js';
 
 const cluster = useCluster(1);
 
@@ -31,7 +33,7 @@ describe('start-up', () => {
     expect(second.status).toBe(2);
     const pid = cluster().pid('shard1', 'primary');
     expect(second.stderr.trim()).toBe(
-      `kvshard: the data dir ${join(cluster().dataDir, 'shard1-primary')} is in use by PID ${pid} (kvshard shard1 primary at ${cluster().address('shard1')}); one data dir serves one process at a time`,
+      `kvshard: the data dir ${join(cluster().dataDir, 'shard1-a')} is in use by PID ${pid} (kvshard shard1 primary at ${cluster().address('shard1')}); one data dir serves one process at a time`,
     );
     expect((await request(cluster().url('shard1', 'primary', dataPath('set', 'still', 'here')))).status).toBe(200);
     expect((await request(cluster().url('shard1', 'replica', '/status'))).json()['layout']['refusing']).toBeNull();
@@ -60,16 +62,41 @@ describe('start-up', () => {
     }
   });
 
+  it("carries over an earlier version's data dirs named by role, renaming them after their member", async () => {
+    expect((await request(cluster().url('shard1', 'primary', dataPath('set', 'carried', 'over')))).status).toBe(200);
+    await waitConverged(cluster(), 'shard1');
+    await cluster().stop('shard1', 'replica');
+    await cluster().stop('shard1', 'primary');
+    for (const [member, legacy] of [
+      ['a', 'primary'],
+      ['b', 'replica'],
+    ]) {
+      renameSync(join(cluster().dataDir, `shard1-${member}`), join(cluster().dataDir, `shard1-${legacy}`));
+    }
+    await cluster().start('shard1', 'replica');
+    await cluster().start('shard1', 'primary');
+    for (const [role, member, legacy] of [
+      ['primary', 'a', 'primary'],
+      ['replica', 'b', 'replica'],
+    ] as const) {
+      expect(cluster().output('shard1', role)).toContain(
+        `renamed ${join(cluster().dataDir, `shard1-${legacy}`)} to ${join(cluster().dataDir, `shard1-${member}`)}`,
+      );
+      expect(existsSync(join(cluster().dataDir, `shard1-${legacy}`))).toBe(false);
+      expect((await request(cluster().url('shard1', role, dataPath('get', 'carried')))).text()).toBe('over');
+    }
+  });
+
   it('keeps data dirs at 700 and their files at 600, also ones made more open before', async () => {
-    for (const role of ['primary', 'replica'] as const) {
-      const dir = join(cluster().dataDir, `shard1-${role}`);
+    for (const member of ['a', 'b'] as const) {
+      const dir = join(cluster().dataDir, `shard1-${member}`);
       expect(mode(dir)).toBe('700');
       for (const file of readdirSync(dir)) expect(`${file} ${mode(join(dir, file))}`).toBe(`${file} 600`);
     }
     expect(mode(cluster().dataDir)).toBe('700');
 
     await cluster().stop('shard1', 'replica');
-    const dir = join(cluster().dataDir, 'shard1-replica');
+    const dir = join(cluster().dataDir, 'shard1-b');
     chmodSync(dir, 0o755);
     for (const file of readdirSync(dir)) chmodSync(join(dir, file), 0o644);
     await cluster().start('shard1', 'replica');
@@ -102,7 +129,7 @@ describe('start-up', () => {
         if (Date.now() > deadline) throw new Error('the node did not start');
         await new Promise((r) => setTimeout(r, 50));
       }
-      const dir = join(dataDir, 'shard1-primary');
+      const dir = join(dataDir, 'shard1-a');
       expect(mode(dir)).toBe('700');
       for (const file of readdirSync(dir)) expect(`${file} ${mode(join(dir, file))}`).toBe(`${file} 600`);
     } finally {

@@ -52,7 +52,7 @@ describe('a stray node', () => {
     await expectEveryNodeServes('before');
     await cluster().stop('shard1', 'primary');
     const strayData = join(cluster().dir, 'stray-data');
-    cpSync(join(cluster().dataDir, 'shard1-primary'), join(strayData, 'shard1-primary'), { recursive: true });
+    cpSync(join(cluster().dataDir, 'shard1-a'), join(strayData, 'shard1-a'), { recursive: true });
     await cluster().start('shard1', 'primary');
     const strayAddress = `127.0.0.1:${await freePort()}`;
     const moved = join(cluster().dir, 'moved.toml');
@@ -82,7 +82,7 @@ describe('a stray node', () => {
   it('at a trusted address with a newer layout fences the others only while it runs it', async () => {
     await cluster().stop('shard2', 'primary');
     const strayData = join(cluster().dir, 'stray-data-2');
-    cpSync(join(cluster().dataDir, 'shard2-primary'), join(strayData, 'shard2-primary'), { recursive: true });
+    cpSync(join(cluster().dataDir, 'shard2-a'), join(strayData, 'shard2-a'), { recursive: true });
     const grown = join(cluster().dir, 'grown.toml');
     const extra = { name: 'shard3', address: `127.0.0.1:${await freePort()}`, replica: `127.0.0.1:${await freePort()}` };
     writeFileSync(grown, configToml([...cluster().shards, extra]));
