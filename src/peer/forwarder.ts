@@ -77,6 +77,8 @@ export class Forwarder {
     let path = encodeDataPath(req);
     // HEAD goes on as GET, so the owner's Content-Length comes back; this node's server drops the body.
     let method: 'GET' | 'POST' = req.method === 'HEAD' ? 'GET' : req.method;
+    // A read has no value and no ack to wait for, and a 421 for it is not retried: it goes out as it is.
+    if (req.op === 'get') return this.send(peer, method, path, this.headers, undefined, false);
     let body = req.valueInBody ? req.value : undefined;
     if (body === undefined && req.value !== undefined && path.length > forwardUrlCharsMax) {
       path = encodeDataPath({ ...req, valueInBody: true });
@@ -88,15 +90,14 @@ export class Forwarder {
     // An ack=replica write may wait replicaAckTimeoutMs at the owner, which then says whether it was
     // committed; the forward waits that long and its own bound on top, so the owner's answer comes back.
     const timeoutMs = req.extra.get('ack') === 'replica' ? this.timeoutMs + replicaAckTimeoutMs : undefined;
-    const write = req.op !== 'get';
-    const reply = await this.send(peer, method, path, headers, body, write, timeoutMs);
-    if (!write || reply.status !== 421) return reply;
+    const reply = await this.send(peer, method, path, headers, body, true, timeoutMs);
+    if (reply.status !== 421) return reply;
     const moved = notPrimaryOf(reply);
     if (moved === undefined || moved.primary === peer.address) return reply;
     // Only a member of the shard, by this node's own config, is tried.
     if (this.options.onNotPrimary?.(peer.shard, moved.primary, moved.epoch) !== true) return reply;
     const retryHeaders = { ...headers, [forwardedEpochHeader]: String(moved.epoch) };
-    return this.send({ shard: peer.shard, address: moved.primary }, method, path, retryHeaders, body, write, timeoutMs);
+    return this.send({ shard: peer.shard, address: moved.primary }, method, path, retryHeaders, body, true, timeoutMs);
   }
 
   /**
