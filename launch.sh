@@ -77,9 +77,9 @@ check_target_args() {
   [ $# -le 2 ] || usage_error "unexpected argument(s) '${*:3}' after SHARD and MEMBER"
   [ $# -eq 0 ] || [ -n "$1" ] || usage_error "empty shard name"
   if [ $# -ge 2 ] && { [ "$2" = primary ] || [ "$2" = replica ]; }; then
-    local member=a
-    [ "$2" = replica ] && member=b
-    usage_error "members are named a and b, since a failover swaps roles: '$1 $member' is the member at $1's $([ $member = a ] && echo address || echo replica) in the config"
+    local member=a field=address
+    [ "$2" = replica ] && member=b field=replica
+    usage_error "members are named a and b, since a failover swaps roles: '$1 $member' is the member at $1's $field in the config"
   fi
   [ $# -lt 2 ] || [ "$2" = a ] || [ "$2" = b ] || usage_error "unknown member '$2' (expected a or b)"
 }

@@ -7,6 +7,7 @@
 // switchover loses none.
 
 import { spawn } from 'node:child_process';
+import { sleep } from '../core/backoff.js';
 import { cliPath, nodeFlags, type LocalCluster } from '../harness/local-cluster.js';
 import { httpGet, ownedKeys } from './scenarios.js';
 
@@ -96,8 +97,6 @@ function runCli(args: readonly string[]): Promise<{ code: number | null; output:
   });
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 /** Runs one failover command under `load` and times the window in which writes did not go through. */
 async function timedFailover(cluster: LocalCluster, load: WriteLoad, kind: string, force: boolean): Promise<Omit<FailoverTiming, 'lost'>> {
   const started = performance.now();
@@ -106,10 +105,15 @@ async function timedFailover(cluster: LocalCluster, load: WriteLoad, kind: strin
   const commandMs = performance.now() - started;
   await sleep(settleMs);
   const after = load.outcomes.slice(from).filter((o) => o.endMs >= started);
-  const refusedAt = after.filter((o) => !o.ok).map((o) => o.endMs);
   const refusals: Record<string, number> = {};
-  for (const o of after) if (o.refusal !== undefined) refusals[o.refusal] = (refusals[o.refusal] ?? 0) + 1;
-  const lastRefused = refusedAt.length > 0 ? Math.max(...refusedAt) : started;
+  let refused = 0;
+  let lastRefused = started;
+  for (const o of after) {
+    if (o.refusal === undefined) continue;
+    refusals[o.refusal] = (refusals[o.refusal] ?? 0) + 1;
+    refused++;
+    lastRefused = Math.max(lastRefused, o.endMs);
+  }
   const resumed = after.find((o) => o.ok && o.endMs > lastRefused)?.endMs ?? Number.NaN;
   let longestGapMs = 0;
   let previous = started;
@@ -120,7 +124,7 @@ async function timedFailover(cluster: LocalCluster, load: WriteLoad, kind: strin
     previous = o.endMs;
   }
   longestGapMs = Math.max(longestGapMs, resumed - previous);
-  return { kind, commandMs, exitCode: code, output, refused: refusedAt.length, refusals, resumedAfterMs: resumed - started, longestGapMs };
+  return { kind, commandMs, exitCode: code, output, refused, refusals, resumedAfterMs: resumed - started, longestGapMs };
 }
 
 /** Reads back every acknowledged key through `via`, 64 at a time; returns how many are missing. */
