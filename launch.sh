@@ -47,6 +47,9 @@ data_dir=$(absolute "${KV_DATA_DIR:-$repo_dir/data}")
 cd "$repo_dir"
 run_dir="$data_dir/run"
 log_dir="$data_dir/logs"
+# An .out file (see out_file) is cut to its last out_bytes_keep bytes at a start once it passes out_bytes_max.
+out_bytes_max=$((1024 * 1024))
+out_bytes_keep=$((256 * 1024))
 start_wait_s=${KV_START_WAIT_S:-30}   # how long a node may take to answer /health
 stop_wait_s=${KV_STOP_WAIT_S:-15}     # how long a node may drain before SIGKILL
 # After an idle spell, V8's memory reducer and a shrunken young generation made GETs cost about a quarter
@@ -176,7 +179,21 @@ ensure_private_dirs() {
 }
 
 pid_file() { echo "$run_dir/$1-$2.pid"; }
-log_file() { echo "$log_dir/$1-$2.log"; }
+# What a node prints before its logger exists, or as it crashes; its log proper is the JSON lines it
+# writes itself to logs/<shard>-<member>.N.log (rolled by size, bounded in number).
+out_file() { echo "$log_dir/$1-$2.out"; }
+# The node's newest JSON log file.
+json_log() { ls -1v "$log_dir/$1-$2".[0-9]*.log 2>/dev/null | tail -n 1; }
+
+# Keeps the tail of an .out file once it passes out_bytes_max, so that restarts never make it grow
+# without bound.
+trim_out() {
+  local file=$1
+  [ -f "$file" ] || return 0
+  if [ "$(stat -c %s "$file")" -gt "$out_bytes_max" ]; then
+    tail -c "$out_bytes_keep" "$file" > "$file.tmp" && mv "$file.tmp" "$file"
+  fi
+}
 
 # Removes the PID files of processes that have exited, such as a drain that finished (it exits 0 once
 # its data dirs are retired), so that run/ lists only what runs. A PID file whose PID now runs another
@@ -221,8 +238,9 @@ start_one() {
   # The node takes the role the cluster's epochs give it; --replica says it is member b.
   [ "$member" = b ] && flag="--replica"
   [ "$member" = a ] && flag="$overwrite_replica"
-  nohup node $node_flags dist/cli/cli.js serve --config "$config" --shard "$name" $flag --data-dir "$data_dir" \
-    >> "$(log_file "$name" "$member")" 2>&1 < /dev/null &
+  trim_out "$(out_file "$name" "$member")"
+  nohup node $node_flags dist/cli/cli.js serve --config "$config" --shard "$name" $flag --data-dir "$data_dir" --log-to file \
+    >> "$(out_file "$name" "$member")" 2>&1 < /dev/null &
   echo $! > "$(pid_file "$name" "$member")"
 }
 
@@ -231,8 +249,11 @@ wait_healthy() {
   pid=$(cat "$(pid_file "$name" "$member")")
   until healthy "$address" "$pid"; do
     if ! kill -0 "$pid" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
-      echo "$name $member failed to start on $address; last lines of $(log_file "$name" "$member"):" >&2
-      tail -n 20 "$(log_file "$name" "$member")" >&2
+      echo "$name $member failed to start on $address; last lines of $(out_file "$name" "$member") and its log:" >&2
+      tail -n 20 "$(out_file "$name" "$member")" >&2
+      local log
+      log=$(json_log "$name" "$member")
+      [ -z "$log" ] || tail -n 20 "$log" >&2
       return 1
     fi
     sleep 0.1
@@ -258,10 +279,11 @@ start_drain() {
     echo "$name drain already running (pid $pid)"
     return 0
   fi
-  nohup node $node_flags dist/cli/cli.js drain --config "$config" --shard "$name" --data-dir "$data_dir" \
-    >> "$(log_file "$name" drain)" 2>&1 < /dev/null &
+  trim_out "$(out_file "$name" drain)"
+  nohup node $node_flags dist/cli/cli.js drain --config "$config" --shard "$name" --data-dir "$data_dir" --log-to file \
+    >> "$(out_file "$name" drain)" 2>&1 < /dev/null &
   echo $! > "$(pid_file "$name" drain)"
-  echo "$name is no longer in $config: draining its keys into the other shards (pid $!, log $(log_file "$name" drain))"
+  echo "$name is no longer in $config: draining its keys into the other shards (pid $!, log $log_dir/$name-drain.N.log)"
 }
 
 print_drains() {

@@ -9,7 +9,8 @@
 // optimizing one path. Such a partial run reports its scenarios but does not judge the targets;
 // `--only failover` runs just the failover measurement (failover-bench.ts), which a full run ends with.
 // --ab REF compares this checkout's build with REF's (a git ref or another checkout) instead of with the
-// reference: see ab-compare.ts.
+// reference: see ab-compare.ts. `--ab metrics --only GET` compares this checkout with metrics off (A) and
+// on (B): what counting requests for /metrics costs.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';

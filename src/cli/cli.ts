@@ -6,7 +6,9 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { failoverShard } from './failover-command.js';
 import { ConfigError, findShard, loadConfig, type Config } from '../core/config.js';
+import { logLevels, textLog, type Log, type LogLevel } from '../core/log.js';
 import type { KvNode as KvNodeClass } from '../node/node.js';
+import type { LogContext, LogFormat, LogTarget } from '../node/logger.js';
 
 // The node (LMDB, express, undici) and the admin commands load only for the commands that use them: a
 // failover's clock starts with the command, and loading all of it took about half a second here.
@@ -49,17 +51,20 @@ Environment:
 Options:
   --config FILE    sharding config (default: $KV_CONFIG or ./sharding.toml)
   --shard NAME     the shard this process belongs to
-  --replica        run as the shard's read-only replica instead of its primary
+  --replica        run member b (at the shard's replica address) instead of member a
   --data-dir DIR   where LMDB environments live (default: $KV_DATA_DIR or ./data);
-                   this process uses DIR/<shard>-<primary|replica>/
+                   this process uses DIR/<shard>-a/ (or -b)
+  --log-level L    error, warn, info (default) or debug (default: $KV_LOG_LEVEL or info)
+  --log-format F   how stderr lines look: json (default) or pretty, for a person at a terminal
+  --log-to T       file, stderr or both (default): the file is DIR/logs/<shard>-<a|b|drain>.N.log,
+                   JSON lines, rolled at 10 MiB with the 5 newest files kept
 
 Exit status: 0 on a clean stop; 2 for an invalid config or usage, a data dir in use by another
 process, or an address already in use; 1 for other failures.
 `;
 
-function log(message: string): void {
-  process.stderr.write(`${new Date().toISOString()} ${message}\n`);
-}
+/** What the process logs before its node's logger exists (and what a drain's finish prints). */
+let log: Log = textLog((line) => process.stderr.write(line));
 
 function fail(message: string, status: number): never {
   process.stderr.write(`${message}\n`);
@@ -102,6 +107,9 @@ function parseCommandLine(argv: string[]) {
         'overwrite-replica': { type: 'boolean', default: false },
         'data-dir': { type: 'string' },
         force: { type: 'boolean', default: false },
+        'log-level': { type: 'string' },
+        'log-format': { type: 'string', default: 'json' },
+        'log-to': { type: 'string', default: 'both' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -170,17 +178,19 @@ async function serveOrDrain(command: string | undefined, values: Options, config
   // Stored values, logs and locks are for this user only (data dirs 700, files 600).
   process.umask(0o077);
   if (values['overwrite-replica'] && (command !== 'serve' || values.replica)) fail(`--overwrite-replica is for the primary's serve\n\n${usage}`, 2);
+  const member = command === 'drain' ? 'drain' : values.replica ? 'b' : 'a';
+  const logContext = await startLogging(values, dataDir, values.shard, member);
   if (command === 'drain') {
-    await drain(config, values.shard, dataDir, clusterToken(config, dataDir));
+    await drain(config, values.shard, dataDir, clusterToken(config, dataDir), logContext);
     return;
   }
   const shard = findShard(config, values.shard);
   const token = clusterToken(config, dataDir);
   const role = values.replica ? 'replica' : 'primary';
   const KvNode = await loadNode();
-  const node = await KvNode.start({ config, shard, role, dataDir, token, log, overwriteReplica: values['overwrite-replica'] });
+  const node = await KvNode.start({ config, shard, role, dataDir, token, log, logContext, overwriteReplica: values['overwrite-replica'] });
   const stop = (signal: string) => {
-    log(`${signal}: shutting down`);
+    log.info(`${signal}: shutting down`);
     node.close().then(
       () => process.exit(0),
       (err) => fail(`shutdown failed: ${(err as Error).stack}`, 1),
@@ -191,15 +201,16 @@ async function serveOrDrain(command: string | undefined, values: Options, config
 }
 
 /** Runs a removed shard until its keys have moved, then retires its data dirs. */
-async function drain(config: Config, name: string, dataDir: string, token: string): Promise<void> {
+async function drain(config: Config, name: string, dataDir: string, token: string, logContext: LogContext): Promise<void> {
   if (config.shards.some((s) => s.name === name)) throw new ConfigError([`${config.file}: ${name} is in the config: serve it instead of draining it`]);
   const KvNode = await loadNode();
-  const { shard, lock } = await KvNode.drainedShard(dataDir, name, log);
-  const node = await KvNode.start({ config, shard, role: 'drain', dataDir, token, log, lock });
+  const { drainedShard, retire } = await import('../node/drain.js');
+  const { shard, lock } = await drainedShard(dataDir, name, log);
+  const node = await KvNode.start({ config, shard, role: 'drain', dataDir, token, log, lock, logContext });
   let stopping = false;
   const stop = (signal: string) => {
     stopping = true;
-    log(`${signal}: stopping the drain of ${name}; it resumes when started again`);
+    log.info(`${signal}: stopping the drain of ${name}; it resumes when started again`);
     node.close().then(
       () => process.exit(0),
       (err) => fail(`shutdown failed: ${(err as Error).stack}`, 1),
@@ -209,9 +220,34 @@ async function drain(config: Config, name: string, dataDir: string, token: strin
   process.once('SIGINT', () => stop('SIGINT'));
   if (!(await node.migrationFinished()) || stopping) return;
   await node.close();
-  const retired = KvNode.retire(dataDir, name);
-  log(`${name} drained: every key now lives on the shards of ${config.file}; its data dirs moved to ${retired}`);
+  const retired = retire(dataDir, name);
+  log.info(`${name} drained: every key now lives on the shards of ${config.file}; its data dirs moved to ${retired}`);
   process.exit(0);
+}
+
+/**
+ * Replaces the start-up logger with the node's: JSON lines to DIR/logs/<shard>-<member>.N.log and to
+ * stderr, as --log-to says. Bad values exit with the usage and status 2.
+ */
+async function startLogging(values: Options, dataDir: string, shard: string, member: string): Promise<LogContext> {
+  // The name becomes part of a file name: only what a config allows for a shard name.
+  if (!/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/.test(shard)) fail(`--shard: not a shard name: ${JSON.stringify(shard.slice(0, 64))}`, 2);
+  const level = values['log-level'] ?? process.env['KV_LOG_LEVEL'] ?? 'info';
+  if (!(logLevels as readonly string[]).includes(level)) fail(`--log-level must be one of ${logLevels.join(', ')}\n\n${usage}`, 2);
+  const format = values['log-format'];
+  if (format !== 'json' && format !== 'pretty') fail(`--log-format must be json or pretty\n\n${usage}`, 2);
+  const to = values['log-to'];
+  if (to !== 'file' && to !== 'stderr' && to !== 'both') fail(`--log-to must be file, stderr or both\n\n${usage}`, 2);
+  const { createLogger } = await import('../node/logger.js');
+  const logger = await createLogger({
+    level: level as LogLevel,
+    format: format as LogFormat,
+    to: to as LogTarget,
+    file: join(dataDir, 'logs', `${shard}-${member}`),
+    bindings: { shard, member },
+  });
+  log = logger.log;
+  return logger.context;
 }
 
 // A reader that goes away (`kvshard status | head`) is not an error.

@@ -6,6 +6,7 @@ import { canonicalAddress, configName, type Config, type LayoutRecord, type Shar
 import { untrustedLoggedMax } from '../core/limits.js';
 import { decodeEpoch, initialEpoch, judgeEpoch, shardAt, type EpochTable, type ShardEpoch } from './epochs.js';
 import type { Migration } from './migration.js';
+import type { Log } from '../core/log.js';
 
 export interface LayoutAnnouncement {
   /** `<shard>/<role>` of the sender. */
@@ -62,6 +63,8 @@ export class ClusterView {
   private peerAnnouncedListener: (() => void) | undefined;
   /** The epoch this node knows for each shard of its config, and each shard as it stands at it. */
   private readonly epochByShard = new Map<string, ShardEpoch>();
+  /** Epoch changes (failovers) this node has seen since it started, by shard, for /metrics. */
+  readonly epochChanges = new Map<string, number>();
   private readonly shardsByIdx: ShardConfig[];
   private epochListener: ((shard: ShardConfig, epoch: ShardEpoch) => void) | undefined;
   /** What each peer running this node's layout last said it migrates from (null: from nothing). */
@@ -77,7 +80,7 @@ export class ClusterView {
     /** `<shard>/<role>` of this node; the role changes with a failover (roleChanged). */
     public node: string,
     decided: boolean,
-    private readonly log: (message: string) => void,
+    private readonly log: Log,
     private readonly keyCount: () => number,
   ) {
     this.layoutKnown = decided;
@@ -140,8 +143,8 @@ export class ClusterView {
       const verdict = judgeEpoch(this.epochOf(shard.name), theirs);
       if (verdict.kind === 'keep') continue;
       if (verdict.conflict) {
-        this.log(
-          `ERROR: ${from} says ${theirs.primary} is primary of ${shard.name} at epoch ${theirs.epoch}, this node says ${this.epochOf(shard.name).primary}; taking ${theirs.primary} (the lower address)`,
+        this.log.error(
+          `${from} says ${theirs.primary} is primary of ${shard.name} at epoch ${theirs.epoch}, this node says ${this.epochOf(shard.name).primary}; taking ${theirs.primary} (the lower address)`,
         );
       }
       this.setEpoch(shard, theirs);
@@ -174,7 +177,7 @@ export class ClusterView {
     if (this.peerConfirmed) return;
     this.peerConfirmed = true;
     for (const resolve of this.confirmedWaiters.splice(0)) resolve();
-    this.log(`epochs confirmed by a peer: ${JSON.stringify(this.epochs())}`);
+    this.log.info(`epochs confirmed by a peer: ${JSON.stringify(this.epochs())}`);
   }
 
   /** Transition: this node made `epoch` its shard's new epoch (a failover it carried out). */
@@ -185,6 +188,7 @@ export class ClusterView {
 
   private setEpoch(shard: ShardConfig, epoch: ShardEpoch): void {
     this.epochByShard.set(shard.name, epoch);
+    this.epochChanges.set(shard.name, (this.epochChanges.get(shard.name) ?? 0) + 1);
     this.shardsByIdx[shard.idx] = shardAt(shard, epoch);
     this.epochListener?.(shard, epoch);
   }
@@ -246,7 +250,7 @@ export class ClusterView {
     const key = `${node} ${address}`;
     if (!this.untrusted.has(key) && this.untrusted.size < untrustedLoggedMax) {
       this.untrusted.add(key);
-      this.log(`ignoring layout news from ${node} at ${address}: this node's ${configName(this.config)} does not put ${node} there`);
+      this.log.warn(`ignoring layout news from ${node} at ${address}: this node's ${configName(this.config)} does not put ${node} there`);
     }
     return false;
   }
@@ -280,14 +284,14 @@ export class ClusterView {
       `${this.node} runs layout ${this.config.layoutId} (${configName(this.config)}), but ${peer} has moved the cluster on to ` +
       `layout ${peerLayoutId}; restart this node with the new sharding.toml`;
     this.staleFence = { reason, byAddress: address, layoutId: peerLayoutId };
-    this.log(`refusing data requests from now on: ${reason}`);
+    this.log.warn(`refusing data requests from now on: ${reason}`);
     this.staleListener?.();
   }
 
   /** Transition: the newer layout is gone from every member this node reaches, so it serves again. */
   clearStale(why: string): void {
     if (!this.staleFence) return;
-    this.log(`serving data requests again: ${why}`);
+    this.log.info(`serving data requests again: ${why}`);
     this.staleFence = undefined;
   }
 
@@ -298,7 +302,7 @@ export class ClusterView {
         ? undefined
         : `this replica runs layout ${this.config.layoutId} (${configName(this.config)}) but its primary runs ${layoutId}; ` +
           'restart it with the same sharding.toml as its primary';
-    if (mismatch !== this.primaryLayoutMismatch) this.log(mismatch ? `refusing reads: ${mismatch}` : 'primary runs the same layout again; serving reads');
+    if (mismatch !== this.primaryLayoutMismatch) this.log.warn(mismatch ? `refusing reads: ${mismatch}` : 'primary runs the same layout again; serving reads');
     this.primaryLayoutMismatch = mismatch;
   }
 

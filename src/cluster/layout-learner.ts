@@ -8,6 +8,7 @@ import type { ClusterView, LayoutAnswer } from './cluster-view.js';
 import type { LayoutSync } from './layout-sync.js';
 import { newMigration } from './layout-start.js';
 import type { Migration } from './migration.js';
+import type { Log } from '../core/log.js';
 
 /** What a learner knows between answers: its own layout, the shard count, and the primaries found empty. */
 export interface LearnerKnowledge {
@@ -51,7 +52,7 @@ export class LayoutLearner {
     private readonly view: ClusterView,
     private readonly store: Store,
     private readonly config: Config,
-    private readonly log: (message: string) => void,
+    private readonly log: Log,
     private readonly migrationOf: (record: MigrationRecord) => Migration,
     /** Resolves once the node serves its keys: a migration starts only then. */
     private readonly serving: Promise<void>,
@@ -77,7 +78,7 @@ export class LayoutLearner {
       const migration = record ? this.migrationOf(record) : undefined;
       if (migration) void this.serving.then(() => migration.start());
       this.view.layoutDecided(migration);
-      this.log(previous ? `joining: keys move here from layout ${previous.layoutId} (${why})` : `layout settled: nothing moves here (${why})`);
+      this.log.info(previous ? `joining: keys move here from layout ${previous.layoutId} (${why})` : `layout settled: nothing moves here (${why})`);
       // Tell every node about the migration, so that ones still on the old layout stop serving.
       if (record) sync?.announce();
     })();

@@ -38,6 +38,7 @@ import {
 } from '../core/limits.js';
 import { decodeLayoutRecord } from './migration.js';
 import { InternalClient } from '../peer/internal-client.js';
+import type { Log } from '../core/log.js';
 
 export const layoutPath = '/internal/layout';
 
@@ -87,7 +88,7 @@ export interface LayoutSyncOptions {
   /** This node's own address, left out of its peers. */
   readonly self: string;
   readonly token: string;
-  readonly log: (message: string) => void;
+  readonly log: Log;
   /** Every answer from a peer, for a primary still learning its layout. */
   readonly onAnswer: (peer: ShardConfig, role: 'primary' | 'replica', answer: LayoutAnswer) => void | Promise<void>;
 }

@@ -31,6 +31,7 @@ import {
 import { nextSendSlots, planMigration } from './migration-plan.js';
 import type { MigrationRecord } from '../storage/migration-store.js';
 import type { Store } from '../storage/store.js';
+import type { Log } from '../core/log.js';
 
 export const migratePath = '/internal/migrate';
 
@@ -112,7 +113,7 @@ export interface MigrationOptions {
   readonly address: string;
   readonly record: MigrationRecord;
   readonly token: string;
-  readonly log: (message: string) => void;
+  readonly log: Log;
   /** Called after every local change, so the replication sender wakes up. */
   readonly onCommit: () => void;
   /** A new owner as it stands now: batches go to its current primary, which a failover may have changed. */
@@ -190,11 +191,11 @@ export class Migration {
   start(): void {
     // A finished migration has nothing left to send (its slot marks are cleared when it finishes).
     if (this.loop || this.finishedAt !== undefined) return;
-    this.options.log(
+    this.options.log.info(
       `migration from layout ${this.previous.layoutId} to ${this.options.config.layoutId}: ` +
         `${this.outgoingLeft} of ${this.slotsToSend} slots to send, ${this.incomingLeft} of ${this.slotsToReceive} to receive`,
     );
-    this.loop = this.run().catch((err: unknown) => this.options.log(`migration sender stopped: ${(err as Error).stack}`));
+    this.loop = this.run().catch((err: unknown) => this.options.log.error(`migration sender stopped: ${(err as Error).stack}`));
   }
 
   /** Stores a batch from a previous owner (the /internal/migrate handler). */
@@ -239,7 +240,7 @@ export class Migration {
       } catch (err) {
         if (this.closed) return;
         const reason = (err as Error).message;
-        if (reason !== this.lastError) this.options.log(`migration batch to ${target.name} at ${target.address} failed, retrying: ${reason}`);
+        if (reason !== this.lastError) this.options.log.warn(`migration batch to ${target.name} at ${target.address} failed, retrying: ${reason}`);
         this.lastError = reason;
         await backoff.wait();
         continue;
@@ -271,7 +272,7 @@ export class Migration {
     this.finishing = this.options.store.finishMigration(at).then(() => {
       this.finishedAt = at;
       const record = this.options.store.migration();
-      this.options.log(
+      this.options.log.info(
         `migration to layout ${this.options.config.layoutId} finished: sent ${this.slotsToSend} slots ` +
           `(${record?.keysSent ?? 0} keys), received ${this.slotsToReceive} slots (${record?.keysReceived ?? 0} keys) ` +
           `in ${((at - this.options.record.startedAt) / 1000).toFixed(1)} s`,

@@ -37,6 +37,15 @@ export interface Config {
   readonly logRetentionBytes: number;
   /** How keys move between shards after a resize (see migration.ts). */
   readonly migration: MigrationSettings;
+  /** GET /metrics and the request counting behind it. */
+  readonly metrics: MetricsSettings;
+}
+
+export interface MetricsSettings {
+  /** Whether requests are counted and /metrics answers (default true). */
+  readonly enabled: boolean;
+  /** When set, /metrics and /dashboard need `Authorization: Bearer <token>`; else they are open like /health. */
+  readonly token: string | undefined;
 }
 
 export interface MigrationSettings {
@@ -68,7 +77,8 @@ export class ConfigError extends Error {
 }
 
 const shardKeys = new Set(['name', 'idx', 'address', 'replica']);
-const topLevelKeys = new Set(['shards', 'token', 'replication', 'migration']);
+const topLevelKeys = new Set(['shards', 'token', 'replication', 'migration', 'metrics']);
+const metricsKeys = new Set(['enabled', 'token']);
 const replicationKeys = new Set(['log_retention_bytes']);
 const migrationKeys = new Set(['batch_keys', 'batch_pause_ms']);
 const shardNamePattern = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
@@ -104,6 +114,7 @@ export function validateConfig(doc: unknown, file: string): Config {
   }
   const logRetentionBytes = validateReplication(doc['replication'], problem);
   const migration = validateMigration(doc['migration'], problem);
+  const metrics = validateMetrics(doc['metrics'], problem);
   const rawShards = doc['shards'];
   if (rawShards === undefined) {
     problem('shards', 'missing: declare at least one [[shards]] table');
@@ -139,7 +150,24 @@ export function validateConfig(doc: unknown, file: string): Config {
     token: token as string | undefined,
     logRetentionBytes,
     migration,
+    metrics,
   });
+}
+
+/** The optional `[metrics]` table: `enabled` (a boolean) and `token` (a secret of its own). */
+function validateMetrics(raw: unknown, problem: (path: string, message: string) => void): MetricsSettings {
+  if (raw !== undefined && !isRecord(raw)) problem('metrics', 'must be a table ([metrics])');
+  const table = isRecord(raw) ? raw : {};
+  for (const key of Object.keys(table)) {
+    if (!metricsKeys.has(key)) problem(`metrics.${key}`, `unknown key (allowed: ${[...metricsKeys].join(', ')})`);
+  }
+  const enabled = table['enabled'] ?? true;
+  if (typeof enabled !== 'boolean') problem('metrics.enabled', 'must be true or false');
+  const token = table['token'];
+  if (token !== undefined && (typeof token !== 'string' || token.length < tokenCharsMin)) {
+    problem('metrics.token', `must be a string of at least ${tokenCharsMin} characters`);
+  }
+  return { enabled: enabled !== false, token: typeof token === 'string' ? token : undefined };
 }
 
 type IntSetting = (key: string, min: number, max: number, fallback: number) => number;

@@ -205,8 +205,8 @@ export class ShardTimeoutError extends KvError {
 
 /** An internal (replication) request without the cluster secret. */
 export class UnauthorizedError extends KvError {
-  constructor() {
-    super('unauthorized', 401, 'internal endpoints need the cluster token in the X-Kv-Token header');
+  constructor(message = 'internal endpoints need the cluster token in the X-Kv-Token header') {
+    super('unauthorized', 401, message);
   }
 }
 

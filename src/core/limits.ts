@@ -297,3 +297,21 @@ export const failoverCatchUpMs = 2_000;
 
 /** The timeout of each request a failover sends (pause, resume, and telling every node its epoch). */
 export const failoverRequestTimeoutMs = 2_000;
+
+/** A node's log file rolls to the next once it holds this many bytes. */
+export const logFileBytesMax = 10 * 1024 * 1024;
+
+/** Log files a node keeps, the one it writes included: at most logFilesKept × logFileBytesMax on disk. */
+export const logFilesKept = 5;
+
+/** The timeout of each request the dashboard's node sends to a member for its state. */
+export const dashboardFetchTimeoutMs = 800;
+
+/** How often the dashboard's node samples every member for the request-rate and latency sparklines. */
+export const dashboardSampleMs = 2_000;
+
+/** Samples kept per member for the sparklines (two minutes at dashboardSampleMs). */
+export const dashboardSamplesMax = 60;
+
+/** The dashboard's node samples its members only this long after the page last asked, not forever. */
+export const dashboardIdleMs = 60_000;

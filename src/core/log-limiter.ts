@@ -1,6 +1,8 @@
 // A bound on log lines of one kind, so that a client cannot flood a node's log with its own faults.
 
-/** Passes at most `linesPerSecond` lines a second to `log`, then one line saying how many it dropped. */
+import type { Log, LogFields } from './log.js';
+
+/** Passes at most `linesPerSecond` lines a second to `log.warn`, then one line saying how many it dropped. */
 export class LogLimiter {
   private windowStart = 0;
   private lines = 0;
@@ -11,7 +13,7 @@ export class LogLimiter {
     private readonly what: string,
   ) {}
 
-  log(log: (message: string) => void, message: string): void {
+  warn(log: Log, message: string, fields?: LogFields): void {
     const now = Date.now();
     if (now - this.windowStart >= 1_000) {
       this.windowStart = now;
@@ -19,14 +21,14 @@ export class LogLimiter {
     }
     if (this.lines < this.linesPerSecond) {
       this.lines++;
-      log(message);
+      log.warn(message, fields);
       return;
     }
     if (this.dropped++ === 0) {
       // Reported once the second is over; unref'd, so it never holds the process open.
       setTimeout(
         () => {
-          log(`${this.dropped} more ${this.what} lines in the last second were not logged`);
+          log.warn(`${this.dropped} more ${this.what} lines in the last second were not logged`, { kind: this.what, dropped: this.dropped });
           this.dropped = 0;
         },
         1_000 - (now - this.windowStart),

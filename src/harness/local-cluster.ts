@@ -341,7 +341,8 @@ export class LocalCluster {
   async destroy(): Promise<void> {
     await Promise.all(
       [...this.running.values()].map(async (node) => {
-        process.kill(node.proc.pid!, 'SIGKILL');
+        // A node that failed to start may have exited already.
+        if (node.proc.exitCode === null && node.proc.signalCode === null) process.kill(node.proc.pid!, 'SIGKILL');
         await node.exited;
       }),
     );

@@ -26,6 +26,7 @@ import type { ClusterView } from '../cluster/cluster-view.js';
 import type { EpochKind, ShardEpoch } from '../cluster/epochs.js';
 import { InternalClient } from '../peer/internal-client.js';
 import type { Store } from '../storage/store.js';
+import type { Log } from '../core/log.js';
 
 export const failoverPath = '/internal/failover';
 export const pausePath = '/internal/failover/pause';
@@ -39,7 +40,7 @@ export interface FailoverHost {
   readonly shard: ShardConfig;
   readonly address: string;
   readonly token: string;
-  readonly log: (message: string) => void;
+  readonly log: Log;
   readonly view: ClusterView;
   readonly store: Store;
   /** Until when this primary's writes wait for a switchover (see roles.ts, writeRefusal). */
@@ -113,14 +114,14 @@ export function failoverRouter(host: FailoverHost): FailoverEndpoints {
       epoch: epoch.epoch,
       until: new Date(host.pause.until).toISOString(),
     };
-    host.log(`writes to ${host.shard.name} paused for a switchover (at most ${failoverPauseMs} ms): last seq ${reply.last_seq}`);
+    host.log.info(`writes to ${host.shard.name} paused for a switchover (at most ${failoverPauseMs} ms): last seq ${reply.last_seq}`);
     sendJson(res, 200, reply);
   });
 
   router.post(resumePath, json, (_req: BodyRequest, res: ServerResponse) => {
     const was = host.pause.until > Date.now();
     host.pause.until = 0;
-    if (was) host.log(`writes to ${host.shard.name} resume: the switchover was called off`);
+    if (was) host.log.info(`writes to ${host.shard.name} resume: the switchover was called off`);
     sendJson(res, 200, { resumed: was });
   });
 
@@ -168,7 +169,7 @@ async function failover(host: FailoverHost, http: InternalClient, force: boolean
   const next = await host.promote(force ? 'forced' : 'switchover');
   const promotedAt = Date.now();
   const told = await host.broadcast();
-  host.log(
+  host.log.info(
     `${shard.name}: this member is primary at epoch ${next.epoch} (${next.kind}, from ${before.primary} at epoch ${before.epoch}, ` +
       `applied seq ${applied}${pausedAt === null ? '' : `, writes paused ${promotedAt - pausedAt} ms`}); told ${told.reached} of ${told.peers} nodes`,
   );

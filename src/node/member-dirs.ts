@@ -6,6 +6,7 @@
 
 import { existsSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Log } from '../core/log.js';
 
 /** A member of a shard: `a` at the config's `address`, `b` at its `replica`. */
 export type MemberName = 'a' | 'b';
@@ -17,12 +18,12 @@ const legacyDirNames: Readonly<Record<MemberName, string>> = { a: 'primary', b: 
  * The data dir of `member` of `shard` under `dataDir`, after moving an earlier version's dir of that
  * member into place (reported through `log`).
  */
-export function memberDataPath(dataDir: string, shard: string, member: MemberName, log?: (message: string) => void): string {
+export function memberDataPath(dataDir: string, shard: string, member: MemberName, log?: Log): string {
   const path = join(dataDir, `${shard}-${member}`);
   const legacy = join(dataDir, `${shard}-${legacyDirNames[member]}`);
   if (!existsSync(path) && existsSync(legacy)) {
     renameSync(legacy, path);
-    log?.(`renamed ${legacy} to ${path}: data dirs name a member by its place in the config, since its role can change`);
+    log?.info(`renamed ${legacy} to ${path}: data dirs name a member by its place in the config, since its role can change`);
   }
   return path;
 }

@@ -6,11 +6,10 @@
 // leaves neither a lock nor a data dir it created. Shutdown: stop accepting, drain in-flight requests
 // and replication (bounded), close LMDB, free the lock.
 
-import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import type { Server } from 'node:http';
-import { join } from 'node:path';
 import express from 'express';
-import { canonicalAddress, ConfigError, type Config, type RoleName, type ShardConfig } from '../core/config.js';
+import { canonicalAddress, type Config, type RoleName, type ShardConfig } from '../core/config.js';
 import { shutdownDrainMs } from '../core/limits.js';
 import { createPrivateDir, DataDirLock } from '../storage/data-dir-lock.js';
 import { Store } from '../storage/store.js';
@@ -23,7 +22,12 @@ import { createServer, serveHttpApi, type HttpApi } from '../server/http-api.js'
 import { failoverRouter, type FailoverEndpoints, type FailoverHost } from './failover.js';
 import { roleFactories, type RoleDeps, type RoleParts } from './role-factories.js';
 import { listenOn, prepareLayout } from './startup.js';
-import { memberDataPath, memberDirNames } from './member-dirs.js';
+import { memberDataPath } from './member-dirs.js';
+import { Dashboard } from './dashboard.js';
+import type { LogContext } from './logger.js';
+import { metricsOffRouter, metricsRegistry, metricsRouter } from './metrics.js';
+import { RequestStats } from '../server/request-stats.js';
+import type { Log } from '../core/log.js';
 
 export interface NodeOptions {
   readonly config: Config;
@@ -32,15 +36,17 @@ export interface NodeOptions {
   readonly dataDir: string;
   /** The cluster secret for internal endpoints. */
   readonly token: string;
-  readonly log: (message: string) => void;
+  readonly log: Log;
   /** A primary serves its own data at once and makes its replica take it (a deliberate fresh start or restore). */
   readonly overwriteReplica?: boolean;
   /** The data dir's lock, when the caller took it already (a drain reads its layout first). */
   readonly lock?: DataDirLock;
+  /** The role and epoch every log line carries, kept current by the node (node/logger.ts). */
+  readonly logContext?: LogContext;
 }
 
 /** The LMDB environment of the member a role starts as: `<data dir>/<shard>-a` (also for a drain) or `-b`. */
-export function nodeDataPath(dataDir: string, shard: string, role: RoleName, log?: (message: string) => void): string {
+export function nodeDataPath(dataDir: string, shard: string, role: RoleName, log?: Log): string {
   return memberDataPath(dataDir, shard, roleFactories[role].member, log);
 }
 
@@ -52,6 +58,7 @@ interface NodeParts {
   readonly forwarder: Forwarder;
   readonly view: ClusterView;
   readonly sync: LayoutSync;
+  readonly dashboard: Dashboard;
 }
 
 export class KvNode {
@@ -137,22 +144,24 @@ export class KvNode {
     const internalRoutes = express.Router();
     internalRoutes.use(layoutRouter(view));
     internalRoutes.use((req, res, next) => holder.parts.routes(req, res, next));
-    const api = serveHttpApi(server, {
-      role: parts.handler,
-      info,
-      status: () => ({
-        ...holder.parts.status(),
-        epoch: view.epochIfListed(shard.name) ?? null,
-        epochs_confirmed: view.epochsConfirmed,
-        epochs: view.epochs(),
-        rollbacks: store.rollbacks(),
-        peers: forwarder.peers(),
-      }),
-      log,
-      token,
-      store,
-      internalRoutes,
+    const stats = config.metrics.enabled ? new RequestStats() : undefined;
+    const publicRoutes = express.Router();
+    const dashboard = new Dashboard({ config, self: address });
+    publicRoutes.use(dashboard.router());
+    const status = () => ({
+      ...holder.parts.status(),
+      epoch: view.epochIfListed(shard.name) ?? null,
+      epochs_confirmed: view.epochsConfirmed,
+      epochs: view.epochs(),
+      rollbacks: store.rollbacks(),
+      peers: forwarder.peers(),
     });
+    const api = serveHttpApi(server, { role: parts.handler, info, status, log, token, store, internalRoutes, publicRoutes, stats });
+    if (stats === undefined) publicRoutes.use(metricsOffRouter());
+    else {
+      const sources = { config, info, status, requestStatus: api.requestStatus, requests: stats, store, forwarder, view };
+      publicRoutes.use(metricsRouter(metricsRegistry(sources), config.metrics.token));
+    }
     const sync = new LayoutSync({
       view,
       self: address,
@@ -160,7 +169,8 @@ export class KvNode {
       log,
       onAnswer: (peer, peerRole, answer) => holder.parts.onLayoutAnswer(peer, peerRole, answer, sync),
     });
-    const node = new KvNode(options, address, { lock, server, store, forwarder, view, sync }, holder, deps, api, role);
+    const node = new KvNode(options, address, { lock, server, store, forwarder, view, sync, dashboard }, holder, deps, api, role);
+    node.noteLogContext();
     node.failover = failoverRouter(node.failoverHost());
     internalRoutes.use(node.failover.router);
     view.whenStale(() => sync.recheckWhileFenced());
@@ -168,7 +178,7 @@ export class KvNode {
     sync.announce();
     sync.exchangePeriodically();
     parts.start(sync);
-    log(
+    log.info(
       `${shard.name} ${role} listening on ${address}, data in ${store.path}, layout ${config.layoutId}, epoch ${view.epochIfListed(shard.name)?.epoch ?? '- (drain)'}`,
     );
     return node;
@@ -217,14 +227,14 @@ export class KvNode {
    * whose store was last made to serve the other role (a failover it learned of before a crash, or the
    * first start after one) is promoted (or demoted) before it serves.
    */
-  private static async settleStore(store: Store, role: RoleName, configRole: RoleName, log: (message: string) => void): Promise<void> {
+  private static async settleStore(store: Store, role: RoleName, configRole: RoleName, log: Log): Promise<void> {
     const was = store.servesAs() ?? (configRole === 'replica' ? 'replica' : 'primary');
     if (role === 'primary' && was === 'replica') {
       await store.promote();
-      log("this member's epochs make it primary: its store now serves as primary");
+      log.info("this member's epochs make it primary: its store now serves as primary");
     } else if (role === 'replica' && was === 'primary') {
       await store.demote();
-      log("this member's epochs make it a replica: its store now follows the primary");
+      log.info("this member's epochs make it a replica: its store now follows the primary");
     }
     store.servePrimary(role !== 'replica');
   }
@@ -235,7 +245,8 @@ export class KvNode {
    * change at a time, in the order they came.
    */
   private onEpochChanged(shard: ShardConfig, epoch: ShardEpoch): void {
-    this.options.log(`${shard.name} is at epoch ${epoch.epoch}: its primary is ${epoch.primary} (${epoch.kind})`);
+    this.options.log.info(`${shard.name} is at epoch ${epoch.epoch}: its primary is ${epoch.primary} (${epoch.kind})`);
+    this.noteLogContext();
     this.changes = this.changes
       .then(async () => {
         if (this.closing) return;
@@ -245,7 +256,7 @@ export class KvNode {
         const want: RoleName = canonicalAddress(view.epochOf(shard.name).primary) === canonicalAddress(this.address) ? 'primary' : 'replica';
         if (want !== this.currentRole) await this.transition(want);
       })
-      .catch((err: unknown) => this.options.log(`ERROR: role change failed: ${(err as Error).stack ?? String(err)}`));
+      .catch((err: unknown) => this.options.log.error(`role change failed: ${(err as Error).stack ?? String(err)}`));
   }
 
   /**
@@ -269,8 +280,9 @@ export class KvNode {
     this.holder.parts = parts;
     this.currentRole = to;
     this.api.setRole(parts.handler, to);
+    this.noteLogContext();
     parts.start(sync);
-    this.options.log(`${this.options.shard.name}: this member changed from ${from} to ${to} in ${Date.now() - started} ms`);
+    this.options.log.info(`${this.options.shard.name}: this member changed from ${from} to ${to} in ${Date.now() - started} ms`);
   }
 
   /**
@@ -288,7 +300,15 @@ export class KvNode {
     const previous = view.peerMigratingFrom();
     if (!previous?.shards.some((s) => s.name === this.options.shard.name)) return;
     await store.adoptMigration(newMigration(previous, config.layoutId, Date.now()));
-    this.options.log(`taking over the migration from layout ${previous.layoutId} that this shard's old primary ran`);
+    this.options.log.info(`taking over the migration from layout ${previous.layoutId} that this shard's old primary ran`);
+  }
+
+  /** Puts the node's role and its shard's epoch on every log line from now on. */
+  private noteLogContext(): void {
+    const context = this.options.logContext;
+    if (context === undefined) return;
+    context.role = this.currentRole;
+    context.epoch = this.parts.view.epochIfListed(this.options.shard.name)?.epoch;
   }
 
   /** What the failover endpoints (failover.ts) use of this node. */
@@ -319,50 +339,6 @@ export class KvNode {
     return next;
   }
 
-  /**
-   * Locks the data dir of shard `name`'s primary in `dataDir` and reads the shard as that dir last knew
-   * it, for a drain: the lock is passed on to start().
-   */
-  static async drainedShard(dataDir: string, name: string, log?: (message: string) => void): Promise<{ shard: ShardConfig; lock: DataDirLock }> {
-    const path = nodeDataPath(dataDir, name, 'drain', log);
-    if (!existsSync(path)) throw new ConfigError([`${path}: no such data dir: there is nothing of ${name} to drain`]);
-    const lock = await DataDirLock.acquire(path, `kvshard drain of ${name}`);
-    try {
-      const store = new Store({ path, replicationLog: true });
-      try {
-        const migration = store.migration();
-        const layout = migration && migration.finishedAt === undefined ? migration.previous : store.layout();
-        const shard = layout?.shards?.find((s) => s.name === name);
-        if (!shard) throw new ConfigError([`${path}: holds no layout that names ${name}: there is nothing to drain`]);
-        // A drain sends this member's data. After a failover made it a replica, the other member holds
-        // the shard's latest writes, and draining from here could leave some behind.
-        if (store.servesAs() === 'replica') {
-          throw new ConfigError([
-            `${path}: this member of ${name} serves as replica since a failover, so it may lack the last writes: put ${name} back in the config, ` +
-              `run ./launch.sh failover ${name} so that the member at ${shard.address} is primary again, then remove ${name}`,
-          ]);
-        }
-        return { shard, lock };
-      } finally {
-        await store.close();
-      }
-    } catch (err) {
-      await lock.release();
-      throw err;
-    }
-  }
-
-  /** Moves a drained shard's data dirs under `dataDir`/retired/ (kept, not deleted); returns where. */
-  static retire(dataDir: string, name: string): string {
-    const retired = join(dataDir, 'retired', `${name}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
-    mkdirSync(retired, { recursive: true, mode: 0o700 });
-    for (const dir of memberDirNames(name)) {
-      const path = join(dataDir, dir);
-      if (existsSync(path)) renameSync(path, join(retired, dir));
-    }
-    return retired;
-  }
-
   /** Resolves true once this node's migration has finished (a drain waits for this), false if closed first. */
   async migrationFinished(): Promise<boolean> {
     return (await this.parts.view.migration?.finished()) ?? true;
@@ -384,11 +360,12 @@ export class KvNode {
     await Promise.race([closed, deadline]);
     server.closeAllConnections();
     this.failover?.close();
+    this.parts.dashboard.close();
     await sync.close();
     await role.close();
     await forwarder.close();
     await store.close();
     await lock.release();
-    this.options.log(`${this.options.shard.name} ${this.currentRole} at ${this.address} stopped`);
+    this.options.log.info(`${this.options.shard.name} ${this.currentRole} at ${this.address} stopped`);
   }
 }

@@ -23,6 +23,7 @@ import type { MigrationRecord } from '../storage/migration-store.js';
 import type { Store } from '../storage/store.js';
 import { drainRole, primaryRole, replicaRole, type Role } from './roles.js';
 import { drainStatus, primaryStatus, replicaStatus } from './status.js';
+import type { Log } from '../core/log.js';
 
 /** How a node's layout stands once it starts: decided or still to learn, and its migration, if any. */
 export interface LayoutStanding {
@@ -39,7 +40,7 @@ export interface RoleDeps {
   /** The address this node listens on. */
   readonly address: string;
   readonly token: string;
-  readonly log: (message: string) => void;
+  readonly log: Log;
   /** A primary serves its own data at once and makes its replica take it. */
   readonly overwriteReplica: boolean;
   readonly store: Store;

@@ -9,6 +9,7 @@ import { forwardTimeoutMs, forwardUrlCharsMax, peerConnectTimeoutMs, peerSockets
 import { PeerHealth, type PeerState } from './peer-health.js';
 import { PeerPool } from './peer-pool.js';
 import { forwardedByHeader, forwardedEpochHeader, forwardedLayoutHeader, previousOwnerReadHeader, tokenHeader } from '../core/wire.js';
+import type { Log } from '../core/log.js';
 
 /** The primary and epoch a 421 not_primary answer names; undefined for any other 421 (wrong_shard). */
 function notPrimaryOf(reply: DataReply): { primary: string; epoch: number } | undefined {
@@ -34,7 +35,7 @@ export interface ForwarderOptions {
   readonly layoutId: string;
   /** The cluster secret: forwarded marks count at the receiver only with it. */
   readonly token: string;
-  readonly log: (message: string) => void;
+  readonly log: Log;
   readonly timeoutMs?: number;
   /**
    * A member answered a forwarded write with 421 not_primary, naming its shard's primary and epoch: this
@@ -44,8 +45,14 @@ export interface ForwarderOptions {
   readonly onNotPrimary?: (shard: string, primary: string, epoch: number) => boolean;
 }
 
+/** How a forwarded request ended, the `outcome` label of kvshard_forwarded_requests_total. */
+export const forwardOutcomes = ['answered', 'unavailable', 'timeout', 'connection_lost', 'skipped_down'] as const;
+export type ForwardOutcome = (typeof forwardOutcomes)[number];
+
 export class Forwarder {
   private readonly pools = new Map<string, PeerPool>();
+  /** Forwarded requests by target shard (names from the config) and outcome, for /metrics. */
+  readonly outcomes = new Map<string, Record<ForwardOutcome, number>>();
   private readonly timeoutMs: number;
   private readonly headers: Record<string, string>;
   private readonly previousOwnerHeaders: Record<string, string>;
@@ -145,9 +152,13 @@ export class Forwarder {
     timeoutMs?: number,
   ): Promise<DataReply> {
     const down = this.health.downReason(peer.address);
-    if (down !== undefined) throw new ShardUnavailableError(peer.shard, peer.address, down);
+    if (down !== undefined) {
+      this.count(peer.shard, 'skipped_down');
+      throw new ShardUnavailableError(peer.shard, peer.address, down);
+    }
     try {
       const reply = await this.pool(peer.address).exchange({ method, path, headers, body, timeoutMs });
+      this.count(peer.shard, 'answered');
       this.health.noteUp(peer.address);
       return { status: reply.status, headers: relayedHeaders(reply.headers), body: reply.body };
     } catch (err) {
@@ -161,9 +172,20 @@ export class Forwarder {
       }
       // A write on a connection that broke may have reached the owner: its outcome is unknown, which a
       // 503 (retriable, nothing happened) would misstate.
-      if (write && broken && translated instanceof ShardUnavailableError) throw new ShardConnectionLostError(peer.shard, peer.address, translated.reason);
+      const lost = write && broken && translated instanceof ShardUnavailableError;
+      this.count(peer.shard, lost ? 'connection_lost' : translated instanceof ShardTimeoutError ? 'timeout' : 'unavailable');
+      if (lost) throw new ShardConnectionLostError(peer.shard, peer.address, translated.reason);
       throw translated;
     }
+  }
+
+  private count(shard: string, outcome: ForwardOutcome): void {
+    let counts = this.outcomes.get(shard);
+    if (counts === undefined) {
+      counts = { answered: 0, unavailable: 0, timeout: 0, connection_lost: 0, skipped_down: 0 };
+      this.outcomes.set(shard, counts);
+    }
+    counts[outcome]++;
   }
 
   private translate(err: unknown, peer: Peer, timeoutMs: number): ShardTimeoutError | ShardUnavailableError {
@@ -194,7 +216,8 @@ function reusedSocketFailure(err: unknown): boolean {
 function relayedHeaders(source: Record<string, string | string[] | undefined>): string[] {
   const headers: string[] = [];
   for (const [name, value] of Object.entries(source)) {
-    if ((name.startsWith('x-kv-') || name === 'content-type') && value !== undefined) {
+    // The owner's X-Request-Id on an error answer names the line in its log.
+    if ((name.startsWith('x-kv-') || name === 'content-type' || name === 'x-request-id') && value !== undefined) {
       headers.push(name, Array.isArray(value) ? value.join(', ') : value);
     }
   }

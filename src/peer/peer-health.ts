@@ -5,6 +5,7 @@
 import { sleep } from '../core/backoff.js';
 import { internalReplyBytesMax, peerProbeIntervalMs, peerProbeTimeoutMs } from '../core/limits.js';
 import { PeerPool } from './peer-pool.js';
+import type { Log } from '../core/log.js';
 
 interface DownPeer {
   readonly since: number;
@@ -25,7 +26,7 @@ export class PeerHealth {
   private readonly abort = new AbortController();
   private closed = false;
 
-  constructor(private readonly log: (message: string) => void) {}
+  constructor(private readonly log: Log) {}
 
   /** Why `address` is treated as down, or undefined when it is not. */
   downReason(address: string): string | undefined {
@@ -47,7 +48,7 @@ export class PeerHealth {
       return;
     }
     const now = Date.now();
-    this.log(`peer ${address} is down (${reason}): reads go to the other member of its shard, writes get 503, until it answers again`);
+    this.log.warn(`peer ${address} is down (${reason}): reads go to the other member of its shard, writes get 503, until it answers again`);
     const entry: DownPeer = { since: now, lastError: reason, probe: undefined };
     this.down.set(address, entry);
     this.changedAt.set(address, now);
@@ -80,7 +81,7 @@ export class PeerHealth {
       if (this.closed) return;
       this.down.delete(address);
       this.changedAt.set(address, Date.now());
-      this.log(`peer ${address} answers again`);
+      this.log.info(`peer ${address} answers again`);
     } finally {
       await pool.destroy().catch(() => undefined);
     }

@@ -50,6 +50,7 @@ import {
 } from './replication-protocol.js';
 import type { ForkPoint } from '../storage/dataset-store.js';
 import type { Store } from '../storage/store.js';
+import type { Log } from '../core/log.js';
 
 /** What the primary knows of its own data when it starts. */
 export interface PrimaryFacts {
@@ -117,7 +118,7 @@ export interface RecoveryOptions {
    * primary follows from), so it serves at once and never copies the old primary's data.
    */
   readonly promoted?: boolean;
-  readonly log: (message: string) => void;
+  readonly log: Log;
 }
 
 export class PrimaryRecovery {
@@ -180,7 +181,7 @@ export class PrimaryRecovery {
       return;
     }
     this.task ??= this.run().catch((err: unknown) => {
-      if (!this.abort.signal.aborted) this.options.log(`ERROR: primary recovery stopped: ${(err as Error).stack ?? String(err)}`);
+      if (!this.abort.signal.aborted) this.options.log.error(`primary recovery stopped: ${(err as Error).stack ?? String(err)}`);
     });
   }
 
@@ -198,13 +199,13 @@ export class PrimaryRecovery {
     const { store, log } = this.options;
     if (this.options.overwriteReplica) {
       await store.startOverwrite();
-      log(
+      log.info(
         `started with --overwrite-replica: serving this data dir's ${store.count()} keys; the replica at ${this.options.replicaAddress} will be made to hold the same`,
       );
       return this.becomeReady();
     }
     if (store.overwritesReplica()) {
-      log(
+      log.info(
         `the replica at ${this.options.replicaAddress} has not yet taken the data this primary was started to overwrite it with: serving, and going on with that`,
       );
       return this.becomeReady();
@@ -226,7 +227,7 @@ export class PrimaryRecovery {
       // Unconfirmed, this data may be behind the replica's (an older copy, a lost unsynced tail): what is
       // written from here gets a dataset id of its own, never to be taken for the replica's writes.
       const fork = await store.forkDataset();
-      log(
+      log.info(
         `the replica at ${this.options.replicaAddress} did not answer within ${recoveryConfirmWaitMs} ms: serving this data dir's data as ` +
           `dataset ${store.datasetId()}, branched off ${fork.datasetId} at seq ${fork.seq}`,
       );
@@ -234,7 +235,7 @@ export class PrimaryRecovery {
       return true;
     }
     const plan = planRecovery(this.facts(), replica);
-    if (plan.action === 'diverged') log(`ERROR: ${plan.why}; serving this data dir's data, and the replica keeps its own (see its /status)`);
+    if (plan.action === 'diverged') log.error(`${plan.why}; serving this data dir's data, and the replica keeps its own (see its /status)`);
     if (plan.action !== 'rebuild') {
       this.becomeReady();
       return true;
@@ -249,11 +250,11 @@ export class PrimaryRecovery {
       // Before the copy began, this data dir still holds its own data: serve it. After, it holds part
       // of the replica's: wait for the replica like a new data dir.
       if (!store.isNewPrimary()) {
-        log(`could not rebuild from the replica (${describeError(err)}); serving this data dir's data`);
+        log.warn(`could not rebuild from the replica (${describeError(err)}); serving this data dir's data`);
         this.becomeReady();
         return true;
       }
-      log(`rebuilding from the replica was cut off (${describeError(err)}); starting over once it answers`);
+      log.warn(`rebuilding from the replica was cut off (${describeError(err)}); starting over once it answers`);
       return false;
     }
   }
@@ -261,7 +262,7 @@ export class PrimaryRecovery {
   /** A new data dir (or a cut-off rebuild): ask the replica until it answers, then start or rebuild. */
   private async waitForReplica(): Promise<void> {
     const { store, log } = this.options;
-    log(`this data dir is new: asking the replica at ${this.options.replicaAddress} whether the shard has data before serving`);
+    log.info(`this data dir is new: asking the replica at ${this.options.replicaAddress} whether the shard has data before serving`);
     const backoff = new Backoff(recoveryBackoffFirstMs, recoveryBackoffMaxMs, this.abort.signal);
     let loggedAt = 0;
     while (!this.abort.signal.aborted) {
@@ -269,7 +270,7 @@ export class PrimaryRecovery {
         const plan = planRecovery(this.facts(), await this.askReplica());
         if (plan.action === 'fresh') {
           await store.startDataset();
-          log('the replica holds no data either: a new shard, starting with an empty dataset');
+          log.info('the replica holds no data either: a new shard, starting with an empty dataset');
         } else if (plan.action === 'rebuild') {
           await this.rebuild(plan.why);
         }
@@ -280,7 +281,9 @@ export class PrimaryRecovery {
         this.detail = `the replica at ${this.options.replicaAddress} has not answered: ${describeError(err)}`;
         if (Date.now() - loggedAt >= recoveryWaitLogEveryMs) {
           loggedAt = Date.now();
-          log(`waiting for the replica before serving (writes get 503 primary_recovering; start with --overwrite-replica to start without it): ${this.detail}`);
+          log.warn(
+            `waiting for the replica before serving (writes get 503 primary_recovering; start with --overwrite-replica to start without it): ${this.detail}`,
+          );
         }
         await backoff.wait();
       }
@@ -313,13 +316,13 @@ export class PrimaryRecovery {
     const prefix = `${basename(store.path)}-`;
     const target = join(dir, `${prefix}${new Date().toISOString().replace(/[:.]/g, '-')}`);
     await store.backup(target);
-    log(`kept a copy of this data dir's ${store.count()} keys in ${target} before rebuilding from the replica`);
+    log.info(`kept a copy of this data dir's ${store.count()} keys in ${target} before rebuilding from the replica`);
     const copies = readdirSync(dir)
       .filter((name) => name.startsWith(prefix))
       .sort();
     for (const old of copies.slice(0, Math.max(0, copies.length - replacedCopiesMax))) {
       rmSync(join(dir, old), { recursive: true, force: true });
-      log(`removed the oldest kept copy ${join(dir, old)}: at most ${replacedCopiesMax} are kept`);
+      log.info(`removed the oldest kept copy ${join(dir, old)}: at most ${replacedCopiesMax} are kept`);
     }
   }
 
@@ -356,7 +359,7 @@ export class PrimaryRecovery {
     this.state = 'rebuilding';
     this.keysCopied = 0;
     this.detail = why;
-    log(`rebuilding from the replica at ${this.options.replicaAddress} before serving: ${why}`);
+    log.info(`rebuilding from the replica at ${this.options.replicaAddress} before serving: ${why}`);
     const begin = await this.snapshotCall({ phase: 'begin' });
     await store.beginRebuild();
     let after: Buffer | null = null;
@@ -375,7 +378,7 @@ export class PrimaryRecovery {
     if (!(await store.endRebuild(datasetId, begin.seq, begin.keyCount))) {
       throw new Error(`copied ${this.keysCopied} keys but the replica's snapshot had ${begin.keyCount}`);
     }
-    log(
+    log.info(
       datasetId
         ? `rebuilt from the replica: ${begin.keyCount} keys, continuing dataset ${datasetId} at seq ${begin.seq}; serving`
         : `rebuilt from the replica's partial copy: ${begin.keyCount} keys in a new dataset ${store.datasetId()}; serving`,

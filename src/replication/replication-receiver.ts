@@ -35,6 +35,7 @@ import { writeRollback } from './rollback.js';
 import { isComplete } from '../storage/dataset-store.js';
 import type { Snapshot } from '../storage/snapshot.js';
 import type { Store } from '../storage/store.js';
+import type { Log } from '../core/log.js';
 
 export interface ReplicaProgress {
   primarySeq: number;
@@ -54,7 +55,7 @@ export interface ReplicaRouterOptions {
   readonly primaryAddress: string;
   /** This replica's shard name, for its epoch. */
   readonly shard: string;
-  readonly log: (message: string) => void;
+  readonly log: Log;
 }
 
 function answer(res: ServerResponse, reply: ReplicaReply): void {
@@ -77,7 +78,7 @@ export interface ReplicaEndpoints {
 interface ReceiverContext {
   readonly store: Store;
   readonly progress: ReplicaProgress;
-  readonly log: (message: string) => void;
+  readonly log: Log;
   /** A refusal for a sender other than this shard's primary in this replica's config. */
   readonly notMyPrimary: (sender: string) => ReplicaReply | undefined;
   readonly shard: string;
@@ -95,8 +96,8 @@ async function rollBackOwnWrites(ctx: ReceiverContext, message: Extract<ResyncMe
   if (demoted.rollback !== undefined || demoted.seq <= fork.seq) return undefined;
   const { file, entries } = await writeRollback(ctx.store, ctx.shard, demoted, fork.seq, message.primary);
   await ctx.store.markRolledBack(file);
-  ctx.log(
-    `ERROR: this member wrote ${entries} writes as primary (seq ${fork.seq + 1} to ${demoted.seq}) that the new primary ` +
+  ctx.log.error(
+    `this member wrote ${entries} writes as primary (seq ${fork.seq + 1} to ${demoted.seq}) that the new primary ` +
       `${message.primary} never received: they are in ${file}; resyncing from the new primary`,
   );
   return undefined;
@@ -110,13 +111,13 @@ async function resyncStep(ctx: ReceiverContext, message: ResyncMessage): Promise
       const refusal = notMyPrimary(message.primary) ?? (await rollBackOwnWrites(ctx, message));
       if (refusal) {
         if (refusal.error === 'resync_refused' && progress.resyncRefused?.reason !== refusal.reason) {
-          log(`ERROR: refusing a full resync from ${message.primary}: ${refusal.reason}`);
+          log.error(`refusing a full resync from ${message.primary}: ${refusal.reason}`);
         }
         if (refusal.error === 'resync_refused') progress.resyncRefused = { at: new Date().toISOString(), reason: refusal.reason! };
         return refusal;
       }
       progress.resyncRefused = null;
-      log(
+      log.info(
         `full resync ${message.resyncId} from the primary started (${message.keyCount} keys at seq ${message.snapshotSeq}` +
           `${message.force ? ', which the primary was started to force' : ''}); reads go to the primary until it ends`,
       );
@@ -132,7 +133,7 @@ async function resyncStep(ctx: ReceiverContext, message: ResyncMessage): Promise
       if (ok) {
         progress.resyncs++;
         progress.primarySeq = Math.max(progress.primarySeq, message.snapshotSeq);
-        log(`full resync ${message.resyncId} done: ${message.keyCount} keys at seq ${message.snapshotSeq}`);
+        log.info(`full resync ${message.resyncId} done: ${message.keyCount} keys at seq ${message.snapshotSeq}`);
       }
       return ok ? { appliedSeq: message.snapshotSeq } : { appliedSeq: 0, error: 'resync_aborted' };
     }
@@ -151,7 +152,7 @@ export function replicaRouter(options: ReplicaRouterOptions): ReplicaEndpoints {
     const reason = `this replica's ${configName(view.config)} names its primary ${options.primaryAddress}, not ${sender}`;
     if (!untrusted.has(sender)) {
       untrusted.add(sender);
-      log(`refusing replication from ${sender}: ${reason}`);
+      log.warn(`refusing replication from ${sender}: ${reason}`);
     }
     return { appliedSeq: store.replicaState().appliedSeq, error: 'not_my_primary', reason };
   };
@@ -202,7 +203,7 @@ export function replicaRouter(options: ReplicaRouterOptions): ReplicaEndpoints {
     switch (request.phase) {
       case 'begin': {
         const { id, snapshot } = snapshots.begin();
-        log(`a primary copies this replica's data: ${snapshot.keyCount} keys at seq ${snapshot.seq}`);
+        log.info(`a primary copies this replica's data: ${snapshot.keyCount} keys at seq ${snapshot.seq}`);
         return sendMsgpack(res, {
           phase: 'begin',
           snapshotId: id,

@@ -30,6 +30,7 @@ import { tokenHeader } from '../core/wire.js';
 import { afterFailure, afterReply, nextAction, trimApplied, type SenderFacts, type SenderState } from './sender-next.js';
 import { encodeMessage, replicatePath, resyncPath, type ReplicaReply, type ReplicateMessage, type ResyncMessage } from './replication-protocol.js';
 import type { Store } from '../storage/store.js';
+import type { Log } from '../core/log.js';
 
 export interface SenderOptions {
   readonly store: Store;
@@ -39,7 +40,7 @@ export interface SenderOptions {
   readonly replicaAddress: string;
   readonly token: string;
   readonly logRetentionBytes: number;
-  readonly logger: (message: string) => void;
+  readonly logger: Log;
   /** The layout the primary runs, and whether keys may still be moving to it: told to the replica. */
   readonly layoutId: string;
   readonly migrating: () => boolean;
@@ -100,7 +101,7 @@ export class ReplicationSender {
     if (!this.retentionTrim && this.options.log.bytes() > this.options.logRetentionBytes) {
       // Enforced here as well as in the send loop, which may be sleeping in backoff while the replica is down.
       this.retentionTrim = this.enforceRetention()
-        .catch((err) => this.options.logger(`trimming the replication log failed: ${describeError(err)}`))
+        .catch((err) => this.options.logger.error(`trimming the replication log failed: ${describeError(err)}`))
         .finally(() => (this.retentionTrim = undefined));
     }
   }
@@ -233,14 +234,14 @@ export class ReplicationSender {
     const outcome = afterFailure(err instanceof ReplicaRefusal ? err.reply : undefined);
     if (outcome.kind === 'refused') {
       if (this.state !== 'refused' || this.refusal !== outcome.reason) {
-        this.options.logger(`ERROR: the replica at ${this.options.replicaAddress} refuses this primary's data, retrying with backoff: ${outcome.reason}`);
+        this.options.logger.error(`the replica at ${this.options.replicaAddress} refuses this primary's data, retrying with backoff: ${outcome.reason}`);
       }
       this.state = 'refused';
       this.refusal = outcome.reason;
       this.releaseWaiters(`it refuses this primary's data: ${outcome.reason}`);
     } else if (outcome.kind === 'unreachable') {
       if (this.state !== 'unreachable')
-        this.options.logger(`replication to ${this.options.replicaAddress} failing, retrying with backoff: ${describeError(err)}`);
+        this.options.logger.warn(`replication to ${this.options.replicaAddress} failing, retrying with backoff: ${describeError(err)}`);
       this.state = 'unreachable';
       // Writes waiting for ack=replica learn now rather than at the end of their wait.
       this.releaseWaiters(`unreachable: ${describeError(err)}`);
@@ -274,7 +275,7 @@ export class ReplicationSender {
       return this.resyncRound();
     }
     this.acknowledge(reply.appliedSeq);
-    if (this.state !== 'streaming') this.options.logger(`replicating to ${this.options.replicaAddress} from seq ${reply.appliedSeq + 1}`);
+    if (this.state !== 'streaming') this.options.logger.info(`replicating to ${this.options.replicaAddress} from seq ${reply.appliedSeq + 1}`);
     this.state = 'streaming';
     this.refusal = undefined;
     // The replica follows this dataset now: a fork point or a deliberate overwrite is settled.
@@ -287,7 +288,7 @@ export class ReplicationSender {
     this.state = 'resyncing';
     const resyncId = randomUUID();
     const snapshot = store.snapshot();
-    logger(`full resync of ${this.options.replicaAddress} started: ${snapshot.keyCount} keys at seq ${snapshot.seq}`);
+    logger.info(`full resync of ${this.options.replicaAddress} started: ${snapshot.keyCount} keys at seq ${snapshot.seq}`);
     try {
       await this.post(resyncPath, {
         phase: 'begin',
@@ -311,7 +312,7 @@ export class ReplicationSender {
       const reply = await this.post(resyncPath, end);
       this.acknowledge(reply.appliedSeq);
       this.resyncs++;
-      logger(`full resync of ${this.options.replicaAddress} done at seq ${snapshot.seq}`);
+      logger.info(`full resync of ${this.options.replicaAddress} done at seq ${snapshot.seq}`);
     } finally {
       snapshot.done();
     }

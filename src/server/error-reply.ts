@@ -2,12 +2,15 @@
 // shape, {"error": code, "message": ...}; a client's fault is one rate-limited log line, a bug a stack.
 
 import { AssertionError } from 'node:assert';
+import { randomBytes } from 'node:crypto';
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { splitUrl } from '../core/data-request.js';
 import { ClientFaultError, KvError, MethodNotAllowedError, PayloadTooLargeError } from '../core/errors.js';
 import { clientFaultLogLinesPerS, closeLingerMs, requestHeadBytesMax } from '../core/limits.js';
 import { LogLimiter } from '../core/log-limiter.js';
+import { routeOfPath } from './request-stats.js';
+import type { Log } from '../core/log.js';
 
 /**
  * What a body parser's or a socket's error means for the client: errors of express's body parsers carry
@@ -32,40 +35,71 @@ function clientFaultOf(err: unknown): KvError | undefined {
 
 /** Client faults are logged, within a bound: a client could otherwise fill the log with its own errors. */
 const clientFaults = new LogLimiter(clientFaultLogLinesPerS, 'client-fault');
+const refusals = new LogLimiter(clientFaultLogLinesPerS, 'refusal');
+/** Error codes that are answers, not faults: logged at debug only. */
+const routineCodes: ReadonlySet<string> = new Set(['not_found', 'not_primary', 'wrong_shard']);
 
-/** A request as a log names it: method and path only, since a query may carry a value. */
-function describeRequest(res: ServerResponse): string {
+/** A request as a log names it: its route (a fixed set) and method, never the query, which may carry a value. */
+function describeRequest(res: ServerResponse): { route: string; method: string } {
   const req = res.req as IncomingMessage | undefined;
-  return `${req?.method ?? '?'} ${splitUrl(req?.url ?? '?').path.slice(0, 64)}`;
+  return { route: routeOfPath(splitUrl(req?.url ?? '?').path), method: String(req?.method ?? '?').slice(0, 16) };
+}
+
+/** What sendError() answered. */
+export interface ErrorAnswer {
+  readonly status: number;
+  /** The answer's `error` code. */
+  readonly code: string;
+}
+
+/** A request id the client sent is echoed when it looks like one: short, and safe in a header and a log line. */
+const clientRequestId = /^[A-Za-z0-9._:-]{1,64}$/;
+/** Request ids this process makes: a random prefix per process, then a counter. */
+const requestIdPrefix = randomBytes(4).toString('hex');
+let requestIds = 0;
+
+/** The id of a request that got an error answer: the client's X-Request-Id if it sent a usable one. */
+function requestIdOf(res: ServerResponse): string {
+  const given = (res.req as IncomingMessage | undefined)?.headers['x-request-id'];
+  if (typeof given === 'string' && clientRequestId.test(given)) return given;
+  return `${requestIdPrefix}-${(++requestIds).toString(36)}`;
 }
 
 /**
  * Writes an error as {"error": code, "message": ...}, with the answering node's X-Kv-* headers so a
- * client can tell which node refused. Unknown errors are logged with their stack and become a plain 500;
- * a client's fault is logged as one line.
+ * client can tell which node refused, and an X-Request-Id that the node's log line about it names.
+ * Unknown errors are logged with their stack and become a plain 500; a client's fault is logged as one line.
  */
-export function sendError(res: ServerResponse, err: unknown, nodeHeaders: Record<string, string>, log: (message: string) => void): void {
+export function sendError(res: ServerResponse, err: unknown, nodeHeaders: Record<string, string>, log: Log): ErrorAnswer {
   let status = 500;
   let body: Record<string, unknown> = { error: 'internal', message: 'internal error' };
+  const requestId = requestIdOf(res);
   const known = err instanceof KvError ? err : clientFaultOf(err);
   if (known) {
     status = known.status;
     body = known.toJSON();
-    if (known instanceof ClientFaultError) clientFaults.log(log, `client fault on ${describeRequest(res)}: ${known.message}`);
+    const fields = { ...describeRequest(res), status, code: body['error'], request_id: requestId };
+    // A missing key and a redirect to the owner are routine answers. A client's mistakes and the node's
+    // refusals (overloaded, a shard unavailable or late) are worth a look, but come as often as requests
+    // do: each kind is bounded per second.
+    if (routineCodes.has(known.code)) log.debug(known.message, fields);
+    else if (status >= 500) refusals.warn(log, `refused: ${known.message}`, fields);
+    else clientFaults.warn(log, `client fault: ${known.message}`, fields);
   } else if (err instanceof AssertionError) {
     // A broken invariant: crash rather than risk writing bad data.
-    log(`assertion failed, exiting: ${err.stack}`);
+    log.error(`assertion failed, exiting: ${err.stack}`, { ...describeRequest(res), request_id: requestId });
     process.nextTick(() => {
       throw err;
     });
   } else {
-    log(`internal error on ${describeRequest(res)}: ${(err as Error)?.stack ?? String(err)}`);
+    log.error(`internal error: ${(err as Error)?.stack ?? String(err)}`, { ...describeRequest(res), status, request_id: requestId });
   }
+  const code = String(body['error']);
   if (res.headersSent || res.destroyed) {
     res.destroy();
-    return;
+    return { status, code };
   }
-  const headers: Record<string, string> = { ...nodeHeaders, 'content-type': 'application/json' };
+  const headers: Record<string, string> = { ...nodeHeaders, 'content-type': 'application/json', 'x-request-id': requestId };
   if (err instanceof MethodNotAllowedError) headers['allow'] = err.allowed.join(', ');
   if (known?.retryAfterS !== undefined) headers['retry-after'] = String(known.retryAfterS);
   if (known?.closeConnection) {
@@ -76,6 +110,7 @@ export function sendError(res: ServerResponse, err: unknown, nodeHeaders: Record
   headers['content-length'] = String(Buffer.byteLength(text));
   res.writeHead(status, headers);
   res.end(text);
+  return { status, code };
 }
 
 /**
@@ -104,16 +139,16 @@ function closeGracefully(res: ServerResponse): void {
  * Requests node's HTTP parser refuses never reach a handler: answer them here, in the same JSON shape.
  * Like node's own handler, write only when no answer to an earlier request on the socket has started.
  */
-export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, log: (message: string) => void): void {
+export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, log: Log): void {
   // An answer may be written only when no earlier request on this connection awaits its own: the client
   // would take ours for that one's. Then the connection just closes (a client's fault all the same).
   const pending = (socket as Duplex & { _httpMessage?: ServerResponse })._httpMessage;
   if (err.code !== 'ECONNRESET' && socket.writable && pending === undefined) {
     const [status, code, message] = clientErrorAnswer(err);
     writeRawAnswer(socket, status, code, message);
-    clientFaults.log(log, `client fault: ${message}`);
+    clientFaults.warn(log, `client fault: ${message}`, { status });
   } else if (err.code !== 'ECONNRESET') {
-    clientFaults.log(log, `client fault: ${clientErrorAnswer(err)[2]}; connection closed`);
+    clientFaults.warn(log, `client fault: ${clientErrorAnswer(err)[2]}; connection closed`);
   }
   socket.destroy();
 }

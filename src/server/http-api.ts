@@ -42,6 +42,8 @@ import { digestPath } from '../replication/replication-protocol.js';
 import type { Store } from '../storage/store.js';
 import { answerClientError, sendError, writeRawAnswer } from './error-reply.js';
 import { ReplyBudget, trackReplies, type ReplySocket } from './reply-budget.js';
+import { RequestStats, routeOfPath } from './request-stats.js';
+import type { Log } from '../core/log.js';
 
 export interface NodeInfo {
   readonly shard: string;
@@ -53,6 +55,8 @@ export interface NodeInfo {
 /** A served API whose role changes at run time (a failover promotes or demotes the node). */
 export interface HttpApi {
   setRole(role: DataHandler, name: string): void;
+  /** Request bodies held and answers unsent, and the requests refused for them (also in /status). */
+  requestStatus(): Record<string, number>;
 }
 
 /**
@@ -70,15 +74,19 @@ export interface HttpApiOptions {
   readonly status: () => Record<string, unknown>;
   /** Bound on client body bytes held at once (default bodyBytesInFlightMax). */
   readonly bodyBytesMax?: number;
-  readonly log: (message: string) => void;
+  readonly log: Log;
   /** The cluster secret every /internal/ request must carry. */
   readonly token: string;
   readonly store: Store;
   /** The role's internal endpoints (a replica's replication receiver), if any. */
   readonly internalRoutes: Router | undefined;
+  /** Routes open like /health, or with a token of their own (/metrics, /dashboard), if any. */
+  readonly publicRoutes?: Router;
+  /** Where requests are counted for /metrics; none when metrics are off (the config's metrics.enabled). */
+  readonly stats?: RequestStats;
 }
 
-function sendReply(res: ServerResponse, reply: DataReply, replies: ReplyBudget): void {
+function sendReply(res: ServerResponse, reply: DataReply, replies: ReplyBudget): number {
   const body = reply.body;
   const length = typeof body === 'string' ? Buffer.byteLength(body) : body.length;
   replies.admit(res, length);
@@ -86,6 +94,7 @@ function sendReply(res: ServerResponse, reply: DataReply, replies: ReplyBudget):
   headers.push('content-length', String(length));
   res.writeHead(reply.status, headers);
   res.end(body);
+  return reply.status;
 }
 
 function nodeHeaders(info: NodeInfo): Record<string, string> {
@@ -95,26 +104,44 @@ function nodeHeaders(info: NodeInfo): Record<string, string> {
 /**
  * Serves the data routes. Written without async/await so that a local read (parse, LMDB get, reply)
  * runs synchronously. Returns a promise, settled once the answer is written, when the request went
- * asynchronous (a write, a forward, a body to read), and undefined when it was answered at once.
+ * asynchronous (a write, a forward, a body to read), and undefined when it was answered at once. With
+ * `stats`, each answer's status and duration (monotonic clock) are counted.
  */
-function dataHandler(options: HttpApiOptions, context: ParseContext, replies: ReplyBudget, current: { role: DataHandler }, headers: Record<string, string>) {
-  const { log } = options;
+function dataHandler(options: HttpApiOptions, context: ParseContext, replies: ReplyBudget, current: { role: DataHandler }, fail: Fail) {
+  const { stats } = options;
   return (req: IncomingMessage, res: ServerResponse, path: string, query: string): Promise<void> | undefined => {
     const role = current.role;
+    // Timed only with metrics on; a local read counts without allocating anything.
+    const started = stats === undefined ? 0 : performance.now();
+    let status: number;
     try {
       const parsed = parseDataRequest(req, res, path, query, context);
       const reply = parsed instanceof Promise ? parsed.then((r) => role.handle(r)) : role.handle(parsed);
-      if (!(reply instanceof Promise)) {
-        sendReply(res, reply, replies);
-        return undefined;
+      if (reply instanceof Promise) {
+        const answered = reply.then((r) => sendReply(res, r, replies)).catch((err: unknown) => fail(res, err));
+        if (stats === undefined) return answered.then(ignoreStatus);
+        return answered.then((s) => stats.observe(dataRouteIndex[path]!, s, (performance.now() - started) / 1000));
       }
-      return reply.then((r) => sendReply(res, r, replies)).catch((err: unknown) => sendError(res, err, headers, log));
+      status = sendReply(res, reply, replies);
     } catch (err) {
-      sendError(res, err, headers, log);
-      return undefined;
+      status = fail(res, err);
     }
+    if (stats !== undefined) stats.observe(dataRouteIndex[path]!, status, (performance.now() - started) / 1000);
+    return undefined;
   };
 }
+
+/** Answers an error (sendError) and counts its code; returns the status sent. */
+type Fail = (res: ServerResponse, err: unknown) => number;
+
+const ignoreStatus = (_status: number): void => undefined;
+
+/** RequestStats route indexes of the data paths. */
+const dataRouteIndex: Record<string, number> = {
+  '/get': RequestStats.route('get'),
+  '/set': RequestStats.route('set'),
+  '/delete': RequestStats.route('delete'),
+};
 
 /** A connection's data requests waiting behind the one in progress. */
 interface Waiting {
@@ -132,7 +159,7 @@ type OrderedSocket = ReplySocket & { [waitingRequests]: Waiting | undefined };
  * own writes). A connection with nothing in progress, the usual case, pays one property read. Requests
  * still waiting when the connection closes are dropped: nobody is left to read their answers.
  */
-function runInOrder(socket: OrderedSocket, first: Promise<void>, log: (message: string) => void): void {
+function runInOrder(socket: OrderedSocket, first: Promise<void>, log: Log): void {
   const waiting: Waiting = { queue: [], full: false };
   socket[waitingRequests] = waiting;
   void (async () => {
@@ -142,7 +169,7 @@ function runInOrder(socket: OrderedSocket, first: Promise<void>, log: (message: 
     } catch (err) {
       // The handlers answer their own errors; anything reaching here is a bug. The connection goes, since
       // its remaining requests can no longer be answered in order.
-      log(`internal error while serving a connection's requests in order: ${(err as Error)?.stack ?? String(err)}`);
+      log.error(`internal error while serving a connection's requests in order: ${(err as Error)?.stack ?? String(err)}`);
       socket.destroy();
     } finally {
       waiting.queue.length = 0;
@@ -153,7 +180,7 @@ function runInOrder(socket: OrderedSocket, first: Promise<void>, log: (message: 
 }
 
 /** Every path but the data routes. Handlers take node's request and response, not express's decorated ones. */
-function otherRoutes(options: HttpApiOptions, headers: Record<string, string>, isClusterToken: (value: string) => boolean): Router {
+function otherRoutes(options: HttpApiOptions, fail: Fail, isClusterToken: (value: string) => boolean): Router {
   // Paths are exact: /GET is not /get, for the data routes (a table lookup) and for these alike.
   const router = express.Router({ caseSensitive: true });
   // node:http answers an HTTP/1.1 request without Host with a bare 400 unless told not to; the check
@@ -174,6 +201,7 @@ function otherRoutes(options: HttpApiOptions, headers: Record<string, string>, i
   router.get('/status', (_req: IncomingMessage, res: ServerResponse) => {
     sendJson(res, 200, { ...options.info, ...options.status() });
   });
+  if (options.publicRoutes) router.use(options.publicRoutes);
   router.use('/internal', requireToken(isClusterToken));
   router.get(digestPath, (req: IncomingMessage, res: ServerResponse) => {
     const params = parseQuery(splitUrl(req.url ?? '/').query);
@@ -184,7 +212,7 @@ function otherRoutes(options: HttpApiOptions, headers: Record<string, string>, i
     sendJson(res, 200, { ...options.info, keys: options.store.count(), ranges: options.store.digest(from, to, buckets) });
   });
   if (options.internalRoutes) router.use(options.internalRoutes);
-  router.use((err: unknown, _req: IncomingMessage, res: ServerResponse, _next: NextFunction) => sendError(res, err, headers, options.log));
+  router.use((err: unknown, _req: IncomingMessage, res: ServerResponse, _next: NextFunction) => void fail(res, err));
   return router;
 }
 
@@ -221,7 +249,7 @@ function intParam(params: Map<string, string>, name: string, min: number, max: n
 }
 
 /** A server with the API's limits that answers every request 503 `starting` until serveHttpApi(). */
-export function createServer(log: (message: string) => void): http.Server {
+export function createServer(log: Log): http.Server {
   const server = http.createServer({
     keepAliveTimeout: keepAliveIdleMs,
     headersTimeout: headersTimeoutMs,
@@ -265,24 +293,33 @@ export function serveHttpApi(server: http.Server, options: HttpApiOptions): Http
   const current = { role: options.role };
   // One object for every error answer's headers, so a role change shows in all of them.
   const headers = nodeHeaders(options.info);
-  const handleData = dataHandler(options, { isClusterToken, budget }, replies, current, headers);
-  const routes = otherRoutes(
-    { ...options, status: () => ({ ...options.status(), requests: { ...budget.status(), ...replies.status() } }) },
-    headers,
-    isClusterToken,
-  );
+  const { stats } = options;
+  stats?.setRole(options.info.role);
+  const fail: Fail = (res, err) => {
+    const answer = sendError(res, err, headers, options.log);
+    stats?.countError(answer.code);
+    return answer.status;
+  };
+  const handleData = dataHandler(options, { isClusterToken, budget }, replies, current, fail);
+  const requestStatus = () => ({ ...budget.status(), ...replies.status(), ...stats?.totals() });
+  const routes = otherRoutes({ ...options, status: () => ({ ...options.status(), requests: requestStatus() }) }, fail, isClusterToken);
   // What no route answered: an unknown path, or an error thrown past the error handler.
   const unrouted = (res: ServerResponse, path: string) => (err?: unknown) =>
-    sendError(res, err !== undefined && err !== 'route' && err !== 'router' ? err : new UnknownRouteError(path.slice(0, 64)), headers, options.log);
+    void fail(res, err !== undefined && err !== 'route' && err !== 'router' ? err : new UnknownRouteError(path.slice(0, 64)));
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     // A proxy's absolute-form target (http://host/get?key=a) names the same resource (RFC 9112 3.2.2).
     if (req.url?.charCodeAt(0) !== 0x2f) req.url = originForm(req.url ?? '/');
     const { path, query } = splitUrl(req.url);
     if (req.httpVersionMajor !== 1) {
-      sendError(res, new HttpVersionError(), headers, options.log);
+      fail(res, new HttpVersionError());
       return;
     }
     if (!isDataPath(path)) {
+      if (stats !== undefined) {
+        const started = performance.now();
+        const route = RequestStats.route(routeOfPath(path));
+        res.once('finish', () => stats.observe(route, res.statusCode, (performance.now() - started) / 1000));
+      }
       // Router's types name express's decorated request and response; the handlers above use only node's.
       routes(req as Request, res as Response, unrouted(res, path));
       return;
@@ -298,7 +335,7 @@ export function serveHttpApi(server: http.Server, options: HttpApiOptions): Http
         ? new OverloadedError(`more than ${pipelinedRequestsMax} requests pipelined on one connection; wait for answers`, true)
         : undefined);
     if (refusal !== undefined) {
-      const refuse = () => void sendError(res, refusal, headers, options.log);
+      const refuse = () => void fail(res, refusal);
       if (waiting === undefined) {
         socket[waitingRequests] = { queue: [], full: true };
         refuse();
@@ -327,6 +364,8 @@ export function serveHttpApi(server: http.Server, options: HttpApiOptions): Http
       current.role = role;
       options.info.role = name;
       headers['x-kv-role'] = name;
+      stats?.setRole(name);
     },
+    requestStatus,
   };
 }

@@ -5,6 +5,7 @@
 import { chmodSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
+import { batchSizeBuckets, durationBucketsS, Histogram } from '../core/histogram.js';
 import { readCacheEntriesMax, readCacheValueBytesMax } from '../core/limits.js';
 import { storageKey, type Mutation } from './keys.js';
 import { ReadCache } from './read-cache.js';
@@ -25,6 +26,19 @@ export interface StoreOptions {
 
 const emptyBuffer = Buffer.alloc(0);
 
+/** Group commits, for /metrics: how long each took to become durable and how many writes it carried. */
+export class CommitStats {
+  readonly seconds = new Histogram(durationBucketsS);
+  readonly writes = new Histogram(batchSizeBuckets);
+}
+
+/** The writes of one event turn, which lmdb-js commits and syncs together. */
+interface CommitGroup {
+  readonly started: number;
+  writes: number;
+  counted: boolean;
+}
+
 export class DataStore {
   readonly path: string;
   protected readonly root: RootDatabase;
@@ -40,6 +54,9 @@ export class DataStore {
   protected keepsLog: boolean;
   private closed = false;
   protected readonly cache = new ReadCache(readCacheEntriesMax, readCacheValueBytesMax);
+  readonly commitStats = new CommitStats();
+  /** The group of the current event turn, closed by setImmediate once the turn is over. */
+  private group: CommitGroup | undefined;
 
   constructor(options: StoreOptions) {
     this.path = options.path;
@@ -104,16 +121,20 @@ export class DataStore {
   async commit(mutations: readonly Mutation[]): Promise<CommitResult> {
     const touched: string[] = [];
     const log = this.log;
-    return this.durably(() => {
-      const ts = Date.now();
-      let seq = 0;
-      const applied = mutations.map((m) => {
-        const done = this.applyInTransaction(m, touched);
-        if (log) seq = log.appendInTransaction(m, ts);
-        return done;
-      });
-      return { applied, seq };
-    }, touched);
+    return this.durably(
+      () => {
+        const ts = Date.now();
+        let seq = 0;
+        const applied = mutations.map((m) => {
+          const done = this.applyInTransaction(m, touched);
+          if (log) seq = log.appendInTransaction(m, ts);
+          return done;
+        });
+        return { applied, seq };
+      },
+      touched,
+      mutations.length,
+    );
   }
 
   /**
@@ -125,11 +146,34 @@ export class DataStore {
    * process. With overlappingSync the fsync comes after; `flushed` resolves once everything committed so
    * far is on disk, which is when a write survives a crash of the machine. Acknowledge only then.
    */
-  protected async durably<T>(body: () => T, touched?: readonly string[] | 'all'): Promise<T> {
+  protected async durably<T>(body: () => T, touched?: readonly string[] | 'all', writes = 0): Promise<T> {
+    const group = this.joinGroup(writes);
     const result = await this.root.transaction(body);
     if (touched !== undefined) this.forgetCommitted(touched);
     await this.root.flushed;
+    if (!group.counted) {
+      group.counted = true;
+      if (group.writes > 0) {
+        this.commitStats.seconds.observe((performance.now() - group.started) / 1000);
+        this.commitStats.writes.observe(group.writes);
+      }
+    }
     return result;
+  }
+
+  /**
+   * The commit group this turn's transactions share (lmdb-js's eventTurnBatching commits them as one),
+   * counting `writes` mutations in it.
+   */
+  private joinGroup(writes: number): CommitGroup {
+    let group = this.group;
+    if (group === undefined) {
+      group = { started: performance.now(), writes: 0, counted: false };
+      this.group = group;
+      setImmediate(() => (this.group = undefined));
+    }
+    group.writes += writes;
+    return group;
   }
 
   /** Resolves once every write transaction started before it is durable (writes commit in order). */

@@ -177,30 +177,34 @@ export class DatasetStore extends DataStore {
    */
   async applyReplicated(datasetId: string, entries: readonly LogEntry[], forkedFrom: ForkPoint | null): Promise<ApplyOutcome> {
     const touched: string[] = [];
-    return this.durably((): ApplyOutcome => {
-      const state = this.replicaState();
-      if (state.resyncId !== undefined) return { ok: false, reason: 'resync_needed', appliedSeq: state.appliedSeq };
-      if (state.datasetId !== datasetId) {
-        // The primary's dataset branched off the one followed here at a point this replica has not passed:
-        // its history up to here is the same, so it follows the new dataset from where it stands (Redis's
-        // second replication id).
-        const follows = forkedFrom !== null && state.datasetId === forkedFrom.datasetId && state.appliedSeq <= forkedFrom.seq;
-        if (!follows) return { ok: false, reason: 'resync_needed', appliedSeq: state.appliedSeq };
-        this.meta.putSync(replicaDatasetKey, datasetId);
-        // A demoted primary that follows its successor from where it stopped has nothing to roll back.
-        this.meta.removeSync(demotedKey);
-      }
-      const fresh = entries.filter((e) => e.seq > state.appliedSeq);
-      if (fresh.length === 0) return { ok: true, appliedSeq: state.appliedSeq };
-      if (fresh[0]!.seq !== state.appliedSeq + 1) return { ok: false, reason: 'gap', appliedSeq: state.appliedSeq };
-      fresh.forEach((e, i) => {
-        assert.equal(e.seq, state.appliedSeq + 1 + i, 'replicated batch is not contiguous');
-        this.applyInTransaction(e.type === 'set' ? { ...e, type: 'set', value: e.value! } : { ...e, type: 'delete' }, touched);
-      });
-      const appliedSeq = state.appliedSeq + fresh.length;
-      this.meta.putSync(appliedSeqKey, appliedSeq);
-      return { ok: true, appliedSeq };
-    }, touched);
+    return this.durably(
+      (): ApplyOutcome => {
+        const state = this.replicaState();
+        if (state.resyncId !== undefined) return { ok: false, reason: 'resync_needed', appliedSeq: state.appliedSeq };
+        if (state.datasetId !== datasetId) {
+          // The primary's dataset branched off the one followed here at a point this replica has not passed:
+          // its history up to here is the same, so it follows the new dataset from where it stands (Redis's
+          // second replication id).
+          const follows = forkedFrom !== null && state.datasetId === forkedFrom.datasetId && state.appliedSeq <= forkedFrom.seq;
+          if (!follows) return { ok: false, reason: 'resync_needed', appliedSeq: state.appliedSeq };
+          this.meta.putSync(replicaDatasetKey, datasetId);
+          // A demoted primary that follows its successor from where it stopped has nothing to roll back.
+          this.meta.removeSync(demotedKey);
+        }
+        const fresh = entries.filter((e) => e.seq > state.appliedSeq);
+        if (fresh.length === 0) return { ok: true, appliedSeq: state.appliedSeq };
+        if (fresh[0]!.seq !== state.appliedSeq + 1) return { ok: false, reason: 'gap', appliedSeq: state.appliedSeq };
+        fresh.forEach((e, i) => {
+          assert.equal(e.seq, state.appliedSeq + 1 + i, 'replicated batch is not contiguous');
+          this.applyInTransaction(e.type === 'set' ? { ...e, type: 'set', value: e.value! } : { ...e, type: 'delete' }, touched);
+        });
+        const appliedSeq = state.appliedSeq + fresh.length;
+        this.meta.putSync(appliedSeqKey, appliedSeq);
+        return { ok: true, appliedSeq };
+      },
+      touched,
+      entries.length,
+    );
   }
 
   /** Starts a full resync on a replica: drops all data and marks it incomplete until endResync(). */

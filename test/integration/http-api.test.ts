@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendJson, type BodyRequest } from '../../src/core/http-reply.js';
 import { createHttpServer } from '../../src/server/http-api.js';
 import { Store } from '../../src/storage/store.js';
+import { silentLog } from '../../src/core/log.js';
 
 const token = 'unit-test-token-0123456789abcdef';
 
@@ -35,7 +36,7 @@ describe('http api: routes other than /get, /set and /delete', () => {
       role: { handle: () => ({ status: 200, headers: [], body: 'unused' }) },
       info: { shard: 'shard1', role: 'primary', address: '127.0.0.1:0' },
       status: () => ({ extra: 1 }),
-      log: () => undefined,
+      log: silentLog,
       token,
       store,
       internalRoutes,

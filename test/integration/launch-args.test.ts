@@ -115,7 +115,7 @@ describe('launch.sh arguments', () => {
     }
     const started = await launchSh(['start', 'shard1', 'a', '--overwrite-replica']);
     expect(started.code, started.stderr).toBe(0);
-    const log = readFileSync(join(cluster.dataDir, 'logs', 'shard1-a.log'), 'utf8');
+    const log = readFileSync(join(cluster.dataDir, 'logs', 'shard1-a.1.log'), 'utf8');
     expect(log).toContain('started with --overwrite-replica');
     await launchSh(['stop']);
   });

@@ -114,9 +114,11 @@ describe('launch.sh', () => {
         dataDir: mode(),
         run: mode('run'),
         logs: mode('logs'),
-        log: mode('logs', 'shard1-a.log'),
+        earlierLog: mode('logs', 'shard1-a.log'),
+        log: mode('logs', 'shard1-a.1.log'),
+        out: mode('logs', 'shard1-a.out'),
         pid: mode('run', 'shard1-a.pid'),
-      }).toEqual({ dataDir: '700', run: '700', logs: '700', log: '600', pid: '600' });
+      }).toEqual({ dataDir: '700', run: '700', logs: '700', earlierLog: '600', log: '600', out: '600', pid: '600' });
     } finally {
       await run(launch, ['stop'], { env: ownEnv, timeout: 30_000 });
       await own.destroy();
