@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The one entry point: reads argv and the environment, wires a node, handles signals.
 
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { failoverShard } from './failover-command.js';
@@ -178,17 +178,23 @@ async function serveOrDrain(command: string | undefined, values: Options, config
   // Stored values, logs and locks are for this user only (data dirs 700, files 600).
   process.umask(0o077);
   if (values['overwrite-replica'] && (command !== 'serve' || values.replica)) fail(`--overwrite-replica is for the primary's serve\n\n${usage}`, 2);
-  const member = command === 'drain' ? 'drain' : values.replica ? 'b' : 'a';
-  const logContext = await startLogging(values, dataDir, values.shard, member);
   if (command === 'drain') {
-    await drain(config, values.shard, dataDir, clusterToken(config, dataDir), logContext);
+    await drain(config, values, dataDir);
     return;
   }
   const shard = findShard(config, values.shard);
   const token = clusterToken(config, dataDir);
+  // A start refused (an address in use, say) leaves no data dir it created, its logs/ included.
+  const dataDirExisted = existsSync(dataDir);
+  const logContext = await startLogging(values, dataDir, shard.name, values.replica ? 'b' : 'a');
   const role = values.replica ? 'replica' : 'primary';
   const KvNode = await loadNode();
-  const node = await KvNode.start({ config, shard, role, dataDir, token, log, logContext, overwriteReplica: values['overwrite-replica'] });
+  const node = await KvNode.start({ config, shard, role, dataDir, token, log, logContext, overwriteReplica: values['overwrite-replica'] }).catch(
+    (err: unknown) => {
+      if (!dataDirExisted) rmSync(dataDir, { recursive: true, force: true });
+      throw err;
+    },
+  );
   const stop = (signal: string) => {
     log.info(`${signal}: shutting down`);
     node.close().then(
@@ -201,8 +207,11 @@ async function serveOrDrain(command: string | undefined, values: Options, config
 }
 
 /** Runs a removed shard until its keys have moved, then retires its data dirs. */
-async function drain(config: Config, name: string, dataDir: string, token: string, logContext: LogContext): Promise<void> {
+async function drain(config: Config, values: Options, dataDir: string): Promise<void> {
+  const name = values.shard!;
   if (config.shards.some((s) => s.name === name)) throw new ConfigError([`${config.file}: ${name} is in the config: serve it instead of draining it`]);
+  const token = clusterToken(config, dataDir);
+  const logContext = await startLogging(values, dataDir, name, 'drain');
   const KvNode = await loadNode();
   const { drainedShard, retire } = await import('../node/drain.js');
   const { shard, lock } = await drainedShard(dataDir, name, log);

@@ -1,8 +1,8 @@
 // The node's logger: JSON lines through pino, into a file of its own that rolls by size (pino-roll), and
 // to stderr as JSON or, for a person at a terminal, through pino-pretty. Every line carries the node's
 // shard and member, and its role and epoch as they are when the line is written (a failover changes
-// them). Writes are synchronous: a node logs lifecycle and faults, never a line per request, and a
-// line written just before a crash must not be lost in a buffer.
+// them). The file is written asynchronously (pino-roll rolls only after a write has drained) and
+// flushed synchronously when the process exits; stderr is written synchronously.
 
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -25,6 +25,9 @@ export interface LoggerOptions {
   readonly file: string;
   /** Fields on every line. */
   readonly bindings: LogFields;
+  /** The bounds of the file, for tests (default logFileBytesMax and logFilesKept). */
+  readonly fileBytesMax?: number;
+  readonly filesKept?: number;
 }
 
 /** What changes on a running node and goes on every line: its role and its shard's epoch. */
@@ -36,6 +39,8 @@ export interface LogContext {
 export interface NodeLogger {
   readonly log: Log;
   readonly context: LogContext;
+  /** Writes what is buffered and closes the log file. */
+  close(): Promise<void>;
 }
 
 /**
@@ -46,18 +51,23 @@ const redacted = ['token', 'value', 'values', 'authorization', '*.token', '*.val
 
 export async function createLogger(options: LoggerOptions): Promise<NodeLogger> {
   const streams: StreamEntry<LogLevel>[] = [];
+  let file: (DestinationStream & NodeJS.EventEmitter & { end(): void; flushSync(): void }) | undefined;
   if (options.to !== 'stderr') {
     mkdirSync(dirname(options.file), { recursive: true, mode: 0o700 });
     // At most logFilesKept files of logFileBytesMax each: a node left running for weeks keeps a bounded tail.
-    const file = await roll({
+    file = (await roll({
       file: options.file,
-      size: `${Math.floor(logFileBytesMax / 1024)}k`,
-      limit: { count: logFilesKept, removeOtherLogFiles: true },
+      size: `${Math.floor((options.fileBytesMax ?? logFileBytesMax) / 1024)}k`,
+      // pino-roll removes old files while the next one is being created, so it keeps one more than its count.
+      limit: { count: (options.filesKept ?? logFilesKept) - 1, removeOtherLogFiles: true },
       mkdir: true,
-      sync: true,
+      sync: false,
       mode: 0o600,
-    });
-    streams.push({ level: options.level, stream: file });
+    })) as typeof file;
+    // A line logged just before process.exit() or a crash still reaches the file.
+    const written = file!;
+    process.once('exit', () => written.flushSync());
+    streams.push({ level: options.level, stream: written });
   }
   if (options.to !== 'file') {
     const stderr: DestinationStream =
@@ -83,5 +93,11 @@ export async function createLogger(options: LoggerOptions): Promise<NodeLogger> 
       if (fields === undefined) logger[level](msg);
       else logger[level](fields, msg);
     };
-  return { log: { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') }, context };
+  const close = () =>
+    new Promise<void>((resolve) => {
+      if (file === undefined) return resolve();
+      file.once('close', () => resolve());
+      file.end();
+    });
+  return { log: { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') }, context, close };
 }

@@ -10,7 +10,7 @@ declare module 'pino-roll' {
     readonly limit?: { readonly count?: number; readonly removeOtherLogFiles?: boolean };
     readonly mkdir?: boolean;
     readonly symlink?: boolean;
-    /** Passed on to the sonic-boom stream it makes. */
+    /** Passed on to the sonic-boom stream it makes: pino-roll rolls a file only after an asynchronous write drains. */
     readonly sync?: boolean;
     readonly mode?: number;
   }

@@ -54,7 +54,7 @@ describe('a primary with a shorter history than its replica', () => {
       /did not answer within \d+ ms: serving this data dir's data as dataset \S+, branched off \S+ at seq 100/,
     );
     expect(cluster().output('shard1', 'replica')).toMatch(
-      /ERROR: refusing a full resync from \S+: the primary's dataset branched off this replica's at seq 100, and this replica holds writes up to seq 250/,
+      /refusing a full resync from \S+: the primary's dataset branched off this replica's at seq 100, and this replica holds writes up to seq 250/,
     );
     const primary = await waitFor('the primary noting it', async () => {
       const s = await status(cluster(), 'shard1', 'primary');

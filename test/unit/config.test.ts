@@ -41,7 +41,10 @@ describe('parseConfig', () => {
     [
       'missing shards',
       'title = "x"\n',
-      ['test.toml: title: unknown key (allowed: shards, token, replication, migration)', 'test.toml: shards: missing: declare at least one [[shards]] table'],
+      [
+        'test.toml: title: unknown key (allowed: shards, token, replication, migration, metrics)',
+        'test.toml: shards: missing: declare at least one [[shards]] table',
+      ],
     ],
     ['shards not an array', 'shards = 3\n', ['test.toml: shards: must be an array of tables ([[shards]])']],
     ['empty shards', 'shards = []\n', ['test.toml: shards: is empty: declare at least one [[shards]] table']],
