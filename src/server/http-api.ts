@@ -118,9 +118,20 @@ function dataHandler(options: HttpApiOptions, context: ParseContext, replies: Re
       const parsed = parseDataRequest(req, res, path, query, context);
       const reply = parsed instanceof Promise ? parsed.then((r) => role.handle(r)) : role.handle(parsed);
       if (reply instanceof Promise) {
-        const answered = reply.then((r) => sendReply(res, r, replies)).catch((err: unknown) => fail(res, err));
-        if (stats === undefined) return answered.then(ignoreStatus);
-        return answered.then((s) => stats.observe(dataRouteIndex[path]!, s, (performance.now() - started) / 1000));
+        // One promise for the whole answer: sent, or its error sent, then counted.
+        const counted = (answered: number) => stats?.observe(dataRouteIndex[path]!, answered, (performance.now() - started) / 1000);
+        return reply.then(
+          (r) => {
+            let answered: number;
+            try {
+              answered = sendReply(res, r, replies);
+            } catch (err) {
+              answered = fail(res, err);
+            }
+            counted(answered);
+          },
+          (err: unknown) => counted(fail(res, err)),
+        );
       }
       status = sendReply(res, reply, replies);
     } catch (err) {
@@ -133,8 +144,6 @@ function dataHandler(options: HttpApiOptions, context: ParseContext, replies: Re
 
 /** Answers an error (sendError) and counts its code; returns the status sent. */
 type Fail = (res: ServerResponse, err: unknown) => number;
-
-const ignoreStatus = (_status: number): void => undefined;
 
 /** RequestStats route indexes of the data paths. */
 const dataRouteIndex: Record<string, number> = {
