@@ -9,8 +9,10 @@ import express, { type Router } from 'express';
 import type { Config } from '../core/config.js';
 import { sleep } from '../core/backoff.js';
 import { sendJson } from '../core/http-reply.js';
-import { dashboardFetchTimeoutMs, dashboardIdleMs, dashboardSampleMs, dashboardSamplesMax } from '../core/limits.js';
-import { MethodNotAllowedError } from '../core/errors.js';
+import { adminReplyBytesMax, dashboardFetchTimeoutMs, dashboardIdleMs, dashboardSampleMs, dashboardSamplesMax } from '../core/limits.js';
+import { describeError } from '../core/errors.js';
+import { InternalClient } from '../peer/internal-client.js';
+import { allowMethods } from '../server/http-api.js';
 import { dashboardPage } from './dashboard-page.js';
 
 /** One point of a member's sparklines. */
@@ -37,6 +39,8 @@ export interface DashboardOptions {
   readonly config: Config;
   /** This node's address, marked in the page. */
   readonly self: string;
+  /** The cluster secret, which every request of the node's internal client carries. */
+  readonly token: string;
 }
 
 export class Dashboard {
@@ -45,8 +49,17 @@ export class Dashboard {
   private sampler: Promise<void> | undefined;
   private firstRound: Promise<void> | undefined;
   private readonly abort = new AbortController();
+  /** Each member's /status within dashboardFetchTimeoutMs and a bounded reply, over kept-alive sockets. */
+  private readonly http: InternalClient;
 
   constructor(private readonly options: DashboardOptions) {
+    this.http = new InternalClient({
+      token: options.token,
+      timeoutMs: dashboardFetchTimeoutMs,
+      replyBytesMax: adminReplyBytesMax,
+      socketsMax: 1,
+      signal: this.abort.signal,
+    });
     this.members = options.config.shards.flatMap((s) => [
       { member: 'a' as const, address: s.address, up: false, error: 'not asked yet', status: null, history: [], last: undefined },
       { member: 'b' as const, address: s.replica, up: false, error: 'not asked yet', status: null, history: [], last: undefined },
@@ -55,11 +68,7 @@ export class Dashboard {
 
   router(): Router {
     const router = express.Router({ caseSensitive: true });
-    const only = (path: string) =>
-      router.all(path, (req: IncomingMessage, _res: ServerResponse, next: (err?: unknown) => void) =>
-        next(req.method === 'GET' || req.method === 'HEAD' ? 'route' : new MethodNotAllowedError(req.method ?? '', path, ['GET', 'HEAD'])),
-      );
-    only('/dashboard');
+    allowMethods(router, '/dashboard', 'GET', 'HEAD');
     router.get('/dashboard', (_req: IncomingMessage, res: ServerResponse) => {
       res.writeHead(200, {
         'content-type': 'text/html; charset=utf-8',
@@ -70,7 +79,7 @@ export class Dashboard {
       });
       res.end(dashboardPage);
     });
-    only('/dashboard/state');
+    allowMethods(router, '/dashboard/state', 'GET', 'HEAD');
     router.get('/dashboard/state', (_req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => {
       this.state().then((state) => sendJson(res, 200, state), next);
     });
@@ -102,17 +111,16 @@ export class Dashboard {
     await Promise.all(
       this.members.map(async (m) => {
         try {
-          const res = await fetch(`http://${m.address}/status`, { signal: AbortSignal.any([AbortSignal.timeout(dashboardFetchTimeoutMs), this.abort.signal]) });
-          if (res.status !== 200) throw new Error(`/status answered ${res.status}`);
-          const status = (await res.json()) as Record<string, unknown>;
+          const reply = await this.http.get<Record<string, unknown>>(m.address, '/status');
+          if (reply.status !== 200 || reply.data === undefined) throw new Error(`/status answered ${reply.status}`);
+          const status = reply.data;
           m.up = true;
           m.error = null;
           m.status = status;
           this.record(m, status);
         } catch (err) {
           m.up = false;
-          m.error =
-            (err as Error).name === 'TimeoutError' ? `no answer within ${dashboardFetchTimeoutMs} ms` : String((err as Error).cause ?? (err as Error).message);
+          m.error = describeError(err);
           m.last = undefined;
         }
       }),
@@ -168,6 +176,7 @@ export class Dashboard {
 
   close(): void {
     this.abort.abort();
+    this.http.close();
   }
 }
 

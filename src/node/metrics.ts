@@ -14,10 +14,10 @@ import type { Histogram } from '../core/histogram.js';
 import { sendJson } from '../core/http-reply.js';
 import type { ClusterView } from '../cluster/cluster-view.js';
 import { forwardOutcomes, type Forwarder } from '../peer/forwarder.js';
-import { tokenChecker } from '../server/http-api.js';
+import { allowMethods, tokenChecker } from '../server/http-api.js';
 import { roleNames, type RequestStats } from '../server/request-stats.js';
 import type { Store } from '../storage/store.js';
-import { MethodNotAllowedError, UnauthorizedError } from '../core/errors.js';
+import { UnauthorizedError } from '../core/errors.js';
 
 /** kvshard's version, for kvshard_build_info. */
 export const version: string = (() => {
@@ -221,8 +221,8 @@ function migrationMetrics(registry: Registry, migration: () => Record<string, un
 export function metricsRouter(registry: Registry, token: string | undefined): Router {
   const router = express.Router({ caseSensitive: true });
   const isToken = token === undefined ? undefined : tokenChecker(token);
-  router.all('/metrics', (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => {
-    if (req.method !== 'GET' && req.method !== 'HEAD') return next(new MethodNotAllowedError(req.method ?? '', '/metrics', ['GET', 'HEAD']));
+  allowMethods(router, '/metrics', 'GET', 'HEAD');
+  router.get('/metrics', (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => {
     if (isToken && !isToken(bearerToken(req))) return next(new UnauthorizedError('/metrics needs Authorization: Bearer <metrics.token>'));
     registry.metrics().then(
       (text) => {

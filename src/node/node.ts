@@ -146,7 +146,7 @@ export class KvNode {
     internalRoutes.use((req, res, next) => holder.parts.routes(req, res, next));
     const stats = config.metrics.enabled ? new RequestStats() : undefined;
     const publicRoutes = express.Router();
-    const dashboard = new Dashboard({ config, self: address });
+    const dashboard = new Dashboard({ config, self: address, token });
     publicRoutes.use(dashboard.router());
     const status = () => ({
       ...holder.parts.status(),

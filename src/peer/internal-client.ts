@@ -40,6 +40,12 @@ export class InternalClient {
     return { status: reply.status, data: parseJson<T>(reply.body, reply.headers['content-type']) };
   }
 
+  /** GETs `path` at `address`, a JSON answer parsed (undefined when it is not JSON). */
+  async get<T>(address: string, path: string): Promise<InternalReply<T>> {
+    const reply = await this.pool(address).exchange({ method: 'GET', path, headers: { [tokenHeader]: this.options.token }, signal: this.options.signal });
+    return { status: reply.status, data: parseJson<T>(reply.body, reply.headers['content-type']) };
+  }
+
   /** Closes every socket; requests in flight fail at once. */
   close(): void {
     for (const pool of this.pools.values()) void pool.destroy().catch(() => undefined);

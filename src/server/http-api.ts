@@ -119,7 +119,7 @@ function dataHandler(options: HttpApiOptions, context: ParseContext, replies: Re
       const reply = parsed instanceof Promise ? parsed.then((r) => role.handle(r)) : role.handle(parsed);
       if (reply instanceof Promise) {
         // One promise for the whole answer: sent, or its error sent, then counted.
-        const counted = (answered: number) => stats?.observe(dataRouteIndex[path]!, answered, (performance.now() - started) / 1000);
+        const counted = (answered: number) => stats?.observeSince(dataRouteIndex[path]!, answered, started);
         return reply.then(
           (r) => {
             let answered: number;
@@ -137,7 +137,7 @@ function dataHandler(options: HttpApiOptions, context: ParseContext, replies: Re
     } catch (err) {
       status = fail(res, err);
     }
-    if (stats !== undefined) stats.observe(dataRouteIndex[path]!, status, (performance.now() - started) / 1000);
+    stats?.observeSince(dataRouteIndex[path]!, status, started);
     return undefined;
   };
 }
@@ -197,16 +197,12 @@ function otherRoutes(options: HttpApiOptions, fail: Fail, isClusterToken: (value
   router.use((req: IncomingMessage, _res: ServerResponse, next: NextFunction) => {
     next(req.httpVersion === '1.1' && req.headers.host === undefined ? new BadRequestError('an HTTP/1.1 request needs a Host header') : undefined);
   });
-  const only = (path: string, ...methods: string[]) =>
-    router.all(path, (req: IncomingMessage, _res: ServerResponse, next: NextFunction) => {
-      next(methods.includes(req.method ?? '') ? 'route' : new MethodNotAllowedError(req.method ?? '', path, methods));
-    });
   // HEAD never writes, so the read routes take it; express's Router answers it with the GET handler.
-  only('/health', 'GET', 'HEAD');
+  allowMethods(router, '/health', 'GET', 'HEAD');
   router.get('/health', (_req: IncomingMessage, res: ServerResponse) => {
     sendJson(res, 200, { status: 'ok', ...options.info, pid: process.pid });
   });
-  only('/status', 'GET', 'HEAD');
+  allowMethods(router, '/status', 'GET', 'HEAD');
   router.get('/status', (_req: IncomingMessage, res: ServerResponse) => {
     sendJson(res, 200, { ...options.info, ...options.status() });
   });
@@ -223,6 +219,13 @@ function otherRoutes(options: HttpApiOptions, fail: Fail, isClusterToken: (value
   if (options.internalRoutes) router.use(options.internalRoutes);
   router.use((err: unknown, _req: IncomingMessage, res: ServerResponse, _next: NextFunction) => void fail(res, err));
   return router;
+}
+
+/** Answers `path` with 405 method_not_allowed (naming `methods` in Allow) for any other method; the route's own handlers follow. */
+export function allowMethods(router: Router, path: string, ...methods: string[]): void {
+  router.all(path, (req: IncomingMessage, _res: ServerResponse, next: NextFunction) => {
+    next(methods.includes(req.method ?? '') ? 'route' : new MethodNotAllowedError(req.method ?? '', path, methods));
+  });
 }
 
 /** The path and query of an absolute-form request target; `/` when it has none. */
@@ -327,7 +330,7 @@ export function serveHttpApi(server: http.Server, options: HttpApiOptions): Http
       if (stats !== undefined) {
         const started = performance.now();
         const route = RequestStats.route(routeOfPath(path));
-        res.once('finish', () => stats.observe(route, res.statusCode, (performance.now() - started) / 1000));
+        res.once('finish', () => stats.observeSince(route, res.statusCode, started));
       }
       // Router's types name express's decorated request and response; the handlers above use only node's.
       routes(req as Request, res as Response, unrouted(res, path));

@@ -63,6 +63,11 @@ export class RequestStats {
     cell.observe(seconds);
   }
 
+  /** One answered request that started at `started` (a performance.now() reading). */
+  observeSince(route: number, status: number, started: number): void {
+    this.observe(route, status, (performance.now() - started) / 1000);
+  }
+
   /** One error answer, by its code. */
   countError(code: string): void {
     this.errors.set(code, (this.errors.get(code) ?? 0) + 1);
