@@ -5,7 +5,7 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { failoverShard } from './failover-command.js';
-import { ConfigError, findShard, loadConfig, type Config } from '../core/config.js';
+import { ConfigError, findShard, loadConfig, shardNamePattern, type Config } from '../core/config.js';
 import { logLevels, textLog, type Log, type LogLevel } from '../core/log.js';
 import type { KvNode as KvNodeClass } from '../node/node.js';
 import type { LogContext, LogFormat, LogTarget } from '../node/logger.js';
@@ -240,7 +240,7 @@ async function drain(config: Config, values: Options, dataDir: string): Promise<
  */
 async function startLogging(values: Options, dataDir: string, shard: string, member: string): Promise<LogContext> {
   // The name becomes part of a file name: only what a config allows for a shard name.
-  if (!/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/.test(shard)) fail(`--shard: not a shard name: ${JSON.stringify(shard.slice(0, 64))}`, 2);
+  if (!shardNamePattern.test(shard)) fail(`--shard: not a shard name: ${JSON.stringify(shard.slice(0, 64))}`, 2);
   const level = values['log-level'] ?? process.env['KV_LOG_LEVEL'] ?? 'info';
   if (!(logLevels as readonly string[]).includes(level)) fail(`--log-level must be one of ${logLevels.join(', ')}\n\n${usage}`, 2);
   const format = values['log-format'];

@@ -81,7 +81,8 @@ const topLevelKeys = new Set(['shards', 'token', 'replication', 'migration', 'me
 const metricsKeys = new Set(['enabled', 'token']);
 const replicationKeys = new Set(['log_retention_bytes']);
 const migrationKeys = new Set(['batch_keys', 'batch_pause_ms']);
-const shardNamePattern = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+/** A shard's name: it becomes part of data dir, PID and log file names. */
+export const shardNamePattern = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 const hostnamePattern = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
 /** Splits `host:port` (or `[v6]:port`); returns undefined when it is not one. */
