@@ -4,7 +4,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BadRequestError, ClientFaultError, MethodNotAllowedError, OverloadedError, PayloadTooLargeError, RequestTimeoutError } from './errors.js';
 import { bodyStallMs, discardBytesMax, keyBytesMax, parameterNameCharsMax, valueBytesMax } from './limits.js';
-import { internalMarks, type ForwardMarker, type InternalMarks } from './internal-marks.js';
+import { internalMarks, type ClientMap, type ForwardMarker, type InternalMarks } from './internal-marks.js';
 import { keySlot } from './slots.js';
 
 export type DataOp = 'get' | 'set' | 'delete';
@@ -27,6 +27,8 @@ export interface DataRequest {
   readonly forwarded: ForwardMarker | undefined;
   /** A migration fallback read from the key's new owner (see previousOwnerReadHeader). */
   readonly previousOwnerRead: boolean;
+  /** Set by a client that routes by slot: answer 421 moved instead of forwarding (see clientMapHeader). */
+  readonly clientMap: ClientMap | undefined;
 }
 
 interface DataRoute {
@@ -308,7 +310,19 @@ function build(
   if (value !== undefined && value.length > valueBytesMax) {
     throw new PayloadTooLargeError(`value is ${value.length} bytes; a value is at most ${valueBytesMax} bytes`);
   }
-  return { op, method, keyText, key, slot: keySlot(key), value, valueInBody, extra, forwarded: marks.forwarded, previousOwnerRead: marks.previousOwnerRead };
+  return {
+    op,
+    method,
+    keyText,
+    key,
+    slot: keySlot(key),
+    value,
+    valueInBody,
+    extra,
+    forwarded: marks.forwarded,
+    previousOwnerRead: marks.previousOwnerRead,
+    clientMap: marks.clientMap,
+  };
 }
 
 /** The path and query of a data request, re-encoded so that `&`, `=`, spaces and unicode survive. */

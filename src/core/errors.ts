@@ -156,6 +156,32 @@ export class WrongShardError extends KvError {
   }
 }
 
+/**
+ * A request from a client that routes by slot (it sent the x-kv-map header) reached a node that would
+ * have to forward it, or a write reached a member that is not its shard's primary: the answer names
+ * where to send it (`address`) and the shard as this node knows it, like Redis Cluster's MOVED. The
+ * request was not applied; the client retries at `address` and refreshes its map.
+ */
+export class MovedError extends KvError {
+  constructor(slot: number, shard: { name: string; primary: string; replica: string; epoch: number }, address: string, layoutId: string) {
+    super(
+      'moved',
+      421,
+      `slot ${slot} belongs to ${shard.name}: send this request to ${address} (primary ${shard.primary}, epoch ${shard.epoch}); refresh the cluster map`,
+      {
+        slot,
+        shard: shard.name,
+        address,
+        primary: shard.primary,
+        replica: shard.replica,
+        epoch: shard.epoch,
+        layout_id: layoutId,
+        retriable: true,
+      },
+    );
+  }
+}
+
 /** A body or value is larger than the declared limit. */
 export class PayloadTooLargeError extends KvError {
   constructor(message: string) {

@@ -4,7 +4,7 @@
 
 import type { IncomingMessage } from 'node:http';
 import { BadRequestError } from './errors.js';
-import { forwardedByHeader, forwardedEpochHeader, forwardedLayoutHeader, previousOwnerReadHeader, tokenHeader } from './wire.js';
+import { clientMapHeader, forwardedByHeader, forwardedEpochHeader, forwardedLayoutHeader, previousOwnerReadHeader, tokenHeader } from './wire.js';
 
 export interface ForwardMarker {
   /** `<shard>/<role>` of the node that forwarded the request. */
@@ -15,12 +15,22 @@ export interface ForwardMarker {
   readonly epoch: number | undefined;
 }
 
+/** What a routing client says of the map it routed by (see clientMapHeader). */
+export interface ClientMap {
+  readonly layoutId: string;
+  /** The epoch the client knows for the key's shard. */
+  readonly epoch: number;
+}
+
 export interface InternalMarks {
   readonly forwarded: ForwardMarker | undefined;
   readonly previousOwnerRead: boolean;
+  /** Set when the client routes by slot itself: this node answers 421 moved rather than forwarding. */
+  readonly clientMap: ClientMap | undefined;
 }
 
-const noMarks: InternalMarks = { forwarded: undefined, previousOwnerRead: false };
+const noMarks: InternalMarks = { forwarded: undefined, previousOwnerRead: false, clientMap: undefined };
+const clientMapPattern = /^([0-9a-f]{12}) ([1-9][0-9]{0,14})$/;
 /** A header's first value, undefined when the request does not carry it. */
 type HeaderValue = string | undefined;
 /** `<shard>/<role>`, as nodes write it: anything else in the header is not from a node. */
@@ -42,6 +52,7 @@ export function internalMarks(req: IncomingMessage, isClusterToken: (value: stri
   let previousOwnerRead: HeaderValue;
   let epoch: HeaderValue;
   let token: HeaderValue;
+  let map: HeaderValue;
   let host = false;
   const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
@@ -59,10 +70,23 @@ export function internalMarks(req: IncomingMessage, isClusterToken: (value: stri
     else if (lower === previousOwnerReadHeader) previousOwnerRead ??= raw[i + 1];
     else if (lower === tokenHeader) token ??= raw[i + 1];
     else if (lower === forwardedEpochHeader) epoch ??= raw[i + 1];
+    else if (lower === clientMapHeader) map ??= raw[i + 1];
   }
+  requireHost(req, host);
+  const clientMap = clientMapOf(map);
+  if (by === undefined && layoutId === undefined && previousOwnerRead === undefined) return clientMap === undefined ? noMarks : { ...noMarks, clientMap };
+  return { ...checkedMarks(by, layoutId, previousOwnerRead, epoch, token, isClusterToken), clientMap };
+}
+
+function requireHost(req: IncomingMessage, host: boolean): void {
   if (!host && req.httpVersionMinor === 1 && req.httpVersionMajor === 1) throw new BadRequestError('an HTTP/1.1 request needs a Host header');
-  if (by === undefined && layoutId === undefined && previousOwnerRead === undefined) return noMarks;
-  return checkedMarks(by, layoutId, previousOwnerRead, epoch, token, isClusterToken);
+}
+
+function clientMapOf(value: HeaderValue): ClientMap | undefined {
+  if (value === undefined) return undefined;
+  const match = clientMapPattern.exec(value);
+  if (match === null) throw new BadRequestError(`header ${clientMapHeader} must be "<layout id> <epoch>": 12 hex digits, a space and a positive integer`);
+  return { layoutId: match[1]!, epoch: Number(match[2]) };
 }
 
 /** The marks of a request that carries at least one, once the token and their values are checked. */
@@ -73,7 +97,7 @@ function checkedMarks(
   epoch: HeaderValue,
   token: HeaderValue,
   isClusterToken: (value: string) => boolean,
-): InternalMarks {
+): Omit<InternalMarks, 'clientMap'> {
   const name = by !== undefined ? forwardedByHeader : layoutId !== undefined ? forwardedLayoutHeader : previousOwnerReadHeader;
   if (token === undefined || !isClusterToken(token)) {
     throw new BadRequestError(`header ${name} is internal to the cluster: it counts only with the cluster token`);

@@ -24,6 +24,7 @@ import { roleFactories, type RoleDeps, type RoleParts } from './role-factories.j
 import { listenOn, prepareLayout } from './startup.js';
 import { memberDataPath } from './member-dirs.js';
 import { Dashboard } from './dashboard.js';
+import { clusterMapRouter } from './cluster-map.js';
 import type { LogContext } from './logger.js';
 import { metricsOffRouter, metricsRegistry, metricsRouter } from './metrics.js';
 import { RequestStats } from '../server/request-stats.js';
@@ -148,6 +149,7 @@ export class KvNode {
     const publicRoutes = express.Router();
     const dashboard = new Dashboard({ config, self: address, token });
     publicRoutes.use(dashboard.router());
+    publicRoutes.use(clusterMapRouter(config, view, info));
     const status = () => ({
       ...holder.parts.status(),
       epoch: view.epochIfListed(shard.name) ?? null,

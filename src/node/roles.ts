@@ -10,6 +10,7 @@ import type { DataReply, DataRequest } from '../core/data-request.js';
 import {
   BadRequestError,
   LayoutPendingError,
+  MovedError,
   NotFoundError,
   NotPrimaryError,
   PrimaryRecoveringError,
@@ -65,11 +66,22 @@ function ownerOf(ctx: RoleContext, slot: number): ShardConfig {
 }
 
 /**
- * A write that reached a member of its shard that is not the primary now: 421 not_primary when another
- * node forwarded it (that node retries at the primary named), 403 read_only_replica for a client.
+ * The answer to a routing client's request that this node would have to send elsewhere: 421 moved,
+ * naming `owner` as it stands now; the request goes to its primary, which answers every request of its keys.
  */
-function notPrimary(ctx: RoleContext, req: DataRequest): NotPrimaryError | ReadOnlyReplicaError {
+function moved(ctx: RoleContext, req: DataRequest, owner: ShardConfig): MovedError {
+  const shard = { name: owner.name, primary: owner.address, replica: owner.replica, epoch: ctx.view.epochOf(owner.name).epoch };
+  return new MovedError(req.slot, shard, owner.address, ctx.config.layoutId);
+}
+
+/**
+ * A write that reached a member of its shard that is not the primary now: 421 not_primary when another
+ * node forwarded it (that node retries at the primary named), 421 moved for a routing client, 403
+ * read_only_replica for anyone else.
+ */
+function notPrimary(ctx: RoleContext, req: DataRequest): NotPrimaryError | ReadOnlyReplicaError | MovedError {
   const epoch = ctx.view.epochOf(ctx.shard.name);
+  if (req.clientMap !== undefined && !req.forwarded) return moved(ctx, req, ctx.view.shardNow(ctx.shard.idx));
   return req.forwarded ? new NotPrimaryError(ctx.shard.name, epoch.primary, epoch.epoch) : new ReadOnlyReplicaError(ctx.shard.name, epoch.primary, epoch.epoch);
 }
 
@@ -241,6 +253,7 @@ export function primaryRole(ctx: PrimaryContext): Role {
       const owner = ownerOf(ctx, req.slot);
       if (owner.idx !== ctx.shard.idx) {
         if (req.forwarded) refuseMisrouted(ctx, req, 'primary', owner);
+        if (req.clientMap !== undefined) throw moved(ctx, req, owner);
         // A read goes to the owner's replica when its primary cannot answer (it may trail the latest write).
         if (req.op === 'get') return ctx.forwarder.read({ shard: owner.name, address: owner.address }, { shard: owner.name, address: owner.replica }, req);
         return ctx.forwarder.forward({ shard: owner.name, address: owner.address, epoch: ctx.view.epochOf(owner.name).epoch }, req);
@@ -255,7 +268,7 @@ export function replicaRole(ctx: RoleContext): Role {
   return {
     name: 'replica',
     handle(req) {
-      if (req.op !== 'get') throw notPrimary(ctx, req);
+      if (req.op !== 'get') throw req.clientMap !== undefined && !req.forwarded ? moved(ctx, req, ownerOf(ctx, req.slot)) : notPrimary(ctx, req);
       refuseIfStale(ctx, 'replica');
       const owner = ownerOf(ctx, req.slot);
       if (owner.idx === ctx.shard.idx) {
@@ -269,9 +282,11 @@ export function replicaRole(ctx: RoleContext): Role {
         // Before its first full resync ends, this replica's data is incomplete: its primary answers. A read
         // another node forwarded here is not forwarded again; that node asks the primary itself.
         if (req.forwarded) throw new ShardUnavailableError(ctx.shard.name, ctx.address, 'the replica cannot answer this read without its primary');
+        if (req.clientMap !== undefined) throw moved(ctx, req, owner);
         return ctx.forwarder.forward({ shard: owner.name, address: owner.address }, req);
       }
       if (req.forwarded) refuseMisrouted(ctx, req, 'replica', owner);
+      if (req.clientMap !== undefined) throw moved(ctx, req, owner);
       // Reads stay on replicas where possible, so a read-heavy load does not fall on the primaries;
       // the owner's primary answers when its replica is unreachable.
       return ctx.forwarder.read({ shard: owner.name, address: owner.replica }, { shard: owner.name, address: owner.address }, req);

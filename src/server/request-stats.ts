@@ -5,7 +5,7 @@
 import { durationBucketsS, Histogram } from '../core/histogram.js';
 
 /** Route names, the `route` label: the data routes first, by their path, then the rest by kind. */
-export const routeNames = ['get', 'set', 'delete', 'health', 'status', 'metrics', 'dashboard', 'internal', 'other'] as const;
+export const routeNames = ['get', 'set', 'delete', 'health', 'status', 'cluster', 'metrics', 'dashboard', 'internal', 'other'] as const;
 export type RouteName = (typeof routeNames)[number];
 
 /** The `role` label: what the node served when the request was answered. */
@@ -19,7 +19,7 @@ const routeIndex = new Map<string, number>(routeNames.map((name, i) => [name, i]
 /** The route name of a path. */
 export function routeOfPath(path: string): RouteName {
   if (path === '/get' || path === '/set' || path === '/delete') return path.slice(1) as RouteName;
-  if (path === '/health' || path === '/status' || path === '/metrics') return path.slice(1) as RouteName;
+  if (path === '/health' || path === '/status' || path === '/cluster' || path === '/metrics') return path.slice(1) as RouteName;
   if (path === '/dashboard' || path.startsWith('/dashboard/')) return 'dashboard';
   if (path.startsWith('/internal/')) return 'internal';
   return 'other';
