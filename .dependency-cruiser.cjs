@@ -8,6 +8,8 @@
 //   core < storage < peer < cluster < replication < server < node < cli
 //
 // A module imports only from its own layer and the layers below it, never upward and never in a circle.
+// client/ (kvshard/client, the routing client) stands beside them: it uses only core/'s slot hashing and
+// limits, so an application that imports it loads nothing of the server; only cli/ imports it.
 // Two folders are not shipped (package.json `files` leaves them out): harness/ (the local cluster of real
 // processes that the tests and the benchmark run on) and bench/ (the benchmark).
 
@@ -17,6 +19,7 @@ const layers = ['core', 'storage', 'peer', 'cluster', 'replication', 'server', '
 /** The rule for one layer: it may import from its own folder and those listed before it, nothing else in dist/. */
 function layer(name, comment) {
   const allowed = layers.slice(0, layers.indexOf(name) + 1);
+  if (name === 'cli') allowed.push('client');
   return {
     name: `${name}-imports-only-${allowed.join('-')}`,
     severity: 'error',
@@ -71,6 +74,14 @@ module.exports = {
         'the environment. Nothing imports it.',
     ),
     {
+      name: 'client-imports-only-slots-and-limits',
+      severity: 'error',
+      comment:
+        "client/ is kvshard/client: it may use its own modules and core/'s slot hashing and limits, nothing else of kvshard.",
+      from: { path: '^dist/client/' },
+      to: { path: '^dist/', pathNot: '^dist/(client/|core/slots\\.js$|core/limits\\.js$)' },
+    },
+    {
       name: 'no-circular',
       severity: 'error',
       comment:
@@ -100,7 +111,7 @@ module.exports = {
       severity: 'error',
       comment:
         'Every module lives in a layer folder, or in harness/ or bench/, so its folder says what it may import.',
-      from: { path: '^dist/', pathNot: `^dist/(${[...layers, 'harness', 'bench'].join('|')})/` },
+      from: { path: '^dist/', pathNot: `^dist/(${[...layers, 'client', 'harness', 'bench'].join('|')})/` },
       to: {},
     },
     {
@@ -109,7 +120,7 @@ module.exports = {
       comment:
         'The package installs only `dependencies`: a shipped module that imports a devDependency (autocannon, ' +
         'vitest) breaks once published.',
-      from: { path: `^dist/(${layers.join('|')})/` },
+      from: { path: `^dist/(${[...layers, 'client'].join('|')})/` },
       to: { dependencyTypes: ['npm-dev', 'npm-optional', 'npm-peer', 'npm-no-pkg', 'npm-unknown'] },
     },
     {
