@@ -7,7 +7,8 @@
 //
 // --only TEXT runs just the scenarios whose name contains TEXT (and no bulk load): a quick check while
 // optimizing one path. Such a partial run reports its scenarios but does not judge the targets;
-// `--only failover` runs just the failover measurement (failover-bench.ts), which a full run ends with.
+// `--only failover` runs just the failover measurement (failover-bench.ts), which a full run ends with;
+// `--only client` just the client-routing measurement (client-bench.ts).
 // --ab REF compares this checkout's build with REF's (a git ref or another checkout) instead of with the
 // reference: see ab-compare.ts. `--ab metrics --only GET` compares this checkout with metrics off (A) and
 // on (B): what counting requests for /metrics costs.
@@ -18,6 +19,7 @@ import { parseArgs } from 'node:util';
 import { freePort, LocalCluster, nodeFlags } from '../harness/local-cluster.js';
 import { runAb } from './ab-compare.js';
 import { failoverTable, measureFailover, type FailoverTiming } from './failover-bench.js';
+import { clientRoutingTable, measureClientRouting, type ClientRoutingResult } from './client-bench.js';
 import { bulkKey, detectTool, runBulk, runLoad, type LoadResult, type RequestMix } from './load-generator.js';
 import {
   chosenScenarios,
@@ -198,6 +200,11 @@ async function main(): Promise<void> {
       process.stdout.write(`${formatTable(failoverTable(timings).rows)}\n`);
       return;
     }
+    if (values.only !== undefined && 'client routing'.includes(values.only.toLowerCase())) {
+      const routing = await measureClientRouting(cluster, settings, (line) => process.stderr.write(`${line}\n`));
+      process.stdout.write(`${formatTable(clientRoutingTable(routing).rows)}\n`);
+      return;
+    }
     await preloadGetKeys(cluster);
     const results: Measured[] = [];
     for (const scenario of chosenScenarios(values.only)) results.push(await measure(settings, cluster, reference.url, scenario));
@@ -210,6 +217,8 @@ async function main(): Promise<void> {
       return;
     }
 
+    process.stderr.write('random keys through kvshard/client, routing on and off...\n');
+    const clientRouting = await measureClientRouting(cluster, settings, (line) => process.stderr.write(`${line}\n`));
     process.stderr.write(`loading ${settings.bulkKeys} keys...\n`);
     const bulk = await bulkLoad(cluster, settings.bulkKeys);
     const loadMs = bulk.ms;
@@ -228,7 +237,7 @@ async function main(): Promise<void> {
     // Last, since it leaves shard1's first member killed.
     process.stderr.write('failover of shard1 under write load...\n');
     const failover = await measureFailover(cluster, (line) => process.stderr.write(`${line}\n`));
-    report(settings, results, { loadMs, loadedGet, memory, keysLoaded, failover }, values.json);
+    report(settings, results, { loadMs, loadedGet, memory, keysLoaded, failover, clientRouting }, values.json);
   } finally {
     reference.proc.kill('SIGTERM');
     await cluster.destroy();
@@ -243,6 +252,7 @@ interface Loaded {
   /** Keys held by all primaries after the bulk load (scenario keys included). */
   readonly keysLoaded: number;
   readonly failover: FailoverTiming[];
+  readonly clientRouting: ClientRoutingResult[];
 }
 
 /** A table of rows (the header first) and how many of its rows missed their target or were invalid. */
@@ -327,7 +337,8 @@ function report(settings: Settings, results: Measured[], loaded: Loaded, jsonFil
   const lag = lagTable(results);
   const memory = memoryTable(loaded.memory);
   const failover = failoverTable(loaded.failover);
-  let failures = scenarios.failures + lag.failures + memory.failures + failover.failures;
+  const routing = clientRoutingTable(loaded.clientRouting);
+  let failures = scenarios.failures + lag.failures + memory.failures + failover.failures + routing.failures;
   const g = loaded.loadedGet;
   const loadedBad = g.non2xx > 0 || g.errors > 0;
   if (loadedBad) failures++;
@@ -337,6 +348,8 @@ function report(settings: Settings, results: Measured[], loaded: Loaded, jsonFil
     formatTable(scenarios.rows),
     '',
     formatTable(lag.rows),
+    '',
+    formatTable(routing.rows),
     '',
     `${settings.bulkKeys} keys loaded in ${(loaded.loadMs / 1000).toFixed(1)} s (${(settings.bulkKeys / (loaded.loadMs / 1000)).toFixed(0)} keys/s, durable), ` +
       `${loaded.keysLoaded} keys in the cluster; ` +

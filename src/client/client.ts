@@ -4,11 +4,11 @@
 // map is out of date. It follows moves, failovers and resizes without the caller doing anything, and
 // retries only what is safe to retry (docs/client.md).
 
-import { Agent, type Dispatcher } from 'undici';
 import { keyBytesMax, valueBytesMax } from '../core/limits.js';
 import { keySlot } from '../core/slots.js';
 import { checkMap, mergeMaps, Routes, type ClusterMap, type MapShard } from './cluster-map.js';
-import { KvClientError } from './errors.js';
+import { answerError, errorCode, KvClientError } from './errors.js';
+import { Transport, type Answer } from './transport.js';
 
 export type ReadFrom = 'primary' | 'replica' | 'any';
 
@@ -59,10 +59,10 @@ export interface DeleteResult extends WriteResult {
 
 type Op = 'get' | 'set' | 'delete';
 
-interface Answer {
-  readonly status: number;
-  readonly body: Buffer;
-  readonly node: string;
+/** When a call gives up (ms since the epoch), and the caller's signal that ends it sooner. */
+interface Deadline {
+  readonly at: number;
+  readonly signal: AbortSignal | undefined;
 }
 
 /** Where a failed attempt leaves the call. */
@@ -74,10 +74,10 @@ const backoffFirstMs = 20;
 const backoffMaxMs = 1000;
 /** The longest wait for one node's /cluster answer before trying the next node. */
 const mapFetchTimeoutMs = 2000;
-/** A reply body larger than the largest value (plus room for an error's JSON) is not kvshard's. */
-const replyBytesMax = valueBytesMax + 64 * 1024;
 /** A connection failure that happened before the request could be sent: safe to retry anything. */
 const notSentCodes = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
+/** undici's timeouts: the call's deadline passed while waiting for an answer. */
+const timeoutCodes = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 /** 503 codes that say the request was not applied and a retry shortly may succeed. */
 const retriable503 = new Set([
   'overloaded',
@@ -115,35 +115,10 @@ function valueBytesOf(value: string | Uint8Array): Buffer {
   return bytes;
 }
 
-/** The JSON error body of an answer, as an error; a body that is not kvshard's becomes bad_answer. */
-function answerError(answer: Answer): KvClientError {
-  let body: Record<string, unknown> | undefined;
-  try {
-    body = JSON.parse(answer.body.toString('utf8')) as Record<string, unknown>;
-  } catch {
-    body = undefined;
-  }
-  if (typeof body?.['error'] !== 'string') {
-    return new KvClientError({
-      code: 'bad_answer',
-      message: `${answer.node} answered HTTP ${answer.status} without a kvshard error body`,
-      status: answer.status,
-      node: answer.node,
-    });
-  }
-  const { error, message, ...details } = body;
-  return new KvClientError({ code: error as string, message: String(message ?? error), status: answer.status, node: answer.node, details });
-}
-
-function errorCode(err: unknown): string | undefined {
-  const { code, cause } = (err ?? {}) as { code?: unknown; cause?: { code?: unknown } };
-  return typeof code === 'string' ? code : typeof cause?.code === 'string' ? cause.code : undefined;
-}
-
 export class KvClient {
   private readonly endpoints: readonly string[];
   private readonly options: typeof defaults & { routing: boolean };
-  private readonly agent: Agent;
+  private readonly transport: Transport;
   private routes: Routes | undefined;
   private fetching: Promise<Routes> | undefined;
   /** For readFrom 'any': which member the next read goes to. */
@@ -162,7 +137,7 @@ export class KvClient {
       routing: options.routing ?? true,
     };
     if (!['primary', 'replica', 'any'].includes(this.options.readFrom)) throw new TypeError("KvClient: readFrom is 'primary', 'replica' or 'any'");
-    this.agent = new Agent({ connections: this.options.connectionsPerNode, keepAliveTimeout: 4000, connect: { timeout: 2000 } });
+    this.transport = new Transport(this.options.connectionsPerNode);
   }
 
   /** The key's value, or undefined when it is absent. */
@@ -216,22 +191,20 @@ export class KvClient {
   /** Closes the client's connections; calls after it fail. */
   async close(): Promise<void> {
     this.closed = true;
-    await this.agent.close();
+    await this.transport.close();
   }
 
   /** One call: routed, sent, and retried as its answers allow, within its deadline. */
-  private async call(op: Op, key: string, value: Buffer | undefined, extra: string, callerSignal: AbortSignal | undefined): Promise<Answer> {
+  private async call(op: Op, key: string, value: Buffer | undefined, extra: string, signal: AbortSignal | undefined): Promise<Answer> {
     if (this.closed) throw new KvClientError({ code: 'aborted', message: 'the client is closed' });
-    const keyBytes = keyBytesOf(key);
-    const slot = keySlot(keyBytes);
-    const deadline = AbortSignal.timeout(this.options.timeoutMs);
-    const signal = callerSignal === undefined ? deadline : AbortSignal.any([callerSignal, deadline]);
+    const slot = keySlot(keyBytesOf(key));
+    const deadline: Deadline = { at: Date.now() + this.options.timeoutMs, signal };
     const path = `/${op}?key=${encodeURIComponent(key)}${extra}`;
     let redirect: string | undefined;
     let avoid: string | undefined;
     let last: KvClientError | undefined;
     for (let attempt = 0; attempt <= this.options.retries; attempt++) {
-      const outcome = await this.attempt(op, slot, path, value, redirect, avoid, signal, callerSignal);
+      const outcome = await this.attempt(op, slot, path, value, redirect, avoid, deadline);
       if (!(outcome instanceof KvClientError)) return outcome;
       last = outcome;
       const next = this.next(op, last);
@@ -239,9 +212,9 @@ export class KvClient {
       redirect = next.redirect;
       avoid = next.redirect === undefined && last.code === 'unavailable' ? last.node : undefined;
       if (next.refresh) this.invalidate(redirect ?? last.node);
-      if (next.wait) await this.pause(attempt, signal).catch(() => undefined);
-      if (signal.aborted) {
-        last = this.failure(signal.reason, last.node, signal, callerSignal);
+      if (next.wait) await this.pause(attempt, deadline);
+      if (signal?.aborted || Date.now() >= deadline.at) {
+        last = this.failure(signal?.reason, last.node, deadline);
         break;
       }
     }
@@ -256,20 +229,28 @@ export class KvClient {
     value: Buffer | undefined,
     redirect: string | undefined,
     avoid: string | undefined,
-    signal: AbortSignal,
-    callerSignal: AbortSignal | undefined,
+    deadline: Deadline,
   ): Promise<Answer | KvClientError> {
     let node: string | undefined;
     try {
-      const routes = this.options.routing ? await this.currentRoutes(signal) : undefined;
+      const routes = this.options.routing ? await this.currentRoutes(deadline.signal) : undefined;
       const shard = routes?.shardOfSlot(slot);
       node = redirect ?? (shard ? this.target(op, shard, avoid) : this.endpoints[0]!);
-      const mapHeader = shard ? `${routes!.map.layout_id} ${shard.epoch}` : undefined;
-      const answer = await this.send(node, op === 'get' ? 'GET' : 'POST', path, value, mapHeader, signal);
+      const headers: Record<string, string> = shard ? { 'x-kv-map': `${routes!.map.layout_id} ${shard.epoch}` } : {};
+      if (value !== undefined) headers['content-type'] = 'application/octet-stream';
+      const answer = await this.transport.exchange({
+        node,
+        method: op === 'get' ? 'GET' : 'POST',
+        path,
+        headers,
+        body: value,
+        timeoutMs: Math.max(1, deadline.at - Date.now()),
+        signal: deadline.signal,
+      });
       if (answer.status === 200 || (answer.status === 404 && op === 'get' && this.isNotFound(answer))) return answer;
       return answerError(answer);
     } catch (err) {
-      return this.failure(err, node, signal, callerSignal);
+      return this.failure(err, node, deadline);
     }
   }
 
@@ -303,11 +284,12 @@ export class KvClient {
   }
 
   /** A thrown error (from the network, the deadline or the caller) as the call's error. */
-  private failure(err: unknown, node: string | undefined, signal: AbortSignal, callerSignal: AbortSignal | undefined): KvClientError {
+  private failure(err: unknown, node: string | undefined, deadline: Deadline): KvClientError {
     if (err instanceof KvClientError) return err;
-    if (callerSignal?.aborted)
+    if (deadline.signal?.aborted)
       return new KvClientError({ code: 'aborted', message: 'the call was aborted; a write may or may not have been applied', node, cause: err });
-    if (signal.aborted) {
+    const code = errorCode(err);
+    if (Date.now() >= deadline.at || (code !== undefined && timeoutCodes.has(code))) {
       return new KvClientError({
         code: 'timeout',
         message: `no answer within ${this.options.timeoutMs} ms; a write may or may not have been applied`,
@@ -315,7 +297,6 @@ export class KvClient {
         cause: err,
       });
     }
-    const code = errorCode(err);
     if (code !== undefined && notSentCodes.has(code))
       return new KvClientError({ code: 'unavailable', message: `${node ?? 'the cluster'} is unreachable (${code})`, node, cause: err });
     return new KvClientError({
@@ -326,20 +307,19 @@ export class KvClient {
     });
   }
 
-  private async pause(attempt: number, signal: AbortSignal): Promise<void> {
+  /** Waits before a retry: capped exponential backoff with jitter, never past the deadline, ended early by an abort. */
+  private pause(attempt: number, deadline: Deadline): Promise<void> {
     const cap = Math.min(backoffMaxMs, backoffFirstMs * 2 ** attempt);
-    const ms = cap / 2 + Math.random() * (cap / 2);
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        signal.removeEventListener('abort', aborted);
-        resolve();
-      }
-      function aborted() {
+    const ms = Math.min(cap / 2 + Math.random() * (cap / 2), Math.max(0, deadline.at - Date.now()));
+    const signal = deadline.signal;
+    return new Promise<void>((resolve) => {
+      const done = () => {
         clearTimeout(timer);
-        reject(signal.reason);
-      }
-      signal.addEventListener('abort', aborted, { once: true });
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal?.addEventListener('abort', done, { once: true });
     });
   }
 
@@ -374,16 +354,24 @@ export class KvClient {
     const candidates = [...new Set([...(preferred ? [preferred] : []), ...this.endpoints, ...(this.routes?.addresses() ?? [])])];
     let last: KvClientError | undefined;
     for (const node of candidates) {
-      const attempt = AbortSignal.timeout(mapFetchTimeoutMs);
+      const deadline: Deadline = { at: Date.now() + mapFetchTimeoutMs, signal };
       try {
-        const answer = await this.send(node, 'GET', '/cluster', undefined, undefined, signal === undefined ? attempt : AbortSignal.any([signal, attempt]));
+        const answer = await this.transport.exchange({
+          node,
+          method: 'GET',
+          path: '/cluster',
+          headers: {},
+          body: undefined,
+          timeoutMs: mapFetchTimeoutMs,
+          signal,
+        });
         if (answer.status !== 200) throw answerError(answer);
         const map = checkMap(JSON.parse(answer.body.toString('utf8')), node);
         this.routes = new Routes(mergeMaps(this.routes?.map, map));
         return this.routes;
       } catch (err) {
-        if (signal?.aborted) throw this.failure(err, node, signal, signal);
-        last = err instanceof KvClientError ? err : this.failure(err, node, attempt, undefined);
+        last = this.failure(err, node, deadline);
+        if (signal?.aborted) throw last;
       }
     }
     throw new KvClientError({
@@ -393,34 +381,4 @@ export class KvClient {
       cause: last,
     });
   }
-
-  private async send(
-    node: string,
-    method: 'GET' | 'POST',
-    path: string,
-    body: Buffer | undefined,
-    mapHeader: string | undefined,
-    signal: AbortSignal,
-  ): Promise<Answer> {
-    const headers: Record<string, string> = {};
-    if (mapHeader !== undefined) headers['x-kv-map'] = mapHeader;
-    if (body !== undefined) headers['content-type'] = 'application/octet-stream';
-    const response = await this.agent.request({ origin: `http://${node}`, method, path, headers, body: method === 'POST' ? (body ?? '') : undefined, signal });
-    return { status: response.statusCode, body: await readBounded(response.body, node), node };
-  }
-}
-
-/** A reply body, refused past replyBytesMax. */
-async function readBounded(body: Dispatcher.ResponseData['body'], node: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += (chunk as Buffer).length;
-    if (size > replyBytesMax) {
-      body.destroy();
-      throw new KvClientError({ code: 'bad_answer', message: `${node} sent a reply of over ${replyBytesMax} bytes`, node });
-    }
-    chunks.push(chunk as Buffer);
-  }
-  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
 }

@@ -1,6 +1,8 @@
 // The one error type the client throws. `code` is the server's error code when a node answered (every
 // kvshard error body has one), or one of the client's own when none did.
 
+import type { Answer } from './transport.js';
+
 /** Codes the client gives when no node's answer gave one. */
 export type ClientOnlyCode =
   /** No node could be reached (connections refused or failing) before the deadline or the retries ran out. */
@@ -49,4 +51,29 @@ export class KvClientError extends Error {
   get committed(): boolean {
     return this.details['committed_on_primary'] === true;
   }
+}
+
+/** The JSON error body of an answer, as an error; a body that is not kvshard's becomes bad_answer. */
+export function answerError(answer: Answer): KvClientError {
+  let body: Record<string, unknown> | undefined;
+  try {
+    body = JSON.parse(answer.body.toString('utf8')) as Record<string, unknown>;
+  } catch {
+    body = undefined;
+  }
+  if (typeof body?.['error'] !== 'string') {
+    return new KvClientError({
+      code: 'bad_answer',
+      message: `${answer.node} answered HTTP ${answer.status} without a kvshard error body`,
+      status: answer.status,
+      node: answer.node,
+    });
+  }
+  const { error, message, ...details } = body;
+  return new KvClientError({ code: error as string, message: String(message ?? error), status: answer.status, node: answer.node, details });
+}
+
+export function errorCode(err: unknown): string | undefined {
+  const { code, cause } = (err ?? {}) as { code?: unknown; cause?: { code?: unknown } };
+  return typeof code === 'string' ? code : typeof cause?.code === 'string' ? cause.code : undefined;
 }

@@ -136,6 +136,42 @@ describe('KvClient', () => {
     await expect(c.get('a', { signal: aborted.signal })).rejects.toMatchObject({ code: 'aborted' });
   });
 
+  it('never retries a write the primary committed (replica_timeout), and gives the server code', async () => {
+    const c = client({ timeoutMs: 20_000 });
+    const key = keyOwnedBy('shard1', 3, 'committed');
+    const primary = cluster().address('shard1');
+    const before = await servedBy(primary, 'set');
+    cluster().suspend('shard1', 'replica');
+    try {
+      const err = await c.set(key, 'x', { ack: 'replica' }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(KvClientError);
+      expect(err).toMatchObject({ code: expect.stringMatching(/^replica_(timeout|unavailable)$/), committed: true });
+    } finally {
+      cluster().resume('shard1', 'replica');
+    }
+    expect((await servedBy(primary, 'set')) - before).toBe(1);
+    expect((await c.get(key))?.toString()).toBe('x');
+  });
+
+  it('ends a call at its deadline when the node stops answering', async () => {
+    const c = client({ timeoutMs: 1000 });
+    const key = keyOwnedBy('shard2', 3, 'deadline');
+    await c.set(key, 'x');
+    cluster().suspend('shard2', 'primary');
+    const started = Date.now();
+    try {
+      await expect(c.get(key)).rejects.toMatchObject({ code: 'timeout' });
+    } finally {
+      cluster().resume('shard2', 'primary');
+    }
+    // The deadline, not a retry after it (undici's timers tick coarsely: a generous bound).
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect((await c.get(key))?.toString()).toBe('x');
+  });
+
   it('is importable as kvshard/client from the built package, with its types', () => {
     const root = resolve(import.meta.dirname, '..', '..');
     const out = execFileSync(
