@@ -2,10 +2,12 @@
 // request sent to its key's node) against the same client with routing off (every request to shard1's
 // primary, which forwards the two thirds it does not own). Both arms are the same load generator in this
 // process: `inFlight` calls at once for a fixed time, in alternating pairs. Targets: routing on at least
-// 2.5x the req/s of routing off for SET and 1.5x for GET.
+// 2.5x the req/s of routing off for SET and 1.5x for GET. Beside req/s it reports the CPU one call costs
+// the whole cluster and the client together: on two shared cores that sum, not one node, bounds req/s.
 
 import { KvClient } from '../client/index.js';
 import type { LocalCluster } from '../harness/local-cluster.js';
+import { clockTicksPerSec, cpuTicks } from './process-cpu.js';
 import { connections, value100, type Settings } from './scenarios.js';
 import { median } from './summary.js';
 
@@ -26,15 +28,20 @@ export interface ClientRoutingResult {
   /** Median over pairs of on / off in the same pair. */
   readonly ratio: number;
   readonly errors: number;
+  /** Median CPU µs per call, summed over every node and this process (the client): routing on, off. */
+  readonly cpuOn: number;
+  readonly cpuOff: number;
 }
 
 interface ArmRun {
   readonly perSec: number;
   readonly errors: number;
+  /** CPU µs per call of every node and of this process together. */
+  readonly cpuUs: number;
 }
 
 /** `inFlight` loops calling `call` with a fresh random number for `durationS` seconds. */
-async function drive(durationS: number, call: (n: number) => Promise<unknown>): Promise<ArmRun> {
+async function drive(durationS: number, call: (n: number) => Promise<unknown>): Promise<{ done: number; perSec: number; errors: number }> {
   let done = 0;
   let errors = 0;
   const stopAt = performance.now() + durationS * 1000;
@@ -51,7 +58,13 @@ async function drive(durationS: number, call: (n: number) => Promise<unknown>): 
       }
     }),
   );
-  return { perSec: done / ((performance.now() - started) / 1000), errors };
+  return { done, perSec: done / ((performance.now() - started) / 1000), errors };
+}
+
+/** CPU µs so far of the nodes' processes and of this one. */
+function clusterCpuUs(pids: readonly number[]): number {
+  const self = process.cpuUsage();
+  return (pids.reduce((n, pid) => n + cpuTicks(pid), 0) / clockTicksPerSec()) * 1e6 + self.user + self.system;
 }
 
 function arm(cluster: LocalCluster, routing: boolean): KvClient {
@@ -70,7 +83,10 @@ async function runArm(cluster: LocalCluster, op: 'SET' | 'GET', routing: boolean
           };
     // A short warm-up, so both arms start with open connections and optimized code.
     await drive(Math.min(1, durationS / 4), call);
-    return await drive(durationS, call);
+    const pids = cluster.nodes().map(([shard, role]) => cluster.pid(shard, role));
+    const before = clusterCpuUs(pids);
+    const run = await drive(durationS, call);
+    return { perSec: run.perSec, errors: run.errors, cpuUs: (clusterCpuUs(pids) - before) / run.done };
   } finally {
     await client.close();
   }
@@ -90,24 +106,26 @@ export async function measureClientRouting(cluster: LocalCluster, settings: Sett
   for (const op of ['SET', 'GET'] as const) {
     const on: number[] = [];
     const off: number[] = [];
+    const cpu = { on: [] as number[], off: [] as number[] };
     let errors = 0;
     for (let pair = 0; pair < settings.pairs; pair++) {
       const order = pair % 2 === 0 ? [false, true] : [true, false];
       for (const routing of order) {
         const run = await runArm(cluster, op, routing, settings.durationS);
         (routing ? on : off).push(run.perSec);
+        cpu[routing ? 'on' : 'off'].push(run.cpuUs);
         errors += run.errors;
       }
       log(`  ${op} through the client: routing on ${on.at(-1)!.toFixed(0)} req/s, off ${off.at(-1)!.toFixed(0)} req/s`);
     }
-    results.push({ op, on, off, ratio: median(on.map((x, i) => x / off[i]!)), errors });
+    results.push({ op, on, off, ratio: median(on.map((x, i) => x / off[i]!)), errors, cpuOn: median(cpu.on), cpuOff: median(cpu.off) });
   }
   return results;
 }
 
 /** The measurement as table rows (the header first) and how many rows missed their target or had errors. */
 export function clientRoutingTable(results: readonly ClientRoutingResult[]): { rows: string[][]; failures: number } {
-  const rows = [['client, random keys', 'routing on req/s', 'routing off req/s', 'on/off', 'errors', 'target', 'result']];
+  const rows = [['client, random keys', 'routing on req/s', 'routing off req/s', 'on/off', 'cpu us/req on', 'cpu us/req off', 'errors', 'target', 'result']];
   let failures = 0;
   for (const r of results) {
     const target = clientTargets[r.op]!;
@@ -118,6 +136,8 @@ export function clientRoutingTable(results: readonly ClientRoutingResult[]): { r
       median(r.on).toFixed(0),
       median(r.off).toFixed(0),
       r.ratio.toFixed(2),
+      r.cpuOn.toFixed(0),
+      r.cpuOff.toFixed(0),
       String(r.errors),
       `>= ${target}x`,
       ok ? 'pass' : r.errors > 0 ? 'INVALID: errors' : 'MISS',
