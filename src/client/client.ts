@@ -36,6 +36,7 @@ export interface CallOptions {
   readonly signal?: AbortSignal;
 }
 
+/** Options of set() and delete(). */
 export interface SetOptions extends CallOptions {
   /** primary (the default): answered once the primary committed it durably; replica: once its replica applied it too. */
   readonly ack?: 'primary' | 'replica';
@@ -63,6 +64,8 @@ type Op = 'get' | 'set' | 'delete';
 interface Deadline {
   readonly at: number;
   readonly signal: AbortSignal | undefined;
+  /** What an error says of the call's effect: a write may or may not have been applied; a read changes nothing. */
+  readonly unknownEffect: string;
 }
 
 /** Where a failed attempt leaves the call. */
@@ -115,6 +118,13 @@ function valueBytesOf(value: string | Uint8Array): Buffer {
   return bytes;
 }
 
+/** The ack parameter of a write's URL; none for the server's default (primary). */
+function ackParam(ack: SetOptions['ack']): string {
+  if (ack === undefined) return '';
+  if (ack !== 'primary' && ack !== 'replica') throw new TypeError("KvClient: ack is 'primary' or 'replica'");
+  return `&ack=${ack}`;
+}
+
 export class KvClient {
   private readonly endpoints: readonly string[];
   private readonly options: typeof defaults & { routing: boolean };
@@ -147,14 +157,12 @@ export class KvClient {
   }
 
   async set(key: string, value: string | Uint8Array, options: SetOptions = {}): Promise<WriteResult> {
-    if (options.ack !== undefined && options.ack !== 'primary' && options.ack !== 'replica') throw new TypeError("KvClient: ack is 'primary' or 'replica'");
-    const extra = options.ack === undefined ? '' : `&ack=${options.ack}`;
-    const answer = await this.call('set', key, valueBytesOf(value), extra, options.signal);
+    const answer = await this.call('set', key, valueBytesOf(value), ackParam(options.ack), options.signal);
     return JSON.parse(answer.body.toString('utf8')) as WriteResult;
   }
 
-  async delete(key: string, options: CallOptions = {}): Promise<DeleteResult> {
-    const answer = await this.call('delete', key, undefined, '', options.signal);
+  async delete(key: string, options: SetOptions = {}): Promise<DeleteResult> {
+    const answer = await this.call('delete', key, undefined, ackParam(options.ack), options.signal);
     return JSON.parse(answer.body.toString('utf8')) as DeleteResult;
   }
 
@@ -198,7 +206,11 @@ export class KvClient {
   private async call(op: Op, key: string, value: Buffer | undefined, extra: string, signal: AbortSignal | undefined): Promise<Answer> {
     if (this.closed) throw new KvClientError({ code: 'aborted', message: 'the client is closed' });
     const slot = keySlot(keyBytesOf(key));
-    const deadline: Deadline = { at: Date.now() + this.options.timeoutMs, signal };
+    const deadline: Deadline = {
+      at: Date.now() + this.options.timeoutMs,
+      signal,
+      unknownEffect: op === 'get' ? '' : '; the write may or may not have been applied',
+    };
     const path = `/${op}?key=${encodeURIComponent(key)}${extra}`;
     let redirect: string | undefined;
     let avoid: string | undefined;
@@ -286,13 +298,12 @@ export class KvClient {
   /** A thrown error (from the network, the deadline or the caller) as the call's error. */
   private failure(err: unknown, node: string | undefined, deadline: Deadline): KvClientError {
     if (err instanceof KvClientError) return err;
-    if (deadline.signal?.aborted)
-      return new KvClientError({ code: 'aborted', message: 'the call was aborted; a write may or may not have been applied', node, cause: err });
+    if (deadline.signal?.aborted) return new KvClientError({ code: 'aborted', message: `the call was aborted${deadline.unknownEffect}`, node, cause: err });
     const code = errorCode(err);
     if (Date.now() >= deadline.at || (code !== undefined && timeoutCodes.has(code))) {
       return new KvClientError({
         code: 'timeout',
-        message: `no answer within ${this.options.timeoutMs} ms; a write may or may not have been applied`,
+        message: `no answer within ${this.options.timeoutMs} ms${deadline.unknownEffect}`,
         node,
         cause: err,
       });
@@ -301,7 +312,7 @@ export class KvClient {
       return new KvClientError({ code: 'unavailable', message: `${node ?? 'the cluster'} is unreachable (${code})`, node, cause: err });
     return new KvClientError({
       code: 'connection_lost',
-      message: `the connection to ${node} broke (${code ?? (err as Error)?.message}); a write may or may not have been applied`,
+      message: `the connection to ${node} broke (${code ?? (err as Error)?.message})${deadline.unknownEffect}`,
       node,
       cause: err,
     });
@@ -354,7 +365,7 @@ export class KvClient {
     const candidates = [...new Set([...(preferred ? [preferred] : []), ...this.endpoints, ...(this.routes?.addresses() ?? [])])];
     let last: KvClientError | undefined;
     for (const node of candidates) {
-      const deadline: Deadline = { at: Date.now() + mapFetchTimeoutMs, signal };
+      const deadline: Deadline = { at: Date.now() + mapFetchTimeoutMs, signal, unknownEffect: '' };
       try {
         const answer = await this.transport.exchange({
           node,

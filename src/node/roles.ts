@@ -263,6 +263,22 @@ export function primaryRole(ctx: PrimaryContext): Role {
   };
 }
 
+/** A replica's read of a key of its own shard. */
+function replicaOwnRead(ctx: RoleContext, headers: readonly string[], req: DataRequest, owner: ShardConfig): DataReply | Promise<DataReply> {
+  if (ctx.store.replicaComplete()) {
+    const value = ctx.store.get(req.slot, req.key);
+    if (value !== undefined) return { status: 200, headers, body: value };
+    // While keys may still be moving to its primary (or before the primary has said), a miss here is
+    // not final: the primary answers, falling back to the key's previous owner.
+    if (ctx.view.primaryMigrating === false) throw notFound(ctx, req);
+  }
+  // Before its first full resync ends, this replica's data is incomplete: its primary answers. A read
+  // another node forwarded here is not forwarded again; that node asks the primary itself.
+  if (req.forwarded) throw new ShardUnavailableError(ctx.shard.name, ctx.address, 'the replica cannot answer this read without its primary');
+  if (req.clientMap !== undefined) throw moved(ctx, req, owner);
+  return ctx.forwarder.forward({ shard: owner.name, address: owner.address }, req);
+}
+
 export function replicaRole(ctx: RoleContext): Role {
   const valueHeaders = replyHeaders(ctx, 'replica', 'application/octet-stream');
   return {
@@ -271,20 +287,7 @@ export function replicaRole(ctx: RoleContext): Role {
       if (req.op !== 'get') throw req.clientMap !== undefined && !req.forwarded ? moved(ctx, req, ownerOf(ctx, req.slot)) : notPrimary(ctx, req);
       refuseIfStale(ctx, 'replica');
       const owner = ownerOf(ctx, req.slot);
-      if (owner.idx === ctx.shard.idx) {
-        if (ctx.store.replicaComplete()) {
-          const value = ctx.store.get(req.slot, req.key);
-          if (value !== undefined) return { status: 200, headers: valueHeaders, body: value };
-          // While keys may still be moving to its primary (or before the primary has said), a miss here is
-          // not final: the primary answers, falling back to the key's previous owner.
-          if (ctx.view.primaryMigrating === false) throw notFound(ctx, req);
-        }
-        // Before its first full resync ends, this replica's data is incomplete: its primary answers. A read
-        // another node forwarded here is not forwarded again; that node asks the primary itself.
-        if (req.forwarded) throw new ShardUnavailableError(ctx.shard.name, ctx.address, 'the replica cannot answer this read without its primary');
-        if (req.clientMap !== undefined) throw moved(ctx, req, owner);
-        return ctx.forwarder.forward({ shard: owner.name, address: owner.address }, req);
-      }
+      if (owner.idx === ctx.shard.idx) return replicaOwnRead(ctx, valueHeaders, req, owner);
       if (req.forwarded) refuseMisrouted(ctx, req, 'replica', owner);
       if (req.clientMap !== undefined) throw moved(ctx, req, owner);
       // Reads stay on replicas where possible, so a read-heavy load does not fall on the primaries;

@@ -66,7 +66,9 @@ describe('KvClient', () => {
     expect(owned).toBeGreaterThan(0);
     expect(forwarded).toBe(keys.length - owned);
   });
+});
 
+describe('KvClient reads, moves and errors', () => {
   it('reads from replicas, or from both members in turn', async () => {
     const c = client();
     for (let i = 0; i < 30; i++) await c.set(`r-${i}`, `v${i}`, { ack: 'replica' });
@@ -135,7 +137,9 @@ describe('KvClient', () => {
     aborted.abort();
     await expect(c.get('a', { signal: aborted.signal })).rejects.toMatchObject({ code: 'aborted' });
   });
+});
 
+describe('KvClient retries and packaging', () => {
   it('never retries a write the primary committed (replica_timeout), and gives the server code', async () => {
     const c = client({ timeoutMs: 20_000 });
     const key = keyOwnedBy('shard1', 3, 'committed');
