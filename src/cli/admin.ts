@@ -1,18 +1,19 @@
-// Operator tools that talk to running nodes: a cluster status table and replica verification by
-// comparing slot-range digests. Used by `kvshard status` and `kvshard verify`.
+// Operator tools that talk to running nodes with the admin HTTP client: replica verification by comparing
+// slot-range digests (`kvshard verify`), and the client `kvshard status` uses too.
 
 import http from 'node:http';
 import axios, { type AxiosInstance } from 'axios';
-import type { Config } from '../core/config.js';
+import type { ShardConfig } from '../core/config.js';
 import { adminReplyBytesMax, adminTimeoutMs, slotCount } from '../core/limits.js';
 import { tokenHeader } from '../core/wire.js';
 import { digestPath } from '../replication/replication-protocol.js';
 import type { SlotRangeDigest } from '../storage/snapshot.js';
+import { CommandError, exitForError, exitStatus, tokenMismatch } from './exit-status.js';
 
 /** First pass: this many slot ranges; a differing range is then narrowed to single slots. */
 const digestBuckets = 64;
 
-function adminClient(token?: string): { client: AxiosInstance; close: () => void } {
+export function adminClient(token?: string): { client: AxiosInstance; close: () => void } {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
   const client = axios.create({
     httpAgent: agent,
@@ -52,125 +53,68 @@ export async function compareReplica(primary: string, replica: string, token: st
   }
 }
 
-/** `kvshard verify`: one line per shard; resolves with whether every replica equals its primary. */
-export async function verifyCluster(config: Config, token: string, out: (line: string) => void): Promise<boolean> {
-  let allEqual = true;
-  for (const shard of config.shards) {
+/** One shard's verdict: its comparison, or why its members could not be compared. */
+export interface ShardVerdict {
+  readonly shard: string;
+  /** Its members as the config lists them: a (address), b (replica). */
+  readonly members: readonly [string, string];
+  readonly comparison: Comparison | undefined;
+  readonly error: CommandError | undefined;
+}
+
+/** `kvshard verify`: compares every shard's members, one shard after the other. */
+export async function verifyShards(shards: readonly ShardConfig[], token: string): Promise<ShardVerdict[]> {
+  const verdicts: ShardVerdict[] = [];
+  for (const shard of shards) {
+    const members = [shard.address, shard.replica] as const;
     try {
-      const result = await compareReplica(shard.address, shard.replica, token);
-      if (result.equal) out(`${shard.name}: equal (${result.keys} keys)`);
-      else {
-        allEqual = false;
-        out(`${shard.name}: DIFFERENT: first differing slot ${result.slot} (primary has ${result.primaryKeys} keys there, replica ${result.replicaKeys})`);
-      }
+      verdicts.push({ shard: shard.name, members, comparison: await compareReplica(shard.address, shard.replica, token), error: undefined });
     } catch (err) {
-      allEqual = false;
-      out(`${shard.name}: cannot compare: ${describeAdminError(err)}`);
+      verdicts.push({ shard: shard.name, members, comparison: undefined, error: adminError(err) });
     }
   }
-  return allEqual;
+  return verdicts;
 }
 
-/** Why an admin request failed, in the operator's words (axios names a 401 only ERR_BAD_REQUEST). */
-function describeAdminError(err: unknown): string {
-  if (!axios.isAxiosError(err)) return (err as Error).message;
-  const status = err.response?.status;
-  if (status === 401)
-    return "unauthorized: the cluster token does not match the nodes' (set KV_CLUSTER_TOKEN, token in the config, or the data dir's cluster.token)";
-  if (status !== undefined) return `${err.config?.url ?? 'a node'} answered ${status}: ${JSON.stringify(err.response?.data ?? '').slice(0, 200)}`;
-  return err.code ?? err.message;
+/** A verdict as the line `kvshard verify` prints. */
+export function verdictLine(v: ShardVerdict): string {
+  const c = v.comparison;
+  if (c === undefined) return `${v.shard}: cannot compare: ${v.error!.code}: ${v.error!.message}`;
+  if (c.equal) return `${v.shard}: equal (${c.keys} keys)`;
+  return `${v.shard}: DIFFERENT: first differing slot ${c.slot} (primary has ${c.primaryKeys} keys there, replica ${c.replicaKeys})`;
 }
 
-/** A node's /status answer, read field by field: every field shown goes through String() or a check first. */
-// biome-ignore lint/suspicious/noExplicitAny: another node's JSON, not the data path; typing every /status field here would duplicate node/.
-type StatusJson = Record<string, any>;
-
-/** One cell for a node's migration: what is left to send and receive, or when it finished. */
-export function migrationSummary(s: StatusJson): string {
-  if (s['layout'] && s['layout']['decided'] === false) return 'learning layout';
-  const m = s['migration'];
-  if (!m) return '-';
-  if (m['state'] === 'done') return `done ${String(m['finished_at']).slice(0, 19)}Z`;
-  return (
-    `moving: sent ${m['slots_sent']}/${m['slots_to_send']} slots (${m['keys_sent']} keys), ` +
-    `received ${m['slots_received']}/${m['slots_to_receive']} (${m['keys_received']} keys)` +
-    (m['last_error'] ? `; last error: ${m['last_error']}` : '')
-  );
+/** A verdict as JSON, with the names the HTTP API uses. */
+export function verdictJson(v: ShardVerdict): Record<string, unknown> {
+  const c = v.comparison;
+  const base = { shard: v.shard, members: v.members };
+  if (c === undefined) return { ...base, equal: null, error: { code: v.error!.code, message: v.error!.message } };
+  if (c.equal) return { ...base, equal: true, keys: c.keys };
+  return { ...base, equal: false, slot: c.slot, primary_keys: c.primaryKeys, replica_keys: c.replicaKeys };
 }
 
 /**
- * One row of the status table for a member that answered. The member's place in the file names it (a
- * at `address`, b at `replica`, as its data dir and launch.sh do);
- * which role it serves is cluster state (its epoch).
+ * The verdicts' exit status: a shard that could not be compared decides it first (unauthorized, else
+ * unreachable), since the check is then incomplete; then a difference.
  */
-function statusRow(name: string, member: string, address: string, s: StatusJson): string[] {
-  const role = String(s['role']);
-  const epoch = s['epoch'];
-  const lag = role === 'primary' ? s['replication']?.lag_entries : s['lag_entries'];
-  const lagS = role === 'primary' ? s['replication']?.lag_seconds : s['lag_seconds'];
-  const state = role === 'primary' ? `replica ${s['replication']?.state}` : s['resyncing'] ? 'resyncing' : s['in_sync'] ? 'in sync' : 'waiting for primary';
-  const seq = role === 'primary' ? s['last_seq'] : s['applied_seq'];
-  const stateCell = s['layout']?.refusing ? 'outdated layout: restart it' : state;
-  return [
-    name,
-    member,
-    address,
-    role,
-    epoch ? String(epoch['epoch']) : '?',
-    'up',
-    String(s['keys']),
-    String(seq),
-    String(lag ?? '?'),
-    lagS == null ? '?' : Number(lagS).toFixed(1),
-    stateCell,
-    migrationSummary(s),
-  ];
+export function verdictsExit(verdicts: readonly ShardVerdict[]): number {
+  const errors = verdicts.flatMap((v) => (v.error === undefined ? [] : [v.error.exit]));
+  if (errors.length > 0) return errors.includes(exitStatus.unauthorized) ? exitStatus.unauthorized : Math.max(...errors);
+  return verdicts.every((v) => v.comparison?.equal) ? exitStatus.ok : exitStatus.no;
 }
 
-/** `kvshard status`: a table of every node's replication and migration state. */
-export async function statusTable(config: Config): Promise<string> {
-  const { client, close } = adminClient();
-  const rows = [['SHARD', 'MEMBER', 'ADDRESS', 'ROLE', 'EPOCH', 'STATE', 'KEYS', 'SEQ', 'LAG', 'LAG_S', 'REPLICATION', 'MIGRATION']];
-  const failovers: string[] = [];
-  try {
-    const nodes = config.shards.flatMap(
-      (s) =>
-        [
-          [s.name, 'a', s.address],
-          [s.name, 'b', s.replica],
-        ] as const,
-    );
-    const replies = await Promise.all(
-      nodes.map(([, , address]) =>
-        client.get<StatusJson>(`http://${address}/status`).then(
-          (r) => r.data,
-          () => undefined,
-        ),
-      ),
-    );
-    nodes.forEach(([name, member, address], i) => {
-      const s = replies[i];
-      if (!s) {
-        rows.push([name, member, address, '-', '-', 'down', '-', '-', '-', '-', '-', '-']);
-        return;
-      }
-      const epoch = s['epoch'];
-      if (s['role'] === 'primary' && epoch?.['at']) {
-        failovers.push(`${name}: primary ${address} since epoch ${epoch['epoch']}: ${epoch['kind']} at ${epoch['at']}`);
-      }
-      rows.push(statusRow(name, member, address, s));
-    });
-  } finally {
-    close();
+/** Why an admin request failed, as a command error (axios names a 401 only ERR_BAD_REQUEST). */
+export function adminError(err: unknown): CommandError {
+  if (!axios.isAxiosError(err)) return new CommandError('bad_answer', (err as Error).message, exitStatus.unavailable);
+  const status = err.response?.status;
+  const url = err.config?.url ?? 'a node';
+  if (status === 401) return new CommandError('unauthorized', tokenMismatch, exitStatus.unauthorized);
+  if (status !== undefined) {
+    const body = (err.response?.data ?? {}) as Record<string, unknown>;
+    const code = typeof body['error'] === 'string' ? body['error'] : `http_${status}`;
+    const detail = typeof body['message'] === 'string' ? body['message'] : JSON.stringify(err.response?.data ?? '').slice(0, 200);
+    return new CommandError(code, `${url} answered ${status}: ${detail}`, exitForError(code, status));
   }
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  const lastFailovers = failovers.length > 0 ? `\n\nlast failovers:\n${failovers.join('\n')}` : '';
-  return `${rows
-    .map((r) =>
-      r
-        .map((cell, c) => cell.padEnd(widths[c]!))
-        .join('  ')
-        .trimEnd(),
-    )
-    .join('\n')}${lastFailovers}`;
+  const timedOut = err.code === 'ECONNABORTED' || err.code === 'ETIMEDOUT';
+  return new CommandError(timedOut ? 'timeout' : 'unavailable', `${url}: ${err.code ?? err.message}`, exitStatus.unavailable);
 }

@@ -1,13 +1,11 @@
 // `kvshard failover --shard NAME [--force]`: finds the shard's member that serves as replica now and
-// asks it to take over (node/failover.ts runs the exchange). Prints the new primary and epoch and exits
-// 0, or says why not and exits with a status that tells the cases apart.
+// asks it to take over (node/failover.ts runs the exchange). Answers the member's report of the new
+// primary and epoch, or fails with a command error whose exit status tells the cases apart.
 
 import { failoverCatchUpMs, failoverPauseMs, failoverRequestTimeoutMs } from '../core/limits.js';
-import type { Config, ShardConfig } from '../core/config.js';
+import type { ShardConfig } from '../core/config.js';
 import { tokenHeader } from '../core/wire.js';
-
-/** Exit statuses of the command, as `kvshard --help` lists them. */
-export const failoverExit = { ok: 0, usage: 2, unavailable: 3, unauthorized: 4, refused: 5 } as const;
+import { CommandError, exitForError, exitStatus, tokenMismatch } from './exit-status.js';
 
 /** The member's whole failover: the pause, the catch-up, the promotion and telling every node, with room to spare. */
 const failoverCallTimeoutMs = failoverPauseMs + failoverCatchUpMs + 3 * failoverRequestTimeoutMs;
@@ -29,31 +27,30 @@ async function memberStatus(address: string): Promise<MemberStatus> {
   }
 }
 
-/** Runs the failover of `shard`; returns the exit status. */
-export async function failoverShard(
-  config: Config,
-  token: string,
-  name: string,
-  force: boolean,
-  out: (line: string) => void,
-  err: (line: string) => void,
-): Promise<number> {
-  const shard: ShardConfig | undefined = config.shards.find((s) => s.name === name);
-  if (!shard) {
-    err(`no shard named ${name} in ${config.file}`);
-    return failoverExit.usage;
-  }
+/** What the promoted member answers: the new primary and epoch, the previous ones, how long writes paused. */
+export type FailoverReport = Readonly<Record<string, unknown>>;
+
+/** The member of `shard` that serves as replica now; a command error when there is none to promote. */
+async function replicaNow(shard: ShardConfig, where: string): Promise<MemberStatus> {
   const members = await Promise.all([memberStatus(shard.address), memberStatus(shard.replica)]);
   const replica = members.find((m) => m.role === 'replica');
-  if (!replica) {
-    const up = members.filter((m) => m.role !== undefined);
-    err(
-      up.length === 0
-        ? `${name}: neither member (${shard.address}, ${shard.replica}) answers: there is no replica to promote`
-        : `${name}: no member serves as replica now (${up.map((m) => `${m.address}: ${m.role}`).join(', ')})`,
-    );
-    return up.length === 0 ? failoverExit.unavailable : failoverExit.refused;
+  if (replica) return replica;
+  const up = members.filter((m) => m.role !== undefined);
+  if (up.length === 0) {
+    const both = `${shard.address}, ${shard.replica}`;
+    throw new CommandError('unavailable', `${shard.name}: neither member (${both}) answers: there is no replica to promote`, exitStatus.unavailable);
   }
+  const down = members.filter((m) => m.role === undefined).map((m) => `${m.address} does not answer`);
+  const roles = [...up.map((m) => `${m.address} serves as ${m.role}`), ...down].join(', ');
+  throw new CommandError('failover_refused', `${shard.name} (${where}): no member serves as replica now: ${roles}`, exitStatus.refused);
+}
+
+/** Runs the failover of shard `name` of `shards` (listed in `where`, for messages); resolves with the promoted member's report. */
+export async function failoverShard(shards: readonly ShardConfig[], where: string, token: string, name: string, force: boolean): Promise<FailoverReport> {
+  const shard = shards.find((s) => s.name === name);
+  if (!shard)
+    throw new CommandError('usage', `no shard named ${JSON.stringify(name)} in ${where} (shards: ${shards.map((s) => s.name).join(', ')})`, exitStatus.usage);
+  const replica = await replicaNow(shard, where);
   let res: Response;
   try {
     res = await fetch(`http://${replica.address}/internal/failover`, {
@@ -63,23 +60,25 @@ export async function failoverShard(
       signal: AbortSignal.timeout(failoverCallTimeoutMs),
     });
   } catch (e) {
-    err(`${name}: ${replica.address} did not answer the failover request: ${(e as Error).message}`);
-    return failoverExit.unavailable;
+    const timedOut = (e as Error).name === 'TimeoutError';
+    const message = `${name}: ${replica.address} did not answer the failover request: ${(e as Error).message}`;
+    throw new CommandError(timedOut ? 'timeout' : 'unavailable', message, exitStatus.unavailable);
   }
   const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
-  if (res.status === 401) {
-    err("unauthorized: the cluster token does not match the nodes' (set KV_CLUSTER_TOKEN, token in the config, or the data dir's cluster.token)");
-    return failoverExit.unauthorized;
-  }
+  if (res.status === 401) throw new CommandError('unauthorized', tokenMismatch, exitStatus.unauthorized);
   if (res.status !== 200) {
-    err(`${name}: ${String(body['message'] ?? `HTTP ${res.status}`)}`);
-    return res.status === 409 ? failoverExit.refused : failoverExit.unavailable;
+    const code = typeof body['error'] === 'string' ? body['error'] : `http_${res.status}`;
+    throw new CommandError(code, `${name}: ${String(body['message'] ?? `HTTP ${res.status}`)}`, exitForError(code, res.status));
   }
+  return body;
+}
+
+/** The report as the line `kvshard failover` prints. */
+export function failoverLine(name: string, body: FailoverReport): string {
   const paused = body['writes_paused_ms'];
-  out(
+  return (
     `${name}: ${String(body['primary'])} is primary at epoch ${String(body['epoch'])} (${String(body['kind'])}; was ${String(body['previous_primary'])} ` +
-      `at epoch ${String(body['previous_epoch'])}; ${paused === null ? 'no pause' : `writes paused ${String(paused)} ms`}; ` +
-      `told ${String(body['nodes_told'])} of ${String(body['nodes'])} other nodes)`,
+    `at epoch ${String(body['previous_epoch'])}; ${paused === null ? 'no pause' : `writes paused ${String(paused)} ms`}; ` +
+    `told ${String(body['nodes_told'])} of ${String(body['nodes'])} other nodes)`
   );
-  return failoverExit.ok;
 }

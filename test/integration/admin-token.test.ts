@@ -1,6 +1,7 @@
 // Admin commands find the cluster token where launch.sh keeps it ($KV_DATA_DIR/cluster.token) when
-// neither the config nor the environment gives one, and a wrong token is reported as unauthorized, not
-// as an HTTP client's error code. Nodes started without a token in the config read the same file.
+// neither the config nor the environment gives one, and a wrong token is reported as unauthorized (exit
+// status 4), not as an HTTP client's error code. Nodes started without a token in the config read the
+// same file.
 import { execFile } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -49,8 +50,9 @@ describe('the cluster token for admin commands', () => {
 
   it('reports a wrong token as unauthorized', async () => {
     const res = await kvshard(['verify'], { KV_CLUSTER_TOKEN: 'a-wrong-token-of-some-length' });
-    expect(res.code).toBe(1);
+    expect(res.code).toBe(4);
     expect(res.stdout).toMatch(/^shard1: cannot compare: unauthorized: the cluster token does not match/);
+    expect(res.stderr).toMatch(/^kvshard: unauthorized: the cluster token does not match/);
     expect(res.stdout).not.toContain('ERR_BAD_REQUEST');
   });
 });

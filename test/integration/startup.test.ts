@@ -33,7 +33,7 @@ describe('start-up', () => {
     expect(second.status).toBe(2);
     const pid = cluster().pid('shard1', 'primary');
     expect(second.stderr.trim()).toBe(
-      `kvshard: the data dir ${join(cluster().dataDir, 'shard1-a')} is in use by PID ${pid} (kvshard shard1 primary at ${cluster().address('shard1')}); one data dir serves one process at a time`,
+      `kvshard: cannot_start: the data dir ${join(cluster().dataDir, 'shard1-a')} is in use by PID ${pid} (kvshard shard1 primary at ${cluster().address('shard1')}); one data dir serves one process at a time`,
     );
     expect((await request(cluster().url('shard1', 'primary', dataPath('set', 'still', 'here')))).status).toBe(200);
     expect((await request(cluster().url('shard1', 'replica', '/status'))).json()['layout']['refusing']).toBeNull();
@@ -55,7 +55,7 @@ describe('start-up', () => {
       const dataDir = join(cluster().dir, 'never-created');
       const res = serve(config, dataDir);
       expect(res.status).toBe(2);
-      expect(res.stderr).toBe(`kvshard: cannot listen on 127.0.0.1:${port}: the address is already in use by another process\n`);
+      expect(res.stderr).toBe(`kvshard: cannot_start: cannot listen on 127.0.0.1:${port}: the address is already in use by another process\n`);
       expect(existsSync(dataDir)).toBe(false);
     } finally {
       blocker.close();
