@@ -135,9 +135,13 @@ describe('the README', () => {
     }
   });
 
-  it('node dist/cli/cli.js commands run', async () => {
-    const lines = readme.split('\n').filter((l) => l.startsWith('node dist/cli/cli.js'));
-    expect(lines.length).toBeGreaterThanOrEqual(3);
+  it('node dist/cli/cli.js and npx kvshard commands run', async () => {
+    // `npx kvshard` is this repository's bin, dist/cli/cli.js; its lines run against the test cluster's config.
+    const lines = readme
+      .split('\n')
+      .filter((l) => l.startsWith('node dist/cli/cli.js') || l.startsWith('npx kvshard '))
+      .map((l) => (l.startsWith('npx kvshard ') ? `${split(l).command.replace(/^npx kvshard/, 'node dist/cli/cli.js')} --config sharding.toml` : l));
+    expect(lines.length).toBeGreaterThanOrEqual(6);
     // verify compares replicas with their primaries: let them catch up with the curl examples first.
     for (const shard of cluster.shards) await waitConverged(cluster, shard.name);
     for (const line of lines) {
