@@ -149,11 +149,28 @@ async function status({ values }: ParsedCommand): Promise<number> {
   return exitStatus.ok;
 }
 
+/**
+ * The shards verify and failover send the cluster token to. The map an endpoint answers is not
+ * authenticated, so with --endpoints every member it names must be listed there or in the config.
+ */
+async function tokenShards(values: OptionValues, config: Config | undefined): Promise<{ shards: readonly ShardConfig[]; where: string }> {
+  const found = await shardsFor(values, config);
+  const listed = new Set([...(endpointsOption(values) ?? []), ...(config?.shards.flatMap((s) => [s.address, s.replica]) ?? [])]);
+  const unlisted = found.shards.flatMap((s) => [s.address, s.replica]).filter((a) => !listed.has(a));
+  if (unlisted.length > 0) {
+    throw usageError(
+      `${found.where} names members that neither --endpoints nor the config lists (${unlisted.join(', ')}): ` +
+        'the cluster token goes only to listed nodes; add them to --endpoints or pass --config',
+    );
+  }
+  return found;
+}
+
 async function verify({ values }: ParsedCommand): Promise<number> {
   const out = outputOf(values);
   const config = configFor(values);
   const token = clusterToken(config, dataDirOf(values));
-  const { shards } = await shardsFor(values, config);
+  const { shards } = await tokenShards(values, config);
   const { verdictJson, verdictLine, verdictsExit, verifyShards } = await import('./admin.js');
   const verdicts = await verifyShards(shards, token);
   const exit = verdictsExit(verdicts);
@@ -170,7 +187,7 @@ async function failover({ values }: ParsedCommand): Promise<number> {
   const out = outputOf(values);
   const config = configFor(values);
   const token = clusterToken(config, dataDirOf(values));
-  const { shards, where } = await shardsFor(values, config);
+  const { shards, where } = await tokenShards(values, config);
   const { failoverLine, failoverShard } = await import('./failover-command.js');
   const report = await failoverShard(shards, where, token, name, values['force'] === true);
   out.stdout(out.format === 'table' ? `${failoverLine(name, report)}\n` : `${JSON.stringify(report)}\n`);

@@ -4,10 +4,12 @@
 // map is out of date. It follows moves, failovers and resizes without the caller doing anything, and
 // retries only what is safe to retry (docs/client.md).
 
-import { keyBytesMax, valueBytesMax } from '../core/limits.js';
+import { setMaxListeners } from 'node:events';
 import { keySlot } from '../core/slots.js';
-import { checkMap, mergeMaps, Routes, type ClusterMap, type MapShard } from './cluster-map.js';
+import { ackParam, intOption, keyBytesOf, normalEndpoint, valueBytesOf } from './checks.js';
+import type { ClusterMap, MapShard } from './cluster-map.js';
 import { answerError, errorCode, KvClientError } from './errors.js';
+import { MapSource, within, type Deadline, type RefreshHint } from './map-source.js';
 import { Transport, type Answer } from './transport.js';
 
 export type ReadFrom = 'primary' | 'replica' | 'any';
@@ -15,7 +17,10 @@ export type ReadFrom = 'primary' | 'replica' | 'any';
 export interface KvClientOptions {
   /** Nodes to fetch the cluster map from, `host:port` or `http://host:port`; any member of the cluster will do. */
   readonly endpoints: readonly string[];
-  /** Where reads go: the key's primary (the default, reads its own writes), its replica, or either in turn. */
+  /**
+   * Where reads go: the key's primary (the default: reads its own writes, unless the primary cannot be
+   * reached and its replica answers), its replica, or either in turn.
+   */
   readonly readFrom?: ReadFrom;
   /** The deadline of one call, its retries included (default 5000 ms). */
   readonly timeoutMs?: number;
@@ -48,38 +53,40 @@ export interface WriteResult {
   readonly slot: number;
   /** The write's sequence number in its shard's replication log. */
   readonly seq: number;
+  /** What the write waited for: its primary's durable commit, or its replica's too. */
+  readonly ack: 'primary' | 'replica';
+}
+
+export interface SetResult extends WriteResult {
+  /** The value's length in bytes. */
+  readonly bytes: number;
 }
 
 export interface DeleteResult extends WriteResult {
-  /**
-   * Whether the key existed. A delete retried after its connection broke may say false for a key the
-   * first attempt removed.
-   */
+  /** Whether the key existed. */
   readonly deleted: boolean;
 }
 
 type Op = 'get' | 'set' | 'delete';
 
-/** When a call gives up (ms since the epoch), and the caller's signal that ends it sooner. */
-interface Deadline {
-  readonly at: number;
-  readonly signal: AbortSignal | undefined;
-  /** What an error says of the call's effect: a write may or may not have been applied; a read changes nothing. */
-  readonly unknownEffect: string;
+/** Where a failed attempt leaves the call. */
+interface Next {
+  readonly retry: boolean;
+  /** Send the next attempt here (a moved answer's address, a member of the map). */
+  readonly redirect?: string | undefined;
+  /** Fetch the map again: in the background, or first (await) when the answer named a node the map does not have. */
+  readonly refresh?: RefreshHint & { readonly await?: boolean };
+  readonly wait?: boolean;
 }
 
-/** Where a failed attempt leaves the call. */
-type Next = { readonly retry: true; readonly redirect?: string; readonly refresh: boolean; readonly wait: boolean } | { readonly retry: false };
-
+const giveUp: Next = { retry: false };
 const defaults = { readFrom: 'primary' as ReadFrom, timeoutMs: 5000, retries: 10, connectionsPerNode: 16, concurrency: 32 };
 /** The first and the longest pause between retries of one call; each pause doubles, with jitter. */
 const backoffFirstMs = 20;
 const backoffMaxMs = 1000;
-/** The longest wait for one node's /cluster answer before trying the next node. */
-const mapFetchTimeoutMs = 2000;
 /** A connection failure that happened before the request could be sent: safe to retry anything. */
 const notSentCodes = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
-/** undici's timeouts: the call's deadline passed while waiting for an answer. */
+/** The exchange's deadline passed (undici's codes, and the transport's own timer's). */
 const timeoutCodes = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 /** 503 codes that say the request was not applied and a retry shortly may succeed. */
 const retriable503 = new Set([
@@ -92,62 +99,38 @@ const retriable503 = new Set([
   'shard_unavailable',
 ]);
 
-function normalEndpoint(endpoint: string): string {
-  const address = endpoint.replace(/^https?:\/\//, '').replace(/\/+$/, '');
-  if (!/^[^\s/:]+:\d{1,5}$/.test(address)) throw new TypeError(`KvClient: endpoint ${JSON.stringify(endpoint)} is not host:port`);
-  return address;
-}
-
-/** A key as the server requires it: 1 to keyBytesMax bytes of UTF-8 from well-formed text. */
-function keyBytesOf(key: string): Buffer {
-  // \p{Cs} matches only a lone surrogate: with the u flag a pair is one code point.
-  if (typeof key !== 'string' || key === '' || /\p{Cs}/u.test(key)) {
-    throw new KvClientError({ code: 'bad_request', message: 'a key is a non-empty string of well-formed Unicode text' });
+/** A write's JSON answer; anything else from a node is not kvshard's. */
+function parseResult<T>(answer: Answer): T {
+  try {
+    return JSON.parse(answer.body.toString('utf8')) as T;
+  } catch {
+    throw new KvClientError({ code: 'bad_answer', message: `${answer.node} answered 200 without a JSON body`, status: 200, node: answer.node });
   }
-  const bytes = Buffer.from(key, 'utf8');
-  if (bytes.length > keyBytesMax)
-    throw new KvClientError({ code: 'bad_request', message: `key is ${bytes.length} bytes; a key is at most ${keyBytesMax} bytes` });
-  return bytes;
-}
-
-function valueBytesOf(value: string | Uint8Array): Buffer {
-  const bytes = typeof value === 'string' ? Buffer.from(value, 'utf8') : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
-  if (bytes.length > valueBytesMax) {
-    throw new KvClientError({ code: 'payload_too_large', message: `value is ${bytes.length} bytes; a value is at most ${valueBytesMax} bytes` });
-  }
-  return bytes;
-}
-
-/** The ack parameter of a write's URL; none for the server's default (primary). */
-function ackParam(ack: SetOptions['ack']): string {
-  if (ack === undefined) return '';
-  if (ack !== 'primary' && ack !== 'replica') throw new TypeError("KvClient: ack is 'primary' or 'replica'");
-  return `&ack=${ack}`;
 }
 
 export class KvClient {
   private readonly endpoints: readonly string[];
   private readonly options: typeof defaults & { routing: boolean };
   private readonly transport: Transport;
-  private routes: Routes | undefined;
-  private fetching: Promise<Routes> | undefined;
+  private readonly maps: MapSource;
   /** For readFrom 'any': which member the next read goes to. */
   private turn = 0;
   private closed = false;
 
   constructor(options: KvClientOptions) {
-    if (!Array.isArray(options.endpoints) || options.endpoints.length === 0) throw new TypeError('KvClient: endpoints must list at least one host:port');
+    if (!Array.isArray(options?.endpoints) || options.endpoints.length === 0) throw new TypeError('KvClient: endpoints must list at least one host:port');
     this.endpoints = options.endpoints.map(normalEndpoint);
     this.options = {
       readFrom: options.readFrom ?? defaults.readFrom,
-      timeoutMs: options.timeoutMs ?? defaults.timeoutMs,
-      retries: options.retries ?? defaults.retries,
-      connectionsPerNode: options.connectionsPerNode ?? defaults.connectionsPerNode,
-      concurrency: options.concurrency ?? defaults.concurrency,
+      timeoutMs: intOption(options.timeoutMs, 'timeoutMs', 1, defaults.timeoutMs),
+      retries: intOption(options.retries, 'retries', 0, defaults.retries),
+      connectionsPerNode: intOption(options.connectionsPerNode, 'connectionsPerNode', 1, defaults.connectionsPerNode),
+      concurrency: intOption(options.concurrency, 'concurrency', 1, defaults.concurrency),
       routing: options.routing ?? true,
     };
     if (!['primary', 'replica', 'any'].includes(this.options.readFrom)) throw new TypeError("KvClient: readFrom is 'primary', 'replica' or 'any'");
     this.transport = new Transport(this.options.connectionsPerNode);
+    this.maps = new MapSource(this.endpoints, this.transport);
   }
 
   /** The key's value, or undefined when it is absent. */
@@ -156,166 +139,199 @@ export class KvClient {
     return answer.status === 404 ? undefined : answer.body;
   }
 
-  async set(key: string, value: string | Uint8Array, options: SetOptions = {}): Promise<WriteResult> {
-    const answer = await this.call('set', key, valueBytesOf(value), ackParam(options.ack), options.signal);
-    return JSON.parse(answer.body.toString('utf8')) as WriteResult;
+  async set(key: string, value: string | Uint8Array, options: SetOptions = {}): Promise<SetResult> {
+    return parseResult(await this.call('set', key, valueBytesOf(value), ackParam(options.ack), options.signal));
   }
 
   async delete(key: string, options: SetOptions = {}): Promise<DeleteResult> {
-    const answer = await this.call('delete', key, undefined, ackParam(options.ack), options.signal);
-    return JSON.parse(answer.body.toString('utf8')) as DeleteResult;
+    return parseResult(await this.call('delete', key, undefined, ackParam(options.ack), options.signal));
   }
 
   /**
-   * The values of `keys`, in their order (undefined for an absent key): one request per key, sent to
-   * each key's node, at most `concurrency` at once. The first error rejects the whole call.
+   * The values of `keys`, in their order (undefined for an absent key): one request per key, grouped by
+   * the node that serves it, at most `concurrency` at once. The first error rejects the call and stops
+   * the requests not yet sent.
    */
   async getMany(keys: readonly string[], options: CallOptions = {}): Promise<(Buffer | undefined)[]> {
-    for (const key of keys) keyBytesOf(key);
-    const results: (Buffer | undefined)[] = new Array(keys.length);
-    // Keys grouped by node, so each node's requests go out together on its kept-alive connections.
-    const routes = this.options.routing ? await this.currentRoutes(options.signal) : undefined;
+    const slots = keys.map((key) => keySlot(keyBytesOf(key)));
+    const deadline = this.deadline(options.signal);
+    const routes = this.options.routing ? await this.maps.get(deadline) : undefined;
     const order = keys.map((_, i) => i);
     if (routes) {
-      const node = (i: number) => routes.shardOfSlot(keySlot(Buffer.from(keys[i]!, 'utf8'))).idx;
-      order.sort((a, b) => node(a) - node(b));
+      const shardOf = slots.map((slot) => routes.shardOfSlot(slot).idx);
+      order.sort((a, b) => shardOf[a]! - shardOf[b]!);
     }
+    // One signal for the whole call, ended by the caller's or by the first error: its listeners are one per request in flight.
+    const stop = new AbortController();
+    setMaxListeners(this.options.concurrency + 16, stop.signal);
+    const onCallerAbort = () => stop.abort(options.signal!.reason);
+    options.signal?.addEventListener('abort', onCallerAbort, { once: true });
+    const results: (Buffer | undefined)[] = new Array(keys.length);
     let next = 0;
     const worker = async () => {
-      while (next < order.length) {
+      while (next < order.length && !stop.signal.aborted) {
         const i = order[next++]!;
-        results[i] = await this.get(keys[i]!, options);
+        results[i] = await this.get(keys[i]!, { signal: stop.signal });
       }
     };
-    await Promise.all(Array.from({ length: Math.min(this.options.concurrency, order.length) }, worker));
+    try {
+      await Promise.all(
+        Array.from({ length: Math.min(this.options.concurrency, order.length) }, () =>
+          worker().catch((err: unknown) => {
+            stop.abort(err);
+            throw err;
+          }),
+        ),
+      );
+    } finally {
+      options.signal?.removeEventListener('abort', onCallerAbort);
+    }
     return results;
   }
 
   /** The cluster map, fetched now. */
   async cluster(options: CallOptions = {}): Promise<ClusterMap> {
-    return (await this.refresh(undefined, options.signal)).map;
+    return (await within(this.maps.refresh({}), this.deadline(options.signal))).map;
   }
 
-  /** Closes the client's connections; calls after it fail. */
+  /** Closes the client's connections; calls after it fail with `aborted`. */
   async close(): Promise<void> {
     this.closed = true;
     await this.transport.close();
+  }
+
+  private deadline(signal: AbortSignal | undefined): Deadline {
+    return { at: Date.now() + this.options.timeoutMs, signal };
   }
 
   /** One call: routed, sent, and retried as its answers allow, within its deadline. */
   private async call(op: Op, key: string, value: Buffer | undefined, extra: string, signal: AbortSignal | undefined): Promise<Answer> {
     if (this.closed) throw new KvClientError({ code: 'aborted', message: 'the client is closed' });
     const slot = keySlot(keyBytesOf(key));
-    const deadline: Deadline = {
-      at: Date.now() + this.options.timeoutMs,
-      signal,
-      unknownEffect: op === 'get' ? '' : '; the write may or may not have been applied',
-    };
+    const deadline = this.deadline(signal);
     const path = `/${op}?key=${encodeURIComponent(key)}${extra}`;
     let redirect: string | undefined;
     let avoid: string | undefined;
     let last: KvClientError | undefined;
+    let movesInARow = 0;
     for (let attempt = 0; attempt <= this.options.retries; attempt++) {
-      const outcome = await this.attempt(op, slot, path, value, redirect, avoid, deadline);
+      const outcome = await this.attempt(op, slot, path, value, redirect ?? avoid, redirect !== undefined, deadline);
       if (!(outcome instanceof KvClientError)) return outcome;
       last = outcome;
       const next = this.next(op, last);
       if (!next.retry || attempt === this.options.retries) break;
       redirect = next.redirect;
-      avoid = next.redirect === undefined && last.code === 'unavailable' ? last.node : undefined;
-      if (next.refresh) this.invalidate(redirect ?? last.node);
-      if (next.wait) await this.pause(attempt, deadline);
+      avoid = last.code === 'unavailable' ? last.node : undefined;
+      movesInARow = last.code === 'moved' ? movesInARow + 1 : 0;
+      await this.refreshFor(next, deadline);
+      // Two nodes that keep pointing at each other (their configs disagree) get a pause, not a burst.
+      if (next.wait || movesInARow > 1) await this.pause(attempt, deadline);
       if (signal?.aborted || Date.now() >= deadline.at) {
-        last = this.failure(signal?.reason, last.node, deadline);
+        if (signal?.aborted || last.code !== 'unavailable') last = this.failure(signal?.reason, last.node, deadline, op);
         break;
       }
     }
     throw last!;
   }
 
-  /** One attempt of a call: its answer, or the error it ended with. */
+  /** Fetches the map again as `next` says: first, or in the background while the call goes on. */
+  private async refreshFor(next: Next, deadline: Deadline): Promise<void> {
+    if (next.refresh?.await) await within(this.maps.refresh(next.refresh), deadline).catch(() => undefined);
+    else if (next.refresh) this.maps.invalidate(next.refresh);
+  }
+
+  /** One attempt of a call: its answer, or the error it ended with. `node` is a redirect (exact) or a node to avoid. */
   private async attempt(
     op: Op,
     slot: number,
     path: string,
     value: Buffer | undefined,
-    redirect: string | undefined,
-    avoid: string | undefined,
+    node: string | undefined,
+    exact: boolean,
     deadline: Deadline,
   ): Promise<Answer | KvClientError> {
-    let node: string | undefined;
+    let target: string | undefined;
     try {
-      const routes = this.options.routing ? await this.currentRoutes(deadline.signal) : undefined;
+      const current = this.options.routing ? this.maps.get(deadline) : undefined;
+      const routes = current instanceof Promise ? await current : current;
       const shard = routes?.shardOfSlot(slot);
-      node = redirect ?? (shard ? this.target(op, shard, avoid) : this.endpoints[0]!);
+      target = exact ? node! : shard ? this.target(op, shard, node) : this.endpoints[0]!;
       const headers: Record<string, string> = shard ? { 'x-kv-map': `${routes!.map.layout_id} ${shard.epoch}` } : {};
       if (value !== undefined) headers['content-type'] = 'application/octet-stream';
+      const method = op === 'get' ? 'GET' : 'POST';
       const answer = await this.transport.exchange({
-        node,
-        method: op === 'get' ? 'GET' : 'POST',
+        node: target,
+        method,
         path,
         headers,
         body: value,
         timeoutMs: Math.max(1, deadline.at - Date.now()),
         signal: deadline.signal,
       });
-      if (answer.status === 200 || (answer.status === 404 && op === 'get' && this.isNotFound(answer))) return answer;
+      if (answer.status === 200 || (answer.status === 404 && op === 'get' && answerError(answer).code === 'not_found')) return answer;
       return answerError(answer);
     } catch (err) {
-      return this.failure(err, node, deadline);
+      return this.failure(err, target, deadline, op);
     }
   }
 
-  /** A 404 answer to a get is an absent key only when it says not_found (an unknown path is also 404). */
-  private isNotFound(answer: Answer): boolean {
-    return answerError(answer).code === 'not_found';
-  }
-
-  /** What a call does after an error: retry at once, retry after a pause, and whether to fetch the map again. */
+  /** What a call does after an error: whether to retry, where, after a pause or not, and whether to fetch the map again. */
   private next(op: Op, err: KvClientError): Next {
     switch (err.code) {
-      case 'moved': {
-        const address = err.details['address'];
-        return { retry: true, redirect: typeof address === 'string' ? address : undefined, refresh: true, wait: false };
-      }
+      case 'moved':
+        return this.afterMoved(err);
       case 'not_primary':
       case 'read_only_replica':
-        return { retry: true, refresh: true, wait: false };
+        return { retry: true, refresh: { prefer: err.node } };
       // The node runs another layout than the one it was asked under: its peers will tell it, or the map will.
       case 'wrong_shard':
-        return { retry: true, refresh: true, wait: true };
+        return { retry: true, refresh: {}, wait: true };
       case 'unavailable':
-        return { retry: true, refresh: true, wait: true };
-      // Retrying a set or delete whose connection broke is safe for its value (both are idempotent); a delete may then say deleted: false.
+        return { retry: true, refresh: { avoid: err.node }, wait: true };
+      // A request whose connection broke may have been applied; set and delete leave the same value when
+      // applied twice, so it is sent again, as Redis Cluster clients resend what a lost connection left
+      // unanswered (a node closing an idle kept-alive connection as a request arrives is the usual case).
       case 'connection_lost':
-        return { retry: true, refresh: false, wait: true };
+        return { retry: true, wait: true };
+      case 'bad_answer':
+        return op === 'get' ? { retry: true, refresh: { avoid: err.node }, wait: true } : giveUp;
       default:
-        if (err.status === 503 && retriable503.has(err.code) && !err.committed) return { retry: true, refresh: err.code === 'shard_unavailable', wait: true };
-        return op === 'get' && err.code === 'bad_answer' ? { retry: true, refresh: true, wait: true } : { retry: false };
+        if (err.status === 503 && retriable503.has(err.code) && !err.committed) {
+          return { retry: true, wait: true, ...(err.code === 'shard_unavailable' ? { refresh: {} } : {}) };
+        }
+        return giveUp;
     }
+  }
+
+  /**
+   * After 421 moved: retry at the address it names when the map has that node. The map is fetched again
+   * unless it already says what the answer says (a replica sending a read to its primary); when the
+   * answer names a node the map lacks (a shard a resize added), the new map is fetched before the retry.
+   */
+  private afterMoved(err: KvClientError): Next {
+    const { address, layout_id: layout, shard, epoch } = err.details;
+    const map = this.maps.current?.map;
+    const hint = { prefer: err.node, layout: typeof layout === 'string' ? layout : undefined };
+    if (typeof address !== 'string' || map === undefined || !this.maps.current!.names(address)) return { retry: true, refresh: { ...hint, await: true } };
+    const upToDate = map.layout_id === layout && map.shards.some((s) => s.name === shard && s.epoch === epoch && s.primary === address);
+    return { retry: true, redirect: address, ...(upToDate ? {} : { refresh: hint }) };
   }
 
   /** A thrown error (from the network, the deadline or the caller) as the call's error. */
-  private failure(err: unknown, node: string | undefined, deadline: Deadline): KvClientError {
+  private failure(err: unknown, node: string | undefined, deadline: Deadline, op: Op): KvClientError {
     if (err instanceof KvClientError) return err;
-    if (deadline.signal?.aborted) return new KvClientError({ code: 'aborted', message: `the call was aborted${deadline.unknownEffect}`, node, cause: err });
+    const effect = op === 'get' ? '' : '; the write may or may not have been applied';
+    if (deadline.signal?.aborted) return new KvClientError({ code: 'aborted', message: `the call was aborted${effect}`, node, cause: err });
     const code = errorCode(err);
     if (Date.now() >= deadline.at || (code !== undefined && timeoutCodes.has(code))) {
-      return new KvClientError({
-        code: 'timeout',
-        message: `no answer within ${this.options.timeoutMs} ms${deadline.unknownEffect}`,
-        node,
-        cause: err,
-      });
+      return new KvClientError({ code: 'timeout', message: `no answer within ${this.options.timeoutMs} ms${effect}`, node, cause: err });
     }
-    if (code !== undefined && notSentCodes.has(code))
+    if (code !== undefined && notSentCodes.has(code)) {
       return new KvClientError({ code: 'unavailable', message: `${node ?? 'the cluster'} is unreachable (${code})`, node, cause: err });
-    return new KvClientError({
-      code: 'connection_lost',
-      message: `the connection to ${node} broke (${code ?? (err as Error)?.message})${deadline.unknownEffect}`,
-      node,
-      cause: err,
-    });
+    }
+    if (this.closed) return new KvClientError({ code: 'aborted', message: `the client was closed${effect}`, node, cause: err });
+    const why = code ?? (err as Error)?.message;
+    return new KvClientError({ code: 'connection_lost', message: `the connection to ${node} broke (${why})${effect}`, node, cause: err });
   }
 
   /** Waits before a retry: capped exponential backoff with jitter, never past the deadline, ended early by an abort. */
@@ -334,62 +350,12 @@ export class KvClient {
     });
   }
 
-  /** The node a request for `shard` goes to: writes to its primary, reads as readFrom says. */
+  /** The node a request for `shard` goes to: writes to its primary, reads as readFrom says; a read avoids a member it could not reach. */
   private target(op: Op, shard: MapShard, avoid: string | undefined): string {
     if (op !== 'get') return shard.primary;
     const readFrom = this.options.readFrom;
     let node = readFrom === 'primary' ? shard.primary : readFrom === 'replica' ? shard.replica : this.turn++ % 2 === 0 ? shard.primary : shard.replica;
-    // A read that could not reach one member tries the other.
     if (node === avoid) node = node === shard.primary ? shard.replica : shard.primary;
     return node;
-  }
-
-  private async currentRoutes(signal: AbortSignal | undefined): Promise<Routes> {
-    return this.routes ?? this.refresh(undefined, signal);
-  }
-
-  /** Marks the map out of date: the next call fetches it, from `preferred` first (the node that said moved knows a newer one). */
-  private invalidate(preferred: string | undefined): void {
-    if (this.fetching === undefined) void this.refresh(preferred, undefined).catch(() => undefined);
-  }
-
-  /** Fetches the map (one fetch at a time), from `preferred`, then the endpoints, then every member the map names. */
-  private refresh(preferred: string | undefined, signal: AbortSignal | undefined): Promise<Routes> {
-    this.fetching ??= this.fetchMap(preferred, signal).finally(() => {
-      this.fetching = undefined;
-    });
-    return this.fetching;
-  }
-
-  private async fetchMap(preferred: string | undefined, signal: AbortSignal | undefined): Promise<Routes> {
-    const candidates = [...new Set([...(preferred ? [preferred] : []), ...this.endpoints, ...(this.routes?.addresses() ?? [])])];
-    let last: KvClientError | undefined;
-    for (const node of candidates) {
-      const deadline: Deadline = { at: Date.now() + mapFetchTimeoutMs, signal, unknownEffect: '' };
-      try {
-        const answer = await this.transport.exchange({
-          node,
-          method: 'GET',
-          path: '/cluster',
-          headers: {},
-          body: undefined,
-          timeoutMs: mapFetchTimeoutMs,
-          signal,
-        });
-        if (answer.status !== 200) throw answerError(answer);
-        const map = checkMap(JSON.parse(answer.body.toString('utf8')), node);
-        this.routes = new Routes(mergeMaps(this.routes?.map, map));
-        return this.routes;
-      } catch (err) {
-        last = this.failure(err, node, deadline);
-        if (signal?.aborted) throw last;
-      }
-    }
-    throw new KvClientError({
-      code: last?.code === 'bad_answer' ? 'bad_answer' : 'unavailable',
-      message: `no node answered /cluster (tried ${candidates.join(', ')}): ${last?.message}`,
-      node: last?.node,
-      cause: last,
-    });
   }
 }

@@ -42,27 +42,51 @@ function badMap(node: string, why: string): KvClientError {
   return new KvClientError({ code: 'bad_answer', message: `${node} answered /cluster with a map this client cannot use: ${why}`, node });
 }
 
-/** Checks a /cluster answer enough to route by it. */
+const addressPattern = /^[^\s/:]+:\d{1,5}$/;
+
+/** Why shard `s` (at `i`) of a map cannot be routed by, if it cannot. */
+function shardProblem(s: MapShard, i: number): string | undefined {
+  if (typeof s !== 'object' || s === null || s.idx !== i || typeof s.name !== 'string') return `shard ${i} is malformed`;
+  if (!Array.isArray(s.members) || s.members.length !== 2 || !s.members.every((m) => typeof m === 'string' && addressPattern.test(m))) {
+    return `shard ${s.name}: members must be two host:port addresses`;
+  }
+  if (!s.members.includes(s.primary) || !s.members.includes(s.replica) || s.primary === s.replica) {
+    return `shard ${s.name}: its primary and replica must be its two members`;
+  }
+  if (!Number.isSafeInteger(s.epoch) || s.epoch < 1) return `shard ${s.name}: epoch must be a positive integer`;
+  return undefined;
+}
+
+/**
+ * Checks a /cluster answer before routing by it: every address it names is one the client may send
+ * requests to, so a malformed or hostile answer is refused here rather than followed.
+ */
 export function checkMap(raw: unknown, node: string): ClusterMap {
   const map = raw as ClusterMap;
   if (typeof map !== 'object' || map === null) throw badMap(node, 'not a JSON object');
   if (map.version !== clusterMapVersion) throw badMap(node, `version ${JSON.stringify(map.version)}, this client reads version ${clusterMapVersion}`);
   if (map.slots !== slotCount || map.slot_assignment !== 'jump') throw badMap(node, 'an unknown slot assignment');
-  if (!Array.isArray(map.shards) || map.shards.length === 0) throw badMap(node, 'no shards');
+  if (typeof map.layout_id !== 'string' || !/^[0-9a-f]{12}$/.test(map.layout_id)) throw badMap(node, 'layout_id is not 12 hex digits');
+  // Every slot belongs to a shard with a jump hash over at most slotCount shards.
+  if (!Array.isArray(map.shards) || map.shards.length === 0 || map.shards.length > slotCount) throw badMap(node, `not 1 to ${slotCount} shards`);
   map.shards.forEach((s, i) => {
-    if (s.idx !== i || typeof s.primary !== 'string' || typeof s.replica !== 'string' || !Number.isInteger(s.epoch))
-      throw badMap(node, `shard ${i} is malformed`);
+    const problem = shardProblem(s, i);
+    if (problem !== undefined) throw badMap(node, problem);
   });
   return map;
 }
 
 /**
  * The newer of two views of one layout, shard by shard: nodes learn a failover's epoch within moments of
- * each other, so a map fetched from a node that has not yet learned one must not undo it.
+ * each other, so a map fetched from a node that has not yet learned one must not undo it. A map of
+ * another layout replaces the current one whole.
  */
 export function mergeMaps(current: ClusterMap | undefined, fetched: ClusterMap): ClusterMap {
-  if (current === undefined || current.layout_id !== fetched.layout_id) return fetched;
-  const shards = fetched.shards.map((s, i) => (current.shards[i]!.epoch > s.epoch ? current.shards[i]! : s));
+  if (current === undefined || current.layout_id !== fetched.layout_id || current.shards.length !== fetched.shards.length) return fetched;
+  const shards = fetched.shards.map((s, i) => {
+    const known = current.shards[i]!;
+    return known.epoch > s.epoch && known.name === s.name ? known : s;
+  });
   return { ...fetched, shards };
 }
 
@@ -82,6 +106,11 @@ export class Routes {
   /** Every address the map names, for fetching the map again when the first endpoints are gone. */
   addresses(): string[] {
     return this.map.shards.flatMap((s) => s.members);
+  }
+
+  /** Whether `address` is a member of a shard of this map: a moved answer is followed only there. */
+  names(address: string): boolean {
+    return this.map.shards.some((s) => s.members.includes(address));
   }
 }
 

@@ -20,9 +20,19 @@ export interface Exchange {
   readonly path: string;
   readonly headers: Record<string, string>;
   readonly body: Buffer | undefined;
-  /** Bounds the wait for the answer's head and for each part of its body. */
+  /** Bounds the whole exchange, from the request waiting for a connection to the answer's last byte. */
   readonly timeoutMs: number;
   readonly signal: AbortSignal | undefined;
+  /** The largest answer body taken (default: the largest value, plus room for an error's JSON). */
+  readonly replyBytesMax?: number;
+}
+
+/** The exchange's own deadline passed: what undici's own timeouts would say, so callers handle one code. */
+export class ExchangeTimeoutError extends Error {
+  readonly code = 'UND_ERR_HEADERS_TIMEOUT';
+  constructor(node: string, ms: number) {
+    super(`${node} did not answer within ${ms} ms`);
+  }
 }
 
 /** A reply body larger than the largest value (plus room for an error's JSON) is not kvshard's. */
@@ -32,8 +42,8 @@ const connectTimeoutMs = 2000;
 /** Idle connections close after this long (the nodes close theirs after 5 s). */
 const keepAliveMs = 4000;
 
-function tooLarge(node: string): KvClientError {
-  return new KvClientError({ code: 'bad_answer', message: `${node} sent a reply of over ${replyBytesMax} bytes`, node });
+function tooLarge(node: string, bytesMax: number): KvClientError {
+  return new KvClientError({ code: 'bad_answer', message: `${node} sent a reply of over ${bytesMax} bytes`, node });
 }
 
 export class Transport {
@@ -43,39 +53,55 @@ export class Transport {
     this.agent = new Agent({ connections: connectionsPerNode, keepAliveTimeout: keepAliveMs, connect: { timeout: connectTimeoutMs } });
   }
 
-  /** Sends one request and collects its answer; rejects on a network failure, a timeout or the caller's abort. */
+  /**
+   * Sends one request and collects its answer; rejects on a network failure, at the exchange's deadline
+   * (also while the request still waits for a connection: undici's own timeouts start only once it is
+   * sent, and bodyTimeout only bounds the gap between two parts of a body) or on the caller's abort.
+   */
   exchange(x: Exchange): Promise<Answer> {
+    const bytesMax = x.replyBytesMax ?? replyBytesMax;
     return new Promise((resolve, reject) => {
       const chunks: Buffer[] = [];
       let size = 0;
       let status = 0;
-      let onAbort: (() => void) | undefined;
-      const done = () => {
-        if (onAbort) x.signal!.removeEventListener('abort', onAbort);
+      let settled = false;
+      let control: Dispatcher.DispatchController | undefined;
+      const finish = (err: unknown, answer?: Answer) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        x.signal?.removeEventListener('abort', onAbort);
+        if (err === undefined) resolve(answer!);
+        else reject(err);
       };
+      const stop = (err: unknown) => {
+        control?.abort(err as Error);
+        finish(err);
+      };
+      const onAbort = () => stop(x.signal!.reason);
+      const timer = setTimeout(() => stop(new ExchangeTimeoutError(x.node, x.timeoutMs)), x.timeoutMs);
+      if (x.signal?.aborted) return stop(x.signal.reason);
+      x.signal?.addEventListener('abort', onAbort, { once: true });
       const handler: Dispatcher.DispatchHandler = {
         onRequestStart(controller) {
-          if (x.signal === undefined || onAbort) return;
-          if (x.signal.aborted) return controller.abort(x.signal.reason);
-          onAbort = () => controller.abort(x.signal!.reason);
-          x.signal.addEventListener('abort', onAbort, { once: true });
+          control = controller;
+          // Given up while it waited for a connection: it must not be sent now.
+          if (settled) controller.abort(new ExchangeTimeoutError(x.node, x.timeoutMs));
         },
-        onResponseStart(controller, statusCode, headers) {
+        onResponseStart(_controller, statusCode, headers) {
           status = statusCode;
-          if (Number(headers['content-length'] ?? 0) > replyBytesMax) controller.abort(tooLarge(x.node));
+          if (Number(headers['content-length'] ?? 0) > bytesMax) stop(tooLarge(x.node, bytesMax));
         },
-        onResponseData(controller, chunk) {
+        onResponseData(_controller, chunk) {
           size += chunk.length;
-          if (size > replyBytesMax) return controller.abort(tooLarge(x.node));
+          if (size > bytesMax) return stop(tooLarge(x.node, bytesMax));
           chunks.push(chunk);
         },
         onResponseEnd() {
-          done();
-          resolve({ status, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size), node: x.node });
+          finish(undefined, { status, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size), node: x.node });
         },
         onResponseError(_controller, err) {
-          done();
-          reject(err);
+          finish(err);
         },
       };
       this.agent.dispatch(

@@ -74,8 +74,9 @@ export function internalMarks(req: IncomingMessage, isClusterToken: (value: stri
   }
   requireHost(req, host);
   const clientMap = clientMapOf(map);
-  if (by === undefined && layoutId === undefined && previousOwnerRead === undefined) return clientMap === undefined ? noMarks : { ...noMarks, clientMap };
-  return { ...checkedMarks(by, layoutId, previousOwnerRead, epoch, token, isClusterToken), clientMap };
+  if (by === undefined && layoutId === undefined && previousOwnerRead === undefined)
+    return clientMap === undefined ? noMarks : { forwarded: undefined, previousOwnerRead: false, clientMap };
+  return checkedMarks(by, layoutId, previousOwnerRead, epoch, token, isClusterToken, clientMap);
 }
 
 function requireHost(req: IncomingMessage, host: boolean): void {
@@ -97,7 +98,8 @@ function checkedMarks(
   epoch: HeaderValue,
   token: HeaderValue,
   isClusterToken: (value: string) => boolean,
-): Omit<InternalMarks, 'clientMap'> {
+  clientMap: ClientMap | undefined,
+): InternalMarks {
   const name = by !== undefined ? forwardedByHeader : layoutId !== undefined ? forwardedLayoutHeader : previousOwnerReadHeader;
   if (token === undefined || !isClusterToken(token)) {
     throw new BadRequestError(`header ${name} is internal to the cluster: it counts only with the cluster token`);
@@ -109,5 +111,6 @@ function checkedMarks(
   return {
     forwarded: { by, layoutId: layoutId ?? 'unknown', epoch: epoch === undefined ? undefined : Number(epoch) },
     previousOwnerRead: previousOwnerRead === '1',
+    clientMap,
   };
 }

@@ -1,10 +1,12 @@
 // A KvClient under a running workload while shards fail over: a switchover of shard1, then kill -9 of
 // shard2's primary and a forced failover. The client is given one endpoint at the start and nothing
-// after: it finds each new primary itself. No error reaches the caller (its deadline covers the outage)
-// but the one the server must give: shard2's ack=replica writes, while it has no replica, are committed
-// on its new primary only (replica_unavailable, committed_on_primary),
+// after: it finds each new primary itself. No error reaches the caller (its deadline covers the outage;
+// writes in flight at the kill are sent again) but the one the server must give: shard2's ack=replica
+// writes, while it has no replica, are committed on its new primary only (replica_unavailable,
+// committed_on_primary),
 // every acknowledged ack=replica write reads back, and every ack=primary write of shard2 is on the new
-// primary or in the old primary's rollback file, never in both, never in neither.
+// primary or in the old primary's rollback file, never in neither. (A write in flight at the kill may be
+// in both: applied by the old primary before it died and again by the client's retry on the new one.)
 
 import { readFileSync } from 'node:fs';
 import { afterAll, expect, it } from 'vitest';
@@ -41,6 +43,8 @@ it('follows a switchover and a forced failover with no help and no error, losing
   await loop.progress(300);
   expect((await client.cluster()).shards[0]!.primary).toBe(cluster().address('shard1', 'replica'));
 
+  // The switchover cost the caller nothing: its writes waited out the handover.
+  expect(loop.errors).toEqual([]);
   await cluster().kill('shard2', 'primary');
   const forced = await runFailover(cluster(), 'shard2', true);
   expect(forced.code, forced.stderr).toBe(0);
@@ -75,6 +79,10 @@ it('follows a switchover and a forced failover with no help and no error, losing
     if (present && inRollback) doubled.push(key);
     if (!present && (ack === 'replica' || !inRollback)) lost.push(`${key} (ack=${ack}): ${values[i]?.toString() ?? 'absent'}`);
   });
-  expect({ lost, doubled }).toEqual({ lost: [], doubled: [] });
-  console.log(`client failover: ${keys.length} writes acknowledged, ${loop.reads} reads, ${rolled.size} in the rollback file`);
+  expect(lost).toEqual([]);
+  // Only a write in flight at the kill can be in both, and each writer had one at most.
+  expect(doubled.length).toBeLessThanOrEqual(8);
+  console.log(
+    `client failover: ${keys.length} writes acknowledged, ${loop.reads} reads, ${rolled.size} in the rollback file, ${doubled.length} of them also retried onto the new primary`,
+  );
 }, 180_000);
