@@ -113,8 +113,8 @@ export class KvClient {
   private readonly options: typeof defaults & { routing: boolean };
   private readonly transport: Transport;
   private readonly maps: MapSource;
-  /** For readFrom 'any': which member the next read goes to. */
-  private turn = 0;
+  /** For readFrom 'any': which member the next read goes to; a random start, so short-lived clients do not all read primaries. */
+  private turn = Math.random() < 0.5 ? 0 : 1;
   private closed = false;
 
   constructor(options: KvClientOptions) {
