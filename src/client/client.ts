@@ -5,6 +5,7 @@
 // retries only what is safe to retry (docs/client.md).
 
 import { setMaxListeners } from 'node:events';
+import { sleep } from '../core/backoff.js';
 import { keySlot } from '../core/slots.js';
 import { ackParam, intOption, keyBytesOf, normalEndpoint, valueBytesOf } from './checks.js';
 import type { ClusterMap, MapShard } from './cluster-map.js';
@@ -337,17 +338,7 @@ export class KvClient {
   /** Waits before a retry: capped exponential backoff with jitter, never past the deadline, ended early by an abort. */
   private pause(attempt: number, deadline: Deadline): Promise<void> {
     const cap = Math.min(backoffMaxMs, backoffFirstMs * 2 ** attempt);
-    const ms = Math.min(cap / 2 + Math.random() * (cap / 2), Math.max(0, deadline.at - Date.now()));
-    const signal = deadline.signal;
-    return new Promise<void>((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      signal?.addEventListener('abort', done, { once: true });
-    });
+    return sleep(Math.min(cap / 2 + Math.random() * (cap / 2), Math.max(0, deadline.at - Date.now())), deadline.signal);
   }
 
   /** The node a request for `shard` goes to: writes to its primary, reads as readFrom says; a read avoids a member it could not reach. */
