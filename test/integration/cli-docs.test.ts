@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/core/config.js';
 import { Cluster } from '../helpers/cluster.js';
 import { waitConverged } from '../helpers/replication.js';
+import { mapAddresses, repoAddresses, shellBlockLines, splitComment } from '../helpers/doc-examples.js';
 
 const repo = resolve(import.meta.dirname, '../..');
 const doc = readFileSync(resolve(repo, 'docs/cli.md'), 'utf8');
@@ -20,19 +21,15 @@ const launch = resolve(repo, 'launch.sh');
 
 let cluster: Cluster;
 /** The repository config's addresses, each mapped to this test's member at the same place. */
-const addresses = new Map<string, string>();
+let addresses: Map<string, string>;
 
 function env(): NodeJS.ProcessEnv {
   return { ...process.env, KV_CONFIG: cluster.configPath, KV_DATA_DIR: cluster.dataDir, KV_CLUSTER_TOKEN: '' };
 }
 
 beforeAll(async () => {
-  const layout = loadConfig(resolve(repo, 'sharding.toml'));
-  cluster = await Cluster.create(layout.shards.length);
-  layout.shards.forEach((shard, i) => {
-    addresses.set(shard.address, cluster.shards[i]!.address);
-    addresses.set(shard.replica, cluster.shards[i]!.replica);
-  });
+  cluster = await Cluster.create(loadConfig(resolve(repo, 'sharding.toml')).shards.length);
+  addresses = repoAddresses(repo, cluster);
   await exec(launch, ['start'], { cwd: repo, env: env(), timeout: 120_000 });
 }, 180_000);
 afterAll(async () => {
@@ -42,24 +39,12 @@ afterAll(async () => {
 });
 
 function mapped(text: string): string {
-  return text.replace(/127\.0\.0\.1:80\d\d/g, (address) => addresses.get(address) ?? address);
+  return mapAddresses(text, addresses);
 }
 
 /** Every line of the document's sh blocks, split into its command and the comment after `  # `. */
 function examples(): { command: string; comment: string }[] {
-  const lines = [...doc.matchAll(/```sh\n([\s\S]*?)```/g)].flatMap((block) => block[1]!.split('\n').filter((l) => l.trim() !== ''));
-  return lines.map((line) => {
-    const at = line.search(/\s{2,}#\s/);
-    return at === -1
-      ? { command: line.trim(), comment: '' }
-      : {
-          command: line.slice(0, at).trim(),
-          comment: line
-            .slice(at)
-            .replace(/^\s+#\s/, '')
-            .trim(),
-        };
-  });
+  return shellBlockLines(doc).map(splitComment);
 }
 
 /** Every complete `"field":value` pair a comment shows (a `...` stands for fields left out). */

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/core/config.js';
 import { Cluster } from '../helpers/cluster.js';
 import { waitConverged } from '../helpers/replication.js';
+import { mapAddresses, repoAddresses, shellBlockLines, splitComment } from '../helpers/doc-examples.js';
 
 const repo = resolve(import.meta.dirname, '../..');
 const readme = readFileSync(resolve(repo, 'README.md'), 'utf8');
@@ -21,24 +22,7 @@ function shellLines(heading: string): string[] {
   const start = readme.indexOf(`\n## ${heading}\n`);
   expect(start, `README section "${heading}"`).toBeGreaterThan(-1);
   const end = readme.indexOf('\n## ', start + 1);
-  const section = readme.slice(start, end === -1 ? undefined : end);
-  const lines: string[] = [];
-  for (const block of section.matchAll(/```sh\n([\s\S]*?)```/g)) lines.push(...block[1]!.split('\n').filter((l) => l.trim() !== ''));
-  return lines;
-}
-
-/** A README line split into its command and the comment after `  # `. */
-function split(line: string): { command: string; comment: string } {
-  const at = line.search(/\s{2,}#\s/);
-  return at === -1
-    ? { command: line.trim(), comment: '' }
-    : {
-        command: line.slice(0, at).trim(),
-        comment: line
-          .slice(at)
-          .replace(/^\s+#\s/, '')
-          .trim(),
-      };
+  return shellBlockLines(readme.slice(start, end === -1 ? undefined : end));
 }
 
 let cluster: Cluster;
@@ -47,13 +31,8 @@ let addresses: Map<string, string>;
 let launchCluster: Cluster;
 
 beforeAll(async () => {
-  const layout = loadConfig(resolve(repo, 'sharding.toml'));
-  cluster = await Cluster.create(layout.shards.length);
-  addresses = new Map();
-  layout.shards.forEach((shard, i) => {
-    addresses.set(shard.address, cluster.shards[i]!.address);
-    addresses.set(shard.replica, cluster.shards[i]!.replica);
-  });
+  cluster = await Cluster.create(loadConfig(resolve(repo, 'sharding.toml')).shards.length);
+  addresses = repoAddresses(repo, cluster);
   await cluster.startAll();
   launchCluster = await Cluster.create(2);
 }, 120_000);
@@ -64,7 +43,7 @@ afterAll(async () => {
 });
 
 function mapped(text: string): string {
-  return text.replace(/127\.0\.0\.1:80\d\d/g, (address) => addresses.get(address) ?? address);
+  return mapAddresses(text, addresses);
 }
 
 function launchEnv(): NodeJS.ProcessEnv {
@@ -81,7 +60,7 @@ describe('the README', () => {
     const lines = shellLines('Using it with curl');
     expect(lines.length).toBeGreaterThan(5);
     for (const line of lines) {
-      const { command, comment } = split(line);
+      const { command, comment } = splitComment(line);
       const { stdout, stderr } = await exec('bash', ['-c', mapped(command)], { cwd: repo, timeout: 30_000, encoding: 'utf8' });
       // curl only warns about a file it cannot read, and posts an empty body.
       expect(stderr, command).not.toMatch(/curl: |Warning/);
@@ -119,10 +98,10 @@ describe('the README', () => {
   });
 
   it('names only programs a fresh clone has', async () => {
-    const commands = [...readme.matchAll(/```sh\n([\s\S]*?)```/g)].flatMap((block) => block[1]!.split('\n').filter((l) => l.trim() !== ''));
+    const commands = shellBlockLines(readme);
     expect(commands.length).toBeGreaterThan(10);
     for (const line of commands) {
-      for (const part of split(line).command.split('|')) {
+      for (const part of splitComment(line).command.split('|')) {
         const program = part.trim().split(/\s+/)[0]!;
         const found = program.startsWith('./')
           ? existsSync(resolve(repo, program))
@@ -140,12 +119,12 @@ describe('the README', () => {
     const lines = readme
       .split('\n')
       .filter((l) => l.startsWith('node dist/cli/cli.js') || l.startsWith('npx kvshard '))
-      .map((l) => (l.startsWith('npx kvshard ') ? `${split(l).command.replace(/^npx kvshard/, 'node dist/cli/cli.js')} --config sharding.toml` : l));
+      .map((l) => (l.startsWith('npx kvshard ') ? `${splitComment(l).command.replace(/^npx kvshard/, 'node dist/cli/cli.js')} --config sharding.toml` : l));
     expect(lines.length).toBeGreaterThanOrEqual(6);
     // verify compares replicas with their primaries: let them catch up with the curl examples first.
     for (const shard of cluster.shards) await waitConverged(cluster, shard.name);
     for (const line of lines) {
-      const command = split(line)
+      const command = splitComment(line)
         .command.replaceAll('sharding.toml', cluster.configPath)
         .replace(/--data-dir data\b/, `--data-dir ${cluster.dataDir}`);
       const result = await exec('bash', ['-c', command], { cwd: repo, timeout: 30_000, encoding: 'utf8' });
@@ -157,7 +136,7 @@ describe('the README', () => {
     const lines = shellLines('Running processes').filter((l) => l.startsWith('./launch.sh'));
     expect(lines.length).toBeGreaterThanOrEqual(5);
     for (const line of lines) {
-      const { command } = split(line);
+      const { command } = splitComment(line);
       await exec('bash', ['-c', command], { cwd: repo, env: launchEnv(), timeout: 120_000, encoding: 'utf8' });
     }
   }, 300_000);
