@@ -218,9 +218,11 @@ export function readBody(req: IncomingMessage, res: ServerResponse, limit: numbe
       clearTimeout(stalled);
       resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
     });
-    req.once('error', (err) => fail(new ClientFaultError(describeBodyError(err))));
+    // The error is built only for a body still being read: node emits close on every request once its
+    // response is done, and an Error's stack trace is a measurable part of a small SET's cost.
+    req.once('error', (err) => settled || fail(new ClientFaultError(describeBodyError(err))));
     // A connection that closes before the body ended: node emits close (and aborted) on the request.
-    req.once('close', () => fail(new ClientFaultError(cutOff)));
+    req.once('close', () => settled || fail(new ClientFaultError(cutOff)));
   });
 }
 
