@@ -2,6 +2,7 @@
 // A mistake in the caller's code is a TypeError at once; a key or value the server would refuse is the
 // KvClientError the server would have answered, without the round trip.
 
+import { isUtf8 } from 'node:buffer';
 import { keyBytesMax, valueBytesMax } from '../core/limits.js';
 import { KvClientError } from './errors.js';
 
@@ -39,6 +40,19 @@ export function valueBytesOf(value: string | Uint8Array): Buffer {
     throw new KvClientError({ code: 'payload_too_large', message: `value is ${bytes.length} bytes; a value is at most ${valueBytesMax} bytes` });
   }
   return bytes;
+}
+
+/** Values of at most this many bytes go in the query when they are valid UTF-8 (see valueParam). */
+export const queryValueBytesMax = 512;
+
+/**
+ * The value parameter of a set's URL for a small value of valid UTF-8, or undefined when the value goes
+ * in the body. A POST without a body costs the node no body read and the client one write fewer, which is
+ * a measurable part of a small SET; the node decodes the parameter back to exactly these bytes.
+ */
+export function valueParam(bytes: Buffer): string | undefined {
+  if (bytes.length > queryValueBytesMax || !isUtf8(bytes)) return undefined;
+  return `&value=${encodeURIComponent(bytes.toString('utf8'))}`;
 }
 
 /** The ack parameter of a write's URL; none for the server's default (primary). */

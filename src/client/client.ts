@@ -7,7 +7,7 @@
 import { setMaxListeners } from 'node:events';
 import { sleep } from '../core/backoff.js';
 import { keySlot } from '../core/slots.js';
-import { ackParam, intOption, keyBytesOf, normalEndpoint, valueBytesOf } from './checks.js';
+import { ackParam, intOption, keyBytesOf, normalEndpoint, valueBytesOf, valueParam } from './checks.js';
 import type { ClusterMap, MapShard } from './cluster-map.js';
 import { answerError, errorCode, KvClientError } from './errors.js';
 import { MapSource, within, type Deadline, type RefreshHint } from './map-source.js';
@@ -141,7 +141,10 @@ export class KvClient {
   }
 
   async set(key: string, value: string | Uint8Array, options: SetOptions = {}): Promise<SetResult> {
-    return parseResult(await this.call('set', key, valueBytesOf(value), ackParam(options.ack), options.signal));
+    const bytes = valueBytesOf(value);
+    const ack = ackParam(options.ack);
+    const inQuery = valueParam(bytes);
+    return parseResult(await this.call('set', key, inQuery === undefined ? bytes : undefined, inQuery === undefined ? ack : inQuery + ack, options.signal));
   }
 
   async delete(key: string, options: SetOptions = {}): Promise<DeleteResult> {

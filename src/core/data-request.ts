@@ -285,7 +285,7 @@ export function parseDataRequest(
   const { keyText, valueText, extra } = dataParams(query, route);
   const key = keyBytes(keyText);
   const marks = internalMarks(req, context.isClusterToken);
-  if (route.op === 'set' && method === 'POST') {
+  if (route.op === 'set' && method === 'POST' && !(valueText !== undefined && hasNoBody(req))) {
     return readBody(req, res, valueBytesMax, context.budget).then((body) => {
       if (valueText !== undefined && body.length > 0) {
         throw new BadRequestError('give the value either as the value parameter or as the body, not both');
@@ -297,6 +297,15 @@ export function parseDataRequest(
   if (route.op === 'set' && valueText === undefined) throw new BadRequestError('missing parameter: value (or POST the value as the body)');
   const value = route.op === 'set' ? Buffer.from(valueText!, 'utf8') : undefined;
   return build(route.op, method as DataRequest['method'], extra, keyText!, key, value, false, marks);
+}
+
+/**
+ * Whether a request says it carries no body (Content-Length 0, or neither a length nor chunked): a POST
+ * with its value in the query then costs no body read, as routing clients send small text values.
+ */
+function hasNoBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return length === '0' || (length === undefined && req.headers['transfer-encoding'] === undefined);
 }
 
 function build(

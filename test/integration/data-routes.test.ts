@@ -125,6 +125,29 @@ describe('data routes', () => {
     expect(got.body.length).toBe(0);
   });
 
+  it('takes a POST whose value is in its query and that has no body, also forwarded; refuses a value given both ways', async () => {
+    const key = keyOwnedBy('shard2', 3, 'query-post-');
+    for (const via of ['shard2', 'shard1']) {
+      const value = `from ${via}: ü & = + %`;
+      const set = await request(cluster().url(via, 'primary', dataPath('set', key, value)), { method: 'POST' });
+      expect(set.status).toBe(200);
+      expect(set.json()).toMatchObject({ key, shard: 'shard2', bytes: Buffer.byteLength(value) });
+      expect((await request(cluster().url('shard3', 'primary', dataPath('get', key)))).text()).toBe(value);
+    }
+    // A chunked body is read even when it turns out empty, and then the query's value counts.
+    const chunked = await request(cluster().url('shard2', 'primary', dataPath('set', key, 'chunked')), {
+      method: 'POST',
+      body: new ReadableStream({ start: (c) => c.close() }),
+      duplex: 'half',
+    } as RequestInit);
+    expect(chunked.status).toBe(200);
+    expect((await request(cluster().url('shard2', 'primary', dataPath('get', key)))).text()).toBe('chunked');
+    const both = await request(cluster().url('shard2', 'primary', dataPath('set', key, 'q')), { method: 'POST', body: 'b' });
+    expect(both.status).toBe(400);
+    expect(both.json()).toMatchObject({ error: 'bad_request', message: expect.stringContaining('not both') });
+    expect((await request(cluster().url('shard2', 'primary', dataPath('get', key)))).text()).toBe('chunked');
+  });
+
   it('answers /health with shard, role and address', async () => {
     for (const [shard, role] of cluster().nodes()) {
       const res = await request(cluster().url(shard, role, '/health'));
