@@ -4,11 +4,14 @@
 // everything it started.
 //
 //   npm run bench [-- --quick] [-- --json FILE] [-- --tool wrk|autocannon] [-- --only TEXT] [-- --ab REF]
+//   npm run bench -- --only client --node-cpu 0.25
 //
 // --only TEXT runs just the scenarios whose name contains TEXT (and no bulk load): a quick check while
 // optimizing one path. Such a partial run reports its scenarios but does not judge the targets;
 // `--only failover` runs just the failover measurement (failover-bench.ts), which a full run ends with;
-// `--only client` just the client-routing measurement (client-bench.ts).
+// `--only client` just the client-routing measurement (client-bench.ts). With `--node-cpu CORES` that
+// measurement limits every node to the same share of a core, as if each ran on a machine of its own
+// (cpu-quota.ts); it needs root and a cgroup cpu controller.
 // --ab REF compares this checkout's build with REF's (a git ref or another checkout) instead of with the
 // reference: see ab-compare.ts. `--ab metrics --only GET` compares this checkout with metrics off (A) and
 // on (B): what counting requests for /metrics costs.
@@ -20,6 +23,7 @@ import { freePort, LocalCluster, nodeFlags } from '../harness/local-cluster.js';
 import { runAb } from './ab-compare.js';
 import { failoverTable, measureFailover, type FailoverTiming } from './failover-bench.js';
 import { clientRoutingTable, measureClientRouting, type ClientRoutingResult } from './client-bench.js';
+import { CpuQuotas } from './cpu-quota.js';
 import { bulkKey, detectTool, runBulk, runLoad, type LoadResult, type RequestMix } from './load-generator.js';
 import {
   chosenScenarios,
@@ -173,8 +177,12 @@ async function main(): Promise<void> {
       tool: { type: 'string' },
       only: { type: 'string' },
       ab: { type: 'string' },
+      'node-cpu': { type: 'string' },
     },
   });
+  const onlyClient = values.only !== undefined && 'client routing'.includes(values.only.toLowerCase());
+  if (values['node-cpu'] !== undefined && (!onlyClient || values.ab !== undefined)) throw new Error('--node-cpu goes with --only client (and without --ab)');
+  const quotas = values['node-cpu'] === undefined ? undefined : new CpuQuotas(Number(values['node-cpu']));
   const tool = await detectTool(values.tool);
   const chosen: Settings = values.quick
     ? { durationS: 3, warmupS: 1, pairs: 1, bulkKeys: 100_000, tool }
@@ -200,11 +208,7 @@ async function main(): Promise<void> {
       process.stdout.write(`${formatTable(failoverTable(timings).rows)}\n`);
       return;
     }
-    if (values.only !== undefined && 'client routing'.includes(values.only.toLowerCase())) {
-      const routing = await measureClientRouting(cluster, settings, (line) => process.stderr.write(`${line}\n`));
-      process.stdout.write(`${formatTable(clientRoutingTable(routing).rows)}\n`);
-      return;
-    }
+    if (onlyClient) return await clientOnly(cluster, settings, quotas, values['node-cpu']);
     await preloadGetKeys(cluster);
     const results: Measured[] = [];
     for (const scenario of chosenScenarios(values.only)) results.push(await measure(settings, cluster, reference.url, scenario));
@@ -241,8 +245,16 @@ async function main(): Promise<void> {
   } finally {
     reference.proc.kill('SIGTERM');
     await cluster.destroy();
+    await quotas?.remove();
     closeHttpGets();
   }
+}
+
+/** `--only client`: the client-routing measurement alone, with every node limited to `nodeCpu` of a core if given. */
+async function clientOnly(cluster: LocalCluster, settings: Settings, quotas: CpuQuotas | undefined, nodeCpu: string | undefined): Promise<void> {
+  if (quotas !== undefined) for (const [shard, role] of cluster.nodes()) quotas.limit(cluster.pid(shard, role));
+  const routing = await measureClientRouting(cluster, settings, (line) => process.stderr.write(`${line}\n`));
+  process.stdout.write(`${formatTable(clientRoutingTable(routing, nodeCpu).rows)}\n`);
 }
 
 interface Loaded {

@@ -3,7 +3,8 @@
 // primary, which forwards the two thirds it does not own). Both arms are the same load generator in this
 // process: `inFlight` calls at once for a fixed time, in alternating pairs. Targets: routing on at least
 // 2.5x the req/s of routing off for SET and 1.5x for GET. Beside req/s it reports the CPU one call costs
-// the whole cluster and the client together: on two shared cores that sum, not one node, bounds req/s.
+// the whole cluster and the client together (on two shared cores that sum bounds req/s) and the CPU of the
+// busiest node alone (what bounds req/s when each node has CPU of its own: bench --node-cpu).
 
 import { KvClient } from '../client/index.js';
 import type { LocalCluster } from '../harness/local-cluster.js';
@@ -31,6 +32,9 @@ export interface ClientRoutingResult {
   /** Median CPU µs per call, summed over every node and this process (the client): routing on, off. */
   readonly cpuOn: number;
   readonly cpuOff: number;
+  /** Median CPU µs per call of the busiest node alone: what bounds req/s when each node has CPU of its own. */
+  readonly busiestOn: number;
+  readonly busiestOff: number;
 }
 
 interface ArmRun {
@@ -38,6 +42,8 @@ interface ArmRun {
   readonly errors: number;
   /** CPU µs per call of every node and of this process together. */
   readonly cpuUs: number;
+  /** CPU µs per call of the node that spent the most. */
+  readonly busiestUs: number;
 }
 
 /** `inFlight` loops calling `call` with a fresh random number for `durationS` seconds. */
@@ -61,10 +67,10 @@ async function drive(durationS: number, call: (n: number) => Promise<unknown>): 
   return { done, perSec: done / ((performance.now() - started) / 1000), errors };
 }
 
-/** CPU µs so far of the nodes' processes and of this one. */
-function clusterCpuUs(pids: readonly number[]): number {
+/** CPU µs so far of each node's process, and of this one last. */
+function cpuUsOf(pids: readonly number[]): number[] {
   const self = process.cpuUsage();
-  return (pids.reduce((n, pid) => n + cpuTicks(pid), 0) / clockTicksPerSec()) * 1e6 + self.user + self.system;
+  return [...pids.map((pid) => (cpuTicks(pid) / clockTicksPerSec()) * 1e6), self.user + self.system];
 }
 
 function arm(cluster: LocalCluster, routing: boolean): KvClient {
@@ -84,9 +90,11 @@ async function runArm(cluster: LocalCluster, op: 'SET' | 'GET', routing: boolean
     // A short warm-up, so both arms start with open connections and optimized code.
     await drive(Math.min(1, durationS / 4), call);
     const pids = cluster.nodes().map(([shard, role]) => cluster.pid(shard, role));
-    const before = clusterCpuUs(pids);
+    const before = cpuUsOf(pids);
     const run = await drive(durationS, call);
-    return { perSec: run.perSec, errors: run.errors, cpuUs: (clusterCpuUs(pids) - before) / run.done };
+    const perCall = cpuUsOf(pids).map((us, i) => (us - before[i]!) / run.done);
+    const sum = perCall.reduce((a, b) => a + b, 0);
+    return { perSec: run.perSec, errors: run.errors, cpuUs: sum, busiestUs: Math.max(...perCall.slice(0, -1)) };
   } finally {
     await client.close();
   }
@@ -107,6 +115,7 @@ export async function measureClientRouting(cluster: LocalCluster, settings: Sett
     const on: number[] = [];
     const off: number[] = [];
     const cpu = { on: [] as number[], off: [] as number[] };
+    const busiest = { on: [] as number[], off: [] as number[] };
     let errors = 0;
     for (let pair = 0; pair < settings.pairs; pair++) {
       const order = pair % 2 === 0 ? [false, true] : [true, false];
@@ -114,18 +123,46 @@ export async function measureClientRouting(cluster: LocalCluster, settings: Sett
         const run = await runArm(cluster, op, routing, settings.durationS);
         (routing ? on : off).push(run.perSec);
         cpu[routing ? 'on' : 'off'].push(run.cpuUs);
+        busiest[routing ? 'on' : 'off'].push(run.busiestUs);
         errors += run.errors;
       }
       log(`  ${op} through the client: routing on ${on.at(-1)!.toFixed(0)} req/s, off ${off.at(-1)!.toFixed(0)} req/s`);
     }
-    results.push({ op, on, off, ratio: median(on.map((x, i) => x / off[i]!)), errors, cpuOn: median(cpu.on), cpuOff: median(cpu.off) });
+    results.push({
+      op,
+      on,
+      off,
+      ratio: median(on.map((x, i) => x / off[i]!)),
+      errors,
+      cpuOn: median(cpu.on),
+      cpuOff: median(cpu.off),
+      busiestOn: median(busiest.on),
+      busiestOff: median(busiest.off),
+    });
   }
   return results;
 }
 
-/** The measurement as table rows (the header first) and how many rows missed their target or had errors. */
-export function clientRoutingTable(results: readonly ClientRoutingResult[]): { rows: string[][]; failures: number } {
-  const rows = [['client, random keys', 'routing on req/s', 'routing off req/s', 'on/off', 'cpu us/req on', 'cpu us/req off', 'errors', 'target', 'result']];
+/**
+ * The measurement as table rows (the header first) and how many rows missed their target or had errors;
+ * `nodeCpu` names the share of a core each node had, when it was limited (bench --node-cpu).
+ */
+export function clientRoutingTable(results: readonly ClientRoutingResult[], nodeCpu?: string): { rows: string[][]; failures: number } {
+  const rows = [
+    [
+      nodeCpu === undefined ? 'client, random keys' : `client, random keys, nodes at ${nodeCpu} core`,
+      'routing on req/s',
+      'routing off req/s',
+      'on/off',
+      'cpu us/req on',
+      'cpu us/req off',
+      'busiest node on',
+      'busiest node off',
+      'errors',
+      'target',
+      'result',
+    ],
+  ];
   let failures = 0;
   for (const r of results) {
     const target = clientTargets[r.op]!;
@@ -138,6 +175,8 @@ export function clientRoutingTable(results: readonly ClientRoutingResult[]): { r
       r.ratio.toFixed(2),
       r.cpuOn.toFixed(0),
       r.cpuOff.toFixed(0),
+      r.busiestOn.toFixed(0),
+      r.busiestOff.toFixed(0),
       String(r.errors),
       `>= ${target}x`,
       ok ? 'pass' : r.errors > 0 ? 'INVALID: errors' : 'MISS',
