@@ -197,8 +197,7 @@ async function main(): Promise<void> {
   // Interrupted runs still stop every process this benchmark started (by PID).
   const interrupted = (signal: string) => {
     process.stderr.write(`${signal}: stopping the cluster and the reference server\n`);
-    reference.proc.kill('SIGTERM');
-    void cluster.destroy().finally(() => process.exit(130));
+    void stopEverything(cluster, reference.proc, quotas).finally(() => process.exit(130));
   };
   process.once('SIGINT', () => interrupted('SIGINT'));
   process.once('SIGTERM', () => interrupted('SIGTERM'));
@@ -208,7 +207,7 @@ async function main(): Promise<void> {
       process.stdout.write(`${formatTable(failoverTable(timings).rows)}\n`);
       return;
     }
-    if (onlyClient) return await clientOnly(cluster, settings, quotas, values['node-cpu']);
+    if (onlyClient) return await clientOnly(cluster, settings, quotas);
     await preloadGetKeys(cluster);
     const results: Measured[] = [];
     for (const scenario of chosenScenarios(values.only)) results.push(await measure(settings, cluster, reference.url, scenario));
@@ -243,18 +242,26 @@ async function main(): Promise<void> {
     const failover = await measureFailover(cluster, (line) => process.stderr.write(`${line}\n`));
     report(settings, results, { loadMs, loadedGet, memory, keysLoaded, failover, clientRouting }, values.json);
   } finally {
-    reference.proc.kill('SIGTERM');
+    await stopEverything(cluster, reference.proc, quotas);
+  }
+}
+
+/** Stops the reference server and the cluster by PID, then removes the nodes' cgroups, even when stopping failed. */
+async function stopEverything(cluster: LocalCluster, reference: ChildProcess, quotas: CpuQuotas | undefined): Promise<void> {
+  reference.kill('SIGTERM');
+  try {
     await cluster.destroy();
+  } finally {
     await quotas?.remove();
     closeHttpGets();
   }
 }
 
-/** `--only client`: the client-routing measurement alone, with every node limited to `nodeCpu` of a core if given. */
-async function clientOnly(cluster: LocalCluster, settings: Settings, quotas: CpuQuotas | undefined, nodeCpu: string | undefined): Promise<void> {
+/** `--only client`: the client-routing measurement alone, with every node held to its CPU quota if given. */
+async function clientOnly(cluster: LocalCluster, settings: Settings, quotas: CpuQuotas | undefined): Promise<void> {
   if (quotas !== undefined) for (const [shard, role] of cluster.nodes()) quotas.limit(cluster.pid(shard, role));
   const routing = await measureClientRouting(cluster, settings, (line) => process.stderr.write(`${line}\n`));
-  process.stdout.write(`${formatTable(clientRoutingTable(routing, nodeCpu).rows)}\n`);
+  process.stdout.write(`${formatTable(clientRoutingTable(routing, quotas?.cores).rows)}\n`);
 }
 
 interface Loaded {

@@ -147,7 +147,7 @@ export async function measureClientRouting(cluster: LocalCluster, settings: Sett
  * The measurement as table rows (the header first) and how many rows missed their target or had errors;
  * `nodeCpu` names the share of a core each node had, when it was limited (bench --node-cpu).
  */
-export function clientRoutingTable(results: readonly ClientRoutingResult[], nodeCpu?: string): { rows: string[][]; failures: number } {
+export function clientRoutingTable(results: readonly ClientRoutingResult[], nodeCpu?: number): { rows: string[][]; failures: number } {
   const rows = [
     [
       nodeCpu === undefined ? 'client, random keys' : `client, random keys, nodes at ${nodeCpu} core`,
@@ -156,8 +156,8 @@ export function clientRoutingTable(results: readonly ClientRoutingResult[], node
       'on/off',
       'cpu us/req on',
       'cpu us/req off',
-      'busiest node on',
-      'busiest node off',
+      'busiest node us/req on',
+      'busiest node us/req off',
       'errors',
       'target',
       'result',

@@ -14,6 +14,8 @@ import { sleep } from '../core/backoff.js';
 const v1Root = '/sys/fs/cgroup/cpu';
 const v2Root = '/sys/fs/cgroup';
 const periodUs = 100_000;
+/** The kernel's smallest quota, 1 ms a period: 0.01 of a core. */
+const coresMin = 0.01;
 /** How long removing a group waits for its processes to be gone (a killed process leaves it shortly after). */
 const removeWaitMs = 5_000;
 
@@ -33,7 +35,7 @@ function flavour(): Flavour {
   if (existsSync(controllers) && readFileSync(controllers, 'utf8').split(/\s+/).includes('cpu')) {
     return { root: v2Root, limit: (dir, quotaUs) => writeFileSync(join(dir, 'cpu.max'), `${quotaUs} ${periodUs}`) };
   }
-  throw new Error('--node-cpu needs a writable cgroup cpu controller (cgroup v1 cpu, or v2 with cpu delegated) and root');
+  throw new Error('--node-cpu needs a cgroup cpu controller (cgroup v1 cpu, or v2 with cpu delegated)');
 }
 
 /** One cgroup per node process, each limited to `cores` of a core; remove() deletes them all. */
@@ -41,8 +43,9 @@ export class CpuQuotas {
   private readonly dirs: string[] = [];
   private readonly kind: Flavour;
 
-  constructor(private readonly cores: number) {
-    if (!(cores > 0 && cores <= 64)) throw new Error(`--node-cpu takes a fraction of a core above 0, such as 0.25 (got ${cores})`);
+  constructor(readonly cores: number) {
+    if (!(cores >= coresMin && cores <= 64)) throw new Error(`--node-cpu takes a share of a core from ${coresMin} to 64, such as 0.25 (got ${cores})`);
+    if (process.getuid?.() !== 0) throw new Error('--node-cpu needs root: it creates cgroups');
     this.kind = flavour();
   }
 
@@ -55,19 +58,27 @@ export class CpuQuotas {
     writeFileSync(join(dir, 'cgroup.procs'), String(pid));
   }
 
-  /** Deletes the groups once their processes have exited (the caller stops them first). */
+  /**
+   * Deletes the groups once their processes have exited (the caller stops them first): each is tried
+   * until the shared deadline, and any that stays is reported once the others are gone.
+   */
   async remove(): Promise<void> {
     const deadline = Date.now() + removeWaitMs;
+    const left: string[] = [];
     for (const dir of this.dirs.splice(0)) {
       for (;;) {
         try {
           rmdirSync(dir);
           break;
         } catch (err) {
-          if (Date.now() > deadline) throw new Error(`cannot remove ${dir}: ${(err as Error).message}`);
+          if (Date.now() > deadline) {
+            left.push(`${dir} (${(err as Error).message})`);
+            break;
+          }
           await sleep(50);
         }
       }
     }
+    if (left.length > 0) throw new Error(`cannot remove ${left.join(', ')}`);
   }
 }

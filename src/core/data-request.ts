@@ -300,8 +300,9 @@ export function parseDataRequest(
 }
 
 /**
- * Whether a request says it carries no body (Content-Length 0, or neither a length nor chunked): a POST
- * with its value in the query then costs no body read, as routing clients send small text values.
+ * Whether a request says it carries no body (Content-Length 0, or neither a length nor a Transfer-Encoding,
+ * as node's parser decides too): a POST with its value in the query then costs no body read. KvClient
+ * sends small text values that way.
  */
 function hasNoBody(req: IncomingMessage): boolean {
   const length = req.headers['content-length'];

@@ -3,6 +3,7 @@
 // refuse every write.
 import { describe, expect, it } from 'vitest';
 import { useCluster, dataPath, keyOwnedBy, ownerOf, request } from '../helpers/cluster.js';
+import { rawExchange, rawRequest } from '../helpers/raw-http.js';
 import { waitConverged } from '../helpers/replication.js';
 
 const cluster = useCluster(3);
@@ -134,6 +135,10 @@ describe('data routes', () => {
       expect(set.json()).toMatchObject({ key, shard: 'shard2', bytes: Buffer.byteLength(value) });
       expect((await request(cluster().url('shard3', 'primary', dataPath('get', key)))).text()).toBe(value);
     }
+    // Without Content-Length or Transfer-Encoding a request has no body (as HTTP/1.1 and node's parser say).
+    const bare = await rawExchange(cluster().address('shard2', 'primary'), rawRequest('POST', dataPath('set', key, 'no length')), { responses: 1 });
+    expect(bare.responses.map((r) => r.status)).toEqual([200]);
+    expect((await request(cluster().url('shard2', 'primary', dataPath('get', key)))).text()).toBe('no length');
     // A chunked body is read even when it turns out empty, and then the query's value counts.
     const chunked = await request(cluster().url('shard2', 'primary', dataPath('set', key, 'chunked')), {
       method: 'POST',
