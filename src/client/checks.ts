@@ -6,12 +6,15 @@ import { isUtf8 } from 'node:buffer';
 import { keyBytesMax, valueBytesMax } from '../core/limits.js';
 import { KvClientError } from './errors.js';
 
+/** host:port as the client accepts it, for its endpoints and for every member a cluster map names. */
+export const addressPattern = /^[^\s/:]+:\d{1,5}$/;
+
 /** An endpoint as host:port; `http://` is dropped, anything else (https, a path) refused. */
 export function normalEndpoint(endpoint: string): string {
   const address = String(endpoint)
     .replace(/^http:\/\//, '')
     .replace(/\/+$/, '');
-  if (!/^[^\s/:]+:\d{1,5}$/.test(address)) throw new TypeError(`KvClient: endpoint ${JSON.stringify(endpoint)} is not host:port (kvshard speaks plain HTTP)`);
+  if (!addressPattern.test(address)) throw new TypeError(`KvClient: endpoint ${JSON.stringify(endpoint)} is not host:port (kvshard speaks plain HTTP)`);
   return address;
 }
 

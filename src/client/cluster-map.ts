@@ -3,6 +3,7 @@
 
 import { keySlot, slotTable } from '../core/slots.js';
 import { slotCount } from '../core/limits.js';
+import { addressPattern } from './checks.js';
 import { KvClientError } from './errors.js';
 
 /** The map format this client reads. */
@@ -41,8 +42,6 @@ export interface ClusterMap {
 function badMap(node: string, why: string): KvClientError {
   return new KvClientError({ code: 'bad_answer', message: `${node} answered /cluster with a map this client cannot use: ${why}`, node });
 }
-
-const addressPattern = /^[^\s/:]+:\d{1,5}$/;
 
 /** Why shard `s` (at `i`) of a map cannot be routed by, if it cannot. */
 function shardProblem(s: MapShard, i: number): string | undefined {
