@@ -137,20 +137,45 @@ function closeGracefully(res: ServerResponse): void {
 
 /**
  * Requests node's HTTP parser refuses never reach a handler: answer them here, in the same JSON shape.
- * Like node's own handler, write only when no answer to an earlier request on the socket has started.
+ * Like node's own handler, write only when no answer to an earlier request on the socket is still being
+ * sent; on a kept-alive connection whose earlier answers are all out, the refusal is answered as on a
+ * fresh one.
  */
 export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, log: Log): void {
   // An answer may be written only when no earlier request on this connection awaits its own: the client
   // would take ours for that one's. Then the connection just closes (a client's fault all the same).
-  const pending = (socket as Duplex & { _httpMessage?: ServerResponse })._httpMessage;
-  if (err.code !== 'ECONNRESET' && socket.writable && pending === undefined) {
+  // node sets _httpMessage to null once an answer is done, and leaves it undefined before the first.
+  const pending = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
+  if (err.code === 'ECONNRESET') {
+    socket.destroy();
+    return;
+  }
+  if (socket.writable && (pending === null || pending === undefined)) {
     const [status, code, message] = clientErrorAnswer(err);
     writeRawAnswer(socket, status, code, message);
     clientFaults.warn(log, `client fault: ${message}`, { status });
-  } else if (err.code !== 'ECONNRESET') {
+    lingeringClose(socket);
+  } else {
     clientFaults.warn(log, `client fault: ${clientErrorAnswer(err)[2]}; connection closed`);
+    socket.destroy();
   }
-  socket.destroy();
+}
+
+/**
+ * Closes a socket node's HTTP server has given up on once the answer written to it is out: a FIN, then
+ * whatever the client still sends is read and dropped until it closes its side or closeLingerMs passes.
+ * Destroying it at once would make the kernel answer the unread rest of the request (a long request line)
+ * with a reset, which can discard the answer before the client reads it.
+ */
+function lingeringClose(socket: Duplex): void {
+  // The parser failed for good: nothing more is parsed, every further byte is dropped.
+  socket.removeAllListeners('data');
+  socket.on('data', () => undefined);
+  socket.resume();
+  socket.end();
+  const bound = setTimeout(() => socket.destroy(), closeLingerMs);
+  socket.once('end', () => socket.destroy());
+  socket.once('close', () => clearTimeout(bound));
 }
 
 /**

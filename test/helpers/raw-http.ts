@@ -154,3 +154,41 @@ export function rawRequest(method: string, path: string, headers: Record<string,
   }
   return `${lines.join('\r\n')}\r\n\r\n${body}`;
 }
+
+/**
+ * Writes each of `payloads` on one connection, the next only once the answers to the earlier ones have
+ * arrived (a kept-alive connection reused), and collects every answer until the server closes the
+ * connection. Rejects when an answer or the close does not come within `timeoutMs`.
+ */
+export function rawConversation(address: string, payloads: readonly string[], timeoutMs = 15_000): Promise<{ responses: RawResponse[]; closed: boolean }> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(target(address));
+    let data = Buffer.alloc(0);
+    let sent = 0;
+    let settled = false;
+    const settle = (err: Error | undefined) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      if (err) reject(err);
+      else resolve({ responses: parseResponses(data).responses, closed: true });
+    };
+    const timer = setTimeout(
+      () =>
+        settle(new Error(`after ${sent} of ${payloads.length} requests, no answer or close within ${timeoutMs} ms; got: ${data.toString('latin1', 0, 500)}`)),
+      timeoutMs,
+    );
+    const sendNext = () => {
+      if (sent < payloads.length && parseResponses(data).responses.length >= sent) socket.write(payloads[sent++]!);
+    };
+    socket.on('connect', sendNext);
+    socket.on('data', (chunk: Buffer) => {
+      data = Buffer.concat([data, chunk]);
+      sendNext();
+    });
+    // A reset after the answers arrived still ends the conversation: what arrived is the result.
+    socket.on('error', () => undefined);
+    socket.on('close', () => settle(undefined));
+  });
+}
