@@ -2,6 +2,7 @@
 // primary now (a failover swaps the roles of the members the harness names by their place in the file).
 
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { compareReplica } from '../../src/cli/admin.js';
 import { type Cluster, cliPath, request, testToken, waitFor } from './cluster.js';
 
@@ -48,4 +49,28 @@ export async function waitRoles(cluster: Cluster, shard: string, primary: Member
   ).catch((err: Error) => {
     throw new Error(`${err.message}: ${JSON.stringify(last)}`);
   });
+}
+
+/** A rollback file: its header line, and the writes it holds by key (values as text). */
+export interface RollbackFile {
+  readonly header: Record<string, unknown>;
+  readonly writes: Map<string, string>;
+}
+
+/**
+ * The newest rollback file a member's /status names, or undefined when it wrote none. Every entry line
+ * must be a set with a base64 value: a line of another shape fails the caller's test.
+ */
+export function lastRollbackFile(status: Record<string, any>): RollbackFile | undefined {
+  if (status['rollbacks']['files'] === 0) return undefined;
+  const lines = readFileSync(status['rollbacks']['last']['file'], 'utf8').trim().split('\n');
+  const writes = new Map<string, string>();
+  for (const line of lines.slice(1)) {
+    const entry = JSON.parse(line);
+    if (entry.op !== 'set' || typeof entry.key !== 'string' || typeof entry.value_base64 !== 'string') {
+      throw new Error(`a rollback entry of an unexpected shape: ${line}`);
+    }
+    writes.set(entry.key, Buffer.from(entry.value_base64, 'base64').toString());
+  }
+  return { header: JSON.parse(lines[0]!), writes };
 }

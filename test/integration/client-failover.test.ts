@@ -8,30 +8,17 @@
 // primary or in the old primary's rollback file, never in neither. (A write in flight at the kill may be
 // in both: applied by the old primary before it died and again by the client's retry on the new one.)
 
-import { readFileSync } from 'node:fs';
 import { afterAll, expect, it } from 'vitest';
 import { KvClient } from '../../src/client/index.js';
 import { ownerOf, useCluster, waitFor } from '../helpers/cluster.js';
 import { ClientLoop } from '../helpers/client-loop.js';
-import { memberStatus, runFailover, waitRoles } from '../helpers/failover.js';
+import { lastRollbackFile, memberStatus, runFailover, waitRoles } from '../helpers/failover.js';
 
 const cluster = useCluster(3);
 let client: KvClient | undefined;
 afterAll(async () => {
   await client?.close();
 });
-
-/** The writes in the rollback files the rejoined old primary reports, by key. */
-function rolledBack(status: Record<string, any>): Map<string, string> {
-  const rolled = new Map<string, string>();
-  if (status['rollbacks']['files'] === 0) return rolled;
-  const lines = readFileSync(status['rollbacks']['last']['file'], 'utf8').trim().split('\n');
-  for (const line of lines.slice(1)) {
-    const entry = JSON.parse(line);
-    rolled.set(entry.key, Buffer.from(entry.value_base64, 'base64').toString());
-  }
-  return rolled;
-}
 
 it('follows a switchover and a forced failover with no help and no error, losing no ack=replica write', async () => {
   client = new KvClient({ endpoints: [cluster().address('shard3')], timeoutMs: 30_000, retries: 200 });
@@ -67,7 +54,7 @@ it('follows a switchover and a forced failover with no help and no error, losing
   // The old primary of shard2 rejoins as its replica, writing what the new primary lacks to its rollback file.
   await cluster().start('shard2', 'primary', undefined, { ready: false });
   await waitRoles(cluster(), 'shard2', 'replica');
-  const rolled = rolledBack(await memberStatus(cluster(), 'shard2', 'primary'));
+  const rolled = lastRollbackFile(await memberStatus(cluster(), 'shard2', 'primary'))?.writes ?? new Map<string, string>();
   const keys = [...loop.acked.keys()];
   const values = await client.getMany(keys);
   const lost: string[] = [];

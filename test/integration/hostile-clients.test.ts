@@ -6,7 +6,7 @@
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { dataPath, request, useCluster, waitFor } from '../helpers/cluster.js';
-import { parseResponses, rawExchange, rawRequest, type RawResponse } from '../helpers/raw-http.js';
+import { parseResponses, rawConversation, rawExchange, rawRequest, type RawResponse } from '../helpers/raw-http.js';
 import { status } from '../helpers/replication.js';
 
 const cluster = useCluster(1);
@@ -59,8 +59,10 @@ describe('slow clients', () => {
       clearInterval(trickle);
     }
     expect(i).toBeLessThan(head.length);
+    // The node answers before it closes: a 408 in JSON, not a silent close.
     const [answer] = parseResponses(conn.received()).responses;
-    if (answer) expect(answer.status).toBe(408);
+    expect(answer?.status).toBe(408);
+    expect(answer?.json().error).toBe('request_timeout');
     expect(Date.now() - started).toBeGreaterThanOrEqual(9_000);
   });
 });
@@ -139,6 +141,27 @@ describe('request lines node lets through', () => {
       expect(res.status, path).toBe(404);
       expect(res.json().error).toBe('unknown_route');
     }
+  });
+});
+
+describe('requests the parser refuses on a kept-alive connection', () => {
+  // Each is answered in JSON on a fresh connection; on one that already served a request it must get the
+  // same answer (not a silent close), then the connection closes.
+  const refused: [string, string, number, string][] = [
+    ['a request line over the head bound', `GET /get?key=a&pad=${'x'.repeat(20_000)} HTTP/1.1\r\nHost: x\r\n\r\n`, 431, 'headers_too_large'],
+    ['a malformed header', 'GET /get?key=a HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n', 400, 'bad_request'],
+    ['an unknown method', 'FROB /get?key=a HTTP/1.1\r\nHost: x\r\n\r\n', 501, 'not_implemented'],
+    ['an unparsable version', 'GET /get?key=a HTTP/1.A\r\nHost: x\r\n\r\n', 505, 'http_version_not_supported'],
+  ];
+
+  it.each(refused)('%s gets the same JSON answer as on a fresh connection', async (_name, payload, status, code) => {
+    const fresh = await rawExchange(address(), payload);
+    expect(fresh.responses.map((r) => r.status)).toEqual([status]);
+    const { responses, closed } = await rawConversation(address(), [rawRequest('GET', dataPath('get', 'zz')), payload]);
+    expect(closed).toBe(true);
+    expect(responses.map((r) => r.status)).toEqual([404, status]);
+    expect(responses[1]!.json().error).toBe(code);
+    expect(responses[1]!.headers['connection']).toBe('close');
   });
 });
 

@@ -10,14 +10,20 @@ beforeAll(async () => {
   await waitConverged(cluster(), 'shard1');
 });
 
-async function writeLoad(prefix: string, total: number, concurrency = 16): Promise<Map<string, string>> {
+/**
+ * Writes `total` keys with `concurrency` writers and resolves with every acknowledged key and value, in
+ * the order acknowledged. `onAck` sees the count after each acknowledgement.
+ */
+async function writeLoad(prefix: string, total: number, concurrency = 16, onAck?: (acked: number) => void): Promise<Map<string, string>> {
   const acked = new Map<string, string>();
+  let count = 0;
   await runLoad(concurrency, total, async (i, worker) => {
     const key = `${prefix}-${worker}-${i % 100}`;
     const value = `${prefix}:${i}`;
     const res = await request(cluster().url('shard1', 'primary', dataPath('set', key, value)));
     expect(res.status).toBe(200);
     acked.set(key, value);
+    onAck?.(++count);
   });
   return acked;
 }
@@ -33,10 +39,23 @@ async function expectOnReplica(values: Map<string, string>): Promise<void> {
 describe('replica faults', () => {
   it('converges after kill -9 of the replica in the middle of a write load', async () => {
     const resyncsBefore = (await status(cluster(), 'shard1', 'primary'))['replication']['resyncs'];
-    const load = writeLoad('kill', 4_000);
-    await new Promise((r) => setTimeout(r, 300));
-    await cluster().kill('shard1', 'replica');
-    const acked = await load;
+    // The replica is killed once the load's first 500 writes are acknowledged; its death (the process
+    // exit) must come while writes are still being acknowledged.
+    let acks = 0;
+    let acksAtDeath = -1;
+    let killed: Promise<void> | undefined;
+    const acked = await writeLoad('kill', 4_000, 16, (count) => {
+      acks = count;
+      if (count !== 500) return;
+      killed = cluster()
+        .kill('shard1', 'replica')
+        .then(() => {
+          acksAtDeath = acks;
+        });
+    });
+    await killed;
+    expect(acksAtDeath).toBeGreaterThanOrEqual(500);
+    expect(acks - acksAtDeath, 'writes acknowledged after the replica died').toBeGreaterThan(0);
     await cluster().start('shard1', 'replica');
     const result = await waitConverged(cluster(), 'shard1');
     expect(result.keys).toBeGreaterThanOrEqual(acked.size);
