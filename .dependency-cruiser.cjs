@@ -1,7 +1,7 @@
-// kvshard's architecture, checked on the compiled JavaScript in dist/ (`npm test` builds first; imports
-// survive compilation, and TypeScript 7 has no JavaScript API for dependency-cruiser's TypeScript mode).
-// Type-only imports vanish in compilation, so they are not seen here; the TypeScript sources follow the
-// same rules all the same.
+// kvshard's architecture, checked on the TypeScript sources in src/, type-only imports included: a
+// cycle through `import type` is a cycle of concepts all the same, though compilation erases it.
+// dependency-cruiser reads the sources with swc (@swc/core), since TypeScript 7 has no JavaScript API for
+// its TypeScript mode; imports written `./x.js` resolve to `./x.ts` as the compiler resolves them.
 //
 // The shipped code is eight layers, one folder each, lowest first:
 //
@@ -17,7 +17,7 @@
 /** The shipped layers, lowest first. */
 const layers = ['core', 'storage', 'peer', 'cluster', 'replication', 'server', 'node', 'cli'];
 
-/** The rule for one layer: it may import from its own folder and those listed before it, nothing else in dist/. */
+/** The rule for one layer: it may import from its own folder and those listed before it, nothing else in src/. */
 function layer(name, comment) {
   const allowed = layers.slice(0, layers.indexOf(name) + 1);
   if (name === 'cli') allowed.push('client');
@@ -25,8 +25,8 @@ function layer(name, comment) {
     name: `${name}-imports-only-${allowed.join('-')}`,
     severity: 'error',
     comment,
-    from: { path: `^dist/${name}/` },
-    to: { path: '^dist/', pathNot: `^dist/(${allowed.join('|')})/` },
+    from: { path: `^src/${name}/` },
+    to: { path: '^src/', pathNot: `^src/(${allowed.join('|')})/` },
   };
 }
 
@@ -79,8 +79,8 @@ module.exports = {
       severity: 'error',
       comment:
         "client/ is kvshard/client: it may use its own modules and core/'s slot hashing, limits and sleep (backoff.js), nothing else of kvshard.",
-      from: { path: '^dist/client/' },
-      to: { path: '^dist/', pathNot: '^dist/(client/|core/slots\\.js$|core/limits\\.js$|core/backoff\\.js$)' },
+      from: { path: '^src/client/' },
+      to: { path: '^src/', pathNot: '^src/(client/|core/slots\\.ts$|core/limits\\.ts$|core/backoff\\.ts$)' },
     },
     {
       name: 'no-circular',
@@ -97,22 +97,22 @@ module.exports = {
       comment:
         'harness/ starts local clusters for the tests and the benchmark and is not in the package: only ' +
         'bench/ (and the tests) may import it.',
-      from: { pathNot: '^dist/(harness|bench)/' },
-      to: { path: '^dist/harness/' },
+      from: { pathNot: '^src/(harness|bench)/' },
+      to: { path: '^src/harness/' },
     },
     {
       name: 'bench-is-not-imported',
       severity: 'error',
       comment: 'bench/ is the benchmark program, not a library: only its own modules import each other.',
-      from: { pathNot: '^dist/bench/' },
-      to: { path: '^dist/bench/' },
+      from: { pathNot: '^src/bench/' },
+      to: { path: '^src/bench/' },
     },
     {
       name: 'every-module-in-a-folder',
       severity: 'error',
       comment:
         'Every module lives in a layer folder, or in harness/ or bench/, so its folder says what it may import.',
-      from: { path: '^dist/', pathNot: `^dist/(${[...layers, 'client', 'harness', 'bench'].join('|')})/` },
+      from: { path: '^src/', pathNot: `^src/(${[...layers, 'client', 'harness', 'bench'].join('|')})/` },
       to: {},
     },
     {
@@ -121,7 +121,7 @@ module.exports = {
       comment:
         'The package installs only `dependencies`: a shipped module that imports a devDependency (autocannon, ' +
         'vitest) breaks once published.',
-      from: { path: `^dist/(${[...layers, 'client'].join('|')})/` },
+      from: { path: `^src/(${[...layers, 'client'].join('|')})/` },
       to: { dependencyTypes: ['npm-dev', 'npm-optional', 'npm-peer', 'npm-no-pkg', 'npm-unknown'] },
     },
     {
@@ -134,8 +134,9 @@ module.exports = {
   ],
   options: {
     doNotFollow: { path: 'node_modules' },
-    exclude: { path: '\\.map$' },
     moduleSystems: ['es6'],
+    parser: 'swc',
+    tsPreCompilationDeps: true,
     enhancedResolveOptions: {
       exportsFields: ['exports'],
       conditionNames: ['import', 'node', 'default'],

@@ -11,7 +11,8 @@ import { ackParam, intOption, keyBytesOf, normalEndpoint, valueBytesOf, valuePar
 import type { ClusterMap, MapShard } from './cluster-map.js';
 import { answerError, errorCode, KvClientError } from './errors.js';
 import { MapSource, within, type Deadline, type RefreshHint } from './map-source.js';
-import { Transport, type Answer } from './transport.js';
+import type { Answer } from './answer.js';
+import { Transport } from './transport.js';
 
 export type ReadFrom = 'primary' | 'replica' | 'any';
 

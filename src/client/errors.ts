@@ -1,7 +1,7 @@
 // The one error type the client throws. `code` is the server's error code when a node answered (every
 // kvshard error body has one), or one of the client's own when none did.
 
-import type { Answer } from './transport.js';
+import type { Answer } from './answer.js';
 
 /** Codes the client gives when no node's answer gave one. */
 export type ClientOnlyCode =

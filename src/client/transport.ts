@@ -4,14 +4,8 @@
 
 import { Agent, type Dispatcher } from 'undici';
 import { valueBytesMax } from '../core/limits.js';
+import type { Answer } from './answer.js';
 import { KvClientError } from './errors.js';
-
-/** A node's answer: status and body, whatever the status. */
-export interface Answer {
-  readonly status: number;
-  readonly body: Buffer;
-  readonly node: string;
-}
 
 export interface Exchange {
   /** host:port */
