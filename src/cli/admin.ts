@@ -1,36 +1,18 @@
-// Operator tools that talk to running nodes with the admin HTTP client: replica verification by comparing
-// slot-range digests (`kvshard verify`), and the client `kvshard status` uses too.
+// `kvshard verify`: compares each replica's data with its primary's by slot-range digests, through the
+// admin client.
 
-import http from 'node:http';
-import axios, { type AxiosInstance } from 'axios';
 import type { ShardConfig } from '../core/config.js';
-import { adminReplyBytesMax, adminTimeoutMs, slotCount } from '../core/limits.js';
-import { tokenHeader } from '../core/wire.js';
+import { slotCount } from '../core/limits.js';
 import { digestPath } from '../replication/replication-protocol.js';
 import type { SlotRangeDigest } from '../storage/snapshot.js';
-import { CommandError, exitForError, exitStatus, tokenMismatch } from './exit-status.js';
+import { adminError, type AdminClient, withAdminClient } from './admin-client.js';
+import { type CommandError, exitStatus } from './exit-status.js';
 
 /** First pass: this many slot ranges; a differing range is then narrowed to single slots. */
 const digestBuckets = 64;
 
-export function adminClient(token?: string): { client: AxiosInstance; close: () => void } {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
-  const client = axios.create({
-    httpAgent: agent,
-    timeout: adminTimeoutMs,
-    maxContentLength: adminReplyBytesMax,
-    maxBodyLength: 0,
-    maxRedirects: 0,
-    proxy: false,
-    responseType: 'json',
-    headers: token ? { [tokenHeader]: token } : {},
-  });
-  return { client, close: () => agent.destroy() };
-}
-
-async function digests(client: AxiosInstance, address: string, from: number, to: number, buckets: number): Promise<SlotRangeDigest[]> {
-  const res = await client.get<{ ranges: SlotRangeDigest[] }>(`http://${address}${digestPath}`, { params: { from, to, buckets } });
-  return res.data.ranges;
+async function digests(client: AdminClient, address: string, from: number, to: number, buckets: number): Promise<SlotRangeDigest[]> {
+  return (await client.get<{ ranges: SlotRangeDigest[] }>(address, digestPath, { params: { from, to, buckets } })).ranges;
 }
 
 export type Comparison =
@@ -39,8 +21,7 @@ export type Comparison =
 
 /** Compares a replica's data with its primary's; on a difference names the first differing slot. */
 export async function compareReplica(primary: string, replica: string, token: string): Promise<Comparison> {
-  const { client, close } = adminClient(token);
-  try {
+  return withAdminClient(token, async (client) => {
     const [p, r] = await Promise.all([digests(client, primary, 0, slotCount - 1, digestBuckets), digests(client, replica, 0, slotCount - 1, digestBuckets)]);
     const differing = p.findIndex((range, i) => range.digest !== r[i]!.digest);
     if (differing === -1) return { equal: true, keys: p.reduce((n, range) => n + range.keys, 0) };
@@ -48,9 +29,7 @@ export async function compareReplica(primary: string, replica: string, token: st
     const [ps, rs] = await Promise.all([digests(client, primary, from, to, to - from + 1), digests(client, replica, from, to, to - from + 1)]);
     const i = ps.findIndex((slot, j) => slot.digest !== rs[j]!.digest);
     return { equal: false, slot: ps[i]!.from, primaryKeys: ps[i]!.keys, replicaKeys: rs[i]!.keys };
-  } finally {
-    close();
-  }
+  });
 }
 
 /** One shard's verdict: its comparison, or why its members could not be compared. */
@@ -101,20 +80,4 @@ export function verdictsExit(verdicts: readonly ShardVerdict[]): number {
   const errors = verdicts.flatMap((v) => (v.error === undefined ? [] : [v.error.exit]));
   if (errors.length > 0) return errors.includes(exitStatus.unauthorized) ? exitStatus.unauthorized : Math.max(...errors);
   return verdicts.every((v) => v.comparison?.equal) ? exitStatus.ok : exitStatus.no;
-}
-
-/** Why an admin request failed, as a command error (axios names a 401 only ERR_BAD_REQUEST). */
-export function adminError(err: unknown): CommandError {
-  if (!axios.isAxiosError(err)) return new CommandError('bad_answer', (err as Error).message, exitStatus.unavailable);
-  const status = err.response?.status;
-  const url = err.config?.url ?? 'a node';
-  if (status === 401) return new CommandError('unauthorized', tokenMismatch, exitStatus.unauthorized);
-  if (status !== undefined) {
-    const body = (err.response?.data ?? {}) as Record<string, unknown>;
-    const code = typeof body['error'] === 'string' ? body['error'] : `http_${status}`;
-    const detail = typeof body['message'] === 'string' ? body['message'] : JSON.stringify(err.response?.data ?? '').slice(0, 200);
-    return new CommandError(code, `${url} answered ${status}: ${detail}`, exitForError(code, status));
-  }
-  const timedOut = err.code === 'ECONNABORTED' || err.code === 'ETIMEDOUT';
-  return new CommandError(timedOut ? 'timeout' : 'unavailable', `${url}: ${err.code ?? err.message}`, exitStatus.unavailable);
 }

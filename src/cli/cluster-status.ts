@@ -2,7 +2,7 @@
 // count, sequence, replication lag and migration, as a table or as JSON with the same fields.
 
 import type { ShardConfig } from '../core/config.js';
-import { adminClient } from './admin.js';
+import { withAdminClient } from './admin-client.js';
 
 /** A node's /status answer, read field by field: every field shown goes through String() or a check first. */
 // biome-ignore lint/suspicious/noExplicitAny: another node's JSON, not the data path; typing every /status field here would duplicate node/.
@@ -84,27 +84,24 @@ function memberState(shard: string, member: 'a' | 'b', address: string, s: Statu
 
 /** Every member's state, in the order of `shards`, a before b. */
 export async function clusterStatus(shards: readonly ShardConfig[]): Promise<MemberState[]> {
-  const { client, close } = adminClient();
-  try {
-    const members = shards.flatMap(
-      (s) =>
-        [
-          [s.name, 'a', s.address],
-          [s.name, 'b', s.replica],
-        ] as const,
-    );
-    const replies = await Promise.all(
+  const members = shards.flatMap(
+    (s) =>
+      [
+        [s.name, 'a', s.address],
+        [s.name, 'b', s.replica],
+      ] as const,
+  );
+  const replies = await withAdminClient(undefined, (client) =>
+    Promise.all(
       members.map(([, , address]) =>
-        client.get<StatusJson>(`http://${address}/status`).then(
-          (r) => (typeof r.data === 'object' && r.data !== null ? r.data : undefined),
+        client.get<StatusJson>(address, '/status').then(
+          (data) => (typeof data === 'object' && data !== null ? data : undefined),
           () => undefined,
         ),
       ),
-    );
-    return members.map(([shard, member, address], i) => memberState(shard, member, address, replies[i]));
-  } finally {
-    close();
-  }
+    ),
+  );
+  return members.map(([shard, member, address], i) => memberState(shard, member, address, replies[i]));
 }
 
 const cell = (value: number | string | null, missing = '?') => (value === null ? missing : String(value));

@@ -4,8 +4,8 @@
 
 import { failoverCatchUpMs, failoverPauseMs, failoverRequestTimeoutMs } from '../core/limits.js';
 import type { ShardConfig } from '../core/config.js';
-import { tokenHeader } from '../core/wire.js';
-import { CommandError, exitForError, exitStatus, tokenMismatch } from './exit-status.js';
+import { type AdminClient, adminError, withAdminClient } from './admin-client.js';
+import { CommandError, exitStatus } from './exit-status.js';
 
 /** The member's whole failover: the pause, the catch-up, the promotion and telling every node, with room to spare. */
 const failoverCallTimeoutMs = failoverPauseMs + failoverCatchUpMs + 3 * failoverRequestTimeoutMs;
@@ -16,11 +16,10 @@ interface MemberStatus {
   readonly epoch: { epoch: number; primary: string } | undefined;
 }
 
-async function memberStatus(address: string): Promise<MemberStatus> {
+/** A member's role and epoch, or neither when it does not answer within a failover request's timeout. */
+async function memberStatus(client: AdminClient, address: string): Promise<MemberStatus> {
   try {
-    const res = await fetch(`http://${address}/status`, { signal: AbortSignal.timeout(failoverRequestTimeoutMs) });
-    if (res.status !== 200) return { address, role: undefined, epoch: undefined };
-    const body = (await res.json()) as { role?: string; epoch?: { epoch: number; primary: string } };
+    const body = await client.get<{ role?: string; epoch?: { epoch: number; primary: string } }>(address, '/status', { timeoutMs: failoverRequestTimeoutMs });
     return { address, role: body.role, epoch: body.epoch };
   } catch {
     return { address, role: undefined, epoch: undefined };
@@ -31,8 +30,8 @@ async function memberStatus(address: string): Promise<MemberStatus> {
 export type FailoverReport = Readonly<Record<string, unknown>>;
 
 /** The member of `shard` that serves as replica now; a command error when there is none to promote. */
-async function replicaNow(shard: ShardConfig, where: string): Promise<MemberStatus> {
-  const members = await Promise.all([memberStatus(shard.address), memberStatus(shard.replica)]);
+async function replicaNow(client: AdminClient, shard: ShardConfig, where: string): Promise<MemberStatus> {
+  const members = await Promise.all([memberStatus(client, shard.address), memberStatus(client, shard.replica)]);
   const replica = members.find((m) => m.role === 'replica');
   if (replica) return replica;
   const up = members.filter((m) => m.role !== undefined);
@@ -50,27 +49,18 @@ export async function failoverShard(shards: readonly ShardConfig[], where: strin
   const shard = shards.find((s) => s.name === name);
   if (!shard)
     throw new CommandError('usage', `no shard named ${JSON.stringify(name)} in ${where} (shards: ${shards.map((s) => s.name).join(', ')})`, exitStatus.usage);
-  const replica = await replicaNow(shard, where);
-  let res: Response;
-  try {
-    res = await fetch(`http://${replica.address}/internal/failover`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', [tokenHeader]: token },
-      body: JSON.stringify({ force }),
-      signal: AbortSignal.timeout(failoverCallTimeoutMs),
-    });
-  } catch (e) {
-    const timedOut = (e as Error).name === 'TimeoutError';
-    const message = `${name}: ${replica.address} did not answer the failover request: ${(e as Error).message}`;
-    throw new CommandError(timedOut ? 'timeout' : 'unavailable', message, exitStatus.unavailable);
-  }
-  const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
-  if (res.status === 401) throw new CommandError('unauthorized', tokenMismatch, exitStatus.unauthorized);
-  if (res.status !== 200) {
-    const code = typeof body['error'] === 'string' ? body['error'] : `http_${res.status}`;
-    throw new CommandError(code, `${name}: ${String(body['message'] ?? `HTTP ${res.status}`)}`, exitForError(code, res.status));
-  }
-  return body;
+  return withAdminClient(token, async (client) => {
+    const replica = await replicaNow(client, shard, where);
+    try {
+      return await client.post<FailoverReport>(replica.address, '/internal/failover', { force }, { timeoutMs: failoverCallTimeoutMs });
+    } catch (err) {
+      const e = adminError(err);
+      // The member's own refusal names the shard in its message already; a call without an answer does not.
+      throw e.code === 'timeout' || e.code === 'unavailable'
+        ? new CommandError(e.code, `${name}: ${replica.address} did not answer the failover request: ${e.message}`, e.exit)
+        : new CommandError(e.code, `${name}: ${e.message}`, e.exit);
+    }
+  });
 }
 
 /** The report as the line `kvshard failover` prints. */
