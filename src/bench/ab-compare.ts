@@ -22,6 +22,7 @@ import {
   type Scenario,
   type Settings,
 } from './scenarios.js';
+import { recordRun } from './results-log.js';
 import { formatTable, median } from './summary.js';
 
 /** The performance guard: B may lose at most 5% of A's req/s and use at most 5% more CPU per request. */
@@ -39,6 +40,8 @@ export interface AbOptions {
   readonly settings: Settings;
   readonly only: string | undefined;
   readonly jsonFile: string | undefined;
+  /** The results file the run's row is appended to. */
+  readonly resultsFile: string;
 }
 
 type Side = 'A' | 'B';
@@ -137,6 +140,15 @@ export async function runAb(options: AbOptions): Promise<void> {
     const cpuMax = metrics ? metricsCpuRatioMax : cpuRatioMax;
     for (const scenario of chosen) results.push(await measurePairs(settings, clusters, scenario, cpuMax));
     report(settings, { A: buildA.label, B: labelB }, results, options.jsonFile, cpuMax);
+    await recordRun(options.resultsFile, 'ab', settings, {
+      ab: {
+        ref: buildA.label,
+        scenarios: Object.fromEntries(results.map((r) => [r.scenario, { req_s_b_over_a: r.reqRatio, cpu_b_over_a: r.cpuRatio, verdict: r.verdict }])),
+      },
+      scenarios: Object.fromEntries(
+        results.map((r) => [r.scenario, { req_s: median(r.b.map((x) => x.requestsPerSec)), cpu_us_req: r.cpuUsPerReqB, errors: r.failedB }]),
+      ),
+    });
   } catch (err) {
     if (!interrupted) throw err;
     await cleanup.run(log);

@@ -6,6 +6,9 @@
 //   npm run bench [-- --quick] [-- --json FILE] [-- --tool wrk|autocannon] [-- --only TEXT] [-- --ab REF]
 //   npm run bench -- --only client --node-cpu 0.25
 //
+// Every run appends one JSON line of its figures to docs/bench-results.jsonl (results-log.ts), or to the
+// file --results FILE names.
+//
 // --only TEXT runs just the scenarios whose name contains TEXT (and no bulk load): a quick check while
 // optimizing one path. Such a partial run reports its scenarios but does not judge the targets;
 // `--only failover` runs just the failover measurement (failover-bench.ts), which a full run ends with;
@@ -17,7 +20,7 @@
 // on (B): what counting requests for /metrics costs.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { freePort, LocalCluster, nodeFlags } from '../harness/local-cluster.js';
 import { runAb } from './ab-compare.js';
@@ -40,7 +43,9 @@ import {
   type Scenario,
   type Settings,
 } from './scenarios.js';
-import { formatTable, median, percentile } from './summary.js';
+import { clientRoutingFigures, defaultResultsFile, failoverFigures, lagFigures, recordRun, scenarioFigures } from './results-log.js';
+import { rssMb, withLagSampling } from './probes.js';
+import { formatTable, median } from './summary.js';
 
 interface Measured {
   readonly scenario: string;
@@ -51,42 +56,6 @@ interface Measured {
   /** Median over runs of the serving process's CPU µs per request. */
   readonly cpuUsPerReq: number;
   readonly lag?: { p99Ms: number; zeroAfterMs: number };
-}
-
-async function replicationLag(cluster: LocalCluster, shard: string): Promise<{ seconds: number; entries: number }> {
-  const status = JSON.parse((await httpGet(`http://${cluster.address(shard, 'primary')}/status`)).body);
-  return { seconds: status.replication.lag_seconds ?? Infinity, entries: status.replication.lag_entries ?? Infinity };
-}
-
-/** Samples replication lag every 100 ms while `load` runs, then times how long until lag is zero. */
-async function withLagSampling<T extends LoadResult>(
-  cluster: LocalCluster,
-  shards: readonly string[],
-  load: Promise<T>,
-): Promise<{ result: T; p99Ms: number; zeroAfterMs: number }> {
-  const samples: number[] = [];
-  let done = false;
-  const sampler = (async () => {
-    while (!done) {
-      const lags = await Promise.all(shards.map((s) => replicationLag(cluster, s)));
-      samples.push(Math.max(...lags.map((l) => l.seconds)) * 1000);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  })();
-  const result = await load;
-  done = true;
-  await sampler;
-  const stopped = Date.now();
-  let zeroAfterMs = NaN;
-  while (Date.now() - stopped < 30_000) {
-    const lags = await Promise.all(shards.map((s) => replicationLag(cluster, s)));
-    if (lags.every((l) => l.entries === 0)) {
-      zeroAfterMs = Date.now() - stopped;
-      break;
-    }
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return { result, p99Ms: percentile(samples, 99), zeroAfterMs };
 }
 
 async function startReference(): Promise<{ url: string; proc: ChildProcess }> {
@@ -124,16 +93,6 @@ async function bulkLoad(cluster: LocalCluster, count: number): Promise<{ ms: num
   const ms = Date.now() - started;
   const shard1Keys = Array.from({ length: 1000 }, (_, i) => bulkKey(prefixes[0]!, Math.floor((i * perShard) / 1000)));
   return { ms, shard1Keys, results };
-}
-
-/**
- * Resident memory of a process in MB: all of it, the private (anonymous) part, and the file-backed part,
- * which for an LMDB process is mostly the memory-mapped database (page cache the kernel can reclaim).
- */
-function rssMb(pid: number): { rss: number; peak: number; anon: number; file: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
-  return { rss: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024, anon: kb('RssAnon') / 1024, file: kb('RssFile') / 1024 };
 }
 
 async function measure(settings: Settings, cluster: LocalCluster, refUrl: string, scenario: Scenario): Promise<Measured> {
@@ -178,8 +137,10 @@ async function main(): Promise<void> {
       only: { type: 'string' },
       ab: { type: 'string' },
       'node-cpu': { type: 'string' },
+      results: { type: 'string', default: defaultResultsFile },
     },
   });
+  const resultsFile = values.results;
   const onlyClient = values.only !== undefined && 'client routing'.includes(values.only.toLowerCase());
   if (values['node-cpu'] !== undefined && (!onlyClient || values.ab !== undefined)) throw new Error('--node-cpu goes with --only client (and without --ab)');
   const quotas = values['node-cpu'] === undefined ? undefined : new CpuQuotas(Number(values['node-cpu']));
@@ -190,7 +151,7 @@ async function main(): Promise<void> {
   // The performance guard takes the median of at least three pairs (four, for an even order), so --quick shortens only the runs of an A/B comparison.
   const settings: Settings = values.ab === undefined ? chosen : { ...chosen, pairs: Math.max(abPairsMin, chosen.pairs) };
   process.stderr.write(`kvshard bench: ${tool}, ${connections} connections, ${settings.durationS}s per run, ${settings.pairs} alternating pair(s)\n`);
-  if (values.ab !== undefined) return runAb({ ref: values.ab, settings, only: values.only, jsonFile: values.json });
+  if (values.ab !== undefined) return runAb({ ref: values.ab, settings, only: values.only, jsonFile: values.json, resultsFile });
 
   const cluster = await LocalCluster.started(shardCount);
   const reference = await startReference();
@@ -205,9 +166,10 @@ async function main(): Promise<void> {
     if (values.only !== undefined && 'failover'.includes(values.only.toLowerCase())) {
       const timings = await measureFailover(cluster, (line) => process.stderr.write(`${line}\n`));
       process.stdout.write(`${formatTable(failoverTable(timings).rows)}\n`);
+      await recordRun(resultsFile, 'failover', settings, { failover: failoverFigures(timings) });
       return;
     }
-    if (onlyClient) return await clientOnly(cluster, settings, quotas);
+    if (onlyClient) return await clientOnly(cluster, settings, quotas, resultsFile);
     await preloadGetKeys(cluster);
     const results: Measured[] = [];
     for (const scenario of chosenScenarios(values.only)) results.push(await measure(settings, cluster, reference.url, scenario));
@@ -217,33 +179,54 @@ async function main(): Promise<void> {
           `${r.scenario}: ${median(r.runs.map((x) => x.requestsPerSec)).toFixed(0)} req/s, ${r.cpuUsPerReq.toFixed(1)} cpu us/req, ratio to reference ${r.ratio.toFixed(3)}\n`,
         );
       }
+      await recordRun(resultsFile, 'only', settings, { scenarios: scenarioFigures(results), lag: lagFigures(results) });
       return;
     }
 
-    process.stderr.write('random keys through kvshard/client, routing on and off...\n');
-    const clientRouting = await measureClientRouting(cluster, settings, (line) => process.stderr.write(`${line}\n`));
-    process.stderr.write(`loading ${settings.bulkKeys} keys...\n`);
-    const bulk = await bulkLoad(cluster, settings.bulkKeys);
-    const loadMs = bulk.ms;
-    const bulkErrors = bulk.results.reduce((n, r) => n + r.non2xx + r.errors, 0);
-    if (bulkErrors > 0) throw new Error(`bulk load: ${bulkErrors} requests failed`);
-    const bulkGets = bulk.shard1Keys.map((k) => `/get?key=${k}`);
-    const loadedGet = await runLoad(tool, {
-      baseUrl: `http://${cluster.address('shard1', 'primary')}`,
-      mix: { gets: bulkGets, setEvery: 0, setPrefixes: [''], setValue: '', setExtra: '' },
-      durationS: settings.durationS,
-      connections,
-    });
-    const memory = cluster.nodes().map(([shard, role]) => ({ node: `${shard}/${role}`, ...rssMb(cluster.pid(shard, role)) }));
-    const statuses = await Promise.all(cluster.shards.map((s) => httpGet(`http://${s.address}/status`).then((r) => JSON.parse(r.body))));
-    const keysLoaded = statuses.reduce((n, st) => n + st.keys, 0);
-    // Last, since it leaves shard1's first member killed.
-    process.stderr.write('failover of shard1 under write load...\n');
-    const failover = await measureFailover(cluster, (line) => process.stderr.write(`${line}\n`));
-    report(settings, results, { loadMs, loadedGet, memory, keysLoaded, failover, clientRouting }, values.json);
+    await afterScenarios(settings, cluster, results, values.json, resultsFile);
   } finally {
     await stopEverything(cluster, reference.proc, quotas);
   }
+}
+
+/** A full run after its scenarios: the client routing, the bulk load and GETs over it, memory, failover; then the report and its row. */
+async function afterScenarios(
+  settings: Settings,
+  cluster: LocalCluster,
+  results: Measured[],
+  jsonFile: string | undefined,
+  resultsFile: string,
+): Promise<void> {
+  process.stderr.write('random keys through kvshard/client, routing on and off...\n');
+  const clientRouting = await measureClientRouting(cluster, settings, (line) => process.stderr.write(`${line}\n`));
+  process.stderr.write(`loading ${settings.bulkKeys} keys...\n`);
+  const bulk = await bulkLoad(cluster, settings.bulkKeys);
+  const loadMs = bulk.ms;
+  const bulkErrors = bulk.results.reduce((n, r) => n + r.non2xx + r.errors, 0);
+  if (bulkErrors > 0) throw new Error(`bulk load: ${bulkErrors} requests failed`);
+  const bulkGets = bulk.shard1Keys.map((k) => `/get?key=${k}`);
+  const loadedGet = await runLoad(settings.tool, {
+    baseUrl: `http://${cluster.address('shard1', 'primary')}`,
+    mix: { gets: bulkGets, setEvery: 0, setPrefixes: [''], setValue: '', setExtra: '' },
+    durationS: settings.durationS,
+    connections,
+  });
+  const memory = cluster.nodes().map(([shard, role]) => ({ node: `${shard}/${role}`, ...rssMb(cluster.pid(shard, role)) }));
+  const statuses = await Promise.all(cluster.shards.map((s) => httpGet(`http://${s.address}/status`).then((r) => JSON.parse(r.body))));
+  const keysLoaded = statuses.reduce((n, st) => n + st.keys, 0);
+  // Last, since it leaves shard1's first member killed.
+  process.stderr.write('failover of shard1 under write load...\n');
+  const failover = await measureFailover(cluster, (line) => process.stderr.write(`${line}\n`));
+  const failures = report(settings, results, { loadMs, loadedGet, memory, keysLoaded, failover, clientRouting }, jsonFile);
+  await recordRun(resultsFile, 'full', settings, {
+    scenarios: scenarioFigures(results),
+    lag: lagFigures(results),
+    client_routing: clientRoutingFigures(clientRouting),
+    failover: failoverFigures(failover),
+    memory: Object.fromEntries(memory.map((m) => [m.node, { rss_mb: m.rss, peak_mb: m.peak }])),
+    bulk: { keys: settings.bulkKeys, seconds: loadMs / 1000, loaded_get_req_s: loadedGet.requestsPerSec },
+    failures,
+  });
 }
 
 /** Stops the reference server and the cluster by PID, then removes the nodes' cgroups, even when stopping failed. */
@@ -258,10 +241,11 @@ async function stopEverything(cluster: LocalCluster, reference: ChildProcess, qu
 }
 
 /** `--only client`: the client-routing measurement alone, with every node held to its CPU quota if given. */
-async function clientOnly(cluster: LocalCluster, settings: Settings, quotas: CpuQuotas | undefined): Promise<void> {
+async function clientOnly(cluster: LocalCluster, settings: Settings, quotas: CpuQuotas | undefined, resultsFile: string): Promise<void> {
   if (quotas !== undefined) for (const [shard, role] of cluster.nodes()) quotas.limit(cluster.pid(shard, role));
   const routing = await measureClientRouting(cluster, settings, (line) => process.stderr.write(`${line}\n`));
   process.stdout.write(`${formatTable(clientRoutingTable(routing, quotas?.cores).rows)}\n`);
+  await recordRun(resultsFile, 'client', settings, { client_routing: clientRoutingFigures(routing) });
 }
 
 interface Loaded {
@@ -351,7 +335,8 @@ function memoryTable(memory: Loaded['memory']): Table {
   return { rows, failures };
 }
 
-function report(settings: Settings, results: Measured[], loaded: Loaded, jsonFile: string | undefined): void {
+/** Prints the report; returns how many targets were missed or runs invalid. */
+function report(settings: Settings, results: Measured[], loaded: Loaded, jsonFile: string | undefined): number {
   const scenarios = scenarioTable(results, throughputTargets(results));
   const lag = lagTable(results);
   const memory = memoryTable(loaded.memory);
@@ -382,6 +367,7 @@ function report(settings: Settings, results: Measured[], loaded: Loaded, jsonFil
   ].join('\n');
   process.stdout.write(`${out}\n`);
   if (jsonFile) writeFileSync(jsonFile, JSON.stringify({ settings, results, loaded, failures }, null, 2));
+  return failures;
 }
 
 main().catch((err) => {
