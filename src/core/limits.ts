@@ -136,6 +136,8 @@ export const clientFaultLogLinesPerS = 20;
 
 /** On SIGTERM, in-flight requests get this long to finish before their sockets are closed. */
 export const shutdownDrainMs = 5_000;
+/** While draining, connections whose requests were answered before the drain began are closed this often. */
+export const shutdownIdleSweepMs = 50;
 
 /** How long a process that finds the data dir lock taken waits for the holder to say who it is. */
 export const lockHolderAnswerTimeoutMs = 2_000;

@@ -7,10 +7,10 @@
 // and replication (bounded), close LMDB, free the lock.
 
 import { rmSync } from 'node:fs';
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import express from 'express';
 import { canonicalAddress, type Config, type RoleName, type ShardConfig } from '../core/config.js';
-import { shutdownDrainMs } from '../core/limits.js';
+import { shutdownDrainMs, shutdownIdleSweepMs } from '../core/limits.js';
 import { createPrivateDir, DataDirLock } from '../storage/data-dir-lock.js';
 import { Store } from '../storage/store.js';
 import { Forwarder } from '../peer/forwarder.js';
@@ -357,9 +357,18 @@ export class KvNode {
     await this.changes;
     const role = this.holder.parts;
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    // A kept-alive client that goes on sending would hold its connection, and so the drain, to the
+    // deadline: every answer from now on closes its connection, and a connection its answer left idle is
+    // closed at once, so that the drain ends when the requests in flight have been answered.
+    server.prependListener('request', (_req: IncomingMessage, res: ServerResponse) => {
+      res.shouldKeepAlive = false;
+      res.once('finish', () => server.closeIdleConnections());
+    });
     server.closeIdleConnections();
+    const idleSweep = setInterval(() => server.closeIdleConnections(), shutdownIdleSweepMs);
     const deadline = new Promise<void>((resolve) => setTimeout(resolve, shutdownDrainMs).unref());
     await Promise.race([closed, deadline]);
+    clearInterval(idleSweep);
     server.closeAllConnections();
     this.failover?.close();
     this.parts.dashboard.close();

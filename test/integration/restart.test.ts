@@ -1,8 +1,11 @@
 // Acknowledged writes survive both a clean stop (SIGTERM) and a crash of the process (kill -9). A kill -9
 // leaves the operating system's page cache intact, so this shows that an acknowledged write is committed,
 // not that it is on disk: sync-before-ack.test.ts checks that a write is acknowledged only after its sync.
+// A stopping node answers what is in flight and closes kept-alive connections as it answers them.
+import net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { dataPath, keyOwnedBy, request, useCluster } from '../helpers/cluster.js';
+import { dataPath, keyOwnedBy, request, useCluster, waitFor } from '../helpers/cluster.js';
+import { parseResponses, rawRequest } from '../helpers/raw-http.js';
 
 // Two shards: a restarted primary takes writes once another node has confirmed its epochs (failover.md).
 const cluster = useCluster(2, { replicas: false });
@@ -38,5 +41,48 @@ describe('restarts', () => {
     await cluster().kill('shard1', 'primary');
     await cluster().start('shard1', 'primary');
     await expectAll('killed-', 500);
+  });
+
+  it('answers a request in flight at SIGTERM, and closes a kept-alive connection with its next answer', async () => {
+    const address = cluster().address('shard1');
+    const colon = address.lastIndexOf(':');
+    const target = { host: address.slice(0, colon), port: Number(address.slice(colon + 1)) };
+    const socket = net.connect(target);
+    let received = Buffer.alloc(0);
+    socket.on('data', (chunk: Buffer) => {
+      received = Buffer.concat([received, chunk]);
+    });
+    socket.on('error', () => undefined);
+    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    // A write whose body is still arriving when the node is told to stop.
+    socket.write(`POST ${dataPath('set', key('drain-', 0))} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\na`);
+    await waitFor('the body counted in flight', async () => {
+      const s = (await request(cluster().url('shard1', 'primary', '/status'))).json();
+      return s['requests']['body_bytes_in_flight'] >= 1;
+    });
+    const stopped = cluster().stop('shard1', 'primary');
+    // The node has begun its drain once it takes no new connection.
+    await waitFor(
+      'the node to refuse new connections',
+      () =>
+        new Promise<boolean>((resolve) => {
+          const probe = net.connect(target);
+          probe.on('connect', () => {
+            probe.destroy();
+            resolve(false);
+          });
+          probe.on('error', () => resolve(true));
+        }),
+    );
+    // The rest of the body, and a second write on the same kept-alive connection.
+    socket.write(`b${rawRequest('GET', dataPath('set', key('drain-', 1), 'second'))}`);
+    await closed;
+    const answers = parseResponses(received).responses;
+    expect(answers.map((a) => a.status)).toEqual([200, 200]);
+    expect(answers[1]!.headers['connection']).toBe('close');
+    expect(await stopped).toBe(0);
+    await cluster().start('shard1', 'primary');
+    expect((await request(cluster().url('shard1', 'primary', dataPath('get', key('drain-', 0))))).text()).toBe('ab');
+    expect((await request(cluster().url('shard1', 'primary', dataPath('get', key('drain-', 1))))).text()).toBe('second');
   });
 });
