@@ -39,3 +39,16 @@ export function repoAddresses(repo: string, cluster: Cluster): Map<string, strin
 export function mapAddresses(text: string, addresses: ReadonlyMap<string, string>): string {
   return text.replace(/127\.0\.0\.1:80\d\d/g, (address) => addresses.get(address) ?? address);
 }
+
+/**
+ * A kvshard command line reduced to what it does, for telling whether two documents run the same
+ * command: `npx kvshard` and `node dist/cli/cli.js` are one program (package.json's bin), and
+ * `--config sharding.toml` is the default.
+ */
+export function cliCommandKey(command: string): string {
+  return command
+    .replace(/^(npx kvshard|node dist\/cli\/cli\.js)\b/, 'kvshard')
+    .replace(/ --config sharding\.toml\b/, '')
+    .replace(/\s+/g, ' ')
+    .trim();
+}

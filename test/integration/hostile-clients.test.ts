@@ -30,7 +30,7 @@ async function requestsStatus(): Promise<Record<string, number>> {
   return (await status(cluster(), 'shard1', 'primary'))['requests'];
 }
 
-describe('slow clients', () => {
+describe.concurrent('slow clients', () => {
   it('a body that stops arriving is answered 408 and gives back its bytes', async () => {
     const conn = openConnection();
     conn.socket.write(`POST /set?key=stalled HTTP/1.1\r\nHost: x\r\nContent-Length: ${mib}\r\n\r\n`);

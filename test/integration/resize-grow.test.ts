@@ -1,10 +1,10 @@
-// Online resize, growing 3 -> 4 shards: 50,000 keys, 8 writers that keep writing, overwriting and
+// Online resize, growing 3 -> 4 shards: 15,000 keys, 8 writers that keep writing, overwriting and
 // deleting through the restart, and reads sampled from every node while the keys move.
 import { afterAll, expect, it } from 'vitest';
 import { Cluster } from '../helpers/cluster.js';
 import { finishResize, Sampler, slowMigration, startLoaded, verifyResize } from '../helpers/resize.js';
 
-const keyCount = 50_000;
+const keyCount = 15_000;
 let cluster: Cluster | undefined;
 afterAll(async () => {
   await cluster?.destroy();

@@ -6,7 +6,7 @@ import { afterAll, expect, it } from 'vitest';
 import { Cluster } from '../helpers/cluster.js';
 import { finishResize, Sampler, slowMigration, startLoaded, verifyResize } from '../helpers/resize.js';
 
-const keyCount = 50_000;
+const keyCount = 15_000;
 let cluster: Cluster | undefined;
 afterAll(async () => {
   await cluster?.destroy();
