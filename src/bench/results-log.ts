@@ -64,6 +64,11 @@ function commandLine(args: readonly string[]): string {
   return args.length === 0 ? 'npm run bench' : `npm run bench -- ${quoted.join(' ')}`;
 }
 
+/** A figure not worth a field: absent, or an empty table (a run with no write scenario has no lag). */
+function isEmpty(value: unknown): boolean {
+  return value === undefined || (typeof value === 'object' && value !== null && Object.keys(value).length === 0);
+}
+
 /** Appends the row of one run. A failure to write is reported, never fatal: the printed table is the result. */
 export async function recordRun(file: string, mode: RunMode, settings: Settings, figures: RunFigures): Promise<void> {
   const checkout = await describeCheckout(repoRoot).catch(() => 'unknown');
@@ -81,7 +86,7 @@ export async function recordRun(file: string, mode: RunMode, settings: Settings,
     tool: settings.tool,
     duration_s: settings.durationS,
     pairs: settings.pairs,
-    ...(rounded(Object.fromEntries(Object.entries(figures).filter(([, v]) => v !== undefined && !(typeof v === 'object' && v !== null && Object.keys(v).length === 0)))) as RunFigures),
+    ...(rounded(Object.fromEntries(Object.entries(figures).filter(([, v]) => !isEmpty(v)))) as RunFigures),
   };
   try {
     appendFileSync(file, `${JSON.stringify(row)}\n`);
