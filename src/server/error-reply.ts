@@ -135,22 +135,34 @@ function closeGracefully(res: ServerResponse): void {
   };
 }
 
+/** Sockets answered by answerClientError and closing: a later parser error on them is not answered again. */
+const refusedSockets = new WeakSet<Duplex>();
+
+/** What node's HTTP server keeps on a socket it serves: the answer being sent, and the request being parsed. */
+type ServedSocket = Duplex & {
+  _httpMessage?: ServerResponse | null;
+  parser?: { incoming?: IncomingMessage | null } | null;
+};
+
 /**
  * Requests node's HTTP parser refuses never reach a handler: answer them here, in the same JSON shape.
- * Like node's own handler, write only when no answer to an earlier request on the socket is still being
- * sent; on a kept-alive connection whose earlier answers are all out, the refusal is answered as on a
- * fresh one.
+ * An answer is written only when the client can take it for the answer to the refused request: no
+ * answer is being sent on the connection, and no earlier request is still being read (a handler may
+ * have answered a request before its body arrived, and a bad chunk of that body is not a new request).
+ * So a refusal on a kept-alive connection whose earlier answers are all out is answered as on a fresh
+ * one. Otherwise the connection just closes (a client's fault all the same).
  */
 export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, log: Log): void {
-  // An answer may be written only when no earlier request on this connection awaits its own: the client
-  // would take ours for that one's. Then the connection just closes (a client's fault all the same).
-  // node sets _httpMessage to null once an answer is done, and leaves it undefined before the first.
-  const pending = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
+  if (refusedSockets.has(socket)) return; // answered already; the lingering close ends it
   if (err.code === 'ECONNRESET') {
     socket.destroy();
     return;
   }
-  if (socket.writable && (pending === null || pending === undefined)) {
+  // node sets _httpMessage to null once an answer is done, and leaves it undefined before the first.
+  const served = socket as ServedSocket;
+  const answering = served._httpMessage !== null && served._httpMessage !== undefined;
+  const reading = served.parser?.incoming?.complete === false;
+  if (socket.writable && !answering && !reading) {
     const [status, code, message] = clientErrorAnswer(err);
     writeRawAnswer(socket, status, code, message);
     clientFaults.warn(log, `client fault: ${message}`, { status });
@@ -165,10 +177,13 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, lo
  * Closes a socket node's HTTP server has given up on once the answer written to it is out: a FIN, then
  * whatever the client still sends is read and dropped until it closes its side or closeLingerMs passes.
  * Destroying it at once would make the kernel answer the unread rest of the request (a long request line)
- * with a reset, which can discard the answer before the client reads it.
+ * with a reset, which can discard the answer before the client reads it. A reset from the client ends it.
  */
-function lingeringClose(socket: Duplex): void {
-  // The parser failed for good: nothing more is parsed, every further byte is dropped.
+export function lingeringClose(socket: Duplex): void {
+  refusedSockets.add(socket);
+  socket.on('error', () => socket.destroy());
+  // Node's own 'data' listener would feed the bytes to the failed parser (and raise another parser
+  // error); every further byte is dropped instead.
   socket.removeAllListeners('data');
   socket.on('data', () => undefined);
   socket.resume();

@@ -40,7 +40,7 @@ import {
 import { tokenHeader } from '../core/wire.js';
 import { digestPath } from '../replication/replication-protocol.js';
 import type { Store } from '../storage/store.js';
-import { answerClientError, sendError, writeRawAnswer } from './error-reply.js';
+import { answerClientError, lingeringClose, sendError, writeRawAnswer } from './error-reply.js';
 import { ReplyBudget, trackReplies, type ReplySocket } from './reply-budget.js';
 import { RequestStats, routeOfPath } from './request-stats.js';
 import type { Log } from '../core/log.js';
@@ -297,6 +297,16 @@ export function createHttpServer(options: HttpApiOptions): http.Server {
   return server;
 }
 
+/**
+ * CONNECT asks for a tunnel, which node hands to a 'connect' listener or else drops without a word.
+ * node has taken its own error listener and timeout off the socket by then: the lingering close puts an
+ * error listener back (a reset would otherwise crash the process) and bounds how long the socket stays.
+ */
+function refuseConnect(_req: IncomingMessage, socket: Duplex): void {
+  writeRawAnswer(socket, 405, 'method_not_allowed', 'CONNECT is not served: kvshard is not a proxy');
+  lingeringClose(socket);
+}
+
 /** Starts serving the API on `server` (from createServer()), replacing its `starting` answer. */
 export function serveHttpApi(server: http.Server, options: HttpApiOptions): HttpApi {
   const isClusterToken = tokenChecker(options.token);
@@ -364,11 +374,7 @@ export function serveHttpApi(server: http.Server, options: HttpApiOptions): Http
     const pending = handleData(req, res, path, query);
     if (pending !== undefined) runInOrder(socket, pending, options.log);
   };
-  // CONNECT asks for a tunnel, which node hands to a 'connect' listener or else drops without a word.
-  server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
-    writeRawAnswer(socket, 405, 'method_not_allowed', 'CONNECT is not served: kvshard is not a proxy');
-    socket.end();
-  });
+  server.on('connect', refuseConnect);
   server.off('request', answerStarting);
   server.on('request', onRequest);
   return {

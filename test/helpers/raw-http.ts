@@ -157,10 +157,10 @@ export function rawRequest(method: string, path: string, headers: Record<string,
 
 /**
  * Writes each of `payloads` on one connection, the next only once the answers to the earlier ones have
- * arrived (a kept-alive connection reused), and collects every answer until the server closes the
- * connection. Rejects when an answer or the close does not come within `timeoutMs`.
+ * arrived (a kept-alive connection reused), and resolves with every answer once the connection has
+ * closed. Rejects when an answer or the close does not come within `timeoutMs`.
  */
-export function rawConversation(address: string, payloads: readonly string[], timeoutMs = 15_000): Promise<{ responses: RawResponse[]; closed: boolean }> {
+export function rawConversation(address: string, payloads: readonly string[], timeoutMs = 15_000): Promise<RawResponse[]> {
   return new Promise((resolve, reject) => {
     const socket = net.connect(target(address));
     let data = Buffer.alloc(0);
@@ -172,7 +172,7 @@ export function rawConversation(address: string, payloads: readonly string[], ti
       clearTimeout(timer);
       socket.destroy();
       if (err) reject(err);
-      else resolve({ responses: parseResponses(data).responses, closed: true });
+      else resolve(parseResponses(data).responses);
     };
     const timer = setTimeout(
       () =>
