@@ -357,13 +357,7 @@ export class KvNode {
     await this.changes;
     const role = this.holder.parts;
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    // A kept-alive client that goes on sending would hold its connection, and so the drain, to the
-    // deadline: every answer from now on closes its connection, and a connection its answer left idle is
-    // closed at once, so that the drain ends when the requests in flight have been answered.
-    server.prependListener('request', (_req: IncomingMessage, res: ServerResponse) => {
-      res.shouldKeepAlive = false;
-      res.once('finish', () => server.closeIdleConnections());
-    });
+    closeConnectionsAsAnswered(server);
     server.closeIdleConnections();
     const idleSweep = setInterval(() => server.closeIdleConnections(), shutdownIdleSweepMs);
     const deadline = new Promise<void>((resolve) => setTimeout(resolve, shutdownDrainMs).unref());
@@ -379,4 +373,22 @@ export class KvNode {
     await lock.release();
     this.options.log.info(`${this.options.shard.name} ${this.currentRole} at ${this.address} stopped`);
   }
+}
+
+/**
+ * From now on, the first request a connection sends is answered with Connection: close, and any request
+ * pipelined behind it is left unprocessed (RFC 9112 9.6: a server that says close does not process
+ * later requests), so the client knows to send it again elsewhere. Without this, a kept-alive client
+ * that goes on sending holds its connection, and so the drain, until the drain's deadline.
+ */
+function closeConnectionsAsAnswered(server: Server): void {
+  const handlers = server.listeners('request') as ((req: IncomingMessage, res: ServerResponse) => void)[];
+  const closing = new WeakSet<object>();
+  server.removeAllListeners('request');
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (closing.has(req.socket)) return;
+    closing.add(req.socket);
+    res.shouldKeepAlive = false;
+    for (const handler of handlers) handler.call(server, req, res);
+  });
 }

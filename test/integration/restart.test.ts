@@ -1,7 +1,8 @@
 // Acknowledged writes survive both a clean stop (SIGTERM) and a crash of the process (kill -9). A kill -9
 // leaves the operating system's page cache intact, so this shows that an acknowledged write is committed,
 // not that it is on disk: sync-before-ack.test.ts checks that a write is acknowledged only after its sync.
-// A stopping node answers what is in flight and closes kept-alive connections as it answers them.
+// A stopping node answers what is in flight and closes kept-alive connections as it answers them,
+// leaving unprocessed what a client pipelined behind the answer that says close.
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { dataPath, keyOwnedBy, request, useCluster, waitFor } from '../helpers/cluster.js';
@@ -43,7 +44,7 @@ describe('restarts', () => {
     await expectAll('killed-', 500);
   });
 
-  it('answers a request in flight at SIGTERM, and closes a kept-alive connection with its next answer', async () => {
+  it('answers a request in flight at SIGTERM, closes a kept-alive connection with its next answer and processes nothing pipelined behind it', async () => {
     const address = cluster().address('shard1');
     const colon = address.lastIndexOf(':');
     const target = { host: address.slice(0, colon), port: Number(address.slice(colon + 1)) };
@@ -74,8 +75,8 @@ describe('restarts', () => {
           probe.on('error', () => resolve(true));
         }),
     );
-    // The rest of the body, and a second write on the same kept-alive connection.
-    socket.write(`b${rawRequest('GET', dataPath('set', key('drain-', 1), 'second'))}`);
+    // The rest of the body, and two more writes pipelined on the same kept-alive connection.
+    socket.write(`b${rawRequest('GET', dataPath('set', key('drain-', 1), 'second'))}${rawRequest('GET', dataPath('set', key('drain-', 2), 'third'))}`);
     await closed;
     const answers = parseResponses(received).responses;
     expect(answers.map((a) => a.status)).toEqual([200, 200]);
@@ -84,5 +85,7 @@ describe('restarts', () => {
     await cluster().start('shard1', 'primary');
     expect((await request(cluster().url('shard1', 'primary', dataPath('get', key('drain-', 0))))).text()).toBe('ab');
     expect((await request(cluster().url('shard1', 'primary', dataPath('get', key('drain-', 1))))).text()).toBe('second');
+    // The write pipelined behind the answer that said close was not processed: the client resends it.
+    expect((await request(cluster().url('shard1', 'primary', dataPath('get', key('drain-', 2))))).status).toBe(404);
   });
 });
