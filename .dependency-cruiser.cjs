@@ -125,6 +125,15 @@ module.exports = {
       to: { dependencyTypes: ['npm-dev', 'npm-optional', 'npm-peer', 'npm-no-pkg', 'npm-unknown'] },
     },
     {
+      name: 'src-imports-only-src-and-packages',
+      severity: 'error',
+      comment:
+        'A module in src/ imports only src/ modules, packages and node builtins: never the build (dist/), which ' +
+        'the compiler would accept through its .d.ts files, nor the tests.',
+      from: { path: '^src/' },
+      to: { pathNot: ['^src/', '(^|/)node_modules/'], dependencyTypesNot: ['core'] },
+    },
+    {
       name: 'no-unresolvable',
       severity: 'error',
       comment: 'Every import resolves to a file or a package: a stale path after a move fails here, not at run time.',

@@ -23,7 +23,7 @@ export const defaultResultsFile = resolve(repoRoot, 'docs', 'bench-results.jsonl
 
 export type RunMode = 'full' | 'only' | 'ab' | 'client' | 'failover';
 
-/** One scenario's figures: the medians the printed table shows. */
+/** One scenario's figures: medians over the runs, the middle run's latencies, the ratio to the reference. */
 export interface ScenarioFigures {
   readonly req_s: number;
   readonly p50_ms?: number;

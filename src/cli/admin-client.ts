@@ -65,6 +65,13 @@ export async function withAdminClient<T>(token: string | undefined, use: (client
   }
 }
 
+/** The message of a node's JSON error answer to an admin call, or undefined when no node answered. */
+export function answerMessage(err: unknown): string | undefined {
+  if (!axios.isAxiosError(err) || err.response === undefined) return undefined;
+  const body = (err.response.data ?? {}) as Record<string, unknown>;
+  return typeof body['message'] === 'string' ? body['message'] : `HTTP ${err.response.status}`;
+}
+
 /** Why an admin call failed, as a command error (axios names a 401 only ERR_BAD_REQUEST). */
 export function adminError(err: unknown): CommandError {
   if (!axios.isAxiosError(err)) return new CommandError('bad_answer', (err as Error).message, exitStatus.unavailable);

@@ -4,7 +4,7 @@
 
 import { failoverCatchUpMs, failoverPauseMs, failoverRequestTimeoutMs } from '../core/limits.js';
 import type { ShardConfig } from '../core/config.js';
-import { type AdminClient, adminError, withAdminClient } from './admin-client.js';
+import { type AdminClient, adminError, answerMessage, withAdminClient } from './admin-client.js';
 import { CommandError, exitStatus } from './exit-status.js';
 
 /** The member's whole failover: the pause, the catch-up, the promotion and telling every node, with room to spare. */
@@ -55,10 +55,11 @@ export async function failoverShard(shards: readonly ShardConfig[], where: strin
       return await client.post<FailoverReport>(replica.address, '/internal/failover', { force }, { timeoutMs: failoverCallTimeoutMs });
     } catch (err) {
       const e = adminError(err);
-      // The member's own refusal names the shard in its message already; a call without an answer does not.
-      throw e.code === 'timeout' || e.code === 'unavailable'
-        ? new CommandError(e.code, `${name}: ${replica.address} did not answer the failover request: ${e.message}`, e.exit)
-        : new CommandError(e.code, `${name}: ${e.message}`, e.exit);
+      if (e.code === 'unauthorized') throw e;
+      const refusal = answerMessage(err);
+      if (refusal !== undefined) throw new CommandError(e.code, `${name}: ${refusal}`, e.exit);
+      const why = e.code === 'timeout' ? 'no answer before the deadline' : ((err as { code?: string }).code ?? e.message);
+      throw new CommandError(e.code, `${name}: ${replica.address} did not answer the failover request: ${why}`, e.exit);
     }
   });
 }

@@ -50,6 +50,16 @@ describe('the import check', () => {
     expect(result.output).toMatch(/no-circular: src\/client\/(errors|transport)\.ts/);
   });
 
+  it('refuses an import of the build or of the tests from src/', async () => {
+    const result = await check({
+      'core/a.ts': "import type { KvNode } from '../../dist/node/node.js';\nexport type A = KvNode;\n",
+      'core/b.ts': "import { x } from '../../test/helpers/x.js';\nexport const b = x;\n",
+    });
+    expect(result.code).not.toBe(0);
+    expect(result.output).toMatch(/src-imports-only-src-and-packages: src\/core\/a\.ts/);
+    expect(result.output).toMatch(/src-imports-only-src-and-packages: src\/core\/b\.ts/);
+  });
+
   it('refuses a cycle between folders and a type-only import up the layers', async () => {
     const result = await check({
       'core/a.ts': "import type { B } from '../storage/b.js';\nexport type A = B | 1;\n",
