@@ -1,7 +1,9 @@
 // kvshard's architecture, checked on the TypeScript sources in src/, type-only imports included: a
 // cycle through `import type` is a cycle of concepts all the same, though compilation erases it.
 // dependency-cruiser reads the sources with swc (@swc/core), since TypeScript 7 has no JavaScript API for
-// its TypeScript mode; imports written `./x.js` resolve to `./x.ts` as the compiler resolves them.
+// its TypeScript mode; imports written `./x.js` resolve to `./x.ts` as the compiler resolves them. One
+// form swc does not report is a type alias of an import type (`type X = import('./x.js').X`): write
+// `import type` lines instead.
 //
 // The shipped code is eight layers, one folder each, lowest first:
 //
