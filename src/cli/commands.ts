@@ -128,12 +128,13 @@ export const commands: Readonly<Record<CommandName, CommandSpec>> = {
       'The replica becomes primary at the next epoch and the old primary its replica. Without --force (a\n' +
       "switchover, both members up) the primary's writes wait until the replica has applied every one of\n" +
       'them (no acknowledged write is lost), for at most 2 s. --force promotes the replica with the data it\n' +
-      'has, for a primary that is down: writes acknowledged with ack=primary that had not reached it go to\n' +
-      "the old primary's rollback file when it rejoins. Nothing changes when it is refused. Needs the\n" +
-      'cluster token. -o json: the node\'s answer {"shard","primary","epoch","kind",...}.',
+      'has, for a primary that is down (refused while the primary answers): writes acknowledged with\n' +
+      "ack=primary that had not reached it go to the old primary's rollback file when it rejoins. Nothing\n" +
+      "changes when it is refused. Needs the cluster token. -o json: the node's answer\n" +
+      '{"shard","primary","epoch","kind",...}.',
     options: ['shard', 'force', 'endpoints', 'config', 'data-dir', 'output'],
     positionals: [0, 0],
-    exits: '2 no such shard; 3 unreachable; 4 unauthorized; 5 refused (e.g. its primary is down and no --force, its replica is down)',
+    exits: '2 no such shard; 3 unreachable; 4 unauthorized; 5 refused (e.g. its primary is down and no --force, it answers and --force, its replica is down)',
   },
   'check-config': {
     args: '',

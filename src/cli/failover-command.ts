@@ -29,11 +29,11 @@ async function memberStatus(client: AdminClient, address: string): Promise<Membe
 /** What the promoted member answers: the new primary and epoch, the previous ones, how long writes paused. */
 export type FailoverReport = Readonly<Record<string, unknown>>;
 
-/** The member of `shard` that serves as replica now; a command error when there is none to promote. */
-async function replicaNow(client: AdminClient, shard: ShardConfig, where: string): Promise<MemberStatus> {
+/** The member of `shard` that serves as replica now, and the other; a command error when there is none to promote. */
+async function replicaNow(client: AdminClient, shard: ShardConfig, where: string): Promise<{ replica: MemberStatus; other: MemberStatus }> {
   const members = await Promise.all([memberStatus(client, shard.address), memberStatus(client, shard.replica)]);
   const replica = members.find((m) => m.role === 'replica');
-  if (replica) return replica;
+  if (replica) return { replica, other: members.find((m) => m !== replica)! };
   const up = members.filter((m) => m.role !== undefined);
   if (up.length === 0) {
     const both = `${shard.address}, ${shard.replica}`;
@@ -44,13 +44,28 @@ async function replicaNow(client: AdminClient, shard: ShardConfig, where: string
   throw new CommandError('failover_refused', `${shard.name} (${where}): no member serves as replica now: ${roles}`, exitStatus.refused);
 }
 
+/**
+ * --force is for a primary that is down. replicaNow() asked both members: when the other one answered
+ * (it serves as primary, or anything else), forcing would leave two members taking writes.
+ */
+function refuseLivePrimary(shard: ShardConfig, other: MemberStatus): void {
+  if (other.role === undefined) return;
+  throw new CommandError(
+    'failover_refused',
+    `${shard.name}: ${other.address} answers (it serves as ${other.role}): --force is for a primary that is down; ` +
+      'run the failover without --force (a switchover, which loses nothing)',
+    exitStatus.refused,
+  );
+}
+
 /** Runs the failover of shard `name` of `shards` (listed in `where`, for messages); resolves with the promoted member's report. */
 export async function failoverShard(shards: readonly ShardConfig[], where: string, token: string, name: string, force: boolean): Promise<FailoverReport> {
   const shard = shards.find((s) => s.name === name);
   if (!shard)
     throw new CommandError('usage', `no shard named ${JSON.stringify(name)} in ${where} (shards: ${shards.map((s) => s.name).join(', ')})`, exitStatus.usage);
   return withAdminClient(token, async (client) => {
-    const replica = await replicaNow(client, shard, where);
+    const { replica, other } = await replicaNow(client, shard, where);
+    if (force) refuseLivePrimary(shard, other);
     try {
       return await client.post<FailoverReport>(replica.address, '/internal/failover', { force }, { timeoutMs: failoverCallTimeoutMs });
     } catch (err) {

@@ -12,7 +12,7 @@
 // No acknowledged write is lost: every write acknowledged before the pause is in the sequence waited for.
 //
 // Forced (--force, the primary unreachable): steps 1 and 2 are skipped; a member that never completed a
-// full copy refuses. Writes the old primary acknowledged past the point the member had applied are
+// full copy refuses, and so does a member whose primary still answers it. Writes the old primary acknowledged past the point the member had applied are
 // written to the old primary's rollback file when it rejoins (replication/rollback.ts).
 
 import type { ServerResponse } from 'node:http';
@@ -161,6 +161,7 @@ async function failover(host: FailoverHost, http: InternalClient, force: boolean
       `${host.address} never completed a full copy of the primary's data (its first resync has not ended): it cannot take over`,
     );
   }
+  if (force) await refuseIfAnswering(host, http, before);
   // What the peers know now (a migration under way included), before the primary's writes pause.
   await host.broadcast();
   let pausedAt: number | null = null;
@@ -185,6 +186,22 @@ async function failover(host: FailoverHost, http: InternalClient, force: boolean
     nodes_told: told.reached,
     nodes: told.peers,
   };
+}
+
+/**
+ * A forced failover is for a primary that is down: one that still answers would go on taking writes
+ * beside the promoted member until the new epoch reached it. So it is refused while the primary answers
+ * this member at all (any HTTP answer within a failover request's timeout); a switchover loses nothing.
+ */
+async function refuseIfAnswering(host: FailoverHost, http: InternalClient, before: ShardEpoch): Promise<void> {
+  const answer = await http.get<unknown>(before.primary, '/health').catch(() => undefined);
+  if (answer === undefined) return;
+  throw new FailoverRefusedError(
+    host.shard.name,
+    `the primary ${before.primary} answers ${host.address} (HTTP ${answer.status}): it is not down, so --force would leave two members ` +
+      'taking writes; run the failover without --force (a switchover, which loses nothing)',
+    { primary: before.primary, epoch: before.epoch },
+  );
 }
 
 /** Steps 1 and 2 of a switchover: pause the primary, apply up to its last write. Returns when the pause began. */

@@ -3,9 +3,12 @@
 // any node at once. Every ack=replica write acknowledged before the kill is on the new primary; every
 // ack=primary one is either there or in the old primary's rollback file once it rejoins, never in both
 // and never in neither. The old primary, restarted, rejoins as replica: a write sent to it gets 403.
+// While the primary still answers, --force is refused, by the command and by the member, and nothing
+// changes.
 
 import { describe, expect, it } from 'vitest';
-import { dataPath, keyOwnedBy, request, useCluster, waitFor } from '../helpers/cluster.js';
+import { tokenHeader } from '../../src/core/wire.js';
+import { dataPath, keyOwnedBy, request, testToken, useCluster, waitFor } from '../helpers/cluster.js';
 import { lastRollbackFile, memberStatus, runFailover, waitRoles } from '../helpers/failover.js';
 
 const cluster = useCluster(2);
@@ -56,6 +59,25 @@ function readRollback(rejoined: Record<string, any>): Map<string, string> {
 }
 
 describe('forced failover', () => {
+  it('is refused while the primary answers, by the command and by the member, changing nothing', async () => {
+    const byCommand = await runFailover(cluster(), 'shard1', true);
+    expect(byCommand.code, byCommand.stderr).toBe(5);
+    expect(byCommand.stderr).toMatch(/^kvshard: failover_refused: shard1: \S+ answers \(it serves as primary\): --force is for a primary that is down/);
+    // The member refuses on its own too (a command that could not reach the primary still asks it).
+    const byMember = await request(cluster().url('shard1', 'replica', '/internal/failover'), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', [tokenHeader]: testToken },
+      body: JSON.stringify({ force: true }),
+    });
+    expect(byMember.status).toBe(409);
+    expect(byMember.json()).toMatchObject({ error: 'failover_refused', primary: cluster().address('shard1', 'primary'), epoch: 1 });
+    expect(byMember.json().message).toMatch(/answers .*it is not down/);
+    const replica = await memberStatus(cluster(), 'shard1', 'replica');
+    expect(replica['role']).toBe('replica');
+    expect(replica['epoch']['epoch']).toBe(1);
+    expect((await memberStatus(cluster(), 'shard1', 'primary'))['role']).toBe('primary');
+  });
+
   it('promotes the replica of a killed primary; what the replica never got goes to the rollback file', async () => {
     const { acked, lagged } = await writeUntilKilled();
     const before = new Map(acked);
