@@ -97,10 +97,24 @@ export function failoverRouter(host: FailoverHost): FailoverEndpoints {
   let busy = false;
 
   /** At the primary: hold writes for a switchover, and say where the history stands once all admitted writes are durable. */
-  router.post(pausePath, json, async (_req: BodyRequest, res: ServerResponse) => {
+  router.post(pausePath, json, async (req: BodyRequest, res: ServerResponse) => {
+    const asked = bodyOf(req)['epoch'];
+    if (!Number.isSafeInteger(asked) || (asked as number) < 1) throw new BadRequestError('epoch must be the positive integer epoch the caller knows');
     const epoch = host.view.epochOf(host.shard.name);
     if (host.role() !== 'primary' || epoch.primary !== host.address) {
       throw new FailoverRefusedError(host.shard.name, `${host.address} is not its primary; ${epoch.primary} is (epoch ${epoch.epoch})`);
+    }
+    // A switchover asked at another epoch than this primary's is based on a view of the shard that is
+    // not this one's: pausing for it could hand the shard to a member that knows another history.
+    if (asked !== epoch.epoch) {
+      throw new FailoverRefusedError(
+        host.shard.name,
+        `the switchover was asked at epoch ${asked as number}, and ${host.address} is primary at epoch ${epoch.epoch}`,
+        {
+          epoch: epoch.epoch,
+          primary: epoch.primary,
+        },
+      );
     }
     host.pause.until = Date.now() + failoverPauseMs;
     // Writes commit in the order they were admitted, so once this empty commit is durable, every write

@@ -99,4 +99,23 @@ describe('switchover', () => {
     expect(res.status).toBe(409);
     expect(res.json()).toMatchObject({ error: 'failover_refused', shard: 'shard2' });
   });
+
+  it('refuses to pause a primary for a switchover asked at another epoch, and keeps taking writes', async () => {
+    const pause = (body: string) =>
+      request(cluster().url('shard2', 'primary', '/internal/failover/pause'), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-kv-token': 'local-cluster-token-0123456789' },
+        body,
+      });
+    const epoch = (await memberStatus(cluster(), 'shard2', 'primary'))['epoch']['epoch'] as number;
+    const stale = await pause(JSON.stringify({ epoch: epoch + 5 }));
+    expect(stale.status).toBe(409);
+    expect(stale.json()).toMatchObject({ error: 'failover_refused', shard: 'shard2', epoch });
+    expect((await pause('{}')).status).toBe(400);
+    expect((await pause(JSON.stringify({ epoch: 'one' }))).status).toBe(400);
+    // Not paused: a paused primary answers writes 503 failover_in_progress; this one takes them.
+    const key = keyOwnedBy('shard2', 2, 'unpaused-');
+    const write = await request(cluster().url('shard2', 'primary', dataPath('set', key, 'v')));
+    expect(write.status, write.text()).toBe(200);
+  });
 });
