@@ -175,9 +175,9 @@ async function failover(host: FailoverHost, http: InternalClient, force: boolean
       `${host.address} never completed a full copy of the primary's data (its first resync has not ended): it cannot take over`,
     );
   }
-  if (force) await refuseIfAnswering(host, http, before);
-  // What the peers know now (a migration under way included), before the primary's writes pause.
-  await host.broadcast();
+  // What the peers know now (a migration under way included), before the primary's writes pause; for
+  // --force, at the same time, whether the primary still answers (a silent one costs a request timeout).
+  await Promise.all([host.broadcast(), force ? refuseIfAnswering(host, http, before) : undefined]);
   let pausedAt: number | null = null;
   if (!force) pausedAt = await catchUp(host, http, before);
   const applied = store.replicaState().appliedSeq;

@@ -9,7 +9,7 @@ import { Cluster, request, waitFor } from '../helpers/cluster.js';
 import { ClientLoop, forwardedBy } from '../helpers/client-loop.js';
 import { slowMigration, waitMigrated } from '../helpers/resize.js';
 
-const preload = 10_000;
+const preload = 5_000;
 let cluster: Cluster | undefined;
 let client: KvClient | undefined;
 afterAll(async () => {
