@@ -1,17 +1,17 @@
-// Online resize, growing 3 -> 4 shards: 15,000 keys, 8 writers that keep writing, overwriting and
+// Online resize, growing 3 -> 4 shards: 8,000 keys, 8 writers that keep writing, overwriting and
 // deleting through the restart, and reads sampled from every node while the keys move.
 import { afterAll, expect, it } from 'vitest';
 import { Cluster } from '../helpers/cluster.js';
 import { finishResize, Sampler, slowMigration, startLoaded, verifyResize } from '../helpers/resize.js';
 
-const keyCount = 15_000;
+const keyCount = 8_000;
 let cluster: Cluster | undefined;
 afterAll(async () => {
   await cluster?.destroy();
 });
 
 it('moves 25.0% of the slots to the new shard with nothing lost, while serving', async () => {
-  cluster = await Cluster.create(3, undefined, slowMigration(20));
+  cluster = await Cluster.create(3, undefined, slowMigration(40));
   const { before, workload } = await startLoaded(cluster, keyCount);
   await new Promise((r) => setTimeout(r, 500));
 

@@ -6,7 +6,7 @@ import { Cluster } from '../helpers/cluster.js';
 import { status } from '../helpers/replication.js';
 import { finishResize, Sampler, slowMigration, startLoaded, verifyResize } from '../helpers/resize.js';
 
-const keyCount = 15_000;
+const keyCount = 8_000;
 let cluster: Cluster | undefined;
 afterAll(async () => {
   await cluster?.destroy();
@@ -24,7 +24,7 @@ async function waitReceived(c: Cluster, fraction: number): Promise<Record<string
 }
 
 it('completes after kill -9 of the previous owner and then of the new owner', async () => {
-  cluster = await Cluster.create(3, undefined, slowMigration(60));
+  cluster = await Cluster.create(3, undefined, slowMigration(100));
   const { before, workload } = await startLoaded(cluster, keyCount);
 
   await cluster.stopAll();

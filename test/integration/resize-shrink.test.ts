@@ -6,14 +6,14 @@ import { afterAll, expect, it } from 'vitest';
 import { Cluster } from '../helpers/cluster.js';
 import { finishResize, Sampler, slowMigration, startLoaded, verifyResize } from '../helpers/resize.js';
 
-const keyCount = 15_000;
+const keyCount = 8_000;
 let cluster: Cluster | undefined;
 afterAll(async () => {
   await cluster?.destroy();
 });
 
 it('drains the removed shard into the other three with nothing lost, while serving', async () => {
-  cluster = await Cluster.create(4, undefined, slowMigration(20));
+  cluster = await Cluster.create(4, undefined, slowMigration(40));
   const { before, workload } = await startLoaded(cluster, keyCount);
   await new Promise((r) => setTimeout(r, 500));
 
