@@ -125,10 +125,7 @@ function closeGracefully(res: ServerResponse): void {
   const req = res.req as IncomingMessage | undefined;
   if (socket === null || socket.destroyed) return;
   socket.destroySoon = () => {
-    socket.end();
-    const bound = setTimeout(() => socket.destroy(), closeLingerMs);
-    socket.once('end', () => socket.destroy());
-    socket.once('close', () => clearTimeout(bound));
+    endLingering(socket);
     // A body nobody reads any more (refused while arriving) flows on and is dropped.
     req?.removeAllListeners('data');
     req?.resume();
@@ -187,6 +184,11 @@ export function lingeringClose(socket: Duplex): void {
   socket.removeAllListeners('data');
   socket.on('data', () => undefined);
   socket.resume();
+  endLingering(socket);
+}
+
+/** Sends a FIN and destroys the socket when the client closes its side, or after closeLingerMs. */
+function endLingering(socket: Duplex): void {
   socket.end();
   const bound = setTimeout(() => socket.destroy(), closeLingerMs);
   socket.once('end', () => socket.destroy());
