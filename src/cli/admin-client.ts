@@ -5,7 +5,7 @@
 // waits for work the node does first (a failover) and names its own.
 
 import http from 'node:http';
-import axios, { type AxiosInstance } from 'axios';
+import axios, { type AxiosError, type AxiosInstance } from 'axios';
 import { adminReplyBytesMax, adminTimeoutMs } from '../core/limits.js';
 import { tokenHeader } from '../core/wire.js';
 import { CommandError, exitForError, exitStatus, tokenMismatch } from './exit-status.js';
@@ -14,6 +14,12 @@ export interface AdminCall {
   /** The whole call's deadline (default adminTimeoutMs). */
   readonly timeoutMs?: number;
   readonly params?: Record<string, string | number>;
+}
+
+/** A call's axios options: its parameters and its one deadline, as the socket timeout and as an abort. */
+function withDeadline(call: AdminCall): { params: AdminCall['params']; timeout: number; signal: AbortSignal } {
+  const timeoutMs = call.timeoutMs ?? adminTimeoutMs;
+  return { params: call.params, timeout: timeoutMs, signal: AbortSignal.timeout(timeoutMs) };
 }
 
 export class AdminClient {
@@ -33,21 +39,12 @@ export class AdminClient {
 
   /** GET http://address/path; resolves with the parsed JSON reply of a 2xx, else rejects (adminError() reads it). */
   async get<T>(address: string, path: string, call: AdminCall = {}): Promise<T> {
-    const timeoutMs = call.timeoutMs ?? adminTimeoutMs;
-    const res = await this.client.get<T>(`http://${address}${path}`, { params: call.params, timeout: timeoutMs, signal: AbortSignal.timeout(timeoutMs) });
-    return res.data;
+    return (await this.client.get<T>(`http://${address}${path}`, withDeadline(call))).data;
   }
 
   /** POST a JSON body to http://address/path, with the same reply and deadline rules as get(). */
   async post<T>(address: string, path: string, body: unknown, call: AdminCall = {}): Promise<T> {
-    const timeoutMs = call.timeoutMs ?? adminTimeoutMs;
-    const res = await this.client.post<T>(`http://${address}${path}`, body, {
-      params: call.params,
-      timeout: timeoutMs,
-      signal: AbortSignal.timeout(timeoutMs),
-      maxBodyLength: adminReplyBytesMax,
-    });
-    return res.data;
+    return (await this.client.post<T>(`http://${address}${path}`, body, { ...withDeadline(call), maxBodyLength: adminReplyBytesMax })).data;
   }
 
   close(): void {
@@ -65,11 +62,18 @@ export async function withAdminClient<T>(token: string | undefined, use: (client
   }
 }
 
+/** The JSON body of a node's error answer to an admin call ({} when it is not a JSON object), or undefined when no node answered. */
+function errorBody(err: unknown): Record<string, unknown> | undefined {
+  if (!axios.isAxiosError(err) || err.response === undefined) return undefined;
+  const data: unknown = err.response.data;
+  return typeof data === 'object' && data !== null ? (data as Record<string, unknown>) : {};
+}
+
 /** The message of a node's JSON error answer to an admin call, or undefined when no node answered. */
 export function answerMessage(err: unknown): string | undefined {
-  if (!axios.isAxiosError(err) || err.response === undefined) return undefined;
-  const body = (err.response.data ?? {}) as Record<string, unknown>;
-  return typeof body['message'] === 'string' ? body['message'] : `HTTP ${err.response.status}`;
+  const body = errorBody(err);
+  if (body === undefined) return undefined;
+  return typeof body['message'] === 'string' ? body['message'] : `HTTP ${(err as AxiosError).response!.status}`;
 }
 
 /** Why an admin call failed, as a command error (axios names a 401 only ERR_BAD_REQUEST). */
@@ -79,7 +83,7 @@ export function adminError(err: unknown): CommandError {
   const url = err.config?.url ?? 'a node';
   if (status === 401) return new CommandError('unauthorized', tokenMismatch, exitStatus.unauthorized);
   if (status !== undefined) {
-    const body = (err.response?.data ?? {}) as Record<string, unknown>;
+    const body = errorBody(err)!;
     const code = typeof body['error'] === 'string' ? body['error'] : `http_${status}`;
     const detail = typeof body['message'] === 'string' ? body['message'] : JSON.stringify(err.response?.data ?? '').slice(0, 200);
     return new CommandError(code, `${url} answered ${status}: ${detail}`, exitForError(code, status));
