@@ -43,20 +43,12 @@ import {
   type Scenario,
   type Settings,
 } from './scenarios.js';
-import { clientRoutingFigures, defaultResultsFile, failoverFigures, lagFigures, recordRun, scenarioFigures } from './results-log.js';
+import { clientRoutingFigures, defaultResultsFile, failoverFigures, lagFigures, type MeasuredScenario, recordRun, scenarioFigures } from './results-log.js';
 import { rssMb, withLagSampling } from './probes.js';
 import { formatTable, median } from './summary.js';
 
-interface Measured {
-  readonly scenario: string;
-  readonly runs: Run[];
-  readonly refs: LoadResult[];
-  /** Median over pairs of kvshard req/s divided by the reference's in the same pair. */
-  readonly ratio: number;
-  /** Median over runs of the serving process's CPU µs per request. */
-  readonly cpuUsPerReq: number;
-  readonly lag?: { p99Ms: number; zeroAfterMs: number };
-}
+/** A scenario's runs and medians: the shape results-log.ts turns into a row. */
+type Measured = MeasuredScenario;
 
 async function startReference(): Promise<{ url: string; proc: ChildProcess }> {
   const port = await freePort();

@@ -101,7 +101,9 @@ export interface MeasuredScenario {
   readonly scenario: string;
   readonly runs: readonly Run[];
   readonly refs: readonly LoadResult[];
+  /** Median over pairs of kvshard req/s divided by the reference's in the same pair. */
   readonly ratio: number;
+  /** Median over runs of the serving process's CPU µs per request. */
   readonly cpuUsPerReq: number;
   readonly lag?: { p99Ms: number; zeroAfterMs: number };
 }
