@@ -13,7 +13,7 @@ export interface RawResponse {
 }
 
 /** The address `host:port` as connect options. */
-function target(address: string): { host: string; port: number } {
+export function target(address: string): { host: string; port: number } {
   const colon = address.lastIndexOf(':');
   return { host: address.slice(0, colon), port: Number(address.slice(colon + 1)) };
 }

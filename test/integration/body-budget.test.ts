@@ -6,7 +6,7 @@
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { dataPath, request, waitFor, useCluster } from '../helpers/cluster.js';
-import { parseResponses, type RawResponse } from '../helpers/raw-http.js';
+import { parseResponses, type RawResponse, target } from '../helpers/raw-http.js';
 import { status } from '../helpers/replication.js';
 
 const mib = 1024 * 1024;
@@ -21,8 +21,7 @@ class Upload {
   private received = Buffer.alloc(0);
 
   constructor(address: string, head: string) {
-    const colon = address.lastIndexOf(':');
-    this.socket = net.connect({ host: address.slice(0, colon), port: Number(address.slice(colon + 1)) });
+    this.socket = net.connect(target(address));
     this.socket.on('error', () => undefined);
     this.socket.write(head);
     this.answer = new Promise((resolve) => {

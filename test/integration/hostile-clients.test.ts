@@ -6,7 +6,7 @@
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { dataPath, request, useCluster, waitFor } from '../helpers/cluster.js';
-import { parseResponses, rawConversation, rawExchange, rawRequest, type RawResponse } from '../helpers/raw-http.js';
+import { parseResponses, rawConversation, rawExchange, rawRequest, type RawResponse, target } from '../helpers/raw-http.js';
 import { status } from '../helpers/replication.js';
 
 const cluster = useCluster(1);
@@ -15,8 +15,7 @@ const address = () => cluster().address('shard1');
 
 /** A connection the test writes to piece by piece; `answers` resolves when the server closes it. */
 function openConnection(options: { allowHalfOpen?: boolean } = {}): { socket: net.Socket; received: () => Buffer; closed: Promise<void> } {
-  const colon = address().lastIndexOf(':');
-  const socket = net.connect({ host: address().slice(0, colon), port: Number(address().slice(colon + 1)), ...options });
+  const socket = net.connect({ ...target(address()), ...options });
   let data = Buffer.alloc(0);
   socket.on('data', (chunk: Buffer) => {
     data = Buffer.concat([data, chunk]);

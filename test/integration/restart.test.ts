@@ -6,7 +6,7 @@
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { dataPath, keyOwnedBy, request, useCluster, waitFor } from '../helpers/cluster.js';
-import { parseResponses, rawRequest } from '../helpers/raw-http.js';
+import { parseResponses, rawRequest, target } from '../helpers/raw-http.js';
 
 // Two shards: a restarted primary takes writes once another node has confirmed its epochs (failover.md).
 const cluster = useCluster(2, { replicas: false });
@@ -45,10 +45,8 @@ describe('restarts', () => {
   });
 
   it('answers a request in flight at SIGTERM, closes a kept-alive connection with its next answer and processes nothing pipelined behind it', async () => {
-    const address = cluster().address('shard1');
-    const colon = address.lastIndexOf(':');
-    const target = { host: address.slice(0, colon), port: Number(address.slice(colon + 1)) };
-    const socket = net.connect(target);
+    const node = target(cluster().address('shard1'));
+    const socket = net.connect(node);
     let received = Buffer.alloc(0);
     socket.on('data', (chunk: Buffer) => {
       received = Buffer.concat([received, chunk]);
@@ -67,7 +65,7 @@ describe('restarts', () => {
       'the node to refuse new connections',
       () =>
         new Promise<boolean>((resolve) => {
-          const probe = net.connect(target);
+          const probe = net.connect(node);
           probe.on('connect', () => {
             probe.destroy();
             resolve(false);
