@@ -8,6 +8,7 @@ import { defineConfig } from 'vitest/config';
  * these last. Longest first.
  */
 const longFiles = [
+  'chaos',
   'resize-kill',
   'resize-shrink',
   'launch-resize',

@@ -68,29 +68,31 @@ function result(property: PropertyName, checked: number, violations: string[], e
   return { property, checked, violations: violations.slice(0, violationsKept), excused };
 }
 
-/** The writes of each key, in the order they were made (a key's writer makes them one at a time). */
-function writesByKey(writes: readonly WriteOp[]): Map<string, WriteOp[]> {
-  const byKey = new Map<string, WriteOp[]>();
-  for (const w of writes) {
-    const list = byKey.get(w.key);
-    if (list) list.push(w);
-    else byKey.set(w.key, [w]);
+/**
+ * Per key, the latest invocation among the writes that may have put its final value there (acknowledged
+ * or of unknown outcome, with the final value): one sweep over the history.
+ */
+function finalValueInvocations(history: History): Map<string, number> {
+  const latest = new Map<string, number>();
+  for (const w of history.writes) {
+    if (w.outcome === 'failed' || w.value !== history.finalValues.get(w.key)) continue;
+    latest.set(w.key, Math.max(latest.get(w.key) ?? Number.NEGATIVE_INFINITY, w.invokedMs));
   }
-  for (const list of byKey.values()) list.sort((a, b) => a.invokedMs - b.invokedMs);
-  return byKey;
+  return latest;
 }
 
 /**
  * Whether an acknowledged write survives in the final value of its key: the final value is its own, or
  * that of a write to the key begun after it completed (which then replaced it legitimately).
+ * `finalWriteInvokedMs` is the latest invocation of a write that may have left the final value.
  */
-function survives(write: WriteOp, keyWrites: readonly WriteOp[], finalValue: string | undefined): boolean {
+function survives(write: WriteOp, finalValue: string | undefined, finalWriteInvokedMs: number | undefined): boolean {
   if (finalValue === write.value) return true;
-  return keyWrites.some((later) => later.invokedMs >= write.completedMs && later.outcome !== 'failed' && later.value === finalValue);
+  return finalWriteInvokedMs !== undefined && finalWriteInvokedMs >= write.completedMs;
 }
 
 function acknowledgedKept(history: History): [PropertyResult, PropertyResult] {
-  const byKey = writesByKey(history.writes);
+  const finalInvoked = finalValueInvocations(history);
   const rolled = new Set(history.rolledBack.map((r) => `${r.key}\u0000${r.value}`));
   const replicaLost: string[] = [];
   const primaryLost: string[] = [];
@@ -99,7 +101,7 @@ function acknowledgedKept(history: History): [PropertyResult, PropertyResult] {
   let excused = 0;
   for (const w of history.writes) {
     if (w.outcome !== 'ok') continue;
-    const kept = survives(w, byKey.get(w.key)!, history.finalValues.get(w.key));
+    const kept = survives(w, history.finalValues.get(w.key), finalInvoked.get(w.key));
     const what = `${w.key}=${w.value} (ack=${w.ack} by ${w.member ?? '?'} at epoch ${w.epoch ?? '?'}, ${w.completedMs} ms): final ${history.finalValues.get(w.key) ?? 'absent'}`;
     if (w.ack === 'replica') {
       replicaChecked++;

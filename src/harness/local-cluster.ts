@@ -88,6 +88,8 @@ export interface StartOptions {
   readonly args?: readonly string[];
   /** For a primary: wait until it serves its keys (default true). */
   readonly ready?: boolean;
+  /** More environment variables (e.g. KV_FAILPOINTS). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 /** How long a node may take to answer /health, and a primary to serve its keys. */
@@ -244,7 +246,7 @@ export class LocalCluster {
     const args = [...nodeFlags, this.cli, role === 'drain' ? 'drain' : 'serve', '--config', configPath, '--shard', shard, '--data-dir', this.dataDir];
     if (role === 'replica') args.push('--replica');
     args.push(...(options.args ?? []));
-    const node = this.run(shard, role, args);
+    const node = this.run(shard, role, args, options.env);
     await this.waitHealthy(shard, role, node);
     if (role === 'primary' && options.ready !== false) await this.waitServing(shard, node);
   }
@@ -267,9 +269,9 @@ export class LocalCluster {
    * Runs node with `args`, through the node's command prefix when it has one, records it as running under
    * `<shard>-<role>` and keeps the tail of its stdout and stderr for failure messages.
    */
-  private run(shard: string, role: RoleName, args: readonly string[]): RunningNode {
+  private run(shard: string, role: RoleName, args: readonly string[], env?: Readonly<Record<string, string>>): RunningNode {
     const [command, ...prefixArgs] = [...this.commandPrefix(shard, role), process.execPath];
-    const proc = spawn(command!, [...prefixArgs, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(command!, [...prefixArgs, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: env ? { ...process.env, ...env } : process.env });
     const node: RunningNode = { proc, output: '', exited: new Promise((resolveExit) => proc.once('exit', (code) => resolveExit(code))) };
     const append = (chunk: Buffer) => {
       node.output = (node.output + chunk.toString()).slice(-outputCharsMax);
