@@ -6,9 +6,10 @@
 #                          start member a as primary from its own data dir's data (empty or restored)
 #                          and make the other member take exactly that, replacing what it holds
 #   ./launch.sh verify     compare every replica with its primary
-#   ./launch.sh failover SHARD [--force]
+#   ./launch.sh failover SHARD [--force [--without-majority]]
 #                          make SHARD's replica its primary (the old primary becomes its replica); with
-#                          --force, for a primary that is down (see docs/failover.md for what it can lose)
+#                          --force, for a primary that is down (see docs/failover.md for what it can lose);
+#                          --without-majority also when no majority of nodes is left to grant it (risky)
 #
 # SHARD's two members are named by their place in the config, not by their role, which a failover
 # swaps: "a" is the member at `address` (the primary at first), "b" the one at `replica`. Their data
@@ -358,7 +359,7 @@ cmd_status() {
 cmd_failover() {
   ensure_built
   ensure_token
-  node dist/cli/cli.js failover --config "$config" --shard "$1" ${2:+"$2"}
+  node dist/cli/cli.js failover --config "$config" --shard "$1" "${@:2}"
 }
 
 cmd_verify() {
@@ -384,9 +385,10 @@ case "$command" in
   start|stop|status|restart) check_target_args "$@" ;;
   verify) [ $# -eq 0 ] || usage_error "verify takes no arguments, got '$*'" ;;
   failover)
-    [ $# -ge 1 ] && [ -n "$1" ] || usage_error "failover needs a SHARD: ./launch.sh failover SHARD [--force]"
-    [ $# -le 2 ] || usage_error "unexpected argument(s) '${*:3}' after SHARD and --force"
+    [ $# -ge 1 ] && [ -n "$1" ] || usage_error "failover needs a SHARD: ./launch.sh failover SHARD [--force [--without-majority]]"
+    [ $# -le 3 ] || usage_error "unexpected argument(s) '${*:4}' after SHARD, --force and --without-majority"
     [ $# -lt 2 ] || [ "$2" = --force ] || usage_error "unknown option '$2' (expected --force)"
+    [ $# -lt 3 ] || [ "$3" = --without-majority ] || usage_error "unknown option '$3' (expected --without-majority after --force)"
     ;;
   -h|--help|help) usage; exit 0 ;;
   *) usage_error "unknown command '$command'" ;;

@@ -9,6 +9,7 @@ import { commandUsage, isCommand, parseCommand, shortUsage, usage, type CommandN
 import { CommandError, exitStatus, usageError } from './exit-status.js';
 import { ConfigError, findShard, loadConfig, shardNamePattern, type Config, type ShardConfig } from '../core/config.js';
 import { logLevels, textLog, type Log, type LogLevel } from '../core/log.js';
+import { nodeTimeoutMsDefault } from '../core/limits.js';
 import type { ReadFrom } from '../client/index.js';
 import type { KvNode as KvNodeClass } from '../node/node.js';
 import type { LogContext, LogFormat, LogTarget } from '../node/logger.js';
@@ -189,8 +190,21 @@ async function failover({ values }: ParsedCommand): Promise<number> {
   const token = clusterToken(config, dataDirOf(values));
   const { shards, where } = await tokenShards(values, config);
   const { failoverLine, failoverShard } = await import('./failover-command.js');
-  const report = await failoverShard(shards, where, token, name, values['force'] === true);
+  const withoutMajority = values['without-majority'] === true;
+  if (withoutMajority && values['force'] !== true) throw usageError('--without-majority goes with --force');
+  const report = await failoverShard(shards, where, token, name, {
+    force: values['force'] === true,
+    withoutMajority,
+    nodeTimeoutMs: config?.nodeTimeoutMs ?? nodeTimeoutMsDefault,
+  });
   out.stdout(out.format === 'table' ? `${failoverLine(name, report)}\n` : `${JSON.stringify(report)}\n`);
+  if (report['old_primary_told'] === false && report['kind'] === 'switchover') {
+    process.stderr.write(
+      `kvshard: incomplete: ${name}: the old primary ${String(report['previous_primary'])} did not hear of epoch ${String(report['epoch'])}; ` +
+        `nodes not told: ${(report['nodes_not_told'] as string[] | undefined)?.join(', ') ?? '?'} (it takes no writes until it learns)\n`,
+    );
+    return exitStatus.incomplete;
+  }
   return exitStatus.ok;
 }
 

@@ -35,6 +35,12 @@ const options = {
     type: 'boolean',
     help: "promote the replica although the primary does not answer (writes that had not reached the replica go to the old primary's rollback file)",
   },
+  'without-majority': {
+    type: 'boolean',
+    help:
+      'with --force: promote although no majority of nodes granted it (a one-shard cluster whose primary is dead has no majority left); ' +
+      'RISKS TWO PRIMARIES should the old one still be taking writes somewhere, whose writes then end up in a rollback file',
+  },
   replica: { type: 'boolean', help: "run member b (at the shard's replica address) instead of member a" },
   'overwrite-replica': { type: 'boolean', help: "start a primary with its data dir's data at once, and make its replica take that data" },
   'log-level': { type: 'string', value: 'LEVEL', help: 'error, warn, info or debug (default: $KV_LOG_LEVEL or info)' },
@@ -122,19 +128,23 @@ export const commands: Readonly<Record<CommandName, CommandSpec>> = {
     exits: '1 a replica differs from its primary; 3 a member unreachable; 4 unauthorized',
   },
   failover: {
-    args: '--shard NAME [--force]',
+    args: '--shard NAME [--force [--without-majority]]',
     summary: 'make the member of shard NAME that is its replica now its primary',
     details:
       'The replica becomes primary at the next epoch and the old primary its replica. Without --force (a\n' +
       "switchover, both members up) the primary's writes wait until the replica has applied every one of\n" +
-      'them (no acknowledged write is lost), for at most 2 s. --force promotes the replica with the data it\n' +
-      'has, for a primary that is down (refused while the primary answers): writes acknowledged with\n' +
-      "ack=primary that had not reached it go to the old primary's rollback file when it rejoins. Nothing\n" +
-      "changes when it is refused. Needs the cluster token. -o json: the node's answer\n" +
-      '{"shard","primary","epoch","kind",...}.',
-    options: ['shard', 'force', 'endpoints', 'config', 'data-dir', 'output'],
+      'them (no acknowledged write is lost), for at most 2 s. The promotion counts only once a majority of\n' +
+      'all nodes has stored it. --force promotes the replica with the data it has, for a primary that is\n' +
+      'down (refused while the primary answers; nodes grant it once they have not heard from the primary\n' +
+      'for node_timeout_ms): writes acknowledged with ack=primary that had not reached it go to the old\n' +
+      "primary's rollback file when it rejoins. --without-majority (with --force) promotes without a\n" +
+      "majority's grants, at the risk of two primaries. Nothing changes when it is refused. Needs the\n" +
+      'cluster token. -o json: the node\'s answer {"shard","primary","epoch","kind","grants",...}.',
+    options: ['shard', 'force', 'without-majority', 'endpoints', 'config', 'data-dir', 'output'],
     positionals: [0, 0],
-    exits: '2 no such shard; 3 unreachable; 4 unauthorized; 5 refused (e.g. its primary is down and no --force, it answers and --force, its replica is down)',
+    exits:
+      '2 no such shard; 3 unreachable; 4 unauthorized; 5 refused, nothing changed (its primary is down and no --force, it answers and --force, no majority granted it); ' +
+      '6 promoted, but the old primary did not hear of it (a switchover whose old primary went silent)',
   },
   'check-config': {
     args: '',

@@ -15,6 +15,8 @@ export const exitStatus = {
   unauthorized: 4,
   /** The cluster declined the request and changed nothing (failover_refused, read_only_replica, other 4xx). */
   refused: 5,
+  /** The change was made, but not all of it confirmed: a switchover whose old primary did not hear of the new epoch. */
+  incomplete: 6,
   /** A failure none of the above names: a bug or an I/O error; the message carries its stack. */
   internal: 70,
 } as const;

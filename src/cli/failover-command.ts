@@ -2,13 +2,25 @@
 // asks it to take over (node/failover.ts runs the exchange). Answers the member's report of the new
 // primary and epoch, or fails with a command error whose exit status tells the cases apart.
 
-import { failoverCatchUpMs, failoverPauseMs, failoverRequestTimeoutMs } from '../core/limits.js';
+import { failoverCatchUpMs, failoverPauseMs, failoverRequestTimeoutMs, grantRequestTimeoutMs } from '../core/limits.js';
 import type { ShardConfig } from '../core/config.js';
 import { type AdminClient, adminError, answerMessage, withAdminClient } from './admin-client.js';
 import { CommandError, exitStatus } from './exit-status.js';
 
-/** The member's whole failover: the pause, the catch-up, the promotion and telling every node, with room to spare. */
-const failoverCallTimeoutMs = failoverPauseMs + failoverCatchUpMs + 3 * failoverRequestTimeoutMs;
+/**
+ * The member's whole failover: the pause, the catch-up, the grants (a forced one waits up to a node
+ * timeout for the nodes to stop hearing the primary), the promotion and telling every node, with room to spare.
+ */
+function failoverCallTimeoutMs(nodeTimeoutMs: number): number {
+  return failoverPauseMs + failoverCatchUpMs + 3 * failoverRequestTimeoutMs + nodeTimeoutMs + 2 * grantRequestTimeoutMs;
+}
+
+export interface FailoverOptions {
+  readonly force: boolean;
+  readonly withoutMajority: boolean;
+  /** The config's node_timeout_ms: a forced failover may wait that long for grants. */
+  readonly nodeTimeoutMs: number;
+}
 
 interface MemberStatus {
   readonly address: string;
@@ -59,7 +71,13 @@ function refuseLivePrimary(shard: ShardConfig, other: MemberStatus): void {
 }
 
 /** Runs the failover of shard `name` of `shards` (listed in `where`, for messages); resolves with the promoted member's report. */
-export async function failoverShard(shards: readonly ShardConfig[], where: string, token: string, name: string, force: boolean): Promise<FailoverReport> {
+export async function failoverShard(
+  shards: readonly ShardConfig[],
+  where: string,
+  token: string,
+  name: string,
+  { force, withoutMajority, nodeTimeoutMs }: FailoverOptions,
+): Promise<FailoverReport> {
   const shard = shards.find((s) => s.name === name);
   if (!shard)
     throw new CommandError('usage', `no shard named ${JSON.stringify(name)} in ${where} (shards: ${shards.map((s) => s.name).join(', ')})`, exitStatus.usage);
@@ -67,7 +85,12 @@ export async function failoverShard(shards: readonly ShardConfig[], where: strin
     const { replica, other } = await replicaNow(client, shard, where);
     if (force) refuseLivePrimary(shard, other);
     try {
-      return await client.post<FailoverReport>(replica.address, '/internal/failover', { force }, { timeoutMs: failoverCallTimeoutMs });
+      return await client.post<FailoverReport>(
+        replica.address,
+        '/internal/failover',
+        { force, without_majority: withoutMajority },
+        { timeoutMs: failoverCallTimeoutMs(nodeTimeoutMs) },
+      );
     } catch (err) {
       const e = adminError(err);
       if (e.code === 'unauthorized') throw e;
@@ -85,6 +108,7 @@ export function failoverLine(name: string, body: FailoverReport): string {
   return (
     `${name}: ${String(body['primary'])} is primary at epoch ${String(body['epoch'])} (${String(body['kind'])}; was ${String(body['previous_primary'])} ` +
     `at epoch ${String(body['previous_epoch'])}; ${paused === null ? 'no pause' : `writes paused ${String(paused)} ms`}; ` +
+    `granted by ${String(body['grants'])}${body['without_majority'] === true ? ', WITHOUT A MAJORITY' : ''}; ` +
     `told ${String(body['nodes_told'])} of ${String(body['nodes'])} other nodes)`
   );
 }

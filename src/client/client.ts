@@ -55,6 +55,8 @@ export interface WriteResult {
   readonly slot: number;
   /** The write's sequence number in its shard's replication log. */
   readonly seq: number;
+  /** The shard's epoch when its primary acknowledged the write (docs/failover.md). */
+  readonly epoch: number;
   /** What the write waited for: its primary's durable commit, or its replica's too. */
   readonly ack: 'primary' | 'replica';
 }
@@ -96,7 +98,11 @@ const retriable503 = new Set([
   'layout_pending',
   'primary_recovering',
   'failover_in_progress',
+  'failover_unsettled',
   'epoch_unconfirmed',
+  'epoch_behind',
+  'no_majority',
+  'promotion_pending',
   'starting',
   'shard_unavailable',
 ]);

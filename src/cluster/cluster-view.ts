@@ -5,6 +5,11 @@
 import { canonicalAddress, configName, type Config, type LayoutRecord, type ShardConfig } from '../core/config.js';
 import { untrustedLoggedMax } from '../core/limits.js';
 import { decodeEpoch, initialEpoch, judgeEpoch, shardAt, type EpochTable, type ShardEpoch } from './epochs.js';
+import type { GrantTable } from './grants.js';
+import { votersOf } from './quorum.js';
+import { QuorumState, type EpochNews } from './quorum-state.js';
+
+export type { EpochNews } from './quorum-state.js';
 import type { Migration } from './migration.js';
 import type { Log } from '../core/log.js';
 
@@ -18,6 +23,10 @@ export interface LayoutAnnouncement {
   readonly previousLayoutId: string | null;
   /** The epochs the sender knows (see epochs.ts). */
   readonly epochs: EpochTable;
+  /** Whether the sender knows the cluster's epochs: false on a new or emptied data dir not yet told by a majority. */
+  readonly epochsKnown: boolean;
+  /** The promotion grants the sender stored (see grants.ts). */
+  readonly grants: GrantTable;
 }
 
 export interface LayoutAnswer {
@@ -31,6 +40,8 @@ export interface LayoutAnswer {
   readonly keys: number;
   /** The epochs this node knows. */
   readonly epochs: EpochTable;
+  readonly epochsKnown: boolean;
+  readonly grants: GrantTable;
 }
 
 /** Why a node refuses data requests because the cluster moved on from its layout, and who said so. */
@@ -69,9 +80,8 @@ export class ClusterView {
   private epochListener: ((shard: ShardConfig, epoch: ShardEpoch) => void) | undefined;
   /** What each peer running this node's layout last said it migrates from (null: from nothing). */
   private readonly peersMigratingFrom = new Map<string, LayoutRecord | null>();
-  /** False on a restarted node until a peer has told it its epochs (see epochsConfirmed). */
-  private peerConfirmed = true;
-  private readonly confirmedWaiters: (() => void)[] = [];
+  /** Whether a majority confirmed this node's epochs, whether it hears one, and grants above its epoch. */
+  readonly quorum: QuorumState;
 
   constructor(
     readonly config: Config,
@@ -82,10 +92,27 @@ export class ClusterView {
     decided: boolean,
     private readonly log: Log,
     private readonly keyCount: () => number,
+    /** This node's own address. */
+    readonly self: string,
+    /** The time the node started (ms since the epoch). */
+    startedAt: number,
   ) {
     this.layoutKnown = decided;
     this.shardsByIdx = config.shards.slice();
     for (const shard of config.shards) this.epochByShard.set(shard.name, initialEpoch(shard));
+    this.quorum = new QuorumState({
+      config,
+      self,
+      log,
+      startedAt,
+      voterSets: () => this.voterSets(),
+      ownShard: () => {
+        const name = this.node.split('/')[0]!;
+        const epoch = this.epochByShard.get(name);
+        return epoch === undefined ? undefined : { shard: config.shards.find((s) => s.name === name)!, epoch };
+      },
+      describeEpochs: () => JSON.stringify(this.epochs()),
+    });
   }
 
   /** The shard of index `idx` as it stands now: `address` is its primary at its current epoch, `replica` the other member. */
@@ -143,9 +170,12 @@ export class ClusterView {
       const verdict = judgeEpoch(this.epochOf(shard.name), theirs);
       if (verdict.kind === 'keep') continue;
       if (verdict.conflict) {
+        // Grants make two primaries at one epoch impossible short of --without-majority; this node keeps
+        // the primary it knows rather than guess, and says so.
         this.log.error(
-          `${from} says ${theirs.primary} is primary of ${shard.name} at epoch ${theirs.epoch}, this node says ${this.epochOf(shard.name).primary}; taking ${theirs.primary} (the lower address)`,
+          `${from} says ${theirs.primary} is primary of ${shard.name} at epoch ${theirs.epoch}, this node says ${this.epochOf(shard.name).primary}; keeping ${this.epochOf(shard.name).primary}`,
         );
+        continue;
       }
       this.setEpoch(shard, theirs);
       changed = true;
@@ -153,31 +183,20 @@ export class ClusterView {
     return changed;
   }
 
+  /** The voter sets a majority is counted in: the current layout and, while migrating, the previous one. */
+  voterSets(): string[][] {
+    const sets = [votersOf(this.config.shards)];
+    if (this.currentMigration?.active()) sets.push(votersOf(this.currentMigration.previous.shards));
+    return sets;
+  }
+
   /**
-   * Whether another node has told this one its epochs since it started, when that matters: a primary
-   * restarted with epochs on disk takes writes only then, since the cluster may have failed over without it.
+   * Transition: a peer and this node exchanged epochs (either direction): it is heard now, its epochs
+   * are learned, its grants for this node's shard noted, and it counts towards confirming this node's own.
    */
-  get epochsConfirmed(): boolean {
-    return this.peerConfirmed;
-  }
-
-  /** Transition, at start-up: this node knew epochs before, so it waits to hear from a peer (see epochsConfirmed). */
-  awaitEpochConfirmation(): void {
-    this.peerConfirmed = false;
-  }
-
-  /** Resolves once epochsConfirmed is true (at once when it is). */
-  whenEpochsConfirmed(): Promise<void> {
-    if (this.peerConfirmed) return Promise.resolve();
-    return new Promise((resolve) => this.confirmedWaiters.push(resolve));
-  }
-
-  /** Transition: a peer answered with its epochs (learned before this is called). */
-  epochsHeardFromPeer(): void {
-    if (this.peerConfirmed) return;
-    this.peerConfirmed = true;
-    for (const resolve of this.confirmedWaiters.splice(0)) resolve();
-    this.log.info(`epochs confirmed by a peer: ${JSON.stringify(this.epochs())}`);
+  heardEpochs(address: string, news: EpochNews, from: string, now: number): void {
+    this.learnEpochs(news.epochs, from);
+    this.quorum.heard(address, news, now);
   }
 
   /** Transition: this node made `epoch` its shard's new epoch (a failover it carried out). */
@@ -230,6 +249,8 @@ export class ClusterView {
       layoutId: this.config.layoutId,
       previousLayoutId: this.currentMigration?.active() ? this.currentMigration.previous.layoutId : null,
       epochs: this.epochs(),
+      epochsKnown: this.quorum.epochsKnown,
+      grants: this.quorum.grantsSource(),
     };
   }
 
@@ -263,6 +284,8 @@ export class ClusterView {
       migratingFrom: this.currentMigration?.active() ? this.currentMigration.previous : null,
       keys: this.keyCount(),
       epochs: this.epochs(),
+      epochsKnown: this.quorum.epochsKnown,
+      grants: this.quorum.grantsSource(),
     };
   }
 

@@ -23,11 +23,12 @@ import { Backoff, sleep } from '../core/backoff.js';
 import type { ServerResponse } from 'node:http';
 import express, { type Router } from 'express';
 import { canonicalAddress, type ShardConfig } from '../core/config.js';
-import type { ClusterView, LayoutAnnouncement, LayoutAnswer } from './cluster-view.js';
+import type { ClusterView, EpochNews, LayoutAnnouncement, LayoutAnswer } from './cluster-view.js';
 import { BadRequestError } from '../core/errors.js';
 import { sendJson, type BodyRequest } from '../core/http-reply.js';
 import {
-  epochExchangeMs,
+  failoverRequestTimeoutMs,
+  heartbeatsPerNodeTimeout,
   layoutAnnounceAttemptsMax,
   layoutBodyBytesMax,
   layoutRecheckMs,
@@ -57,8 +58,7 @@ export function layoutRouter(view: ClusterView): Router {
     }
     const trusted = view.trusts(body.from, body.address);
     if (trusted) {
-      view.learnEpochs(body.epochs, `${body.from} at ${body.address}`);
-      view.epochsHeardFromPeer();
+      view.heardEpochs(body.address, body as EpochNews, `${body.from} at ${body.address}`, Date.now());
       view.markStale(body.from, body.address, body.layoutId, body.previousLayoutId);
     }
     sendJson(res, 200, view.answer());
@@ -78,8 +78,10 @@ function decodeAnswer(raw: unknown): LayoutAnswer {
     layout: decodeLayoutRecord(a['layout'], 'layout'),
     migratingFrom: a['migratingFrom'] === null ? null : decodeLayoutRecord(a['migratingFrom'], 'migratingFrom'),
     keys: a['keys'] as number,
-    // Checked entry by entry where they are learned (ClusterView.learnEpochs).
+    // Checked entry by entry where they are learned (ClusterView.learnEpochs, decodeGrants).
     epochs: (a['epochs'] ?? {}) as LayoutAnswer['epochs'],
+    epochsKnown: a['epochsKnown'] === true,
+    grants: (a['grants'] ?? {}) as LayoutAnswer['grants'],
   };
 }
 
@@ -96,6 +98,8 @@ export interface LayoutSyncOptions {
 /** Announces this node's layout to every peer (bounded retries each) and passes their answers on. */
 export class LayoutSync {
   private readonly http: InternalClient;
+  /** For a broadcast, which a failover waits for: a silent peer costs failoverRequestTimeoutMs, not a migration's timeout. */
+  private readonly quick: InternalClient;
   private readonly abort = new AbortController();
   private readonly tasks = new Set<Promise<void>>();
   private closed = false;
@@ -106,6 +110,13 @@ export class LayoutSync {
     this.http = new InternalClient({
       token: options.token,
       timeoutMs: migrationRequestTimeoutMs,
+      replyBytesMax: layoutBodyBytesMax,
+      socketsMax: layoutSocketsMax,
+      signal: this.abort.signal,
+    });
+    this.quick = new InternalClient({
+      token: options.token,
+      timeoutMs: failoverRequestTimeoutMs,
       replyBytesMax: layoutBodyBytesMax,
       socketsMax: layoutSocketsMax,
       signal: this.abort.signal,
@@ -143,9 +154,9 @@ export class LayoutSync {
   }
 
   /** Tells `address` this node's layout once; resolves with its answer, or undefined when it gives none. */
-  private async exchange(shard: ShardConfig, address: string): Promise<LayoutAnswer | undefined> {
+  private async exchange(shard: ShardConfig, address: string, http = this.http): Promise<LayoutAnswer | undefined> {
     try {
-      const response = await this.http.post<unknown>(address, layoutPath, this.options.view.announcement(this.options.self));
+      const response = await http.post<unknown>(address, layoutPath, this.options.view.announcement(this.options.self));
       if (response.status !== 200) return undefined;
       const answer = decodeAnswer(response.data);
       // The answer counts only from the member this node's config puts at that address.
@@ -168,39 +179,64 @@ export class LayoutSync {
   /** What a peer's answer tells this node: its epochs, whether this node is stale, and the rest for the role. */
   private async heard(shard: ShardConfig, role: 'primary' | 'replica', address: string, answer: LayoutAnswer): Promise<void> {
     const { view } = this.options;
-    view.learnEpochs(answer.epochs, `${answer.node} at ${address}`);
-    view.epochsHeardFromPeer();
+    view.heardEpochs(address, answer, `${answer.node} at ${address}`, Date.now());
     if (answer.layout.layoutId === view.config.layoutId) view.peerMigrates(address, answer.migratingFrom);
     view.markStale(answer.node, address, answer.layout.layoutId, answer.migratingFrom?.layoutId ?? null);
     await this.options.onAnswer(shard, role, answer);
   }
 
-  /** Exchanges epochs and layouts with every peer once, now (a failover tells the cluster this way). */
-  async broadcastNow(): Promise<{ reached: number; peers: number }> {
+  /**
+   * Exchanges epochs and layouts with every peer once, now (a failover tells the cluster this way).
+   * Resolves with how many answered, of how many, and the addresses that did not.
+   */
+  async broadcastNow(): Promise<{ reached: number; peers: number; missed: string[] }> {
     const peers = this.peers();
-    const reached = await Promise.all(
+    const missed: string[] = [];
+    await Promise.all(
       peers.map(async (peer) => {
-        const answer = await this.exchange(peer.shard, peer.address);
-        if (!answer || this.closed) return 0;
+        const answer = await this.exchange(peer.shard, peer.address, this.quick);
+        if (!answer || this.closed) {
+          missed.push(peer.address);
+          return;
+        }
         await this.heard(peer.shard, peer.role, peer.address, answer);
-        return 1;
       }),
     );
-    return { reached: reached.reduce<number>((n, r) => n + r, 0), peers: peers.length };
+    return { reached: peers.length - missed.length, peers: peers.length, missed };
   }
 
   /**
-   * Exchanges epochs and layouts with every peer every epochExchangeMs, one attempt each, for as long as
-   * the node runs: a node that missed a failover learns of it from any peer it reaches.
+   * Heartbeats: exchanges epochs and layouts with every peer heartbeatsPerNodeTimeout times per node
+   * timeout, for as long as the node runs. Each peer has at most one exchange in flight, with the
+   * interval as its timeout, so a silent peer never delays the others. This is how a primary knows it
+   * still hears from a majority (ClusterView.writeFence), how a granter knows how long the primary has
+   * been silent, and how a node that missed a failover learns of it.
    */
   exchangePeriodically(): void {
     if (this.periodic || this.closed) return;
+    const intervalMs = Math.max(50, Math.floor(this.options.view.config.nodeTimeoutMs / heartbeatsPerNodeTimeout));
+    const beats = new InternalClient({
+      token: this.options.token,
+      timeoutMs: intervalMs,
+      replyBytesMax: layoutBodyBytesMax,
+      socketsMax: 1,
+      signal: this.abort.signal,
+    });
+    const inFlight = new Set<string>();
     this.periodic = (async () => {
       while (!this.closed) {
-        await sleep(epochExchangeMs, this.abort.signal);
+        await sleep(intervalMs, this.abort.signal);
         if (this.closed) break;
-        await this.broadcastNow();
+        for (const peer of this.peers()) {
+          if (inFlight.has(peer.address)) continue;
+          inFlight.add(peer.address);
+          void this.exchange(peer.shard, peer.address, beats)
+            .then((answer) => (answer && !this.closed ? this.heard(peer.shard, peer.role, peer.address, answer) : undefined))
+            .catch((err: unknown) => this.options.log.warn(`heartbeat to ${peer.address}: ${(err as Error).message}`))
+            .finally(() => inFlight.delete(peer.address));
+        }
       }
+      beats.close();
     })();
   }
 
@@ -234,5 +270,6 @@ export class LayoutSync {
     this.abort.abort();
     await Promise.allSettled([...this.tasks, this.recheck, this.periodic]);
     this.http.close();
+    this.quick.close();
   }
 }

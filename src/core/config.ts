@@ -7,7 +7,17 @@ import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { parse, TomlError } from 'smol-toml';
-import { configBytesMax, logRetentionBytesDefault, migrationBatchKeysDefault, migrationBatchKeysMax, shardCountMax, tokenCharsMin } from './limits.js';
+import {
+  configBytesMax,
+  logRetentionBytesDefault,
+  migrationBatchKeysDefault,
+  migrationBatchKeysMax,
+  nodeTimeoutMsDefault,
+  nodeTimeoutMsMax,
+  nodeTimeoutMsMin,
+  shardCountMax,
+  tokenCharsMin,
+} from './limits.js';
 import { slotTable } from './slots.js';
 
 export interface ShardConfig {
@@ -39,6 +49,13 @@ export interface Config {
   readonly migration: MigrationSettings;
   /** GET /metrics and the request counting behind it. */
   readonly metrics: MetricsSettings;
+  /**
+   * `node_timeout_ms`: a primary that has not heard from a majority of nodes for half of this stops
+   * acknowledging writes, and a node grants a forced promotion only after this long without hearing
+   * from the primary, so the old primary always stops before a new one starts (Redis Cluster's
+   * cluster-node-timeout). Shorter fails over sooner; longer rides out slower networks and pauses.
+   */
+  readonly nodeTimeoutMs: number;
 }
 
 export interface MetricsSettings {
@@ -77,7 +94,7 @@ export class ConfigError extends Error {
 }
 
 const shardKeys = new Set(['name', 'idx', 'address', 'replica']);
-const topLevelKeys = new Set(['shards', 'token', 'replication', 'migration', 'metrics']);
+const topLevelKeys = new Set(['shards', 'token', 'node_timeout_ms', 'replication', 'migration', 'metrics']);
 const metricsKeys = new Set(['enabled', 'token']);
 const replicationKeys = new Set(['log_retention_bytes']);
 const migrationKeys = new Set(['batch_keys', 'batch_pause_ms']);
@@ -116,6 +133,7 @@ export function validateConfig(doc: unknown, file: string): Config {
   const logRetentionBytes = validateReplication(doc['replication'], problem);
   const migration = validateMigration(doc['migration'], problem);
   const metrics = validateMetrics(doc['metrics'], problem);
+  const nodeTimeoutMs = validateNodeTimeout(doc['node_timeout_ms'], problem);
   const rawShards = doc['shards'];
   if (rawShards === undefined) {
     problem('shards', 'missing: declare at least one [[shards]] table');
@@ -152,7 +170,17 @@ export function validateConfig(doc: unknown, file: string): Config {
     logRetentionBytes,
     migration,
     metrics,
+    nodeTimeoutMs,
   });
+}
+
+function validateNodeTimeout(raw: unknown, problem: (path: string, message: string) => void): number {
+  if (raw === undefined) return nodeTimeoutMsDefault;
+  if (!Number.isSafeInteger(raw) || (raw as number) < nodeTimeoutMsMin || (raw as number) > nodeTimeoutMsMax) {
+    problem('node_timeout_ms', `must be an integer from ${nodeTimeoutMsMin} to ${nodeTimeoutMsMax}, got ${describe(raw)}`);
+    return nodeTimeoutMsDefault;
+  }
+  return raw as number;
 }
 
 /** The optional `[metrics]` table: `enabled` (a boolean) and `token` (a secret of its own). */

@@ -125,13 +125,31 @@ export class NotPrimaryError extends KvError {
 }
 
 /**
- * The shard's writes wait, for a short bound: a switchover is under way (the primary lets its replica
- * catch up before it hands over), or a restarted primary has not yet heard from any other node that no
- * newer epoch exists for its shard. Retriable after Retry-After.
+ * The shard's writes wait: a switchover is under way (the primary lets its replica catch up before it
+ * hands over) or ended without word of its outcome, a restarted primary has not yet heard its epochs
+ * from a majority, the primary has not heard from a majority for half a node timeout, or a peer granted
+ * a newer epoch whose outcome this primary has not learned. Retriable after Retry-After.
  */
 export class WritesPausedError extends KvError {
-  constructor(code: 'failover_in_progress' | 'epoch_unconfirmed', shard: string, why: string) {
+  constructor(
+    code: 'failover_in_progress' | 'failover_unsettled' | 'epoch_unconfirmed' | 'epoch_behind' | 'no_majority' | 'promotion_pending',
+    shard: string,
+    why: string,
+  ) {
     super(code, 503, `writes to ${shard} wait: ${why}; retry shortly`, { shard, retriable: true });
+    this.retryAfterS = 1;
+  }
+}
+
+/**
+ * A request that only its shard's primary takes (a migration batch) reached a member that is not its
+ * primary, or whose store a demotion has begun to turn into a replica's: nothing of it was stored. The
+ * sender retries, by then at the primary it has learned of. Distinct from not_primary, on which a
+ * forwarding node learns a new primary: this refusal comes from inside the member and names nothing new.
+ */
+export class NotServingPrimaryError extends KvError {
+  constructor(what: string, why: string, details: ErrorDetails = {}) {
+    super('not_serving_primary', 503, `this member takes no ${what}: ${why}; retry at its shard's primary`, { ...details, retriable: true });
     this.retryAfterS = 1;
   }
 }

@@ -274,10 +274,23 @@ export const layoutAnnounceAttemptsMax = 40;
 export const layoutRecheckMs = 2_000;
 
 /**
- * Every node exchanges its epochs (and layout) with every peer this often, so a node that missed a
- * failover (down, or cut off) learns of it within about this long of reaching a peer again.
+ * `node_timeout_ms` (sharding.toml): how long a node may go unheard before a primary without a majority
+ * stops acknowledging writes (after half of it) and a forced promotion over a silent primary may be
+ * granted (after all of it). Redis Cluster's cluster-node-timeout, shorter for a store on one host.
  */
-export const epochExchangeMs = 3_000;
+export const nodeTimeoutMsDefault = 5_000;
+export const nodeTimeoutMsMin = 500;
+export const nodeTimeoutMsMax = 600_000;
+
+/**
+ * Every node exchanges epochs with every peer (one loop per peer) this many times per node timeout, so
+ * a primary that hears from a majority does so several times within half a node timeout; each exchange
+ * has the same fraction as its timeout, so one silent peer never delays the others.
+ */
+export const heartbeatsPerNodeTimeout = 5;
+
+/** The timeout of each promotion grant request (one per node, all at once). */
+export const grantRequestTimeoutMs = 2_000;
 
 /** Sockets for layout exchanges: a round asks every peer at once, a few at a time is enough for their short bodies. */
 export const layoutSocketsMax = 4;

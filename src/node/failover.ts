@@ -3,30 +3,52 @@
 //
 // Switchover (both members up), as Redis Cluster's CLUSTER FAILOVER does it:
 //   1. the member asks its primary to pause writes (POST /internal/failover/pause); the primary answers,
-//      once every write it admitted is durable, with its dataset and last sequence. The pause ends by
-//      itself after failoverPauseMs, so a command that dies leaves no shard stuck;
+//      once every write it admitted is durable, with its dataset and last sequence. When the pause ends
+//      without word of the outcome, the primary asks the member whether it was promoted (and so calls
+//      off a promotion still under way), and takes no writes until it knows;
 //   2. the member waits until it has applied that sequence (at most failoverCatchUpMs), or resumes the
 //      primary and refuses: nothing changed;
-//   3. it becomes primary at epoch + 1 (node.ts: persist, then one role transition) and tells every node
+//   3. it asks every node to grant it the next epoch (cluster/grants.ts) and goes on only once a
+//      majority has stored the grant; else it resumes the primary and refuses;
+//   4. it becomes primary at that epoch (node.ts: persist, then one role transition) and tells every node
 //      it reaches; the old primary learns the epoch, stops taking writes at once and becomes its replica.
 // No acknowledged write is lost: every write acknowledged before the pause is in the sequence waited for.
 //
 // Forced (--force, the primary unreachable): steps 1 and 2 are skipped; a member that never completed a
-// full copy refuses, and so does a member whose primary still answers it. Writes the old primary acknowledged past the point the member had applied are
-// written to the old primary's rollback file when it rejoins (replication/rollback.ts).
+// full copy refuses, and so does a member whose primary still answers it. Nodes grant only once they
+// have not heard from the primary for node_timeout_ms, by which time a primary cut off from the
+// majority has stopped acknowledging writes (after half of it). Writes the old primary acknowledged past
+// the point the member had applied go to the old primary's rollback file when it rejoins
+// (replication/rollback.ts). `without_majority` promotes on whatever grants it gets: the one way to
+// fail over a cluster with no majority left (one shard of two nodes), at the risk of two primaries.
 
 import type { ServerResponse } from 'node:http';
 import express, { type Router } from 'express';
-import type { ShardConfig } from '../core/config.js';
+import { canonicalAddress } from '../core/config.js';
 import { sleep } from '../core/backoff.js';
+import { failpoint } from '../core/failpoints.js';
 import { BadRequestError, FailoverRefusedError } from '../core/errors.js';
 import { sendJson, type BodyRequest } from '../core/http-reply.js';
 import { failoverCatchUpMs, failoverPauseMs, failoverRequestTimeoutMs } from '../core/limits.js';
-import type { ClusterView } from '../cluster/cluster-view.js';
-import type { EpochKind, ShardEpoch } from '../cluster/epochs.js';
+import type { ShardEpoch } from '../cluster/epochs.js';
+import type { GrantDecision, GrantRequest } from '../cluster/grants.js';
+import { describeCount } from '../cluster/quorum.js';
+import {
+  askOutcome,
+  collectGrants,
+  decodeGrantRequest,
+  type FailoverHost,
+  type FailoverOptions,
+  grantHere,
+  grantPath,
+  outcomePath,
+  outcomeRetryMs,
+  settleAfterPause,
+} from './promotion.js';
+
+export type { FailoverHost } from './promotion.js';
+export { grantPath, outcomePath } from './promotion.js';
 import { InternalClient } from '../peer/internal-client.js';
-import type { Store } from '../storage/store.js';
-import type { Log } from '../core/log.js';
 
 export const failoverPath = '/internal/failover';
 export const pausePath = '/internal/failover/pause';
@@ -34,24 +56,6 @@ export const resumePath = '/internal/failover/resume';
 
 /** How often a switchover looks whether the replica has applied the primary's last write. */
 const catchUpPollMs = 5;
-
-/** What the failover endpoints need of the node (node.ts implements it). */
-export interface FailoverHost {
-  readonly shard: ShardConfig;
-  readonly address: string;
-  readonly token: string;
-  readonly log: Log;
-  readonly view: ClusterView;
-  readonly store: Store;
-  /** Until when this primary's writes wait for a switchover (see roles.ts, writeRefusal). */
-  readonly pause: { until: number };
-  /** The role this node serves now. */
-  role(): string;
-  /** Makes this member its shard's primary at the next epoch; resolves once it serves as primary. */
-  promote(kind: Exclude<EpochKind, 'initial'>): Promise<ShardEpoch>;
-  /** Tells every node of the layout this node's epochs once; resolves with how many answered, of how many. */
-  broadcast(): Promise<{ reached: number; peers: number }>;
-}
 
 /** The primary's answer to a pause: where its history stands, every admitted write durable. */
 export interface PauseReply {
@@ -74,6 +78,14 @@ export interface FailoverReply {
   readonly writes_paused_ms: number | null;
   readonly nodes_told: number;
   readonly nodes: number;
+  /** The nodes that did not answer the announcement of the new epoch. */
+  readonly nodes_not_told: string[];
+  /** Whether the old primary answered it (a switchover whose old primary did not is reported as a failure). */
+  readonly old_primary_told: boolean;
+  /** The nodes that stored the grant, and of how many (a majority of each voter set is needed). */
+  readonly grants: string;
+  /** True when promoted without a majority's grants (--without-majority). */
+  readonly without_majority: boolean;
 }
 
 function bodyOf(req: BodyRequest): Record<string, unknown> {
@@ -85,6 +97,8 @@ function bodyOf(req: BodyRequest): Record<string, unknown> {
 
 export interface FailoverEndpoints {
   readonly router: Router;
+  /** A peer holds a grant above this node's epoch for its shard: find out whether it was used (ClusterView.whenGrantSeen). */
+  settleGrant(): void;
   /** Ends a failover's requests under way and frees their sockets, at shutdown. */
   close(): void;
 }
@@ -92,12 +106,76 @@ export interface FailoverEndpoints {
 export function failoverRouter(host: FailoverHost): FailoverEndpoints {
   const router = express.Router();
   const json = express.json({ limit: 4096 });
-  const abort = new AbortController();
-  const http = new InternalClient({ token: host.token, timeoutMs: failoverRequestTimeoutMs, replyBytesMax: 64 * 1024, socketsMax: 2, signal: abort.signal });
-  let busy = false;
+  const service = new FailoverService(host);
+  router.post(grantPath, json, (req: BodyRequest, res: ServerResponse) => service.grant(req, res));
+  router.post(outcomePath, json, (req: BodyRequest, res: ServerResponse) => service.outcome(req, res));
+  router.post(pausePath, json, (req: BodyRequest, res: ServerResponse) => service.pause(req, res));
+  router.post(resumePath, json, (_req: BodyRequest, res: ServerResponse) => service.resume(res));
+  router.post(failoverPath, json, (req: BodyRequest, res: ServerResponse) => service.failover(req, res));
+  return { router, settleGrant: () => void service.settleGrant(), close: () => service.close() };
+}
+
+/** The failover endpoints' state: one failover at a time, grant decisions in order, one outcome question at a time. */
+class FailoverService {
+  private readonly abort = new AbortController();
+  private readonly http: InternalClient;
+  private busy = false;
+  /** The failover under way here, if any: the old primary may call it off (outcome) until it is promoted. */
+  private attempt: { cancelled: boolean } | undefined;
+  /** Grant decisions, one at a time: each reads the stored grant that the one before may have just written. */
+  private grantChain: Promise<unknown> = Promise.resolve();
+  private settling = false;
+  private asking = false;
+
+  constructor(private readonly host: FailoverHost) {
+    this.http = new InternalClient({
+      token: host.token,
+      timeoutMs: failoverRequestTimeoutMs,
+      replyBytesMax: 64 * 1024,
+      socketsMax: 2,
+      signal: this.abort.signal,
+    });
+  }
+
+  private readonly grantSerially = (req: GrantRequest): Promise<GrantDecision> => {
+    const next = this.grantChain.then(() => grantHere(this.host, req));
+    this.grantChain = next.catch(() => undefined);
+    return next;
+  };
+
+  /** At every node: store a promotion grant, synced, or say why not (cluster/grants.ts). */
+  async grant(req: BodyRequest, res: ServerResponse): Promise<void> {
+    const { host } = this;
+    const decision = await this.grantSerially(decodeGrantRequest(bodyOf(req), host));
+    sendJson(res, 200, {
+      node: host.address,
+      granted: decision.grant,
+      ...(decision.grant ? {} : { code: decision.code, reason: decision.reason }),
+      epochs: host.view.epochs(),
+      grants: host.store.grants(),
+    });
+  }
+
+  /**
+   * At the member a switchover or a grant names: whether it was promoted above `epoch`. When it was not,
+   * the failover under way here (if any) is called off first, so the answer stays true.
+   */
+  outcome(req: BodyRequest, res: ServerResponse): void {
+    const { host } = this;
+    const asked = bodyOf(req)['epoch'];
+    if (!Number.isSafeInteger(asked) || (asked as number) < 0) throw new BadRequestError('epoch must be the integer epoch the caller knows');
+    const known = host.view.epochOf(host.shard.name);
+    const promoted = known.epoch > (asked as number);
+    if (!promoted && this.attempt) {
+      this.attempt.cancelled = true;
+      host.log.warn(`${host.shard.name}: asked whether this member was promoted above epoch ${asked as number}: calling off its failover`);
+    }
+    sendJson(res, 200, { promoted, epoch: known.epoch, primary: known.primary, epochs: host.view.epochs() });
+  }
 
   /** At the primary: hold writes for a switchover, and say where the history stands once all admitted writes are durable. */
-  router.post(pausePath, json, async (req: BodyRequest, res: ServerResponse) => {
+  async pause(req: BodyRequest, res: ServerResponse): Promise<void> {
+    const { host } = this;
     const asked = bodyOf(req)['epoch'];
     if (!Number.isSafeInteger(asked) || (asked as number) < 1) throw new BadRequestError('epoch must be the positive integer epoch the caller knows');
     const epoch = host.view.epochOf(host.shard.name);
@@ -110,13 +188,17 @@ export function failoverRouter(host: FailoverHost): FailoverEndpoints {
       throw new FailoverRefusedError(
         host.shard.name,
         `the switchover was asked at epoch ${asked as number}, and ${host.address} is primary at epoch ${epoch.epoch}`,
-        {
-          epoch: epoch.epoch,
-          primary: epoch.primary,
-        },
+        { epoch: epoch.epoch, primary: epoch.primary },
       );
     }
     host.pause.until = Date.now() + failoverPauseMs;
+    host.pause.unsettled = true;
+    if (!this.settling) {
+      this.settling = true;
+      void settleAfterPause(host, this.http, epoch.epoch, this.abort.signal).finally(() => {
+        this.settling = false;
+      });
+    }
     // Writes commit in the order they were admitted, so once this empty commit is durable, every write
     // admitted before the pause is too, and the log's last sequence covers each one acknowledged.
     await host.store.barrier();
@@ -130,37 +212,64 @@ export function failoverRouter(host: FailoverHost): FailoverEndpoints {
     };
     host.log.info(`writes to ${host.shard.name} paused for a switchover (at most ${failoverPauseMs} ms): last seq ${reply.last_seq}`);
     sendJson(res, 200, reply);
-  });
+  }
 
-  router.post(resumePath, json, (_req: BodyRequest, res: ServerResponse) => {
-    const was = host.pause.until > Date.now();
+  resume(res: ServerResponse): void {
+    const { host } = this;
+    const was = host.pause.until > Date.now() || host.pause.unsettled;
     host.pause.until = 0;
+    host.pause.unsettled = false;
     if (was) host.log.info(`writes to ${host.shard.name} resume: the switchover was called off`);
     sendJson(res, 200, { resumed: was });
-  });
+  }
 
   /** At the member to promote: the whole failover (see the top of this file). */
-  router.post(failoverPath, json, async (req: BodyRequest, res: ServerResponse) => {
-    const force = bodyOf(req)['force'] === true;
-    if (busy) throw new FailoverRefusedError(host.shard.name, `a failover is already under way at ${host.address}`);
-    busy = true;
+  async failover(req: BodyRequest, res: ServerResponse): Promise<void> {
+    const body = bodyOf(req);
+    const force = body['force'] === true;
+    const withoutMajority = body['without_majority'] === true;
+    if (this.busy) throw new FailoverRefusedError(this.host.shard.name, `a failover is already under way at ${this.host.address}`);
+    this.busy = true;
+    const attempt = { cancelled: false };
+    this.attempt = attempt;
     try {
-      sendJson(res, 200, await failover(host, http, force));
+      sendJson(res, 200, await failover(this.host, this.http, { force, withoutMajority, attempt, grant: this.grantSerially }));
     } finally {
-      busy = false;
+      this.busy = false;
+      this.attempt = undefined;
     }
-  });
-  return {
-    router,
-    close() {
-      abort.abort();
-      http.close();
-    },
-  };
+  }
+
+  /** A grant above this node's epoch was seen: asks its member whether it was promoted, one question at a time. */
+  async settleGrant(): Promise<void> {
+    if (this.asking) return;
+    this.asking = true;
+    try {
+      const { host } = this;
+      for (let pending = host.view.quorum.unresolvedGrant; pending !== undefined && !this.abort.signal.aborted; pending = host.view.quorum.unresolvedGrant) {
+        // Only a primary's writes wait for the answer, and asking calls off a failover under way at the
+        // member: a replica, or a primary in a switchover's pause (which asks itself once it ends), does not ask.
+        if (host.role() !== 'primary') return;
+        if (host.pause.until <= Date.now() && !host.pause.unsettled) {
+          const answer = await askOutcome(host, this.http, pending.primary, pending.epoch - 1);
+          if (answer === 'not_promoted') host.view.quorum.grantResolved(pending.epoch);
+        }
+        if (host.view.quorum.unresolvedGrant !== undefined) await sleep(outcomeRetryMs, this.abort.signal).catch(() => undefined);
+      }
+    } finally {
+      this.asking = false;
+    }
+  }
+
+  close(): void {
+    this.abort.abort();
+    this.http.close();
+  }
 }
 
-async function failover(host: FailoverHost, http: InternalClient, force: boolean): Promise<FailoverReply> {
+async function failover(host: FailoverHost, http: InternalClient, options: FailoverOptions): Promise<FailoverReply> {
   const { shard, view, store } = host;
+  const { force } = options;
   const before = view.epochOf(shard.name);
   if (host.role() === 'primary' || before.primary === host.address) {
     throw new FailoverRefusedError(shard.name, `${host.address} is its primary already (epoch ${before.epoch})`, {
@@ -181,24 +290,55 @@ async function failover(host: FailoverHost, http: InternalClient, force: boolean
   let pausedAt: number | null = null;
   if (!force) pausedAt = await catchUp(host, http, before);
   const applied = store.replicaState().appliedSeq;
-  const next = await host.promote(force ? 'forced' : 'switchover');
+  const kind = force ? 'forced' : 'switchover';
+  await failpoint('failover-before-grants');
+  const votes = await collectGrants(host, http, kind, options).catch(async (err: unknown) => {
+    if (!force) await http.post(before.primary, resumePath, {}).catch(() => undefined);
+    throw err;
+  });
+  const count = describeCount(votes.granted, view.voterSets());
+  if (!votes.majority && !options.withoutMajority) {
+    if (!force) await http.post(before.primary, resumePath, {}).catch(() => undefined);
+    const why = [...votes.refusals].map(([node, reason]) => `${node}: ${reason}`).join('; ');
+    throw new FailoverRefusedError(
+      shard.name,
+      `only ${count} nodes granted epoch ${votes.epoch} to ${host.address}, no majority: nothing changed (${why})` +
+        (view.epochOf(shard.name).epoch > before.epoch
+          ? ''
+          : '; a cluster that cannot reach a majority without the dead member can fail over only with --without-majority'),
+      { epoch: votes.epoch, grants: count },
+    );
+  }
+  if (options.attempt.cancelled || view.epochOf(shard.name).epoch !== before.epoch) {
+    throw new FailoverRefusedError(
+      shard.name,
+      `the old primary ${before.primary} asked for the outcome first, or the epoch moved on: the promotion is called off`,
+    );
+  }
+  const next = await host.promote(kind, votes.epoch);
   const promotedAt = Date.now();
   const told = await host.broadcast();
+  const oldPrimaryTold = !told.missed.some((a) => canonicalAddress(a) === canonicalAddress(before.primary));
   host.log.info(
     `${shard.name}: this member is primary at epoch ${next.epoch} (${next.kind}, from ${before.primary} at epoch ${before.epoch}, ` +
-      `applied seq ${applied}${pausedAt === null ? '' : `, writes paused ${promotedAt - pausedAt} ms`}); told ${told.reached} of ${told.peers} nodes`,
+      `applied seq ${applied}${pausedAt === null ? '' : `, writes paused ${promotedAt - pausedAt} ms`}, grants ${count}` +
+      `${votes.majority ? '' : ' WITHOUT a majority'}); told ${told.reached} of ${told.peers} nodes`,
   );
   return {
     shard: shard.name,
     primary: next.primary,
     epoch: next.epoch,
-    kind: force ? 'forced' : 'switchover',
+    kind,
     previous_primary: before.primary,
     previous_epoch: before.epoch,
     applied_seq: applied,
     writes_paused_ms: pausedAt === null ? null : promotedAt - pausedAt,
     nodes_told: told.reached,
     nodes: told.peers,
+    nodes_not_told: told.missed,
+    old_primary_told: oldPrimaryTold,
+    grants: count,
+    without_majority: !votes.majority,
   };
 }
 

@@ -14,7 +14,7 @@ import { shutdownDrainMs, shutdownIdleSweepMs } from '../core/limits.js';
 import { createPrivateDir, DataDirLock } from '../storage/data-dir-lock.js';
 import { Store } from '../storage/store.js';
 import { Forwarder } from '../peer/forwarder.js';
-import { ClusterView } from '../cluster/cluster-view.js';
+import type { ClusterView } from '../cluster/cluster-view.js';
 import { LayoutSync, layoutRouter } from '../cluster/layout-sync.js';
 import { newMigration } from '../cluster/layout-start.js';
 import { isMember, type EpochKind, type ShardEpoch } from '../cluster/epochs.js';
@@ -23,6 +23,7 @@ import { failoverRouter, type FailoverEndpoints, type FailoverHost } from './fai
 import { roleFactories, type RoleDeps, type RoleParts } from './role-factories.js';
 import { listenOn, prepareLayout } from './startup.js';
 import { memberDataPath } from './member-dirs.js';
+import { clusterStatus, openView } from './member-epochs.js';
 import { Dashboard } from './dashboard.js';
 import { clusterMapRouter } from './cluster-map.js';
 import type { LogContext } from './logger.js';
@@ -114,17 +115,9 @@ export class KvNode {
   private static async wire(options: NodeOptions, address: string, lock: DataDirLock, server: Server, store: Store): Promise<KvNode> {
     const { config, shard, log, token } = options;
     const layout = await prepareLayout(store, config, shard.name, options.role);
-    const view = new ClusterView(config, roleFactories[options.role].ownLayout(config, layout), `${shard.name}/${options.role}`, layout.decided, log, () =>
-      store.count(),
-    );
-    await KvNode.loadEpochs(store, view, address, options.overwriteReplica === true);
-    // Which role this member plays is cluster state (the epochs), not its place in sharding.toml.
-    const role: RoleName =
-      options.role === 'drain' ? 'drain' : canonicalAddress(view.shardNow(shard.idx).address) === canonicalAddress(address) ? 'primary' : 'replica';
-    view.node = `${shard.name}/${role}`;
-    await KvNode.settleStore(store, role, options.role, log);
+    const { view, role } = await openView(options, address, store, layout);
     const forwarder = KvNode.forwarder(options, view);
-    const pause = { until: 0 };
+    const pause = { until: 0, unsettled: false };
     const deps: RoleDeps = {
       config,
       shard,
@@ -138,6 +131,8 @@ export class KvNode {
       layout,
       pause,
       promoted: false,
+      // A replica's reply, or a recovery answer, that names a newer epoch of a shard: learned as named.
+      onEpochSeen: (name, seen, from) => view.learnEpochs({ [name]: seen }, `${from}, in a replication reply`),
     };
     const parts = roleFactories[role].build(deps);
     const info = { shard: shard.name, role: role as string, address };
@@ -150,14 +145,7 @@ export class KvNode {
     const dashboard = new Dashboard({ config, self: address, token });
     publicRoutes.use(dashboard.router());
     publicRoutes.use(clusterMapRouter(config, view, info));
-    const status = () => ({
-      ...holder.parts.status(),
-      epoch: view.epochIfListed(shard.name) ?? null,
-      epochs_confirmed: view.epochsConfirmed,
-      epochs: view.epochs(),
-      rollbacks: store.rollbacks(),
-      peers: forwarder.peers(),
-    });
+    const status = () => ({ ...holder.parts.status(), ...clusterStatus(view, shard.name), rollbacks: store.rollbacks(), peers: forwarder.peers() });
     const api = serveHttpApi(server, { role: parts.handler, info, status, log, token, store, internalRoutes, publicRoutes, stats });
     if (stats === undefined) publicRoutes.use(metricsOffRouter());
     else {
@@ -175,6 +163,8 @@ export class KvNode {
     node.noteLogContext();
     node.failover = failoverRouter(node.failoverHost());
     internalRoutes.use(node.failover.router);
+    const failoverEndpoints = node.failover;
+    view.quorum.whenGrantSeen(() => failoverEndpoints.settleGrant());
     view.whenStale(() => sync.recheckWhileFenced());
     view.whenEpochChanged((changed, epoch) => node.onEpochChanged(changed, epoch));
     sync.announce();
@@ -197,48 +187,13 @@ export class KvNode {
       layoutId: config.layoutId,
       token,
       log,
-      onNotPrimary: (name, primary, epoch) => {
+      // The forward is retried at the primary the member names; the epoch itself is learned from the
+      // exchanges (heartbeats), which carry it whole, rather than rebuilt from this answer.
+      onNotPrimary: (name, primary) => {
         const member = config.shards.find((s) => s.name === name);
-        if (!member || !isMember(member, primary)) return false;
-        view.learnEpochs({ [name]: { epoch, primary, kind: 'forced', at: null } }, `a member of ${name} that is not its primary`);
-        return true;
+        return member !== undefined && isMember(member, primary);
       },
     });
-  }
-
-  /**
-   * Takes the epochs this node's store kept. A node that kept some (it ran before) may have missed a
-   * failover, so as a primary it takes writes only once a peer has told it its epochs; a node without
-   * peers has nobody to ask. A node that kept none (a new cluster, or a data dir from before epochs)
-   * starts at once, and keeps the initial ones from now on; so does a primary started with --overwrite-replica.
-   */
-  private static async loadEpochs(store: Store, view: ClusterView, address: string, overwriteReplica: boolean): Promise<void> {
-    const stored = store.epochs();
-    if (stored === undefined) {
-      await store.recordEpochs(view.epochs());
-      return;
-    }
-    view.learnEpochs(stored, "this node's data dir");
-    const hasPeers = view.config.shards.some((s) => s.address !== address || s.replica !== address);
-    // --overwrite-replica is the operator saying this data is the shard's: it serves at once, as it always did.
-    if (hasPeers && !overwriteReplica) view.awaitEpochConfirmation();
-  }
-
-  /**
-   * Makes the store serve `role` at start-up: a member whose epochs make it primary (or replica) but
-   * whose store was last made to serve the other role (a failover it learned of before a crash, or the
-   * first start after one) is promoted (or demoted) before it serves.
-   */
-  private static async settleStore(store: Store, role: RoleName, configRole: RoleName, log: Log): Promise<void> {
-    const was = store.servesAs() ?? (configRole === 'replica' ? 'replica' : 'primary');
-    if (role === 'primary' && was === 'replica') {
-      await store.promote();
-      log.info("this member's epochs make it primary: its store now serves as primary");
-    } else if (role === 'replica' && was === 'primary') {
-      await store.demote();
-      log.info("this member's epochs make it a replica: its store now follows the primary");
-    }
-    store.servePrimary(role !== 'replica');
   }
 
   /**
@@ -272,13 +227,21 @@ export class KvNode {
     const from = this.currentRole;
     const started = Date.now();
     await this.holder.parts.close(0);
+    // Only a member that holds a complete copy serves at once as primary; one with a new or replaced
+    // data dir first rebuilds from the other member, as a restarted primary does (primary-recovery.ts).
+    const complete = store.replicaComplete();
     if (to === 'primary') {
-      await store.promote();
+      await store.promote(view.epochOf(this.options.shard.name).epoch);
       await this.takeOverMigration();
     } else await store.demote();
     this.deps.pause.until = 0;
+    this.deps.pause.unsettled = false;
     view.node = `${this.options.shard.name}/${to}`;
-    const parts = roleFactories[to].build({ ...this.deps, promoted: to === 'primary', layout: { decided: view.decided, record: store.migration() } });
+    const parts = roleFactories[to].build({
+      ...this.deps,
+      promoted: to === 'primary' && complete,
+      layout: { decided: view.decided, record: store.migration() },
+    });
     this.holder.parts = parts;
     this.currentRole = to;
     this.api.setRole(parts.handler, to);
@@ -325,16 +288,16 @@ export class KvNode {
       store,
       pause: this.deps.pause,
       role: () => this.currentRole,
-      promote: (kind) => this.promote(kind),
+      promote: (kind, epoch) => this.promote(kind, epoch),
       broadcast: () => sync.broadcastNow(),
     };
   }
 
-  /** Makes this member its shard's primary at the next epoch, stored before it serves as one. */
-  private async promote(kind: Exclude<EpochKind, 'initial'>): Promise<ShardEpoch> {
+  /** Makes this member its shard's primary at `epoch` (granted by a majority), stored before it serves as one. */
+  private async promote(kind: Exclude<EpochKind, 'initial'>, epoch: number): Promise<ShardEpoch> {
     const { view } = this.parts;
     const name = this.options.shard.name;
-    const next: ShardEpoch = { epoch: view.epochOf(name).epoch + 1, primary: this.address, kind, at: new Date().toISOString() };
+    const next: ShardEpoch = { epoch, primary: this.address, kind, at: new Date().toISOString() };
     view.adoptEpoch(name, next);
     await this.changes;
     if (this.currentRole !== 'primary') throw new Error(`the promotion to epoch ${next.epoch} did not take effect`);

@@ -6,7 +6,7 @@
 import type { ServerResponse } from 'node:http';
 import express, { type Router } from 'express';
 import { canonicalAddress, layoutRecord, type Config, type LayoutRecord, type RoleName, type ShardConfig } from '../core/config.js';
-import { PrimaryRecoveringError, LayoutMismatchError } from '../core/errors.js';
+import { LayoutMismatchError, NotServingPrimaryError, PrimaryRecoveringError } from '../core/errors.js';
 import { sendJson, type BodyRequest } from '../core/http-reply.js';
 import { internalBodyBytesMax, shutdownDrainMs } from '../core/limits.js';
 import { LayoutLearner } from '../cluster/layout-learner.js';
@@ -19,9 +19,10 @@ import type { Forwarder } from '../peer/forwarder.js';
 import { PrimaryRecovery } from '../replication/primary-recovery.js';
 import { replicaRouter, type ReplicaProgress } from '../replication/replication-receiver.js';
 import { ReplicationSender } from '../replication/replication-sender.js';
+import type { OnEpochSeen } from '../replication/replication-protocol.js';
 import type { MigrationRecord } from '../storage/migration-store.js';
 import type { Store } from '../storage/store.js';
-import { drainRole, primaryRole, replicaRole, type Role } from './roles.js';
+import { drainRole, primaryRole, replicaRole, type Role, type SwitchoverPause } from './roles.js';
 import { drainStatus, primaryStatus, replicaStatus } from './status.js';
 import type { Log } from '../core/log.js';
 
@@ -48,9 +49,14 @@ export interface RoleDeps {
   readonly forwarder: Forwarder;
   readonly layout: LayoutStanding;
   /** Until when a switchover holds this primary's writes (set by the failover endpoints, failover.ts). */
-  readonly pause: { until: number };
+  readonly pause: SwitchoverPause;
   /** A replica promoted at run time: it serves at once (see PrimaryRecovery's promoted). */
   readonly promoted: boolean;
+  /**
+   * The replica named a higher epoch for this node's shard in its answer to the primary's replication or
+   * recovery: the node learns it as named (node.ts passes it to the cluster view).
+   */
+  readonly onEpochSeen?: OnEpochSeen;
 }
 
 /** What a built role owns. */
@@ -101,11 +107,29 @@ function startMigrationNow(view: ClusterView): void {
   void Promise.resolve().then(() => view.migration?.start());
 }
 
-/** The /internal/migrate endpoint of a primary (and a drain): batches from previous owners. */
-function migrateRouter(view: ClusterView, learner: LayoutLearner | undefined, recovery: PrimaryRecovery | undefined): Router {
+/**
+ * The /internal/migrate endpoint of a primary (and a drain): batches from previous owners. `self` is this
+ * node's shard and address: a member whose shard's epoch names another primary refuses batches, since
+ * its role is about to change (the store refuses them too, once its demotion has begun).
+ */
+function migrateRouter(
+  view: ClusterView,
+  self: { readonly shard: string; readonly address: string },
+  learner: LayoutLearner | undefined,
+  recovery: PrimaryRecovery | undefined,
+): Router {
   const router = express.Router();
   router.post(migratePath, express.raw({ type: () => true, limit: internalBodyBytesMax }), async (req: BodyRequest, res: ServerResponse) => {
     const message = decodeMigrate(req.body as Buffer);
+    // A drained shard is not in the config and has no epoch: it is the only member that receives for it.
+    const epoch = view.epochIfListed(self.shard);
+    if (epoch && canonicalAddress(epoch.primary) !== canonicalAddress(self.address)) {
+      throw new NotServingPrimaryError('migration batch', `${self.shard}'s primary is ${epoch.primary} at epoch ${epoch.epoch}`, {
+        shard: self.shard,
+        primary: epoch.primary,
+        epoch: epoch.epoch,
+      });
+    }
     const mismatch = (why: string) => new LayoutMismatchError(why, { sender: message.from, layout_id: view.config.layoutId });
     if (!view.trusts(`${message.from}/primary`, message.address)) {
       throw mismatch(`${message.from} at ${message.address} is not where this node's layouts put ${message.from}'s primary`);
@@ -134,8 +158,12 @@ function migrateRouter(view: ClusterView, learner: LayoutLearner | undefined, re
 function buildPrimary(deps: RoleDeps): RoleParts {
   const { config, shard, store, view, forwarder, address, token, log, pause } = deps;
   const replicaAddress = otherMember(shard, address);
+  const epoch = () => view.epochOf(shard.name);
   const recovery = new PrimaryRecovery({
     store,
+    shard: shard.name,
+    epoch,
+    onEpochSeen: deps.onEpochSeen,
     primaryAddress: address,
     replicaAddress,
     token,
@@ -153,14 +181,16 @@ function buildPrimary(deps: RoleDeps): RoleParts {
     logger: log,
     layoutId: config.layoutId,
     migrating: () => !view.decided || view.migration?.active() === true,
-    epoch: () => view.epochOf(shard.name).epoch,
+    shard: shard.name,
+    epoch,
+    onEpochSeen: deps.onEpochSeen,
   });
   const migrationHere = (record: MigrationRecord) => migrationOf(deps, record, () => sender.notify());
   if (deps.layout.record) view.migrationRecorded(migrationHere(deps.layout.record));
   // A primary just added learns from its peers whether keys move to it (see layout-sync.ts).
   const learner = deps.layout.decided ? undefined : new LayoutLearner(view, store, config, log, migrationHere, recovery.ready);
   const routes = express.Router();
-  routes.use(migrateRouter(view, learner, recovery));
+  routes.use(migrateRouter(view, { shard: shard.name, address }, learner, recovery));
   return {
     handler: primaryRole({ config, shard, address, store, forwarder, view, sender, recovery, pause }),
     routes,
@@ -172,7 +202,7 @@ function buildPrimary(deps: RoleDeps): RoleParts {
       if (learner) view.whenPeerAnnounced(() => (view.decided ? undefined : sync.announceIfIdle()));
       // A restarted primary checks its data with its replica only once it knows it is still primary: a
       // failover meanwhile makes it a replica, whose history must stay as it was for the rollback.
-      void view.whenEpochsConfirmed().then(() => recovery.start());
+      void view.quorum.whenEpochsConfirmed().then(() => recovery.start());
       // Nothing is pushed to the replica or moved to other shards before the data here is settled.
       void recovery.ready.then(() => {
         sender.start();
@@ -212,7 +242,7 @@ function buildDrain(deps: RoleDeps): RoleParts {
   const { config, shard, store, view, forwarder, address } = deps;
   if (deps.layout.record) view.migrationRecorded(migrationOf(deps, deps.layout.record, noSender));
   const routes = express.Router();
-  routes.use(migrateRouter(view, undefined, undefined));
+  routes.use(migrateRouter(view, { shard: shard.name, address }, undefined, undefined));
   return {
     handler: drainRole({ config, shard, address, store, forwarder, view }),
     routes,

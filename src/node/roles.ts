@@ -50,8 +50,17 @@ export interface RoleContext {
 export interface PrimaryContext extends RoleContext {
   readonly sender: ReplicationSender;
   readonly recovery: PrimaryRecovery;
-  /** Until when (ms since the epoch) writes wait for a switchover: 0 when they do not. */
-  readonly pause: { until: number };
+  /** The switchover pause (see SwitchoverPause). */
+  readonly pause: SwitchoverPause;
+}
+
+/**
+ * A primary's writes around a switchover: they wait until `until` (ms since the epoch), and once that
+ * has passed, while `unsettled`, until the member that asked says whether it was promoted.
+ */
+export interface SwitchoverPause {
+  until: number;
+  unsettled: boolean;
 }
 
 /** A node that runs an outdated layout (or whose primary runs another one) refuses with 421. */
@@ -86,29 +95,28 @@ function notPrimary(ctx: RoleContext, req: DataRequest): NotPrimaryError | ReadO
 }
 
 /**
- * Why a primary's own write must not be taken now, if it must not: another member is primary (a newer
- * epoch, perhaps first heard in this very request), a switchover is under way, or a restarted primary
- * has not yet heard from a peer that no newer epoch exists.
+ * Why a primary's own write must not be taken now, if it must not: another member is primary, a sender
+ * knows a newer epoch of this shard (learned by the next exchange, never guessed), a switchover is under
+ * way or ended without word of its outcome, a restarted primary has not heard its epochs from a
+ * majority, or this primary is fenced (no majority heard for half a node timeout, or a newer grant).
  */
 function writeRefusal(ctx: PrimaryContext, req: DataRequest): Error | undefined {
-  const sent = req.forwarded?.epoch;
-  if (sent !== undefined && sent > ctx.view.epochOf(ctx.shard.name).epoch) {
-    // The sender knows a newer epoch of this shard, which only a promotion of the other member makes.
-    ctx.view.learnEpochs(
-      { [ctx.shard.name]: { epoch: sent, primary: otherMember(ctx.shard, ctx.address), kind: 'forced', at: null } },
-      `a request forwarded by ${req.forwarded!.by}`,
-    );
-  }
+  const epoch = ctx.view.epochOf(ctx.shard.name).epoch;
   if (ctx.view.shardNow(ctx.shard.idx).address !== ctx.address) return notPrimary(ctx, req);
-  if (ctx.pause.until > Date.now())
-    return new WritesPausedError('failover_in_progress', ctx.shard.name, 'a switchover hands the primary role to the other member');
-  if (!ctx.view.epochsConfirmed) {
-    return new WritesPausedError(
-      'epoch_unconfirmed',
-      ctx.shard.name,
-      'this primary restarted and has not yet heard from any other node whether the shard failed over',
-    );
+  const sent = req.forwarded?.epoch;
+  if (sent !== undefined && sent > epoch) {
+    return new WritesPausedError('epoch_behind', ctx.shard.name, `${req.forwarded!.by} knows epoch ${sent} of this shard, this primary ${epoch}`);
   }
+  const now = Date.now();
+  if (ctx.pause.until > now) return new WritesPausedError('failover_in_progress', ctx.shard.name, 'a switchover hands the primary role to the other member');
+  if (ctx.pause.unsettled) {
+    return new WritesPausedError('failover_unsettled', ctx.shard.name, 'a switchover ended without word of whether the other member was promoted; asking it');
+  }
+  if (!ctx.view.quorum.epochsConfirmed) {
+    return new WritesPausedError('epoch_unconfirmed', ctx.shard.name, 'this primary has not yet heard its epochs from a majority of nodes');
+  }
+  const fence = ctx.view.quorum.writeFence(now);
+  if (fence) return new WritesPausedError(fence.code, ctx.shard.name, fence.reason);
   return undefined;
 }
 
@@ -200,7 +208,7 @@ async function writeLocal(ctx: PrimaryContext, jsonHeaders: readonly string[], r
   ctx.sender.notify();
   if (tombstone && !applied) applied = (await readFromPreviousOwner(ctx, req)).status === 200;
   if (ack === 'replica') await ctx.sender.waitForReplica(seq, replicaAckTimeoutMs);
-  const base = { key: req.keyText, shard: ctx.shard.name, slot: req.slot, seq, ack };
+  const base = { key: req.keyText, shard: ctx.shard.name, slot: req.slot, seq, epoch: ctx.view.epochOf(ctx.shard.name).epoch, ack };
   return req.op === 'set' ? json(jsonHeaders, { ...base, bytes: req.value!.length }) : json(jsonHeaders, { ...base, deleted: applied });
 }
 
@@ -224,7 +232,7 @@ function whileRecovering(
 
 /** A request for a key of the primary's own shard. */
 function ownKey(ctx: PrimaryContext, valueHeaders: readonly string[], jsonHeaders: readonly string[], req: DataRequest): DataReply | Promise<DataReply> {
-  if (req.op !== 'get' && !ctx.view.epochsConfirmed) throw writeRefusal(ctx, req)!;
+  if (req.op !== 'get' && !ctx.view.quorum.epochsConfirmed) throw writeRefusal(ctx, req)!;
   const recovering = ctx.recovery.blocking();
   if (recovering !== undefined) return whileRecovering(ctx, valueHeaders, req, recovering);
   // A primary just added serves its keys once it knows whether they are still on other shards.

@@ -38,9 +38,8 @@ export interface ForwarderOptions {
   readonly log: Log;
   readonly timeoutMs?: number;
   /**
-   * A member answered a forwarded write with 421 not_primary, naming its shard's primary and epoch: this
-   * node learns them (so its next writes go there), and the write is retried once at that primary.
-   * Returns whether `primary` is a member of the shard.
+   * A member answered a forwarded write with 421 not_primary, naming its shard's primary and epoch: the
+   * write is retried once at that primary when this returns true (`primary` is a member of the shard).
    */
   readonly onNotPrimary?: (shard: string, primary: string, epoch: number) => boolean;
 }

@@ -3,7 +3,8 @@
 // A primary whose data dir is new (moved away, wiped, a new disk) would otherwise start an empty
 // dataset and push it to its replica as a full resync, wiping the shard's data on both nodes (Redis
 // documents the same trap for masters without persistence). So before a primary serves its shard's keys
-// and pushes anything, it asks its replica what it holds (planRecovery decides from the answer):
+// and pushes anything, it asks its replica what it holds (planRecovery, in recovery-plan.ts, decides
+// from the answer):
 // - the replica follows a dataset (or holds a partial copy): the primary copies the replica's data, a
 //   resync in the other direction, and continues the replica's dataset at its sequence, so the replica
 //   goes on streaming with nothing lost;
@@ -18,6 +19,10 @@
 // older copy, a lost unsynced tail), and its new writes must never be taken for the replica's writes of
 // the same sequences. A replica not past the branch point follows the new dataset without a resync; one
 // past it refuses the primary's resync and keeps its data (see replication-receiver.ts).
+//
+// When the two histories have forked, the branch of the higher epoch wins (see recovery-plan.ts), and
+// the other branch's writes since the fork go to a rollback file (here, for this primary's; in the
+// replica, when it takes this primary's resync), never only into a copy of a data dir.
 
 import { Backoff } from '../core/backoff.js';
 import { readdirSync, rmSync } from 'node:fs';
@@ -44,69 +49,28 @@ import {
   encodeMessage,
   replicaStatePath,
   snapshotPath,
+  decodeShardEpoch,
+  type OnEpochSeen,
   type ReplicaStateReply,
   type SnapshotReply,
+  type SnapshotRequest,
   type SnapshotStep,
 } from './replication-protocol.js';
-import type { ForkPoint } from '../storage/dataset-store.js';
+import { planRecovery, type PrimaryFacts } from './recovery-plan.js';
+import { writeRollback } from './rollback.js';
+import type { ShardEpoch } from '../cluster/epochs.js';
 import type { Store } from '../storage/store.js';
 import type { Log } from '../core/log.js';
-
-/** What the primary knows of its own data when it starts. */
-export interface PrimaryFacts {
-  /** No dataset yet: a new data dir, or a rebuild that was cut off. */
-  readonly isNew: boolean;
-  readonly lastSeq: number;
-  readonly datasetId: string | undefined;
-  /** Where its dataset branched off the one before, while the replica has not followed it. */
-  readonly forkedFrom: ForkPoint | undefined;
-}
-
-export type RecoveryPlan =
-  | { readonly action: 'fresh' }
-  | { readonly action: 'serve' }
-  | { readonly action: 'rebuild'; readonly why: string }
-  | { readonly action: 'diverged'; readonly why: string };
-
-/** Decides from the replica's answer how the primary starts. Pure. */
-export function planRecovery(primary: PrimaryFacts, replica: ReplicaStateReply): RecoveryPlan {
-  const held = `${replica.keys} keys at seq ${replica.appliedSeq}`;
-  if (primary.isNew) {
-    if (replica.complete) return { action: 'rebuild', why: `this data dir is new and the replica holds dataset ${replica.datasetId} (${held})` };
-    if (replica.keys > 0) return { action: 'rebuild', why: `this data dir is new and the replica holds ${replica.keys} keys of an unfinished resync` };
-    return { action: 'fresh' };
-  }
-  if (!replica.complete) return { action: 'serve' };
-  const here = `this data dir (seq ${primary.lastSeq})`;
-  if (replica.datasetId === primary.datasetId) {
-    // The same dataset: the replica's history extends this one's, so copying it loses nothing.
-    return replica.appliedSeq > primary.lastSeq
-      ? { action: 'rebuild', why: `the replica holds this dataset further on (${held}) than ${here}` }
-      : { action: 'serve' };
-  }
-  const fork = primary.forkedFrom;
-  if (fork !== undefined && replica.datasetId === fork.datasetId) {
-    // This dataset branched off the replica's at fork.seq. Not past it, the replica follows from where it stands.
-    if (replica.appliedSeq <= fork.seq) return { action: 'serve' };
-    if (primary.lastSeq === fork.seq) {
-      return { action: 'rebuild', why: `the replica holds the dataset this one branched off further on (${held}), and nothing was written here since` };
-    }
-    return {
-      action: 'diverged',
-      why:
-        `the replica holds writes of dataset ${fork.datasetId} past seq ${fork.seq} (${held}), and this data dir holds writes of its own ` +
-        `past that point (seq ${primary.lastSeq}): neither copy has all of them`,
-    };
-  }
-  return replica.appliedSeq > primary.lastSeq
-    ? { action: 'rebuild', why: `the replica holds dataset ${replica.datasetId}, not this one's ${primary.datasetId}, further on (${held}) than ${here}` }
-    : { action: 'serve' };
-}
 
 export type RecoveryState = 'asking_replica' | 'waiting_for_replica' | 'rebuilding' | 'ready';
 
 export interface RecoveryOptions {
   readonly store: Store;
+  /** This primary's shard, and its epoch for it as this node knows it now, sent with every snapshot request. */
+  readonly shard: string;
+  readonly epoch: () => ShardEpoch;
+  /** The replica named a higher epoch for the shard than this primary's: this node has been deposed. */
+  readonly onEpochSeen?: OnEpochSeen;
   /** This primary's address, which the replica checks against its own config. */
   readonly primaryAddress: string;
   readonly replicaAddress: string;
@@ -236,13 +200,15 @@ export class PrimaryRecovery {
     }
     const plan = planRecovery(this.facts(), replica);
     if (plan.action === 'diverged') log.error(`${plan.why}; serving this data dir's data, and the replica keeps its own (see its /status)`);
+    if (plan.action === 'serve' && plan.why) log.warn(`${plan.why}; serving, and the replica's writes since the fork go to its rollback file`);
     if (plan.action !== 'rebuild') {
       this.becomeReady();
       return true;
     }
     try {
       await this.keepCopy();
-      await this.rebuild(plan.why);
+      if (plan.rollBackPast !== undefined) await this.rollBack(plan.rollBackPast, plan.why);
+      await this.rebuild(plan.why, replica.datasetEpoch);
       this.becomeReady();
       return true;
     } catch (err) {
@@ -267,12 +233,13 @@ export class PrimaryRecovery {
     let loggedAt = 0;
     while (!this.abort.signal.aborted) {
       try {
-        const plan = planRecovery(this.facts(), await this.askReplica());
+        const replica = await this.askReplica();
+        const plan = planRecovery(this.facts(), replica);
         if (plan.action === 'fresh') {
           await store.startDataset();
           log.info('the replica holds no data either: a new shard, starting with an empty dataset');
         } else if (plan.action === 'rebuild') {
-          await this.rebuild(plan.why);
+          await this.rebuild(plan.why, replica.datasetEpoch);
         }
         return this.becomeReady();
       } catch (err) {
@@ -329,7 +296,25 @@ export class PrimaryRecovery {
   private facts(): PrimaryFacts {
     const { store } = this.options;
     const isNew = store.isNewPrimary();
-    return { isNew, lastSeq: store.log!.lastSeq(), datasetId: isNew ? undefined : store.datasetId(), forkedFrom: store.forkedFrom() };
+    return {
+      isNew,
+      lastSeq: store.log!.lastSeq(),
+      datasetId: isNew ? undefined : store.datasetId(),
+      forkedFrom: store.forkedFrom(),
+      datasetEpoch: store.datasetEpoch(),
+    };
+  }
+
+  /**
+   * Before this primary's history yields to the replica's (of a higher epoch): its writes past
+   * `branchSeq` that its log still holds go to a rollback file, as a demoted primary's do.
+   */
+  private async rollBack(branchSeq: number, why: string): Promise<void> {
+    const { store, log } = this.options;
+    const own = { datasetId: store.datasetId(), seq: store.log!.lastSeq() };
+    if (own.seq <= branchSeq) return;
+    const { file, entries } = await writeRollback(store, this.options.shard, own, branchSeq, this.options.replicaAddress);
+    log.error(`${why}: this member's ${entries} writes past seq ${branchSeq} (to ${own.seq}) are in ${file}; rebuilding from the replica`);
   }
 
   private becomeReady(): void {
@@ -347,14 +332,34 @@ export class PrimaryRecovery {
   }
 
   private async snapshotCall<P extends SnapshotStep['phase']>(request: Extract<SnapshotStep, { phase: P }>): Promise<Extract<SnapshotReply, { phase: P }>> {
-    const body = encodeMessage({ ...request, primary: this.options.primaryAddress });
+    const epoch = this.options.epoch();
+    const body = encodeMessage({ ...request, primary: this.options.primaryAddress, epoch } satisfies SnapshotRequest);
     const reply = await this.pool.exchange({ method: 'POST', path: snapshotPath, headers: this.headers, body });
-    if (reply.status !== 200) throw new Error(`replica answered ${reply.status} to ${request.phase}: ${reply.body.toString('utf8', 0, 200)}`);
-    return decodeSnapshotReply(reply.body, request.phase) as Extract<SnapshotReply, { phase: P }>;
+    if (reply.status !== 200) {
+      this.noteRefusal(reply.body, epoch);
+      throw new Error(`replica answered ${reply.status} to ${request.phase}: ${reply.body.toString('utf8', 0, 200)}`);
+    }
+    const answer = decodeSnapshotReply(reply.body, request.phase) as Extract<SnapshotReply, { phase: P }>;
+    this.noteEpoch(answer.epoch, epoch);
+    return answer;
+  }
+
+  /** A refusal (stale_epoch, as JSON) that names the replica's epoch: reported when higher than this primary's. */
+  private noteRefusal(body: Buffer, mine: ShardEpoch): void {
+    try {
+      const named = (JSON.parse(body.toString('utf8')) as { epoch?: unknown }).epoch;
+      if (named !== undefined) this.noteEpoch(decodeShardEpoch(named), mine);
+    } catch {
+      // Not JSON, or no epoch of the right shape: nothing to learn.
+    }
+  }
+
+  private noteEpoch(theirs: ShardEpoch, mine: ShardEpoch): void {
+    if (theirs.epoch > mine.epoch) this.options.onEpochSeen?.(this.options.shard, theirs, this.options.replicaAddress);
   }
 
   /** Copies the replica's data in one consistent snapshot, in chunks, then takes over its position. */
-  private async rebuild(why: string): Promise<void> {
+  private async rebuild(why: string, replicaEpoch: number | undefined): Promise<void> {
     const { store, log } = this.options;
     this.state = 'rebuilding';
     this.keysCopied = 0;
@@ -375,7 +380,7 @@ export class PrimaryRecovery {
     // A partial copy (the replica's resync was under way) is not a dataset at a sequence: start a new one,
     // which the replica then takes by a resync of the same keys.
     const datasetId = begin.complete && begin.datasetId !== null ? begin.datasetId : undefined;
-    if (!(await store.endRebuild(datasetId, begin.seq, begin.keyCount))) {
+    if (!(await store.endRebuild(datasetId, begin.seq, begin.keyCount, replicaEpoch))) {
       throw new Error(`copied ${this.keysCopied} keys but the replica's snapshot had ${begin.keyCount}`);
     }
     log.info(

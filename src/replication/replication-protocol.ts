@@ -1,11 +1,14 @@
 // The messages a primary sends its replica, as msgpack bodies, with strict validation on receipt.
-// Pure: no I/O.
+// Every message and every reply carries its sender's epoch for the shard, with the primary it names
+// (raft's rule: every message carries the term): a receiver refuses a lower epoch than it knows, and a
+// higher one is learned as named, never guessed. Pure: no I/O.
 
 import { pack, unpack } from 'msgpackr';
 import { BadRequestError } from '../core/errors.js';
 import { keyBytesMax, slotCount, valueBytesMax } from '../core/limits.js';
 import type { LogEntry } from '../storage/replication-log.js';
 import type { ForkPoint } from '../storage/dataset-store.js';
+import type { EpochKind, ShardEpoch } from '../cluster/epochs.js';
 
 export const replicatePath = '/internal/replicate';
 export const resyncPath = '/internal/resync';
@@ -31,11 +34,22 @@ export interface ReplicateMessage {
   /** Whether keys may still be moving to the primary (a migration): the replica then sends misses to it. */
   readonly migrating: boolean;
   /** The sender's epoch for its shard (see cluster/epochs.ts): a replica refuses a lower one than it knows. */
-  readonly epoch: number;
+  readonly epoch: ShardEpoch;
   readonly entries: readonly LogEntry[];
 }
 
-export type ResyncMessage =
+/**
+ * A higher epoch for the sender's own shard that a peer named in a reply: the sender's node learns it
+ * (as named: its primary, kind and time), since a member that hears of a newer epoch has been deposed.
+ */
+export type OnEpochSeen = (shard: string, seen: ShardEpoch, from: string) => void;
+
+export type ResyncMessage = ResyncStep & {
+  /** The sender's epoch for its shard, in every phase: a replica refuses a lower one than it knows. */
+  readonly epoch: ShardEpoch;
+};
+
+export type ResyncStep =
   | {
       readonly phase: 'begin';
       readonly resyncId: string;
@@ -62,8 +76,10 @@ export type ResyncMessage =
 export interface ReplicaReply {
   readonly appliedSeq: number;
   readonly error?: 'gap' | 'resync_needed' | 'resync_aborted' | 'resync_refused' | 'not_my_primary' | 'stale_epoch';
-  /** For resync_refused and not_my_primary: why, for the primary's log and /status. */
+  /** For resync_refused, not_my_primary and stale_epoch: why, for the primary's log and /status. */
   readonly reason?: string;
+  /** The replica's epoch for the shard, naming its primary (a stale_epoch refusal names the newer one). */
+  readonly epoch?: ShardEpoch;
 }
 
 /**
@@ -77,6 +93,12 @@ export interface ReplicaStateReply {
   readonly keys: number;
   /** False while a resync is under way (its data is partial) or before the first one. */
   readonly complete: boolean;
+  /**
+   * The highest epoch at which the data the replica holds was written (see DatasetStore.datasetEpoch):
+   * when its history and the primary's have forked, the higher epoch's branch wins. Undefined from a
+   * replica that does not say (an older build).
+   */
+  readonly datasetEpoch?: number;
 }
 
 /** POST /internal/snapshot: a primary reads its replica's data in chunks, in one consistent snapshot. */
@@ -85,10 +107,13 @@ export type SnapshotStep =
   | { readonly phase: 'chunk'; readonly snapshotId: string; readonly after: Buffer | null }
   | { readonly phase: 'end'; readonly snapshotId: string };
 
-/** A step, with the address of the primary asking (checked against the replica's own config). */
-export type SnapshotRequest = SnapshotStep & { readonly primary: string };
+/** A step, with the address of the primary asking (checked against the replica's own config) and its epoch. */
+export type SnapshotRequest = SnapshotStep & { readonly primary: string; readonly epoch: ShardEpoch };
 
-export type SnapshotReply =
+/** A snapshot step's answer, with the replica's epoch for the shard. */
+export type SnapshotReply = SnapshotAnswer & { readonly epoch: ShardEpoch };
+
+export type SnapshotAnswer =
   | {
       readonly phase: 'begin';
       readonly snapshotId: string;
@@ -121,6 +146,18 @@ const isId = (v: unknown): v is string => typeof v === 'string' && v.length > 0 
 /** `host:port` as a config writes it; the receiver compares it with its own config. */
 const isAddress = (v: unknown): v is string => typeof v === 'string' && v.length > 0 && v.length <= 300;
 
+const epochKinds: readonly EpochKind[] = ['initial', 'switchover', 'forced'];
+
+/** An epoch as a message names it: checked for shape here; whether its primary is a member, by the receiver. */
+export function decodeShardEpoch(v: unknown, what = 'epoch'): ShardEpoch {
+  const e = v as Record<string, unknown> | null;
+  if (typeof e !== 'object' || e === null) invalid(what);
+  const { epoch, primary, kind, at } = e;
+  if (!Number.isSafeInteger(epoch) || (epoch as number) < 1 || !isAddress(primary)) invalid(what);
+  if (!epochKinds.includes(kind as EpochKind) || (at !== null && (typeof at !== 'string' || at.length > 40))) invalid(what);
+  return { epoch: epoch as number, primary, kind: kind as EpochKind, at: at as string | null };
+}
+
 function forkPoint(v: unknown, what: string): ForkPoint | null {
   if (v === null) return null;
   const f = v as Record<string, unknown>;
@@ -141,7 +178,7 @@ export function decodeReplicate(body: Buffer): ReplicateMessage {
   if (!isSeq(m['sentAt'])) invalid('sentAt');
   if (!isId(m['layoutId'])) invalid('layoutId');
   if (typeof m['migrating'] !== 'boolean') invalid('migrating');
-  if (!Number.isSafeInteger(m['epoch']) || (m['epoch'] as number) < 1) invalid('epoch');
+  const epoch = decodeShardEpoch(m['epoch']);
   if (!Array.isArray(m['entries'])) invalid('entries');
   const entries = (m['entries'] as unknown[]).map((raw, i): LogEntry => {
     const e = raw as Record<string, unknown>;
@@ -168,13 +205,17 @@ export function decodeReplicate(body: Buffer): ReplicateMessage {
     sentAt: m['sentAt'] as number,
     layoutId: m['layoutId'] as string,
     migrating: m['migrating'] as boolean,
-    epoch: m['epoch'] as number,
+    epoch,
     entries,
   };
 }
 
 export function decodeResync(body: Buffer): ResyncMessage {
   const m = decodeBody(body);
+  return { ...decodeResyncStep(m), epoch: decodeShardEpoch(m['epoch']) };
+}
+
+function decodeResyncStep(m: Record<string, unknown>): ResyncStep {
   const resyncId = m['resyncId'];
   if (!isId(resyncId)) invalid('resyncId');
   switch (m['phase']) {
@@ -209,17 +250,18 @@ export function decodeSnapshotRequest(body: Buffer): SnapshotRequest {
   const m = decodeBody(body);
   const primary = m['primary'];
   if (!isAddress(primary)) invalid('primary');
+  const epoch = decodeShardEpoch(m['epoch']);
   switch (m['phase']) {
     case 'begin':
-      return { primary, phase: 'begin' };
+      return { primary, epoch, phase: 'begin' };
     case 'chunk': {
       const { snapshotId, after } = m;
       if (!isId(snapshotId) || (after !== null && (!isBytes(after) || after.length > keyBytesMax + 2))) invalid('chunk fields');
-      return { primary, phase: 'chunk', snapshotId, after: after === null ? null : Buffer.from(after) };
+      return { primary, epoch, phase: 'chunk', snapshotId, after: after === null ? null : Buffer.from(after) };
     }
     case 'end':
       if (!isId(m['snapshotId'])) invalid('snapshotId');
-      return { primary, phase: 'end', snapshotId: m['snapshotId'] };
+      return { primary, epoch, phase: 'end', snapshotId: m['snapshotId'] };
     default:
       invalid('phase');
   }
@@ -229,6 +271,10 @@ export function decodeSnapshotRequest(body: Buffer): SnapshotRequest {
 export function decodeSnapshotReply(body: Buffer, phase: SnapshotStep['phase']): SnapshotReply {
   const m = decodeBody(body);
   if (m['phase'] !== phase) invalid('reply phase');
+  return { ...decodeSnapshotAnswer(m, phase), epoch: decodeShardEpoch(m['epoch']) };
+}
+
+function decodeSnapshotAnswer(m: Record<string, unknown>, phase: SnapshotStep['phase']): SnapshotAnswer {
   switch (phase) {
     case 'begin': {
       const { snapshotId, datasetId, seq, keyCount, complete } = m;
@@ -247,7 +293,8 @@ export function decodeSnapshotReply(body: Buffer, phase: SnapshotStep['phase']):
 export function decodeReplicaState(raw: unknown): ReplicaStateReply {
   const r = raw as Record<string, unknown> | null;
   if (typeof r !== 'object' || r === null) invalid('replica state');
-  const { datasetId, appliedSeq, keys, complete } = r;
+  const { datasetId, appliedSeq, keys, complete, datasetEpoch } = r;
   if ((datasetId !== null && !isId(datasetId)) || !isSeq(appliedSeq) || !isSeq(keys) || typeof complete !== 'boolean') invalid('replica state fields');
-  return { datasetId, appliedSeq, keys, complete };
+  if (datasetEpoch !== undefined && (!Number.isSafeInteger(datasetEpoch) || (datasetEpoch as number) < 1)) invalid('replica state datasetEpoch');
+  return { datasetId, appliedSeq, keys, complete, ...(datasetEpoch === undefined ? {} : { datasetEpoch: datasetEpoch as number }) };
 }

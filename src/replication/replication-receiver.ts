@@ -5,7 +5,11 @@
 // Besides receiving batches and resyncs, a replica tells a starting primary what it holds and lets it
 // copy that data (a snapshot in chunks): a primary whose data dir is new rebuilds itself from its replica
 // instead of wiping it (see primary-recovery.ts). For the same reason a replica refuses a resync that
-// would replace a dataset holding data with a shorter history.
+// would replace a dataset holding data with a shorter history, or with one written at a lower epoch.
+//
+// Every request names the sender's epoch for the shard and every answer names the replica's: a request
+// from a lower epoch than the replica knows is refused (stale_epoch, naming the newer epoch and its
+// primary), and a higher one is learned as the request names it.
 
 import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
@@ -26,16 +30,21 @@ import {
   snapshotPath,
   type ReplicaReply,
   type ReplicaStateReply,
-  type ReplicateMessage,
   type ResyncMessage,
+  type SnapshotAnswer,
   type SnapshotReply,
+  type SnapshotRequest,
 } from './replication-protocol.js';
 import type { ClusterView } from '../cluster/cluster-view.js';
+import type { ShardEpoch } from '../cluster/epochs.js';
 import { writeRollback } from './rollback.js';
 import { isComplete } from '../storage/dataset-store.js';
 import type { Snapshot } from '../storage/snapshot.js';
+import type { DemotedAt } from '../storage/failover-store.js';
 import type { Store } from '../storage/store.js';
 import type { Log } from '../core/log.js';
+
+type ResyncBegin = Extract<ResyncMessage, { phase: 'begin' }>;
 
 export interface ReplicaProgress {
   primarySeq: number;
@@ -58,8 +67,9 @@ export interface ReplicaRouterOptions {
   readonly log: Log;
 }
 
-function answer(res: ServerResponse, reply: ReplicaReply): void {
-  sendJson(res, reply.error ? 409 : 200, reply);
+/** Answers a batch or resync step (409 on refusal), with the replica's epoch for the shard. */
+function answer(res: ServerResponse, reply: ReplicaReply, epoch: ShardEpoch): void {
+  sendJson(res, reply.error ? 409 : 200, { ...reply, epoch });
 }
 
 function sendMsgpack(res: ServerResponse, reply: SnapshotReply): void {
@@ -85,20 +95,37 @@ interface ReceiverContext {
 }
 
 /**
+ * Where a demoted primary's history and the resync's dataset part, as far as it is known: up to there
+ * they are one history, past it this member's writes are its own. The new primary branched off this
+ * member's dataset (a failover): at its branch point. Otherwise the histories forked in some other way
+ * (this member served a dataset of its own, say, after the new primary's epoch began), and the branch of
+ * the higher epoch wins: from a higher epoch than the data here was written at, the common point is
+ * where both branched off one dataset, or, with none known, before everything this member's log holds.
+ * Undefined when this member's data is not to be rolled back (the shorter-history guard then decides).
+ */
+function branchPoint(store: Store, demoted: DemotedAt, message: ResyncBegin): number | undefined {
+  const fork = message.forkedFrom;
+  if (fork && fork.datasetId === demoted.datasetId) return fork.seq;
+  if (message.epoch.epoch <= store.datasetEpoch()) return undefined;
+  const own = store.forkedFrom();
+  return fork && own && fork.datasetId === own.datasetId ? Math.min(fork.seq, own.seq) : 0;
+}
+
+/**
  * A demoted primary that wrote past the point its successor branched off (a forced failover) writes
  * those writes to a rollback file before the resync replaces its data (see rollback.ts). Returns
  * undefined when the resync may go on: the writes are safe in the file, or there were none.
  */
-async function rollBackOwnWrites(ctx: ReceiverContext, message: Extract<ResyncMessage, { phase: 'begin' }>): Promise<ReplicaReply | undefined> {
+async function rollBackOwnWrites(ctx: ReceiverContext, message: ResyncBegin): Promise<ReplicaReply | undefined> {
   const demoted = ctx.store.demotedAt();
-  const fork = message.forkedFrom;
-  if (!demoted || !fork || fork.datasetId !== demoted.datasetId) return refuseShorterHistory(ctx.store, message);
-  if (demoted.rollback !== undefined || demoted.seq <= fork.seq) return undefined;
-  const { file, entries } = await writeRollback(ctx.store, ctx.shard, demoted, fork.seq, message.primary);
+  const branchSeq = demoted && branchPoint(ctx.store, demoted, message);
+  if (!demoted || branchSeq === undefined) return refuseShorterHistory(ctx.store, message);
+  if (demoted.rollback !== undefined || demoted.seq <= branchSeq) return undefined;
+  const { file, entries } = await writeRollback(ctx.store, ctx.shard, demoted, branchSeq, message.primary);
   await ctx.store.markRolledBack(file);
   ctx.log.error(
-    `this member wrote ${entries} writes as primary (seq ${fork.seq + 1} to ${demoted.seq}) that the new primary ` +
-      `${message.primary} never received: they are in ${file}; resyncing from the new primary`,
+    `this member wrote ${entries} writes as primary (seq ${branchSeq + 1} to ${demoted.seq}, at epoch ${ctx.store.datasetEpoch()}) that the new primary ` +
+      `${message.primary} (epoch ${message.epoch.epoch}) never received: they are in ${file}; resyncing from the new primary`,
   );
   return undefined;
 }
@@ -129,7 +156,7 @@ async function resyncStep(ctx: ReceiverContext, message: ResyncMessage): Promise
       return ok ? { appliedSeq: 0 } : { appliedSeq: 0, error: 'resync_aborted' };
     }
     case 'end': {
-      const ok = await store.endResync(message.resyncId, message.datasetId, message.snapshotSeq, message.keyCount);
+      const ok = await store.endResync(message.resyncId, message.datasetId, message.snapshotSeq, message.keyCount, message.epoch.epoch);
       if (ok) {
         progress.resyncs++;
         progress.primarySeq = Math.max(progress.primarySeq, message.snapshotSeq);
@@ -158,28 +185,32 @@ export function replicaRouter(options: ReplicaRouterOptions): ReplicaEndpoints {
   };
   const snapshots = new SnapshotSessions(store);
 
+  const known = () => view.epochOf(options.shard);
+
   router.post(replicatePath, raw, async (req: BodyRequest, res: ServerResponse) => {
     const message = decodeReplicate(req.body as Buffer);
-    const refusal = notMyPrimary(message.primary) ?? staleEpoch(options, message);
-    if (refusal) return answer(res, refusal);
+    const refusal = notMyPrimary(message.primary) ?? staleEpoch(options, message.primary, message.epoch);
+    if (refusal) return answer(res, refusal, known());
     // "Keys may be moving in" counts at once. "No more" counts only once this replica holds every entry
     // the primary had when it said so: the keys that moved in are in those entries, and a batch may stop
     // short of them (a lagging replica, or a first message from the log's end).
     await notePrimaryLayout(store, view, message.layoutId, message.migrating ? true : undefined);
-    const outcome = await store.applyReplicated(message.datasetId, message.entries, message.forkedFrom);
+    const outcome = await store.applyReplicated(message.datasetId, message.entries, message.forkedFrom, message.epoch.epoch);
     if (!message.migrating && outcome.ok && outcome.appliedSeq >= message.primarySeq) await notePrimaryMigrating(store, view, message.layoutId, false);
     progress.primarySeq = message.primarySeq;
     progress.lastContactAt = Date.now();
     if (outcome.ok && message.entries.length > 0 && outcome.appliedSeq >= message.entries.at(-1)!.seq) {
       progress.lastAppliedTs = message.entries.at(-1)!.ts;
     }
-    answer(res, outcome.ok ? { appliedSeq: outcome.appliedSeq } : { appliedSeq: outcome.appliedSeq, error: outcome.reason });
+    answer(res, outcome.ok ? { appliedSeq: outcome.appliedSeq } : { appliedSeq: outcome.appliedSeq, error: outcome.reason }, known());
   });
 
   router.post(resyncPath, raw, async (req: BodyRequest, res: ServerResponse) => {
     const message = decodeResync(req.body as Buffer);
+    const refusal = notMyPrimary(message.epoch.primary) ?? staleEpoch(options, message.epoch.primary, message.epoch);
+    if (refusal) return answer(res, refusal, known());
     progress.lastContactAt = Date.now();
-    answer(res, await resyncStep({ store, progress, log, notMyPrimary, shard: options.shard }, message));
+    answer(res, await resyncStep({ store, progress, log, notMyPrimary, shard: options.shard }, message), known());
   });
 
   router.get(replicaStatePath, (req: BodyRequest, res: ServerResponse) => {
@@ -191,6 +222,7 @@ export function replicaRouter(options: ReplicaRouterOptions): ReplicaEndpoints {
       appliedSeq: state.appliedSeq,
       keys: store.count(),
       complete: isComplete(state),
+      datasetEpoch: store.datasetEpoch(),
     };
     sendJson(res, 200, reply);
   });
@@ -198,48 +230,53 @@ export function replicaRouter(options: ReplicaRouterOptions): ReplicaEndpoints {
   router.post(snapshotPath, raw, (req: BodyRequest, res: ServerResponse) => {
     const request = decodeSnapshotRequest(req.body as Buffer);
     // Only this shard's primary may copy the data, or end a copy under way by starting another.
-    const refusal = notMyPrimary(request.primary);
-    if (refusal) return sendJson(res, 409, refusal);
-    switch (request.phase) {
-      case 'begin': {
-        const { id, snapshot } = snapshots.begin();
-        log.info(`a primary copies this replica's data: ${snapshot.keyCount} keys at seq ${snapshot.seq}`);
-        return sendMsgpack(res, {
-          phase: 'begin',
-          snapshotId: id,
-          datasetId: snapshot.datasetId ?? null,
-          seq: snapshot.seq,
-          keyCount: snapshot.keyCount,
-          complete: snapshot.complete,
-        });
-      }
-      case 'chunk':
-        return sendMsgpack(res, { phase: 'chunk', pairs: snapshots.chunk(request.snapshotId, request.after) });
-      case 'end':
-        snapshots.end(request.snapshotId);
-        return sendMsgpack(res, { phase: 'end' });
-    }
+    const refusal = notMyPrimary(request.primary) ?? staleEpoch(options, request.primary, request.epoch);
+    if (refusal) return sendJson(res, 409, { ...refusal, epoch: known() });
+    sendMsgpack(res, { ...snapshotStep(snapshots, request, log), epoch: known() });
   });
 
   return { router, close: () => snapshots.close() };
 }
 
-/**
- * A sender whose epoch for this shard is lower than the one this replica knows was deposed: its batches
- * are refused. A higher one is learned (the sender is this shard's primary at that epoch).
- */
-function staleEpoch(options: ReplicaRouterOptions, message: ReplicateMessage): ReplicaReply | undefined {
-  const { view, store, shard } = options;
-  const known = view.epochOf(shard);
-  if (message.epoch > known.epoch) {
-    view.learnEpochs({ [shard]: { epoch: message.epoch, primary: message.primary, kind: 'forced', at: null } }, `the primary ${message.primary}`);
-    return undefined;
+/** One step of a primary's copy of this replica's data (begin, chunk, end), and the replica's answer to it. */
+function snapshotStep(snapshots: SnapshotSessions, request: SnapshotRequest, log: Log): SnapshotAnswer {
+  switch (request.phase) {
+    case 'begin': {
+      const { id, snapshot } = snapshots.begin();
+      log.info(`a primary copies this replica's data: ${snapshot.keyCount} keys at seq ${snapshot.seq}`);
+      return {
+        phase: 'begin',
+        snapshotId: id,
+        datasetId: snapshot.datasetId ?? null,
+        seq: snapshot.seq,
+        keyCount: snapshot.keyCount,
+        complete: snapshot.complete,
+      };
+    }
+    case 'chunk':
+      return { phase: 'chunk', pairs: snapshots.chunk(request.snapshotId, request.after) };
+    case 'end':
+      snapshots.end(request.snapshotId);
+      return { phase: 'end' };
   }
-  if (message.epoch === known.epoch) return undefined;
+}
+
+/**
+ * A sender whose epoch for this shard is lower than the one this replica knows was deposed: its request
+ * is refused, and the answer names the newer epoch and its primary. A higher epoch is learned as the
+ * request names it (its primary, kind and time; the node checks the primary is a member of the shard).
+ * The request is taken only from the primary of the epoch the replica knows then: one that names
+ * another member as its primary, or an epoch this node did not take, is refused too.
+ */
+function staleEpoch(options: ReplicaRouterOptions, sender: string, theirs: ShardEpoch): ReplicaReply | undefined {
+  const { view, store, shard } = options;
+  if (theirs.epoch > view.epochOf(shard).epoch) view.learnEpochs({ [shard]: theirs }, `the primary ${sender}`);
+  const known = view.epochOf(shard);
+  if (known.epoch === theirs.epoch && canonicalAddress(known.primary) === canonicalAddress(sender)) return undefined;
   return {
     appliedSeq: store.replicaState().appliedSeq,
     error: 'stale_epoch',
-    reason: `${message.primary} sends at epoch ${message.epoch}; ${shard} is at epoch ${known.epoch}`,
+    reason: `${sender} sends at epoch ${theirs.epoch} (primary ${theirs.primary}); ${shard} is at epoch ${known.epoch}, primary ${known.primary}`,
   };
 }
 
@@ -253,7 +290,7 @@ function staleEpoch(options: ReplicaRouterOptions, message: ReplicateMessage): R
  * - from an unrelated dataset, the snapshot's sequence must reach the replica's.
  * A primary started to overwrite its replica (--overwrite-replica) is taken whatever it holds.
  */
-function refuseShorterHistory(store: Store, message: Extract<ResyncMessage, { phase: 'begin' }>): ReplicaReply | undefined {
+function refuseShorterHistory(store: Store, message: ResyncBegin): ReplicaReply | undefined {
   const state = store.replicaState();
   if (message.force || !isComplete(state)) return undefined;
   const keys = store.count();
@@ -267,6 +304,8 @@ function refuseShorterHistory(store: Store, message: Extract<ResyncMessage, { ph
     const fork = message.forkedFrom;
     if (state.appliedSeq > fork.seq)
       why = `the primary's dataset branched off this replica's at seq ${fork.seq}, and this replica holds writes up to ${mine} that the primary lacks`;
+  } else if (message.epoch.epoch < store.datasetEpoch()) {
+    why = `the primary's dataset (another one) is of epoch ${message.epoch.epoch}, and this replica's ${mine} was written at epoch ${store.datasetEpoch()}`;
   } else if (message.snapshotSeq < state.appliedSeq) {
     why = `the primary's dataset reaches seq ${message.snapshotSeq} (${message.keyCount} keys), this replica's (another dataset) ${mine}`;
   }

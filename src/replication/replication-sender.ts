@@ -28,7 +28,18 @@ import { PeerPool } from '../peer/peer-pool.js';
 import { Backoff, sleep, Wakeup } from '../core/backoff.js';
 import { tokenHeader } from '../core/wire.js';
 import { afterFailure, afterReply, nextAction, trimApplied, type SenderFacts, type SenderState } from './sender-next.js';
-import { encodeMessage, replicatePath, resyncPath, type ReplicaReply, type ReplicateMessage, type ResyncMessage } from './replication-protocol.js';
+import {
+  decodeShardEpoch,
+  encodeMessage,
+  replicatePath,
+  resyncPath,
+  type OnEpochSeen,
+  type ReplicaReply,
+  type ReplicateMessage,
+  type ResyncMessage,
+  type ResyncStep,
+} from './replication-protocol.js';
+import type { ShardEpoch } from '../cluster/epochs.js';
 import type { Store } from '../storage/store.js';
 import type { Log } from '../core/log.js';
 
@@ -44,8 +55,11 @@ export interface SenderOptions {
   /** The layout the primary runs, and whether keys may still be moving to it: told to the replica. */
   readonly layoutId: string;
   readonly migrating: () => boolean;
-  /** This primary's epoch for its shard, sent with every batch. */
-  readonly epoch: () => number;
+  /** This primary's shard, and its epoch for it as this node knows it now, sent with every request. */
+  readonly shard: string;
+  readonly epoch: () => ShardEpoch;
+  /** A reply named a higher epoch for the shard than this primary's: this node has been deposed. */
+  readonly onEpochSeen?: OnEpochSeen;
 }
 
 /** A replica that refused a request in a way that needs the primary to change course. */
@@ -290,7 +304,7 @@ export class ReplicationSender {
     const snapshot = store.snapshot();
     logger.info(`full resync of ${this.options.replicaAddress} started: ${snapshot.keyCount} keys at seq ${snapshot.seq}`);
     try {
-      await this.post(resyncPath, {
+      await this.resyncStep({
         phase: 'begin',
         resyncId,
         primary: this.options.primaryAddress,
@@ -304,12 +318,11 @@ export class ReplicationSender {
       for (;;) {
         const chunk = snapshot.chunk(after, resyncChunkEntriesMax, resyncChunkBytesMax);
         if (chunk.pairs.length === 0) break;
-        await this.post(resyncPath, { phase: 'chunk', resyncId, pairs: chunk.pairs });
+        await this.resyncStep({ phase: 'chunk', resyncId, pairs: chunk.pairs });
         after = chunk.lastKey;
         if (this.stopping) throw new Error('stopping');
       }
-      const end: ResyncMessage = { phase: 'end', resyncId, datasetId: store.datasetId(), snapshotSeq: snapshot.seq, keyCount: snapshot.keyCount };
-      const reply = await this.post(resyncPath, end);
+      const reply = await this.resyncStep({ phase: 'end', resyncId, datasetId: store.datasetId(), snapshotSeq: snapshot.seq, keyCount: snapshot.keyCount });
       this.acknowledge(reply.appliedSeq);
       this.resyncs++;
       logger.info(`full resync of ${this.options.replicaAddress} done at seq ${snapshot.seq}`);
@@ -318,10 +331,16 @@ export class ReplicationSender {
     }
   }
 
+  /** One step of a resync, sent with this primary's epoch as every resync step is. */
+  private resyncStep(step: ResyncStep): Promise<ReplicaReply> {
+    return this.post(resyncPath, { ...step, epoch: this.options.epoch() } satisfies ResyncMessage);
+  }
+
   private async post(path: string, message: ReplicateMessage | ResyncMessage): Promise<ReplicaReply> {
     const response = await this.pool.exchange({ method: 'POST', path, headers: this.headers, body: encodeMessage(message) });
     this.lastContactAt = Date.now();
     const reply = parseReply(response.body);
+    if (reply?.epoch && reply.epoch.epoch > message.epoch.epoch) this.options.onEpochSeen?.(this.options.shard, reply.epoch, this.options.replicaAddress);
     if (response.status === 200 && reply) return reply;
     if (response.status === 409 && reply) {
       // gap and resync_needed only move this primary's position; the rest stop the round.
@@ -363,11 +382,16 @@ export class ReplicationSender {
   }
 }
 
-/** The replica's JSON reply, or undefined when the body is not one (another server on that port, say). */
+/**
+ * The replica's JSON reply, or undefined when the body is not one (another server on that port, say).
+ * An epoch of the wrong shape is left out rather than taken.
+ */
 function parseReply(body: Buffer): ReplicaReply | undefined {
   try {
     const reply = JSON.parse(body.toString('utf8')) as ReplicaReply;
-    return typeof reply?.appliedSeq === 'number' ? reply : undefined;
+    if (typeof reply?.appliedSeq !== 'number') return undefined;
+    const { epoch, ...rest } = reply;
+    return epoch === undefined ? rest : { ...rest, epoch: decodeShardEpoch(epoch) };
   } catch {
     return undefined;
   }

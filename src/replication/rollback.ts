@@ -4,8 +4,8 @@
 // `<its LMDB dir>/rollback/<time>.jsonl`, as MongoDB writes its rollback files. The format is documented
 // in docs/failover.md: a header line, then one line per write in sequence order.
 
-import { closeSync, fsyncSync, mkdirSync, openSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { DemotedAt } from '../storage/failover-store.js';
 import type { Store } from '../storage/store.js';
 
@@ -29,6 +29,11 @@ export interface RollbackHeader {
 /**
  * Writes the entries of `demoted` past `branchSeq` to a new rollback file, flushed to disk, and counts
  * it in the store. Returns the file and how many writes it holds.
+ *
+ * The file is written under a `.partial` name and renamed once complete, so the rollback dir holds only
+ * whole files. A file's own fsync does not make its name durable: after the rename the directory is
+ * synced too (and its parent, when the rollback dir was just made), or a crash of the machine could
+ * lose the file after the resync has replaced the data it holds.
  */
 export async function writeRollback(
   store: Store,
@@ -38,9 +43,10 @@ export async function writeRollback(
   newPrimary: string,
 ): Promise<{ file: string; entries: number }> {
   const dir = join(store.path, 'rollback');
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const created = mkdirSync(dir, { recursive: true, mode: 0o700 });
   const at = new Date();
   const file = join(dir, `${at.toISOString().replace(/[:.]/g, '-')}.jsonl`);
+  const partial = `${file}.partial`;
   const first = Math.max(branchSeq + 1, store.logFirstSeq());
   const header: RollbackHeader = {
     kvshard_rollback: 1,
@@ -52,7 +58,7 @@ export async function writeRollback(
     new_primary: newPrimary,
     written_at: at.toISOString(),
   };
-  const fd = openSync(file, 'wx', 0o600);
+  const fd = openSync(partial, 'wx', 0o600);
   let entries = 0;
   try {
     writeSync(fd, `${JSON.stringify(header)}\n`);
@@ -76,6 +82,19 @@ export async function writeRollback(
   } finally {
     closeSync(fd);
   }
+  renameSync(partial, file);
+  syncDir(dir);
+  if (created !== undefined) syncDir(dirname(dir));
   await store.recordRollback(file, entries);
   return { file, entries };
+}
+
+/** Makes the names in directory `path` durable (a new or renamed file's entry). */
+function syncDir(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
 }

@@ -5,6 +5,7 @@
 import { chmodSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
+import { NotServingPrimaryError } from '../core/errors.js';
 import { batchSizeBuckets, durationBucketsS, Histogram } from '../core/histogram.js';
 import { readCacheEntriesMax, readCacheValueBytesMax } from '../core/limits.js';
 import { storageKey, type Mutation } from './keys.js';
@@ -89,6 +90,18 @@ export class DataStore {
   /** The replication log while this store is a primary's; undefined while it is a replica's. */
   get log(): ReplicationLog | undefined {
     return this.keepsLog ? this.logDb : undefined;
+  }
+
+  /**
+   * The log for `what`, a write only a primary's store takes, read before its transaction is queued, as
+   * commit() reads it: demote() stops the log at once, but its own transaction runs after every one
+   * queued before it, so what was queued first is logged and counts in the demoted history. Refused
+   * once a demotion has begun, since an unlogged write would be in neither history nor rollback file.
+   */
+  protected primaryLog(what: string): ReplicationLog {
+    const log = this.log;
+    if (log === undefined) throw new NotServingPrimaryError(what, 'its store serves as a replica (a demotion may have begun)');
+    return log;
   }
 
   get(slot: number, key: Uint8Array): Buffer | undefined {

@@ -38,6 +38,8 @@ export const overwriteReplicaKey = 'primary.overwriteReplica';
 export const forkedFromKey = 'primary.forkedFrom';
 /** Set on a primary demoted by a failover: where its history stood (see failover-store.ts). */
 export const demotedKey = 'failover.demoted';
+/** The highest epoch at which the data held here was written (see datasetEpoch). */
+export const datasetEpochKey = 'dataset.epoch';
 
 /**
  * Where a primary's dataset branched off the dataset before it: up to `seq` the two histories are the
@@ -161,6 +163,21 @@ export class DatasetStore extends DataStore {
     if (this.primaryMigrating(layoutId) !== migrating) await this.meta.put(primaryMigratingKey, { layoutId, migrating } satisfies PrimaryMigrating);
   }
 
+  /**
+   * The highest epoch at which the data this store holds was written: on a primary, the epoch it was
+   * promoted at; on a replica, the highest epoch of a primary whose batches or resync it took. When two
+   * members' histories have forked, the branch of the higher epoch is the shard's (see planRecovery).
+   * A store that never recorded one holds data of the initial epoch, 1 (or of a build that kept none).
+   */
+  datasetEpoch(): number {
+    return (this.meta.get(datasetEpochKey) as number | undefined) ?? 1;
+  }
+
+  /** Inside a write transaction: raises the data's epoch to `epoch` (a primary at that epoch wrote what is held). */
+  protected raiseDatasetEpochInTransaction(epoch: number | undefined): void {
+    if (epoch !== undefined && epoch > this.datasetEpoch()) this.meta.putSync(datasetEpochKey, epoch);
+  }
+
   replicaState(): ReplicaState {
     return {
       datasetId: this.meta.get(replicaDatasetKey) as string | undefined,
@@ -173,9 +190,11 @@ export class DatasetStore extends DataStore {
    * Applies a batch of the primary's log on a replica, in one transaction together with the new applied
    * sequence, and resolves once durable. Entries already applied are skipped; a batch that starts past
    * the next expected sequence is refused as a gap; a batch from another dataset, or one arriving while
-   * the data is incomplete (resync under way), asks for a resync. `entries` must be contiguous.
+   * the data is incomplete (resync under way), asks for a resync. `entries` must be contiguous. A batch
+   * taken from a primary at `epoch` raises the data's epoch to it: what is held here is a prefix of
+   * that primary's history.
    */
-  async applyReplicated(datasetId: string, entries: readonly LogEntry[], forkedFrom: ForkPoint | null): Promise<ApplyOutcome> {
+  async applyReplicated(datasetId: string, entries: readonly LogEntry[], forkedFrom: ForkPoint | null, epoch?: number): Promise<ApplyOutcome> {
     const touched: string[] = [];
     return this.durably(
       (): ApplyOutcome => {
@@ -192,8 +211,9 @@ export class DatasetStore extends DataStore {
           this.meta.removeSync(demotedKey);
         }
         const fresh = entries.filter((e) => e.seq > state.appliedSeq);
+        if (fresh.length > 0 && fresh[0]!.seq !== state.appliedSeq + 1) return { ok: false, reason: 'gap', appliedSeq: state.appliedSeq };
+        this.raiseDatasetEpochInTransaction(epoch);
         if (fresh.length === 0) return { ok: true, appliedSeq: state.appliedSeq };
-        if (fresh[0]!.seq !== state.appliedSeq + 1) return { ok: false, reason: 'gap', appliedSeq: state.appliedSeq };
         fresh.forEach((e, i) => {
           assert.equal(e.seq, state.appliedSeq + 1 + i, 'replicated batch is not contiguous');
           this.applyInTransaction(e.type === 'set' ? { ...e, type: 'set', value: e.value! } : { ...e, type: 'delete' }, touched);
@@ -231,13 +251,17 @@ export class DatasetStore extends DataStore {
   }
 
   /**
-   * Ends a resync: the replica now holds the primary's snapshot at `snapshotSeq` of dataset `datasetId`.
-   * Refused (false) when another resync took over or the key count does not match the snapshot's.
+   * Ends a resync: the replica now holds the primary's snapshot at `snapshotSeq` of dataset `datasetId`,
+   * written at the primary's `epoch` (unknown from a primary that sent none: the data's epoch is then the
+   * initial one). Refused (false) when another resync took over or the key count does not match the snapshot's.
    */
-  async endResync(resyncId: string, datasetId: string, snapshotSeq: number, keyCount: number): Promise<boolean> {
+  async endResync(resyncId: string, datasetId: string, snapshotSeq: number, keyCount: number, epoch?: number): Promise<boolean> {
     const ok = await this.durably(() => {
       if (this.meta.get(resyncIdKey) !== resyncId || this.data.getCount() !== keyCount) return false;
       this.meta.removeSync(resyncIdKey);
+      // The data held before is gone: its epoch goes with it.
+      if (epoch === undefined) this.meta.removeSync(datasetEpochKey);
+      else this.meta.putSync(datasetEpochKey, epoch);
       this.meta.putSync(replicaDatasetKey, datasetId);
       this.meta.putSync(appliedSeqKey, snapshotSeq);
       // A demoted primary's own history is gone now: its log (kept for the rollback) goes too.
@@ -279,13 +303,15 @@ export class DatasetStore extends DataStore {
   /**
    * Ends a rebuild: the primary now holds the replica's snapshot. With `datasetId` it continues that
    * dataset at `seq`, so the replica goes on streaming without a resync; without it (the replica's
-   * copy was partial) it starts a new dataset. False when the key count does not match the snapshot's.
+   * copy was partial) it starts a new dataset. `epoch` is the epoch the replica's data was written at,
+   * which the data's epoch here is raised to. False when the key count does not match the snapshot's.
    */
-  async endRebuild(datasetId: string | undefined, seq: number, keyCount: number): Promise<boolean> {
+  async endRebuild(datasetId: string | undefined, seq: number, keyCount: number, epoch?: number): Promise<boolean> {
     assert.ok(this.log, 'only a primary rebuilds from its replica');
     const log = this.log;
     return this.durably(() => {
       if (this.data.getCount() !== keyCount) return false;
+      this.raiseDatasetEpochInTransaction(epoch);
       log.resetInTransaction(datasetId === undefined ? 0 : seq);
       this.meta.putSync(datasetIdKey, datasetId ?? randomUUID());
       return true;

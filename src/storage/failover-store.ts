@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import {
   appliedSeqKey,
+  datasetEpochKey,
   datasetIdKey,
   demotedKey,
   forkedFromKey,
@@ -19,6 +20,8 @@ import type { LogEntry } from './replication-log.js';
 import { MigrationStore } from './migration-store.js';
 
 const epochsKey = 'epochs';
+/** The promotion grants this node stored (cluster/grants.ts), by shard. */
+const grantsKey = 'failover.grants';
 const rollbacksKey = 'failover.rollbacks';
 /** Which role the store was last made to serve by a promotion or demotion; unset before the first failover. */
 const servesAsKey = 'failover.servesAs';
@@ -52,10 +55,15 @@ export class FailoverStore extends MigrationStore {
    * Makes this replica's store a primary's: a new dataset that branches off the one it followed at the
    * sequence it applied (so the old primary, as its replica, follows on without a resync when it holds no
    * more than that), with the log continuing from there. Returns the branch point.
+   *
+   * `epoch` is the epoch this member is primary at: the new dataset is written at it, and a branch of a
+   * lower epoch yields to it (see planRecovery). Without it, the dataset counts as written one epoch
+   * above the data it branched off, the least a promotion can be.
    */
-  async promote(): Promise<ForkPoint> {
+  async promote(epoch?: number): Promise<ForkPoint> {
     const log = this.logDb;
     const fork = await this.durably(() => {
+      this.meta.putSync(datasetEpochKey, epoch ?? this.datasetEpoch() + 1);
       const state = this.replicaState();
       const point: ForkPoint = { datasetId: state.datasetId ?? randomUUID(), seq: state.appliedSeq };
       this.meta.putSync(datasetIdKey, randomUUID());
@@ -76,7 +84,10 @@ export class FailoverStore extends MigrationStore {
   /**
    * Makes this primary's store a replica's that follows its own dataset from the end of its log: the new
    * primary's dataset branched off it, so batches from the branch point on apply here. Its log stays,
-   * for the rollback of writes past the branch point, until a resync replaces the data.
+   * for the rollback of writes past the branch point, until a resync replaces the data. The log stops at
+   * once, before this transaction is queued: writes queued earlier read the log when they were queued
+   * (see primaryLog) and commit before it, so the sequence recorded here covers them, and writes that
+   * come later are refused.
    */
   async demote(): Promise<DemotedAt> {
     const log = this.logDb;
@@ -140,5 +151,15 @@ export class FailoverStore extends MigrationStore {
     const before = this.rollbacks();
     const summary: RollbackSummary = { files: before.files + 1, entries: before.entries + entries, last: { file, entries, at: new Date().toISOString() } };
     await this.durably(() => this.meta.putSync(rollbacksKey, summary));
+  }
+
+  /** The promotion grants this node stored, by shard (see cluster/grants.ts). */
+  grants<T>(): Readonly<Record<string, T>> {
+    return (this.meta.get(grantsKey) as Record<string, T> | undefined) ?? {};
+  }
+
+  /** Stores a grant, synced, before the node answers that it granted. */
+  async recordGrant<T>(shard: string, grant: T): Promise<void> {
+    await this.durably(() => this.meta.putSync(grantsKey, { ...this.grants<T>(), [shard]: grant }));
   }
 }

@@ -86,10 +86,12 @@ export class MigrationStore extends DatasetStore {
   /**
    * Receiving side of a migration batch, in one durable transaction: stores each pair whose slot
    * `accepts` unless the key exists here (a newer write) or has a tombstone (a newer delete), and marks
-   * `doneSlots` received, dropping their tombstones. Inserted keys go into the replication log.
-   * Returns how many keys were inserted.
+   * `doneSlots` received, dropping their tombstones. Inserted keys go into the replication log (see
+   * primaryLog: the sender deletes its copy once this is acknowledged, so a key stored here unlogged
+   * would be lost with a demotion). Returns how many keys were inserted.
    */
   async importMigrated(pairs: readonly [Buffer, Buffer][], doneSlots: readonly number[], accepts: (slot: number) => boolean): Promise<number> {
+    const log = this.primaryLog('migration batch');
     const touched: string[] = [];
     const inserted = await this.durably(() => {
       const ts = Date.now();
@@ -99,7 +101,7 @@ export class MigrationStore extends DatasetStore {
         if (!accepts(slot) || this.data.doesExist(stored) || this.tombstones.doesExist(stored)) continue;
         const m: Mutation = { type: 'set', slot, key: stored.subarray(2), value };
         this.applyInTransaction(m, touched);
-        this.log?.appendInTransaction(m, ts);
+        log.appendInTransaction(m, ts);
         count++;
       }
       for (const slot of doneSlots) {
@@ -140,9 +142,11 @@ export class MigrationStore extends DatasetStore {
 
   /**
    * After the receiver stored a batch durably: deletes the sent keys here (logged, so the replica
-   * follows) and marks `completeSlots` sent, in one durable transaction.
+   * follows) and marks `completeSlots` sent, in one durable transaction. Refused once a demotion has
+   * begun (see primaryLog): the shard's new primary still holds the keys and sends them itself.
    */
   async removeMigrated(storageKeys: readonly Buffer[], completeSlots: readonly number[]): Promise<void> {
+    const log = this.primaryLog('deletion of migrated keys');
     const touched: string[] = [];
     await this.durably(() => {
       const ts = Date.now();
@@ -150,7 +154,7 @@ export class MigrationStore extends DatasetStore {
         const m: Mutation = { type: 'delete', slot: stored.readUInt16BE(0), key: stored.subarray(2) };
         if (this.data.doesExist(stored)) {
           this.applyInTransaction(m, touched);
-          this.log?.appendInTransaction(m, ts);
+          log.appendInTransaction(m, ts);
         }
       }
       for (const slot of completeSlots) this.migratedSlots.putSync(directionBit.out + slot, true);

@@ -61,6 +61,8 @@ export interface UseClusterOptions {
    * replication. Default true: primaries and replicas.
    */
   readonly replicas?: boolean;
+  /** More top-level settings for the config (e.g. `node_timeout_ms = 1000`). */
+  readonly extraToml?: string;
 }
 
 /**
@@ -72,7 +74,7 @@ export function useCluster(shardCount: number, options: UseClusterOptions = {}):
   let cluster: LocalCluster | undefined;
   beforeAll(async () => {
     // Kept before its nodes start, so that afterAll destroys whatever started when a start fails.
-    const created = await LocalCluster.create(shardCount);
+    const created = await LocalCluster.create(shardCount, undefined, options.extraToml);
     cluster = created;
     if (options.replicas === false) {
       await Promise.all(created.shards.map((s) => created.start(s.name, 'primary', undefined, alone)));

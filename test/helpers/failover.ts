@@ -13,8 +13,8 @@ export interface CommandResult {
 }
 
 /** Runs `kvshard failover` for `shard` (bounded: the command has its own timeouts, this is a backstop). */
-export function runFailover(cluster: Cluster, shard: string, force = false): Promise<CommandResult> {
-  const args = [cliPath, 'failover', '--config', cluster.configPath, '--shard', shard, ...(force ? ['--force'] : [])];
+export function runFailover(cluster: Cluster, shard: string, force = false, extra: readonly string[] = []): Promise<CommandResult> {
+  const args = [cliPath, 'failover', '--config', cluster.configPath, '--shard', shard, ...(force ? ['--force'] : []), ...extra];
   return new Promise((resolve) => {
     execFile(process.execPath, args, { timeout: 60_000, env: { ...process.env, KV_CLUSTER_TOKEN: testToken } }, (err, stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });

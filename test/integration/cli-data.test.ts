@@ -23,7 +23,7 @@ describe('kvshard get, set and del', () => {
   it('sets, gets and deletes a key, with one line per write and the bare value on stdout', async () => {
     const set = await kvshard(['set', 'greeting', 'hello world']);
     expect(set.code, set.stderr).toBe(0);
-    expect(set.stdout.toString()).toMatch(new RegExp(`^shard=${ownerOf('greeting', 2)} slot=\\d+ seq=\\d+ ack=primary bytes=11\\n$`));
+    expect(set.stdout.toString()).toMatch(new RegExp(`^shard=${ownerOf('greeting', 2)} slot=\\d+ seq=\\d+ epoch=1 ack=primary bytes=11\\n$`));
 
     const get = await kvshard(['get', 'greeting']);
     expect(get).toMatchObject({ code: 0, stderr: '' });
@@ -32,7 +32,7 @@ describe('kvshard get, set and del', () => {
 
     const del = await kvshard(['del', 'greeting']);
     expect(del.code, del.stderr).toBe(0);
-    expect(del.stdout.toString()).toMatch(/^shard=shard\d slot=\d+ seq=\d+ ack=primary deleted=yes\n$/);
+    expect(del.stdout.toString()).toMatch(/^shard=shard\d slot=\d+ seq=\d+ epoch=1 ack=primary deleted=yes\n$/);
   });
 
   it('exits 1 for a key that is absent, on get and on del', async () => {
@@ -60,6 +60,7 @@ describe('kvshard get, set and del output', () => {
       shard: ownerOf('j', 2),
       slot: expect.any(Number),
       seq: expect.any(Number),
+      epoch: 1,
       ack: 'primary',
       bytes: Buffer.byteLength('ünïcode'),
     });

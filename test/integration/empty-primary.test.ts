@@ -1,8 +1,9 @@
 // A primary whose data dir is gone must not wipe its replica. Started on a new data dir, it asks the
 // replica what it holds and copies it (a resync in the other direction) before it serves or pushes, so
 // every write the replica had is readable afterwards at both. While the replica does not answer, the
-// primary's shard gets 503 primary_recovering instead of a guess. Wiping both data dirs still gives an
-// empty shard.
+// primary's shard gets 503 instead of a guess: epoch_unconfirmed for writes (a new data dir does not
+// know whether a failover made the other member primary), primary_recovering for reads. Wiping both
+// data dirs still gives an empty shard.
 import { existsSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -60,19 +61,24 @@ describe('a primary started on an empty data dir', () => {
     expect(cluster().output('shard1', 'replica').slice(replicaLog)).not.toMatch(/full resync/);
   });
 
-  it('answers its writes 503 primary_recovering while the replica is down, then rebuilds once it is up', async () => {
+  it('answers 503 while the replica is down, then rebuilds once it is up', async () => {
     await cluster().stop('shard1', 'replica');
     await cluster().stop('shard1', 'primary');
     rmSync(primaryDir(), { recursive: true, force: true });
 
     await cluster().start('shard1', 'primary', undefined, { ready: false });
-    for (const path of [dataPath('set', 'during', 'x'), dataPath('delete', 'kept-1'), dataPath('get', 'kept-1')]) {
+    for (const [path, error] of [
+      [dataPath('set', 'during', 'x'), 'epoch_unconfirmed'],
+      [dataPath('delete', 'kept-1'), 'epoch_unconfirmed'],
+      [dataPath('get', 'kept-1'), 'primary_recovering'],
+    ] as const) {
       const res = await request(cluster().url('shard1', 'primary', path));
       expect(res.status).toBe(503);
-      expect(res.json()).toMatchObject({ error: 'primary_recovering', shard: 'shard1', retriable: true });
+      expect(res.json()).toMatchObject({ error, shard: 'shard1', retriable: true });
     }
     const waiting = await status(cluster(), 'shard1', 'primary');
-    expect(waiting['recovery']['state']).toBe('waiting_for_replica');
+    expect(waiting['epochs_confirmed']).toBe(false);
+    expect(waiting['epochs_known']).toBe(false);
     expect(waiting['keys']).toBe(0);
 
     await cluster().start('shard1', 'replica');

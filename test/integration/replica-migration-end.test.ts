@@ -38,6 +38,7 @@ it('keeps sending misses to its primary until it has applied what the primary he
   const primary = cluster.address('shard1', 'primary');
   const layoutId = (await status(cluster, 'shard1', 'replica'))['layout_id'];
   const datasetId = randomUUID();
+  const epoch = { epoch: 1, primary, kind: 'initial' as const, at: null };
   const batch = (migrating: boolean, entries: ReturnType<typeof entry>[]): ReplicateMessage => ({
     primary,
     datasetId,
@@ -46,13 +47,13 @@ it('keeps sending misses to its primary until it has applied what the primary he
     sentAt: Date.now(),
     layoutId,
     migrating,
-    epoch: 1,
+    epoch,
     entries,
   });
   // An empty dataset, so the replica's copy is complete and it answers reads itself.
   const resyncId = randomUUID();
-  await post(resyncPath, { phase: 'begin', resyncId, primary, datasetId, forkedFrom: null, snapshotSeq: 0, keyCount: 0, force: false });
-  await post(resyncPath, { phase: 'end', resyncId, datasetId, snapshotSeq: 0, keyCount: 0 });
+  await post(resyncPath, { phase: 'begin', resyncId, primary, datasetId, forkedFrom: null, snapshotSeq: 0, keyCount: 0, force: false, epoch });
+  await post(resyncPath, { phase: 'end', resyncId, datasetId, snapshotSeq: 0, keyCount: 0, epoch });
 
   // Keys are moving in; entries 1 and 2 arrive.
   await post(replicatePath, batch(true, [entry(1), entry(2)]));

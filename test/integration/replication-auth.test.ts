@@ -53,7 +53,7 @@ describe('internal endpoint authentication', () => {
       sentAt: 0,
       layoutId: 't',
       migrating: false,
-      epoch: 1,
+      epoch: { epoch: 1, primary: cluster().address('shard1', 'primary'), kind: 'initial', at: null },
       entries: [
         { seq: 1, type: 'delete', slot: 0, key: Buffer.from('a'), ts: 0 },
         { seq: 3, type: 'delete', slot: 0, key: Buffer.from('b'), ts: 0 },
@@ -76,7 +76,7 @@ describe('internal endpoint authentication', () => {
       sentAt: Date.now(),
       layoutId: replica['layout_id'],
       migrating: false,
-      epoch: 1,
+      epoch: { epoch: 1, primary: stray, kind: 'initial', at: null },
       entries: [{ seq: replica['applied_seq'] + 1, type: 'set', slot: 0, key: Buffer.from('auth-0'), value: Buffer.from('forged'), ts: Date.now() }],
     });
     const replicate = await request(cluster().url('shard1', 'replica', '/internal/replicate'), { method: 'POST', body: new Uint8Array(forged), headers });
@@ -84,7 +84,7 @@ describe('internal endpoint authentication', () => {
     expect(replicate.json()).toMatchObject({ error: 'not_my_primary' });
     const snapshot = await request(cluster().url('shard1', 'replica', '/internal/snapshot'), {
       method: 'POST',
-      body: new Uint8Array(pack({ primary: stray, phase: 'begin' })),
+      body: new Uint8Array(pack({ primary: stray, phase: 'begin', epoch: { epoch: 1, primary: stray, kind: 'initial', at: null } })),
       headers,
     });
     expect(snapshot.status).toBe(409);

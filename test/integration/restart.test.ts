@@ -8,8 +8,9 @@ import { describe, expect, it } from 'vitest';
 import { dataPath, keyOwnedBy, request, useCluster, waitFor } from '../helpers/cluster.js';
 import { parseResponses, rawRequest, target } from '../helpers/raw-http.js';
 
-// Two shards: a restarted primary takes writes once another node has confirmed its epochs (failover.md).
-const cluster = useCluster(2, { replicas: false });
+// Two shards with their replicas: a restarted primary takes writes once a majority of the four nodes
+// has confirmed its epochs (failover.md).
+const cluster = useCluster(2);
 const key = (prefix: string, i: number) => keyOwnedBy('shard1', 2, `${prefix}${i}-`);
 
 async function writeMany(prefix: string, count: number): Promise<void> {

@@ -42,7 +42,7 @@ describe('parseConfig', () => {
       'missing shards',
       'title = "x"\n',
       [
-        'test.toml: title: unknown key (allowed: shards, token, replication, migration, metrics)',
+        'test.toml: title: unknown key (allowed: shards, token, node_timeout_ms, replication, migration, metrics)',
         'test.toml: shards: missing: declare at least one [[shards]] table',
       ],
     ],

@@ -18,6 +18,8 @@ const answer = (layout: LayoutRecord, over: Partial<LayoutAnswer> = {}): LayoutA
   migratingFrom: null,
   keys: 10,
   epochs: {},
+  epochsKnown: true,
+  grants: {},
   ...over,
 });
 const waiting = (...emptyPeers: string[]) => ({ kind: 'keep-waiting', emptyPeers: new Set(emptyPeers) });
