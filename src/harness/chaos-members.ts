@@ -55,29 +55,19 @@ export class ChaosMembers {
     return member === 'a' ? 'primary' : 'replica';
   }
 
-  /**
-   * LocalCluster's record of a node, which it keeps after the node exits by itself (a crash, or a start
-   * refused): read here to tell such a node apart and to forget it, so that the member can be started
-   * again. LocalCluster has no public way to do either.
-   */
-  private record(shard: string, member: MemberName): { proc: { exitCode: number | null; signalCode: string | null } } | undefined {
-    const running = (this.cluster as unknown as { running: Map<string, { proc: { exitCode: number | null; signalCode: string | null } }> }).running;
-    return running.get(`${shard}-${ChaosMembers.clusterRole(member)}`);
-  }
-
   /** Whether the member's process runs (started by this run and not exited). */
   isRunning(shard: string, member: MemberName): boolean {
-    const r = this.record(shard, member);
-    return r !== undefined && r.proc.exitCode === null && r.proc.signalCode === null;
+    return this.cluster.nodeState(shard, ChaosMembers.clusterRole(member)).state === 'running';
   }
 
   /** If the member's process exited by itself, forgets it and returns the tail of its output. */
   exitedByItself(shard: string, member: MemberName): string | undefined {
-    const r = this.record(shard, member);
-    if (r === undefined || (r.proc.exitCode === null && r.proc.signalCode === null)) return undefined;
-    const output = this.cluster.output(shard, ChaosMembers.clusterRole(member)).slice(-outputCharsMax);
-    (this.cluster as unknown as { running: Map<string, unknown> }).running.delete(`${shard}-${ChaosMembers.clusterRole(member)}`);
-    return `exit ${r.proc.exitCode ?? r.proc.signalCode}: ${output}`;
+    const role = ChaosMembers.clusterRole(member);
+    const r = this.cluster.nodeState(shard, role);
+    if (r.state !== 'exited') return undefined;
+    const output = this.cluster.output(shard, role).slice(-outputCharsMax);
+    this.cluster.forgetExited(shard, role);
+    return `exit ${r.exit}: ${output}`;
   }
 
   async kill(shard: string, member: MemberName): Promise<void> {

@@ -328,6 +328,22 @@ export class LocalCluster {
     return code;
   }
 
+  /**
+   * Whether the node started as `<shard>-<role>` runs, exited by itself (a crash, or a start it
+   * refused; with its exit code or signal), or was never started or was stopped.
+   */
+  nodeState(shard: string, role: RoleName): { readonly state: 'running' | 'absent' } | { readonly state: 'exited'; readonly exit: string } {
+    const node = this.running.get(`${shard}-${role}`);
+    if (!node) return { state: 'absent' };
+    if (node.proc.exitCode === null && node.proc.signalCode === null) return { state: 'running' };
+    return { state: 'exited', exit: String(node.proc.exitCode ?? node.proc.signalCode) };
+  }
+
+  /** Forgets a node that exited by itself, so that it can be started again. */
+  forgetExited(shard: string, role: RoleName): void {
+    if (this.nodeState(shard, role).state === 'exited') this.running.delete(`${shard}-${role}`);
+  }
+
   /** The PID of a running node. */
   pid(shard: string, role: RoleName): number {
     const node = this.running.get(`${shard}-${role}`);
