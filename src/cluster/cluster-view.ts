@@ -194,9 +194,9 @@ export class ClusterView {
    * Transition: a peer and this node exchanged epochs (either direction): it is heard now, its epochs
    * are learned, its grants for this node's shard noted, and it counts towards confirming this node's own.
    */
-  heardEpochs(address: string, news: EpochNews, from: string, now: number): void {
+  heardEpochs(address: string, news: EpochNews, from: string, now: number, sentAt?: number): void {
     this.learnEpochs(news.epochs, from);
-    this.quorum.heard(address, news, now);
+    this.quorum.heard(address, news, now, sentAt);
   }
 
   /** Transition: this node made `epoch` its shard's new epoch (a failover it carried out). */

@@ -55,14 +55,8 @@ export function decideGrant(state: GranterState, req: GrantRequest): GrantDecisi
   if (req.epoch <= known.epoch) {
     return { grant: false, code: 'stale_epoch', reason: `${state.self} knows epoch ${known.epoch} of ${req.shard} (primary ${known.primary})` };
   }
-  if (granted !== undefined && req.epoch === granted.epoch && req.candidate === granted.primary) return { grant: true, store: false };
-  if (granted !== undefined && req.epoch <= granted.epoch) {
-    return {
-      grant: false,
-      code: 'granted_other',
-      reason: `${state.self} granted epoch ${granted.epoch} of ${req.shard} to ${granted.primary} already`,
-    };
-  }
+  // A forced promotion is checked against the primary's silence first, also when asked again for an
+  // epoch granted before: the primary may have been heard since.
   if (req.kind === 'forced') {
     if (known.primary === state.self) {
       return { grant: false, code: 'primary_alive', reason: `${state.self} is the primary of ${req.shard} and is up` };
@@ -72,9 +66,17 @@ export function decideGrant(state: GranterState, req: GrantRequest): GrantDecisi
       return {
         grant: false,
         code: 'primary_alive',
-        reason: `${state.self} heard from the primary ${known.primary} ${Math.max(0, silentMs)} ms ago (node_timeout_ms is ${state.nodeTimeoutMs})`,
+        reason: `${state.self} heard from the primary ${known.primary} ${Math.round(Math.max(0, silentMs))} ms ago (node_timeout_ms is ${state.nodeTimeoutMs})`,
       };
     }
+  }
+  if (granted !== undefined && req.epoch === granted.epoch && req.candidate === granted.primary) return { grant: true, store: false };
+  if (granted !== undefined && req.epoch <= granted.epoch) {
+    return {
+      grant: false,
+      code: 'granted_other',
+      reason: `${state.self} granted epoch ${granted.epoch} of ${req.shard} to ${granted.primary} already`,
+    };
   }
   return { grant: true, store: true };
 }

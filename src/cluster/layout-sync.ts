@@ -58,7 +58,7 @@ export function layoutRouter(view: ClusterView): Router {
     }
     const trusted = view.trusts(body.from, body.address);
     if (trusted) {
-      view.heardEpochs(body.address, body as EpochNews, `${body.from} at ${body.address}`, Date.now());
+      view.heardEpochs(body.address, body as EpochNews, `${body.from} at ${body.address}`, performance.now());
       view.markStale(body.from, body.address, body.layoutId, body.previousLayoutId);
     }
     sendJson(res, 200, view.answer());
@@ -84,6 +84,9 @@ function decodeAnswer(raw: unknown): LayoutAnswer {
     grants: (a['grants'] ?? {}) as LayoutAnswer['grants'],
   };
 }
+
+/** A peer's answer, with when (performance.now()) this node sent the request it answers. */
+type Exchanged = LayoutAnswer & { readonly sentAt: number };
 
 export interface LayoutSyncOptions {
   readonly view: ClusterView;
@@ -154,13 +157,14 @@ export class LayoutSync {
   }
 
   /** Tells `address` this node's layout once; resolves with its answer, or undefined when it gives none. */
-  private async exchange(shard: ShardConfig, address: string, http = this.http): Promise<LayoutAnswer | undefined> {
+  private async exchange(shard: ShardConfig, address: string, http = this.http): Promise<Exchanged | undefined> {
     try {
+      const sentAt = performance.now();
       const response = await http.post<unknown>(address, layoutPath, this.options.view.announcement(this.options.self));
       if (response.status !== 200) return undefined;
       const answer = decodeAnswer(response.data);
       // The answer counts only from the member this node's config puts at that address.
-      return answer.node.split('/')[0] === shard.name ? answer : undefined;
+      return answer.node.split('/')[0] === shard.name ? { ...answer, sentAt } : undefined;
     } catch {
       return undefined;
     }
@@ -177,9 +181,9 @@ export class LayoutSync {
   }
 
   /** What a peer's answer tells this node: its epochs, whether this node is stale, and the rest for the role. */
-  private async heard(shard: ShardConfig, role: 'primary' | 'replica', address: string, answer: LayoutAnswer): Promise<void> {
+  private async heard(shard: ShardConfig, role: 'primary' | 'replica', address: string, answer: Exchanged): Promise<void> {
     const { view } = this.options;
-    view.heardEpochs(address, answer, `${answer.node} at ${address}`, Date.now());
+    view.heardEpochs(address, answer, `${answer.node} at ${address}`, performance.now(), answer.sentAt);
     if (answer.layout.layoutId === view.config.layoutId) view.peerMigrates(address, answer.migratingFrom);
     view.markStale(answer.node, address, answer.layout.layoutId, answer.migratingFrom?.layoutId ?? null);
     await this.options.onAnswer(shard, role, answer);

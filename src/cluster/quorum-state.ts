@@ -36,6 +36,13 @@ export interface QuorumSources {
   readonly describeEpochs: () => string;
 }
 
+/** Whether an exchange shows that something has happened in the cluster: an epoch above 1 or a grant. */
+function hasHistory(news: EpochNews): boolean {
+  const epochs = typeof news.epochs === 'object' && news.epochs !== null ? Object.values(news.epochs as Record<string, unknown>) : [];
+  if (epochs.some((e) => typeof e === 'object' && e !== null && ((e as { epoch?: unknown }).epoch as number) > 1)) return true;
+  return Object.keys(decodeGrants(news.grants)).length > 0;
+}
+
 export class QuorumState {
   /** When this node last heard from each peer. */
   readonly liveness: Liveness;
@@ -44,8 +51,11 @@ export class QuorumState {
   private readonly confirmedWaiters: (() => void)[] = [];
   /** Whether this node knows the cluster's epochs: its data dir kept them, or a majority told it. */
   private known = true;
-  /** The peers that told this node their epochs since it started. */
+  /** The peers that told this node their epochs since it started, and those of them that know them. */
   private readonly toldBy = new Set<string>();
+  private readonly knowers = new Set<string>();
+  /** Whether any peer's exchange showed an epoch above 1 or a grant: the cluster is not new. */
+  private historySeen = false;
   /** Since when this node has heard from a majority (cached: the write path reads it). */
   private majoritySince: number;
   /** Whether losing the majority stops this node's writes (see canElectWithout). */
@@ -58,7 +68,10 @@ export class QuorumState {
   private pendingGrant: Grant | undefined;
   /** Grants whose member said it was not promoted at them, and will not be: the highest such epoch. */
   private resolvedGrantEpoch = 0;
+  /** The highest epoch of this node's shard any peer has said it granted (to anyone). */
+  private grantSeen = 0;
   private grantListener: ((grant: Grant) => void) | undefined;
+  private knownListener: (() => void) | undefined;
   /** This node's own grants, read for exchanges (the store keeps them). */
   grantsSource: () => GrantTable = () => ({});
 
@@ -92,6 +105,11 @@ export class QuorumState {
     this.known = known;
   }
 
+  /** Calls `listener` when this node comes to know the epochs (the node stores that it does). */
+  whenKnown(listener: () => void): void {
+    this.knownListener = listener;
+  }
+
   /** Resolves once epochsConfirmed is true (at once when it is). */
   whenEpochsConfirmed(): Promise<void> {
     if (this.confirmed) return Promise.resolve();
@@ -100,29 +118,48 @@ export class QuorumState {
 
   /**
    * Transition: a peer and this node exchanged epochs (either direction; its epochs are learned
-   * already): it is heard now, its grant for this node's shard is noted, and it counts towards
-   * confirming this node's epochs.
+   * already): it is heard now (and answered a request sent at `sentAt`, when this node asked), its
+   * grant for this node's shard is noted, and it counts towards confirming this node's epochs.
    */
-  heard(address: string, news: EpochNews, now: number): void {
+  heard(address: string, news: EpochNews, now: number, sentAt: number | undefined): void {
     const { self, voterSets } = this.sources;
     this.liveness.heard(address, now);
-    this.majoritySince = this.liveness.majorityAt(voterSets());
+    if (sentAt !== undefined) {
+      this.liveness.answered(address, sentAt);
+      this.majoritySince = this.liveness.majorityAt(voterSets());
+    }
     const own = this.sources.ownShard();
     if (own !== undefined) this.noteGrant(own.shard.name, own.epoch, decodeGrants(news.grants)[own.shard.name]);
     if (this.confirmed) return;
-    this.toldBy.add(canonicalAddress(address));
-    const byOtherMember = own !== undefined && news.epochsKnown === true && canonicalAddress(otherMember(own.shard, self)) === canonicalAddress(address);
-    const byMajority = isMajority(new Set([...this.toldBy, canonicalAddress(self)]), voterSets());
-    if (!byOtherMember && !byMajority) return;
+    const peer = canonicalAddress(address);
+    this.toldBy.add(peer);
+    if (news.epochsKnown === true) this.knowers.add(peer);
+    this.historySeen ||= hasHistory(news);
+    const me = canonicalAddress(self);
+    const byOtherMember = own !== undefined && news.epochsKnown === true && canonicalAddress(otherMember(own.shard, self)) === peer;
+    // Only nodes that know their epochs confirm: one with an emptied data dir may be the one node a
+    // past promotion's majority shares with this one. A cluster in which nothing has happened yet (no
+    // epoch above 1, no grant, as far as a majority says) is new: there its new nodes confirm each other.
+    const byMajority = isMajority(new Set([...this.knowers, ...(this.known ? [me] : [])]), voterSets());
+    const asNew = !this.known && !this.historySeen && isMajority(new Set([...this.toldBy, me]), voterSets());
+    if (!byOtherMember && !byMajority && !asNew) return;
     this.confirmed = true;
-    this.known = true;
+    if (!this.known) {
+      this.known = true;
+      this.knownListener?.();
+    }
     for (const resolve of this.confirmedWaiters.splice(0)) resolve();
-    const by = byMajority ? `a majority (${describeCount(this.toldBy, voterSets())} peers)` : `the shard's other member ${address}`;
+    const by = byMajority
+      ? `a majority that knows them (${describeCount(this.knowers, voterSets())} peers)`
+      : asNew
+        ? `a majority of a new cluster (${describeCount(this.toldBy, voterSets())} peers)`
+        : `the shard's other member ${address}`;
     this.sources.log.info(`epochs confirmed by ${by}: ${this.sources.describeEpochs()}`);
   }
 
   /** A peer's grant for this node's shard: above the epoch known (and not resolved), it holds writes until resolved. */
   private noteGrant(shardName: string, known: ShardEpoch, grant: Grant | undefined): void {
+    if (grant !== undefined) this.grantSeen = Math.max(this.grantSeen, grant.epoch);
     if (grant === undefined || grant.epoch <= known.epoch || grant.epoch <= this.resolvedGrantEpoch) return;
     // This node's own grants are its own failover's, which it knows the outcome of.
     if (canonicalAddress(grant.primary) === canonicalAddress(this.sources.self)) return;
@@ -132,6 +169,14 @@ export class QuorumState {
       `a peer granted epoch ${grant.epoch} of ${shardName} to ${grant.primary}, above this node's epoch: asking ${grant.primary} whether it was promoted`,
     );
     this.grantListener?.(grant);
+  }
+
+  /**
+   * The highest epoch of this node's shard that a peer said it granted: a promotion of this node asks
+   * above it, so that it never reuses an epoch granted before, even one it refused itself.
+   */
+  get highestGrantSeen(): number {
+    return this.grantSeen;
   }
 
   /** The grant above this node's epoch still to be resolved, if any (one the epoch has caught up with is dropped). */

@@ -42,13 +42,22 @@ export function canElectWithout(sets: readonly (readonly string[])[]): boolean {
 }
 
 /**
- * When this node last heard from each peer, and since when it has heard from a majority. A node that
- * starts counts every peer as heard at its start: a primary gets half a node timeout to reach its peers
- * (a restarted one serves writes only after a majority confirmed its epochs anyway), and a granter
- * waits a whole node timeout before it grants a promotion over a primary it never heard.
+ * When this node last heard from each peer, and since when it has heard from a majority, on a monotonic
+ * clock (performance.now(): a step of the wall clock must neither fence nor unfence anyone). Two
+ * records, because the two questions differ:
+ * - heard: any exchange with the peer, in either direction. A granter asks this of the primary, and
+ *   a message that arrived at all proves the primary alive.
+ * - answered: a round trip this node started, dated when it sent the request. A primary asks this of a
+ *   majority: messages that reach it while its own go nowhere (a one-way cut), or replies it reads late
+ *   after a stall, do not prove the majority still hears it.
+ * A node that starts counts every peer as heard and answered at its start: a primary gets half a node
+ * timeout to reach its peers (a restarted one serves writes only after a majority confirmed its epochs
+ * anyway), and a granter waits a whole node timeout before it grants a promotion over a primary it
+ * never heard.
  */
 export class Liveness {
   private readonly lastHeard = new Map<string, number>();
+  private readonly lastAnswered = new Map<string, number>();
 
   constructor(
     private readonly self: string,
@@ -60,20 +69,26 @@ export class Liveness {
     this.lastHeard.set(canonicalAddress(address), now);
   }
 
+  /** A peer answered a request this node sent at `sentAt`. */
+  answered(address: string, sentAt: number): void {
+    const key = canonicalAddress(address);
+    this.lastAnswered.set(key, Math.max(sentAt, this.lastAnswered.get(key) ?? Number.NEGATIVE_INFINITY));
+  }
+
   /** When this node last heard from `address` (its own start when never). */
   lastHeardFrom(address: string): number {
     return this.lastHeard.get(canonicalAddress(address)) ?? this.startedAt;
   }
 
   /**
-   * Since when this node has heard from a majority of every voter set: the latest time by which it had
-   * heard, since then, from enough voters (itself counted as always heard).
+   * Since when a majority of every voter set has answered this node: the send time of the oldest round
+   * trip among the newest of enough voters (itself counted as always answering).
    */
   majorityAt(sets: readonly (readonly string[])[]): number {
     const self = canonicalAddress(this.self);
     let at = Number.POSITIVE_INFINITY;
     for (const voters of sets) {
-      const times = voters.map((v) => (v === self ? Number.POSITIVE_INFINITY : this.lastHeardFrom(v))).sort((a, b) => b - a);
+      const times = voters.map((v) => (v === self ? Number.POSITIVE_INFINITY : (this.lastAnswered.get(v) ?? this.startedAt))).sort((a, b) => b - a);
       const need = majorityOf(voters.length);
       at = Math.min(at, times[need - 1] ?? Number.NEGATIVE_INFINITY);
     }

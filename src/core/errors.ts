@@ -255,6 +255,22 @@ export class UnauthorizedError extends KvError {
 }
 
 /**
+ * A write was committed here, but this member lost its standing as primary before it could acknowledge
+ * it (a new epoch, or no majority heard for half a node timeout): it is kept if the new primary has it,
+ * else it ends up in this member's rollback file. Retriable: a retry goes to the primary there is now.
+ */
+export class WriteOutcomeUnknownError extends KvError {
+  constructor(shard: string, seq: number, why: string) {
+    super('write_outcome_unknown', 503, `the write (seq ${seq}) was committed on this member, but ${why}, so it is not acknowledged; retry it`, {
+      shard,
+      seq,
+      retriable: true,
+    });
+    this.retryAfterS = 1;
+  }
+}
+
+/**
  * `ack=replica` waited its bound and the replica had not applied the write. The write is committed and
  * durable on the primary all the same; the body says so, so a client does not retry it blindly.
  */

@@ -23,70 +23,21 @@
 // fail over a cluster with no majority left (one shard of two nodes), at the risk of two primaries.
 
 import type { ServerResponse } from 'node:http';
+import { randomUUID } from 'node:crypto';
 import express, { type Router } from 'express';
-import { canonicalAddress } from '../core/config.js';
 import { sleep } from '../core/backoff.js';
-import { failpoint } from '../core/failpoints.js';
-import { BadRequestError, FailoverRefusedError } from '../core/errors.js';
+import { BadRequestError, FailoverRefusedError, WritesPausedError } from '../core/errors.js';
 import { sendJson, type BodyRequest } from '../core/http-reply.js';
-import { failoverCatchUpMs, failoverPauseMs, failoverRequestTimeoutMs } from '../core/limits.js';
-import type { ShardEpoch } from '../cluster/epochs.js';
+import { failoverPauseMs, failoverRequestTimeoutMs } from '../core/limits.js';
+import { otherMember } from '../cluster/epochs.js';
 import type { GrantDecision, GrantRequest } from '../cluster/grants.js';
-import { describeCount } from '../cluster/quorum.js';
-import {
-  askOutcome,
-  collectGrants,
-  decodeGrantRequest,
-  type FailoverHost,
-  type FailoverOptions,
-  grantHere,
-  grantPath,
-  outcomePath,
-  outcomeRetryMs,
-  settleAfterPause,
-} from './promotion.js';
+import { askOutcome, decodeGrantRequest, type FailoverHost, grantHere, grantPath, outcomePath, outcomeRetryMs, settleAfterPause } from './promotion.js';
 
 export type { FailoverHost } from './promotion.js';
 export { grantPath, outcomePath } from './promotion.js';
+export { failoverPath, pausePath, resumePath, type FailoverReply, type PauseReply } from './failover-steps.js';
+import { failover, failoverPath, pausePath, resumePath, type PauseReply } from './failover-steps.js';
 import { InternalClient } from '../peer/internal-client.js';
-
-export const failoverPath = '/internal/failover';
-export const pausePath = '/internal/failover/pause';
-export const resumePath = '/internal/failover/resume';
-
-/** How often a switchover looks whether the replica has applied the primary's last write. */
-const catchUpPollMs = 5;
-
-/** The primary's answer to a pause: where its history stands, every admitted write durable. */
-export interface PauseReply {
-  readonly dataset_id: string;
-  readonly last_seq: number;
-  readonly epoch: number;
-  readonly until: string;
-}
-
-export interface FailoverReply {
-  readonly shard: string;
-  readonly primary: string;
-  readonly epoch: number;
-  readonly kind: 'switchover' | 'forced';
-  readonly previous_primary: string;
-  readonly previous_epoch: number;
-  /** The sequence this member had applied when it was promoted. */
-  readonly applied_seq: number;
-  /** How long the shard's writes waited (a switchover), from the pause to the promotion. */
-  readonly writes_paused_ms: number | null;
-  readonly nodes_told: number;
-  readonly nodes: number;
-  /** The nodes that did not answer the announcement of the new epoch. */
-  readonly nodes_not_told: string[];
-  /** Whether the old primary answered it (a switchover whose old primary did not is reported as a failure). */
-  readonly old_primary_told: boolean;
-  /** The nodes that stored the grant, and of how many (a majority of each voter set is needed). */
-  readonly grants: string;
-  /** True when promoted without a majority's grants (--without-majority). */
-  readonly without_majority: boolean;
-}
 
 function bodyOf(req: BodyRequest): Record<string, unknown> {
   const body = req.body as unknown;
@@ -99,6 +50,8 @@ export interface FailoverEndpoints {
   readonly router: Router;
   /** A peer holds a grant above this node's epoch for its shard: find out whether it was used (ClusterView.whenGrantSeen). */
   settleGrant(): void;
+  /** At start-up: a pause on disk means a switchover's outcome is still to be learned (see FailoverService). */
+  resumeUnsettledPause(): Promise<void>;
   /** Ends a failover's requests under way and frees their sockets, at shutdown. */
   close(): void;
 }
@@ -110,9 +63,14 @@ export function failoverRouter(host: FailoverHost): FailoverEndpoints {
   router.post(grantPath, json, (req: BodyRequest, res: ServerResponse) => service.grant(req, res));
   router.post(outcomePath, json, (req: BodyRequest, res: ServerResponse) => service.outcome(req, res));
   router.post(pausePath, json, (req: BodyRequest, res: ServerResponse) => service.pause(req, res));
-  router.post(resumePath, json, (_req: BodyRequest, res: ServerResponse) => service.resume(res));
+  router.post(resumePath, json, (req: BodyRequest, res: ServerResponse) => service.resume(req, res));
   router.post(failoverPath, json, (req: BodyRequest, res: ServerResponse) => service.failover(req, res));
-  return { router, settleGrant: () => void service.settleGrant(), close: () => service.close() };
+  return {
+    router,
+    settleGrant: () => void service.settleGrant(),
+    resumeUnsettledPause: () => service.resumeUnsettledPause(),
+    close: () => service.close(),
+  };
 }
 
 /** The failover endpoints' state: one failover at a time, grant decisions in order, one outcome question at a time. */
@@ -125,6 +83,8 @@ class FailoverService {
   /** Grant decisions, one at a time: each reads the stored grant that the one before may have just written. */
   private grantChain: Promise<unknown> = Promise.resolve();
   private settling = false;
+  /** The pause this primary answered last (see PauseReply.pause_id). */
+  private pauseId: string | undefined;
   private asking = false;
 
   constructor(private readonly host: FailoverHost) {
@@ -164,6 +124,15 @@ class FailoverService {
     const { host } = this;
     const asked = bodyOf(req)['epoch'];
     if (!Number.isSafeInteger(asked) || (asked as number) < 0) throw new BadRequestError('epoch must be the integer epoch the caller knows');
+    // A member that does not know its epochs yet (a new or emptied data dir, not yet confirmed) cannot
+    // say it was not promoted: it may have been, before it lost its data.
+    if (!host.view.quorum.epochsKnown || !host.view.quorum.epochsConfirmed) {
+      throw new WritesPausedError(
+        'epoch_unconfirmed',
+        host.shard.name,
+        `${host.address} has not confirmed its epochs yet, so it cannot say whether it was promoted`,
+      );
+    }
     const known = host.view.epochOf(host.shard.name);
     const promoted = known.epoch > (asked as number);
     if (!promoted && this.attempt) {
@@ -191,7 +160,7 @@ class FailoverService {
         { epoch: epoch.epoch, primary: epoch.primary },
       );
     }
-    host.pause.until = Date.now() + failoverPauseMs;
+    host.pause.until = performance.now() + failoverPauseMs;
     host.pause.unsettled = true;
     if (!this.settling) {
       this.settling = true;
@@ -199,24 +168,33 @@ class FailoverService {
         this.settling = false;
       });
     }
-    // Writes commit in the order they were admitted, so once this empty commit is durable, every write
-    // admitted before the pause is too, and the log's last sequence covers each one acknowledged.
-    await host.store.barrier();
+    // Writes commit in the order they were admitted, so once this commit is durable, every write
+    // admitted before the pause is too, and the log's last sequence covers each one acknowledged. It
+    // records the pause, so a primary restarted before the outcome asks for it before taking writes.
+    await host.store.recordSwitchoverPause({ epoch: epoch.epoch, member: otherMember(host.shard, host.address) });
     const log = host.store.log;
     if (!log) throw new FailoverRefusedError(host.shard.name, `${host.address} stopped being primary during the pause`);
+    this.pauseId = randomUUID();
     const reply: PauseReply = {
       dataset_id: host.store.datasetId(),
       last_seq: log.lastSeq(),
       epoch: epoch.epoch,
-      until: new Date(host.pause.until).toISOString(),
+      until: new Date(Date.now() + failoverPauseMs).toISOString(),
+      pause_id: this.pauseId,
     };
     host.log.info(`writes to ${host.shard.name} paused for a switchover (at most ${failoverPauseMs} ms): last seq ${reply.last_seq}`);
     sendJson(res, 200, reply);
   }
 
-  resume(res: ServerResponse): void {
+  async resume(req: BodyRequest, res: ServerResponse): Promise<void> {
     const { host } = this;
-    const was = host.pause.until > Date.now() || host.pause.unsettled;
+    if (bodyOf(req)['pause_id'] !== this.pauseId || this.pauseId === undefined) {
+      sendJson(res, 200, { resumed: false, reason: 'not the pause under way' });
+      return;
+    }
+    this.pauseId = undefined;
+    const was = host.pause.until > performance.now() || host.pause.unsettled;
+    await host.store.recordSwitchoverPause(undefined);
     host.pause.until = 0;
     host.pause.unsettled = false;
     if (was) host.log.info(`writes to ${host.shard.name} resume: the switchover was called off`);
@@ -250,7 +228,7 @@ class FailoverService {
         // Only a primary's writes wait for the answer, and asking calls off a failover under way at the
         // member: a replica, or a primary in a switchover's pause (which asks itself once it ends), does not ask.
         if (host.role() !== 'primary') return;
-        if (host.pause.until <= Date.now() && !host.pause.unsettled) {
+        if (host.pause.until <= performance.now() && !host.pause.unsettled) {
           const answer = await askOutcome(host, this.http, pending.primary, pending.epoch - 1);
           if (answer === 'not_promoted') host.view.quorum.grantResolved(pending.epoch);
         }
@@ -261,138 +239,30 @@ class FailoverService {
     }
   }
 
+  /**
+   * At start-up: a primary that had paused for a switchover and restarted before it learned the outcome
+   * (its pause is on disk) asks the member before it takes writes, as when a pause runs out.
+   */
+  async resumeUnsettledPause(): Promise<void> {
+    const { host } = this;
+    const paused = host.store.switchoverPause<{ epoch: number; member: string }>();
+    if (paused === undefined) return;
+    const epoch = host.view.epochOf(host.shard.name).epoch;
+    if (host.role() !== 'primary' || paused.epoch !== epoch) {
+      await host.store.recordSwitchoverPause(undefined);
+      return;
+    }
+    host.log.warn(`${host.shard.name}: this primary restarted during a switchover at epoch ${epoch}: asking ${paused.member} whether it was promoted`);
+    host.pause.unsettled = true;
+    if (this.settling) return;
+    this.settling = true;
+    void settleAfterPause(host, this.http, epoch, this.abort.signal).finally(() => {
+      this.settling = false;
+    });
+  }
+
   close(): void {
     this.abort.abort();
     this.http.close();
   }
-}
-
-async function failover(host: FailoverHost, http: InternalClient, options: FailoverOptions): Promise<FailoverReply> {
-  const { shard, view, store } = host;
-  const { force } = options;
-  const before = view.epochOf(shard.name);
-  if (host.role() === 'primary' || before.primary === host.address) {
-    throw new FailoverRefusedError(shard.name, `${host.address} is its primary already (epoch ${before.epoch})`, {
-      primary: before.primary,
-      epoch: before.epoch,
-    });
-  }
-  if (host.role() !== 'replica') throw new FailoverRefusedError(shard.name, `${host.address} serves as ${host.role()}`);
-  if (!store.replicaComplete()) {
-    throw new FailoverRefusedError(
-      shard.name,
-      `${host.address} never completed a full copy of the primary's data (its first resync has not ended): it cannot take over`,
-    );
-  }
-  // What the peers know now (a migration under way included), before the primary's writes pause; for
-  // --force, at the same time, whether the primary still answers (a silent one costs a request timeout).
-  await Promise.all([host.broadcast(), force ? refuseIfAnswering(host, http, before) : undefined]);
-  let pausedAt: number | null = null;
-  if (!force) pausedAt = await catchUp(host, http, before);
-  const applied = store.replicaState().appliedSeq;
-  const kind = force ? 'forced' : 'switchover';
-  await failpoint('failover-before-grants');
-  const votes = await collectGrants(host, http, kind, options).catch(async (err: unknown) => {
-    if (!force) await http.post(before.primary, resumePath, {}).catch(() => undefined);
-    throw err;
-  });
-  const count = describeCount(votes.granted, view.voterSets());
-  if (!votes.majority && !options.withoutMajority) {
-    if (!force) await http.post(before.primary, resumePath, {}).catch(() => undefined);
-    const why = [...votes.refusals].map(([node, reason]) => `${node}: ${reason}`).join('; ');
-    throw new FailoverRefusedError(
-      shard.name,
-      `only ${count} nodes granted epoch ${votes.epoch} to ${host.address}, no majority: nothing changed (${why})` +
-        (view.epochOf(shard.name).epoch > before.epoch
-          ? ''
-          : '; a cluster that cannot reach a majority without the dead member can fail over only with --without-majority'),
-      { epoch: votes.epoch, grants: count },
-    );
-  }
-  if (options.attempt.cancelled || view.epochOf(shard.name).epoch !== before.epoch) {
-    throw new FailoverRefusedError(
-      shard.name,
-      `the old primary ${before.primary} asked for the outcome first, or the epoch moved on: the promotion is called off`,
-    );
-  }
-  const next = await host.promote(kind, votes.epoch);
-  const promotedAt = Date.now();
-  const told = await host.broadcast();
-  const oldPrimaryTold = !told.missed.some((a) => canonicalAddress(a) === canonicalAddress(before.primary));
-  host.log.info(
-    `${shard.name}: this member is primary at epoch ${next.epoch} (${next.kind}, from ${before.primary} at epoch ${before.epoch}, ` +
-      `applied seq ${applied}${pausedAt === null ? '' : `, writes paused ${promotedAt - pausedAt} ms`}, grants ${count}` +
-      `${votes.majority ? '' : ' WITHOUT a majority'}); told ${told.reached} of ${told.peers} nodes`,
-  );
-  return {
-    shard: shard.name,
-    primary: next.primary,
-    epoch: next.epoch,
-    kind,
-    previous_primary: before.primary,
-    previous_epoch: before.epoch,
-    applied_seq: applied,
-    writes_paused_ms: pausedAt === null ? null : promotedAt - pausedAt,
-    nodes_told: told.reached,
-    nodes: told.peers,
-    nodes_not_told: told.missed,
-    old_primary_told: oldPrimaryTold,
-    grants: count,
-    without_majority: !votes.majority,
-  };
-}
-
-/**
- * A forced failover is for a primary that is down: one that still answers would go on taking writes
- * beside the promoted member until the new epoch reached it. So it is refused while the primary answers
- * this member at all (any HTTP answer within a failover request's timeout); a switchover loses nothing.
- */
-async function refuseIfAnswering(host: FailoverHost, http: InternalClient, before: ShardEpoch): Promise<void> {
-  const answer = await http.get<unknown>(before.primary, '/health').catch(() => undefined);
-  if (answer === undefined) return;
-  throw new FailoverRefusedError(
-    host.shard.name,
-    `the primary ${before.primary} answers ${host.address} (HTTP ${answer.status}): it is not down, so --force would leave two members ` +
-      'taking writes; run the failover without --force (a switchover, which loses nothing)',
-    { primary: before.primary, epoch: before.epoch },
-  );
-}
-
-/** Steps 1 and 2 of a switchover: pause the primary, apply up to its last write. Returns when the pause began. */
-async function catchUp(host: FailoverHost, http: InternalClient, before: ShardEpoch): Promise<number> {
-  const { shard, store } = host;
-  const pausedAt = Date.now();
-  let pause: PauseReply;
-  try {
-    const reply = await http.post<PauseReply & { message?: string }>(before.primary, pausePath, { epoch: before.epoch });
-    if (reply.status !== 200) {
-      throw new FailoverRefusedError(shard.name, `the primary ${before.primary} refused to pause: ${reply.data?.message ?? `HTTP ${reply.status}`}`);
-    }
-    if (!reply.data) throw new FailoverRefusedError(shard.name, `the primary ${before.primary} gave no answer to the pause`);
-    pause = reply.data;
-  } catch (err) {
-    if (err instanceof FailoverRefusedError) throw err;
-    throw new FailoverRefusedError(
-      shard.name,
-      `the primary ${before.primary} is unreachable (${(err as Error).message}); to promote ${host.address} with the data it has, use --force ` +
-        "(writes it has not received yet end up in the old primary's rollback file)",
-    );
-  }
-  const deadline = Date.now() + failoverCatchUpMs;
-  const caughtUp = () => {
-    const state = store.replicaState();
-    return state.datasetId === pause.dataset_id && state.appliedSeq >= pause.last_seq;
-  };
-  while (!caughtUp() && Date.now() < deadline) await sleep(catchUpPollMs);
-  if (!caughtUp()) {
-    await http.post(before.primary, resumePath, {}).catch(() => undefined);
-    const state = store.replicaState();
-    throw new FailoverRefusedError(
-      shard.name,
-      `${host.address} did not apply the primary's last write (seq ${pause.last_seq}) within ${failoverCatchUpMs} ms ` +
-        `(it is at seq ${state.appliedSeq}); the primary takes writes again`,
-      { primary_seq: pause.last_seq, applied_seq: state.appliedSeq },
-    );
-  }
-  return pausedAt;
 }

@@ -30,7 +30,7 @@ export async function openView(
 ): Promise<{ view: ClusterView; role: RoleName }> {
   const { config, shard, log } = options;
   const own = roleFactories[options.role].ownLayout(config, layout);
-  const view = new ClusterView(config, own, `${shard.name}/${options.role}`, layout.decided, log, () => store.count(), address, Date.now());
+  const view = new ClusterView(config, own, `${shard.name}/${options.role}`, layout.decided, log, () => store.count(), address, performance.now());
   view.quorum.grantsSource = () => store.grants();
   await loadEpochs(store, view, address, options.overwriteReplica === true);
   const role: RoleName =
@@ -42,7 +42,7 @@ export async function openView(
 
 /** What /status says of the node's epochs, grants and write fence. */
 export function clusterStatus(view: ClusterView, shard: string) {
-  const fence = view.quorum.writeFence(Date.now());
+  const fence = view.quorum.writeFence(performance.now());
   return {
     epoch: view.epochIfListed(shard) ?? null,
     epochs_confirmed: view.quorum.epochsConfirmed,
@@ -64,10 +64,13 @@ export function clusterStatus(view: ClusterView, shard: string) {
  */
 export async function loadEpochs(store: Store, view: ClusterView, address: string, overwriteReplica: boolean): Promise<void> {
   const stored = store.epochs();
-  if (stored === undefined) await store.recordEpochs(view.epochs());
+  // A new data dir stores the initial epochs at once, but does not know them until a majority has
+  // told it: a restart before that must not make it count as knowing.
+  if (stored === undefined) await store.recordEpochs(view.epochs(), false);
   else view.learnEpochs(stored, "this node's data dir");
   const hasPeers = view.config.shards.some((s) => s.address !== address || s.replica !== address);
-  if (hasPeers && !overwriteReplica) view.quorum.awaitEpochConfirmation(stored !== undefined);
+  if (hasPeers && !overwriteReplica) view.quorum.awaitEpochConfirmation(stored !== undefined && store.epochsKnown());
+  view.quorum.whenKnown(() => void store.recordEpochsKnown().catch(() => undefined));
 }
 
 /**

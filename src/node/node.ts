@@ -165,6 +165,7 @@ export class KvNode {
     internalRoutes.use(node.failover.router);
     const failoverEndpoints = node.failover;
     view.quorum.whenGrantSeen(() => failoverEndpoints.settleGrant());
+    void failoverEndpoints.resumeUnsettledPause();
     view.whenStale(() => sync.recheckWhileFenced());
     view.whenEpochChanged((changed, epoch) => node.onEpochChanged(changed, epoch));
     sync.announce();
@@ -236,6 +237,7 @@ export class KvNode {
     } else await store.demote();
     this.deps.pause.until = 0;
     this.deps.pause.unsettled = false;
+    await store.recordSwitchoverPause(undefined);
     view.node = `${this.options.shard.name}/${to}`;
     const parts = roleFactories[to].build({
       ...this.deps,
@@ -247,6 +249,8 @@ export class KvNode {
     this.api.setRole(parts.handler, to);
     this.noteLogContext();
     parts.start(sync);
+    // A grant above the new epoch seen while this member was replica is asked about now that writes wait on it.
+    if (to === 'primary') this.failover?.settleGrant();
     this.options.log.info(`${this.options.shard.name}: this member changed from ${from} to ${to} in ${Date.now() - started} ms`);
   }
 

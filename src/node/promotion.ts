@@ -78,7 +78,7 @@ export async function grantHere(host: FailoverHost, req: GrantRequest): Promise<
       granted: decodeGrants(store.grants())[req.shard],
       primaryLastHeard: view.quorum.liveness.lastHeardFrom(known.primary),
       nodeTimeoutMs: view.config.nodeTimeoutMs,
-      now: Date.now(),
+      now: performance.now(),
     },
     req,
   );
@@ -107,8 +107,9 @@ export async function collectGrants(host: FailoverHost, http: InternalClient, ki
   const self = canonicalAddress(host.address);
   const sets = view.voterSets();
   const others = [...new Set(sets.flat())].filter((a) => a !== self);
-  const deadline = Date.now() + (kind === 'forced' ? view.config.nodeTimeoutMs + grantRequestTimeoutMs : 0);
-  let epoch = Math.max(view.epochOf(shard.name).epoch, decodeGrants(store.grants())[shard.name]?.epoch ?? 0) + 1;
+  // A switchover may ask again only above a grant it met (within one request timeout, inside its pause).
+  const deadline = performance.now() + (kind === 'forced' ? view.config.nodeTimeoutMs : 0) + grantRequestTimeoutMs;
+  let epoch = Math.max(view.epochOf(shard.name).epoch, decodeGrants(store.grants())[shard.name]?.epoch ?? 0, view.quorum.highestGrantSeen) + 1;
   let votes: Votes = { epoch, granted: new Set(), refusals: new Map(), majority: false };
   for (let round = 0; round < grantRoundsMax; round++) {
     const req: GrantRequest = { shard: shard.name, epoch, candidate: self, kind };
@@ -142,11 +143,12 @@ export async function collectGrants(host: FailoverHost, http: InternalClient, ki
     );
     votes = { epoch, granted, refusals, majority: isMajority(granted, sets) };
     if (votes.majority || view.epochOf(shard.name).epoch >= epoch || options.attempt.cancelled) return votes;
+    if (performance.now() > deadline) return votes;
     if (higher >= epoch) {
       epoch = higher + 1;
       continue;
     }
-    if (Date.now() + grantRetryMs > deadline) return votes;
+    if (kind === 'switchover' || performance.now() + grantRetryMs > deadline) return votes;
     await sleep(grantRetryMs);
   }
   return votes;
@@ -174,19 +176,20 @@ export async function askOutcome(host: FailoverHost, http: InternalClient, membe
 export async function settleAfterPause(host: FailoverHost, http: InternalClient, epoch: number, signal: AbortSignal): Promise<void> {
   const member = otherMember(host.shard, host.address);
   while (host.pause.unsettled && !signal.aborted) {
-    const wait = host.pause.until - Date.now();
+    const wait = host.pause.until - performance.now();
     if (wait > 0) {
       await sleep(wait, signal).catch(() => undefined);
       continue;
     }
     if (host.role() !== 'primary' || host.view.epochOf(host.shard.name).epoch !== epoch) return;
     const answer = await askOutcome(host, http, member, epoch);
-    if (answer === 'not_promoted' && host.pause.until <= Date.now() && host.view.epochOf(host.shard.name).epoch === epoch) {
+    if (answer === 'not_promoted' && host.pause.until <= performance.now() && host.view.epochOf(host.shard.name).epoch === epoch) {
+      await host.store.recordSwitchoverPause(undefined);
       host.pause.unsettled = false;
       host.log.info(`writes to ${host.shard.name} resume: ${member} says the switchover did not promote it`);
       return;
     }
-    if (answer !== 'unknown') continue;
+    // Promoted: the epoch learned from the answer ends the loop (the role changes); else ask again.
     await sleep(outcomeRetryMs, signal).catch(() => undefined);
   }
 }

@@ -16,6 +16,7 @@ import {
   PrimaryRecoveringError,
   ReadOnlyReplicaError,
   ShardUnavailableError,
+  WriteOutcomeUnknownError,
   WrongShardError,
   WritesPausedError,
 } from '../core/errors.js';
@@ -55,7 +56,7 @@ export interface PrimaryContext extends RoleContext {
 }
 
 /**
- * A primary's writes around a switchover: they wait until `until` (ms since the epoch), and once that
+ * A primary's writes around a switchover: they wait until `until` (performance.now()), and once that
  * has passed, while `unsettled`, until the member that asked says whether it was promoted.
  */
 export interface SwitchoverPause {
@@ -107,7 +108,7 @@ function writeRefusal(ctx: PrimaryContext, req: DataRequest): Error | undefined 
   if (sent !== undefined && sent > epoch) {
     return new WritesPausedError('epoch_behind', ctx.shard.name, `${req.forwarded!.by} knows epoch ${sent} of this shard, this primary ${epoch}`);
   }
-  const now = Date.now();
+  const now = performance.now();
   if (ctx.pause.until > now) return new WritesPausedError('failover_in_progress', ctx.shard.name, 'a switchover hands the primary role to the other member');
   if (ctx.pause.unsettled) {
     return new WritesPausedError('failover_unsettled', ctx.shard.name, 'a switchover ended without word of whether the other member was promoted; asking it');
@@ -201,6 +202,7 @@ async function writeLocal(ctx: PrimaryContext, jsonHeaders: readonly string[], r
   const tombstone = req.op === 'delete' && mayBeOnPreviousOwner(ctx, req);
   const mutation: Mutation =
     req.op === 'set' ? { type: 'set', slot: req.slot, key: req.key, value: req.value! } : { type: 'delete', slot: req.slot, key: req.key, tombstone };
+  const epoch = ctx.view.epochOf(ctx.shard.name).epoch;
   let {
     applied: [applied],
     seq,
@@ -208,8 +210,22 @@ async function writeLocal(ctx: PrimaryContext, jsonHeaders: readonly string[], r
   ctx.sender.notify();
   if (tombstone && !applied) applied = (await readFromPreviousOwner(ctx, req)).status === 200;
   if (ack === 'replica') await ctx.sender.waitForReplica(seq, replicaAckTimeoutMs);
-  const base = { key: req.keyText, shard: ctx.shard.name, slot: req.slot, seq, epoch: ctx.view.epochOf(ctx.shard.name).epoch, ack };
+  const lost = standingLost(ctx, epoch);
+  if (lost !== undefined) throw new WriteOutcomeUnknownError(ctx.shard.name, seq, lost);
+  const base = { key: req.keyText, shard: ctx.shard.name, slot: req.slot, seq, epoch, ack };
   return req.op === 'set' ? json(jsonHeaders, { ...base, bytes: req.value!.length }) : json(jsonHeaders, { ...base, deleted: applied });
+}
+
+/**
+ * Why a write admitted at `epoch` must not be acknowledged once committed, if it must not: the commit
+ * (or the wait for the replica) outlasted this member's standing as primary, and the cluster may have
+ * promoted the other member meanwhile. Acknowledging then would be an acknowledgement at an epoch
+ * older than one acknowledged elsewhere.
+ */
+function standingLost(ctx: PrimaryContext, epoch: number): string | undefined {
+  const now = ctx.view.epochOf(ctx.shard.name);
+  if (now.epoch !== epoch || ctx.view.shardNow(ctx.shard.idx).address !== ctx.address) return `the shard moved to epoch ${now.epoch} (primary ${now.primary})`;
+  return ctx.view.quorum.writeFence(performance.now())?.reason;
 }
 
 /**

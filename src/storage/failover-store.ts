@@ -22,6 +22,10 @@ import { MigrationStore } from './migration-store.js';
 const epochsKey = 'epochs';
 /** The promotion grants this node stored (cluster/grants.ts), by shard. */
 const grantsKey = 'failover.grants';
+/** Present (false) while this data dir's epochs are its initial ones, not yet confirmed by a majority. */
+const epochsKnownKey = 'failover.epochsKnown';
+/** A switchover pause this primary answered and has not yet learned the outcome of (node/failover.ts). */
+const pauseKey = 'failover.pause';
 const rollbacksKey = 'failover.rollbacks';
 /** Which role the store was last made to serve by a promotion or demotion; unset before the first failover. */
 const servesAsKey = 'failover.servesAs';
@@ -47,8 +51,22 @@ export class FailoverStore extends MigrationStore {
     return this.meta.get(epochsKey) as Record<string, T> | undefined;
   }
 
-  async recordEpochs<T>(table: Readonly<Record<string, T>>): Promise<void> {
-    await this.durably(() => this.meta.putSync(epochsKey, table));
+  /** Stores the epochs; `known` false (a new data dir) until a majority has told this node them. */
+  async recordEpochs<T>(table: Readonly<Record<string, T>>, known?: boolean): Promise<void> {
+    await this.durably(() => {
+      this.meta.putSync(epochsKey, table);
+      if (known === false) this.meta.putSync(epochsKnownKey, false);
+    });
+  }
+
+  /** Whether the stored epochs were confirmed by a majority (data dirs from before this record count as known). */
+  epochsKnown(): boolean {
+    return this.meta.get(epochsKnownKey) !== false;
+  }
+
+  /** Notes that a majority confirmed the stored epochs. */
+  async recordEpochsKnown(): Promise<void> {
+    await this.durably(() => this.meta.removeSync(epochsKnownKey));
   }
 
   /**
@@ -161,5 +179,18 @@ export class FailoverStore extends MigrationStore {
   /** Stores a grant, synced, before the node answers that it granted. */
   async recordGrant<T>(shard: string, grant: T): Promise<void> {
     await this.durably(() => this.meta.putSync(grantsKey, { ...this.grants<T>(), [shard]: grant }));
+  }
+
+  /** The switchover pause this primary answered, until it learns the outcome. */
+  switchoverPause<T>(): T | undefined {
+    return this.meta.get(pauseKey) as T | undefined;
+  }
+
+  /**
+   * Records (or with undefined, clears) a switchover pause, synced. Commits are ordered, so once the
+   * record is durable every write admitted before it is too.
+   */
+  async recordSwitchoverPause<T>(pause: T | undefined): Promise<void> {
+    await this.durably(() => (pause === undefined ? this.meta.removeSync(pauseKey) : this.meta.putSync(pauseKey, pause)));
   }
 }

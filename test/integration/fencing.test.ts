@@ -96,6 +96,28 @@ async function silentSwitchover(): Promise<void> {
   expect(res.json()).toMatchObject({ epoch: 2 });
 }
 
+async function restartedMidSwitchover(): Promise<void> {
+  // The old primary is killed right after it paused and comes straight back, while the promoting member
+  // waits at the failpoint: the pause it stored makes it ask the member before it takes a write, and
+  // the question calls the promotion off, so only one member ever takes writes.
+  const c = cluster();
+  await c.stop('shard3', 'replica');
+  await c.start('shard3', 'replica', undefined, { env: { KV_FAILPOINTS: 'failover-before-grants=6000' } });
+  await waitRoles(c, 'shard3', 'primary');
+  const command = runFailover(c, 'shard3');
+  await waitFor('the primary paused', () => /paused for a switchover/.test(c.output('shard3', 'primary')));
+  await c.kill('shard3', 'primary');
+  await c.start('shard3', 'primary', undefined, { ready: false });
+  const refused = await write('shard3', 'primary', key('shard3', 'mid-'), 'x');
+  expect(refused.status, refused.text()).toBe(503);
+  const result = await command;
+  expect(result.code, result.stderr).toBe(5);
+  expect(result.stderr).toMatch(/called off/);
+  await waitFor('the restarted primary takes writes again', async () => (await write('shard3', 'primary', key('shard3', 'after-'), 'x')).status === 200);
+  expect(c.output('shard3', 'primary')).toMatch(/restarted during a switchover/);
+  expect((await memberStatus(c, 'shard3', 'replica'))['role']).toBe('replica');
+}
+
 async function forcedWithoutMajority(): Promise<void> {
   const c = cluster();
   const down = [
@@ -148,6 +170,7 @@ describe('fencing', () => {
   it('keeps a grant through kill -9: the granter refuses a second member at that epoch', durableGrant);
   it('stops a primary cut off from the majority from acknowledging writes, and lets it go on once it hears a majority again', minorityPrimary);
   it('keeps a switchover whose announcement never reached the old primary from resuming its writes', silentSwitchover);
+  it('makes a primary restarted in the middle of a switchover ask for its outcome before it takes writes', restartedMidSwitchover);
   it(
     "refuses a forced failover without a majority, and with --without-majority and after a double restart keeps the newer primary's writes",
     forcedWithoutMajority,

@@ -40,6 +40,13 @@ describe('decideGrant', () => {
     ['grants a forced promotion once the primary is silent for node_timeout_ms', state({ primaryLastHeard: 5_000 }), ask({ kind: 'forced' }), true],
     ['the primary itself refuses a forced promotion over it', state({ self: A }), ask({ kind: 'forced' }), false, 'primary_alive'],
     ['a switchover needs no silence', state({ primaryLastHeard: 9_999 }), ask(), true],
+    [
+      'refuses a forced epoch it granted before once the primary is heard again',
+      state({ granted: { epoch: 2, primary: B }, primaryLastHeard: 9_000 }),
+      ask({ kind: 'forced' }),
+      false,
+      'primary_alive',
+    ],
   ];
   for (const [name, granter, request, grant, code] of cases) {
     it(name, () => {
@@ -83,15 +90,27 @@ describe('quorum', () => {
     expect(canElectWithout([votersOf(three)])).toBe(true);
   });
 
-  it('knows since when it has heard from a majority, counting itself and every peer as heard at its start', () => {
+  it('knows since when a majority has answered it, counting itself and every peer as answered at its start', () => {
     const voters = ['s', 'p1', 'p2', 'p3', 'p4'];
     const live = new Liveness('s', 1_000);
     expect(live.majorityAt([voters])).toBe(1_000);
-    live.heard('p1', 5_000);
-    live.heard('p2', 4_000);
+    live.answered('p1', 5_000);
+    live.answered('p2', 4_000);
     expect(live.majorityAt([voters])).toBe(4_000);
-    live.heard('p3', 9_000);
+    live.answered('p3', 9_000);
     expect(live.majorityAt([voters])).toBe(5_000);
-    expect(live.lastHeardFrom('p4')).toBe(1_000);
+    // A reply read late never moves the time back.
+    live.answered('p3', 2_000);
+    expect(live.majorityAt([voters])).toBe(5_000);
+  });
+
+  it('counts messages that only arrive (a one-way cut) as heard, never as answered', () => {
+    const voters = ['s', 'p1', 'p2'];
+    const live = new Liveness('s', 1_000);
+    live.heard('p1', 8_000);
+    live.heard('p2', 8_000);
+    expect(live.lastHeardFrom('p1')).toBe(8_000);
+    expect(live.majorityAt([voters])).toBe(1_000);
+    expect(live.lastHeardFrom('p3')).toBe(1_000);
   });
 });
