@@ -103,7 +103,6 @@ const retriable503 = new Set([
   'epoch_behind',
   'no_majority',
   'promotion_pending',
-  'write_outcome_unknown',
   'starting',
   'shard_unavailable',
 ]);

@@ -36,7 +36,10 @@ export interface LayoutAnswer {
   readonly layout: LayoutRecord;
   /** The layout this node migrates from, while its migration runs. */
   readonly migratingFrom: LayoutRecord | null;
-  /** Keys this node holds. */
+  /**
+   * 0 when this node holds no key, else a positive number. Not a count: counting is O(keys) in LMDB,
+   * and an answer goes out with every heartbeat; a primary still learning its layout asks only this.
+   */
   readonly keys: number;
   /** The epochs this node knows. */
   readonly epochs: EpochTable;

@@ -257,13 +257,15 @@ export class UnauthorizedError extends KvError {
 /**
  * A write was committed here, but this member lost its standing as primary before it could acknowledge
  * it (a new epoch, or no majority heard for half a node timeout): it is kept if the new primary has it,
- * else it ends up in this member's rollback file. Retriable: a retry goes to the primary there is now.
+ * else it ends up in this member's rollback file. Like replica_timeout, the body says it was committed,
+ * so a client does not retry it blindly; sending it again to the primary there is now is safe for a set.
  */
 export class WriteOutcomeUnknownError extends KvError {
   constructor(shard: string, seq: number, why: string) {
-    super('write_outcome_unknown', 503, `the write (seq ${seq}) was committed on this member, but ${why}, so it is not acknowledged; retry it`, {
+    super('write_outcome_unknown', 503, `the write (seq ${seq}) was committed on this member, but ${why}, so it is not acknowledged`, {
       shard,
       seq,
+      committed_on_primary: true,
       retriable: true,
     });
     this.retryAfterS = 1;

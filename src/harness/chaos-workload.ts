@@ -163,7 +163,12 @@ export class Workload {
     if (typeof primary === 'string' && (primary === shard.a || primary === shard.b)) this.primaryGuess.set(shard.name, primary);
     // The API's contract: a 502, 504 or 500, or an answer saying the primary committed it, leaves the
     // write possibly applied; any other refusal applied nothing.
-    const applied = result.status === 502 || result.status === 504 || result.status === 500 || body['committed_on_primary'] === true;
+    const applied =
+      result.status === 502 ||
+      result.status === 504 ||
+      result.status === 500 ||
+      body['committed_on_primary'] === true ||
+      body['error'] === 'write_outcome_unknown';
     const error = typeof body['error'] === 'string' ? body['error'] : result.body.slice(0, answerCharsMax);
     return { ...base, outcome: applied ? 'unknown' : 'failed', status: result.status, error };
   }

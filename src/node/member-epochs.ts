@@ -30,7 +30,7 @@ export async function openView(
 ): Promise<{ view: ClusterView; role: RoleName }> {
   const { config, shard, log } = options;
   const own = roleFactories[options.role].ownLayout(config, layout);
-  const view = new ClusterView(config, own, `${shard.name}/${options.role}`, layout.decided, log, () => store.count(), address, performance.now());
+  const view = new ClusterView(config, own, `${shard.name}/${options.role}`, layout.decided, log, () => (store.isEmpty() ? 0 : 1), address, performance.now());
   view.quorum.grantsSource = () => store.grants();
   await loadEpochs(store, view, address, options.overwriteReplica === true);
   const role: RoleName =

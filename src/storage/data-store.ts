@@ -219,6 +219,12 @@ export class DataStore {
     return this.data.getCount();
   }
 
+  /** Whether no key is stored: one cursor step, where count() walks every key. */
+  isEmpty(): boolean {
+    for (const _ of this.data.getKeys({ limit: 1 })) return false;
+    return true;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
