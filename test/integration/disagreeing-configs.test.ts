@@ -6,12 +6,16 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { alone, Cluster, configToml, dataPath, keyOwnedBy, ownerOf, request } from '../helpers/cluster.js';
 
+// Primaries only: half the nodes, never a majority. The longest node timeout keeps the minority fence
+// (failover.md) out of what this file tests.
+const longNodeTimeout = 'node_timeout_ms = 600000';
+
 let cluster: Cluster;
 beforeAll(async () => {
-  cluster = await Cluster.create(3);
+  cluster = await Cluster.create(3, undefined, longNodeTimeout);
   // shard1 believes the cluster has two shards (shard1, shard2); everyone else knows three.
   const twoShards = join(cluster.dir, 'two-shards.toml');
-  writeFileSync(twoShards, configToml(cluster.shards.slice(0, 2)));
+  writeFileSync(twoShards, configToml(cluster.shards.slice(0, 2), longNodeTimeout));
   await cluster.start('shard1', 'primary', twoShards, alone);
   await cluster.start('shard2', 'primary', undefined, alone);
   await cluster.start('shard3', 'primary', undefined, alone);

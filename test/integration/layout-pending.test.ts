@@ -6,7 +6,9 @@ import { alone, Cluster, dataPath, keyOwnedBy, request } from '../helpers/cluste
 
 let cluster: Cluster;
 beforeAll(async () => {
-  cluster = await Cluster.create(2);
+  // Primaries only: half the nodes, never a majority. The longest node timeout keeps the minority
+  // fence (failover.md) out of what this file tests.
+  cluster = await Cluster.create(2, undefined, 'node_timeout_ms = 600000');
 });
 afterAll(async () => {
   await cluster?.destroy();
