@@ -237,7 +237,6 @@ export class KvNode {
     } else await store.demote();
     this.deps.pause.until = 0;
     this.deps.pause.unsettled = false;
-    await store.recordSwitchoverPause(undefined);
     view.node = `${this.options.shard.name}/${to}`;
     const parts = roleFactories[to].build({
       ...this.deps,

@@ -69,6 +69,13 @@ class ReplicaRefusal extends Error {
   }
 }
 
+/**
+ * The member answered, but does not serve as replica yet (404: it is still changing roles after a
+ * switchover, its old primary role's routes answering; 503: it is starting). Not unreachable: writes
+ * waiting for ack=replica go on waiting, and the round is retried.
+ */
+class ReplicaNotReady extends Error {}
+
 /** How a wait for the replica ended: applied, out of time, or the replica found unable to take it. */
 type AckOutcome = { readonly applied: true } | { readonly applied: false; readonly unavailable?: string };
 
@@ -245,6 +252,7 @@ export class ReplicationSender {
 
   /** A round failed: the replica refuses this primary's data, or cannot be reached, or refused only that request. */
   private failed(err: unknown): void {
+    if (err instanceof ReplicaNotReady && (this.state === 'connecting' || this.state === 'streaming')) return;
     const outcome = afterFailure(err instanceof ReplicaRefusal ? err.reply : undefined);
     if (outcome.kind === 'refused') {
       if (this.state !== 'refused' || this.refusal !== outcome.reason) {
@@ -348,7 +356,9 @@ export class ReplicationSender {
       this.ackedSeq = undefined;
       throw new ReplicaRefusal(reply);
     }
-    throw new Error(`replica answered ${response.status} to ${path}: ${response.body.toString('utf8', 0, 200)}`);
+    const answered = `replica answered ${response.status} to ${path}: ${response.body.toString('utf8', 0, 200)}`;
+    if (response.status === 404 || response.status === 503) throw new ReplicaNotReady(answered);
+    throw new Error(answered);
   }
 
   private acknowledge(appliedSeq: number): void {

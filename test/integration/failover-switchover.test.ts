@@ -80,6 +80,10 @@ describe('switchover', () => {
     const back = await runFailover(cluster(), 'shard1');
     expect(back.code, back.stderr).toBe(0);
     expect(back.stdout).toContain(`${cluster().address('shard1', 'primary')} is primary at epoch 3`);
+    // Right after the command, while the old primary may still be changing roles, ack=replica waits for it
+    // instead of answering replica_unavailable.
+    const acked = await request(cluster().url('shard1', 'primary', dataPath('set', keyOwnedBy('shard1', 2, 'right-after'), 'r', '&ack=replica')));
+    expect(acked.status, acked.text()).toBe(200);
     await cluster().start('shard2', 'primary');
     const key = keyOwnedBy('shard1', 2, 'after-restart');
     const forwarded = await request(cluster().url('shard2', 'primary', dataPath('set', key, 'v')));
