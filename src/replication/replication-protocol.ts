@@ -298,3 +298,18 @@ export function decodeReplicaState(raw: unknown): ReplicaStateReply {
   if (datasetEpoch !== undefined && (!Number.isSafeInteger(datasetEpoch) || (datasetEpoch as number) < 1)) invalid('replica state datasetEpoch');
   return { datasetId, appliedSeq, keys, complete, ...(datasetEpoch === undefined ? {} : { datasetEpoch: datasetEpoch as number }) };
 }
+
+/**
+ * The replica's JSON reply, or undefined when the body is not one (another server on that port, say).
+ * An epoch of the wrong shape is left out rather than taken.
+ */
+export function parseReplicaReply(body: Buffer): ReplicaReply | undefined {
+  try {
+    const reply = JSON.parse(body.toString('utf8')) as ReplicaReply;
+    if (typeof reply?.appliedSeq !== 'number') return undefined;
+    const { epoch, ...rest } = reply;
+    return epoch === undefined ? rest : { ...rest, epoch: decodeShardEpoch(epoch) };
+  } catch {
+    return undefined;
+  }
+}

@@ -29,7 +29,7 @@ import { Backoff, sleep, Wakeup } from '../core/backoff.js';
 import { tokenHeader } from '../core/wire.js';
 import { afterFailure, afterReply, nextAction, trimApplied, type SenderFacts, type SenderState } from './sender-next.js';
 import {
-  decodeShardEpoch,
+  parseReplicaReply,
   encodeMessage,
   replicatePath,
   resyncPath,
@@ -347,7 +347,7 @@ export class ReplicationSender {
   private async post(path: string, message: ReplicateMessage | ResyncMessage): Promise<ReplicaReply> {
     const response = await this.pool.exchange({ method: 'POST', path, headers: this.headers, body: encodeMessage(message) });
     this.lastContactAt = Date.now();
-    const reply = parseReply(response.body);
+    const reply = parseReplicaReply(response.body);
     if (reply?.epoch && reply.epoch.epoch > message.epoch.epoch) this.options.onEpochSeen?.(this.options.shard, reply.epoch, this.options.replicaAddress);
     if (response.status === 200 && reply) return reply;
     if (response.status === 409 && reply) {
@@ -389,20 +389,5 @@ export class ReplicationSender {
       const retained = log.lastSeq() - log.firstSeq() + 1;
       await log.trim(log.lastSeq(), Math.min(logTrimEntriesMax, Math.ceil(retained / 10)));
     }
-  }
-}
-
-/**
- * The replica's JSON reply, or undefined when the body is not one (another server on that port, say).
- * An epoch of the wrong shape is left out rather than taken.
- */
-function parseReply(body: Buffer): ReplicaReply | undefined {
-  try {
-    const reply = JSON.parse(body.toString('utf8')) as ReplicaReply;
-    if (typeof reply?.appliedSeq !== 'number') return undefined;
-    const { epoch, ...rest } = reply;
-    return epoch === undefined ? rest : { ...rest, epoch: decodeShardEpoch(epoch) };
-  } catch {
-    return undefined;
   }
 }
