@@ -94,7 +94,8 @@ export class ClusterView {
     public node: string,
     decided: boolean,
     private readonly log: Log,
-    private readonly keyCount: () => number,
+    /** 0 when this node holds no key, else a positive number (see LayoutAnswer.keys). */
+    private readonly anyKeys: () => number,
     /** This node's own address. */
     readonly self: string,
     /** The time the node started (ms since the epoch). */
@@ -172,9 +173,7 @@ export class ClusterView {
       if (theirs === undefined) continue;
       const verdict = judgeEpoch(this.epochOf(shard.name), theirs);
       if (verdict.kind === 'keep') continue;
-      if (verdict.conflict) {
-        // Grants make two primaries at one epoch impossible short of --without-majority; this node keeps
-        // the primary it knows rather than guess, and says so.
+      if (verdict.kind === 'conflict') {
         this.log.error(
           `${from} says ${theirs.primary} is primary of ${shard.name} at epoch ${theirs.epoch}, this node says ${this.epochOf(shard.name).primary}; keeping ${this.epochOf(shard.name).primary}`,
         );
@@ -285,7 +284,7 @@ export class ClusterView {
       decided: this.layoutKnown,
       layout: this.layout,
       migratingFrom: this.currentMigration?.active() ? this.currentMigration.previous : null,
-      keys: this.keyCount(),
+      keys: this.anyKeys(),
       epochs: this.epochs(),
       epochsKnown: this.quorum.epochsKnown,
       grants: this.quorum.grantsSource(),

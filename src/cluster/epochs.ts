@@ -45,19 +45,17 @@ export function shardAt(shard: ShardConfig, epoch: ShardEpoch): ShardConfig {
 
 /**
  * What a node does with a peer's epoch for a shard: adopt it (higher), keep its own (lower or equal),
- * or, when both claim one epoch with different primaries (which a failover never produces, so it is
- * logged as an error), adopt the deterministic winner: the primary whose address sorts first.
+ * or, when both claim one epoch with different primaries (which grants never produce; only
+ * --without-majority can), keep its own and say so: 'conflict', which the caller logs as an error.
  */
-export type EpochVerdict = { readonly kind: 'adopt'; readonly conflict: boolean } | { readonly kind: 'keep' };
+export type EpochVerdict = { readonly kind: 'adopt' } | { readonly kind: 'keep' } | { readonly kind: 'conflict' };
 
 export function judgeEpoch(mine: ShardEpoch, theirs: ShardEpoch): EpochVerdict {
-  if (theirs.epoch > mine.epoch) return { kind: 'adopt', conflict: false };
+  if (theirs.epoch > mine.epoch) return { kind: 'adopt' };
   if (theirs.epoch < mine.epoch) return { kind: 'keep' };
-  const a = canonicalAddress(mine.primary);
-  const b = canonicalAddress(theirs.primary);
+  if (canonicalAddress(mine.primary) !== canonicalAddress(theirs.primary)) return { kind: 'conflict' };
   // The same epoch heard first from a request (no time or kind), then from a peer that knows both.
-  if (a === b) return mine.at === null && theirs.at !== null ? { kind: 'adopt', conflict: false } : { kind: 'keep' };
-  return b < a ? { kind: 'adopt', conflict: true } : { kind: 'keep' };
+  return mine.at === null && theirs.at !== null ? { kind: 'adopt' } : { kind: 'keep' };
 }
 
 /**

@@ -189,11 +189,6 @@ export class DataStore {
     return group;
   }
 
-  /** Resolves once every write transaction started before it is durable (writes commit in order). */
-  async barrier(): Promise<void> {
-    await this.durably(() => undefined);
-  }
-
   /** Applies one mutation inside a write transaction; adds its cache id to `touched` for forgetCommitted(). */
   protected applyInTransaction(m: Mutation, touched: string[]): boolean {
     const key = storageKey(m.slot, m.key);
