@@ -61,6 +61,8 @@ export interface UseClusterOptions {
    * replication. Default true: primaries and replicas.
    */
   readonly replicas?: boolean;
+  /** Start only the replicas, for tests that play their primary themselves. */
+  readonly replicasOnly?: boolean;
   /** More top-level settings for the config (e.g. `node_timeout_ms = 1000`). */
   readonly extraToml?: string;
 }
@@ -76,7 +78,9 @@ export function useCluster(shardCount: number, options: UseClusterOptions = {}):
     // Kept before its nodes start, so that afterAll destroys whatever started when a start fails.
     const created = await LocalCluster.create(shardCount, undefined, options.extraToml);
     cluster = created;
-    if (options.replicas === false) {
+    if (options.replicasOnly) {
+      for (const s of created.shards) await created.start(s.name, 'replica');
+    } else if (options.replicas === false) {
       await Promise.all(created.shards.map((s) => created.start(s.name, 'primary', undefined, alone)));
       await created.waitLayoutDecided();
     } else {

@@ -3,25 +3,18 @@
 // (a lagging replica, or the primary's first message from its log's end). The test plays the primary,
 // so what the replica has applied and what it has been told are set exactly, not raced.
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { tokenHeader } from '../../src/core/wire.js';
 import { encodeMessage, replicatePath, resyncPath, type ReplicateMessage, type ResyncMessage } from '../../src/replication/replication-protocol.js';
 import { keySlot } from '../../src/core/slots.js';
-import { Cluster, dataPath, request, testToken } from '../helpers/cluster.js';
+import { dataPath, request, testToken, useCluster } from '../helpers/cluster.js';
 import { status } from '../helpers/replication.js';
 
-let cluster: Cluster;
-beforeAll(async () => {
-  cluster = await Cluster.create(1);
-  // Only the replica runs: this test sends what its primary would.
-  await cluster.start('shard1', 'replica');
-});
-afterAll(async () => {
-  await cluster?.destroy();
-});
+// Only the replica runs: the test sends what its primary would.
+const cluster = useCluster(1, { replicasOnly: true });
 
 async function post(path: string, message: ReplicateMessage | ResyncMessage): Promise<void> {
-  const reply = await request(cluster.url('shard1', 'replica', path), {
+  const reply = await request(cluster().url('shard1', 'replica', path), {
     method: 'POST',
     headers: { [tokenHeader]: testToken, 'content-type': 'application/msgpack' },
     body: new Uint8Array(encodeMessage(message)),
@@ -35,8 +28,8 @@ const entry = (seq: number) => {
 };
 
 it('keeps sending misses to its primary until it has applied what the primary held when it said "no keys move in"', async () => {
-  const primary = cluster.address('shard1', 'primary');
-  const layoutId = (await status(cluster, 'shard1', 'replica'))['layout_id'];
+  const primary = cluster().address('shard1', 'primary');
+  const layoutId = (await status(cluster(), 'shard1', 'replica'))['layout_id'];
   const datasetId = randomUUID();
   const epoch = { epoch: 1, primary, kind: 'initial' as const, at: null };
   const batch = (migrating: boolean, entries: ReturnType<typeof entry>[]): ReplicateMessage => ({
@@ -57,21 +50,21 @@ it('keeps sending misses to its primary until it has applied what the primary he
 
   // Keys are moving in; entries 1 and 2 arrive.
   await post(replicatePath, batch(true, [entry(1), entry(2)]));
-  expect((await status(cluster, 'shard1', 'replica'))['layout']['primary_migrating']).toBe(true);
+  expect((await status(cluster(), 'shard1', 'replica'))['layout']['primary_migrating']).toBe(true);
 
   // The migration is over on the primary at seq 4, but this batch stops at 2: a miss here is not final.
   await post(replicatePath, batch(false, []));
-  expect((await status(cluster, 'shard1', 'replica'))['layout']['primary_migrating']).toBe(true);
-  const early = await request(cluster.url('shard1', 'replica', dataPath('get', 'moved-4')));
+  expect((await status(cluster(), 'shard1', 'replica'))['layout']['primary_migrating']).toBe(true);
+  const early = await request(cluster().url('shard1', 'replica', dataPath('get', 'moved-4')));
   expect(early.status, early.text()).toBe(503);
   expect(early.json()).toMatchObject({ error: 'shard_unavailable' });
 
   // Entries 3 and 4 arrive: the replica now holds everything, and a miss is final.
   await post(replicatePath, batch(false, [entry(3), entry(4)]));
-  expect((await status(cluster, 'shard1', 'replica'))['layout']['primary_migrating']).toBe(false);
-  const held = await request(cluster.url('shard1', 'replica', dataPath('get', 'moved-4')));
+  expect((await status(cluster(), 'shard1', 'replica'))['layout']['primary_migrating']).toBe(false);
+  const held = await request(cluster().url('shard1', 'replica', dataPath('get', 'moved-4')));
   expect(held.status).toBe(200);
   expect(held.text()).toBe('v4');
-  const missing = await request(cluster.url('shard1', 'replica', dataPath('get', 'never-written')));
+  const missing = await request(cluster().url('shard1', 'replica', dataPath('get', 'never-written')));
   expect(missing.status).toBe(404);
 });

@@ -19,21 +19,14 @@ import { ReplicationSender } from '../../src/replication/replication-sender.js';
 import { encodeMessage, replicatePath, resyncPath, snapshotPath, type ReplicateMessage } from '../../src/replication/replication-protocol.js';
 import { storageKey } from '../../src/storage/keys.js';
 import { Store } from '../../src/storage/store.js';
-import { Cluster, dataPath, request, testToken, waitFor } from '../helpers/cluster.js';
+import { dataPath, request, testToken, useCluster, waitFor } from '../helpers/cluster.js';
 import { status } from '../helpers/replication.js';
 
-let cluster: Cluster;
-beforeAll(async () => {
-  cluster = await Cluster.create(1);
-  // Only the replica runs: the test sends what its primary would.
-  await cluster.start('shard1', 'replica');
-});
-afterAll(async () => {
-  await cluster?.destroy();
-});
+// Only the replica runs: the test sends what its primary would.
+const cluster = useCluster(1, { replicasOnly: true });
 
 async function post(path: string, message: object): Promise<{ status: number; body: Record<string, any> }> {
-  const reply = await request(cluster.url('shard1', 'replica', path), {
+  const reply = await request(cluster().url('shard1', 'replica', path), {
     method: 'POST',
     headers: { [tokenHeader]: testToken, 'content-type': 'application/msgpack' },
     body: new Uint8Array(encodeMessage(message as ReplicateMessage)),
@@ -65,10 +58,10 @@ async function resync(epoch: ShardEpoch, datasetId: string, snapshotSeq: number,
 
 describe('epochs on replication messages', () => {
   it('learns a higher epoch as named, and refuses what comes from a lower one', async () => {
-    const primary = cluster.address('shard1', 'primary');
+    const primary = cluster().address('shard1', 'primary');
     const first: ShardEpoch = { epoch: 1, primary, kind: 'initial', at: null };
     const second: ShardEpoch = { epoch: 2, primary, kind: 'switchover', at: '2026-01-02T03:04:05.000Z' };
-    const layoutId = (await status(cluster, 'shard1', 'replica'))['layout_id'];
+    const layoutId = (await status(cluster(), 'shard1', 'replica'))['layout_id'];
 
     const initial = await resync(first, randomUUID(), 1, [pair('one', '1')]);
     expect(initial).toEqual({ status: 200, body: { appliedSeq: 1, epoch: first } });
@@ -78,7 +71,7 @@ describe('epochs on replication messages', () => {
     const taken = await resync(second, dataset2, 5, [pair('two', '2'), pair('three', '3')]);
     expect(taken).toEqual({ status: 200, body: { appliedSeq: 5, epoch: second } });
     const learned = await waitFor('the replica stores epoch 2', async () => {
-      const s = await status(cluster, 'shard1', 'replica');
+      const s = await status(cluster(), 'shard1', 'replica');
       return s['epoch']?.['epoch'] === 2 && s['epoch'];
     });
     expect(learned).toEqual(second);
@@ -91,9 +84,9 @@ describe('epochs on replication messages', () => {
     expect(await post(replicatePath, { ...batch, entries: [entry] })).toEqual(stale);
     expect(await post(snapshotPath, { primary, phase: 'begin', epoch: first })).toEqual(stale);
 
-    const after = await status(cluster, 'shard1', 'replica');
+    const after = await status(cluster(), 'shard1', 'replica');
     expect(after).toMatchObject({ applied_seq: 5, keys: 2, dataset_id: dataset2 });
-    expect((await request(cluster.url('shard1', 'replica', dataPath('get', 'two')))).text()).toBe('2');
+    expect((await request(cluster().url('shard1', 'replica', dataPath('get', 'two')))).text()).toBe('2');
 
     // The primary of epoch 2 goes on as before.
     expect(await post(replicatePath, { ...batch, epoch: second, entries: [{ ...entry, value: Buffer.from('6') }] })).toEqual({
