@@ -74,7 +74,7 @@ export class LayoutLearner {
   private decide(previous: LayoutRecord | undefined, why: string, sync: LayoutSync | undefined): Promise<void> {
     this.deciding ??= (async () => {
       const record = previous ? newMigration(previous, this.config.layoutId, Date.now()) : undefined;
-      await this.store.recordLayout(layoutRecord(this.config), record);
+      await this.store.migrations.recordLayout(layoutRecord(this.config), record);
       const migration = record ? this.migrationOf(record) : undefined;
       if (migration) void this.serving.then(() => migration.start());
       this.view.layoutDecided(migration);

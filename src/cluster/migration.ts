@@ -147,8 +147,8 @@ export class Migration {
       previous: this.previousShards,
       next: config.shards,
       self,
-      received: store.migratedSlotSet('in'),
-      sent: store.migratedSlotSet('out'),
+      received: store.migrations.migratedSlotSet('in'),
+      sent: store.migrations.migratedSlotSet('out'),
     });
     this.previousOwners = plan.previousOwners;
     this.newOwnerNames = plan.newOwnerNames;
@@ -208,7 +208,7 @@ export class Migration {
         { sender: message.from, layout_id: config.layoutId },
       );
     }
-    const inserted = await this.options.store.importMigrated(message.pairs, message.doneSlots, (slot) => this.incoming[slot] === 1);
+    const inserted = await this.options.store.migrations.importMigrated(message.pairs, message.doneSlots, (slot) => this.incoming[slot] === 1);
     for (const slot of message.doneSlots) {
       if (this.incoming[slot] === 1) {
         this.incoming[slot] = 0;
@@ -226,7 +226,7 @@ export class Migration {
     while (!this.closed && this.outgoingLeft > 0) {
       const { to, slots } = nextSendSlots(this.outgoing, this.newOwnerNames)!;
       const target = this.options.current(config.shards.find((s) => s.name === to)!);
-      const chunk = store.outgoingChunk(slots, config.migration.batchKeys, migrationBatchBytesMax);
+      const chunk = store.migrations.outgoingChunk(slots, config.migration.batchKeys, migrationBatchBytesMax);
       const message: MigrateMessage = {
         from: self,
         address: this.options.address,
@@ -247,7 +247,7 @@ export class Migration {
       }
       backoff.reset();
       this.lastError = undefined;
-      await store.removeMigrated(
+      await store.migrations.removeMigrated(
         chunk.pairs.map(([key]) => key),
         chunk.completeSlots,
       );
@@ -269,9 +269,9 @@ export class Migration {
   private maybeFinish(): void {
     if (this.finishedAt !== undefined || this.incomingLeft > 0 || this.outgoingLeft > 0 || this.finishing) return;
     const at = Date.now();
-    this.finishing = this.options.store.finishMigration(at).then(() => {
+    this.finishing = this.options.store.migrations.finishMigration(at).then(() => {
       this.finishedAt = at;
-      const record = this.options.store.migration();
+      const record = this.options.store.migrations.migration();
       this.options.log.info(
         `migration to layout ${this.options.config.layoutId} finished: sent ${this.slotsToSend} slots ` +
           `(${record?.keysSent ?? 0} keys), received ${this.slotsToReceive} slots (${record?.keysReceived ?? 0} keys) ` +
@@ -290,7 +290,7 @@ export class Migration {
   }
 
   status(): Record<string, unknown> {
-    const record = this.options.store.migration();
+    const record = this.options.store.migrations.migration();
     return {
       state: this.finishedAt === undefined ? 'migrating' : 'done',
       from_layout: this.previous.layoutId,

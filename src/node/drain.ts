@@ -21,13 +21,13 @@ export async function drainedShard(dataDir: string, name: string, log?: Log): Pr
   try {
     const store = new Store({ path, replicationLog: true });
     try {
-      const migration = store.migration();
-      const layout = migration && migration.finishedAt === undefined ? migration.previous : store.layout();
+      const migration = store.migrations.migration();
+      const layout = migration && migration.finishedAt === undefined ? migration.previous : store.migrations.layout();
       const shard = layout?.shards?.find((s) => s.name === name);
       if (!shard) throw new ConfigError([`${path}: holds no layout that names ${name}: there is nothing to drain`]);
       // A drain sends this member's data. After a failover made it a replica, the other member holds
       // the shard's latest writes, and draining from here could leave some behind.
-      if (store.servesAs() === 'replica') {
+      if (store.failover.servesAs() === 'replica') {
         throw new ConfigError([
           `${path}: this member of ${name} serves as replica since a failover, so it may lack the last writes: put ${name} back in the config, ` +
             `run ./launch.sh failover ${name} so that the member at ${shard.address} is primary again, then remove ${name}`,

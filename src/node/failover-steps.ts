@@ -62,7 +62,7 @@ export async function failover(host: FailoverHost, http: InternalClient, options
     });
   }
   if (host.role() !== 'replica') throw new FailoverRefusedError(shard.name, `${host.address} serves as ${host.role()}`);
-  if (!store.replicaComplete()) {
+  if (!store.dataset.replicaComplete()) {
     throw new FailoverRefusedError(
       shard.name,
       `${host.address} never completed a full copy of the primary's data (its first resync has not ended): it cannot take over`,
@@ -74,7 +74,7 @@ export async function failover(host: FailoverHost, http: InternalClient, options
   const paused = force ? undefined : await catchUp(host, http, before);
   const pausedAt = paused?.at ?? null;
   const resume = () => (paused ? http.post(before.primary, resumePath, { pause_id: paused.id }).catch(() => undefined) : undefined);
-  const applied = store.replicaState().appliedSeq;
+  const applied = store.dataset.replicaState().appliedSeq;
   const kind = force ? 'forced' : 'switchover';
   await failpoint('failover-before-grants');
   const votes = await collectGrants(host, http, kind, options).catch(async (err: unknown) => {
@@ -165,13 +165,13 @@ async function catchUp(host: FailoverHost, http: InternalClient, before: ShardEp
   }
   const deadline = Date.now() + failoverCatchUpMs;
   const caughtUp = () => {
-    const state = store.replicaState();
+    const state = store.dataset.replicaState();
     return state.datasetId === pause.dataset_id && state.appliedSeq >= pause.last_seq;
   };
   while (!caughtUp() && Date.now() < deadline) await sleep(catchUpPollMs);
   if (!caughtUp()) {
     await http.post(before.primary, resumePath, { pause_id: pause.pause_id }).catch(() => undefined);
-    const state = store.replicaState();
+    const state = store.dataset.replicaState();
     throw new FailoverRefusedError(
       shard.name,
       `${host.address} did not apply the primary's last write (seq ${pause.last_seq}) within ${failoverCatchUpMs} ms ` +

@@ -112,7 +112,7 @@ class FailoverService {
       granted: decision.grant,
       ...(decision.grant ? {} : { code: decision.code, reason: decision.reason }),
       epochs: host.view.epochs(),
-      grants: host.store.grants(),
+      grants: host.store.failover.grants(),
     });
   }
 
@@ -171,12 +171,12 @@ class FailoverService {
     // Writes commit in the order they were admitted, so once this commit is durable, every write
     // admitted before the pause is too, and the log's last sequence covers each one acknowledged. It
     // records the pause, so a primary restarted before the outcome asks for it before taking writes.
-    await host.store.recordSwitchoverPause({ epoch: epoch.epoch, member: otherMember(host.shard, host.address) });
+    await host.store.failover.recordSwitchoverPause({ epoch: epoch.epoch, member: otherMember(host.shard, host.address) });
     const log = host.store.log;
     if (!log) throw new FailoverRefusedError(host.shard.name, `${host.address} stopped being primary during the pause`);
     this.pauseId = randomUUID();
     const reply: PauseReply = {
-      dataset_id: host.store.datasetId(),
+      dataset_id: host.store.dataset.datasetId(),
       last_seq: log.lastSeq(),
       epoch: epoch.epoch,
       until: new Date(Date.now() + failoverPauseMs).toISOString(),
@@ -194,7 +194,7 @@ class FailoverService {
     }
     this.pauseId = undefined;
     const was = host.pause.until > performance.now() || host.pause.unsettled;
-    await host.store.recordSwitchoverPause(undefined);
+    await host.store.failover.recordSwitchoverPause(undefined);
     host.pause.until = 0;
     host.pause.unsettled = false;
     if (was) host.log.info(`writes to ${host.shard.name} resume: the switchover was called off`);
@@ -245,11 +245,11 @@ class FailoverService {
    */
   async resumeUnsettledPause(): Promise<void> {
     const { host } = this;
-    const paused = host.store.switchoverPause<{ epoch: number; member: string }>();
+    const paused = host.store.failover.switchoverPause<{ epoch: number; member: string }>();
     if (paused === undefined) return;
     const epoch = host.view.epochOf(host.shard.name).epoch;
     if (host.role() !== 'primary' || paused.epoch !== epoch) {
-      await host.store.recordSwitchoverPause(undefined);
+      await host.store.failover.recordSwitchoverPause(undefined);
       return;
     }
     host.log.warn(`${host.shard.name}: this primary restarted during a switchover at epoch ${epoch}: asking ${paused.member} whether it was promoted`);

@@ -31,7 +31,7 @@ export async function openView(
   const { config, shard, log } = options;
   const own = roleFactories[options.role].ownLayout(config, layout);
   const view = new ClusterView(config, own, `${shard.name}/${options.role}`, layout.decided, log, () => (store.isEmpty() ? 0 : 1), address, performance.now());
-  view.quorum.grantsSource = () => store.grants();
+  view.quorum.grantsSource = () => store.failover.grants();
   await loadEpochs(store, view, address, options.overwriteReplica === true);
   const role: RoleName =
     options.role === 'drain' ? 'drain' : canonicalAddress(view.shardNow(shard.idx).address) === canonicalAddress(address) ? 'primary' : 'replica';
@@ -63,14 +63,14 @@ export function clusterStatus(view: ClusterView, shard: string) {
  * the shard's: that primary serves at once, as it always did.
  */
 export async function loadEpochs(store: Store, view: ClusterView, address: string, overwriteReplica: boolean): Promise<void> {
-  const stored = store.epochs();
+  const stored = store.failover.epochs();
   // A new data dir stores the initial epochs at once, but does not know them until a majority has
   // told it: a restart before that must not make it count as knowing.
-  if (stored === undefined) await store.recordEpochs(view.epochs(), false);
+  if (stored === undefined) await store.failover.recordEpochs(view.epochs(), false);
   else view.learnEpochs(stored, "this node's data dir");
   const hasPeers = view.config.shards.some((s) => s.address !== address || s.replica !== address);
-  if (hasPeers && !overwriteReplica) view.quorum.awaitEpochConfirmation(stored !== undefined && store.epochsKnown());
-  view.quorum.whenKnown(() => void store.recordEpochsKnown().catch(() => undefined));
+  if (hasPeers && !overwriteReplica) view.quorum.awaitEpochConfirmation(stored !== undefined && store.failover.epochsKnown());
+  view.quorum.whenKnown(() => void store.failover.recordEpochsKnown().catch(() => undefined));
 }
 
 /**
@@ -79,13 +79,13 @@ export async function loadEpochs(store: Store, view: ClusterView, address: strin
  * first start after one) is promoted (or demoted) before it serves.
  */
 export async function settleStore(store: Store, role: RoleName, configRole: RoleName, epoch: number, log: Log): Promise<void> {
-  const was = store.servesAs() ?? (configRole === 'replica' ? 'replica' : 'primary');
+  const was = store.failover.servesAs() ?? (configRole === 'replica' ? 'replica' : 'primary');
   if (role === 'primary' && was === 'replica') {
-    await store.promote(epoch);
+    await store.failover.promote(epoch);
     log.info("this member's epochs make it primary: its store now serves as primary");
   } else if (role === 'replica' && was === 'primary') {
-    await store.demote();
+    await store.failover.demote();
     log.info("this member's epochs make it a replica: its store now follows the primary");
   }
-  store.servePrimary(role !== 'replica');
+  store.failover.serveAs(role === 'replica' ? { role: 'replica' } : { role: 'primary', epoch });
 }

@@ -145,7 +145,7 @@ export class KvNode {
     const dashboard = new Dashboard({ config, self: address, token });
     publicRoutes.use(dashboard.router());
     publicRoutes.use(clusterMapRouter(config, view, info));
-    const status = () => ({ ...holder.parts.status(), ...clusterStatus(view, shard.name), rollbacks: store.rollbacks(), peers: forwarder.peers() });
+    const status = () => ({ ...holder.parts.status(), ...clusterStatus(view, shard.name), rollbacks: store.failover.rollbacks(), peers: forwarder.peers() });
     const api = serveHttpApi(server, { role: parts.handler, info, status, log, token, store, internalRoutes, publicRoutes, stats });
     if (stats === undefined) publicRoutes.use(metricsOffRouter());
     else {
@@ -209,7 +209,7 @@ export class KvNode {
       .then(async () => {
         if (this.closing) return;
         const { store, view } = this.parts;
-        await store.recordEpochs(view.epochs());
+        await store.failover.recordEpochs(view.epochs());
         if (shard.name !== this.options.shard.name || this.currentRole === 'drain') return;
         const want: RoleName = canonicalAddress(view.epochOf(shard.name).primary) === canonicalAddress(this.address) ? 'primary' : 'replica';
         if (want !== this.currentRole) await this.transition(want);
@@ -230,18 +230,18 @@ export class KvNode {
     await this.holder.parts.close(0);
     // Only a member that holds a complete copy serves at once as primary; one with a new or replaced
     // data dir first rebuilds from the other member, as a restarted primary does (primary-recovery.ts).
-    const complete = store.replicaComplete();
+    const complete = store.dataset.replicaComplete();
     if (to === 'primary') {
-      await store.promote(view.epochOf(this.options.shard.name).epoch);
+      await store.failover.promote(view.epochOf(this.options.shard.name).epoch);
       await this.takeOverMigration();
-    } else await store.demote();
+    } else await store.failover.demote();
     this.deps.pause.until = 0;
     this.deps.pause.unsettled = false;
     view.node = `${this.options.shard.name}/${to}`;
     const parts = roleFactories[to].build({
       ...this.deps,
       promoted: to === 'primary' && complete,
-      layout: { decided: view.decided, record: store.migration() },
+      layout: { decided: view.decided, record: store.migrations.migration() },
     });
     this.holder.parts = parts;
     this.currentRole = to;
@@ -261,13 +261,13 @@ export class KvNode {
   private async takeOverMigration(): Promise<void> {
     const { store, view } = this.parts;
     const { config } = this.options;
-    const record = store.migration();
+    const record = store.migrations.migration();
     if (record?.layoutId === config.layoutId) return;
     // The old primary said it had finished (or never migrated): nothing of this shard is left to move.
     if (view.primaryMigrating === false) return;
     const previous = view.peerMigratingFrom();
     if (!previous?.shards.some((s) => s.name === this.options.shard.name)) return;
-    await store.adoptMigration(newMigration(previous, config.layoutId, Date.now()));
+    await store.migrations.adoptMigration(newMigration(previous, config.layoutId, Date.now()));
     this.options.log.info(`taking over the migration from layout ${previous.layoutId} that this shard's old primary ran`);
   }
 

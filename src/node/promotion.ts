@@ -75,7 +75,7 @@ export async function grantHere(host: FailoverHost, req: GrantRequest): Promise<
       self: canonicalAddress(host.address),
       epochsKnown: view.quorum.epochsKnown,
       known: { ...known, primary: canonicalAddress(known.primary) },
-      granted: decodeGrants(store.grants())[req.shard],
+      granted: decodeGrants(store.failover.grants())[req.shard],
       primaryLastHeard: view.quorum.liveness.lastHeardFrom(known.primary),
       nodeTimeoutMs: view.config.nodeTimeoutMs,
       now: performance.now(),
@@ -83,7 +83,7 @@ export async function grantHere(host: FailoverHost, req: GrantRequest): Promise<
     req,
   );
   if (decision.grant && decision.store) {
-    await store.recordGrant(req.shard, { epoch: req.epoch, primary: req.candidate });
+    await store.failover.recordGrant(req.shard, { epoch: req.epoch, primary: req.candidate });
     host.log.info(`granted epoch ${req.epoch} of ${req.shard} to ${req.candidate} (${req.kind})`);
   }
   return decision;
@@ -109,7 +109,7 @@ export async function collectGrants(host: FailoverHost, http: InternalClient, ki
   const others = [...new Set(sets.flat())].filter((a) => a !== self);
   // A switchover may ask again only above a grant it met (within one request timeout, inside its pause).
   const deadline = performance.now() + (kind === 'forced' ? view.config.nodeTimeoutMs : 0) + grantRequestTimeoutMs;
-  let epoch = Math.max(view.epochOf(shard.name).epoch, decodeGrants(store.grants())[shard.name]?.epoch ?? 0, view.quorum.highestGrantSeen) + 1;
+  let epoch = Math.max(view.epochOf(shard.name).epoch, decodeGrants(store.failover.grants())[shard.name]?.epoch ?? 0, view.quorum.highestGrantSeen) + 1;
   let votes: Votes = { epoch, granted: new Set(), refusals: new Map(), majority: false };
   for (let round = 0; round < grantRoundsMax; round++) {
     const req: GrantRequest = { shard: shard.name, epoch, candidate: self, kind };
@@ -184,7 +184,7 @@ export async function settleAfterPause(host: FailoverHost, http: InternalClient,
     if (host.role() !== 'primary' || host.view.epochOf(host.shard.name).epoch !== epoch) return;
     const answer = await askOutcome(host, http, member, epoch);
     if (answer === 'not_promoted' && host.pause.until <= performance.now() && host.view.epochOf(host.shard.name).epoch === epoch) {
-      await host.store.recordSwitchoverPause(undefined);
+      await host.store.failover.recordSwitchoverPause(undefined);
       host.pause.unsettled = false;
       host.log.info(`writes to ${host.shard.name} resume: ${member} says the switchover did not promote it`);
       return;

@@ -221,8 +221,14 @@ function buildPrimary(deps: RoleDeps): RoleParts {
 function buildReplica(deps: RoleDeps): RoleParts {
   const { config, shard, store, view, forwarder, log, address } = deps;
   if (deps.layout.record) view.migrationRecorded(migrationOf(deps, deps.layout.record, noSender));
-  view.setPrimaryMigrating(store.primaryMigrating(config.layoutId));
-  const progress: ReplicaProgress = { primarySeq: store.replicaState().appliedSeq, lastContactAt: 0, lastAppliedTs: 0, resyncs: 0, resyncRefused: null };
+  view.setPrimaryMigrating(store.dataset.primaryMigrating(config.layoutId));
+  const progress: ReplicaProgress = {
+    primarySeq: store.dataset.replicaState().appliedSeq,
+    lastContactAt: 0,
+    lastAppliedTs: 0,
+    resyncs: 0,
+    resyncRefused: null,
+  };
   const endpoints = replicaRouter({ store, progress, view, primaryAddress: otherMember(shard, address), shard: shard.name, log });
   return {
     handler: replicaRole({ config, shard, address, store, forwarder, view }),

@@ -160,7 +160,7 @@ function readLocal(ctx: RoleContext, headers: readonly string[], req: DataReques
 
 /** Whether a key missing here may still be on its previous owner (its slot is migrating in, no delete seen). */
 function mayBeOnPreviousOwner(ctx: RoleContext, req: DataRequest): boolean {
-  return ctx.view.migration?.incomingPending(req.slot) === true && !ctx.store.hasTombstone(req.slot, req.key);
+  return ctx.view.migration?.incomingPending(req.slot) === true && !ctx.store.migrations.hasTombstone(req.slot, req.key);
 }
 
 /** Reads the key from the primary that owned its slot before the migration. */
@@ -206,7 +206,7 @@ async function writeLocal(ctx: PrimaryContext, jsonHeaders: readonly string[], r
   let {
     applied: [applied],
     seq,
-  } = await ctx.store.commit([mutation]);
+  } = await ctx.store.commit([mutation], epoch);
   ctx.sender.notify();
   if (tombstone && !applied) applied = (await readFromPreviousOwner(ctx, req)).status === 200;
   if (ack === 'replica') await ctx.sender.waitForReplica(seq, replicaAckTimeoutMs);
@@ -289,7 +289,7 @@ export function primaryRole(ctx: PrimaryContext): Role {
 
 /** A replica's read of a key of its own shard. */
 function replicaOwnRead(ctx: RoleContext, headers: readonly string[], req: DataRequest, owner: ShardConfig): DataReply | Promise<DataReply> {
-  if (ctx.store.replicaComplete()) {
+  if (ctx.store.dataset.replicaComplete()) {
     const value = ctx.store.get(req.slot, req.key);
     if (value !== undefined) return { status: 200, headers, body: value };
     // While keys may still be moving to its primary (or before the primary has said), a miss here is

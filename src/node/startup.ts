@@ -30,7 +30,15 @@ export async function listenOn(server: Server, address: string): Promise<void> {
 
 /** Decides the start-up layout (see layout-start.ts) from the store and the config, and records what it decides. */
 export async function prepareLayout(store: Store, config: Config, name: string, role: RoleName): Promise<LayoutStanding> {
-  const start = decideLayoutStart({ config, name, role, path: store.path, stored: store.layout(), migration: store.migration(), now: Date.now() });
+  const start = decideLayoutStart({
+    config,
+    name,
+    role,
+    path: store.path,
+    stored: store.migrations.layout(),
+    migration: store.migrations.migration(),
+    now: Date.now(),
+  });
   switch (start.kind) {
     case 'refuse':
       throw new ConfigError([start.message]);
@@ -39,10 +47,10 @@ export async function prepareLayout(store: Store, config: Config, name: string, 
     case 'start-as-is':
       return { decided: true, record: start.record };
     case 'record-layout':
-      await store.recordLayout(layoutRecord(config));
+      await store.migrations.recordLayout(layoutRecord(config));
       return { decided: true, record: start.record };
     case 'start-migration':
-      await store.recordLayout(layoutRecord(config), start.record);
+      await store.migrations.recordLayout(layoutRecord(config), start.record);
       return { decided: true, record: start.record };
   }
 }

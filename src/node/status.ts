@@ -35,7 +35,7 @@ export function primaryStatus(
     layout_id: config.layoutId,
     ...layoutStatus(view),
     recovery: recovery.status(),
-    dataset_id: store.isNewPrimary() ? null : store.datasetId(),
+    dataset_id: store.dataset.isNewPrimary() ? null : store.dataset.datasetId(),
     last_seq: log.lastSeq(),
     replication: sender.status(),
     log: {
@@ -51,7 +51,7 @@ export function primaryStatus(
 /** A replica's /status fields: how far it has applied its primary's log and whether it is in sync. */
 export function replicaStatus(store: Store, progress: ReplicaProgress, config: Config, view: ClusterView): () => Record<string, unknown> {
   return () => {
-    const state = store.replicaState();
+    const state = store.dataset.replicaState();
     const lagEntries = Math.max(0, progress.primarySeq - state.appliedSeq);
     return {
       keys: store.count(),
@@ -64,8 +64,8 @@ export function replicaStatus(store: Store, progress: ReplicaProgress, config: C
       lag_seconds: lagEntries === 0 ? 0 : progress.lastAppliedTs ? Math.max(0, (Date.now() - progress.lastAppliedTs) / 1000) : null,
       // In sync: a complete copy, and the primary heard from lately (a silent primary may be taking writes
       // this replica does not see, or be gone).
-      in_sync: store.replicaComplete() && progress.lastContactAt > 0 && Date.now() - progress.lastContactAt <= primarySilenceMaxMs,
-      complete: store.replicaComplete(),
+      in_sync: store.dataset.replicaComplete() && progress.lastContactAt > 0 && Date.now() - progress.lastContactAt <= primarySilenceMaxMs,
+      complete: store.dataset.replicaComplete(),
       primary_silence_max_ms: primarySilenceMaxMs,
       resyncing: state.resyncId !== undefined,
       resyncs: progress.resyncs,

@@ -102,7 +102,7 @@ export class PrimaryRecovery {
   readonly ready: Promise<void>;
 
   constructor(private readonly options: RecoveryOptions) {
-    this.state = options.store.isNewPrimary() && !options.overwriteReplica ? 'waiting_for_replica' : 'asking_replica';
+    this.state = options.store.dataset.isNewPrimary() && !options.overwriteReplica ? 'waiting_for_replica' : 'asking_replica';
     this.ready = new Promise((resolve) => (this.markReady = resolve));
     this.askPool = new PeerPool(options.replicaAddress, {
       connections: recoverySocketsMax,
@@ -162,19 +162,19 @@ export class PrimaryRecovery {
   private async run(): Promise<void> {
     const { store, log } = this.options;
     if (this.options.overwriteReplica) {
-      await store.startOverwrite();
+      await store.dataset.startOverwrite();
       log.info(
         `started with --overwrite-replica: serving this data dir's ${store.count()} keys; the replica at ${this.options.replicaAddress} will be made to hold the same`,
       );
       return this.becomeReady();
     }
-    if (store.overwritesReplica()) {
+    if (store.dataset.overwritesReplica()) {
       log.info(
         `the replica at ${this.options.replicaAddress} has not yet taken the data this primary was started to overwrite it with: serving, and going on with that`,
       );
       return this.becomeReady();
     }
-    if (!store.isNewPrimary() && (await this.startWithData())) return;
+    if (!store.dataset.isNewPrimary() && (await this.startWithData())) return;
     await this.waitForReplica();
   }
 
@@ -190,10 +190,10 @@ export class PrimaryRecovery {
     if (replica === undefined) {
       // Unconfirmed, this data may be behind the replica's (an older copy, a lost unsynced tail): what is
       // written from here gets a dataset id of its own, never to be taken for the replica's writes.
-      const fork = await store.forkDataset();
+      const fork = await store.dataset.forkDataset();
       log.info(
         `the replica at ${this.options.replicaAddress} did not answer within ${recoveryConfirmWaitMs} ms: serving this data dir's data as ` +
-          `dataset ${store.datasetId()}, branched off ${fork.datasetId} at seq ${fork.seq}`,
+          `dataset ${store.dataset.datasetId()}, branched off ${fork.datasetId} at seq ${fork.seq}`,
       );
       this.becomeReady();
       return true;
@@ -215,7 +215,7 @@ export class PrimaryRecovery {
       if (this.abort.signal.aborted) return true;
       // Before the copy began, this data dir still holds its own data: serve it. After, it holds part
       // of the replica's: wait for the replica like a new data dir.
-      if (!store.isNewPrimary()) {
+      if (!store.dataset.isNewPrimary()) {
         log.warn(`could not rebuild from the replica (${describeError(err)}); serving this data dir's data`);
         this.becomeReady();
         return true;
@@ -236,7 +236,7 @@ export class PrimaryRecovery {
         const replica = await this.askReplica();
         const plan = planRecovery(this.facts(), replica);
         if (plan.action === 'fresh') {
-          await store.startDataset();
+          await store.dataset.startDataset();
           log.info('the replica holds no data either: a new shard, starting with an empty dataset');
         } else if (plan.action === 'rebuild') {
           await this.rebuild(plan.why, replica.datasetEpoch);
@@ -295,13 +295,13 @@ export class PrimaryRecovery {
 
   private facts(): PrimaryFacts {
     const { store } = this.options;
-    const isNew = store.isNewPrimary();
+    const isNew = store.dataset.isNewPrimary();
     return {
       isNew,
       lastSeq: store.log!.lastSeq(),
-      datasetId: isNew ? undefined : store.datasetId(),
-      forkedFrom: store.forkedFrom(),
-      datasetEpoch: store.datasetEpoch(),
+      datasetId: isNew ? undefined : store.dataset.datasetId(),
+      forkedFrom: store.dataset.forkedFrom(),
+      datasetEpoch: store.dataset.datasetEpoch(),
     };
   }
 
@@ -311,7 +311,7 @@ export class PrimaryRecovery {
    */
   private async rollBack(branchSeq: number, why: string): Promise<void> {
     const { store, log } = this.options;
-    const own = { datasetId: store.datasetId(), seq: store.log!.lastSeq() };
+    const own = { datasetId: store.dataset.datasetId(), seq: store.log!.lastSeq() };
     if (own.seq <= branchSeq) return;
     const { file, entries } = await writeRollback(store, this.options.shard, own, branchSeq, this.options.replicaAddress);
     log.error(`${why}: this member's ${entries} writes past seq ${branchSeq} (to ${own.seq}) are in ${file}; rebuilding from the replica`);
@@ -366,13 +366,13 @@ export class PrimaryRecovery {
     this.detail = why;
     log.info(`rebuilding from the replica at ${this.options.replicaAddress} before serving: ${why}`);
     const begin = await this.snapshotCall({ phase: 'begin' });
-    await store.beginRebuild();
+    await store.dataset.beginRebuild();
     let after: Buffer | null = null;
     for (;;) {
       if (this.abort.signal.aborted) throw new Error('closing');
       const { pairs }: { pairs: readonly [Buffer, Buffer][] } = await this.snapshotCall({ phase: 'chunk', snapshotId: begin.snapshotId, after });
       if (pairs.length === 0) break;
-      await store.applyRebuildChunk(pairs);
+      await store.dataset.applyRebuildChunk(pairs);
       this.keysCopied += pairs.length;
       after = pairs.at(-1)![0];
     }
@@ -380,13 +380,13 @@ export class PrimaryRecovery {
     // A partial copy (the replica's resync was under way) is not a dataset at a sequence: start a new one,
     // which the replica then takes by a resync of the same keys.
     const datasetId = begin.complete && begin.datasetId !== null ? begin.datasetId : undefined;
-    if (!(await store.endRebuild(datasetId, begin.seq, begin.keyCount, replicaEpoch))) {
+    if (!(await store.dataset.endRebuild(datasetId, begin.seq, begin.keyCount, replicaEpoch))) {
       throw new Error(`copied ${this.keysCopied} keys but the replica's snapshot had ${begin.keyCount}`);
     }
     log.info(
       datasetId
         ? `rebuilt from the replica: ${begin.keyCount} keys, continuing dataset ${datasetId} at seq ${begin.seq}; serving`
-        : `rebuilt from the replica's partial copy: ${begin.keyCount} keys in a new dataset ${store.datasetId()}; serving`,
+        : `rebuilt from the replica's partial copy: ${begin.keyCount} keys in a new dataset ${store.dataset.datasetId()}; serving`,
     );
   }
 }

@@ -106,8 +106,8 @@ interface ReceiverContext {
 function branchPoint(store: Store, demoted: DemotedAt, message: ResyncBegin): number | undefined {
   const fork = message.forkedFrom;
   if (fork && fork.datasetId === demoted.datasetId) return fork.seq;
-  if (message.epoch.epoch <= store.datasetEpoch()) return undefined;
-  const own = store.forkedFrom();
+  if (message.epoch.epoch <= store.dataset.datasetEpoch()) return undefined;
+  const own = store.dataset.forkedFrom();
   return fork && own && fork.datasetId === own.datasetId ? Math.min(fork.seq, own.seq) : 0;
 }
 
@@ -117,14 +117,14 @@ function branchPoint(store: Store, demoted: DemotedAt, message: ResyncBegin): nu
  * undefined when the resync may go on: the writes are safe in the file, or there were none.
  */
 async function rollBackOwnWrites(ctx: ReceiverContext, message: ResyncBegin): Promise<ReplicaReply | undefined> {
-  const demoted = ctx.store.demotedAt();
+  const demoted = ctx.store.failover.demotedAt();
   const branchSeq = demoted && branchPoint(ctx.store, demoted, message);
   if (!demoted || branchSeq === undefined) return refuseShorterHistory(ctx.store, message);
   if (demoted.rollback !== undefined || demoted.seq <= branchSeq) return undefined;
   const { file, entries } = await writeRollback(ctx.store, ctx.shard, demoted, branchSeq, message.primary);
-  await ctx.store.markRolledBack(file);
+  await ctx.store.failover.markRolledBack(file);
   ctx.log.error(
-    `this member wrote ${entries} writes as primary (seq ${branchSeq + 1} to ${demoted.seq}, at epoch ${ctx.store.datasetEpoch()}) that the new primary ` +
+    `this member wrote ${entries} writes as primary (seq ${branchSeq + 1} to ${demoted.seq}, at epoch ${ctx.store.dataset.datasetEpoch()}) that the new primary ` +
       `${message.primary} (epoch ${message.epoch.epoch}) never received: they are in ${file}; resyncing from the new primary`,
   );
   return undefined;
@@ -148,15 +148,15 @@ async function resyncStep(ctx: ReceiverContext, message: ResyncMessage): Promise
         `full resync ${message.resyncId} from the primary started (${message.keyCount} keys at seq ${message.snapshotSeq}` +
           `${message.force ? ', which the primary was started to force' : ''}); reads go to the primary until it ends`,
       );
-      await store.beginResync(message.resyncId);
+      await store.dataset.beginResync(message.resyncId);
       return { appliedSeq: 0 };
     }
     case 'chunk': {
-      const ok = await store.applyResyncChunk(message.resyncId, message.pairs);
+      const ok = await store.dataset.applyResyncChunk(message.resyncId, message.pairs);
       return ok ? { appliedSeq: 0 } : { appliedSeq: 0, error: 'resync_aborted' };
     }
     case 'end': {
-      const ok = await store.endResync(message.resyncId, message.datasetId, message.snapshotSeq, message.keyCount, message.epoch.epoch);
+      const ok = await store.dataset.endResync(message.resyncId, message.datasetId, message.snapshotSeq, message.keyCount, message.epoch.epoch);
       if (ok) {
         progress.resyncs++;
         progress.primarySeq = Math.max(progress.primarySeq, message.snapshotSeq);
@@ -181,7 +181,7 @@ export function replicaRouter(options: ReplicaRouterOptions): ReplicaEndpoints {
       untrusted.add(sender);
       log.warn(`refusing replication from ${sender}: ${reason}`);
     }
-    return { appliedSeq: store.replicaState().appliedSeq, error: 'not_my_primary', reason };
+    return { appliedSeq: store.dataset.replicaState().appliedSeq, error: 'not_my_primary', reason };
   };
   const snapshots = new SnapshotSessions(store);
 
@@ -195,7 +195,7 @@ export function replicaRouter(options: ReplicaRouterOptions): ReplicaEndpoints {
     // the primary had when it said so: the keys that moved in are in those entries, and a batch may stop
     // short of them (a lagging replica, or a first message from the log's end).
     await notePrimaryLayout(store, view, message.layoutId, message.migrating ? true : undefined);
-    const outcome = await store.applyReplicated(message.datasetId, message.entries, message.forkedFrom, message.epoch.epoch);
+    const outcome = await store.dataset.applyReplicated(message.datasetId, message.entries, message.forkedFrom, message.epoch.epoch);
     if (!message.migrating && outcome.ok && outcome.appliedSeq >= message.primarySeq) await notePrimaryMigrating(store, view, message.layoutId, false);
     progress.primarySeq = message.primarySeq;
     progress.lastContactAt = Date.now();
@@ -216,13 +216,13 @@ export function replicaRouter(options: ReplicaRouterOptions): ReplicaEndpoints {
   router.get(replicaStatePath, (req: BodyRequest, res: ServerResponse) => {
     const refusal = notMyPrimary(parseQuery(splitUrl(req.url ?? '').query).get('primary') ?? '(none given)');
     if (refusal) return sendJson(res, 409, refusal);
-    const state = store.replicaState();
+    const state = store.dataset.replicaState();
     const reply: ReplicaStateReply = {
       datasetId: state.datasetId ?? null,
       appliedSeq: state.appliedSeq,
       keys: store.count(),
       complete: isComplete(state),
-      datasetEpoch: store.datasetEpoch(),
+      datasetEpoch: store.dataset.datasetEpoch(),
     };
     sendJson(res, 200, reply);
   });
@@ -274,7 +274,7 @@ function staleEpoch(options: ReplicaRouterOptions, sender: string, theirs: Shard
   const known = view.epochOf(shard);
   if (known.epoch === theirs.epoch && canonicalAddress(known.primary) === canonicalAddress(sender)) return undefined;
   return {
-    appliedSeq: store.replicaState().appliedSeq,
+    appliedSeq: store.dataset.replicaState().appliedSeq,
     error: 'stale_epoch',
     reason: `${sender} sends at epoch ${theirs.epoch} (primary ${theirs.primary}); ${shard} is at epoch ${known.epoch}, primary ${known.primary}`,
   };
@@ -291,7 +291,7 @@ function staleEpoch(options: ReplicaRouterOptions, sender: string, theirs: Shard
  * A primary started to overwrite its replica (--overwrite-replica) is taken whatever it holds.
  */
 function refuseShorterHistory(store: Store, message: ResyncBegin): ReplicaReply | undefined {
-  const state = store.replicaState();
+  const state = store.dataset.replicaState();
   if (message.force || !isComplete(state)) return undefined;
   const keys = store.count();
   if (keys === 0) return undefined;
@@ -304,8 +304,8 @@ function refuseShorterHistory(store: Store, message: ResyncBegin): ReplicaReply 
     const fork = message.forkedFrom;
     if (state.appliedSeq > fork.seq)
       why = `the primary's dataset branched off this replica's at seq ${fork.seq}, and this replica holds writes up to ${mine} that the primary lacks`;
-  } else if (message.epoch.epoch < store.datasetEpoch()) {
-    why = `the primary's dataset (another one) is of epoch ${message.epoch.epoch}, and this replica's ${mine} was written at epoch ${store.datasetEpoch()}`;
+  } else if (message.epoch.epoch < store.dataset.datasetEpoch()) {
+    why = `the primary's dataset (another one) is of epoch ${message.epoch.epoch}, and this replica's ${mine} was written at epoch ${store.dataset.datasetEpoch()}`;
   } else if (message.snapshotSeq < state.appliedSeq) {
     why = `the primary's dataset reaches seq ${message.snapshotSeq} (${message.keyCount} keys), this replica's (another dataset) ${mine}`;
   }
@@ -389,5 +389,5 @@ async function notePrimaryLayout(store: Store, view: ClusterView, layoutId: stri
 
 async function notePrimaryMigrating(store: Store, view: ClusterView, layoutId: string, migrating: boolean): Promise<void> {
   view.setPrimaryMigrating(migrating);
-  await store.notePrimaryMigrating(layoutId, migrating);
+  await store.dataset.notePrimaryMigrating(layoutId, migrating);
 }

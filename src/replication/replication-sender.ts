@@ -281,8 +281,8 @@ export class ReplicationSender {
     const entries = log.read(fromSeq, replicationBatchEntriesMax, replicationBatchBytesMax);
     const message: ReplicateMessage = {
       primary: this.options.primaryAddress,
-      datasetId: this.options.store.datasetId(),
-      forkedFrom: this.options.store.forkedFrom() ?? null,
+      datasetId: this.options.store.dataset.datasetId(),
+      forkedFrom: this.options.store.dataset.forkedFrom() ?? null,
       primarySeq: log.lastSeq(),
       sentAt: Date.now(),
       layoutId: this.options.layoutId,
@@ -301,7 +301,7 @@ export class ReplicationSender {
     this.state = 'streaming';
     this.refusal = undefined;
     // The replica follows this dataset now: a fork point or a deliberate overwrite is settled.
-    await this.options.store.replicaFollows();
+    await this.options.store.dataset.replicaFollows();
     return outcome.caughtUp;
   }
 
@@ -316,11 +316,11 @@ export class ReplicationSender {
         phase: 'begin',
         resyncId,
         primary: this.options.primaryAddress,
-        datasetId: store.datasetId(),
-        forkedFrom: store.forkedFrom() ?? null,
+        datasetId: store.dataset.datasetId(),
+        forkedFrom: store.dataset.forkedFrom() ?? null,
         snapshotSeq: snapshot.seq,
         keyCount: snapshot.keyCount,
-        force: store.overwritesReplica(),
+        force: store.dataset.overwritesReplica(),
       });
       let after: Buffer | undefined;
       for (;;) {
@@ -330,7 +330,13 @@ export class ReplicationSender {
         after = chunk.lastKey;
         if (this.stopping) throw new Error('stopping');
       }
-      const reply = await this.resyncStep({ phase: 'end', resyncId, datasetId: store.datasetId(), snapshotSeq: snapshot.seq, keyCount: snapshot.keyCount });
+      const reply = await this.resyncStep({
+        phase: 'end',
+        resyncId,
+        datasetId: store.dataset.datasetId(),
+        snapshotSeq: snapshot.seq,
+        keyCount: snapshot.keyCount,
+      });
       this.acknowledge(reply.appliedSeq);
       this.resyncs++;
       logger.info(`full resync of ${this.options.replicaAddress} done at seq ${snapshot.seq}`);

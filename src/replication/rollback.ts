@@ -47,7 +47,7 @@ export async function writeRollback(
   const at = new Date();
   const file = join(dir, `${at.toISOString().replace(/[:.]/g, '-')}.jsonl`);
   const partial = `${file}.partial`;
-  const first = Math.max(branchSeq + 1, store.logFirstSeq());
+  const first = Math.max(branchSeq + 1, store.failover.logFirstSeq());
   const header: RollbackHeader = {
     kvshard_rollback: 1,
     shard,
@@ -63,7 +63,7 @@ export async function writeRollback(
   try {
     writeSync(fd, `${JSON.stringify(header)}\n`);
     for (let from = first; from <= demoted.seq; ) {
-      const batch = store.writesPast(from, rollbackReadEntries).filter((e) => e.seq <= demoted.seq);
+      const batch = store.failover.writesPast(from, rollbackReadEntries).filter((e) => e.seq <= demoted.seq);
       if (batch.length === 0) break;
       const lines = batch.map((e) =>
         JSON.stringify({
@@ -85,7 +85,7 @@ export async function writeRollback(
   renameSync(partial, file);
   syncDir(dir);
   if (created !== undefined) syncDir(dirname(dir));
-  await store.recordRollback(file, entries);
+  await store.failover.recordRollback(file, entries);
   return { file, entries };
 }
 

@@ -1,11 +1,12 @@
-// Which dataset the store holds and how it is replaced: a primary's dataset id, its fork point and an
-// overwrite of its replica; a replica's position in its primary's dataset and its full resync; a
-// primary's rebuild from its replica. All of it lives in the meta database beside the data, written in
-// the same durable transactions as the data it describes.
+// The store's part that says which dataset it holds and how it is replaced: a primary's dataset id, its
+// fork point and an overwrite of its replica; a replica's position in its primary's dataset and its full
+// resync; a primary's rebuild from its replica. All of it lives in the meta database beside the data,
+// written in the same durable transactions as the data it describes.
 
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { DataStore, type StoreOptions } from './data-store.js';
+import type { StoreEnvironment } from './environment.js';
+import type { Standing } from './standing.js';
 import type { LogEntry } from './replication-log.js';
 import { withLayoutIds } from './keys.js';
 
@@ -57,12 +58,14 @@ interface PrimaryMigrating {
   readonly migrating: boolean;
 }
 
-export class DatasetStore extends DataStore {
+export class DatasetStore {
   /** A replica's data is complete (it follows a dataset and no resync is under way); cached for reads. */
   private complete: boolean;
 
-  constructor(options: StoreOptions) {
-    super(options);
+  constructor(
+    private readonly env: StoreEnvironment,
+    private readonly standing: Standing,
+  ) {
     this.complete = isComplete(this.replicaState());
   }
 
@@ -71,13 +74,13 @@ export class DatasetStore extends DataStore {
    * off. Such a primary must learn from its replica whether the shard has data before it serves.
    */
   isNewPrimary(): boolean {
-    return this.meta.get(datasetIdKey) === undefined;
+    return this.env.meta.get(datasetIdKey) === undefined;
   }
 
   /** Starts a new, empty primary dataset (a new shard). */
   async startDataset(): Promise<void> {
-    await this.durably(() => {
-      if (this.meta.get(datasetIdKey) === undefined) this.meta.putSync(datasetIdKey, randomUUID());
+    await this.env.durably(() => {
+      if (this.env.meta.get(datasetIdKey) === undefined) this.env.meta.putSync(datasetIdKey, randomUUID());
     });
   }
 
@@ -89,18 +92,18 @@ export class DatasetStore extends DataStore {
    * replica has not followed, a second fork keeps the first fork point, the earliest branch.
    */
   async forkDataset(): Promise<ForkPoint> {
-    const log = this.log!;
-    return this.durably(() => {
-      const fork = (this.meta.get(forkedFromKey) as ForkPoint | undefined) ?? { datasetId: this.meta.get(datasetIdKey) as string, seq: log.lastSeq() };
-      this.meta.putSync(forkedFromKey, fork);
-      this.meta.putSync(datasetIdKey, randomUUID());
+    const log = this.standing.log!;
+    return this.env.durably(() => {
+      const fork = (this.env.meta.get(forkedFromKey) as ForkPoint | undefined) ?? { datasetId: this.env.meta.get(datasetIdKey) as string, seq: log.lastSeq() };
+      this.env.meta.putSync(forkedFromKey, fork);
+      this.env.meta.putSync(datasetIdKey, randomUUID());
       return fork;
     });
   }
 
   /** Where this primary's dataset branched off, while its replica has not yet followed it. */
   forkedFrom(): ForkPoint | undefined {
-    return this.meta.get(forkedFromKey) as ForkPoint | undefined;
+    return this.env.meta.get(forkedFromKey) as ForkPoint | undefined;
   }
 
   /**
@@ -108,31 +111,31 @@ export class DatasetStore extends DataStore {
    * replica follows, and a mark that makes the replica accept it even where its history is longer.
    */
   async startOverwrite(): Promise<void> {
-    await this.durably(() => {
+    await this.env.durably(() => {
       const id = randomUUID();
-      this.meta.putSync(datasetIdKey, id);
-      this.meta.removeSync(forkedFromKey);
-      this.meta.putSync(overwriteReplicaKey, id);
+      this.env.meta.putSync(datasetIdKey, id);
+      this.env.meta.removeSync(forkedFromKey);
+      this.env.meta.putSync(overwriteReplicaKey, id);
     });
   }
 
   /** Whether this primary was started to overwrite its replica's data (until the replica follows it). */
   overwritesReplica(): boolean {
-    const marked = this.meta.get(overwriteReplicaKey);
-    return marked !== undefined && marked === this.meta.get(datasetIdKey);
+    const marked = this.env.meta.get(overwriteReplicaKey);
+    return marked !== undefined && marked === this.env.meta.get(datasetIdKey);
   }
 
   /** The replica follows this primary's dataset: a fork point or an overwrite is settled. */
   async replicaFollows(): Promise<void> {
-    if (this.meta.get(forkedFromKey) === undefined && this.meta.get(overwriteReplicaKey) === undefined) return;
-    await this.durably(() => {
-      this.meta.removeSync(forkedFromKey);
-      this.meta.removeSync(overwriteReplicaKey);
+    if (this.env.meta.get(forkedFromKey) === undefined && this.env.meta.get(overwriteReplicaKey) === undefined) return;
+    await this.env.durably(() => {
+      this.env.meta.removeSync(forkedFromKey);
+      this.env.meta.removeSync(overwriteReplicaKey);
     });
   }
 
   /** A primary demoted to replica holds a complete copy: its own dataset, up to its log's end. */
-  protected markComplete(): void {
+  markComplete(): void {
     this.complete = true;
   }
 
@@ -143,7 +146,7 @@ export class DatasetStore extends DataStore {
 
   /** The id of this primary's dataset (like Redis's replication id). */
   datasetId(): string {
-    const id = this.meta.get(datasetIdKey) as string | undefined;
+    const id = this.env.meta.get(datasetIdKey) as string | undefined;
     assert.ok(id !== undefined, 'a primary replicates only once it has a dataset');
     return id;
   }
@@ -154,13 +157,13 @@ export class DatasetStore extends DataStore {
    * (or kept by a build that did not record the layout) says nothing about which keys move now.
    */
   primaryMigrating(layoutId: string): boolean | undefined {
-    const heard = withLayoutIds(this.meta.get(primaryMigratingKey)) as PrimaryMigrating | boolean | undefined;
+    const heard = withLayoutIds(this.env.meta.get(primaryMigratingKey)) as PrimaryMigrating | boolean | undefined;
     return typeof heard === 'object' && heard.layoutId === layoutId ? heard.migrating : undefined;
   }
 
   /** Remembers the primary's migrating flag with its layout, so a replica restarted while its primary is down knows it. */
   async notePrimaryMigrating(layoutId: string, migrating: boolean): Promise<void> {
-    if (this.primaryMigrating(layoutId) !== migrating) await this.meta.put(primaryMigratingKey, { layoutId, migrating } satisfies PrimaryMigrating);
+    if (this.primaryMigrating(layoutId) !== migrating) await this.env.meta.put(primaryMigratingKey, { layoutId, migrating } satisfies PrimaryMigrating);
   }
 
   /**
@@ -170,19 +173,19 @@ export class DatasetStore extends DataStore {
    * A store that never recorded one holds data of the initial epoch, 1 (or of a build that kept none).
    */
   datasetEpoch(): number {
-    return (this.meta.get(datasetEpochKey) as number | undefined) ?? 1;
+    return (this.env.meta.get(datasetEpochKey) as number | undefined) ?? 1;
   }
 
   /** Inside a write transaction: raises the data's epoch to `epoch` (a primary at that epoch wrote what is held). */
-  protected raiseDatasetEpochInTransaction(epoch: number | undefined): void {
-    if (epoch !== undefined && epoch > this.datasetEpoch()) this.meta.putSync(datasetEpochKey, epoch);
+  raiseDatasetEpochInTransaction(epoch: number | undefined): void {
+    if (epoch !== undefined && epoch > this.datasetEpoch()) this.env.meta.putSync(datasetEpochKey, epoch);
   }
 
   replicaState(): ReplicaState {
     return {
-      datasetId: this.meta.get(replicaDatasetKey) as string | undefined,
-      appliedSeq: (this.meta.get(appliedSeqKey) as number | undefined) ?? 0,
-      resyncId: this.meta.get(resyncIdKey) as string | undefined,
+      datasetId: this.env.meta.get(replicaDatasetKey) as string | undefined,
+      appliedSeq: (this.env.meta.get(appliedSeqKey) as number | undefined) ?? 0,
+      resyncId: this.env.meta.get(resyncIdKey) as string | undefined,
     };
   }
 
@@ -196,7 +199,7 @@ export class DatasetStore extends DataStore {
    */
   async applyReplicated(datasetId: string, entries: readonly LogEntry[], forkedFrom: ForkPoint | null, epoch?: number): Promise<ApplyOutcome> {
     const touched: string[] = [];
-    return this.durably(
+    return this.env.durably(
       (): ApplyOutcome => {
         const state = this.replicaState();
         if (state.resyncId !== undefined) return { ok: false, reason: 'resync_needed', appliedSeq: state.appliedSeq };
@@ -206,9 +209,9 @@ export class DatasetStore extends DataStore {
           // second replication id).
           const follows = forkedFrom !== null && state.datasetId === forkedFrom.datasetId && state.appliedSeq <= forkedFrom.seq;
           if (!follows) return { ok: false, reason: 'resync_needed', appliedSeq: state.appliedSeq };
-          this.meta.putSync(replicaDatasetKey, datasetId);
+          this.env.meta.putSync(replicaDatasetKey, datasetId);
           // A demoted primary that follows its successor from where it stopped has nothing to roll back.
-          this.meta.removeSync(demotedKey);
+          this.env.meta.removeSync(demotedKey);
         }
         const fresh = entries.filter((e) => e.seq > state.appliedSeq);
         if (fresh.length > 0 && fresh[0]!.seq !== state.appliedSeq + 1) return { ok: false, reason: 'gap', appliedSeq: state.appliedSeq };
@@ -216,10 +219,10 @@ export class DatasetStore extends DataStore {
         if (fresh.length === 0) return { ok: true, appliedSeq: state.appliedSeq };
         fresh.forEach((e, i) => {
           assert.equal(e.seq, state.appliedSeq + 1 + i, 'replicated batch is not contiguous');
-          this.applyInTransaction(e.type === 'set' ? { ...e, type: 'set', value: e.value! } : { ...e, type: 'delete' }, touched);
+          this.env.applyInTransaction(e.type === 'set' ? { ...e, type: 'set', value: e.value! } : { ...e, type: 'delete' }, touched);
         });
         const appliedSeq = state.appliedSeq + fresh.length;
-        this.meta.putSync(appliedSeqKey, appliedSeq);
+        this.env.meta.putSync(appliedSeqKey, appliedSeq);
         return { ok: true, appliedSeq };
       },
       touched,
@@ -230,21 +233,21 @@ export class DatasetStore extends DataStore {
   /** Starts a full resync on a replica: drops all data and marks it incomplete until endResync(). */
   async beginResync(resyncId: string): Promise<void> {
     this.complete = false;
-    await this.durably(() => {
-      this.cache.clear();
-      this.data.clearSync();
-      this.meta.putSync(resyncIdKey, resyncId);
-      this.meta.removeSync(replicaDatasetKey);
-      this.meta.putSync(appliedSeqKey, 0);
+    await this.env.durably(() => {
+      this.env.cache.clear();
+      this.env.data.clearSync();
+      this.env.meta.putSync(resyncIdKey, resyncId);
+      this.env.meta.removeSync(replicaDatasetKey);
+      this.env.meta.putSync(appliedSeqKey, 0);
     }, 'all');
   }
 
   /** Stores one snapshot chunk of a resync. Refused (false) when `resyncId` is not the resync under way. */
   async applyResyncChunk(resyncId: string, pairs: readonly [Buffer, Buffer][]): Promise<boolean> {
-    const ok = await this.durably(() => {
-      if (this.meta.get(resyncIdKey) !== resyncId) return false;
-      this.cache.clear();
-      for (const [key, value] of pairs) this.data.putSync(key, value);
+    const ok = await this.env.durably(() => {
+      if (this.env.meta.get(resyncIdKey) !== resyncId) return false;
+      this.env.cache.clear();
+      for (const [key, value] of pairs) this.env.data.putSync(key, value);
       return true;
     }, 'all');
     return ok;
@@ -256,18 +259,18 @@ export class DatasetStore extends DataStore {
    * initial one). Refused (false) when another resync took over or the key count does not match the snapshot's.
    */
   async endResync(resyncId: string, datasetId: string, snapshotSeq: number, keyCount: number, epoch?: number): Promise<boolean> {
-    const ok = await this.durably(() => {
-      if (this.meta.get(resyncIdKey) !== resyncId || this.data.getCount() !== keyCount) return false;
-      this.meta.removeSync(resyncIdKey);
+    const ok = await this.env.durably(() => {
+      if (this.env.meta.get(resyncIdKey) !== resyncId || this.env.data.getCount() !== keyCount) return false;
+      this.env.meta.removeSync(resyncIdKey);
       // The data held before is gone: its epoch goes with it.
-      if (epoch === undefined) this.meta.removeSync(datasetEpochKey);
-      else this.meta.putSync(datasetEpochKey, epoch);
-      this.meta.putSync(replicaDatasetKey, datasetId);
-      this.meta.putSync(appliedSeqKey, snapshotSeq);
+      if (epoch === undefined) this.env.meta.removeSync(datasetEpochKey);
+      else this.env.meta.putSync(datasetEpochKey, epoch);
+      this.env.meta.putSync(replicaDatasetKey, datasetId);
+      this.env.meta.putSync(appliedSeqKey, snapshotSeq);
       // A demoted primary's own history is gone now: its log (kept for the rollback) goes too.
-      if (this.meta.get(demotedKey) !== undefined) {
-        this.meta.removeSync(demotedKey);
-        this.logDb.resetInTransaction(0);
+      if (this.env.meta.get(demotedKey) !== undefined) {
+        this.env.meta.removeSync(demotedKey);
+        this.env.logDb.resetInTransaction(0);
       }
       return true;
     });
@@ -280,23 +283,23 @@ export class DatasetStore extends DataStore {
    * so that a crash before endRebuild() leaves a primary that is new again and starts over.
    */
   async beginRebuild(): Promise<void> {
-    assert.ok(this.log, 'only a primary rebuilds from its replica');
-    const log = this.log;
-    await this.durably(() => {
-      this.cache.clear();
-      this.data.clearSync();
-      this.meta.removeSync(datasetIdKey);
-      this.meta.removeSync(overwriteReplicaKey);
-      this.meta.removeSync(forkedFromKey);
+    assert.ok(this.standing.log, 'only a primary rebuilds from its replica');
+    const log = this.standing.log;
+    await this.env.durably(() => {
+      this.env.cache.clear();
+      this.env.data.clearSync();
+      this.env.meta.removeSync(datasetIdKey);
+      this.env.meta.removeSync(overwriteReplicaKey);
+      this.env.meta.removeSync(forkedFromKey);
       log.resetInTransaction(0);
     }, 'all');
   }
 
   /** Stores one chunk of the replica's snapshot during a rebuild. */
   async applyRebuildChunk(pairs: readonly [Buffer, Buffer][]): Promise<void> {
-    await this.durably(() => {
-      this.cache.clear();
-      for (const [key, value] of pairs) this.data.putSync(key, value);
+    await this.env.durably(() => {
+      this.env.cache.clear();
+      for (const [key, value] of pairs) this.env.data.putSync(key, value);
     }, 'all');
   }
 
@@ -307,13 +310,13 @@ export class DatasetStore extends DataStore {
    * which the data's epoch here is raised to. False when the key count does not match the snapshot's.
    */
   async endRebuild(datasetId: string | undefined, seq: number, keyCount: number, epoch?: number): Promise<boolean> {
-    assert.ok(this.log, 'only a primary rebuilds from its replica');
-    const log = this.log;
-    return this.durably(() => {
-      if (this.data.getCount() !== keyCount) return false;
+    assert.ok(this.standing.log, 'only a primary rebuilds from its replica');
+    const log = this.standing.log;
+    return this.env.durably(() => {
+      if (this.env.data.getCount() !== keyCount) return false;
       this.raiseDatasetEpochInTransaction(epoch);
       log.resetInTransaction(datasetId === undefined ? 0 : seq);
-      this.meta.putSync(datasetIdKey, datasetId ?? randomUUID());
+      this.env.meta.putSync(datasetIdKey, datasetId ?? randomUUID());
       return true;
     });
   }

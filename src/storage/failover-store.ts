@@ -1,4 +1,4 @@
-// What a failover changes in a member's store: the epochs it knows (kept durably, so a restarted node
+// The store's part that a failover changes: the epochs it knows (kept durably, so a restarted node
 // knows who was primary), a replica's promotion (its data becomes a primary dataset that branches off
 // the old primary's at the sequence it had applied) and a primary's demotion (it follows the new primary
 // from where its own log ends). A demoted primary keeps its log until the new primary's data replaces its
@@ -17,7 +17,9 @@ import {
   type ForkPoint,
 } from './dataset-store.js';
 import type { LogEntry } from './replication-log.js';
-import { MigrationStore } from './migration-store.js';
+import type { DatasetStore } from './dataset-store.js';
+import type { StoreEnvironment } from './environment.js';
+import type { Serving, Standing } from './standing.js';
 
 const epochsKey = 'epochs';
 /** The promotion grants this node stored (cluster/grants.ts), by shard. */
@@ -45,28 +47,34 @@ export interface DemotedAt {
   readonly rollback?: string;
 }
 
-export class FailoverStore extends MigrationStore {
+export class FailoverStore {
+  constructor(
+    private readonly env: StoreEnvironment,
+    private readonly standing: Standing,
+    private readonly dataset: DatasetStore,
+  ) {}
+
   /** The epochs this node knows, by shard, as last stored; undefined on a node that never stored any. */
   epochs<T>(): Readonly<Record<string, T>> | undefined {
-    return this.meta.get(epochsKey) as Record<string, T> | undefined;
+    return this.env.meta.get(epochsKey) as Record<string, T> | undefined;
   }
 
   /** Stores the epochs; `known` false (a new data dir) until a majority has told this node them. */
   async recordEpochs<T>(table: Readonly<Record<string, T>>, known?: boolean): Promise<void> {
-    await this.durably(() => {
-      this.meta.putSync(epochsKey, table);
-      if (known === false) this.meta.putSync(epochsKnownKey, false);
+    await this.env.durably(() => {
+      this.env.meta.putSync(epochsKey, table);
+      if (known === false) this.env.meta.putSync(epochsKnownKey, false);
     });
   }
 
   /** Whether the stored epochs were confirmed by a majority (data dirs from before this record count as known). */
   epochsKnown(): boolean {
-    return this.meta.get(epochsKnownKey) !== false;
+    return this.env.meta.get(epochsKnownKey) !== false;
   }
 
   /** Notes that a majority confirmed the stored epochs. */
   async recordEpochsKnown(): Promise<void> {
-    await this.durably(() => this.meta.removeSync(epochsKnownKey));
+    await this.env.durably(() => this.env.meta.removeSync(epochsKnownKey));
   }
 
   /**
@@ -75,67 +83,76 @@ export class FailoverStore extends MigrationStore {
    * more than that), with the log continuing from there. Returns the branch point.
    *
    * `epoch` is the epoch this member is primary at: the new dataset is written at it, and a branch of a
-   * lower epoch yields to it (see planRecovery). Without it, the dataset counts as written one epoch
-   * above the data it branched off, the least a promotion can be.
+   * lower epoch yields to it (see planRecovery). The store serves as primary at it from this
+   * transaction on (see Standing).
    */
-  async promote(epoch?: number): Promise<ForkPoint> {
-    const log = this.logDb;
-    const fork = await this.durably(() => {
-      this.meta.putSync(datasetEpochKey, epoch ?? this.datasetEpoch() + 1);
-      const state = this.replicaState();
+  async promote(epoch: number): Promise<ForkPoint> {
+    const log = this.env.logDb;
+    return this.env.durably(() => {
+      this.env.meta.putSync(datasetEpochKey, epoch);
+      const state = this.dataset.replicaState();
       const point: ForkPoint = { datasetId: state.datasetId ?? randomUUID(), seq: state.appliedSeq };
-      this.meta.putSync(datasetIdKey, randomUUID());
-      this.meta.putSync(forkedFromKey, point);
-      this.meta.removeSync(overwriteReplicaKey);
-      this.meta.removeSync(replicaDatasetKey);
-      this.meta.removeSync(appliedSeqKey);
-      this.meta.removeSync(resyncIdKey);
-      this.meta.removeSync(demotedKey);
-      this.meta.putSync(servesAsKey, 'primary');
+      this.env.meta.putSync(datasetIdKey, randomUUID());
+      this.env.meta.putSync(forkedFromKey, point);
+      this.env.meta.removeSync(overwriteReplicaKey);
+      this.env.meta.removeSync(replicaDatasetKey);
+      this.env.meta.removeSync(appliedSeqKey);
+      this.env.meta.removeSync(resyncIdKey);
+      this.env.meta.removeSync(demotedKey);
+      this.env.meta.putSync(servesAsKey, 'primary');
       log.resetInTransaction(point.seq);
+      this.standing.setInTransaction({ role: 'primary', epoch });
       return point;
     });
-    this.keepsLog = true;
-    return fork;
+  }
+
+  /**
+   * A primary learned that its shard's epoch rose to `epoch` and still names it: it serves at that epoch
+   * from this transaction on, and what it writes from now on is data of that epoch.
+   */
+  async raise(epoch: number): Promise<void> {
+    await this.env.durably(() => {
+      this.dataset.raiseDatasetEpochInTransaction(epoch);
+      if (this.standing.now.role === 'primary') this.standing.setInTransaction({ role: 'primary', epoch });
+    });
   }
 
   /**
    * Makes this primary's store a replica's that follows its own dataset from the end of its log: the new
    * primary's dataset branched off it, so batches from the branch point on apply here. Its log stays,
-   * for the rollback of writes past the branch point, until a resync replaces the data. The log stops at
-   * once, before this transaction is queued: writes queued earlier read the log when they were queued
-   * (see primaryLog) and commit before it, so the sequence recorded here covers them, and writes that
-   * come later are refused.
+   * for the rollback of writes past the branch point, until a resync replaces the data. The store serves
+   * as a replica from this transaction on (see Standing): writes queued before it commit first and are
+   * logged, so the sequence recorded here covers them; writes queued after it are refused.
    */
   async demote(): Promise<DemotedAt> {
-    const log = this.logDb;
-    this.keepsLog = false;
-    const at = await this.durably(() => {
-      const demoted: DemotedAt = { datasetId: (this.meta.get(datasetIdKey) as string | undefined) ?? randomUUID(), seq: log.lastSeq() };
-      this.meta.putSync(replicaDatasetKey, demoted.datasetId);
-      this.meta.putSync(appliedSeqKey, demoted.seq);
-      this.meta.removeSync(resyncIdKey);
-      this.meta.putSync(demotedKey, demoted);
-      this.meta.putSync(servesAsKey, 'replica');
+    const log = this.env.logDb;
+    const at = await this.env.durably(() => {
+      const demoted: DemotedAt = { datasetId: (this.env.meta.get(datasetIdKey) as string | undefined) ?? randomUUID(), seq: log.lastSeq() };
+      this.env.meta.putSync(replicaDatasetKey, demoted.datasetId);
+      this.env.meta.putSync(appliedSeqKey, demoted.seq);
+      this.env.meta.removeSync(resyncIdKey);
+      this.env.meta.putSync(demotedKey, demoted);
+      this.env.meta.putSync(servesAsKey, 'replica');
+      this.standing.setInTransaction({ role: 'replica' });
       return demoted;
     });
-    this.markComplete();
+    this.dataset.markComplete();
     return at;
   }
 
   /** The role the last promotion or demotion made this store serve; undefined before any. */
   servesAs(): 'primary' | 'replica' | undefined {
-    return this.meta.get(servesAsKey) as 'primary' | 'replica' | undefined;
+    return this.env.meta.get(servesAsKey) as 'primary' | 'replica' | undefined;
   }
 
-  /** At start-up: whether this store serves a primary (its writes go to the log), as the node's epochs say. */
-  servePrimary(primary: boolean): void {
-    this.keepsLog = primary;
+  /** At start-up, before any write: what the store serves as, as the node's epochs say. */
+  serveAs(serving: Serving): void {
+    this.standing.setInTransaction(serving);
   }
 
   /** Where this store's history stood when it was demoted from primary, until a resync replaced its data. */
   demotedAt(): DemotedAt | undefined {
-    return this.meta.get(demotedKey) as DemotedAt | undefined;
+    return this.env.meta.get(demotedKey) as DemotedAt | undefined;
   }
 
   /**
@@ -143,47 +160,47 @@ export class FailoverStore extends MigrationStore {
    * still holds them, in order, at most `entriesMax` from `fromSeq` on.
    */
   writesPast(fromSeq: number, entriesMax: number): LogEntry[] {
-    return this.logDb.read(fromSeq, entriesMax, Number.MAX_SAFE_INTEGER);
+    return this.env.logDb.read(fromSeq, entriesMax, Number.MAX_SAFE_INTEGER);
   }
 
   /** The oldest sequence the log still holds. */
   logFirstSeq(): number {
-    return this.logDb.firstSeq();
+    return this.env.logDb.firstSeq();
   }
 
   /** Notes that the demoted history's rollback file is written, so a resync that restarts does not write it twice. */
   async markRolledBack(file: string): Promise<void> {
-    await this.durably(() => {
+    await this.env.durably(() => {
       const demoted = this.demotedAt();
-      if (demoted) this.meta.putSync(demotedKey, { ...demoted, rollback: file });
+      if (demoted) this.env.meta.putSync(demotedKey, { ...demoted, rollback: file });
     });
   }
 
   /** The rollback files written here so far. */
   rollbacks(): RollbackSummary {
-    return (this.meta.get(rollbacksKey) as RollbackSummary | undefined) ?? { files: 0, entries: 0, last: null };
+    return (this.env.meta.get(rollbacksKey) as RollbackSummary | undefined) ?? { files: 0, entries: 0, last: null };
   }
 
   /** Counts a rollback file once it is on disk, before the resync that replaces the data starts. */
   async recordRollback(file: string, entries: number): Promise<void> {
     const before = this.rollbacks();
     const summary: RollbackSummary = { files: before.files + 1, entries: before.entries + entries, last: { file, entries, at: new Date().toISOString() } };
-    await this.durably(() => this.meta.putSync(rollbacksKey, summary));
+    await this.env.durably(() => this.env.meta.putSync(rollbacksKey, summary));
   }
 
   /** The promotion grants this node stored, by shard (see cluster/grants.ts). */
   grants<T>(): Readonly<Record<string, T>> {
-    return (this.meta.get(grantsKey) as Record<string, T> | undefined) ?? {};
+    return (this.env.meta.get(grantsKey) as Record<string, T> | undefined) ?? {};
   }
 
   /** Stores a grant, synced, before the node answers that it granted. */
   async recordGrant<T>(shard: string, grant: T): Promise<void> {
-    await this.durably(() => this.meta.putSync(grantsKey, { ...this.grants<T>(), [shard]: grant }));
+    await this.env.durably(() => this.env.meta.putSync(grantsKey, { ...this.grants<T>(), [shard]: grant }));
   }
 
   /** The switchover pause this primary answered, until it learns the outcome. */
   switchoverPause<T>(): T | undefined {
-    return this.meta.get(pauseKey) as T | undefined;
+    return this.env.meta.get(pauseKey) as T | undefined;
   }
 
   /**
@@ -191,6 +208,6 @@ export class FailoverStore extends MigrationStore {
    * record is durable every write admitted before it is too.
    */
   async recordSwitchoverPause<T>(pause: T | undefined): Promise<void> {
-    await this.durably(() => (pause === undefined ? this.meta.removeSync(pauseKey) : this.meta.putSync(pauseKey, pause)));
+    await this.env.durably(() => (pause === undefined ? this.env.meta.removeSync(pauseKey) : this.env.meta.putSync(pauseKey, pause)));
   }
 }

@@ -119,7 +119,7 @@ describe('a sender told of a higher epoch', () => {
 
   it('reports the epoch and primary the reply names', async () => {
     const store = new Store({ path: join(dir, 'shard1-a'), replicationLog: true });
-    await store.startDataset();
+    await store.dataset.startDataset();
     const replicaAddress = `127.0.0.1:${(server.address() as AddressInfo).port}`;
     const seen: [string, ShardEpoch, string][] = [];
     const sender = new ReplicationSender({

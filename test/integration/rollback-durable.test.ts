@@ -32,10 +32,10 @@ describe('a rollback file', () => {
     dirs.push(dir);
     const store = new Store({ path: join(dir, 'shard1-a'), replicationLog: true });
     try {
-      await store.startDataset();
-      await store.commit([{ type: 'set', slot: 1, key: Buffer.from('kept'), value: Buffer.from('1') }]);
-      await store.commit([{ type: 'set', slot: 1, key: Buffer.from('lost'), value: Buffer.from('2') }]);
-      const demoted = await store.demote();
+      await store.dataset.startDataset();
+      await store.commit([{ type: 'set', slot: 1, key: Buffer.from('kept'), value: Buffer.from('1') }], 1);
+      await store.commit([{ type: 'set', slot: 1, key: Buffer.from('lost'), value: Buffer.from('2') }], 1);
+      const demoted = await store.failover.demote();
       synced.length = 0;
       const { file, entries } = await writeRollback(store, 'shard1', demoted, 1, '127.0.0.1:1');
       expect(entries).toBe(1);

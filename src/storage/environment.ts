@@ -1,23 +1,16 @@
-// The LMDB environment of one process and the shard's data in it: reads (through the read cache),
-// durable commits, the replication log a primary keeps beside the data, and closing. The layers above
-// (DatasetStore, MigrationStore, Store) add what else the store keeps in the same environment.
+// The LMDB environment of one process and the shard's data in it: its databases, reads through the
+// read cache, durable transactions grouped per event turn, and closing. The store's other parts
+// (standing.ts, dataset-store.ts, migration-store.ts, failover-store.ts) each own some of the keys in
+// it and write them through durably().
 
 import { chmodSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
-import { NotServingPrimaryError } from '../core/errors.js';
 import { batchSizeBuckets, durationBucketsS, Histogram } from '../core/histogram.js';
 import { readCacheEntriesMax, readCacheValueBytesMax } from '../core/limits.js';
 import { storageKey, type Mutation } from './keys.js';
 import { ReadCache } from './read-cache.js';
 import { ReplicationLog } from './replication-log.js';
-
-export interface CommitResult {
-  /** Per mutation: for a set true, for a delete whether the key existed. */
-  readonly applied: boolean[];
-  /** The replication sequence of the last mutation (0 on a store without a log). */
-  readonly seq: number;
-}
 
 export interface StoreOptions {
   readonly path: string;
@@ -40,21 +33,19 @@ interface CommitGroup {
   counted: boolean;
 }
 
-export class DataStore {
+export class StoreEnvironment {
   readonly path: string;
-  protected readonly root: RootDatabase;
-  protected readonly data: Database<Buffer, Buffer>;
-  protected readonly meta: Database<unknown, string>;
+  readonly root: RootDatabase;
+  readonly data: Database<Buffer, Buffer>;
+  readonly meta: Database<unknown, string>;
   /** Keys deleted while their slot was still migrating in: a late migration batch must not restore them. */
-  protected readonly tombstones: Database<Buffer, Buffer>;
+  readonly tombstones: Database<Buffer, Buffer>;
   /** Migration progress: a key per slot done, `slot` for received and `slot | 1 << 16` for sent. */
-  protected readonly migratedSlots: Database<boolean, number>;
-  /** The replication log, opened in every store; only a primary's writes go to it (see log). */
-  protected readonly logDb: ReplicationLog;
-  /** Whether this store is a primary's: its commits append to the log. Changed by promote() and demote(). */
-  protected keepsLog: boolean;
+  readonly migratedSlots: Database<boolean, number>;
+  /** The replication log, opened in every store; only a primary's writes go to it (see Standing). */
+  readonly logDb: ReplicationLog;
   private closed = false;
-  protected readonly cache = new ReadCache(readCacheEntriesMax, readCacheValueBytesMax);
+  readonly cache = new ReadCache(readCacheEntriesMax, readCacheValueBytesMax);
   readonly commitStats = new CommitStats();
   /** The group of the current event turn, closed by setImmediate once the turn is over. */
   private group: CommitGroup | undefined;
@@ -81,27 +72,9 @@ export class DataStore {
     this.tombstones = this.root.openDB<Buffer, Buffer>('tombstones', { keyEncoding: 'binary', encoding: 'binary' });
     this.migratedSlots = this.root.openDB<boolean, number>('migrated-slots', { keyEncoding: 'uint32', encoding: 'msgpack' });
     this.logDb = new ReplicationLog(this.root, this.meta);
-    this.keepsLog = options.replicationLog;
     // Stored values are readable by this user only, also in a data dir created before this rule.
     chmodSync(this.path, 0o700);
     for (const entry of readdirSync(this.path, { withFileTypes: true })) if (entry.isFile()) chmodSync(join(this.path, entry.name), 0o600);
-  }
-
-  /** The replication log while this store is a primary's; undefined while it is a replica's. */
-  get log(): ReplicationLog | undefined {
-    return this.keepsLog ? this.logDb : undefined;
-  }
-
-  /**
-   * The log for `what`, a write only a primary's store takes, read before its transaction is queued, as
-   * commit() reads it: demote() stops the log at once, but its own transaction runs after every one
-   * queued before it, so what was queued first is logged and counts in the demoted history. Refused
-   * once a demotion has begun, since an unlogged write would be in neither history nor rollback file.
-   */
-  protected primaryLog(what: string): ReplicationLog {
-    const log = this.log;
-    if (log === undefined) throw new NotServingPrimaryError(what, 'its store serves as a replica (a demotion may have begun)');
-    return log;
   }
 
   get(slot: number, key: Uint8Array): Buffer | undefined {
@@ -126,31 +99,6 @@ export class DataStore {
   }
 
   /**
-   * Applies mutations atomically, in order, in one LMDB transaction together with their replication log
-   * entries, and resolves once that transaction is durable on disk. lmdb-js groups every transaction
-   * queued in the same event turn into one commit and one fsync, so concurrent clients share the cost of
-   * a sync (group commit).
-   */
-  async commit(mutations: readonly Mutation[]): Promise<CommitResult> {
-    const touched: string[] = [];
-    const log = this.log;
-    return this.durably(
-      () => {
-        const ts = Date.now();
-        let seq = 0;
-        const applied = mutations.map((m) => {
-          const done = this.applyInTransaction(m, touched);
-          if (log) seq = log.appendInTransaction(m, ts);
-          return done;
-        });
-        return { applied, seq };
-      },
-      touched,
-      mutations.length,
-    );
-  }
-
-  /**
    * Runs `body` in a write transaction and resolves with its result once that transaction is durable.
    * After the commit, the read snapshot is reset and the cached values of `touched` keys are dropped
    * (see forgetCommitted).
@@ -159,7 +107,7 @@ export class DataStore {
    * process. With overlappingSync the fsync comes after; `flushed` resolves once everything committed so
    * far is on disk, which is when a write survives a crash of the machine. Acknowledge only then.
    */
-  protected async durably<T>(body: () => T, touched?: readonly string[] | 'all', writes = 0): Promise<T> {
+  async durably<T>(body: () => T, touched?: readonly string[] | 'all', writes = 0): Promise<T> {
     const group = this.joinGroup(writes);
     const result = await this.root.transaction(body);
     if (touched !== undefined) this.forgetCommitted(touched);
@@ -190,7 +138,7 @@ export class DataStore {
   }
 
   /** Applies one mutation inside a write transaction; adds its cache id to `touched` for forgetCommitted(). */
-  protected applyInTransaction(m: Mutation, touched: string[]): boolean {
+  applyInTransaction(m: Mutation, touched: string[]): boolean {
     const key = storageKey(m.slot, m.key);
     const id = key.toString('latin1');
     this.cache.forget(id);
