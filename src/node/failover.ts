@@ -29,7 +29,6 @@ import { sleep } from '../core/backoff.js';
 import { BadRequestError, FailoverRefusedError, WritesPausedError } from '../core/errors.js';
 import { sendJson, type BodyRequest } from '../core/http-reply.js';
 import { failoverPauseMs, failoverRequestTimeoutMs } from '../core/limits.js';
-import { otherMember } from '../cluster/epochs.js';
 import type { GrantDecision, GrantRequest } from '../cluster/grants.js';
 import { askOutcome, decodeGrantRequest, type FailoverHost, grantHere, grantPath, outcomePath, outcomeRetryMs, settleAfterPause } from './promotion.js';
 
@@ -50,8 +49,8 @@ export interface FailoverEndpoints {
   readonly router: Router;
   /** A peer holds a grant above this node's epoch for its shard: find out whether it was used (ClusterView.whenGrantSeen). */
   settleGrant(): void;
-  /** At start-up: a pause on disk means a switchover's outcome is still to be learned (see FailoverService). */
-  resumeUnsettledPause(): Promise<void>;
+  /** Once the pause at `epoch` runs out, asks whether the other member was promoted (member-role.ts's askOutcome). */
+  settleAfterPause(epoch: number): void;
   /** Ends a failover's requests under way and frees their sockets, at shutdown. */
   close(): void;
 }
@@ -68,7 +67,7 @@ export function failoverRouter(host: FailoverHost): FailoverEndpoints {
   return {
     router,
     settleGrant: () => void service.settleGrant(),
-    resumeUnsettledPause: () => service.resumeUnsettledPause(),
+    settleAfterPause: (epoch) => service.settleAfterPause(epoch),
     close: () => service.close(),
   };
 }
@@ -148,7 +147,8 @@ class FailoverService {
     const asked = bodyOf(req)['epoch'];
     if (!Number.isSafeInteger(asked) || (asked as number) < 1) throw new BadRequestError('epoch must be the positive integer epoch the caller knows');
     const epoch = host.view.epochOf(host.shard.name);
-    if (host.role() !== 'primary' || epoch.primary !== host.address) {
+    const member = host.member;
+    if (member === undefined || host.role() !== 'primary' || epoch.primary !== host.address) {
       throw new FailoverRefusedError(host.shard.name, `${host.address} is not its primary; ${epoch.primary} is (epoch ${epoch.epoch})`);
     }
     // A switchover asked at another epoch than this primary's is based on a view of the shard that is
@@ -160,20 +160,16 @@ class FailoverService {
         { epoch: epoch.epoch, primary: epoch.primary },
       );
     }
-    host.pause.until = performance.now() + failoverPauseMs;
-    host.pause.unsettled = true;
-    if (!this.settling) {
-      this.settling = true;
-      void settleAfterPause(host, this.http, epoch.epoch, this.abort.signal).finally(() => {
-        this.settling = false;
-      });
-    }
-    // Writes commit in the order they were admitted, so once this commit is durable, every write
-    // admitted before the pause is too, and the log's last sequence covers each one acknowledged. It
-    // records the pause, so a primary restarted before the outcome asks for it before taking writes.
-    await host.store.failover.recordSwitchoverPause({ epoch: epoch.epoch, member: otherMember(host.shard, host.address) });
+    // Writes commit in the order they were admitted, so once the pause's record is durable, every write
+    // admitted before the pause is too, and the log's last sequence covers each one acknowledged. The
+    // record also makes a primary restarted before the outcome ask for it before taking writes.
+    await member.dispatch({ type: 'paused', epoch: epoch.epoch, until: performance.now() + failoverPauseMs });
     const log = host.store.log;
-    if (!log) throw new FailoverRefusedError(host.shard.name, `${host.address} stopped being primary during the pause`);
+    const state = member.state;
+    const recorded = host.store.failover.switchoverPause<{ epoch: number }>()?.epoch === epoch.epoch;
+    if (!log || !recorded || state.role !== 'primary' || state.epoch !== epoch.epoch || !state.unsettled) {
+      throw new FailoverRefusedError(host.shard.name, `${host.address} stopped being primary at epoch ${epoch.epoch} during the pause`);
+    }
     this.pauseId = randomUUID();
     const reply: PauseReply = {
       dataset_id: host.store.dataset.datasetId(),
@@ -188,15 +184,14 @@ class FailoverService {
 
   async resume(req: BodyRequest, res: ServerResponse): Promise<void> {
     const { host } = this;
-    if (bodyOf(req)['pause_id'] !== this.pauseId || this.pauseId === undefined) {
+    const member = host.member;
+    if (bodyOf(req)['pause_id'] !== this.pauseId || this.pauseId === undefined || member === undefined) {
       sendJson(res, 200, { resumed: false, reason: 'not the pause under way' });
       return;
     }
     this.pauseId = undefined;
-    const was = host.pause.until > performance.now() || host.pause.unsettled;
-    await host.store.failover.recordSwitchoverPause(undefined);
-    host.pause.until = 0;
-    host.pause.unsettled = false;
+    const was = member.state.pauseUntil > performance.now() || member.state.unsettled;
+    await member.dispatch({ type: 'resumed' });
     if (was) host.log.info(`writes to ${host.shard.name} resume: the switchover was called off`);
     sendJson(res, 200, { resumed: was });
   }
@@ -227,8 +222,9 @@ class FailoverService {
       for (let pending = host.view.quorum.unresolvedGrant; pending !== undefined && !this.abort.signal.aborted; pending = host.view.quorum.unresolvedGrant) {
         // Only a primary's writes wait for the answer, and asking calls off a failover under way at the
         // member: a replica, or a primary in a switchover's pause (which asks itself once it ends), does not ask.
-        if (host.role() !== 'primary') return;
-        if (host.pause.until <= performance.now() && !host.pause.unsettled) {
+        const member = host.member;
+        if (host.role() !== 'primary' || member === undefined) return;
+        if (member.state.pauseUntil <= performance.now() && !member.state.unsettled) {
           const answer = await askOutcome(host, this.http, pending.primary, pending.epoch - 1);
           if (answer === 'not_promoted') host.view.quorum.grantResolved(pending.epoch);
         }
@@ -239,24 +235,11 @@ class FailoverService {
     }
   }
 
-  /**
-   * At start-up: a primary that had paused for a switchover and restarted before it learned the outcome
-   * (its pause is on disk) asks the member before it takes writes, as when a pause runs out.
-   */
-  async resumeUnsettledPause(): Promise<void> {
-    const { host } = this;
-    const paused = host.store.failover.switchoverPause<{ epoch: number; member: string }>();
-    if (paused === undefined) return;
-    const epoch = host.view.epochOf(host.shard.name).epoch;
-    if (host.role() !== 'primary' || paused.epoch !== epoch) {
-      await host.store.failover.recordSwitchoverPause(undefined);
-      return;
-    }
-    host.log.warn(`${host.shard.name}: this primary restarted during a switchover at epoch ${epoch}: asking ${paused.member} whether it was promoted`);
-    host.pause.unsettled = true;
+  /** Starts asking, once the pause at `epoch` runs out, whether the other member was promoted; one loop at a time. */
+  settleAfterPause(epoch: number): void {
     if (this.settling) return;
     this.settling = true;
-    void settleAfterPause(host, this.http, epoch, this.abort.signal).finally(() => {
+    void settleAfterPause(this.host, this.http, epoch, this.abort.signal).finally(() => {
       this.settling = false;
     });
   }

@@ -1,9 +1,10 @@
 // How a member starts from the epochs its data dir kept (node.ts): the role they give it, the store
 // made to serve that role, and the wait for a majority to confirm them; and what /status says of them.
 
-import { canonicalAddress, type RoleName } from '../core/config.js';
+import type { RoleName } from '../core/config.js';
 import type { Log } from '../core/log.js';
 import { ClusterView } from '../cluster/cluster-view.js';
+import { type MemberEffect, start, type Transition } from '../cluster/member-role.js';
 import type { Store } from '../storage/store.js';
 import { roleFactories } from './role-factories.js';
 import type { prepareLayout } from './startup.js';
@@ -19,25 +20,39 @@ interface MemberStart {
 }
 
 /**
- * The node's view of the cluster, with the epochs its store kept, and the role they give it (cluster
- * state, not its place in sharding.toml); the store is made to serve that role.
+ * The node's view of the cluster, with the epochs its store kept, and the member's start (member-role.ts):
+ * the role they give it (cluster state, not its place in sharding.toml), with the store made to serve
+ * that role already. A drain has no member state: its shard is not in the config.
  */
 export async function openView(
   options: MemberStart,
   address: string,
   store: Store,
   layout: Awaited<ReturnType<typeof prepareLayout>>,
-): Promise<{ view: ClusterView; role: RoleName }> {
+): Promise<{ view: ClusterView; role: RoleName; started: Transition | undefined }> {
   const { config, shard, log } = options;
   const own = roleFactories[options.role].ownLayout(config, layout);
   const view = new ClusterView(config, own, `${shard.name}/${options.role}`, layout.decided, log, () => (store.isEmpty() ? 0 : 1), address, performance.now());
   view.quorum.grantsSource = () => store.failover.grants();
   await loadEpochs(store, view, address, options.overwriteReplica === true);
-  const role: RoleName =
-    options.role === 'drain' ? 'drain' : canonicalAddress(view.shardNow(shard.idx).address) === canonicalAddress(address) ? 'primary' : 'replica';
+  if (options.role === 'drain') {
+    view.node = `${shard.name}/drain`;
+    store.failover.serveAs({ role: 'primary', epoch: 1 });
+    return { view, role: 'drain', started: undefined };
+  }
+  const epoch = view.epochOf(shard.name);
+  const started = start({
+    self: address,
+    epoch: epoch.epoch,
+    primary: epoch.primary,
+    servedAs: store.failover.servesAs() ?? (options.role === 'replica' ? 'replica' : 'primary'),
+    confirmed: view.quorum.epochsConfirmed,
+    pausedAtEpoch: store.failover.switchoverPause<{ epoch: number }>()?.epoch,
+  });
+  const role = started.state.role;
   view.node = `${shard.name}/${role}`;
-  await settleStore(store, role, options.role, view.epochIfListed(shard.name)?.epoch ?? 1, log);
-  return { view, role };
+  for (const effect of started.effects) if (effect.type === 'serve') await serve(store, effect, log);
+  return { view, role, started };
 }
 
 /** What /status says of the node's epochs, grants and write fence. */
@@ -74,18 +89,22 @@ export async function loadEpochs(store: Store, view: ClusterView, address: strin
 }
 
 /**
- * Makes the store serve `role` at start-up: a member whose epochs make it primary (or replica) but
- * whose store was last made to serve the other role (a failover it learned of before a crash, or the
- * first start after one) is promoted (or demoted) before it serves.
+ * Makes the store serve its role at start-up (member-role.ts's serve effect): a member whose epochs make
+ * it primary (or replica) but whose store was last made to serve the other role (a failover it learned
+ * of before a crash, or the first start after one) is promoted (or demoted) before it serves.
  */
-export async function settleStore(store: Store, role: RoleName, configRole: RoleName, epoch: number, log: Log): Promise<void> {
-  const was = store.failover.servesAs() ?? (configRole === 'replica' ? 'replica' : 'primary');
-  if (role === 'primary' && was === 'replica') {
-    await store.failover.promote(epoch);
-    log.info("this member's epochs make it primary: its store now serves as primary");
-  } else if (role === 'replica' && was === 'primary') {
+async function serve(store: Store, effect: Extract<MemberEffect, { type: 'serve' }>, log: Log): Promise<void> {
+  if (effect.role === 'primary') {
+    if (effect.promote) {
+      await store.failover.promote(effect.epoch);
+      log.info("this member's epochs make it primary: its store now serves as primary");
+    }
+    store.failover.serveAs({ role: 'primary', epoch: effect.epoch });
+    return;
+  }
+  if (effect.demote) {
     await store.failover.demote();
     log.info("this member's epochs make it a replica: its store now follows the primary");
   }
-  store.failover.serveAs(role === 'replica' ? { role: 'replica' } : { role: 'primary', epoch });
+  store.failover.serveAs({ role: 'replica' });
 }

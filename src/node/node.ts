@@ -9,7 +9,7 @@
 import { rmSync } from 'node:fs';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import express from 'express';
-import { canonicalAddress, type Config, type RoleName, type ShardConfig } from '../core/config.js';
+import type { Config, RoleName, ShardConfig } from '../core/config.js';
 import { shutdownDrainMs, shutdownIdleSweepMs } from '../core/limits.js';
 import { createPrivateDir, DataDirLock } from '../storage/data-dir-lock.js';
 import { Store } from '../storage/store.js';
@@ -17,7 +17,9 @@ import { Forwarder } from '../peer/forwarder.js';
 import type { ClusterView } from '../cluster/cluster-view.js';
 import { LayoutSync, layoutRouter } from '../cluster/layout-sync.js';
 import { newMigration } from '../cluster/layout-start.js';
-import { isMember, type EpochKind, type ShardEpoch } from '../cluster/epochs.js';
+import { isMember, otherMember, type ShardEpoch } from '../cluster/epochs.js';
+import type { MemberEffect, PromotionKind } from '../cluster/member-role.js';
+import { Member } from './member.js';
 import { createServer, serveHttpApi, type HttpApi } from '../server/http-api.js';
 import { failoverRouter, type FailoverEndpoints, type FailoverHost } from './failover.js';
 import { roleFactories, type RoleDeps, type RoleParts } from './role-factories.js';
@@ -66,7 +68,7 @@ interface NodeParts {
 export class KvNode {
   private closing: Promise<void> | undefined;
   private failover: FailoverEndpoints | undefined;
-  /** Role changes and epoch writes, one after another. */
+  /** A drain's epoch writes, one after another (a member's go through its Member's queue). */
   private changes: Promise<void> = Promise.resolve();
 
   private constructor(
@@ -77,8 +79,10 @@ export class KvNode {
     private readonly holder: { parts: RoleParts },
     private readonly deps: RoleDeps,
     private readonly api: HttpApi,
-    /** The role this node serves now (a failover changes it). */
+    /** The role this node serves now (a failover changes it, only through the member's effects). */
     private currentRole: RoleName,
+    /** The member's role as member-role.ts decides it; undefined on a drain. */
+    private readonly member: Member | undefined,
   ) {}
 
   /** The role this node serves now. */
@@ -115,9 +119,11 @@ export class KvNode {
   private static async wire(options: NodeOptions, address: string, lock: DataDirLock, server: Server, store: Store): Promise<KvNode> {
     const { config, shard, log, token } = options;
     const layout = await prepareLayout(store, config, shard.name, options.role);
-    const { view, role } = await openView(options, address, store, layout);
+    const { view, role, started } = await openView(options, address, store, layout);
     const forwarder = KvNode.forwarder(options, view);
-    const pause = { until: 0, unsettled: false };
+    // The member's effects are carried out by the node, which exists once its parts are built.
+    let node: KvNode | undefined;
+    const member = started && new Member(started, (effect) => node!.carryOut(effect), log);
     const deps: RoleDeps = {
       config,
       shard,
@@ -129,7 +135,7 @@ export class KvNode {
       view,
       forwarder,
       layout,
-      pause,
+      member,
       promoted: false,
       // A replica's reply, or a recovery answer, that names a newer epoch of a shard: learned as named.
       onEpochSeen: (name, seen, from) => view.learnEpochs({ [name]: seen }, `${from}, in a replication reply`),
@@ -159,13 +165,22 @@ export class KvNode {
       log,
       onAnswer: (peer, peerRole, answer) => holder.parts.onLayoutAnswer(peer, peerRole, answer, sync),
     });
-    const node = new KvNode(options, address, { lock, server, store, forwarder, view, sync, dashboard }, holder, deps, api, role);
+    node = new KvNode(options, address, { lock, server, store, forwarder, view, sync, dashboard }, holder, deps, api, role, member);
     node.noteLogContext();
-    node.failover = failoverRouter(node.failoverHost());
-    internalRoutes.use(node.failover.router);
-    const failoverEndpoints = node.failover;
-    view.quorum.whenGrantSeen(() => failoverEndpoints.settleGrant());
-    void failoverEndpoints.resumeUnsettledPause();
+    const endpoints = failoverRouter(node.failoverHost(member));
+    node.failover = endpoints;
+    internalRoutes.use(endpoints.router);
+    view.quorum.whenGrantSeen(() => endpoints.settleGrant());
+    if (member !== undefined) {
+      void view.quorum.whenEpochsConfirmed().then(() => member.dispatch({ type: 'epochsConfirmed' }));
+      // The start's effects other than the store's (openView carried those out): a pause to settle or clear.
+      if (member.state.unsettled) {
+        log.warn(
+          `${shard.name}: this primary restarted during a switchover at epoch ${member.state.epoch}: asking ${otherMember(shard, address)} whether it was promoted`,
+        );
+      }
+      void member.run(started!.effects.filter((e) => e.type !== 'serve')).catch(() => undefined);
+    }
     view.whenStale(() => sync.recheckWhileFenced());
     view.whenEpochChanged((changed, epoch) => node.onEpochChanged(changed, epoch));
     sync.announce();
@@ -198,49 +213,70 @@ export class KvNode {
   }
 
   /**
-   * A shard's epoch changed (learned from a peer, or this node's own promotion): stores the epochs, and
-   * when this node's own shard now has another primary than the role it serves, changes role. One
-   * change at a time, in the order they came.
+   * A shard's epoch changed (learned from a peer, or this node's own promotion): for this node's own
+   * shard, the member decides what follows (member-role.ts); any other shard's epochs are stored.
    */
   private onEpochChanged(shard: ShardConfig, epoch: ShardEpoch): void {
     this.options.log.info(`${shard.name} is at epoch ${epoch.epoch}: its primary is ${epoch.primary} (${epoch.kind})`);
     this.noteLogContext();
-    this.changes = this.changes
-      .then(async () => {
-        if (this.closing) return;
-        const { store, view } = this.parts;
-        await store.failover.recordEpochs(view.epochs());
-        if (shard.name !== this.options.shard.name || this.currentRole === 'drain') return;
-        const want: RoleName = canonicalAddress(view.epochOf(shard.name).primary) === canonicalAddress(this.address) ? 'primary' : 'replica';
-        if (want !== this.currentRole) await this.transition(want);
-      })
-      .catch((err: unknown) => this.options.log.error(`role change failed: ${(err as Error).stack ?? String(err)}`));
+    const { member } = this;
+    if (member === undefined) {
+      this.changes = this.changes.then(() => this.carryOut({ type: 'storeEpochs' })).catch(() => undefined);
+      return;
+    }
+    const event = { type: 'epochSeen', epoch: epoch.epoch, primary: epoch.primary, complete: this.parts.store.dataset.replicaComplete() } as const;
+    const done = shard.name === this.options.shard.name ? member.dispatch(event) : member.run([{ type: 'storeEpochs' }]);
+    void done.catch(() => undefined);
+  }
+
+  /** Carries out one of the member's effects (member-role.ts): the only way this node's role changes. */
+  private async carryOut(effect: MemberEffect): Promise<void> {
+    if (this.closing) return;
+    const { store, view } = this.parts;
+    const { shard } = this.options;
+    switch (effect.type) {
+      case 'storeEpochs':
+        return store.failover.recordEpochs(view.epochs());
+      case 'adoptEpoch':
+        return view.adoptEpoch(shard.name, { epoch: effect.epoch, primary: this.address, kind: effect.kind, at: new Date().toISOString() });
+      case 'become':
+        return this.transition(effect.role, effect.role === 'primary' ? effect : undefined);
+      case 'raise':
+        return store.failover.raise(effect.epoch);
+      case 'recordPause':
+        return store.failover.recordSwitchoverPause({ epoch: effect.epoch, member: otherMember(shard, this.address) });
+      case 'clearPause':
+        return store.failover.recordSwitchoverPause(undefined);
+      case 'askOutcome':
+        return this.failover?.settleAfterPause(effect.epoch);
+      case 'serve':
+        throw new Error('the store is made to serve its role at start-up, by openView');
+    }
   }
 
   /**
    * The one role transition (raft's becomeLeader/becomeFollower): the old role's parts stop (a demoted
    * primary's sender stops at once: its replica is primary now), the store is promoted or demoted, and
    * the new role's parts are built and started. Requests in the meantime meet the old role's handler,
-   * which refuses writes already, since the epoch changed before this runs.
+   * which refuses writes already, since the member's state changed before this runs.
    */
-  private async transition(to: 'primary' | 'replica'): Promise<void> {
+  private async transition(to: 'primary' | 'replica', promotion: { readonly epoch: number; readonly rebuildFirst: boolean } | undefined): Promise<void> {
     const { store, view, sync } = this.parts;
     const from = this.currentRole;
     const started = Date.now();
     await this.holder.parts.close(0);
     // Only a member that holds a complete copy serves at once as primary; one with a new or replaced
     // data dir first rebuilds from the other member, as a restarted primary does (primary-recovery.ts).
-    const complete = store.dataset.replicaComplete();
-    if (to === 'primary') {
-      await store.failover.promote(view.epochOf(this.options.shard.name).epoch);
+    // A resync may have begun since the member decided, so the store is asked again.
+    const complete = promotion !== undefined && !promotion.rebuildFirst && store.dataset.replicaComplete();
+    if (promotion !== undefined) {
+      await store.failover.promote(promotion.epoch);
       await this.takeOverMigration();
     } else await store.failover.demote();
-    this.deps.pause.until = 0;
-    this.deps.pause.unsettled = false;
     view.node = `${this.options.shard.name}/${to}`;
     const parts = roleFactories[to].build({
       ...this.deps,
-      promoted: to === 'primary' && complete,
+      promoted: complete,
       layout: { decided: view.decided, record: store.migrations.migration() },
     });
     this.holder.parts = parts;
@@ -280,7 +316,7 @@ export class KvNode {
   }
 
   /** What the failover endpoints (failover.ts) use of this node. */
-  private failoverHost(): FailoverHost {
+  private failoverHost(member: Member | undefined): FailoverHost {
     const { store, view, sync } = this.parts;
     return {
       shard: this.options.shard,
@@ -289,22 +325,23 @@ export class KvNode {
       log: this.options.log,
       view,
       store,
-      pause: this.deps.pause,
+      member,
       role: () => this.currentRole,
-      promote: (kind, epoch) => this.promote(kind, epoch),
+      promote: (kind, epoch) => {
+        if (member === undefined) throw new Error('a drain is promoted to nothing');
+        return this.promote(member, kind, epoch);
+      },
       broadcast: () => sync.broadcastNow(),
     };
   }
 
   /** Makes this member its shard's primary at `epoch` (granted by a majority), stored before it serves as one. */
-  private async promote(kind: Exclude<EpochKind, 'initial'>, epoch: number): Promise<ShardEpoch> {
-    const { view } = this.parts;
-    const name = this.options.shard.name;
-    const next: ShardEpoch = { epoch, primary: this.address, kind, at: new Date().toISOString() };
-    view.adoptEpoch(name, next);
-    await this.changes;
-    if (this.currentRole !== 'primary') throw new Error(`the promotion to epoch ${next.epoch} did not take effect`);
-    return next;
+  private async promote(member: Member, kind: PromotionKind, epoch: number): Promise<ShardEpoch> {
+    const { view, store } = this.parts;
+    await member.dispatch({ type: 'promotionGranted', epoch, kind, complete: store.dataset.replicaComplete() });
+    const now = view.epochOf(this.options.shard.name);
+    if (this.currentRole !== 'primary' || now.epoch !== epoch) throw new Error(`the promotion to epoch ${epoch} did not take effect`);
+    return now;
   }
 
   /** Resolves true once this node's migration has finished (a drain waits for this), false if closed first. */
@@ -321,6 +358,7 @@ export class KvNode {
   private async shutdown(): Promise<void> {
     const { server, sync, forwarder, store, lock } = this.parts;
     await this.changes;
+    await this.member?.settled();
     const role = this.holder.parts;
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     closeConnectionsAsAnswered(server);

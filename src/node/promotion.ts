@@ -14,7 +14,7 @@ import { decideGrant, decodeGrants, type GrantDecision, type GrantRequest } from
 import { isMajority } from '../cluster/quorum.js';
 import type { InternalClient } from '../peer/internal-client.js';
 import type { Store } from '../storage/store.js';
-import type { SwitchoverPause } from './roles.js';
+import type { Member } from './member.js';
 
 export const outcomePath = '/internal/failover/outcome';
 export const grantPath = '/internal/grant';
@@ -34,8 +34,8 @@ export interface FailoverHost {
   readonly log: Log;
   readonly view: ClusterView;
   readonly store: Store;
-  /** This primary's switchover pause (see roles.ts, writeRefusal). */
-  readonly pause: SwitchoverPause;
+  /** The member's role, epoch and pause (member-role.ts), changed only through it; undefined on a drain. */
+  readonly member: Member | undefined;
   /** The role this node serves now. */
   role(): string;
   /** Makes this member its shard's primary at `epoch`; resolves once it serves as primary. */
@@ -171,23 +171,25 @@ export async function askOutcome(host: FailoverHost, http: InternalClient, membe
 
 /**
  * At a paused primary: once the pause has run out with no new epoch learned and no resume, asks the
- * member that asked for the pause whether it was promoted, and keeps writes waiting until it knows.
+ * member that asked for the pause whether it was promoted, until it answers; writes wait meanwhile.
  */
 export async function settleAfterPause(host: FailoverHost, http: InternalClient, epoch: number, signal: AbortSignal): Promise<void> {
   const member = otherMember(host.shard, host.address);
-  while (host.pause.unsettled && !signal.aborted) {
-    const wait = host.pause.until - performance.now();
+  const self = host.member;
+  while (self?.state.unsettled && !signal.aborted) {
+    const wait = self.state.pauseUntil - performance.now();
     if (wait > 0) {
       await sleep(wait, signal).catch(() => undefined);
       continue;
     }
-    if (host.role() !== 'primary' || host.view.epochOf(host.shard.name).epoch !== epoch) return;
+    if (self.state.role !== 'primary' || self.state.epoch !== epoch) return;
     const answer = await askOutcome(host, http, member, epoch);
-    if (answer === 'not_promoted' && host.pause.until <= performance.now() && host.view.epochOf(host.shard.name).epoch === epoch) {
-      await host.store.failover.recordSwitchoverPause(undefined);
-      host.pause.unsettled = false;
-      host.log.info(`writes to ${host.shard.name} resume: ${member} says the switchover did not promote it`);
-      return;
+    if (answer === 'not_promoted') {
+      await self.dispatch({ type: 'notPromoted', epoch, now: performance.now() });
+      if (!self.state.unsettled) {
+        host.log.info(`writes to ${host.shard.name} resume: ${member} says the switchover did not promote it`);
+        return;
+      }
     }
     // Promoted: the epoch learned from the answer ends the loop (the role changes); else ask again.
     await sleep(outcomeRetryMs, signal).catch(() => undefined);

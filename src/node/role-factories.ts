@@ -3,6 +3,7 @@
 // that work stops). node.ts wires whichever factory the role names and never asks which role it runs, so
 // a role change at runtime is one more transition: close the old role's parts, build the new role's.
 
+import assert from 'node:assert/strict';
 import type { ServerResponse } from 'node:http';
 import express, { type Router } from 'express';
 import { canonicalAddress, layoutRecord, type Config, type LayoutRecord, type RoleName, type ShardConfig } from '../core/config.js';
@@ -22,7 +23,8 @@ import { ReplicationSender } from '../replication/replication-sender.js';
 import type { OnEpochSeen } from '../replication/replication-protocol.js';
 import type { MigrationRecord } from '../storage/migration-store.js';
 import type { Store } from '../storage/store.js';
-import { drainRole, primaryRole, replicaRole, type Role, type SwitchoverPause } from './roles.js';
+import { drainRole, primaryRole, replicaRole, type Role } from './roles.js';
+import type { Member } from './member.js';
 import { drainStatus, primaryStatus, replicaStatus } from './status.js';
 import type { Log } from '../core/log.js';
 
@@ -48,8 +50,8 @@ export interface RoleDeps {
   readonly view: ClusterView;
   readonly forwarder: Forwarder;
   readonly layout: LayoutStanding;
-  /** Until when a switchover holds this primary's writes (set by the failover endpoints, failover.ts). */
-  readonly pause: SwitchoverPause;
+  /** The member's role as member-role.ts decides it; undefined on a drain, whose shard is not in the config. */
+  readonly member: Member | undefined;
   /** A replica promoted at run time: it serves at once (see PrimaryRecovery's promoted). */
   readonly promoted: boolean;
   /**
@@ -156,7 +158,8 @@ function migrateRouter(
 
 /** A shard's primary: takes writes, replicates them to its replica, checks its data with it on start. */
 function buildPrimary(deps: RoleDeps): RoleParts {
-  const { config, shard, store, view, forwarder, address, token, log, pause } = deps;
+  const { config, shard, store, view, forwarder, address, token, log, member } = deps;
+  assert.ok(member !== undefined, 'a primary has a member state');
   const replicaAddress = otherMember(shard, address);
   const epoch = () => view.epochOf(shard.name);
   const recovery = new PrimaryRecovery({
@@ -192,7 +195,7 @@ function buildPrimary(deps: RoleDeps): RoleParts {
   const routes = express.Router();
   routes.use(migrateRouter(view, { shard: shard.name, address }, learner, recovery));
   return {
-    handler: primaryRole({ config, shard, address, store, forwarder, view, sender, recovery, pause }),
+    handler: primaryRole({ config, shard, address, store, forwarder, view, sender, recovery, member }),
     routes,
     status: primaryStatus(store, sender, recovery, config, view),
     onLayoutAnswer: (peer, role, answer, sync) => learner?.onAnswer(peer, role, answer, sync),

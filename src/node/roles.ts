@@ -23,6 +23,7 @@ import {
 import type { Forwarder } from '../peer/forwarder.js';
 import type { ClusterView } from '../cluster/cluster-view.js';
 import { otherMember } from '../cluster/epochs.js';
+import { ackVerdict, type MemberState, writeVerdict } from '../cluster/member-role.js';
 import { parameterNameCharsMax, replicaAckTimeoutMs } from '../core/limits.js';
 import type { PrimaryRecovery } from '../replication/primary-recovery.js';
 import type { ReplicationSender } from '../replication/replication-sender.js';
@@ -51,17 +52,8 @@ export interface RoleContext {
 export interface PrimaryContext extends RoleContext {
   readonly sender: ReplicationSender;
   readonly recovery: PrimaryRecovery;
-  /** The switchover pause (see SwitchoverPause). */
-  readonly pause: SwitchoverPause;
-}
-
-/**
- * A primary's writes around a switchover: they wait until `until` (performance.now()), and once that
- * has passed, while `unsettled`, until the member that asked says whether it was promoted.
- */
-export interface SwitchoverPause {
-  until: number;
-  unsettled: boolean;
+  /** The member's role, epoch, pause and confirmation, as member-role.ts decides them (see member.ts). */
+  readonly member: { readonly state: MemberState };
 }
 
 /** A node that runs an outdated layout (or whose primary runs another one) refuses with 421. */
@@ -96,29 +88,19 @@ function notPrimary(ctx: RoleContext, req: DataRequest): NotPrimaryError | ReadO
 }
 
 /**
- * Why a primary's own write must not be taken now, if it must not: another member is primary, a sender
- * knows a newer epoch of this shard (learned by the next exchange, never guessed), a switchover is under
- * way or ended without word of its outcome, a restarted primary has not heard its epochs from a
- * majority, or this primary is fenced (no majority heard for half a node timeout, or a newer grant).
+ * Why a primary's own write must not be taken now, if it must not (member-role.ts's writeVerdict):
+ * another member is primary, a sender knows a newer epoch of this shard (learned by the next exchange,
+ * never guessed), a switchover is under way or ended without word of its outcome, a restarted primary
+ * has not heard its epochs from a majority, or this primary is fenced (no majority heard for half a node
+ * timeout, or a newer grant).
  */
 function writeRefusal(ctx: PrimaryContext, req: DataRequest): Error | undefined {
-  const epoch = ctx.view.epochOf(ctx.shard.name).epoch;
-  if (ctx.view.shardNow(ctx.shard.idx).address !== ctx.address) return notPrimary(ctx, req);
-  const sent = req.forwarded?.epoch;
-  if (sent !== undefined && sent > epoch) {
-    return new WritesPausedError('epoch_behind', ctx.shard.name, `${req.forwarded!.by} knows epoch ${sent} of this shard, this primary ${epoch}`);
-  }
   const now = performance.now();
-  if (ctx.pause.until > now) return new WritesPausedError('failover_in_progress', ctx.shard.name, 'a switchover hands the primary role to the other member');
-  if (ctx.pause.unsettled) {
-    return new WritesPausedError('failover_unsettled', ctx.shard.name, 'a switchover ended without word of whether the other member was promoted; asking it');
-  }
-  if (!ctx.view.quorum.epochsConfirmed) {
-    return new WritesPausedError('epoch_unconfirmed', ctx.shard.name, 'this primary has not yet heard its epochs from a majority of nodes');
-  }
-  const fence = ctx.view.quorum.writeFence(now);
-  if (fence) return new WritesPausedError(fence.code, ctx.shard.name, fence.reason);
-  return undefined;
+  const verdict = writeVerdict(ctx.member.state, { now, sentEpoch: req.forwarded?.epoch, fence: ctx.view.quorum.writeFence(now) });
+  if (verdict.ok) return undefined;
+  if (verdict.code === 'not_primary') return notPrimary(ctx, req);
+  const reason = verdict.code === 'epoch_behind' ? `${req.forwarded!.by}: ${verdict.reason}` : verdict.reason;
+  return new WritesPausedError(verdict.code, ctx.shard.name, reason);
 }
 
 function refuseMisrouted(ctx: RoleContext, req: DataRequest, role: RoleName, owner: ShardConfig): never {
@@ -202,7 +184,7 @@ async function writeLocal(ctx: PrimaryContext, jsonHeaders: readonly string[], r
   const tombstone = req.op === 'delete' && mayBeOnPreviousOwner(ctx, req);
   const mutation: Mutation =
     req.op === 'set' ? { type: 'set', slot: req.slot, key: req.key, value: req.value! } : { type: 'delete', slot: req.slot, key: req.key, tombstone };
-  const epoch = ctx.view.epochOf(ctx.shard.name).epoch;
+  const epoch = ctx.member.state.epoch;
   let {
     applied: [applied],
     seq,
@@ -217,15 +199,12 @@ async function writeLocal(ctx: PrimaryContext, jsonHeaders: readonly string[], r
 }
 
 /**
- * Why a write admitted at `epoch` must not be acknowledged once committed, if it must not: the commit
- * (or the wait for the replica) outlasted this member's standing as primary, and the cluster may have
- * promoted the other member meanwhile. Acknowledging then would be an acknowledgement at an epoch
- * older than one acknowledged elsewhere.
+ * Why a write admitted at `epoch` must not be acknowledged once committed, if it must not
+ * (member-role.ts's ackVerdict): the commit, or the wait for the replica, outlasted this member's
+ * standing as primary.
  */
 function standingLost(ctx: PrimaryContext, epoch: number): string | undefined {
-  const now = ctx.view.epochOf(ctx.shard.name);
-  if (now.epoch !== epoch || ctx.view.shardNow(ctx.shard.idx).address !== ctx.address) return `the shard moved to epoch ${now.epoch} (primary ${now.primary})`;
-  return ctx.view.quorum.writeFence(performance.now())?.reason;
+  return ackVerdict(ctx.member.state, epoch, ctx.view.quorum.writeFence(performance.now()));
 }
 
 /**
@@ -248,7 +227,10 @@ function whileRecovering(
 
 /** A request for a key of the primary's own shard. */
 function ownKey(ctx: PrimaryContext, valueHeaders: readonly string[], jsonHeaders: readonly string[], req: DataRequest): DataReply | Promise<DataReply> {
-  if (req.op !== 'get' && !ctx.view.quorum.epochsConfirmed) throw writeRefusal(ctx, req)!;
+  // A primary that does not know its standing (epochs unconfirmed, a switchover's outcome unknown) says
+  // so before anything else: its recovery may wait on the very member it waits to hear from.
+  const { confirmed, unsettled } = ctx.member.state;
+  if (req.op !== 'get' && (!confirmed || unsettled)) throw writeRefusal(ctx, req)!;
   const recovering = ctx.recovery.blocking();
   if (recovering !== undefined) return whileRecovering(ctx, valueHeaders, req, recovering);
   // A primary just added serves its keys once it knows whether they are still on other shards.

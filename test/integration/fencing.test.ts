@@ -99,17 +99,25 @@ async function silentSwitchover(): Promise<void> {
 async function restartedMidSwitchover(): Promise<void> {
   // The old primary is killed right after it paused and comes straight back, while the promoting member
   // waits at the failpoint: the pause it stored makes it ask the member before it takes a write, and
-  // the question calls the promotion off, so only one member ever takes writes.
+  // the question calls the promotion off, so only one member ever takes writes. The member is frozen
+  // (SIGSTOP) while the primary restarts, so the write below surely arrives before the answer.
   const c = cluster();
   await c.stop('shard3', 'replica');
-  await c.start('shard3', 'replica', undefined, { env: { KV_FAILPOINTS: 'failover-before-grants=6000' } });
+  await c.start('shard3', 'replica', undefined, { env: { KV_FAILPOINTS: 'failover-before-grants=10000' } });
   await waitRoles(c, 'shard3', 'primary');
   const command = runFailover(c, 'shard3');
   await waitFor('the primary paused', () => /paused for a switchover/.test(c.output('shard3', 'primary')));
   await c.kill('shard3', 'primary');
-  await c.start('shard3', 'primary', undefined, { ready: false });
-  const refused = await write('shard3', 'primary', key('shard3', 'mid-'), 'x');
-  expect(refused.status, refused.text()).toBe(503);
+  c.suspend('shard3', 'replica');
+  let refused: Awaited<ReturnType<typeof write>>;
+  try {
+    await c.start('shard3', 'primary', undefined, { ready: false });
+    refused = await write('shard3', 'primary', key('shard3', 'mid-'), 'x');
+  } finally {
+    c.resume('shard3', 'replica');
+  }
+  expect(refused!.status, refused!.text()).toBe(503);
+  expect(refused!.json()).toMatchObject({ error: expect.stringMatching(/^(failover_unsettled|epoch_unconfirmed)$/) });
   const result = await command;
   expect(result.code, result.stderr).toBe(5);
   expect(result.stderr).toMatch(/called off/);

@@ -1,0 +1,211 @@
+// A member's role as one pure decision, in the spirit of etcd-io/raft's Step: `start` and `step` take
+// what the member knows and what happened (the clock included, as an argument) and return what it knows
+// now and the effects to carry out, in order. They do no I/O: node.ts carries the effects out (stores,
+// promotes or demotes the store, rebuilds the role's parts), and roles.ts asks `writeVerdict` whether a
+// write may be taken and `ackVerdict` whether a committed one may be acknowledged. No other code changes
+// a member's role.
+
+import { canonicalAddress } from '../core/config.js';
+
+export type MemberRoleName = 'primary' | 'replica';
+
+/** How a promotion came about (a ShardEpoch's kind). */
+export type PromotionKind = 'switchover' | 'forced';
+
+/** What a member knows of its own shard and of itself. */
+export interface MemberState {
+  /** This member's address (canonical). */
+  readonly self: string;
+  readonly role: MemberRoleName;
+  /** The shard's epoch as this member acts on it, and the member that epoch names (canonical). */
+  readonly epoch: number;
+  readonly primary: string;
+  /** Whether a majority (or the shard's other member) has confirmed this member's epochs since it started. */
+  readonly confirmed: boolean;
+  /** Until when (performance.now() milliseconds) a switchover pause holds this primary's writes; 0: no pause. */
+  readonly pauseUntil: number;
+  /** A switchover pause was answered and its outcome is not known yet: writes wait for it after pauseUntil. */
+  readonly unsettled: boolean;
+}
+
+/** What a member's start knows: the epoch its data dir kept, and what its store was last made to serve. */
+export interface StartInput {
+  readonly self: string;
+  readonly epoch: number;
+  readonly primary: string;
+  /** The role the store was last promoted or demoted to; undefined before any (the config's role then). */
+  readonly servedAs: MemberRoleName | undefined;
+  /** False until a majority confirms: a member with peers that has not heard from them yet. */
+  readonly confirmed: boolean;
+  /** The epoch of a switchover pause this member answered as primary and never learned the outcome of. */
+  readonly pausedAtEpoch: number | undefined;
+}
+
+export type MemberEvent =
+  /** The shard's epoch rose (an announcement, an exchange, a refusal or an outcome named it). */
+  | { readonly type: 'epochSeen'; readonly epoch: number; readonly primary: string; readonly complete: boolean }
+  /** A majority stored this member's promotion at `epoch`. `complete`: its store holds a complete copy. */
+  | { readonly type: 'promotionGranted'; readonly epoch: number; readonly kind: PromotionKind; readonly complete: boolean }
+  /** A failover of this member found no majority: nothing changes. */
+  | { readonly type: 'promotionRefused' }
+  | { readonly type: 'epochsConfirmed' }
+  /** The other member asked this primary to pause for a switchover at `epoch`, until `until`. */
+  | { readonly type: 'paused'; readonly epoch: number; readonly until: number }
+  /** The member that asked for the pause called the switchover off. */
+  | { readonly type: 'resumed' }
+  /** The member that asked for the pause at `epoch` says it was not promoted (and now never will be). */
+  | { readonly type: 'notPromoted'; readonly epoch: number; readonly now: number };
+
+export type MemberEffect =
+  /** Store every shard's epoch as the view holds them (before the role changes by them). */
+  | { readonly type: 'storeEpochs' }
+  /** The view adopts this member's own promotion, so routing and peers learn it. */
+  | { readonly type: 'adoptEpoch'; readonly epoch: number; readonly kind: PromotionKind }
+  /** Close the old role's parts, make the store serve `role` (at `epoch`), build and start the new role's parts. */
+  | { readonly type: 'become'; readonly role: 'primary'; readonly epoch: number; readonly rebuildFirst: boolean }
+  | { readonly type: 'become'; readonly role: 'replica' }
+  /** At start-up, before the role's parts are built: make the store serve this role. */
+  | { readonly type: 'serve'; readonly role: 'primary'; readonly epoch: number; readonly promote: boolean }
+  | { readonly type: 'serve'; readonly role: 'replica'; readonly demote: boolean }
+  /** A primary whose shard's epoch rose still names it: it serves at the new epoch. */
+  | { readonly type: 'raise'; readonly epoch: number }
+  /** Store the pause (synced; its commit is also the barrier behind every write admitted before it). */
+  | { readonly type: 'recordPause'; readonly epoch: number }
+  | { readonly type: 'clearPause' }
+  /** Once the pause runs out, ask the member that asked for it whether it was promoted, until it answers. */
+  | { readonly type: 'askOutcome'; readonly epoch: number };
+
+export interface Transition {
+  readonly state: MemberState;
+  readonly effects: readonly MemberEffect[];
+}
+
+const same = (a: string, b: string) => canonicalAddress(a) === canonicalAddress(b);
+
+/**
+ * A member starts: the epoch its data dir kept makes it primary or replica, whatever the config says. A
+ * store last made to serve the other role is promoted or demoted first. A pause stored at this epoch
+ * means a switchover's outcome is still to be learned: a primary asks before it takes writes.
+ */
+export function start(input: StartInput): Transition {
+  const role: MemberRoleName = same(input.primary, input.self) ? 'primary' : 'replica';
+  const pausedHere = role === 'primary' && input.pausedAtEpoch === input.epoch;
+  const state: MemberState = {
+    self: canonicalAddress(input.self),
+    role,
+    epoch: input.epoch,
+    primary: canonicalAddress(input.primary),
+    confirmed: input.confirmed,
+    pauseUntil: 0,
+    unsettled: pausedHere,
+  };
+  const effects: MemberEffect[] = [
+    role === 'primary'
+      ? { type: 'serve', role, epoch: input.epoch, promote: input.servedAs === 'replica' }
+      : { type: 'serve', role, demote: input.servedAs === 'primary' },
+  ];
+  if (pausedHere) effects.push({ type: 'askOutcome', epoch: input.epoch });
+  else if (input.pausedAtEpoch !== undefined) effects.push({ type: 'clearPause' });
+  return { state, effects };
+}
+
+/** The shard's epoch rose to `epoch`, naming `primary`: the member follows it. */
+function epochSeen(state: MemberState, epoch: number, primary: string, complete: boolean): Transition {
+  if (epoch < state.epoch || (epoch === state.epoch && same(primary, state.primary))) return { state, effects: [] };
+  const next: MemberState = { ...state, epoch, primary: canonicalAddress(primary) };
+  const named = same(primary, state.self);
+  if (named && state.role === 'replica') return becomePrimary(next, epoch, complete);
+  if (!named && state.role === 'primary') {
+    return { state: { ...next, role: 'replica', pauseUntil: 0, unsettled: false }, effects: [{ type: 'storeEpochs' }, { type: 'become', role: 'replica' }] };
+  }
+  if (named) return { state: next, effects: [{ type: 'storeEpochs' }, { type: 'raise', epoch }] };
+  return { state: next, effects: [{ type: 'storeEpochs' }] };
+}
+
+/** Stored epochs first, then the transition; a member without a complete copy rebuilds before it serves. */
+function becomePrimary(state: MemberState, epoch: number, complete: boolean): Transition {
+  return {
+    state: { ...state, role: 'primary', pauseUntil: 0, unsettled: false },
+    effects: [{ type: 'storeEpochs' }, { type: 'become', role: 'primary', epoch, rebuildFirst: !complete }],
+  };
+}
+
+export function step(state: MemberState, event: MemberEvent): Transition {
+  switch (event.type) {
+    case 'epochSeen':
+      return epochSeen(state, event.epoch, event.primary, event.complete);
+    case 'promotionGranted': {
+      // A grant at or below the epoch known counts for nothing: a newer promotion has happened since.
+      if (event.epoch <= state.epoch || state.role === 'primary') return { state, effects: [] };
+      const promoted = becomePrimary({ ...state, epoch: event.epoch, primary: state.self }, event.epoch, event.complete);
+      return { state: promoted.state, effects: [{ type: 'adoptEpoch', epoch: event.epoch, kind: event.kind }, ...promoted.effects] };
+    }
+    case 'promotionRefused':
+      return { state, effects: [] };
+    case 'epochsConfirmed':
+      return { state: { ...state, confirmed: true }, effects: [] };
+    case 'paused':
+      if (state.role !== 'primary' || event.epoch !== state.epoch) return { state, effects: [] };
+      return {
+        state: { ...state, pauseUntil: event.until, unsettled: true },
+        effects: [
+          { type: 'recordPause', epoch: state.epoch },
+          { type: 'askOutcome', epoch: state.epoch },
+        ],
+      };
+    case 'resumed':
+      if (state.pauseUntil === 0 && !state.unsettled) return { state, effects: [] };
+      return { state: { ...state, pauseUntil: 0, unsettled: false }, effects: [{ type: 'clearPause' }] };
+    case 'notPromoted':
+      // A pause renewed meanwhile is a new switchover whose outcome this answer does not tell.
+      if (!state.unsettled || state.pauseUntil > event.now || event.epoch !== state.epoch) return { state, effects: [] };
+      return { state: { ...state, pauseUntil: 0, unsettled: false }, effects: [{ type: 'clearPause' }] };
+  }
+}
+
+/** Why a write must not be taken, by code; see roles.ts for the errors these become. */
+export type WriteVerdict =
+  | { readonly ok: true }
+  | {
+      readonly ok: false;
+      readonly code: 'not_primary' | 'epoch_behind' | 'failover_in_progress' | 'failover_unsettled' | 'epoch_unconfirmed' | 'no_majority' | 'promotion_pending';
+      readonly reason: string;
+    };
+
+/** What a write's admission reads besides the member's state. */
+export interface WriteInput {
+  readonly now: number;
+  /** The epoch of this shard the forwarding node knows, if the write was forwarded. */
+  readonly sentEpoch: number | undefined;
+  /** The majority's verdict (QuorumState.writeFence): no majority heard for half a node timeout, or a newer grant unresolved. */
+  readonly fence: { readonly code: 'no_majority' | 'promotion_pending'; readonly reason: string } | undefined;
+}
+
+/**
+ * Whether a primary takes a write now: only as primary, at an epoch no sender knows to be old, outside a
+ * switchover's pause and while its outcome is unknown, once its epochs are confirmed, and while the
+ * majority lets it (Redis Cluster's minority rule, and no unresolved grant above its epoch).
+ */
+export function writeVerdict(state: MemberState, input: WriteInput): WriteVerdict {
+  if (state.role !== 'primary') return { ok: false, code: 'not_primary', reason: `${state.primary} is primary at epoch ${state.epoch}` };
+  if (input.sentEpoch !== undefined && input.sentEpoch > state.epoch) {
+    return { ok: false, code: 'epoch_behind', reason: `the sender knows epoch ${input.sentEpoch} of this shard, this primary ${state.epoch}` };
+  }
+  if (state.pauseUntil > input.now) return { ok: false, code: 'failover_in_progress', reason: 'a switchover hands the primary role to the other member' };
+  if (state.unsettled) {
+    return { ok: false, code: 'failover_unsettled', reason: 'a switchover ended without word of whether the other member was promoted; asking it' };
+  }
+  if (!state.confirmed) return { ok: false, code: 'epoch_unconfirmed', reason: 'this primary has not yet heard its epochs from a majority of nodes' };
+  if (input.fence !== undefined) return { ok: false, ...input.fence };
+  return { ok: true };
+}
+
+/**
+ * Whether a write admitted at `admittedEpoch` and committed may be acknowledged: not when the member's
+ * standing changed meanwhile (another epoch, another role) or the majority fences it now, since the
+ * cluster may have promoted the other member and acknowledged writes there at a newer epoch.
+ */
+export function ackVerdict(state: MemberState, admittedEpoch: number, fence: WriteInput['fence']): string | undefined {
+  if (state.epoch !== admittedEpoch || state.role !== 'primary') return `the shard moved to epoch ${state.epoch} (primary ${state.primary})`;
+  return fence?.reason;
+}
