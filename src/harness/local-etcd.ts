@@ -1,0 +1,95 @@
+// A single-member etcd of its own for tests and the benchmark: Debian's `etcd-server` binary on two free
+// loopback ports with a temporary data dir, started by PID and stopped by PID.
+
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort } from './local-cluster.js';
+
+/** Where Debian's etcd-server package puts the binary. */
+export const etcdBinary = '/usr/bin/etcd';
+
+/** Why a local etcd cannot start here, or undefined when it can. */
+export function etcdUnavailable(): string | undefined {
+  return existsSync(etcdBinary) ? undefined : `${etcdBinary} is missing (Debian package etcd-server)`;
+}
+
+/** How long etcd may take to answer after it starts (it is usually up within 3 s). */
+const startTimeoutMs = 30_000;
+
+export class LocalEtcd {
+  private proc: ChildProcess | undefined;
+  private output = '';
+
+  private constructor(
+    /** The client endpoint, `127.0.0.1:port`. */
+    readonly endpoint: string,
+    private readonly peerPort: number,
+    private readonly dir: string,
+    private readonly ownsDir: boolean,
+  ) {}
+
+  /** Starts etcd with a new data dir (or `dir`, to restart on the data of one stopped before). */
+  static async start(dir?: string): Promise<LocalEtcd> {
+    const etcd = new LocalEtcd(`127.0.0.1:${await freePort()}`, await freePort(), dir ?? mkdtempSync(join(tmpdir(), 'kvshard-etcd-')), dir === undefined);
+    await etcd.run();
+    return etcd;
+  }
+
+  /** The data dir, to start another etcd on once this one is stopped. */
+  get dataDir(): string {
+    return this.dir;
+  }
+
+  /** Starts the process again on the same ports and data (after stop() or kill()). */
+  async run(): Promise<void> {
+    if (this.proc !== undefined) throw new Error('etcd is running');
+    const client = `http://${this.endpoint}`;
+    const peer = `http://127.0.0.1:${this.peerPort}`;
+    const args = ['--name', 'n1', '--data-dir', join(this.dir, 'data'), '--listen-client-urls', client, '--advertise-client-urls', client];
+    args.push('--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `n1=${peer}`);
+    const proc = spawn(etcdBinary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = proc;
+    const keep = (chunk: Buffer) => {
+      this.output = (this.output + chunk.toString('utf8')).slice(-64 * 1024);
+    };
+    proc.stdout!.on('data', keep);
+    proc.stderr!.on('data', keep);
+    proc.on('exit', () => {
+      if (this.proc === proc) this.proc = undefined;
+    });
+    const deadline = Date.now() + startTimeoutMs;
+    while (Date.now() < deadline) {
+      if (this.proc !== proc) throw new Error(`etcd exited at start: ${this.output.slice(-2000)}`);
+      const res = await fetch(`${client}/v3/kv/range`, { method: 'POST', body: '{"key":"AA=="}', signal: AbortSignal.timeout(1_000) }).catch(() => undefined);
+      if (res?.status === 200) return;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    throw new Error(`etcd did not answer within ${startTimeoutMs} ms: ${this.output.slice(-2000)}`);
+  }
+
+  /** SIGTERM, and waits for the exit. */
+  stop(): Promise<void> {
+    return this.signal('SIGTERM');
+  }
+
+  /** SIGKILL, and waits for the exit. */
+  kill(): Promise<void> {
+    return this.signal('SIGKILL');
+  }
+
+  /** Stops etcd and removes the data dir it made. */
+  async close(): Promise<void> {
+    await this.kill();
+    if (this.ownsDir) rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  private async signal(signal: NodeJS.Signals): Promise<void> {
+    const proc = this.proc;
+    if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+    process.kill(proc.pid!, signal);
+    await exited;
+  }
+}
