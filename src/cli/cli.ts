@@ -215,7 +215,7 @@ async function checkConfig({ values }: ParsedCommand): Promise<number> {
     out.stdout(config.shards.map((s) => `${s.name} ${s.idx} ${s.address} ${s.replica}\n`).join(''));
     return exitStatus.ok;
   }
-  const { file, layoutId, shards, token, logRetentionBytes, migration, metrics } = config;
+  const { file, layoutId, shards, token, logRetentionBytes, migration, metrics, coordinator } = config;
   const json = {
     file,
     layout_id: layoutId,
@@ -224,6 +224,10 @@ async function checkConfig({ values }: ParsedCommand): Promise<number> {
     replication: { log_retention_bytes: logRetentionBytes },
     migration: { batch_keys: migration.batchKeys, batch_pause_ms: migration.batchPauseMs },
     metrics: { enabled: metrics.enabled, token_set: metrics.token !== undefined },
+    coordinator:
+      coordinator === undefined
+        ? null
+        : { etcd: coordinator.etcd, lease_ttl_ms: coordinator.leaseTtlMs, max_lag_on_failover: coordinator.maxLagOnFailover, prefix: coordinator.prefix },
   };
   out.stdout(`${JSON.stringify(json)}\n`);
   return exitStatus.ok;

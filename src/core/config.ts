@@ -19,6 +19,7 @@ import {
   tokenCharsMin,
 } from './limits.js';
 import { slotTable } from './slots.js';
+import { type CoordinatorSettings, validateCoordinator } from './coordinator-config.js';
 
 export interface ShardConfig {
   readonly name: string;
@@ -56,6 +57,8 @@ export interface Config {
    * cluster-node-timeout). Shorter fails over sooner; longer rides out slower networks and pauses.
    */
   readonly nodeTimeoutMs: number;
+  /** `[coordinator]`: etcd decides each shard's primary; undefined: operator-driven failover. */
+  readonly coordinator: CoordinatorSettings | undefined;
 }
 
 export interface MetricsSettings {
@@ -94,7 +97,7 @@ export class ConfigError extends Error {
 }
 
 const shardKeys = new Set(['name', 'idx', 'address', 'replica']);
-const topLevelKeys = new Set(['shards', 'token', 'node_timeout_ms', 'replication', 'migration', 'metrics']);
+const topLevelKeys = new Set(['shards', 'token', 'node_timeout_ms', 'replication', 'migration', 'metrics', 'coordinator']);
 const metricsKeys = new Set(['enabled', 'token']);
 const replicationKeys = new Set(['log_retention_bytes']);
 const migrationKeys = new Set(['batch_keys', 'batch_pause_ms']);
@@ -134,6 +137,7 @@ export function validateConfig(doc: unknown, file: string): Config {
   const migration = validateMigration(doc['migration'], problem);
   const metrics = validateMetrics(doc['metrics'], problem);
   const nodeTimeoutMs = validateNodeTimeout(doc['node_timeout_ms'], problem);
+  const coordinator = validateCoordinator(doc['coordinator'], problem, (text) => parseAddress(text) !== undefined);
   const rawShards = doc['shards'];
   if (rawShards === undefined) {
     problem('shards', 'missing: declare at least one [[shards]] table');
@@ -171,6 +175,7 @@ export function validateConfig(doc: unknown, file: string): Config {
     migration,
     metrics,
     nodeTimeoutMs,
+    coordinator,
   });
 }
 

@@ -330,3 +330,26 @@ export const dashboardSamplesMax = 60;
 
 /** The dashboard's node samples its members only this long after the page last asked, not forever. */
 export const dashboardIdleMs = 60_000;
+
+/**
+ * `[coordinator] lease_ttl_ms`: how long a silent primary keeps its shard when etcd decides who is
+ * primary. etcd grants leases in whole seconds, and 2 s is the least it grants. Shorter fails over
+ * sooner; longer rides out slower networks, pauses and etcd elections.
+ */
+export const leaseTtlMsDefault = 5_000;
+export const leaseTtlMsMin = 2_000;
+export const leaseTtlMsMax = 600_000;
+
+/**
+ * `[coordinator] max_lag_on_failover`: a replica further behind than this many log entries at its last
+ * contact with its primary does not campaign for a vacant shard (Patroni's maximum_lag_on_failover):
+ * what it lacks would go to the old primary's rollback file rather than be served.
+ */
+export const maxLagOnFailoverDefault = 100;
+export const maxLagOnFailoverMax = 1_000_000_000;
+
+/** etcd endpoints a config may list. */
+export const etcdEndpointsMax = 16;
+
+/** The timeout of each call to etcd: well under the shortest lease, so a renewal can be retried in time. */
+export const etcdCallTimeoutMs = 1_000;

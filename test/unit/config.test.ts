@@ -42,7 +42,7 @@ describe('parseConfig', () => {
       'missing shards',
       'title = "x"\n',
       [
-        'test.toml: title: unknown key (allowed: shards, token, node_timeout_ms, replication, migration, metrics)',
+        'test.toml: title: unknown key (allowed: shards, token, node_timeout_ms, replication, migration, metrics, coordinator)',
         'test.toml: shards: missing: declare at least one [[shards]] table',
       ],
     ],
@@ -76,6 +76,29 @@ describe('parseConfig', () => {
       'test.toml: migration.speed: unknown key (allowed: batch_keys, batch_pause_ms)',
       'test.toml: migration.batch_keys: must be an integer from 1 to 10000, got number "0"',
       'test.toml: migration.batch_pause_ms: must be an integer from 0 to 60000, got number "-1"',
+    ]);
+  });
+
+  it('reads [coordinator] with its defaults, and rejects endpoints, TTLs, lags and prefixes it cannot use', () => {
+    expect(parseConfig(valid, file).coordinator).toBeUndefined();
+    expect(parseConfig(`${valid}[coordinator]\netcd = ["127.0.0.1:2379"]\n`, file).coordinator).toEqual({
+      etcd: ['127.0.0.1:2379'],
+      leaseTtlMs: 5000,
+      maxLagOnFailover: 100,
+      prefix: '/kvshard',
+    });
+    const settings = '[coordinator]\netcd = ["127.0.0.1:2379", "etcd-2:2379"]\nlease_ttl_ms = 2000\nmax_lag_on_failover = 0\nprefix = "/kv/prod"\n';
+    expect(parseConfig(valid + settings, file).coordinator).toMatchObject({ leaseTtlMs: 2000, maxLagOnFailover: 0, prefix: '/kv/prod' });
+    expect(problemsOf(`${valid}[coordinator]\netcd = []\nlease_ttl_ms = 2500\nmax_lag_on_failover = -1\nprefix = "kv/"\nttl = 3\n`)).toEqual([
+      'test.toml: coordinator.ttl: unknown key (allowed: etcd, lease_ttl_ms, max_lag_on_failover, prefix)',
+      'test.toml: coordinator.etcd: must list 1 to 16 etcd client endpoints as "host:port" strings',
+      'test.toml: coordinator.lease_ttl_ms: must be whole seconds from 2000 to 600000 (etcd grants leases in seconds, 2 s at least), got 2500',
+      'test.toml: coordinator.max_lag_on_failover: must be an integer from 0 to 1000000000, got -1',
+      'test.toml: coordinator.prefix: must start with "/", not end with one, and hold only letters, digits and _ . / -, got "kv/"',
+    ]);
+    expect(problemsOf(`${valid}[coordinator]\netcd = ["http://127.0.0.1:2379"]\nlease_ttl_ms = 1000\n`)).toEqual([
+      'test.toml: coordinator.etcd[0]: must be "host:port", got "http://127.0.0.1:2379"',
+      'test.toml: coordinator.lease_ttl_ms: must be whole seconds from 2000 to 600000 (etcd grants leases in seconds, 2 s at least), got 1000',
     ]);
   });
 
