@@ -6,8 +6,11 @@
 
 import { canonicalAddress, type ShardConfig } from '../core/config.js';
 
-/** How an epoch began: with the cluster, by a switchover (both members up) or by a forced failover. */
-export type EpochKind = 'initial' | 'switchover' | 'forced';
+/**
+ * How an epoch began: with the cluster, by a switchover (both members up), by a forced failover, or
+ * (with a coordinator) by a campaign for a shard whose primary key was vacant: the lease expired.
+ */
+export type EpochKind = 'initial' | 'switchover' | 'forced' | 'lease_expired';
 
 export interface ShardEpoch {
   /** Starts at 1; each failover adds one. */
@@ -66,6 +69,6 @@ export function decodeEpoch(raw: unknown, shard: ShardConfig): ShardEpoch | unde
   const e = raw as Partial<ShardEpoch> | null;
   if (typeof e !== 'object' || e === null) return undefined;
   if (!Number.isSafeInteger(e.epoch) || (e.epoch as number) < 1 || typeof e.primary !== 'string' || !isMember(shard, e.primary)) return undefined;
-  const kind: EpochKind = e.kind === 'switchover' || e.kind === 'forced' ? e.kind : 'initial';
+  const kind: EpochKind = e.kind === 'switchover' || e.kind === 'forced' || e.kind === 'lease_expired' ? e.kind : 'initial';
   return { epoch: e.epoch as number, primary: e.primary, kind, at: typeof e.at === 'string' ? e.at.slice(0, 40) : null };
 }

@@ -6,11 +6,30 @@
 // a member's role.
 
 import { canonicalAddress } from '../core/config.js';
+import { leaseHolds } from './coordinator.js';
 
 export type MemberRoleName = 'primary' | 'replica';
 
 /** How a promotion came about (a ShardEpoch's kind). */
-export type PromotionKind = 'switchover' | 'forced';
+export type PromotionKind = 'switchover' | 'forced' | 'lease_expired';
+
+/**
+ * With a coordinator (etcd, coordinator.ts): the member's lease and whether it holds its shard's key. A
+ * primary takes and acknowledges writes only while it holds the key and its lease surely lives.
+ */
+export interface LeaseState {
+  readonly ttlMs: number;
+  /** A replica further behind than this many entries does not campaign. */
+  readonly maxLag: number;
+  /** When (performance.now()) the member sent the last keepalive (or grant) etcd answered; -Infinity: none. */
+  readonly renewalSentAt: number;
+  /** Whether the shard's key names this member, bound to its current lease. */
+  readonly holdsKey: boolean;
+  /** A renewal failed and the lease may lapse: shown in /status. */
+  readonly overdue: boolean;
+  /** Why this member does not campaign for its vacant shard, if it does not. */
+  readonly waiting: string | undefined;
+}
 
 /** What a member knows of its own shard and of itself. */
 export interface MemberState {
@@ -26,6 +45,8 @@ export interface MemberState {
   readonly pauseUntil: number;
   /** A switchover pause was answered and its outcome is not known yet: writes wait for it after pauseUntil. */
   readonly unsettled: boolean;
+  /** With a coordinator: its lease and key (undefined without one). */
+  readonly lease?: LeaseState;
 }
 
 /** What a member's start knows: the epoch its data dir kept, and what its store was last made to serve. */
@@ -39,6 +60,8 @@ export interface StartInput {
   readonly confirmed: boolean;
   /** The epoch of a switchover pause this member answered as primary and never learned the outcome of. */
   readonly pausedAtEpoch: number | undefined;
+  /** With a coordinator: the lease's TTL and the lag bound of campaigns (undefined without one). */
+  readonly coordinator?: { readonly ttlMs: number; readonly maxLag: number };
 }
 
 export type MemberEvent =
@@ -54,7 +77,18 @@ export type MemberEvent =
   /** The member that asked for the pause called the switchover off. */
   | { readonly type: 'resumed' }
   /** The member that asked for the pause at `epoch` says it was not promoted (and now never will be). */
-  | { readonly type: 'notPromoted'; readonly epoch: number; readonly now: number };
+  | { readonly type: 'notPromoted'; readonly epoch: number; readonly now: number }
+  /** With a coordinator: a new lease was granted, or the current one renewed, in answer to a request sent at `sentAt`. */
+  | { readonly type: 'leaseGranted'; readonly sentAt: number }
+  | { readonly type: 'leaseRenewed'; readonly sentAt: number }
+  /** A renewal went unanswered (etcd unreachable): the lease may lapse. */
+  | { readonly type: 'renewalOverdue' }
+  /** The shard's key is vacant. `complete`: the store holds a complete copy; `lag`: entries behind the primary at the last contact. */
+  | { readonly type: 'keyVacant'; readonly complete: boolean; readonly lag: number }
+  /** The shard's key names `member` at `epoch`; `ours`: bound to this member's current lease. */
+  | { readonly type: 'keyHeld'; readonly member: string; readonly epoch: number; readonly ours: boolean; readonly complete: boolean }
+  /** This member's campaign took the key at `epoch`. */
+  | { readonly type: 'campaignWon'; readonly epoch: number; readonly complete: boolean };
 
 export type MemberEffect =
   /** Store every shard's epoch as the view holds them (before the role changes by them). */
@@ -73,7 +107,9 @@ export type MemberEffect =
   | { readonly type: 'recordPause'; readonly epoch: number }
   | { readonly type: 'clearPause' }
   /** Once the pause runs out, ask the member that asked for it whether it was promoted, until it answers. */
-  | { readonly type: 'askOutcome'; readonly epoch: number };
+  | { readonly type: 'askOutcome'; readonly epoch: number }
+  /** With a coordinator: run one campaign for the vacant key, above `knownEpoch`. */
+  | { readonly type: 'campaign'; readonly knownEpoch: number };
 
 export interface Transition {
   readonly state: MemberState;
@@ -98,6 +134,18 @@ export function start(input: StartInput): Transition {
     confirmed: input.confirmed,
     pauseUntil: 0,
     unsettled: pausedHere,
+    ...(input.coordinator === undefined
+      ? {}
+      : {
+          lease: {
+            ttlMs: input.coordinator.ttlMs,
+            maxLag: input.coordinator.maxLag,
+            renewalSentAt: Number.NEGATIVE_INFINITY,
+            holdsKey: false,
+            overdue: false,
+            waiting: undefined,
+          },
+        }),
   };
   const effects: MemberEffect[] = [
     role === 'primary'
@@ -160,6 +208,57 @@ export function step(state: MemberState, event: MemberEvent): Transition {
       // A pause renewed meanwhile is a new switchover whose outcome this answer does not tell.
       if (!state.unsettled || state.pauseUntil > event.now || event.epoch !== state.epoch) return { state, effects: [] };
       return { state: { ...state, pauseUntil: 0, unsettled: false }, effects: [{ type: 'clearPause' }] };
+    default:
+      return leaseStep(state, event);
+  }
+}
+
+/** The coordinator's events: they change nothing on a member without one. */
+function leaseStep(state: MemberState, event: MemberEvent): Transition {
+  const lease = state.lease;
+  if (lease === undefined) return { state, effects: [] };
+  const withLease = (changes: Partial<LeaseState>): MemberState => ({ ...state, lease: { ...lease, ...changes } });
+  switch (event.type) {
+    case 'leaseGranted':
+      // A new lease holds no key: the one bound to the old lease goes with it.
+      return { state: withLease({ renewalSentAt: event.sentAt, holdsKey: false, overdue: false }), effects: [] };
+    case 'leaseRenewed':
+      return { state: withLease({ renewalSentAt: Math.max(lease.renewalSentAt, event.sentAt), overdue: false }), effects: [] };
+    case 'renewalOverdue':
+      return { state: withLease({ overdue: true }), effects: [] };
+    case 'keyVacant': {
+      // The primary has the shard's data; a replica campaigns only with a complete copy that was close
+      // behind at its last contact (Patroni's maximum_lag_on_failover).
+      const waiting =
+        state.role === 'primary'
+          ? undefined
+          : !event.complete
+            ? 'its copy of the shard is incomplete'
+            : event.lag > lease.maxLag
+              ? `it was ${event.lag} entries behind its primary at the last contact (max_lag_on_failover is ${lease.maxLag})`
+              : undefined;
+      const next = withLease({ holdsKey: false, waiting });
+      return { state: next, effects: waiting === undefined ? [{ type: 'campaign', knownEpoch: state.epoch }] : [] };
+    }
+    case 'keyHeld': {
+      const ours = event.ours && same(event.member, state.self);
+      const held = { state: withLease({ holdsKey: ours, waiting: undefined }), effects: [] as MemberEffect[] };
+      if (ours || event.epoch < state.epoch) return held;
+      // Another member holds the shard (or this one, under a lease it no longer has): follow the epoch named.
+      return epochSeen(held.state, event.epoch, event.member, event.complete);
+    }
+    case 'campaignWon': {
+      const won = withLease({ holdsKey: true, waiting: undefined });
+      if (event.epoch <= state.epoch) return { state: won, effects: [] };
+      const adopt: MemberEffect = { type: 'adoptEpoch', epoch: event.epoch, kind: 'lease_expired' };
+      if (state.role === 'primary') {
+        return { state: { ...won, epoch: event.epoch, primary: state.self }, effects: [adopt, { type: 'storeEpochs' }, { type: 'raise', epoch: event.epoch }] };
+      }
+      const promoted = becomePrimary({ ...won, epoch: event.epoch, primary: state.self }, event.epoch, event.complete);
+      return { state: promoted.state, effects: [adopt, ...promoted.effects] };
+    }
+    default:
+      return { state, effects: [] };
   }
 }
 
@@ -168,7 +267,15 @@ export type WriteVerdict =
   | { readonly ok: true }
   | {
       readonly ok: false;
-      readonly code: 'not_primary' | 'epoch_behind' | 'failover_in_progress' | 'failover_unsettled' | 'epoch_unconfirmed' | 'no_majority' | 'promotion_pending';
+      readonly code:
+        | 'not_primary'
+        | 'epoch_behind'
+        | 'failover_in_progress'
+        | 'failover_unsettled'
+        | 'epoch_unconfirmed'
+        | 'no_majority'
+        | 'promotion_pending'
+        | 'lease_expired';
       readonly reason: string;
     };
 
@@ -200,6 +307,8 @@ export function writeVerdict(state: MemberState, input: WriteInput): WriteVerdic
   }
   if (!state.confirmed) return { ok: false, code: 'epoch_unconfirmed', reason: 'this primary has not yet heard its epochs from a majority of nodes' };
   if (input.fence !== undefined) return { ok: false, ...input.fence };
+  const lapse = leaseLapse(state, input.now);
+  if (lapse !== undefined) return { ok: false, code: 'lease_expired', reason: lapse };
   return taken;
 }
 
@@ -208,7 +317,16 @@ export function writeVerdict(state: MemberState, input: WriteInput): WriteVerdic
  * standing changed meanwhile (another epoch, another role) or the majority fences it now, since the
  * cluster may have promoted the other member and acknowledged writes there at a newer epoch.
  */
-export function ackVerdict(state: MemberState, admittedEpoch: number, fence: WriteInput['fence']): string | undefined {
+export function ackVerdict(state: MemberState, admittedEpoch: number, fence: WriteInput['fence'], now: number): string | undefined {
   if (state.epoch !== admittedEpoch || state.role !== 'primary') return `the shard moved to epoch ${state.epoch} (primary ${state.primary})`;
-  return fence?.reason;
+  return fence?.reason ?? leaseLapse(state, now);
+}
+
+/** With a coordinator: why this primary's lease does not surely hold its shard now, if it does not. */
+function leaseLapse(state: MemberState, now: number): string | undefined {
+  const lease = state.lease;
+  if (lease === undefined) return undefined;
+  if (!lease.holdsKey) return "this member does not hold its shard's key in etcd (yet)";
+  if (!leaseHolds(lease.renewalSentAt, lease.ttlMs, now)) return 'its etcd lease may have lapsed: no renewal answered in time';
+  return undefined;
 }

@@ -127,12 +127,13 @@ export class NotPrimaryError extends KvError {
 /**
  * The shard's writes wait: a switchover is under way (the primary lets its replica catch up before it
  * hands over) or ended without word of its outcome, a restarted primary has not yet heard its epochs
- * from a majority, the primary has not heard from a majority for half a node timeout, or a peer granted
- * a newer epoch whose outcome this primary has not learned. Retriable after Retry-After.
+ * from a majority, the primary has not heard from a majority for half a node timeout, a peer granted
+ * a newer epoch whose outcome this primary has not learned, or (with a coordinator) the primary does not
+ * hold its shard's key in etcd under a lease that surely lives. Retriable after Retry-After.
  */
 export class WritesPausedError extends KvError {
   constructor(
-    code: 'failover_in_progress' | 'failover_unsettled' | 'epoch_unconfirmed' | 'epoch_behind' | 'no_majority' | 'promotion_pending',
+    code: 'failover_in_progress' | 'failover_unsettled' | 'epoch_unconfirmed' | 'epoch_behind' | 'no_majority' | 'promotion_pending' | 'lease_expired',
     shard: string,
     why: string,
   ) {

@@ -204,7 +204,8 @@ async function writeLocal(ctx: PrimaryContext, jsonHeaders: readonly string[], r
  * standing as primary.
  */
 function standingLost(ctx: PrimaryContext, epoch: number): string | undefined {
-  return ackVerdict(ctx.member.state, epoch, ctx.view.quorum.writeFence(performance.now()));
+  const now = performance.now();
+  return ackVerdict(ctx.member.state, epoch, ctx.view.quorum.writeFence(now), now);
 }
 
 /**

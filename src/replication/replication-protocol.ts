@@ -146,7 +146,7 @@ const isId = (v: unknown): v is string => typeof v === 'string' && v.length > 0 
 /** `host:port` as a config writes it; the receiver compares it with its own config. */
 const isAddress = (v: unknown): v is string => typeof v === 'string' && v.length > 0 && v.length <= 300;
 
-const epochKinds: readonly EpochKind[] = ['initial', 'switchover', 'forced'];
+const epochKinds: readonly EpochKind[] = ['initial', 'switchover', 'forced', 'lease_expired'];
 
 /** An epoch as a message names it: checked for shape here; whether its primary is a member, by the receiver. */
 export function decodeShardEpoch(v: unknown, what = 'epoch'): ShardEpoch {

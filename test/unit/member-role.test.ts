@@ -234,13 +234,142 @@ describe('writeVerdict', () => {
 
 describe('ackVerdict', () => {
   it('acknowledges a write committed at the epoch it was admitted at', () => {
-    expect(ackVerdict(primary, 3, undefined)).toBeUndefined();
+    expect(ackVerdict(primary, 3, undefined, 0)).toBeUndefined();
   });
   it('does not when the shard moved on meanwhile, or the member was demoted', () => {
-    expect(ackVerdict({ ...primary, epoch: 4, primary: b }, 3, undefined)).toMatch(/epoch 4/);
-    expect(ackVerdict({ ...primary, role: 'replica' }, 3, undefined)).toMatch(/epoch 3/);
+    expect(ackVerdict({ ...primary, epoch: 4, primary: b }, 3, undefined, 0)).toMatch(/epoch 4/);
+    expect(ackVerdict({ ...primary, role: 'replica' }, 3, undefined, 0)).toMatch(/epoch 3/);
   });
   it('does not while the majority fences the primary', () => {
-    expect(ackVerdict(primary, 3, { code: 'no_majority', reason: 'no majority heard' })).toBe('no majority heard');
+    expect(ackVerdict(primary, 3, { code: 'no_majority', reason: 'no majority heard' }, 0)).toBe('no majority heard');
+  });
+});
+
+const lease = { ttlMs: 5000, maxLag: 100, renewalSentAt: 1000, holdsKey: true, overdue: false, waiting: undefined };
+const held: MemberState = { ...primary, lease };
+const follower: MemberState = { ...replica, lease: { ...lease, holdsKey: false } };
+
+/** With a coordinator: state, event, and the state and effects that follow. */
+const leaseRows: { name: string; from: MemberState; event: MemberEvent; to: Partial<MemberState>; effects: MemberEffect[] }[] = [
+  {
+    name: 'a complete replica close behind campaigns for a vacant key',
+    from: follower,
+    event: { type: 'keyVacant', complete: true, lag: 100 },
+    to: {},
+    effects: [{ type: 'campaign', knownEpoch: 3 }],
+  },
+  {
+    name: 'a replica too far behind waits, and says why',
+    from: follower,
+    event: { type: 'keyVacant', complete: true, lag: 101 },
+    to: { lease: { ...follower.lease!, waiting: 'it was 101 entries behind its primary at the last contact (max_lag_on_failover is 100)' } },
+    effects: [],
+  },
+  {
+    name: 'a replica without a complete copy waits',
+    from: follower,
+    event: { type: 'keyVacant', complete: false, lag: 0 },
+    to: { lease: { ...follower.lease!, waiting: 'its copy of the shard is incomplete' } },
+    effects: [],
+  },
+  {
+    name: 'a primary whose key vanished (its lease lapsed) no longer holds it, and campaigns again',
+    from: held,
+    event: { type: 'keyVacant', complete: false, lag: 0 },
+    to: { lease: { ...lease, holdsKey: false } },
+    effects: [{ type: 'campaign', knownEpoch: 3 }],
+  },
+  {
+    name: 'a replica that wins becomes primary at the campaign epoch, the lease having expired',
+    from: follower,
+    event: { type: 'campaignWon', epoch: 4, complete: true },
+    to: { role: 'primary', epoch: 4, primary: a, lease: { ...lease, holdsKey: true } },
+    effects: [
+      { type: 'adoptEpoch', epoch: 4, kind: 'lease_expired' },
+      { type: 'storeEpochs' },
+      { type: 'become', role: 'primary', epoch: 4, rebuildFirst: false },
+    ],
+  },
+  {
+    name: 'a primary that wins again serves at the new epoch',
+    from: { ...held, lease: { ...lease, holdsKey: false } },
+    event: { type: 'campaignWon', epoch: 5, complete: true },
+    to: { epoch: 5, lease },
+    effects: [{ type: 'adoptEpoch', epoch: 5, kind: 'lease_expired' }, { type: 'storeEpochs' }, { type: 'raise', epoch: 5 }],
+  },
+  {
+    name: 'a primary that sees another member hold the key becomes its replica (a lost campaign, or it was cut off)',
+    from: held,
+    event: { type: 'keyHeld', member: b, epoch: 4, ours: false, complete: true },
+    to: { role: 'replica', epoch: 4, primary: b, lease: { ...lease, holdsKey: false } },
+    effects: [{ type: 'storeEpochs' }, { type: 'become', role: 'replica' }],
+  },
+  {
+    name: 'a key that names this member under a lease it no longer has is not held',
+    from: { ...held, lease: { ...lease, holdsKey: false } },
+    event: { type: 'keyHeld', member: a, epoch: 3, ours: false, complete: true },
+    to: { lease: { ...lease, holdsKey: false } },
+    effects: [],
+  },
+  {
+    name: 'its own key under its own lease is held',
+    from: { ...held, lease: { ...lease, holdsKey: false } },
+    event: { type: 'keyHeld', member: a, epoch: 3, ours: true, complete: true },
+    to: { lease },
+    effects: [],
+  },
+];
+
+describe('with a coordinator', () => {
+  const at = (now: number) => ({ now, sentEpoch: undefined, fence: undefined });
+
+  it('starts confirmed by nobody but holding no key: a primary takes writes only once it holds one', () => {
+    const { state } = start({
+      self: a,
+      epoch: 2,
+      primary: a,
+      servedAs: 'primary',
+      confirmed: true,
+      pausedAtEpoch: undefined,
+      coordinator: { ttlMs: 5000, maxLag: 100 },
+    });
+    expect(state.lease).toMatchObject({ holdsKey: false, renewalSentAt: Number.NEGATIVE_INFINITY });
+    expect(writeVerdict(state, at(0))).toMatchObject({ ok: false, code: 'lease_expired' });
+  });
+
+  it('takes writes while the lease surely lives, and stops at its TTL minus the margin after the last renewal sent', () => {
+    expect(writeVerdict(held, at(5000))).toEqual({ ok: true });
+    expect(writeVerdict(held, at(5500))).toMatchObject({ ok: false, code: 'lease_expired' });
+    const renewed = step(held, { type: 'leaseRenewed', sentAt: 4000 });
+    expect(writeVerdict(renewed.state, at(5500))).toEqual({ ok: true });
+    // An answer to an older renewal does not move the deadline back.
+    expect(step(renewed.state, { type: 'leaseRenewed', sentAt: 2000 }).state.lease?.renewalSentAt).toBe(4000);
+  });
+
+  it('does not acknowledge a write committed after the lease may have lapsed', () => {
+    expect(ackVerdict(held, 3, undefined, 4000)).toBeUndefined();
+    expect(ackVerdict(held, 3, undefined, 6000)).toMatch(/lease may have lapsed/);
+  });
+
+  it('marks a renewal overdue without giving up the key: the lease may still live when etcd returns', () => {
+    const overdue = step(held, { type: 'renewalOverdue' });
+    expect(overdue.state.lease).toMatchObject({ overdue: true, holdsKey: true });
+    expect(step(overdue.state, { type: 'leaseRenewed', sentAt: 9000 }).state.lease).toMatchObject({ overdue: false, renewalSentAt: 9000 });
+  });
+
+  it('holds no key under a new lease', () => {
+    expect(step(held, { type: 'leaseGranted', sentAt: 7000 }).state.lease).toMatchObject({ holdsKey: false, renewalSentAt: 7000 });
+  });
+
+  for (const row of leaseRows) {
+    it(row.name, () => {
+      const { state, effects } = step(row.from, row.event);
+      expect(state).toEqual({ ...row.from, ...row.to });
+      expect(effects).toEqual(row.effects);
+    });
+  }
+
+  it('ignores coordinator events on a member without a coordinator', () => {
+    expect(step(primary, { type: 'keyVacant', complete: true, lag: 0 })).toEqual({ state: primary, effects: [] });
   });
 });
