@@ -78,7 +78,8 @@ export class QuorumState {
   constructor(private readonly sources: QuorumSources) {
     this.liveness = new Liveness(sources.self, sources.startedAt);
     this.majoritySince = sources.startedAt;
-    this.minorityFences = canElectWithout([votersOf(sources.config.shards)]);
+    // With a coordinator, the lease fences a primary (member-role.ts), not the majority of nodes.
+    this.minorityFences = sources.config.coordinator === undefined && canElectWithout([votersOf(sources.config.shards)]);
   }
 
   /**

@@ -51,10 +51,9 @@ export interface FailoverReply {
   readonly without_majority: boolean;
 }
 
-export async function failover(host: FailoverHost, http: InternalClient, options: FailoverOptions): Promise<FailoverReply> {
+/** Why this member does not start a failover, if it does not: thrown as 409 failover_refused. */
+function refuseToStart(host: FailoverHost, before: ShardEpoch): void {
   const { shard, view, store } = host;
-  const { force } = options;
-  const before = view.epochOf(shard.name);
   if (host.role() === 'primary' || before.primary === host.address) {
     throw new FailoverRefusedError(shard.name, `${host.address} is its primary already (epoch ${before.epoch})`, {
       primary: before.primary,
@@ -62,12 +61,26 @@ export async function failover(host: FailoverHost, http: InternalClient, options
     });
   }
   if (host.role() !== 'replica') throw new FailoverRefusedError(shard.name, `${host.address} serves as ${host.role()}`);
+  if (view.config.coordinator !== undefined) {
+    throw new FailoverRefusedError(
+      shard.name,
+      "this cluster's primaries are decided by etcd ([coordinator] in its config): a dead primary is replaced when its lease expires, " +
+        'and a switchover through etcd is not available yet',
+    );
+  }
   if (!store.dataset.replicaComplete()) {
     throw new FailoverRefusedError(
       shard.name,
       `${host.address} never completed a full copy of the primary's data (its first resync has not ended): it cannot take over`,
     );
   }
+}
+
+export async function failover(host: FailoverHost, http: InternalClient, options: FailoverOptions): Promise<FailoverReply> {
+  const { shard, view, store } = host;
+  const { force } = options;
+  const before = view.epochOf(shard.name);
+  refuseToStart(host, before);
   // What the peers know now (a migration under way included), before the primary's writes pause; for
   // --force, at the same time, whether the primary still answers (a silent one costs a request timeout).
   await Promise.all([host.broadcast(), force ? refuseIfAnswering(host, http, before) : undefined]);

@@ -4,7 +4,8 @@
 import type { RoleName } from '../core/config.js';
 import type { Log } from '../core/log.js';
 import { ClusterView } from '../cluster/cluster-view.js';
-import { type MemberEffect, start, type Transition } from '../cluster/member-role.js';
+import { type MemberEffect, type MemberState, start, type Transition } from '../cluster/member-role.js';
+import { leaseMarginMs } from '../cluster/coordinator.js';
 import type { Store } from '../storage/store.js';
 import { roleFactories } from './role-factories.js';
 import type { prepareLayout } from './startup.js';
@@ -48,6 +49,7 @@ export async function openView(
     servedAs: store.failover.servesAs() ?? (options.role === 'replica' ? 'replica' : 'primary'),
     confirmed: view.quorum.epochsConfirmed,
     pausedAtEpoch: store.failover.switchoverPause<{ epoch: number }>()?.epoch,
+    coordinator: config.coordinator && { ttlMs: config.coordinator.leaseTtlMs, maxLag: config.coordinator.maxLagOnFailover },
   });
   const role = started.state.role;
   view.node = `${shard.name}/${role}`;
@@ -55,9 +57,11 @@ export async function openView(
   return { view, role, started };
 }
 
-/** What /status says of the node's epochs, grants and write fence. */
-export function clusterStatus(view: ClusterView, shard: string) {
-  const fence = view.quorum.writeFence(performance.now());
+/** What /status says of the node's epochs, grants and write fence, and with a coordinator, of its lease. */
+export function clusterStatus(view: ClusterView, shard: string, member: MemberState | undefined) {
+  const now = performance.now();
+  const fence = view.quorum.writeFence(now);
+  const lease = member?.lease;
   return {
     epoch: view.epochIfListed(shard) ?? null,
     epochs_confirmed: view.quorum.epochsConfirmed,
@@ -66,6 +70,17 @@ export function clusterStatus(view: ClusterView, shard: string) {
     grants: view.quorum.grantsSource(),
     unresolved_grant: view.quorum.unresolvedGrant ?? null,
     write_fence: fence === undefined ? null : fence.code,
+    ...(lease === undefined
+      ? {}
+      : {
+          coordinator: {
+            holds_key: lease.holdsKey,
+            // Until the primary stops acknowledging writes: the TTL less the margin, from the last renewal sent.
+            lease_remaining_ms: Math.max(0, Math.round(lease.renewalSentAt + lease.ttlMs - leaseMarginMs(lease.ttlMs) - now)),
+            renewal_overdue: lease.overdue,
+            waiting: lease.waiting ?? null,
+          },
+        }),
   };
 }
 
@@ -84,7 +99,9 @@ export async function loadEpochs(store: Store, view: ClusterView, address: strin
   if (stored === undefined) await store.failover.recordEpochs(view.epochs(), false);
   else view.learnEpochs(stored, "this node's data dir");
   const hasPeers = view.config.shards.some((s) => s.address !== address || s.replica !== address);
-  if (hasPeers && !overwriteReplica) view.quorum.awaitEpochConfirmation(stored !== undefined && store.failover.epochsKnown());
+  // With a coordinator, etcd's key says who is primary: no majority of nodes confirms anything.
+  const confirms = hasPeers && !overwriteReplica && view.config.coordinator === undefined;
+  if (confirms) view.quorum.awaitEpochConfirmation(stored !== undefined && store.failover.epochsKnown());
   view.quorum.whenKnown(() => void store.failover.recordEpochsKnown().catch(() => undefined));
 }
 

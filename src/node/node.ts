@@ -7,23 +7,25 @@
 // and replication (bounded), close LMDB, free the lock.
 
 import { rmSync } from 'node:fs';
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Server } from 'node:http';
 import express from 'express';
 import type { Config, RoleName, ShardConfig } from '../core/config.js';
 import { shutdownDrainMs, shutdownIdleSweepMs } from '../core/limits.js';
 import { createPrivateDir, DataDirLock } from '../storage/data-dir-lock.js';
 import { Store } from '../storage/store.js';
-import { Forwarder } from '../peer/forwarder.js';
+import type { Forwarder } from '../peer/forwarder.js';
 import type { ClusterView } from '../cluster/cluster-view.js';
 import { LayoutSync, layoutRouter } from '../cluster/layout-sync.js';
 import { newMigration } from '../cluster/layout-start.js';
-import { isMember, otherMember, type ShardEpoch } from '../cluster/epochs.js';
-import type { MemberEffect, PromotionKind } from '../cluster/member-role.js';
+import { otherMember, type ShardEpoch } from '../cluster/epochs.js';
+import type { MemberEffect, PromotionKind, Transition } from '../cluster/member-role.js';
 import { Member } from './member.js';
+import type { LeaseKeeper } from './lease-keeper.js';
+import { leaseKeeper, nodeForwarder } from './node-parts.js';
 import { createServer, serveHttpApi, type HttpApi } from '../server/http-api.js';
 import { failoverRouter, type FailoverEndpoints, type FailoverHost } from './failover.js';
 import { roleFactories, type RoleDeps, type RoleParts } from './role-factories.js';
-import { listenOn, prepareLayout } from './startup.js';
+import { closeConnectionsAsAnswered, listenOn, prepareLayout } from './startup.js';
 import { memberDataPath } from './member-dirs.js';
 import { clusterStatus, openView } from './member-epochs.js';
 import { Dashboard } from './dashboard.js';
@@ -83,6 +85,8 @@ export class KvNode {
     private currentRole: RoleName,
     /** The member's role as member-role.ts decides it; undefined on a drain. */
     private readonly member: Member | undefined,
+    /** With a coordinator: the member's etcd lease and its shard's key. */
+    private readonly keeper: LeaseKeeper | undefined,
   ) {}
 
   /** The role this node serves now. */
@@ -120,7 +124,7 @@ export class KvNode {
     const { config, shard, log, token } = options;
     const layout = await prepareLayout(store, config, shard.name, options.role);
     const { view, role, started } = await openView(options, address, store, layout);
-    const forwarder = KvNode.forwarder(options, view);
+    const forwarder = nodeForwarder(options, view);
     // The member's effects are carried out by the node, which exists once its parts are built.
     let node: KvNode | undefined;
     const member = started && new Member(started, (effect) => node!.carryOut(effect), log);
@@ -151,7 +155,12 @@ export class KvNode {
     const dashboard = new Dashboard({ config, self: address, token });
     publicRoutes.use(dashboard.router());
     publicRoutes.use(clusterMapRouter(config, view, info));
-    const status = () => ({ ...holder.parts.status(), ...clusterStatus(view, shard.name), rollbacks: store.failover.rollbacks(), peers: forwarder.peers() });
+    const status = () => ({
+      ...holder.parts.status(),
+      ...clusterStatus(view, shard.name, member?.state),
+      rollbacks: store.failover.rollbacks(),
+      peers: forwarder.peers(),
+    });
     const api = serveHttpApi(server, { role: parts.handler, info, status, log, token, store, internalRoutes, publicRoutes, stats });
     if (stats === undefined) publicRoutes.use(metricsOffRouter());
     else {
@@ -165,27 +174,16 @@ export class KvNode {
       log,
       onAnswer: (peer, peerRole, answer) => holder.parts.onLayoutAnswer(peer, peerRole, answer, sync),
     });
-    node = new KvNode(options, address, { lock, server, store, forwarder, view, sync, dashboard }, holder, deps, api, role, member);
+    const keeper = leaseKeeper(options, address, member, store, holder);
+    node = new KvNode(options, address, { lock, server, store, forwarder, view, sync, dashboard }, holder, deps, api, role, member, keeper);
     node.noteLogContext();
-    const endpoints = failoverRouter(node.failoverHost(member));
-    node.failover = endpoints;
-    internalRoutes.use(endpoints.router);
-    view.quorum.whenGrantSeen(() => endpoints.settleGrant());
-    if (member !== undefined) {
-      void view.quorum.whenEpochsConfirmed().then(() => member.dispatch({ type: 'epochsConfirmed' }));
-      // The start's effects other than the store's (openView carried those out): a pause to settle or clear.
-      if (member.state.unsettled) {
-        log.warn(
-          `${shard.name}: this primary restarted during a switchover at epoch ${member.state.epoch}: asking ${otherMember(shard, address)} whether it was promoted`,
-        );
-      }
-      void member.run(started!.effects.filter((e) => e.type !== 'serve')).catch(() => undefined);
-    }
+    node.failover = node.startFailover(internalRoutes, started);
     view.whenStale(() => sync.recheckWhileFenced());
     view.whenEpochChanged((changed, epoch) => node.onEpochChanged(changed, epoch));
     sync.announce();
     sync.exchangePeriodically();
     parts.start(sync);
+    keeper?.start();
     log.info(
       `${shard.name} ${role} listening on ${address}, data in ${store.path}, layout ${config.layoutId}, epoch ${view.epochIfListed(shard.name)?.epoch ?? '- (drain)'}`,
     );
@@ -193,23 +191,25 @@ export class KvNode {
   }
 
   /**
-   * The node's forwarder. A member that answers a forwarded write with not_primary names its shard's
-   * primary and epoch: this node learns them (only for a member of that shard) and the forwarder retries there.
+   * Mounts the failover endpoints and starts the member: its confirmation, and the start's effects
+   * other than the store's (openView carried those out): a pause to settle or clear.
    */
-  private static forwarder(options: NodeOptions, view: ClusterView): Forwarder {
-    const { config, token, log } = options;
-    return new Forwarder({
-      self: view.node,
-      layoutId: config.layoutId,
-      token,
-      log,
-      // The forward is retried at the primary the member names; the epoch itself is learned from the
-      // exchanges (heartbeats), which carry it whole, rather than rebuilt from this answer.
-      onNotPrimary: (name, primary) => {
-        const member = config.shards.find((s) => s.name === name);
-        return member !== undefined && isMember(member, primary);
-      },
-    });
+  private startFailover(internalRoutes: express.Router, started: Transition | undefined): FailoverEndpoints {
+    const { member } = this;
+    const { view } = this.parts;
+    const { shard, log } = this.options;
+    const endpoints = failoverRouter(this.failoverHost(member));
+    internalRoutes.use(endpoints.router);
+    view.quorum.whenGrantSeen(() => endpoints.settleGrant());
+    if (member === undefined || started === undefined) return endpoints;
+    void view.quorum.whenEpochsConfirmed().then(() => member.dispatch({ type: 'epochsConfirmed' }));
+    if (member.state.unsettled) {
+      log.warn(
+        `${shard.name}: this primary restarted during a switchover at epoch ${member.state.epoch}: asking ${otherMember(shard, this.address)} whether it was promoted`,
+      );
+    }
+    void member.run(started.effects.filter((e) => e.type !== 'serve')).catch(() => undefined);
+    return endpoints;
   }
 
   /**
@@ -249,6 +249,8 @@ export class KvNode {
         return store.failover.recordSwitchoverPause(undefined);
       case 'askOutcome':
         return this.failover?.settleAfterPause(effect.epoch);
+      case 'campaign':
+        return this.keeper?.campaign(effect.knownEpoch);
       case 'serve':
         throw new Error('the store is made to serve its role at start-up, by openView');
     }
@@ -369,6 +371,7 @@ export class KvNode {
     clearInterval(idleSweep);
     server.closeAllConnections();
     this.failover?.close();
+    await this.keeper?.close();
     this.parts.dashboard.close();
     await sync.close();
     await role.close();
@@ -377,22 +380,4 @@ export class KvNode {
     await lock.release();
     this.options.log.info(`${this.options.shard.name} ${this.currentRole} at ${this.address} stopped`);
   }
-}
-
-/**
- * From now on, the first request a connection sends is answered with Connection: close, and any request
- * pipelined behind it is left unprocessed (RFC 9112 9.6: a server that says close does not process
- * later requests), so the client knows to send it again elsewhere. Without this, a kept-alive client
- * that goes on sending holds its connection, and so the drain, until the drain's deadline.
- */
-function closeConnectionsAsAnswered(server: Server): void {
-  const handlers = server.listeners('request') as ((req: IncomingMessage, res: ServerResponse) => void)[];
-  const closing = new WeakSet<object>();
-  server.removeAllListeners('request');
-  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    if (closing.has(req.socket)) return;
-    closing.add(req.socket);
-    res.shouldKeepAlive = false;
-    for (const handler of handlers) handler.call(server, req, res);
-  });
 }

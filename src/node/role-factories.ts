@@ -72,6 +72,8 @@ export interface RoleParts {
   onLayoutAnswer(peer: ShardConfig, role: 'primary' | 'replica', answer: LayoutAnswer, sync: LayoutSync): void | Promise<void>;
   /** Starts the role's background work once the node serves. */
   start(sync: LayoutSync): void;
+  /** A replica's lag: entries its primary had past its own at their last contact. */
+  lag?(): number;
   /** Stops the role's background work, letting replication catch up for at most `drainMs` (default shutdownDrainMs). */
   close(drainMs?: number): Promise<void>;
 }
@@ -237,6 +239,7 @@ function buildReplica(deps: RoleDeps): RoleParts {
     handler: replicaRole({ config, shard, address, store, forwarder, view }),
     routes: endpoints.router,
     status: replicaStatus(store, progress, config, view),
+    lag: () => Math.max(0, progress.primarySeq - store.dataset.replicaState().appliedSeq),
     onLayoutAnswer: noLearning,
     start: () => startMigrationNow(view),
     async close() {

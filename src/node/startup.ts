@@ -1,7 +1,7 @@
-// Start-up steps of a node that are not about its parts: binding its address with a clear refusal, and
-// deciding (and recording) its layout before it serves.
+// Start-up and shutdown steps of a node that are not about its parts: binding its address with a clear
+// refusal, deciding (and recording) its layout before it serves, and closing connections as answered.
 
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { ConfigError, layoutRecord, parseAddress, type Config, type RoleName } from '../core/config.js';
 import { decideLayoutStart } from '../cluster/layout-start.js';
 import { StartupError } from '../storage/data-dir-lock.js';
@@ -53,4 +53,22 @@ export async function prepareLayout(store: Store, config: Config, name: string, 
       await store.migrations.recordLayout(layoutRecord(config), start.record);
       return { decided: true, record: start.record };
   }
+}
+
+/**
+ * From now on, the first request a connection sends is answered with Connection: close, and any request
+ * pipelined behind it is left unprocessed (RFC 9112 9.6: a server that says close does not process
+ * later requests), so the client knows to send it again elsewhere. Without this, a kept-alive client
+ * that goes on sending holds its connection, and so the drain, until the drain's deadline.
+ */
+export function closeConnectionsAsAnswered(server: Server): void {
+  const handlers = server.listeners('request') as ((req: IncomingMessage, res: ServerResponse) => void)[];
+  const closing = new WeakSet<object>();
+  server.removeAllListeners('request');
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (closing.has(req.socket)) return;
+    closing.add(req.socket);
+    res.shouldKeepAlive = false;
+    for (const handler of handlers) handler.call(server, req, res);
+  });
 }

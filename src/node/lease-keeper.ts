@@ -1,0 +1,149 @@
+// A member's side of the coordinator (cluster/coordinator.ts): it keeps one etcd lease alive, watches its
+// shard's key, and campaigns when the member decides to (member-role.ts's campaign effect). Every answer
+// becomes an event of the member's state; this file decides nothing of its own. One loop per member,
+// a tick every third of the TTL (at most every 500 ms), every etcd call bounded by etcdCallTimeoutMs.
+
+import { sleep } from '../core/backoff.js';
+import { canonicalAddress, type ShardConfig } from '../core/config.js';
+import type { CoordinatorSettings } from '../core/coordinator-config.js';
+import { etcdCallTimeoutMs } from '../core/limits.js';
+import type { Log } from '../core/log.js';
+import { campaign, campaignOutcome, decodeCounter, decodeHolder, type ShardKeys, shardKeys } from '../cluster/coordinator.js';
+import { EtcdClient } from '../peer/etcd-client.js';
+import type { Member } from './member.js';
+
+/** The longest pause between two ticks: how soon a vacant key is seen, whatever the TTL. */
+const tickMsMax = 500;
+
+export interface LeaseKeeperOptions {
+  readonly settings: CoordinatorSettings;
+  readonly shard: ShardConfig;
+  /** This member's address, as the key names it. */
+  readonly address: string;
+  readonly member: Member;
+  readonly log: Log;
+  /** Whether the store holds a complete copy of the shard. */
+  complete(): boolean;
+  /** Entries this member was behind its primary at their last contact (0 as primary). */
+  lag(): number;
+}
+
+export class LeaseKeeper {
+  private readonly client: EtcdClient;
+  private readonly abort = new AbortController();
+  private readonly keys: ShardKeys;
+  private lease: string | undefined;
+  private loop: Promise<void> | undefined;
+  /** The last etcd failure logged, so a long outage logs once, not every tick. */
+  private lastFailure: string | undefined;
+
+  constructor(private readonly options: LeaseKeeperOptions) {
+    this.client = new EtcdClient({ endpoints: options.settings.etcd, timeoutMs: etcdCallTimeoutMs, signal: this.abort.signal });
+    this.keys = shardKeys(options.settings.prefix, options.shard.name);
+  }
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  /**
+   * Stops the loop. A member that holds its shard's key gives it up (revokes its lease), so the other
+   * member takes over at once instead of after the TTL: Patroni's leader key release on shutdown.
+   */
+  async close(): Promise<void> {
+    const lease = this.lease;
+    const held = this.options.member.state.lease?.holdsKey === true;
+    this.abort.abort();
+    await this.loop;
+    if (held && lease !== undefined) {
+      const release = new EtcdClient({
+        endpoints: this.options.settings.etcd,
+        timeoutMs: etcdCallTimeoutMs,
+        signal: AbortSignal.timeout(etcdCallTimeoutMs * 2),
+      });
+      await release
+        .revoke(lease)
+        .then(() => this.options.log.info(`${this.options.shard.name}: released its key in etcd on shutdown`))
+        .catch(() => undefined);
+      release.close();
+    }
+    this.client.close();
+  }
+
+  /** Runs one campaign for the vacant key above `knownEpoch` (the member's campaign effect). */
+  async campaign(knownEpoch: number): Promise<void> {
+    const { member, shard, address, log } = this.options;
+    const lease = this.lease;
+    if (lease === undefined) return;
+    try {
+      const attempt = campaign(this.keys, canonicalAddress(address), knownEpoch, decodeCounter(await this.client.get(this.keys.epoch)), lease);
+      const outcome = campaignOutcome(attempt, await this.client.txn(attempt.txn));
+      // Dispatched, not awaited: this runs as one of the member's effects, and the event's own effects queue behind it.
+      if (outcome.won) {
+        log.warn(`${shard.name}: its key in etcd was vacant; this member took it at epoch ${outcome.epoch}`);
+        void member.dispatch({ type: 'campaignWon', epoch: outcome.epoch, complete: this.options.complete() }).catch(() => undefined);
+      } else if (outcome.holder !== undefined) {
+        const event = { type: 'keyHeld', ...outcome.holder, ours: false, complete: this.options.complete() } as const;
+        void member.dispatch(event).catch(() => undefined);
+      }
+    } catch (err) {
+      this.failed('campaign', err);
+    }
+  }
+
+  private async run(): Promise<void> {
+    const period = Math.min(this.options.settings.leaseTtlMs / 3, tickMsMax);
+    while (!this.abort.signal.aborted) {
+      if (await this.renew()) await this.watch();
+      await sleep(period, this.abort.signal).catch(() => undefined);
+    }
+  }
+
+  /** Grants a lease when there is none, else renews it; false when etcd did not answer. */
+  private async renew(): Promise<boolean> {
+    const { member, settings, shard, log } = this.options;
+    const sentAt = performance.now();
+    try {
+      if (this.lease === undefined) {
+        this.lease = await this.client.grantLease(settings.leaseTtlMs / 1000);
+        await member.dispatch({ type: 'leaseGranted', sentAt });
+      } else if ((await this.client.keepAlive(this.lease)) > 0) {
+        await member.dispatch({ type: 'leaseRenewed', sentAt });
+      } else {
+        log.warn(`${shard.name}: its etcd lease had expired; taking a new one`);
+        this.lease = await this.client.grantLease(settings.leaseTtlMs / 1000);
+        await member.dispatch({ type: 'leaseGranted', sentAt });
+      }
+      this.lastFailure = undefined;
+      return true;
+    } catch (err) {
+      this.failed('lease renewal', err);
+      if (member.state.lease?.overdue === false) await member.dispatch({ type: 'renewalOverdue' });
+      return false;
+    }
+  }
+
+  /** Reads the shard's key and tells the member who holds it (awaiting a campaign it starts, so campaigns never pile up). */
+  private async watch(): Promise<void> {
+    const { member, address } = this.options;
+    try {
+      const kv = await this.client.get(this.keys.primary);
+      const holder = decodeHolder(kv);
+      const complete = this.options.complete();
+      if (holder === undefined) await member.dispatch({ type: 'keyVacant', complete, lag: this.options.lag() });
+      else {
+        const ours = kv!.lease === this.lease && canonicalAddress(holder.member) === canonicalAddress(address);
+        await member.dispatch({ type: 'keyHeld', member: holder.member, epoch: holder.epoch, ours, complete });
+      }
+    } catch (err) {
+      this.failed('key read', err);
+    }
+  }
+
+  private failed(what: string, err: unknown): void {
+    if (this.abort.signal.aborted) return;
+    const message = `${this.options.shard.name}: etcd ${what} failed: ${(err as Error).message}`;
+    if (message !== this.lastFailure) this.options.log.warn(message);
+    this.lastFailure = message;
+  }
+}

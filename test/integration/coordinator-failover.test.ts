@@ -1,0 +1,168 @@
+// Automatic failover through etcd leases, with a real etcd (Debian's etcd-server, started by this file)
+// and real nodes. One shard: kill -9 of its primary under write load, and the other member takes writes
+// with no command, at a higher epoch, keeping every ack=replica write; the old primary comes back as its
+// replica. Three shards: the same for one of them while the others go on. etcd stopped for longer than
+// the lease: writes stop, reads go on, and writes resume once etcd is back, never two members in one epoch.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { etcdUnavailable, LocalEtcd } from '../../src/harness/local-etcd.js';
+import { Cluster, dataPath, keyOwnedBy, request, waitFor } from '../helpers/cluster.js';
+import { memberStatus } from '../helpers/failover.js';
+
+const unavailable = etcdUnavailable();
+const required = process.env['CI'] === 'true';
+if (unavailable !== undefined && !required) console.log(`coordinator-failover.test.ts: skipped: ${unavailable}`);
+if (unavailable !== undefined && required) {
+  it('runs under CI=true', () => {
+    throw new Error(`CI=true requires the etcd tests, but ${unavailable}`);
+  });
+}
+
+const leaseTtlMs = 2000;
+type Member = 'primary' | 'replica';
+
+interface Ack {
+  readonly member: Member;
+  readonly key: string;
+  readonly epoch: number;
+  readonly at: number;
+}
+
+async function write(c: Cluster, shard: string, member: Member, key: string, ack = 'replica') {
+  return request(c.url(shard, member, dataPath('set', key, `v-${key}`, `&ack=${ack}`))).catch(() => undefined);
+}
+
+/**
+ * Writes to whichever member of `shard` takes them, in turn, until `stop()` says so; records every
+ * acknowledgement. Writes are acknowledged once the replica has them (`ack=replica`) until `alone()`:
+ * then, with one member left, once the primary has them.
+ */
+function writeLoad(c: Cluster, shard: string, shardCount: number, acks: Ack[]): { stop: () => Promise<void>; alone: () => void } {
+  let running = true;
+  let ack = 'replica';
+  const done = (async () => {
+    for (let i = 0; running && i < 100_000; i++) {
+      const key = keyOwnedBy(shard, shardCount, `load-${i}-`);
+      for (const member of ['primary', 'replica'] as const) {
+        const reply = await write(c, shard, member, key, ack);
+        if (reply?.status === 200) {
+          acks.push({ member, key, epoch: reply.json().epoch, at: performance.now() });
+          break;
+        }
+      }
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await done;
+    },
+    alone: () => {
+      ack = 'primary';
+    },
+  };
+}
+
+/** No two members acknowledged writes of `shard` at one epoch. */
+function expectOneWriterPerEpoch(acks: readonly Ack[]): void {
+  const writers = new Map<number, Set<Member>>();
+  for (const a of acks) writers.set(a.epoch, (writers.get(a.epoch) ?? new Set()).add(a.member));
+  for (const [epoch, members] of writers) expect([...members], `epoch ${epoch}`).toHaveLength(1);
+}
+
+async function startCoordinated(shardCount: number, etcd: LocalEtcd): Promise<Cluster> {
+  const c = await Cluster.create(
+    shardCount,
+    undefined,
+    `[coordinator]\netcd = ["${etcd.endpoint}"]\nlease_ttl_ms = ${leaseTtlMs}\nprefix = "/kvshard/t${shardCount}"\n`,
+  );
+  await c.startAll();
+  for (const s of c.shards)
+    await waitFor(`${s.name}'s primary holds its key`, async () => (await memberStatus(c, s.name, 'primary')).coordinator?.holds_key === true);
+  return c;
+}
+
+async function killUnderLoad(c: Cluster, shard: string, shardCount: number): Promise<void> {
+  const acks: Ack[] = [];
+  const load = writeLoad(c, shard, shardCount, acks);
+  try {
+    await waitFor('writes acknowledged before the kill', () => acks.length >= 20);
+    const before = acks.length;
+    const killedAt = performance.now();
+    await c.kill(shard, 'primary');
+    load.alone();
+    const first = await waitFor('a write acknowledged by the other member', () => acks.find((a) => a.member === 'replica'), 60_000);
+    console.log(`${shard}: first write acknowledged by the other member ${Math.round(first.at - killedAt)} ms after kill -9 (lease_ttl_ms ${leaseTtlMs})`);
+    await waitFor('more writes on the new primary', () => acks.filter((a) => a.member === 'replica').length >= 20);
+    await load.stop();
+    expect(before).toBeGreaterThan(0);
+    expect(first.epoch).toBeGreaterThan(acks[0]!.epoch);
+    expectOneWriterPerEpoch(acks);
+    // Every acknowledged write is on the new primary: those before the kill with ack=replica, those after on it.
+    for (const a of acks) {
+      const got = await request(c.url(shard, 'replica', dataPath('get', a.key)));
+      expect(got.status, `${a.key}, acknowledged by ${a.member} at epoch ${a.epoch}`).toBe(200);
+    }
+    expect((await memberStatus(c, shard, 'replica')).role).toBe('primary');
+    // The old primary comes back as the new primary's replica.
+    await c.start(shard, 'primary', undefined, { ready: false });
+    await waitFor('the old primary serves as replica', async () => (await memberStatus(c, shard, 'primary')).role === 'replica');
+  } finally {
+    await load.stop();
+  }
+}
+
+describe.skipIf(unavailable !== undefined)('automatic failover through etcd leases', () => {
+  let etcd: LocalEtcd;
+  const clusters: Cluster[] = [];
+  beforeAll(async () => {
+    etcd = await LocalEtcd.start();
+  });
+  afterAll(async () => {
+    for (const c of clusters) await c.destroy();
+    await etcd?.close();
+  });
+
+  it('replaces a killed primary of a one-shard cluster with no command', async () => {
+    const c = await startCoordinated(1, etcd);
+    clusters.push(c);
+    await killUnderLoad(c, 'shard1', 1);
+  });
+
+  it('replaces a killed primary of a three-shard cluster while the other shards go on', async () => {
+    const c = await startCoordinated(3, etcd);
+    clusters.push(c);
+    await killUnderLoad(c, 'shard2', 3);
+    const other = await write(c, 'shard1', 'primary', keyOwnedBy('shard1', 3, 'other-'));
+    expect(other?.status).toBe(200);
+  });
+
+  it('stops writes while etcd is away for longer than the lease, goes on reading, and resumes writes when it returns', async () => {
+    const c = clusters[0]!;
+    // After the first test, shard1's member b is primary.
+    const key = keyOwnedBy('shard1', 1, 'etcd-away-');
+    expect((await write(c, 'shard1', 'replica', key))?.status).toBe(200);
+    const acks: Ack[] = [];
+    await etcd.stop();
+    const stoppedAt = performance.now();
+    const refused = await waitFor('a write refused for want of a live lease', async () => {
+      const reply = await write(c, 'shard1', 'replica', keyOwnedBy('shard1', 1, 'while-away-'));
+      if (reply?.status === 200) acks.push({ member: 'replica', key: 'x', epoch: reply.json().epoch, at: performance.now() });
+      return reply?.status === 503 ? reply : undefined;
+    });
+    expect(refused.json()).toMatchObject({ error: 'lease_expired', retriable: true });
+    expect(performance.now() - stoppedAt).toBeLessThan(leaseTtlMs + 30_000);
+    // Reads go on.
+    expect((await request(c.url('shard1', 'replica', dataPath('get', key)))).status).toBe(200);
+    expect((await request(c.url('shard1', 'primary', dataPath('get', key)))).status).toBe(200);
+    await etcd.run();
+    const resumed = await waitFor('writes resume once etcd is back', async () => {
+      for (const member of ['primary', 'replica'] as const) {
+        const reply = await write(c, 'shard1', member, keyOwnedBy('shard1', 1, 'after-'));
+        if (reply?.status === 200) return { member, epoch: reply.json().epoch as number };
+      }
+      return undefined;
+    });
+    acks.push({ ...resumed, key: 'after', at: performance.now() });
+    expectOneWriterPerEpoch(acks);
+  });
+});
