@@ -156,6 +156,61 @@ recorded() {
   done
 }
 
+# With [coordinator] in the config: its etcd endpoints, one per line (nothing without one).
+etcd_endpoints() {
+  node dist/cli/cli.js check-config --config "$config" -o json |
+    node -e 'let t = ""; process.stdin.on("data", (d) => (t += d)).on("end", () => { for (const e of JSON.parse(t).coordinator?.etcd ?? []) console.log(e); });'
+}
+
+etcd_answers() {
+  curl -s -m 2 -o /dev/null -X POST -d '{"key":"AA=="}' "http://$1/v3/kv/range"
+}
+
+# With [coordinator]: an etcd that answers at one of its endpoints is used as it is. When none answers
+# and the first is a loopback address, a local single-member etcd is started there (its peer port the
+# next one), with its data under $KV_DATA_DIR/etcd; ./launch.sh stop stops it.
+ensure_etcd() {
+  local endpoints endpoint host port pid deadline
+  endpoints=$(etcd_endpoints) || exit 2
+  [ -n "$endpoints" ] || return 0
+  for endpoint in $endpoints; do
+    if etcd_answers "$endpoint"; then return 0; fi
+  done
+  endpoint=$(head -n 1 <<< "$endpoints")
+  host=${endpoint%:*}
+  port=${endpoint##*:}
+  case "$host" in
+    127.*|localhost) ;;
+    *) die "no etcd answers at $(tr '\n' ' ' <<< "$endpoints")and $endpoint is not on this host: start etcd there first" ;;
+  esac
+  command -v etcd >/dev/null || die "etcd is not installed: install the Debian package etcd-server (apt-get install etcd-server)"
+  mkdir -p "$data_dir/etcd"
+  etcd --name kvshard --data-dir "$data_dir/etcd/data" --listen-client-urls "http://$endpoint" --advertise-client-urls "http://$endpoint" \
+    --listen-peer-urls "http://$host:$((port + 1))" --initial-advertise-peer-urls "http://$host:$((port + 1))" \
+    --initial-cluster "kvshard=http://$host:$((port + 1))" >> "$log_dir/etcd.out" 2>&1 &
+  pid=$!
+  echo "$pid" > "$data_dir/etcd/pid"
+  deadline=$((SECONDS + start_wait_s))
+  until etcd_answers "$endpoint"; do
+    if ! kill -0 "$pid" 2>/dev/null || [ $SECONDS -ge $deadline ]; then die "etcd did not start at $endpoint; see $log_dir/etcd.out"; fi
+    sleep 0.2
+  done
+  echo "started etcd at $endpoint (pid $pid, data in $data_dir/etcd)"
+}
+
+# Stops the etcd this script started, if it runs (by its recorded PID).
+stop_etcd() {
+  local file=$data_dir/etcd/pid pid
+  [ -f "$file" ] || return 0
+  pid=$(cat "$file")
+  if [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q -- "--name kvshard "; then
+    kill -TERM "$pid"
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    echo "stopped etcd (pid $pid)"
+  fi
+  rm -f "$file"
+}
+
 # Replication endpoints need a cluster secret. Unless the config or the environment sets one, a random
 # token is generated once and kept (mode 600, by the umask) in the data dir, shared by every process
 # started here.
@@ -305,6 +360,7 @@ cmd_start() {
   list=$(targets "$@")
   ensure_token
   ensure_private_dirs
+  ensure_etcd
   while read -r name member address; do start_one "$name" "$member" "$address"; done <<< "$list"
   while read -r name member address; do wait_healthy "$name" "$member" "$address" || failed=1; done <<< "$list"
   if [ $# -eq 0 ]; then
@@ -343,6 +399,8 @@ cmd_stop() {
   done
   while read -r name member address; do rm -f "$(pid_file "$name" "$member")"; done <<< "$list"
   echo "stopped ${#pids[@]} process(es)"
+  # The etcd this script started goes with the whole cluster, after the nodes (a primary releases its key).
+  if [ $# -eq 0 ]; then stop_etcd; fi
 }
 
 cmd_status() {
