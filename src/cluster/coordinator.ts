@@ -57,16 +57,17 @@ export interface Campaign {
 /**
  * The transaction by which `member` takes `keys`' shard at the next epoch: above the counter as read
  * and above `knownEpoch`, the highest epoch of the shard the member knows. It succeeds only if nobody
- * holds the primary key and the counter is still as read; else it reads both back.
+ * holds the primary key (or, for a switchover, `replacing`: the key is still the revision read, the
+ * paused primary's) and the counter is still as read; else it reads both back.
  */
-export function campaign(keys: ShardKeys, member: string, knownEpoch: number, counter: Counter, lease: string): Campaign {
+export function campaign(keys: ShardKeys, member: string, knownEpoch: number, counter: Counter, lease: string, replacing?: number): Campaign {
   const epoch = Math.max(counter.epoch, knownEpoch) + 1;
   const holder: Holder = { member, epoch };
   return {
     epoch,
     txn: {
       compare: [
-        { key: keys.primary, target: 'CREATE', revision: 0 },
+        replacing === undefined ? { key: keys.primary, target: 'CREATE', revision: 0 } : { key: keys.primary, target: 'MOD', revision: replacing },
         { key: keys.epoch, target: 'MOD', revision: counter.modRevision },
       ],
       success: [

@@ -87,8 +87,8 @@ export type MemberEvent =
   | { readonly type: 'keyVacant'; readonly complete: boolean; readonly lag: number }
   /** The shard's key names `member` at `epoch`; `ours`: bound to this member's current lease. */
   | { readonly type: 'keyHeld'; readonly member: string; readonly epoch: number; readonly ours: boolean; readonly complete: boolean }
-  /** This member's campaign took the key at `epoch`. */
-  | { readonly type: 'campaignWon'; readonly epoch: number; readonly complete: boolean };
+  /** This member took the key at `epoch`: a campaign for a vacant key (kind lease_expired), or a failover through etcd. */
+  | { readonly type: 'campaignWon'; readonly epoch: number; readonly kind: PromotionKind; readonly complete: boolean };
 
 export type MemberEffect =
   /** Store every shard's epoch as the view holds them (before the role changes by them). */
@@ -250,7 +250,7 @@ function leaseStep(state: MemberState, event: MemberEvent): Transition {
     case 'campaignWon': {
       const won = withLease({ holdsKey: true, waiting: undefined });
       if (event.epoch <= state.epoch) return { state: won, effects: [] };
-      const adopt: MemberEffect = { type: 'adoptEpoch', epoch: event.epoch, kind: 'lease_expired' };
+      const adopt: MemberEffect = { type: 'adoptEpoch', epoch: event.epoch, kind: event.kind };
       if (state.role === 'primary') {
         return { state: { ...won, epoch: event.epoch, primary: state.self }, effects: [adopt, { type: 'storeEpochs' }, { type: 'raise', epoch: event.epoch }] };
       }

@@ -9,7 +9,7 @@ import { failoverCatchUpMs } from '../core/limits.js';
 import type { ShardEpoch } from '../cluster/epochs.js';
 import { describeCount } from '../cluster/quorum.js';
 import type { InternalClient } from '../peer/internal-client.js';
-import { collectGrants, type FailoverHost, type FailoverOptions } from './promotion.js';
+import { collectGrants, type FailoverHost, type FailoverOptions, type Votes } from './promotion.js';
 
 export const failoverPath = '/internal/failover';
 export const pausePath = '/internal/failover/pause';
@@ -51,9 +51,19 @@ export interface FailoverReply {
   readonly without_majority: boolean;
 }
 
+/**
+ * With a coordinator, etcd issues the epoch: the shard's key taken in one transaction stands for a
+ * majority's grants. A refusal there changes nothing, as a missing majority does.
+ */
+async function takeOverInEtcd(host: FailoverHost, kind: 'switchover' | 'forced', before: ShardEpoch): Promise<Votes> {
+  const taken = await host.coordinator!.takeOver(kind, before.primary, host.view.epochOf(host.shard.name).epoch);
+  if ('refused' in taken) throw new FailoverRefusedError(host.shard.name, `etcd did not give ${host.address} the shard: ${taken.refused}`);
+  return { epoch: taken.epoch, granted: new Set([host.address]), refusals: new Map(), majority: true };
+}
+
 /** Why this member does not start a failover, if it does not: thrown as 409 failover_refused. */
 function refuseToStart(host: FailoverHost, before: ShardEpoch): void {
-  const { shard, view, store } = host;
+  const { shard, store } = host;
   if (host.role() === 'primary' || before.primary === host.address) {
     throw new FailoverRefusedError(shard.name, `${host.address} is its primary already (epoch ${before.epoch})`, {
       primary: before.primary,
@@ -61,13 +71,6 @@ function refuseToStart(host: FailoverHost, before: ShardEpoch): void {
     });
   }
   if (host.role() !== 'replica') throw new FailoverRefusedError(shard.name, `${host.address} serves as ${host.role()}`);
-  if (view.config.coordinator !== undefined) {
-    throw new FailoverRefusedError(
-      shard.name,
-      "this cluster's primaries are decided by etcd ([coordinator] in its config): a dead primary is replaced when its lease expires, " +
-        'and a switchover through etcd is not available yet',
-    );
-  }
   if (!store.dataset.replicaComplete()) {
     throw new FailoverRefusedError(
       shard.name,
@@ -81,6 +84,9 @@ export async function failover(host: FailoverHost, http: InternalClient, options
   const { force } = options;
   const before = view.epochOf(shard.name);
   refuseToStart(host, before);
+  if (host.coordinator && options.withoutMajority) {
+    throw new FailoverRefusedError(shard.name, '--without-majority has no use with a coordinator: etcd, not a majority of nodes, issues epochs');
+  }
   // What the peers know now (a migration under way included), before the primary's writes pause; for
   // --force, at the same time, whether the primary still answers (a silent one costs a request timeout).
   await Promise.all([host.broadcast(), force ? refuseIfAnswering(host, http, before) : undefined]);
@@ -90,11 +96,11 @@ export async function failover(host: FailoverHost, http: InternalClient, options
   const applied = store.dataset.replicaState().appliedSeq;
   const kind = force ? 'forced' : 'switchover';
   await failpoint('failover-before-grants');
-  const votes = await collectGrants(host, http, kind, options).catch(async (err: unknown) => {
+  const votes = await (host.coordinator ? takeOverInEtcd(host, kind, before) : collectGrants(host, http, kind, options)).catch(async (err: unknown) => {
     await resume();
     throw err;
   });
-  const count = describeCount(votes.granted, view.voterSets());
+  const count = host.coordinator ? 'etcd' : describeCount(votes.granted, view.voterSets());
   if (!votes.majority && !options.withoutMajority) {
     await resume();
     const why = [...votes.refusals].map(([node, reason]) => `${node}: ${reason}`).join('; ');

@@ -81,7 +81,7 @@ export class LeaseKeeper {
       // Dispatched, not awaited: this runs as one of the member's effects, and the event's own effects queue behind it.
       if (outcome.won) {
         log.warn(`${shard.name}: its key in etcd was vacant; this member took it at epoch ${outcome.epoch}`);
-        void member.dispatch({ type: 'campaignWon', epoch: outcome.epoch, complete: this.options.complete() }).catch(() => undefined);
+        void member.dispatch({ type: 'campaignWon', epoch: outcome.epoch, kind: 'lease_expired', complete: this.options.complete() }).catch(() => undefined);
       } else if (outcome.holder !== undefined) {
         const event = { type: 'keyHeld', ...outcome.holder, ours: false, complete: this.options.complete() } as const;
         void member.dispatch(event).catch(() => undefined);
@@ -89,6 +89,42 @@ export class LeaseKeeper {
     } catch (err) {
       this.failed('campaign', err);
     }
+  }
+
+  /**
+   * A failover through etcd (`kvshard failover`): takes the shard's key at the next epoch, or says why
+   * not. A switchover replaces the key of `primary`, whose writes are paused, only while the key is
+   * still the one read here; a forced one takes only a vacant key, since a primary whose lease lives
+   * may still acknowledge writes.
+   */
+  async takeOver(kind: 'switchover' | 'forced', primary: string, knownEpoch: number): Promise<{ epoch: number } | { refused: string }> {
+    const lease = this.lease;
+    if (lease === undefined || this.options.member.state.lease?.overdue !== false)
+      return { refused: 'this member holds no live etcd lease (is etcd reachable?)' };
+    const kv = await this.client.get(this.keys.primary);
+    const holder = decodeHolder(kv);
+    if (kind === 'forced' && holder !== undefined) {
+      return {
+        refused:
+          `${holder.member} holds the shard's key in etcd at epoch ${holder.epoch} under a live lease, so it may still take writes; ` +
+          'once its lease expires, the shard fails over by itself',
+      };
+    }
+    if (kind === 'switchover' && (holder === undefined || canonicalAddress(holder.member) !== canonicalAddress(primary))) {
+      return { refused: `the shard's key in etcd names ${holder?.member ?? 'nobody'}, not the primary ${primary}` };
+    }
+    const counter = decodeCounter(await this.client.get(this.keys.epoch));
+    const attempt = campaign(
+      this.keys,
+      canonicalAddress(this.options.address),
+      knownEpoch,
+      counter,
+      lease,
+      kind === 'switchover' ? kv!.modRevision : undefined,
+    );
+    const outcome = campaignOutcome(attempt, await this.client.txn(attempt.txn));
+    if (outcome.won) return { epoch: outcome.epoch };
+    return { refused: `the shard's key or epoch changed in etcd meanwhile (now ${outcome.holder?.member ?? 'nobody'} at epoch ${outcome.counter.epoch})` };
   }
 
   private async run(): Promise<void> {

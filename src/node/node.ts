@@ -328,6 +328,7 @@ export class KvNode {
       view,
       store,
       member,
+      ...(this.keeper ? { coordinator: this.keeper } : {}),
       role: () => this.currentRole,
       promote: (kind, epoch) => {
         if (member === undefined) throw new Error('a drain is promoted to nothing');
@@ -340,7 +341,9 @@ export class KvNode {
   /** Makes this member its shard's primary at `epoch` (granted by a majority), stored before it serves as one. */
   private async promote(member: Member, kind: PromotionKind, epoch: number): Promise<ShardEpoch> {
     const { view, store } = this.parts;
-    await member.dispatch({ type: 'promotionGranted', epoch, kind, complete: store.dataset.replicaComplete() });
+    const complete = store.dataset.replicaComplete();
+    // With a coordinator the member took the shard's key in etcd: it holds it from now on.
+    await member.dispatch(member.state.lease ? { type: 'campaignWon', epoch, kind, complete } : { type: 'promotionGranted', epoch, kind, complete });
     const now = view.epochOf(this.options.shard.name);
     if (this.currentRole !== 'primary' || now.epoch !== epoch) throw new Error(`the promotion to epoch ${epoch} did not take effect`);
     return now;

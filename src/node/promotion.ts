@@ -36,6 +36,10 @@ export interface FailoverHost {
   readonly store: Store;
   /** The member's role, epoch and pause (member-role.ts), changed only through it; undefined on a drain. */
   readonly member: Member | undefined;
+  /** With a coordinator: failovers take the shard's key in etcd instead of nodes' grants. */
+  readonly coordinator?: {
+    takeOver(kind: 'switchover' | 'forced', primary: string, knownEpoch: number): Promise<{ epoch: number } | { refused: string }>;
+  };
   /** The role this node serves now. */
   role(): string;
   /** Makes this member its shard's primary at `epoch`; resolves once it serves as primary. */
@@ -89,7 +93,7 @@ export async function grantHere(host: FailoverHost, req: GrantRequest): Promise<
   return decision;
 }
 
-interface Votes {
+export interface Votes {
   readonly epoch: number;
   readonly granted: Set<string>;
   readonly refusals: Map<string, string>;

@@ -1,12 +1,14 @@
 // Automatic failover through etcd leases, with a real etcd (Debian's etcd-server, started by this file)
 // and real nodes. One shard: kill -9 of its primary under write load, and the other member takes writes
 // with no command, at a higher epoch, keeping every ack=replica write; the old primary comes back as its
-// replica. Three shards: the same for one of them while the others go on. etcd stopped for longer than
-// the lease: writes stop, reads go on, and writes resume once etcd is back, never two members in one epoch.
+// replica. Three shards: the same for one of them while the others go on; then a switchover through
+// etcd under write load, and --force refused while the primary holds its lease. etcd stopped for longer
+// than the lease: writes stop, reads go on, and writes resume once etcd is back, never two members in
+// one epoch.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { etcdUnavailable, LocalEtcd } from '../../src/harness/local-etcd.js';
 import { Cluster, dataPath, keyOwnedBy, request, waitFor } from '../helpers/cluster.js';
-import { memberStatus } from '../helpers/failover.js';
+import { memberStatus, runFailover } from '../helpers/failover.js';
 
 const unavailable = etcdUnavailable();
 const required = process.env['CI'] === 'true';
@@ -134,6 +136,30 @@ describe.skipIf(unavailable !== undefined)('automatic failover through etcd leas
     await killUnderLoad(c, 'shard2', 3);
     const other = await write(c, 'shard1', 'primary', keyOwnedBy('shard1', 3, 'other-'));
     expect(other?.status).toBe(200);
+  });
+
+  it('switches a shard over through etcd under write load, losing nothing, and refuses --force while the primary holds its lease', async () => {
+    const c = clusters[1]!;
+    // After the kill, shard2's member b is primary and a its replica.
+    await waitFor("shard2's old primary is in sync", async () => (await memberStatus(c, 'shard2', 'primary')).in_sync === true);
+    const forced = await runFailover(c, 'shard2', true);
+    expect(forced.code, forced.stdout + forced.stderr).not.toBe(0);
+    const acks: Ack[] = [];
+    const load = writeLoad(c, 'shard2', 3, acks);
+    try {
+      await waitFor('writes acknowledged before the switchover', () => acks.length >= 10);
+      const before = acks.at(-1)!.epoch;
+      const done = await runFailover(c, 'shard2');
+      expect(done.code, done.stdout + done.stderr).toBe(0);
+      expect(done.stdout).toMatch(/is primary at epoch \d+ \(switchover/);
+      await waitFor('writes acknowledged by member a again', () => acks.find((a) => a.member === 'primary' && a.epoch > before));
+      await load.stop();
+      expectOneWriterPerEpoch(acks);
+      for (const a of acks) expect((await request(c.url('shard2', 'primary', dataPath('get', a.key)))).status, a.key).toBe(200);
+      expect((await memberStatus(c, 'shard2', 'primary')).coordinator?.holds_key).toBe(true);
+    } finally {
+      await load.stop();
+    }
   });
 
   it('stops writes while etcd is away for longer than the lease, goes on reading, and resumes writes when it returns', async () => {

@@ -27,6 +27,12 @@ describe('campaign', () => {
     });
   }
 
+  it("replaces a switchover's paused primary only while its key is still the revision read", () => {
+    const attempt = campaign(keys, '127.0.0.1:7002', 3, { epoch: 3, modRevision: 4 }, '43', 11);
+    expect(attempt.epoch).toBe(4);
+    expect(attempt.txn.compare[0]).toEqual({ key: keys.primary, target: 'MOD', revision: 11 });
+  });
+
   it('reads the holder and the counter back when it loses', () => {
     const attempt = campaign(keys, '127.0.0.1:7002', 2, { epoch: 2, modRevision: 4 }, '43');
     const lost = campaignOutcome(attempt, { succeeded: false, revision: 9, ranges: [[kv('{"member":"127.0.0.1:7001","epoch":3}')], [kv('3', 8)]] });

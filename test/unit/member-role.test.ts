@@ -282,7 +282,7 @@ const leaseRows: { name: string; from: MemberState; event: MemberEvent; to: Part
   {
     name: 'a replica that wins becomes primary at the campaign epoch, the lease having expired',
     from: follower,
-    event: { type: 'campaignWon', epoch: 4, complete: true },
+    event: { type: 'campaignWon', epoch: 4, kind: 'lease_expired', complete: true },
     to: { role: 'primary', epoch: 4, primary: a, lease: { ...lease, holdsKey: true } },
     effects: [
       { type: 'adoptEpoch', epoch: 4, kind: 'lease_expired' },
@@ -293,7 +293,7 @@ const leaseRows: { name: string; from: MemberState; event: MemberEvent; to: Part
   {
     name: 'a primary that wins again serves at the new epoch',
     from: { ...held, lease: { ...lease, holdsKey: false } },
-    event: { type: 'campaignWon', epoch: 5, complete: true },
+    event: { type: 'campaignWon', epoch: 5, kind: 'lease_expired', complete: true },
     to: { epoch: 5, lease },
     effects: [{ type: 'adoptEpoch', epoch: 5, kind: 'lease_expired' }, { type: 'storeEpochs' }, { type: 'raise', epoch: 5 }],
   },
