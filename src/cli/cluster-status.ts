@@ -31,6 +31,8 @@ export interface MemberState {
   readonly migration: string | null;
   /** For a primary that became one by a failover: which, and when. */
   readonly last_failover: { readonly epoch: number; readonly kind: string; readonly at: string } | null;
+  /** With a coordinator: whether the member holds its shard's key, and how long its lease surely lives. */
+  readonly lease: { readonly holds_key: boolean; readonly remaining_ms: number; readonly waiting: string | null } | null;
 }
 
 function numberOrNull(value: unknown): number | null {
@@ -59,7 +61,7 @@ function replicationSummary(s: StatusJson, primary: boolean): string {
 function memberState(shard: string, member: 'a' | 'b', address: string, s: StatusJson | undefined): MemberState {
   if (s === undefined) {
     const none = { role: null, epoch: null, keys: null, seq: null, lag_entries: null, lag_seconds: null, replication: null, migration: null };
-    return { shard, member, address, state: 'down', ...none, last_failover: null };
+    return { shard, member, address, state: 'down', ...none, last_failover: null, lease: null };
   }
   const role = String(s['role']);
   const primary = role === 'primary';
@@ -79,6 +81,17 @@ function memberState(shard: string, member: 'a' | 'b', address: string, s: Statu
     replication: replicationSummary(s, primary),
     migration: migrationSummary(s),
     last_failover: primary && epoch?.['at'] ? { epoch: Number(epoch['epoch']), kind: String(epoch['kind']), at: String(epoch['at']) } : null,
+    lease: leaseOf(s['coordinator']),
+  };
+}
+
+function leaseOf(raw: unknown): MemberState['lease'] {
+  if (typeof raw !== 'object' || raw === null) return null;
+  const c = raw as Record<string, unknown>;
+  return {
+    holds_key: c['holds_key'] === true,
+    remaining_ms: numberOrNull(c['lease_remaining_ms']) ?? 0,
+    waiting: typeof c['waiting'] === 'string' ? c['waiting'] : null,
   };
 }
 
@@ -130,9 +143,12 @@ export function statusTable(members: readonly MemberState[]): string {
       cell(m.migration),
     ]);
   }
-  const failovers = members.flatMap((m) =>
-    m.last_failover === null ? [] : [`${m.shard}: primary ${m.address} since epoch ${m.last_failover.epoch}: ${m.last_failover.kind} at ${m.last_failover.at}`],
-  );
+  const failovers = members.flatMap((m) => {
+    const lease = m.lease?.holds_key ? ` (holds its key in etcd, lease ${(m.lease.remaining_ms / 1000).toFixed(1)} s)` : '';
+    const waits = m.lease?.waiting ? [`${m.shard}: ${m.address} does not campaign: ${m.lease.waiting}`] : [];
+    if (m.last_failover === null) return waits;
+    return [`${m.shard}: primary ${m.address} since epoch ${m.last_failover.epoch}: ${m.last_failover.kind} at ${m.last_failover.at}${lease}`, ...waits];
+  });
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
   const table = rows.map((r) =>
     r

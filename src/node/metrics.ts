@@ -174,6 +174,28 @@ function clusterMetrics(registry: Registry, sources: MetricsSources, status: () 
   computed(registry, 'kvshard_failovers_seen_total', 'Epoch changes this node has learned of since it started, by shard.', 'counter', () =>
     config.shards.map((s) => ({ value: view.epochChanges.get(s.name) ?? 0, labels: { shard: s.name } })),
   );
+  computed(registry, 'kvshard_primary_info', "Each shard's primary now and how its epoch began (initial, switchover, forced, lease_expired).", 'gauge', () =>
+    Object.entries(view.epochs()).map(([shard, e]) => ({ value: 1, labels: { shard, primary: e.primary, kind: e.kind } })),
+  );
+  computed(registry, 'kvshard_epoch_started_timestamp_seconds', "When each shard's epoch began (none for the initial one).", 'gauge', () =>
+    Object.entries(view.epochs()).flatMap(([shard, e]) => (e.at === null ? [] : [{ value: Date.parse(e.at) / 1000, labels: { shard } }])),
+  );
+  const coordinator = () => status()['coordinator'] as Record<string, unknown> | undefined;
+  computed(registry, 'kvshard_coordinator_holds_key', "With a coordinator: whether this member holds its shard's key in etcd.", 'gauge', () => {
+    const c = coordinator();
+    return c === undefined ? [] : one(c['holds_key'] === true);
+  });
+  computed(
+    registry,
+    'kvshard_lease_remaining_seconds',
+    'With a coordinator: how long this primary may still acknowledge writes without renewing its lease.',
+    'gauge',
+    () => {
+      const c = coordinator();
+      const ms = num(c?.['lease_remaining_ms']);
+      return ms === undefined ? [] : one(ms / 1000);
+    },
+  );
   migrationMetrics(registry, migration);
 }
 

@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { etcdUnavailable, LocalEtcd } from '../../src/harness/local-etcd.js';
 import { Cluster, dataPath, keyOwnedBy, request, waitFor } from '../helpers/cluster.js';
+import { runCli } from '../helpers/cli.js';
 import { memberStatus, runFailover } from '../helpers/failover.js';
 
 const unavailable = etcdUnavailable();
@@ -113,9 +114,89 @@ async function killUnderLoad(c: Cluster, shard: string, shardCount: number): Pro
   }
 }
 
+let etcd: LocalEtcd;
+const clusters: Cluster[] = [];
+
+async function oneShard(): Promise<void> {
+  const c = await startCoordinated(1, etcd);
+  clusters.push(c);
+  const metrics = (await request(c.url('shard1', 'primary', '/metrics'))).text();
+  expect(metrics).toMatch(/^kvshard_coordinator_holds_key 1$/m);
+  expect(metrics).toMatch(/^kvshard_lease_remaining_seconds \d/m);
+  expect(metrics).toMatch(/^kvshard_primary_info\{shard="shard1",primary="[^"]+",kind="lease_expired"\} 1$/m);
+  const status = await runCli(['status', '--config', c.configPath, '-o', 'json']);
+  expect(status.code, status.stderr).toBe(0);
+  const members = JSON.parse(status.stdout.toString('utf8')) as { role: string; lease: { holds_key: boolean } | null }[];
+  expect(members.find((m) => m.role === 'primary')?.lease?.holds_key).toBe(true);
+  expect((await runCli(['status', '--config', c.configPath])).stdout.toString('utf8')).toMatch(
+    /since epoch \d+: lease_expired at \S+ \(holds its key in etcd, lease/,
+  );
+  await killUnderLoad(c, 'shard1', 1);
+}
+
+async function threeShards(): Promise<void> {
+  const c = await startCoordinated(3, etcd);
+  clusters.push(c);
+  await killUnderLoad(c, 'shard2', 3);
+  const other = await write(c, 'shard1', 'primary', keyOwnedBy('shard1', 3, 'other-'));
+  expect(other?.status).toBe(200);
+}
+
+async function switchover(): Promise<void> {
+  const c = clusters[1]!;
+  // After the kill, shard2's member b is primary and a its replica.
+  await waitFor("shard2's old primary is in sync", async () => (await memberStatus(c, 'shard2', 'primary')).in_sync === true);
+  const forced = await runFailover(c, 'shard2', true);
+  expect(forced.code, forced.stdout + forced.stderr).not.toBe(0);
+  const acks: Ack[] = [];
+  const load = writeLoad(c, 'shard2', 3, acks);
+  try {
+    await waitFor('writes acknowledged before the switchover', () => acks.length >= 10);
+    const before = acks.at(-1)!.epoch;
+    const done = await runFailover(c, 'shard2');
+    expect(done.code, done.stdout + done.stderr).toBe(0);
+    expect(done.stdout).toMatch(/is primary at epoch \d+ \(switchover/);
+    await waitFor('writes acknowledged by member a again', () => acks.find((a) => a.member === 'primary' && a.epoch > before));
+    await load.stop();
+    expectOneWriterPerEpoch(acks);
+    for (const a of acks) expect((await request(c.url('shard2', 'primary', dataPath('get', a.key)))).status, a.key).toBe(200);
+    expect((await memberStatus(c, 'shard2', 'primary')).coordinator?.holds_key).toBe(true);
+  } finally {
+    await load.stop();
+  }
+}
+
+async function etcdAway(): Promise<void> {
+  const c = clusters[0]!;
+  // After the first test, shard1's member b is primary.
+  const key = keyOwnedBy('shard1', 1, 'etcd-away-');
+  expect((await write(c, 'shard1', 'replica', key))?.status).toBe(200);
+  const acks: Ack[] = [];
+  await etcd.stop();
+  const stoppedAt = performance.now();
+  const refused = await waitFor('a write refused for want of a live lease', async () => {
+    const reply = await write(c, 'shard1', 'replica', keyOwnedBy('shard1', 1, 'while-away-'));
+    if (reply?.status === 200) acks.push({ member: 'replica', key: 'x', epoch: reply.json().epoch, at: performance.now() });
+    return reply?.status === 503 ? reply : undefined;
+  });
+  expect(refused.json()).toMatchObject({ error: 'lease_expired', retriable: true });
+  expect(performance.now() - stoppedAt).toBeLessThan(leaseTtlMs + 30_000);
+  // Reads go on.
+  expect((await request(c.url('shard1', 'replica', dataPath('get', key)))).status).toBe(200);
+  expect((await request(c.url('shard1', 'primary', dataPath('get', key)))).status).toBe(200);
+  await etcd.run();
+  const resumed = await waitFor('writes resume once etcd is back', async () => {
+    for (const member of ['primary', 'replica'] as const) {
+      const reply = await write(c, 'shard1', member, keyOwnedBy('shard1', 1, 'after-'));
+      if (reply?.status === 200) return { member, epoch: reply.json().epoch as number };
+    }
+    return undefined;
+  });
+  acks.push({ ...resumed, key: 'after', at: performance.now() });
+  expectOneWriterPerEpoch(acks);
+}
+
 describe.skipIf(unavailable !== undefined)('automatic failover through etcd leases', () => {
-  let etcd: LocalEtcd;
-  const clusters: Cluster[] = [];
   beforeAll(async () => {
     etcd = await LocalEtcd.start();
   });
@@ -124,71 +205,8 @@ describe.skipIf(unavailable !== undefined)('automatic failover through etcd leas
     await etcd?.close();
   });
 
-  it('replaces a killed primary of a one-shard cluster with no command', async () => {
-    const c = await startCoordinated(1, etcd);
-    clusters.push(c);
-    await killUnderLoad(c, 'shard1', 1);
-  });
-
-  it('replaces a killed primary of a three-shard cluster while the other shards go on', async () => {
-    const c = await startCoordinated(3, etcd);
-    clusters.push(c);
-    await killUnderLoad(c, 'shard2', 3);
-    const other = await write(c, 'shard1', 'primary', keyOwnedBy('shard1', 3, 'other-'));
-    expect(other?.status).toBe(200);
-  });
-
-  it('switches a shard over through etcd under write load, losing nothing, and refuses --force while the primary holds its lease', async () => {
-    const c = clusters[1]!;
-    // After the kill, shard2's member b is primary and a its replica.
-    await waitFor("shard2's old primary is in sync", async () => (await memberStatus(c, 'shard2', 'primary')).in_sync === true);
-    const forced = await runFailover(c, 'shard2', true);
-    expect(forced.code, forced.stdout + forced.stderr).not.toBe(0);
-    const acks: Ack[] = [];
-    const load = writeLoad(c, 'shard2', 3, acks);
-    try {
-      await waitFor('writes acknowledged before the switchover', () => acks.length >= 10);
-      const before = acks.at(-1)!.epoch;
-      const done = await runFailover(c, 'shard2');
-      expect(done.code, done.stdout + done.stderr).toBe(0);
-      expect(done.stdout).toMatch(/is primary at epoch \d+ \(switchover/);
-      await waitFor('writes acknowledged by member a again', () => acks.find((a) => a.member === 'primary' && a.epoch > before));
-      await load.stop();
-      expectOneWriterPerEpoch(acks);
-      for (const a of acks) expect((await request(c.url('shard2', 'primary', dataPath('get', a.key)))).status, a.key).toBe(200);
-      expect((await memberStatus(c, 'shard2', 'primary')).coordinator?.holds_key).toBe(true);
-    } finally {
-      await load.stop();
-    }
-  });
-
-  it('stops writes while etcd is away for longer than the lease, goes on reading, and resumes writes when it returns', async () => {
-    const c = clusters[0]!;
-    // After the first test, shard1's member b is primary.
-    const key = keyOwnedBy('shard1', 1, 'etcd-away-');
-    expect((await write(c, 'shard1', 'replica', key))?.status).toBe(200);
-    const acks: Ack[] = [];
-    await etcd.stop();
-    const stoppedAt = performance.now();
-    const refused = await waitFor('a write refused for want of a live lease', async () => {
-      const reply = await write(c, 'shard1', 'replica', keyOwnedBy('shard1', 1, 'while-away-'));
-      if (reply?.status === 200) acks.push({ member: 'replica', key: 'x', epoch: reply.json().epoch, at: performance.now() });
-      return reply?.status === 503 ? reply : undefined;
-    });
-    expect(refused.json()).toMatchObject({ error: 'lease_expired', retriable: true });
-    expect(performance.now() - stoppedAt).toBeLessThan(leaseTtlMs + 30_000);
-    // Reads go on.
-    expect((await request(c.url('shard1', 'replica', dataPath('get', key)))).status).toBe(200);
-    expect((await request(c.url('shard1', 'primary', dataPath('get', key)))).status).toBe(200);
-    await etcd.run();
-    const resumed = await waitFor('writes resume once etcd is back', async () => {
-      for (const member of ['primary', 'replica'] as const) {
-        const reply = await write(c, 'shard1', member, keyOwnedBy('shard1', 1, 'after-'));
-        if (reply?.status === 200) return { member, epoch: reply.json().epoch as number };
-      }
-      return undefined;
-    });
-    acks.push({ ...resumed, key: 'after', at: performance.now() });
-    expectOneWriterPerEpoch(acks);
-  });
+  it('replaces a killed primary of a one-shard cluster with no command', oneShard);
+  it('replaces a killed primary of a three-shard cluster while the other shards go on', threeShards);
+  it('switches a shard over through etcd under write load, losing nothing, and refuses --force while the primary holds its lease', switchover);
+  it('stops writes while etcd is away for longer than the lease, goes on reading, and resumes writes when it returns', etcdAway);
 });
