@@ -26,13 +26,17 @@ export class LocalEtcd {
     /** The client endpoint, `127.0.0.1:port`. */
     readonly endpoint: string,
     private readonly peerPort: number,
+    private readonly host: string,
     private readonly dir: string,
     private readonly ownsDir: boolean,
   ) {}
 
-  /** Starts etcd with a new data dir (or `dir`, to restart on the data of one stopped before). */
-  static async start(dir?: string): Promise<LocalEtcd> {
-    const etcd = new LocalEtcd(`127.0.0.1:${await freePort()}`, await freePort(), dir ?? mkdtempSync(join(tmpdir(), 'kvshard-etcd-')), dir === undefined);
+  /**
+   * Starts etcd with a new data dir (or `dir`, to restart on the data of one stopped before), listening
+   * on `host` (loopback by default; a bridge's address to serve network namespaces).
+   */
+  static async start(dir?: string, host = '127.0.0.1'): Promise<LocalEtcd> {
+    const etcd = new LocalEtcd(`${host}:${await freePort()}`, await freePort(), host, dir ?? mkdtempSync(join(tmpdir(), 'kvshard-etcd-')), dir === undefined);
     await etcd.run();
     return etcd;
   }
@@ -46,7 +50,7 @@ export class LocalEtcd {
   async run(): Promise<void> {
     if (this.proc !== undefined) throw new Error('etcd is running');
     const client = `http://${this.endpoint}`;
-    const peer = `http://127.0.0.1:${this.peerPort}`;
+    const peer = `http://${this.host}:${this.peerPort}`;
     const args = ['--name', 'n1', '--data-dir', join(this.dir, 'data'), '--listen-client-urls', client, '--advertise-client-urls', client];
     args.push('--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `n1=${peer}`);
     const proc = spawn(etcdBinary, args, { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -80,8 +80,15 @@ export class NetnsNetwork {
   private readonly bridgePorts: string[] = [];
   private bridge: string | undefined;
   private readonly hosts = new Map<string, Host>();
+  private subnet: string | undefined;
 
   private constructor(private readonly suffix: string) {}
+
+  /** The root namespace's address on the bridge: a service started there (etcd) is reachable from every member until its link goes down. */
+  get bridgeAddress(): string {
+    if (this.subnet === undefined) throw new Error('the network is not built');
+    return `${this.subnet}.254`;
+  }
 
   /** Creates the bridge and a namespace per member; on failure removes what it created and throws. */
   static async create(members: readonly string[]): Promise<NetnsNetwork> {
@@ -99,6 +106,7 @@ export class NetnsNetwork {
 
   private async build(members: readonly string[]): Promise<void> {
     const subnet = await freeSubnet();
+    this.subnet = subnet;
     const bridge = `kv${this.suffix}br`;
     await ip(['link', 'add', bridge, 'type', 'bridge']);
     this.bridge = bridge;
