@@ -12,6 +12,7 @@
 // --only TEXT runs just the scenarios whose name contains TEXT (and no bulk load): a quick check while
 // optimizing one path. Such a partial run reports its scenarios but does not judge the targets;
 // `--only failover` runs just the failover measurement (failover-bench.ts), which a full run ends with;
+// `--only lease` just the automatic failover through etcd leases (lease-bench.ts; needs etcd-server);
 // `--only client` just the client-routing measurement (client-bench.ts). With `--node-cpu CORES` that
 // measurement limits every node to the same share of a core, as if each ran on a machine of its own
 // (cpu-quota.ts); it needs root and a cgroup cpu controller.
@@ -25,6 +26,7 @@ import { parseArgs } from 'node:util';
 import { freePort, LocalCluster, nodeFlags } from '../harness/local-cluster.js';
 import { runAb } from './ab-compare.js';
 import { failoverTable, measureFailover, type FailoverTiming } from './failover-bench.js';
+import { leaseTables, measureLease } from './lease-bench.js';
 import { clientRoutingTable, measureClientRouting, type ClientRoutingResult } from './client-bench.js';
 import { CpuQuotas } from './cpu-quota.js';
 import { bulkKey, detectTool, runBulk, runLoad, type LoadResult, type RequestMix } from './load-generator.js';
@@ -144,6 +146,7 @@ async function main(): Promise<void> {
   const settings: Settings = values.ab === undefined ? chosen : { ...chosen, pairs: Math.max(abPairsMin, chosen.pairs) };
   process.stderr.write(`kvshard bench: ${tool}, ${connections} connections, ${settings.durationS}s per run, ${settings.pairs} alternating pair(s)\n`);
   if (values.ab !== undefined) return runAb({ ref: values.ab, settings, only: values.only, jsonFile: values.json, resultsFile });
+  if (values.only !== undefined && values.only.toLowerCase() === 'lease') return leaseOnly(settings, resultsFile);
 
   const cluster = await LocalCluster.started(shardCount);
   const reference = await startReference();
@@ -179,6 +182,15 @@ async function main(): Promise<void> {
   } finally {
     await stopEverything(cluster, reference.proc, quotas);
   }
+}
+
+/** `--only lease`: failover through etcd leases and what the lease costs writes (lease-bench.ts). */
+async function leaseOnly(settings: Settings, resultsFile: string): Promise<void> {
+  const figures = await measureLease(settings, (line) => process.stderr.write(`${line}\n`));
+  const tables = leaseTables(figures);
+  process.stdout.write(`${formatTable(tables.rows)}\n\n${formatTable(tables.cost)}\n`);
+  await recordRun(resultsFile, 'lease', settings, { lease: figures, failures: tables.failures });
+  if (tables.failures > 0) process.exitCode = 1;
 }
 
 /** A full run after its scenarios: the client routing, the bulk load and GETs over it, memory, failover; then the report and its row. */

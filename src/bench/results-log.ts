@@ -21,7 +21,7 @@ const repoRoot = resolve(import.meta.dirname, '..', '..');
 /** Where rows go unless --results names another file. */
 export const defaultResultsFile = resolve(repoRoot, 'docs', 'bench-results.jsonl');
 
-export type RunMode = 'full' | 'only' | 'ab' | 'client' | 'failover';
+export type RunMode = 'full' | 'only' | 'ab' | 'client' | 'failover' | 'lease';
 
 /** One scenario's figures: medians over the runs, the middle run's latencies, the ratio to the reference. */
 export interface ScenarioFigures {
@@ -40,6 +40,8 @@ export interface RunFigures {
   readonly ab?: { readonly ref: string; readonly scenarios: Record<string, { req_s_b_over_a: number; cpu_b_over_a: number; verdict: string }> };
   readonly client_routing?: readonly Record<string, number | string>[];
   readonly failover?: readonly Record<string, number | string | null>[];
+  /** Automatic failover through etcd leases: kill -9 to the first write on the other member, by TTL, and the lease's cost. */
+  readonly lease?: { readonly failover: readonly object[]; readonly cost: object };
   readonly lag?: Record<string, { p99_ms: number; zero_after_ms: number }>;
   readonly memory?: Record<string, { rss_mb: number; peak_mb: number }>;
   readonly bulk?: { keys: number; seconds: number; loaded_get_req_s: number };
