@@ -105,3 +105,18 @@ export function leaseMarginMs(ttlMs: number): number {
 export function leaseHolds(renewalSentAt: number, ttlMs: number, now: number): boolean {
   return now < renewalSentAt + ttlMs - leaseMarginMs(ttlMs);
 }
+
+/** How often a member renews its lease and reads its shard's key: a third of the TTL, at most every 500 ms. */
+export function keyPollMs(ttlMs: number): number {
+  return Math.min(ttlMs / 3, 500);
+}
+
+/**
+ * How long a replica leaves a vacant key to the member its epochs name as primary before it campaigns
+ * itself: one and a half polls, so a live primary that reads the key just after the replica still takes
+ * it first (a cluster switched to etcd, or restarted whole, keeps its primaries). A dead primary's shard
+ * fails over that much later.
+ */
+export function replicaHeadStartMs(ttlMs: number): number {
+  return keyPollMs(ttlMs) * 1.5;
+}

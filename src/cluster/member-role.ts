@@ -6,7 +6,7 @@
 // a member's role.
 
 import { canonicalAddress } from '../core/config.js';
-import { leaseHolds } from './coordinator.js';
+import { leaseHolds, replicaHeadStartMs } from './coordinator.js';
 
 export type MemberRoleName = 'primary' | 'replica';
 
@@ -29,6 +29,8 @@ export interface LeaseState {
   readonly overdue: boolean;
   /** Why this member does not campaign for its vacant shard, if it does not. */
   readonly waiting: string | undefined;
+  /** When this member first saw its shard's key vacant, since it last saw it held. */
+  readonly vacantSince?: number;
 }
 
 /** What a member knows of its own shard and of itself. */
@@ -83,8 +85,8 @@ export type MemberEvent =
   | { readonly type: 'leaseRenewed'; readonly sentAt: number }
   /** A renewal went unanswered (etcd unreachable): the lease may lapse. */
   | { readonly type: 'renewalOverdue' }
-  /** The shard's key is vacant. `complete`: the store holds a complete copy; `lag`: entries behind the primary at the last contact. */
-  | { readonly type: 'keyVacant'; readonly complete: boolean; readonly lag: number }
+  /** The shard's key is vacant at `now`. `complete`: the store holds a complete copy; `lag`: entries behind the primary at the last contact. */
+  | { readonly type: 'keyVacant'; readonly complete: boolean; readonly lag: number; readonly now: number }
   /** The shard's key names `member` at `epoch`; `ours`: bound to this member's current lease. */
   | { readonly type: 'keyHeld'; readonly member: string; readonly epoch: number; readonly ours: boolean; readonly complete: boolean }
   /** This member took the key at `epoch`: a campaign for a vacant key (kind lease_expired), or a failover through etcd. */
@@ -213,6 +215,23 @@ export function step(state: MemberState, event: MemberEvent): Transition {
   }
 }
 
+/**
+ * The shard's key is vacant. The primary has the shard's data and campaigns at once; a replica only with
+ * a complete copy that was close behind at its last contact (Patroni's maximum_lag_on_failover), and
+ * only after leaving the key to the primary for a head start.
+ */
+function keyVacant(state: MemberState, lease: LeaseState, event: Extract<MemberEvent, { type: 'keyVacant' }>): Transition {
+  const vacantSince = lease.vacantSince ?? event.now;
+  let waiting: string | undefined;
+  if (state.role === 'replica') {
+    if (!event.complete) waiting = 'its copy of the shard is incomplete';
+    else if (event.lag > lease.maxLag) waiting = `it was ${event.lag} entries behind its primary at the last contact (max_lag_on_failover is ${lease.maxLag})`;
+    else if (event.now - vacantSince < replicaHeadStartMs(lease.ttlMs)) waiting = 'the vacant key is left to the primary first';
+  }
+  const next: MemberState = { ...state, lease: { ...lease, holdsKey: false, waiting, vacantSince } };
+  return { state: next, effects: waiting === undefined ? [{ type: 'campaign', knownEpoch: state.epoch }] : [] };
+}
+
 /** The coordinator's events: they change nothing on a member without one. */
 function leaseStep(state: MemberState, event: MemberEvent): Transition {
   const lease = state.lease;
@@ -226,29 +245,17 @@ function leaseStep(state: MemberState, event: MemberEvent): Transition {
       return { state: withLease({ renewalSentAt: Math.max(lease.renewalSentAt, event.sentAt), overdue: false }), effects: [] };
     case 'renewalOverdue':
       return { state: withLease({ overdue: true }), effects: [] };
-    case 'keyVacant': {
-      // The primary has the shard's data; a replica campaigns only with a complete copy that was close
-      // behind at its last contact (Patroni's maximum_lag_on_failover).
-      const waiting =
-        state.role === 'primary'
-          ? undefined
-          : !event.complete
-            ? 'its copy of the shard is incomplete'
-            : event.lag > lease.maxLag
-              ? `it was ${event.lag} entries behind its primary at the last contact (max_lag_on_failover is ${lease.maxLag})`
-              : undefined;
-      const next = withLease({ holdsKey: false, waiting });
-      return { state: next, effects: waiting === undefined ? [{ type: 'campaign', knownEpoch: state.epoch }] : [] };
-    }
+    case 'keyVacant':
+      return keyVacant(state, lease, event);
     case 'keyHeld': {
       const ours = event.ours && same(event.member, state.self);
-      const held = { state: withLease({ holdsKey: ours, waiting: undefined }), effects: [] as MemberEffect[] };
+      const held = { state: withLease({ holdsKey: ours, waiting: undefined, vacantSince: undefined }), effects: [] as MemberEffect[] };
       if (ours || event.epoch < state.epoch) return held;
       // Another member holds the shard (or this one, under a lease it no longer has): follow the epoch named.
       return epochSeen(held.state, event.epoch, event.member, event.complete);
     }
     case 'campaignWon': {
-      const won = withLease({ holdsKey: true, waiting: undefined });
+      const won = withLease({ holdsKey: true, waiting: undefined, vacantSince: undefined });
       if (event.epoch <= state.epoch) return { state: won, effects: [] };
       const adopt: MemberEffect = { type: 'adoptEpoch', epoch: event.epoch, kind: event.kind };
       if (state.role === 'primary') {

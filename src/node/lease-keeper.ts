@@ -1,19 +1,16 @@
 // A member's side of the coordinator (cluster/coordinator.ts): it keeps one etcd lease alive, watches its
 // shard's key, and campaigns when the member decides to (member-role.ts's campaign effect). Every answer
 // becomes an event of the member's state; this file decides nothing of its own. One loop per member,
-// a tick every third of the TTL (at most every 500 ms), every etcd call bounded by etcdCallTimeoutMs.
+// a tick every keyPollMs (a third of the TTL, at most 500 ms), every etcd call bounded by etcdCallTimeoutMs.
 
 import { sleep } from '../core/backoff.js';
 import { canonicalAddress, type ShardConfig } from '../core/config.js';
 import type { CoordinatorSettings } from '../core/coordinator-config.js';
 import { etcdCallTimeoutMs } from '../core/limits.js';
 import type { Log } from '../core/log.js';
-import { campaign, campaignOutcome, decodeCounter, decodeHolder, type ShardKeys, shardKeys } from '../cluster/coordinator.js';
+import { campaign, campaignOutcome, decodeCounter, decodeHolder, keyPollMs, type ShardKeys, shardKeys } from '../cluster/coordinator.js';
 import { EtcdClient } from '../peer/etcd-client.js';
 import type { Member } from './member.js';
-
-/** The longest pause between two ticks: how soon a vacant key is seen, whatever the TTL. */
-const tickMsMax = 500;
 
 export interface LeaseKeeperOptions {
   readonly settings: CoordinatorSettings;
@@ -128,7 +125,7 @@ export class LeaseKeeper {
   }
 
   private async run(): Promise<void> {
-    const period = Math.min(this.options.settings.leaseTtlMs / 3, tickMsMax);
+    const period = keyPollMs(this.options.settings.leaseTtlMs);
     while (!this.abort.signal.aborted) {
       if (await this.renew()) await this.watch();
       await sleep(period, this.abort.signal).catch(() => undefined);
@@ -166,7 +163,7 @@ export class LeaseKeeper {
       const kv = await this.client.get(this.keys.primary);
       const holder = decodeHolder(kv);
       const complete = this.options.complete();
-      if (holder === undefined) await member.dispatch({ type: 'keyVacant', complete, lag: this.options.lag() });
+      if (holder === undefined) await member.dispatch({ type: 'keyVacant', complete, lag: this.options.lag(), now: performance.now() });
       else {
         const ours = kv!.lease === this.lease && canonicalAddress(holder.member) === canonicalAddress(address);
         await member.dispatch({ type: 'keyHeld', member: holder.member, epoch: holder.epoch, ours, complete });

@@ -252,31 +252,38 @@ const follower: MemberState = { ...replica, lease: { ...lease, holdsKey: false }
 /** With a coordinator: state, event, and the state and effects that follow. */
 const leaseRows: { name: string; from: MemberState; event: MemberEvent; to: Partial<MemberState>; effects: MemberEffect[] }[] = [
   {
-    name: 'a complete replica close behind campaigns for a vacant key',
+    name: 'a complete replica close behind first leaves a vacant key to the primary',
     from: follower,
-    event: { type: 'keyVacant', complete: true, lag: 100 },
-    to: {},
+    event: { type: 'keyVacant', complete: true, lag: 100, now: 10_000 },
+    to: { lease: { ...follower.lease!, waiting: 'the vacant key is left to the primary first', vacantSince: 10_000 } },
+    effects: [],
+  },
+  {
+    name: 'then, once the head start (one and a half polls) has passed, campaigns for it',
+    from: { ...follower, lease: { ...follower.lease!, vacantSince: 10_000 } },
+    event: { type: 'keyVacant', complete: true, lag: 100, now: 10_750 },
+    to: { lease: { ...follower.lease!, vacantSince: 10_000, waiting: undefined } },
     effects: [{ type: 'campaign', knownEpoch: 3 }],
   },
   {
     name: 'a replica too far behind waits, and says why',
     from: follower,
-    event: { type: 'keyVacant', complete: true, lag: 101 },
-    to: { lease: { ...follower.lease!, waiting: 'it was 101 entries behind its primary at the last contact (max_lag_on_failover is 100)' } },
+    event: { type: 'keyVacant', complete: true, lag: 101, now: 0 },
+    to: { lease: { ...follower.lease!, waiting: 'it was 101 entries behind its primary at the last contact (max_lag_on_failover is 100)', vacantSince: 0 } },
     effects: [],
   },
   {
     name: 'a replica without a complete copy waits',
     from: follower,
-    event: { type: 'keyVacant', complete: false, lag: 0 },
-    to: { lease: { ...follower.lease!, waiting: 'its copy of the shard is incomplete' } },
+    event: { type: 'keyVacant', complete: false, lag: 0, now: 0 },
+    to: { lease: { ...follower.lease!, waiting: 'its copy of the shard is incomplete', vacantSince: 0 } },
     effects: [],
   },
   {
     name: 'a primary whose key vanished (its lease lapsed) no longer holds it, and campaigns again',
     from: held,
-    event: { type: 'keyVacant', complete: false, lag: 0 },
-    to: { lease: { ...lease, holdsKey: false } },
+    event: { type: 'keyVacant', complete: false, lag: 0, now: 0 },
+    to: { lease: { ...lease, holdsKey: false, vacantSince: 0 } },
     effects: [{ type: 'campaign', knownEpoch: 3 }],
   },
   {
@@ -370,6 +377,6 @@ describe('with a coordinator', () => {
   }
 
   it('ignores coordinator events on a member without a coordinator', () => {
-    expect(step(primary, { type: 'keyVacant', complete: true, lag: 0 })).toEqual({ state: primary, effects: [] });
+    expect(step(primary, { type: 'keyVacant', complete: true, lag: 0, now: 0 })).toEqual({ state: primary, effects: [] });
   });
 });
