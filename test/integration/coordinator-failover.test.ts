@@ -10,15 +10,10 @@ import { etcdUnavailable, LocalEtcd } from '../../src/harness/local-etcd.js';
 import { Cluster, dataPath, keyOwnedBy, request, waitFor } from '../helpers/cluster.js';
 import { runCli } from '../helpers/cli.js';
 import { memberStatus, runFailover } from '../helpers/failover.js';
+import { needsTool } from '../helpers/tool-gate.js';
 
 const unavailable = etcdUnavailable();
-const required = process.env['CI'] === 'true';
-if (unavailable !== undefined && !required) console.log(`coordinator-failover.test.ts: skipped: ${unavailable}`);
-if (unavailable !== undefined && required) {
-  it('runs under CI=true', () => {
-    throw new Error(`CI=true requires the etcd tests, but ${unavailable}`);
-  });
-}
+const runs = needsTool('coordinator-failover.test.ts', 'the etcd tests', unavailable);
 
 const leaseTtlMs = 2000;
 type Member = 'primary' | 'replica';
@@ -196,7 +191,7 @@ async function etcdAway(): Promise<void> {
   expectOneWriterPerEpoch(acks);
 }
 
-describe.skipIf(unavailable !== undefined)('automatic failover through etcd leases', () => {
+describe.skipIf(!runs)('automatic failover through etcd leases', () => {
   beforeAll(async () => {
     etcd = await LocalEtcd.start();
   });

@@ -12,15 +12,10 @@ import { etcdUnavailable, LocalEtcd } from '../../src/harness/local-etcd.js';
 import { Cluster, dataPath, keyOwnedBy, request, waitFor } from '../helpers/cluster.js';
 import { memberStatus } from '../helpers/failover.js';
 import { NetnsNetwork, netnsUnavailable } from '../helpers/netns.js';
+import { needsTool } from '../helpers/tool-gate.js';
 
 const unavailable = netnsUnavailable() ?? etcdUnavailable();
-const required = process.env['CI'] === 'true';
-if (unavailable !== undefined && !required) console.log(`coordinator-partition.test.ts: skipped: ${unavailable}`);
-if (unavailable !== undefined && required) {
-  it('runs under CI=true', () => {
-    throw new Error(`CI=true requires the coordinator partition test, but ${unavailable}`);
-  });
-}
+const runs = needsTool('coordinator-partition.test.ts', 'the coordinator partition test', unavailable);
 
 const port = 7000;
 const leaseTtlMs = 2000;
@@ -74,13 +69,13 @@ function writerOnHost(namespace: string, url: string, ms: number): { attempts: A
   return { attempts, done };
 }
 
-describe.skipIf(unavailable !== undefined)('a coordinated primary cut off from etcd and its peers', () => {
+describe.skipIf(!runs)('a coordinated primary cut off from etcd and its peers', () => {
   let network: NetnsNetwork;
   let etcd: LocalEtcd;
   let cluster: Cluster;
   beforeAll(async () => {
     network = await NetnsNetwork.create(['shard1-primary', 'shard1-replica']);
-    etcd = await LocalEtcd.start(undefined, network.bridgeAddress);
+    etcd = await LocalEtcd.start(network.bridgeAddress);
     const shards = [
       { name: 'shard1', address: `${network.host('shard1-primary').address}:${port}`, replica: `${network.host('shard1-replica').address}:${port}` },
     ];

@@ -8,11 +8,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { dataPath, request, useCluster } from '../helpers/cluster.js';
 import { runFailover } from '../helpers/failover.js';
+import { needsTool } from '../helpers/tool-gate.js';
 
 const chromium = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
 const unavailable = existsSync(chromium) ? undefined : `${chromium} is missing (Debian package chromium)`;
-const required = process.env['CI'] === 'true';
-if (unavailable !== undefined && !required) console.log(`dashboard.test.ts: skipped: ${unavailable}`);
+const runs = needsTool('dashboard.test.ts', 'the dashboard test', unavailable);
 
 /** The flags this machine needs: root (no sandbox), no GPU, and nothing that talks to public addresses. */
 const chromiumArgs = [
@@ -27,13 +27,7 @@ const chromiumArgs = [
   '--disable-extensions',
 ];
 
-if (unavailable !== undefined && required) {
-  it('runs under CI=true', () => {
-    throw new Error(`CI=true requires the dashboard test, but ${unavailable}`);
-  });
-}
-
-describe.skipIf(unavailable !== undefined)('the dashboard in headless Chromium', () => {
+describe.skipIf(!runs)('the dashboard in headless Chromium', () => {
   const cluster = useCluster(3);
   let browser: Browser | undefined;
   let page: Page;

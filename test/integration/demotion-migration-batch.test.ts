@@ -3,30 +3,13 @@
 // demotes it. The batch is acknowledged either way, so the sender deletes its copy: the keys must be in
 // the demoted primary's log, where the rollback of writes its successor lacks reads them. A batch that
 // arrives once the demotion has begun is refused, and nothing of it is stored.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { KvError } from '../../src/core/errors.js';
 import { storageKey } from '../../src/storage/keys.js';
-import { Store } from '../../src/storage/store.js';
+import { useTempStores } from '../helpers/store.js';
 
-const dirs: string[] = [];
-const stores: Store[] = [];
-
-afterEach(async () => {
-  for (const store of stores.splice(0)) await store.close();
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
-
-async function primaryStore(): Promise<Store> {
-  const dir = mkdtempSync(join(tmpdir(), 'kvshard-demotion-'));
-  dirs.push(dir);
-  const store = new Store({ path: join(dir, 'shard1-a'), replicationLog: true });
-  stores.push(store);
-  await store.dataset.startDataset();
-  return store;
-}
+const openStore = useTempStores('demotion');
+const primaryStore = () => openStore('a');
 
 const pair = (slot: number, key: string, value: string): [Buffer, Buffer] => [storageKey(slot, Buffer.from(key)), Buffer.from(value)];
 const everySlot = () => true;

@@ -7,21 +7,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { campaign, campaignOutcome, type Counter, decodeCounter, decodeHolder, shardKeys } from '../../src/cluster/coordinator.js';
 import { EtcdClient } from '../../src/peer/etcd-client.js';
 import { etcdUnavailable, LocalEtcd } from '../../src/harness/local-etcd.js';
+import { needsTool } from '../helpers/tool-gate.js';
 
 const unavailable = etcdUnavailable();
-const required = process.env['CI'] === 'true';
-if (unavailable !== undefined && !required) console.log(`etcd-campaign.test.ts: skipped: ${unavailable}`);
-if (unavailable !== undefined && required) {
-  it('runs under CI=true', () => {
-    throw new Error(`CI=true requires the etcd tests, but ${unavailable}`);
-  });
-}
+const runs = needsTool('etcd-campaign.test.ts', 'the etcd tests', unavailable);
 
 const a = '127.0.0.1:7001';
 const b = '127.0.0.1:7002';
 const keys = shardKeys('/kvshard/test', 'shard1');
 
-describe.skipIf(unavailable !== undefined)('campaigns for a shard in etcd', () => {
+describe.skipIf(!runs)('campaigns for a shard in etcd', () => {
   let etcd: LocalEtcd;
   let client: EtcdClient;
   const abort = new AbortController();

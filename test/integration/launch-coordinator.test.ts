@@ -11,17 +11,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { etcdUnavailable } from '../../src/harness/local-etcd.js';
 import { Cluster, dataPath, freePort, keyOwnedBy, request, waitFor } from '../helpers/cluster.js';
 import { memberStatus } from '../helpers/failover.js';
+import { needsTool } from '../helpers/tool-gate.js';
 
 const launch = resolve(import.meta.dirname, '../../launch.sh');
 const run = promisify(execFile);
 const unavailable = etcdUnavailable();
-const required = process.env['CI'] === 'true';
-if (unavailable !== undefined && !required) console.log(`launch-coordinator.test.ts: skipped: ${unavailable}`);
-if (unavailable !== undefined && required) {
-  it('runs under CI=true', () => {
-    throw new Error(`CI=true requires the etcd tests, but ${unavailable}`);
-  });
-}
+const runs = needsTool('launch-coordinator.test.ts', 'the etcd tests', unavailable);
 
 function portFree(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -31,7 +26,7 @@ function portFree(port: number): Promise<boolean> {
   });
 }
 
-describe.skipIf(unavailable !== undefined)('launch.sh with a coordinator', () => {
+describe.skipIf(!runs)('launch.sh with a coordinator', () => {
   let cluster: Cluster;
   let env: NodeJS.ProcessEnv;
   let endpoint: string;

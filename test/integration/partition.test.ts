@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { dataPath, keyOwnedBy, request, type Reply } from '../helpers/cluster.js';
 import { netnsUnavailable, useNetnsCluster } from '../helpers/netns.js';
 import { waitConverged } from '../helpers/replication.js';
+import { needsTool } from '../helpers/tool-gate.js';
 
 /** Every member has an address of its own, so all of them listen on the same port. */
 const port = 7000;
@@ -27,17 +28,10 @@ const waitMs = 30_000;
 const pollMs = 100;
 
 const unavailable = netnsUnavailable();
-const required = process.env['CI'] === 'true';
-if (unavailable !== undefined && !required) console.log(`partition.test.ts: skipped: ${unavailable}`);
-
-if (unavailable !== undefined && required) {
-  it('runs under CI=true', () => {
-    throw new Error(`CI=true requires the multi-host partition test, but ${unavailable}`);
-  });
-}
+const runs = needsTool('partition.test.ts', 'the multi-host partition test', unavailable);
 
 // biome-ignore lint/complexity/noExcessiveLinesPerFunction: a describe() suite, not a function: its tests share one setup
-describe.skipIf(unavailable !== undefined)('a primary cut off from the network', () => {
+describe.skipIf(!runs)('a primary cut off from the network', () => {
   const netns = useNetnsCluster(3, port, testTimeoutMs);
   const cut = { shard: 'shard1', member: 'shard1-primary' };
   const keys = Array.from({ length: 10 }, (_, i) => ({ key: keyOwnedBy(cut.shard, 3, `cut${i}-`), value: `value-${i}` }));

@@ -2,29 +2,12 @@
 // transaction, on a real store in a temporary data dir. A write queued before a demotion commits and is
 // logged; one queued after it, in the same event turn, stores nothing. A write admitted at an epoch the
 // store no longer serves at (its primary was raised to a newer epoch meanwhile) stores nothing either.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { KvError } from '../../src/core/errors.js';
-import { Store } from '../../src/storage/store.js';
+import { useTempStores } from '../helpers/store.js';
 
-const dirs: string[] = [];
-const stores: Store[] = [];
-
-afterEach(async () => {
-  for (const store of stores.splice(0)) await store.close();
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
-
-async function primaryStore(): Promise<Store> {
-  const dir = mkdtempSync(join(tmpdir(), 'kvshard-standing-'));
-  dirs.push(dir);
-  const store = new Store({ path: join(dir, 'shard1-a'), replicationLog: true });
-  stores.push(store);
-  await store.dataset.startDataset();
-  return store;
-}
+const openStore = useTempStores('standing');
+const primaryStore = () => openStore('a');
 
 const set = (key: string) => ({ type: 'set' as const, slot: 3, key: Buffer.from(key), value: Buffer.from('v') });
 
@@ -63,10 +46,7 @@ describe("a store's standing, read inside each write's transaction", () => {
   });
 
   it('serves as primary at the epoch it was promoted at, from the promotion on', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'kvshard-standing-'));
-    dirs.push(dir);
-    const store = new Store({ path: join(dir, 'shard1-b'), replicationLog: false });
-    stores.push(store);
+    const store = await openStore('b');
     expectNotServing(await store.commit([set('early')], 1).catch((err: unknown) => err));
     await store.failover.promote(3);
     expect(store.standing.now).toEqual({ role: 'primary', epoch: 3 });

@@ -15,6 +15,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { alone, Cluster, dataPath, layout, request } from '../helpers/cluster.js';
+import { needsTool } from '../helpers/tool-gate.js';
 
 /** How late strace makes every sync return: well above a write's time without it, small enough to stay fast. */
 const syncDelayMs = 100;
@@ -59,16 +60,9 @@ function childrenOf(pid: number): number[] {
 }
 
 const unavailable = straceUnavailable();
-const required = process.env['CI'] === 'true';
-if (unavailable !== undefined && !required) console.log(`sync-before-ack.test.ts: skipped: ${unavailable}`);
+const runs = needsTool('sync-before-ack.test.ts', 'the sync-before-ack test', unavailable);
 
-if (unavailable !== undefined && required) {
-  it('runs under CI=true', () => {
-    throw new Error(`CI=true requires the sync-before-ack test, but ${unavailable}`);
-  });
-}
-
-describe.skipIf(unavailable !== undefined)('a primary whose syncs are slow', () => {
+describe.skipIf(!runs)('a primary whose syncs are slow', () => {
   let cluster: Cluster | undefined;
   const url = (path: string) => cluster!.url('shard1', 'primary', path);
 
