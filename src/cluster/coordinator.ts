@@ -103,7 +103,12 @@ export function leaseMarginMs(ttlMs: number): number {
  * milliseconds) is surely alive at `now`: until `ttlMs` minus the margin after that send.
  */
 export function leaseHolds(renewalSentAt: number, ttlMs: number, now: number): boolean {
-  return now < renewalSentAt + ttlMs - leaseMarginMs(ttlMs);
+  return now < leaseDeadline(renewalSentAt, ttlMs);
+}
+
+/** Until when (performance.now()) a lease renewed by a keepalive sent at `renewalSentAt` surely lives. */
+export function leaseDeadline(renewalSentAt: number, ttlMs: number): number {
+  return renewalSentAt + ttlMs - leaseMarginMs(ttlMs);
 }
 
 /** How often a member renews its lease and reads its shard's key: a third of the TTL, at most every 500 ms. */

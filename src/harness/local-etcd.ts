@@ -1,5 +1,5 @@
 // A single-member etcd of its own for tests and the benchmark: Debian's `etcd-server` binary on two free
-// loopback ports with a temporary data dir, started by PID and stopped by PID.
+// ports (of loopback, or of a given address) with a temporary data dir, started and stopped by PID.
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -28,22 +28,13 @@ export class LocalEtcd {
     private readonly peerPort: number,
     private readonly host: string,
     private readonly dir: string,
-    private readonly ownsDir: boolean,
   ) {}
 
-  /**
-   * Starts etcd with a new data dir (or `dir`, to restart on the data of one stopped before), listening
-   * on `host` (loopback by default; a bridge's address to serve network namespaces).
-   */
-  static async start(dir?: string, host = '127.0.0.1'): Promise<LocalEtcd> {
-    const etcd = new LocalEtcd(`${host}:${await freePort()}`, await freePort(), host, dir ?? mkdtempSync(join(tmpdir(), 'kvshard-etcd-')), dir === undefined);
+  /** Starts etcd with a new data dir, listening on `host` (loopback by default; a bridge's address to serve network namespaces). */
+  static async start(host = '127.0.0.1'): Promise<LocalEtcd> {
+    const etcd = new LocalEtcd(`${host}:${await freePort()}`, await freePort(), host, mkdtempSync(join(tmpdir(), 'kvshard-etcd-')));
     await etcd.run();
     return etcd;
-  }
-
-  /** The data dir, to start another etcd on once this one is stopped. */
-  get dataDir(): string {
-    return this.dir;
   }
 
   /** Starts the process again on the same ports and data (after stop() or kill()). */
@@ -83,10 +74,10 @@ export class LocalEtcd {
     return this.signal('SIGKILL');
   }
 
-  /** Stops etcd and removes the data dir it made. */
+  /** Stops etcd and removes its data dir. */
   async close(): Promise<void> {
     await this.kill();
-    if (this.ownsDir) rmSync(this.dir, { recursive: true, force: true });
+    rmSync(this.dir, { recursive: true, force: true });
   }
 
   private async signal(signal: NodeJS.Signals): Promise<void> {

@@ -5,7 +5,7 @@ import type { RoleName } from '../core/config.js';
 import type { Log } from '../core/log.js';
 import { ClusterView } from '../cluster/cluster-view.js';
 import { type MemberEffect, type MemberState, start, type Transition } from '../cluster/member-role.js';
-import { leaseMarginMs } from '../cluster/coordinator.js';
+import { leaseDeadline } from '../cluster/coordinator.js';
 import type { Store } from '../storage/store.js';
 import { roleFactories } from './role-factories.js';
 import type { prepareLayout } from './startup.js';
@@ -76,7 +76,7 @@ export function clusterStatus(view: ClusterView, shard: string, member: MemberSt
           coordinator: {
             holds_key: lease.holdsKey,
             // Until the primary stops acknowledging writes: the TTL less the margin, from the last renewal sent.
-            lease_remaining_ms: Math.max(0, Math.round(lease.renewalSentAt + lease.ttlMs - leaseMarginMs(lease.ttlMs) - now)),
+            lease_remaining_ms: Math.max(0, Math.round(leaseDeadline(lease.renewalSentAt, lease.ttlMs) - now)),
             renewal_overdue: lease.overdue,
             waiting: lease.waiting ?? null,
           },
