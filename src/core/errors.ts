@@ -166,6 +166,23 @@ export class FailoverRefusedError extends KvError {
 }
 
 /**
+ * A failover through etcd that etcd did not answer. `changed` says whether the shard's key may have moved
+ * all the same (the transaction was sent): then the members follow whatever the key says.
+ */
+export class CoordinatorUnavailableError extends KvError {
+  constructor(shard: string, why: string, changed: false | 'unknown') {
+    super(
+      'coordinator_unavailable',
+      503,
+      `failover of ${shard}: etcd did not answer (${why}); ` +
+        (changed === false ? 'nothing changed' : "it may have taken the shard's key all the same: the members follow the key; check with status") +
+        '; retry once etcd answers',
+      { shard, retriable: true, outcome: changed === false ? 'unchanged' : 'unknown' },
+    );
+  }
+}
+
+/**
  * A forwarded request reached a node that does not own its key: the sender and this node run different
  * configs. Retriable once both run the same one; never forwarded again, so disagreeing nodes cannot loop.
  */

@@ -4,7 +4,7 @@
 import { canonicalAddress } from '../core/config.js';
 import { sleep } from '../core/backoff.js';
 import { failpoint } from '../core/failpoints.js';
-import { FailoverRefusedError } from '../core/errors.js';
+import { CoordinatorUnavailableError, FailoverRefusedError } from '../core/errors.js';
 import { failoverCatchUpMs } from '../core/limits.js';
 import type { ShardEpoch } from '../cluster/epochs.js';
 import { describeCount } from '../cluster/quorum.js';
@@ -58,6 +58,7 @@ export interface FailoverReply {
 async function takeOverInEtcd(host: FailoverHost, kind: 'switchover' | 'forced', before: ShardEpoch): Promise<Votes> {
   const taken = await host.coordinator!.takeOver(kind, before.primary, host.view.epochOf(host.shard.name).epoch);
   if ('refused' in taken) throw new FailoverRefusedError(host.shard.name, `etcd did not give ${host.address} the shard: ${taken.refused}`);
+  if ('unavailable' in taken) throw new CoordinatorUnavailableError(host.shard.name, taken.unavailable, taken.changed);
   return { epoch: taken.epoch, granted: new Set([host.address]), refusals: new Map(), majority: true };
 }
 

@@ -12,6 +12,9 @@ import { campaign, campaignOutcome, decodeCounter, decodeHolder, keyPollMs, type
 import { EtcdClient } from '../peer/etcd-client.js';
 import type { Member } from './member.js';
 
+/** What a failover through etcd came to: the epoch won, a refusal that changed nothing, or no answer from etcd. */
+export type TakeOver = { readonly epoch: number } | { readonly refused: string } | { readonly unavailable: string; readonly changed: false | 'unknown' };
+
 export interface LeaseKeeperOptions {
   readonly settings: CoordinatorSettings;
   readonly shard: ShardConfig;
@@ -94,11 +97,17 @@ export class LeaseKeeper {
    * still the one read here; a forced one takes only a vacant key, since a primary whose lease lives
    * may still acknowledge writes.
    */
-  async takeOver(kind: 'switchover' | 'forced', primary: string, knownEpoch: number): Promise<{ epoch: number } | { refused: string }> {
+  async takeOver(kind: 'switchover' | 'forced', primary: string, knownEpoch: number): Promise<TakeOver> {
     const lease = this.lease;
     if (lease === undefined || this.options.member.state.lease?.overdue !== false)
       return { refused: 'this member holds no live etcd lease (is etcd reachable?)' };
-    const kv = await this.client.get(this.keys.primary);
+    let kv: Awaited<ReturnType<EtcdClient['get']>>;
+    let counter: ReturnType<typeof decodeCounter>;
+    try {
+      [kv, counter] = await Promise.all([this.client.get(this.keys.primary), this.client.get(this.keys.epoch).then(decodeCounter)]);
+    } catch (err) {
+      return { unavailable: (err as Error).message, changed: false };
+    }
     const holder = decodeHolder(kv);
     if (kind === 'forced' && holder !== undefined) {
       return {
@@ -110,7 +119,6 @@ export class LeaseKeeper {
     if (kind === 'switchover' && (holder === undefined || canonicalAddress(holder.member) !== canonicalAddress(primary))) {
       return { refused: `the shard's key in etcd names ${holder?.member ?? 'nobody'}, not the primary ${primary}` };
     }
-    const counter = decodeCounter(await this.client.get(this.keys.epoch));
     const attempt = campaign(
       this.keys,
       canonicalAddress(this.options.address),
@@ -119,7 +127,15 @@ export class LeaseKeeper {
       lease,
       kind === 'switchover' ? kv!.modRevision : undefined,
     );
-    const outcome = campaignOutcome(attempt, await this.client.txn(attempt.txn));
+    let reply: Awaited<ReturnType<EtcdClient['txn']>>;
+    try {
+      reply = await this.client.txn(attempt.txn);
+    } catch (err) {
+      // The transaction may have been applied without its answer arriving: then the key names this
+      // member, and every member follows it (this one once the other tells it the epoch).
+      return { unavailable: (err as Error).message, changed: 'unknown' };
+    }
+    const outcome = campaignOutcome(attempt, reply);
     if (outcome.won) return { epoch: outcome.epoch };
     return { refused: `the shard's key or epoch changed in etcd meanwhile (now ${outcome.holder?.member ?? 'nobody'} at epoch ${outcome.counter.epoch})` };
   }

@@ -14,6 +14,7 @@ import { decideGrant, decodeGrants, type GrantDecision, type GrantRequest } from
 import { isMajority } from '../cluster/quorum.js';
 import type { InternalClient } from '../peer/internal-client.js';
 import type { Store } from '../storage/store.js';
+import type { LeaseKeeper } from './lease-keeper.js';
 import type { Member } from './member.js';
 
 export const outcomePath = '/internal/failover/outcome';
@@ -37,9 +38,7 @@ export interface FailoverHost {
   /** The member's role, epoch and pause (member-role.ts), changed only through it; undefined on a drain. */
   readonly member: Member | undefined;
   /** With a coordinator: failovers take the shard's key in etcd instead of nodes' grants. */
-  readonly coordinator?: {
-    takeOver(kind: 'switchover' | 'forced', primary: string, knownEpoch: number): Promise<{ epoch: number } | { refused: string }>;
-  };
+  readonly coordinator?: Pick<LeaseKeeper, 'takeOver'>;
   /** The role this node serves now. */
   role(): string;
   /** Makes this member its shard's primary at `epoch`; resolves once it serves as primary. */
