@@ -1,6 +1,6 @@
 // The dashboard's page: plain HTML, CSS and script in one string, with no build step and nothing loaded
 // from elsewhere. It polls /dashboard/state every 2 s and draws every shard, its members and their
-// sparklines. Rows carry data-* attributes (state, role, epoch) that the browser test reads.
+// sparklines. Rows carry data-* attributes (state, role, epoch, lease) that the browser test reads.
 
 export const dashboardPage = `<!doctype html>
 <html lang="en">
@@ -75,9 +75,12 @@ function memberRow(m) {
   const state = !m.up ? "down" : lagging(m) ? "lagging" : "up";
   const pill = state === "down" ? '<span class="pill down">DOWN</span>' : state === "lagging" ? '<span class="pill lag">LAGGING</span>' : '<span class="pill up">UP</span>';
   const lag = m.lag_entries === null || m.lag_entries === undefined ? "–" : fmt(m.lag_entries) + (m.lag_seconds ? " / " + fmt(m.lag_seconds) + " s" : "");
+  const c = m.up ? m.coordinator : null;
+  const lease = !c ? "" : c.holds_key ? (c.lease_remaining_ms / 1000).toFixed(1) + " s" : c.waiting ? "waiting: " + c.waiting : "no key";
+  const leaseAttr = c && c.holds_key ? ' data-lease-ms="' + c.lease_remaining_ms + '"' : "";
   return (
     '<tr class="' + state + '" data-address="' + esc(m.address) + '" data-member="' + m.member + '" data-state="' + (m.up ? "up" : "down") +
-    '" data-role="' + esc(m.role || "") + '">' +
+    '" data-role="' + esc(m.role || "") + '"' + leaseAttr + ">" +
     "<td>" + m.member + "</td>" +
     '<td class="' + (m.self ? "self" : "") + '">' + esc(m.address) + "</td>" +
     '<td class="role-' + esc(m.role || "none") + '">' + (m.role ? esc(m.role) : "–") + "</td>" +
@@ -86,6 +89,7 @@ function memberRow(m) {
     "<td>" + fmt(m.last_seq) + "</td>" +
     "<td>" + fmt(m.applied_seq) + "</td>" +
     "<td>" + lag + "</td>" +
+    (leaseColumn ? '<td class="lease">' + esc(lease) + "</td>" : "") +
     '<td class="spark-cell">' + spark(m.history, "rps", "#2f6fdf") + (last ? fmt(Math.round(last.rps)) + " req/s" : "") + "</td>" +
     '<td class="spark-cell">' + spark(m.history, "ms", "#8e44ad") + (last && last.ms !== null ? fmt(last.ms) + " ms" : "") + "</td>" +
     "</tr>"
@@ -102,14 +106,24 @@ function migrationOf(shard) {
     fmt(m.slots_received) + " of " + fmt(m.slots_to_receive) + ' received<div class="progress"><div style="width:' + pct + '%"></div></div></div>';
 }
 
+/** Whether any member reports a lease: then the cluster has a coordinator, and the tables show a lease column. */
+let leaseColumn = false;
+
+function since(s) {
+  if (!s.epoch_at) return "";
+  return " · since <b>" + esc(new Date(s.epoch_at).toLocaleTimeString()) + "</b> (" + esc(String(s.epoch_kind || "").replace(/_/g, " ")) + ")";
+}
+
 function render(state) {
+  leaseColumn = state.shards.some((s) => s.members.some((m) => m.up && m.coordinator));
   const html = state.shards.map((s) => {
     const degraded = s.members.some((m) => !m.up || lagging(m));
     return (
       '<section class="shard' + (degraded ? " degraded" : "") + '" data-shard="' + esc(s.name) + '" data-epoch="' + (s.epoch ?? "") + '">' +
       "<h2>" + esc(s.name) + "</h2>" +
-      '<div class="sub">epoch <b class="epoch">' + fmt(s.epoch) + "</b> · primary <b>" + (s.primary ? esc(s.primary) : "unknown") + "</b> · idx " + s.idx + "</div>" +
-      "<table><thead><tr><th>member</th><th>address</th><th>role</th><th>state</th><th>keys</th><th>last seq</th><th>applied</th><th>lag</th><th>requests</th><th>latency</th></tr></thead><tbody>" +
+      '<div class="sub">epoch <b class="epoch">' + fmt(s.epoch) + "</b> · primary <b>" + (s.primary ? esc(s.primary) : "unknown") + "</b>" + since(s) + " · idx " + s.idx + "</div>" +
+      "<table><thead><tr><th>member</th><th>address</th><th>role</th><th>state</th><th>keys</th><th>last seq</th><th>applied</th><th>lag</th>" +
+      (leaseColumn ? "<th>lease</th>" : "") + "<th>requests</th><th>latency</th></tr></thead><tbody>" +
       s.members.map(memberRow).join("") +
       "</tbody></table>" + migrationOf(s) + "</section>"
     );

@@ -146,11 +146,11 @@ export class Dashboard {
   private view(): Record<string, unknown> {
     const shards = this.options.config.shards.map((s, i) => {
       const members = this.members.slice(i * 2, i * 2 + 2);
-      let epoch: { epoch: number; primary: string } | undefined;
+      let epoch: { epoch: number; primary: string; kind: string | null; at: string | null } | undefined;
       for (const m of members) {
-        const e = ((m.status?.['epochs'] ?? {}) as Record<string, { epoch?: number; primary?: string }>)[s.name];
+        const e = ((m.status?.['epochs'] ?? {}) as Record<string, { epoch?: number; primary?: string; kind?: string; at?: string | null }>)[s.name];
         if (typeof e?.epoch === 'number' && typeof e.primary === 'string' && (epoch === undefined || e.epoch > epoch.epoch)) {
-          epoch = { epoch: e.epoch, primary: e.primary };
+          epoch = { epoch: e.epoch, primary: e.primary, kind: e.kind ?? null, at: e.at ?? null };
         }
       }
       return {
@@ -158,6 +158,9 @@ export class Dashboard {
         idx: s.idx,
         epoch: epoch?.epoch ?? null,
         primary: epoch?.primary ?? null,
+        // Why the epoch began (initial, switchover, forced, lease_expired ...) and when.
+        epoch_kind: epoch?.kind ?? null,
+        epoch_at: epoch?.at ?? null,
         members: members.map((m) => ({
           member: m.member,
           address: m.address,
@@ -194,6 +197,8 @@ function summary(status: Record<string, unknown> | null): Record<string, unknown
     applied_seq: replication?.['applied_seq'] ?? null,
     lag_entries: replication?.['lag_entries'] ?? null,
     lag_seconds: replication?.['lag_seconds'] ?? null,
+    // With a coordinator: whether the member holds its shard's key, and how long its lease still lets it acknowledge writes.
+    coordinator: status['coordinator'] ?? null,
     in_sync: primary ? (replication?.['reachable'] ?? null) : (status['in_sync'] ?? null),
     migration: migration
       ? {

@@ -11,6 +11,7 @@
 // from a lower epoch than the replica knows is refused (stale_epoch, naming the newer epoch and its
 // primary), and a higher one is learned as the request names it.
 
+import { failpoint } from '../core/failpoints.js';
 import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import express, { type Router } from 'express';
@@ -195,6 +196,8 @@ export function replicaRouter(options: ReplicaRouterOptions): ReplicaEndpoints {
     // the primary had when it said so: the keys that moved in are in those entries, and a batch may stop
     // short of them (a lagging replica, or a first message from the log's end).
     await notePrimaryLayout(store, view, message.layoutId, message.migrating ? true : undefined);
+    // A test makes a replica slow to apply, so that it falls behind its primary (coordinator-failover.test.ts).
+    if (message.entries.length > 0) await failpoint('replica-apply');
     const outcome = await store.dataset.applyReplicated(message.datasetId, message.entries, message.forkedFrom, message.epoch.epoch);
     if (!message.migrating && outcome.ok && outcome.appliedSeq >= message.primarySeq) await notePrimaryMigrating(store, view, message.layoutId, false);
     progress.primarySeq = message.primarySeq;

@@ -4,7 +4,8 @@
 // replica. Three shards: the same for one of them while the others go on; then a switchover through
 // etcd under write load, and --force refused while the primary holds its lease. etcd stopped for longer
 // than the lease: writes stop, reads go on, and writes resume once etcd is back, never two members in
-// one epoch.
+// one epoch. A replica further behind than max_lag_on_failover when its primary dies does not campaign,
+// says why, and the shard waits for its old primary. The dashboard's state names the lease.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { etcdUnavailable, LocalEtcd } from '../../src/harness/local-etcd.js';
 import { Cluster, dataPath, keyOwnedBy, request, waitFor } from '../helpers/cluster.js';
@@ -67,11 +68,11 @@ function expectOneWriterPerEpoch(acks: readonly Ack[]): void {
   for (const [epoch, members] of writers) expect([...members], `epoch ${epoch}`).toHaveLength(1);
 }
 
-async function startCoordinated(shardCount: number, etcd: LocalEtcd): Promise<Cluster> {
+async function startCoordinated(shardCount: number, etcd: LocalEtcd, prefix = `/kvshard/t${shardCount}`, extra = ''): Promise<Cluster> {
   const c = await Cluster.create(
     shardCount,
     undefined,
-    `[coordinator]\netcd = ["${etcd.endpoint}"]\nlease_ttl_ms = ${leaseTtlMs}\nprefix = "/kvshard/t${shardCount}"\n`,
+    `[coordinator]\netcd = ["${etcd.endpoint}"]\nlease_ttl_ms = ${leaseTtlMs}\nprefix = "${prefix}"\n${extra}`,
   );
   await c.startAll();
   for (const s of c.shards)
@@ -126,6 +127,13 @@ async function oneShard(): Promise<void> {
   expect((await runCli(['status', '--config', c.configPath])).stdout.toString('utf8')).toMatch(
     /since epoch \d+: lease_expired at \S+ \(holds its key in etcd, lease/,
   );
+  const dashboard = await waitFor('the dashboard has sampled every member', async () => {
+    const state = (await request(c.url('shard1', 'primary', '/dashboard/state'))).json();
+    return state.shards[0].members.every((m: { up: boolean }) => m.up) ? state : undefined;
+  });
+  expect(dashboard.shards[0]).toMatchObject({ epoch_kind: 'lease_expired', epoch_at: expect.any(String) });
+  const holder = dashboard.shards[0].members.find((m: { role: string }) => m.role === 'primary');
+  expect(holder.coordinator).toMatchObject({ holds_key: true, lease_remaining_ms: expect.any(Number) });
   await killUnderLoad(c, 'shard1', 1);
 }
 
@@ -191,6 +199,63 @@ async function etcdAway(): Promise<void> {
   expectOneWriterPerEpoch(acks);
 }
 
+/** Writes `count` keys to `member` of shard1, `parallel` at a time, each acknowledged by the primary alone. */
+async function backlog(c: Cluster, member: Member, count: number, parallel = 8): Promise<void> {
+  let next = 0;
+  const one = async () => {
+    for (let i = next++; i < count; i = next++) {
+      const reply = await write(c, 'shard1', member, keyOwnedBy('shard1', 1, `backlog-${i}-`), 'primary');
+      expect(reply?.status, `backlog write ${i}`).toBe(200);
+    }
+  };
+  await Promise.all(Array.from({ length: parallel }, one));
+}
+
+async function laggingReplica(): Promise<void> {
+  const maxLag = 100;
+  const c = await startCoordinated(1, etcd, '/kvshard/lag', `max_lag_on_failover = ${maxLag}\n`);
+  clusters.push(c);
+  // The replica misses a backlog of several replication batches (2,000 entries each), then applies each
+  // batch slowly: it stays far behind for seconds. It completed its first copy first, so lag alone holds it back.
+  await waitFor('the replica is in sync', async () => (await memberStatus(c, 'shard1', 'replica')).in_sync === true);
+  await c.kill('shard1', 'replica');
+  await backlog(c, 'primary', 9_000);
+  await c.start('shard1', 'replica', undefined, { ready: false, env: { KV_FAILPOINTS: 'replica-apply=2000' } });
+  const behind = await waitFor(
+    'the replica reports its lag',
+    async () => {
+      const lag = (await memberStatus(c, 'shard1', 'replica').catch(() => undefined))?.lag_entries;
+      return typeof lag === 'number' && lag > maxLag ? lag : undefined;
+    },
+    60_000,
+  );
+  const epoch = (await memberStatus(c, 'shard1', 'primary')).epoch.epoch as number;
+  await c.kill('shard1', 'primary');
+  const waiting = await waitFor(
+    'the replica declines the vacant key',
+    async () => {
+      const reason: unknown = (await memberStatus(c, 'shard1', 'replica')).coordinator?.waiting;
+      return typeof reason === 'string' && !reason.includes('left to the primary first') ? reason : undefined;
+    },
+    30_000,
+  );
+  console.log(`the replica was ${behind} entries behind at the kill; it says it waits: ${waiting}`);
+  expect(waiting).toMatch(new RegExp(`entries behind its primary at the last contact \\(max_lag_on_failover is ${maxLag}\\)`));
+  const replica = await memberStatus(c, 'shard1', 'replica');
+  expect(replica.role).toBe('replica');
+  expect(replica.coordinator.holds_key).toBe(false);
+  expect((await write(c, 'shard1', 'replica', keyOwnedBy('shard1', 1, 'refused-')))?.status).not.toBe(200);
+  // The old primary comes back and takes its shard again, at a higher epoch; the replica never served.
+  await c.start('shard1', 'primary', undefined, { ready: false });
+  const resumed = await waitFor('the old primary takes writes again', async () => {
+    const reply = await write(c, 'shard1', 'primary', keyOwnedBy('shard1', 1, 'resumed-'), 'primary');
+    return reply?.status === 200 ? (reply.json().epoch as number) : undefined;
+  });
+  expect(resumed).toBeGreaterThan(epoch);
+  expect((await memberStatus(c, 'shard1', 'replica')).role).toBe('replica');
+  expect((await memberStatus(c, 'shard1', 'primary')).epochs.shard1.primary).toBe(c.shards[0]!.address);
+}
+
 describe.skipIf(!runs)('automatic failover through etcd leases', () => {
   beforeAll(async () => {
     etcd = await LocalEtcd.start();
@@ -204,4 +269,5 @@ describe.skipIf(!runs)('automatic failover through etcd leases', () => {
   it('replaces a killed primary of a three-shard cluster while the other shards go on', threeShards);
   it('switches a shard over through etcd under write load, losing nothing, and refuses --force while the primary holds its lease', switchover);
   it('stops writes while etcd is away for longer than the lease, goes on reading, and resumes writes when it returns', etcdAway);
+  it('leaves the shard to its old primary when the replica was further behind than max_lag_on_failover', laggingReplica);
 });
