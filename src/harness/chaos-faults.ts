@@ -14,9 +14,22 @@ export interface Network {
   heal(address: string): Promise<void>;
 }
 
+/** The run's etcd, when the cluster has a coordinator: killed, started again and cut off as a whole. */
+export interface ChaosEtcd {
+  /** Its client endpoint, `host:port`: what Network.cut() and heal() take for its host. */
+  readonly endpoint: string;
+  readonly running: boolean;
+  kill(): Promise<void>;
+  /** Starts it again on its data; rejects when it does not answer in time. */
+  run(): Promise<void>;
+}
+
 export interface FaultStep {
   readonly atMs: number;
-  /** kill -9, found exited (a crash seen as it was to be killed), start, start failed, failover, failover --force, delete data dir, link down, link up. */
+  /**
+   * kill -9, found exited (a crash seen as it was to be killed), start, start failed, failover, failover
+   * --force, delete data dir, link down, link up; and etcd's: etcd kill -9, etcd start (failed), etcd link down, etcd link up.
+   */
   readonly action: string;
   readonly member?: string;
   readonly detail?: string;
@@ -65,11 +78,14 @@ export class FaultRunner {
   private readonly down = new Set<string>();
   /** Starts of crashed members, awaited before run() resolves. */
   private readonly restarts: Promise<void>[] = [];
+  /** Whether an etcd fault runs: the shards' loops may draw two at once, and etcd takes one at a time. */
+  private etcdBusy = false;
 
   constructor(
     private readonly members: ChaosMembers,
     private readonly now: () => number,
     private readonly network: Network | undefined,
+    private readonly etcd?: ChaosEtcd,
   ) {}
 
   /** Runs every fault due before `windowMs`; resolves once the last one has ended. */
@@ -94,9 +110,10 @@ export class FaultRunner {
     await Promise.all(this.restarts);
   }
 
-  /** Starts every member that is not running (after the faults, before the final reads). */
+  /** Starts etcd, if it is not running, and every member that is not (after the faults, before the final reads). */
   async startAll(): Promise<FaultStep[]> {
     const steps: FaultStep[] = [];
+    if (this.etcd !== undefined && !this.etcd.running) await this.startEtcd(steps);
     for (const s of this.members.shards) {
       for (const m of ['a', 'b'] as const) if (!this.members.isRunning(s.name, m)) await this.start(s.name, m, steps);
     }
@@ -178,6 +195,50 @@ export class FaultRunner {
         return this.dataDirLoss(record, await this.members.memberServing(shard, fault.target), fault.downMs);
       case 'partition':
         return this.partition(record, await this.members.memberServing(shard, fault.target), fault.downMs);
+      case 'etcd-restart':
+        return this.etcdFault(record, async (etcd) => {
+          await etcd.kill();
+          this.step(record, 'etcd kill -9', etcd.endpoint);
+          await sleep(fault.downMs);
+          await this.startEtcd(record.steps);
+        });
+      case 'etcd-partition':
+        return this.etcdFault(record, async (etcd, network) => {
+          // With a network, etcd runs on a host of its own in it (chaos-run.ts).
+          if (network === undefined) return this.skip(record, 'no network namespaces on this machine');
+          await network.cut(etcd.endpoint);
+          this.step(record, 'etcd link down', etcd.endpoint);
+          await sleep(fault.downMs);
+          await network.heal(etcd.endpoint);
+          this.step(record, 'etcd link up', etcd.endpoint);
+        });
+    }
+  }
+
+  /** Runs one fault of etcd, unless there is no etcd or another of its faults runs. */
+  private async etcdFault(record: FaultRecord, fault: (etcd: ChaosEtcd, network: Network | undefined) => Promise<void>): Promise<void> {
+    if (this.etcd === undefined) return this.skip(record, 'the cluster has no coordinator');
+    if (this.etcdBusy) return this.skip(record, 'another fault of etcd runs');
+    this.etcdBusy = true;
+    try {
+      await fault(this.etcd, this.network);
+    } finally {
+      this.etcdBusy = false;
+    }
+  }
+
+  /** Starts etcd again, trying twice; an etcd that cannot start stays down until startAll(). */
+  private async startEtcd(steps: FaultStep[]): Promise<void> {
+    const etcd = this.etcd!;
+    for (let attempt = 1; attempt <= startAttemptsMax; attempt++) {
+      try {
+        await etcd.run();
+        this.step(steps, 'etcd start', etcd.endpoint);
+        return;
+      } catch (err) {
+        this.step(steps, 'etcd start failed', etcd.endpoint, (err as Error).message.slice(-1_000));
+        if (etcd.running) await etcd.kill();
+      }
     }
   }
 

@@ -26,9 +26,23 @@ export function mulberry32(seed: number): () => number {
  *   data-dir-loss    kill -9 one member, delete its data dir, restart it after downMs (only while the
  *                    shard's other member runs with a complete copy);
  *   partition        cut one member's host off (link down) for downMs, with a forced failover while a
- *                    cut-off primary is gone (needs root and `ip`: the members then run in namespaces).
+ *                    cut-off primary is gone (needs root and `ip`: the members then run in namespaces);
+ *
+ * and, with a coordinator (etcd), faults of etcd itself, which every shard feels at once:
+ *
+ *   etcd-restart     kill -9 etcd, start it again on its data after downMs;
+ *   etcd-partition   cut etcd's host off for downMs (etcd then runs in a namespace of its own).
  */
-export type FaultKind = 'kill' | 'switchover' | 'force-dead' | 'force-live' | 'restart-shard' | 'data-dir-loss' | 'partition';
+export type FaultKind =
+  | 'kill'
+  | 'switchover'
+  | 'force-dead'
+  | 'force-live'
+  | 'restart-shard'
+  | 'data-dir-loss'
+  | 'partition'
+  | 'etcd-restart'
+  | 'etcd-partition';
 
 /** Which member a fault targets: by the role it serves in when the fault runs. */
 export type FaultTarget = 'primary' | 'replica';
@@ -54,6 +68,8 @@ export interface ScheduleOptions {
   readonly shards: readonly string[];
   /** Whether the partition fault can run here. */
   readonly partitions: boolean;
+  /** Whether the cluster runs with a coordinator, so that etcd's faults apply (default false). */
+  readonly coordinator?: boolean;
 }
 
 /** Relative weights of the fault kinds: kills and failovers are what find split brains. */
@@ -65,7 +81,24 @@ const weights: Readonly<Record<FaultKind, number>> = {
   'restart-shard': 2,
   'data-dir-loss': 2,
   partition: 2,
+  'etcd-restart': 2,
+  'etcd-partition': 2,
 };
+
+/** Whether a fault kind can run under `options`. */
+function applies(kind: FaultKind, options: ScheduleOptions): boolean {
+  const coordinator = options.coordinator === true;
+  switch (kind) {
+    case 'partition':
+      return options.partitions;
+    case 'etcd-restart':
+      return coordinator;
+    case 'etcd-partition':
+      return coordinator && options.partitions;
+    default:
+      return true;
+  }
+}
 
 /** Gap between two faults' due times, in ms: about one fault every 2 s across the cluster. */
 const gapMsMin = 500;
@@ -93,7 +126,7 @@ function pickKind(random: () => number, kinds: readonly FaultKind[]): FaultKind 
 /** The schedule for `options`: the same options give the same faults, in the same order. */
 export function faultSchedule(options: ScheduleOptions): Fault[] {
   const random = mulberry32(options.seed);
-  const kinds = (Object.keys(weights) as FaultKind[]).filter((k) => k !== 'partition' || options.partitions);
+  const kinds = (Object.keys(weights) as FaultKind[]).filter((k) => applies(k, options));
   const faults: Fault[] = [];
   for (let atMs = 1_000 + Math.floor(random() * gapMsMax); atMs < options.faultWindowMs - quietTailMs; ) {
     const kind = pickKind(random, kinds);

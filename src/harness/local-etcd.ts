@@ -1,5 +1,6 @@
-// A single-member etcd of its own for tests and the benchmark: Debian's `etcd-server` binary on two free
-// ports (of loopback, or of a given address) with a temporary data dir, started and stopped by PID.
+// A single-member etcd of its own for tests, chaos runs and the benchmark: Debian's `etcd-server` binary
+// on two free ports (of loopback, or of a given address, or on a host of its own in a network namespace)
+// with a temporary data dir, started and stopped by PID.
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -17,6 +18,9 @@ export function etcdUnavailable(): string | undefined {
 
 /** How long etcd may take to answer after it starts (it is usually up within 3 s). */
 const startTimeoutMs = 30_000;
+/** etcd's own ports, used on a host of its own, where nothing else listens. */
+const clientPortOnHost = 2379;
+const peerPortOnHost = 2380;
 
 export class LocalEtcd {
   private proc: ChildProcess | undefined;
@@ -28,11 +32,23 @@ export class LocalEtcd {
     private readonly peerPort: number,
     private readonly host: string,
     private readonly dir: string,
+    /** The words that start etcd inside its network namespace (`ip netns exec NS`), or none. */
+    private readonly commandPrefix: readonly string[],
   ) {}
 
   /** Starts etcd with a new data dir, listening on `host` (loopback by default; a bridge's address to serve network namespaces). */
   static async start(host = '127.0.0.1'): Promise<LocalEtcd> {
-    const etcd = new LocalEtcd(`${host}:${await freePort()}`, await freePort(), host, mkdtempSync(join(tmpdir(), 'kvshard-etcd-')));
+    const etcd = new LocalEtcd(`${host}:${await freePort()}`, await freePort(), host, mkdtempSync(join(tmpdir(), 'kvshard-etcd-')), []);
+    await etcd.run();
+    return etcd;
+  }
+
+  /**
+   * Starts etcd on a host of its own: inside the network namespace that `commandPrefix` enters, at the
+   * namespace's address `host`, on etcd's usual ports. Cutting that host off cuts every member off etcd.
+   */
+  static async startOnHost(host: string, commandPrefix: readonly string[]): Promise<LocalEtcd> {
+    const etcd = new LocalEtcd(`${host}:${clientPortOnHost}`, peerPortOnHost, host, mkdtempSync(join(tmpdir(), 'kvshard-etcd-')), commandPrefix);
     await etcd.run();
     return etcd;
   }
@@ -44,7 +60,9 @@ export class LocalEtcd {
     const peer = `http://${this.host}:${this.peerPort}`;
     const args = ['--name', 'n1', '--data-dir', join(this.dir, 'data'), '--listen-client-urls', client, '--advertise-client-urls', client];
     args.push('--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `n1=${peer}`);
-    const proc = spawn(etcdBinary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // `ip netns exec` execs etcd, so the PID is etcd's own.
+    const [command, ...prefixArgs] = [...this.commandPrefix, etcdBinary];
+    const proc = spawn(command!, [...prefixArgs, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = proc;
     const keep = (chunk: Buffer) => {
       this.output = (this.output + chunk.toString('utf8')).slice(-64 * 1024);
@@ -62,6 +80,11 @@ export class LocalEtcd {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     throw new Error(`etcd did not answer within ${startTimeoutMs} ms: ${this.output.slice(-2000)}`);
+  }
+
+  /** Whether etcd's process runs (started and not exited). */
+  get running(): boolean {
+    return this.proc !== undefined;
   }
 
   /** SIGTERM, and waits for the exit. */

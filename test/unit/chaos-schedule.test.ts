@@ -27,6 +27,15 @@ describe('faultSchedule', () => {
     expect(faultSchedule(options).some((f) => f.kind === 'partition')).toBe(true);
   });
 
+  it("adds etcd's faults only with a coordinator, and cuts etcd off only where hosts can be cut off", () => {
+    const kinds = (o: Parameters<typeof faultSchedule>[0]) => new Set(faultSchedule(o).map((f) => f.kind));
+    expect([...kinds(options)].filter((k) => k.startsWith('etcd-'))).toEqual([]);
+    expect(kinds({ ...options, coordinator: true }).has('etcd-restart')).toBe(true);
+    expect(kinds({ ...options, coordinator: true }).has('etcd-partition')).toBe(true);
+    expect(kinds({ ...options, coordinator: true, partitions: false }).has('etcd-partition')).toBe(false);
+    expect(kinds({ ...options, coordinator: true, partitions: false }).has('etcd-restart')).toBe(true);
+  });
+
   it('draws the same numbers from the same seed', () => {
     const a = mulberry32(5);
     const b = mulberry32(5);
