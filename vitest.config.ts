@@ -9,6 +9,7 @@ import { defineConfig } from 'vitest/config';
  */
 const longFiles = [
   'chaos',
+  'chaos-coordinator',
   'resize-kill',
   'resize-shrink',
   'launch-resize',
