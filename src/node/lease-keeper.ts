@@ -36,6 +36,8 @@ export class LeaseKeeper {
   private loop: Promise<void> | undefined;
   /** The last etcd failure logged, so a long outage logs once, not every tick. */
   private lastFailure: string | undefined;
+  /** Set as the member starts to shut down: it renews its lease while it drains, but takes no key. */
+  private stopping = false;
 
   constructor(private readonly options: LeaseKeeperOptions) {
     this.client = new EtcdClient({ endpoints: options.settings.etcd, timeoutMs: etcdCallTimeoutMs, signal: this.abort.signal });
@@ -44,6 +46,14 @@ export class LeaseKeeper {
 
   start(): void {
     this.loop ??= this.run();
+  }
+
+  /**
+   * The member shuts down: from now on it takes no vacant key. Without this, a replica that drains more
+   * slowly than its primary could take the key the primary releases as both stop (`./launch.sh stop`).
+   */
+  stopCampaigning(): void {
+    this.stopping = true;
   }
 
   /**
@@ -74,7 +84,7 @@ export class LeaseKeeper {
   async campaign(knownEpoch: number): Promise<void> {
     const { member, shard, address, log } = this.options;
     const lease = this.lease;
-    if (lease === undefined) return;
+    if (lease === undefined || this.stopping) return;
     try {
       const attempt = campaign(this.keys, canonicalAddress(address), knownEpoch, decodeCounter(await this.client.get(this.keys.epoch)), lease);
       const outcome = campaignOutcome(attempt, await this.client.txn(attempt.txn));

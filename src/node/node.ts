@@ -362,6 +362,7 @@ export class KvNode {
 
   private async shutdown(): Promise<void> {
     const { server, sync, forwarder, store, lock } = this.parts;
+    this.keeper?.stopCampaigning();
     await this.changes;
     await this.member?.settled();
     const role = this.holder.parts;
@@ -374,10 +375,11 @@ export class KvNode {
     clearInterval(idleSweep);
     server.closeAllConnections();
     this.failover?.close();
-    await this.keeper?.close();
     this.parts.dashboard.close();
     await sync.close();
     await role.close();
+    // After the role: a primary's last writes have reached its replica before it releases its key.
+    await this.keeper?.close();
     await forwarder.close();
     await store.close();
     await lock.release();
