@@ -1,18 +1,21 @@
 // The dashboard in a real browser: headless Chromium loads /dashboard from a node of a 3-shard cluster
 // and the test reads the rendered page. Every member appears and is up; a member killed with kill -9
-// turns down; a switchover shows the shard's new epoch and primary. Chromium runs with no network but
+// turns down; a switchover shows the shard's new epoch and primary, and why and since when it serves.
+// With a coordinator (etcd), the key holder's row shows its remaining lease. Chromium runs with no network but
 // loopback's: background networking, sync and component updates are off.
 
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
-import { dataPath, request, useCluster } from '../helpers/cluster.js';
+import { etcdUnavailable, LocalEtcd } from '../../src/harness/local-etcd.js';
+import { Cluster, dataPath, request, useCluster } from '../helpers/cluster.js';
 import { runFailover } from '../helpers/failover.js';
 import { needsTool } from '../helpers/tool-gate.js';
 
 const chromium = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
 const unavailable = existsSync(chromium) ? undefined : `${chromium} is missing (Debian package chromium)`;
 const runs = needsTool('dashboard.test.ts', 'the dashboard test', unavailable);
+const leaseRuns = needsTool('dashboard.test.ts', "the dashboard's lease test", unavailable ?? etcdUnavailable());
 
 /** The flags this machine needs: root (no sandbox), no GPU, and nothing that talks to public addresses. */
 const chromiumArgs = [
@@ -79,6 +82,27 @@ describe.skipIf(!runs)('the dashboard in headless Chromium', () => {
     await expect.poll(() => row(c.address('shard1', 'replica')).getAttribute('data-role'), { timeout: 30_000 }).toBe('primary');
     await expect.poll(() => row(c.address('shard1', 'primary')).getAttribute('data-role'), { timeout: 30_000 }).toBe('replica');
     expect(await page.locator('section[data-shard="shard1"] .sub').textContent()).toContain(c.address('shard1', 'replica'));
+    expect(await page.locator('section[data-shard="shard1"] .sub').textContent()).toMatch(/since \S+.* \(switchover\)/);
     if (process.env['KV_DASHBOARD_SCREENSHOT']) await page.screenshot({ path: process.env['KV_DASHBOARD_SCREENSHOT'], fullPage: true });
+  });
+
+  it.skipIf(!leaseRuns)("shows, with a coordinator, each key holder's remaining lease", async () => {
+    const etcd = await LocalEtcd.start();
+    const c = await Cluster.create(1, undefined, `[coordinator]\netcd = ["${etcd.endpoint}"]\nlease_ttl_ms = 5000\n`);
+    try {
+      await c.startAll();
+      await page.goto(`http://${c.address('shard1')}/dashboard`);
+      const holder = page.locator('tr[data-lease-ms]');
+      await expect.poll(() => holder.count(), { timeout: 30_000 }).toBe(1);
+      expect(await holder.getAttribute('data-address')).toBe(c.address('shard1', 'primary'));
+      expect(Number(await holder.getAttribute('data-lease-ms'))).toBeGreaterThan(0);
+      expect(await holder.locator('td.lease').textContent()).toMatch(/^\d+\.\d s$/);
+      // The replica holds no key; until its first copy is complete it says why it would not campaign.
+      await expect.poll(() => row(c.address('shard1', 'replica')).locator('td.lease').textContent(), { timeout: 30_000 }).toBe('no key');
+      expect(await page.locator('section[data-shard="shard1"] .sub').textContent()).toMatch(/since \S+.* \(lease expired\)/);
+    } finally {
+      await c.destroy();
+      await etcd.close();
+    }
   });
 });
