@@ -111,7 +111,12 @@ export type MemberEffect =
   /** Once the pause runs out, ask the member that asked for it whether it was promoted, until it answers. */
   | { readonly type: 'askOutcome'; readonly epoch: number }
   /** With a coordinator: run one campaign for the vacant key, above `knownEpoch`. */
-  | { readonly type: 'campaign'; readonly knownEpoch: number };
+  | { readonly type: 'campaign'; readonly knownEpoch: number }
+  /**
+   * With a coordinator: give up the key this member holds at an epoch it never adopted (a failover whose
+   * answer was lost, or a crash between a won campaign and storing it): revoke the lease, take a new one.
+   */
+  | { readonly type: 'resign' };
 
 export interface Transition {
   readonly state: MemberState;
@@ -249,6 +254,11 @@ function leaseStep(state: MemberState, event: MemberEvent): Transition {
       return keyVacant(state, lease, event);
     case 'keyHeld': {
       const ours = event.ours && same(event.member, state.self);
+      // Its own key at an epoch it does not serve at: adopting it now could overlap a primary that has not
+      // yet read the key, so the member resigns, and the campaign that follows picks a primary afresh.
+      if (ours && event.epoch > state.epoch) {
+        return { state: withLease({ holdsKey: false, waiting: undefined, vacantSince: undefined }), effects: [{ type: 'resign' }] };
+      }
       const held = { state: withLease({ holdsKey: ours, waiting: undefined, vacantSince: undefined }), effects: [] as MemberEffect[] };
       if (ours || event.epoch < state.epoch) return held;
       // Another member holds the shard (or this one, under a lease it no longer has): follow the epoch named.

@@ -26,6 +26,11 @@ export interface LeaseKeeperOptions {
   complete(): boolean;
   /** Entries this member was behind its primary at their last contact (0 as primary). */
   lag(): number;
+  /** Where the member keeps its lease's id across restarts (its data dir). */
+  readonly saved: {
+    coordinatorLease(): { readonly id: string; readonly member: string } | undefined;
+    recordCoordinatorLease(lease: { readonly id: string; readonly member: string }): Promise<void>;
+  };
 }
 
 export class LeaseKeeper {
@@ -38,6 +43,8 @@ export class LeaseKeeper {
   private lastFailure: string | undefined;
   /** Set as the member starts to shut down: it renews its lease while it drains, but takes no key. */
   private stopping = false;
+  /** Until the first lease is taken: only then may the lease from before a restart be kept. */
+  private firstLease = true;
 
   constructor(private readonly options: LeaseKeeperOptions) {
     this.client = new EtcdClient({ endpoints: options.settings.etcd, timeoutMs: etcdCallTimeoutMs, signal: this.abort.signal });
@@ -158,20 +165,31 @@ export class LeaseKeeper {
     }
   }
 
+  /**
+   * Gives up the key this member holds at an epoch it never adopted (member-role.ts's resign effect):
+   * revoking the lease deletes the key, and the next tick takes a new lease.
+   */
+  async resign(): Promise<void> {
+    const lease = this.lease;
+    if (lease === undefined) return;
+    this.lease = undefined;
+    this.options.log.warn(`${this.options.shard.name}: its key in etcd names it at an epoch it never adopted; giving the key up`);
+    await this.client.revoke(lease).catch((err: unknown) => this.failed('lease revoke', err));
+  }
+
   /** Grants a lease when there is none, else renews it; false when etcd did not answer. */
   private async renew(): Promise<boolean> {
-    const { member, settings, shard, log } = this.options;
+    const { member, shard, log } = this.options;
     const sentAt = performance.now();
     try {
       if (this.lease === undefined) {
-        this.lease = await this.client.grantLease(settings.leaseTtlMs / 1000);
-        await member.dispatch({ type: 'leaseGranted', sentAt });
+        await this.takeLease(sentAt);
       } else if ((await this.client.keepAlive(this.lease)) > 0) {
         await member.dispatch({ type: 'leaseRenewed', sentAt });
       } else {
         log.warn(`${shard.name}: its etcd lease had expired; taking a new one`);
-        this.lease = await this.client.grantLease(settings.leaseTtlMs / 1000);
-        await member.dispatch({ type: 'leaseGranted', sentAt });
+        this.lease = undefined;
+        await this.takeLease(sentAt);
       }
       this.lastFailure = undefined;
       return true;
@@ -180,6 +198,27 @@ export class LeaseKeeper {
       if (member.state.lease?.overdue === false) await member.dispatch({ type: 'renewalOverdue' });
       return false;
     }
+  }
+
+  /**
+   * The lease this member held before a restart, if etcd still has it (a crash, then a start within the
+   * TTL): it keeps its key, with no wait for the key to lapse. The data dir's lock makes sure no other
+   * process of this member renews it meanwhile. Otherwise a new lease, recorded before it is used.
+   */
+  private async takeLease(sentAt: number): Promise<void> {
+    const { member, settings, saved, address, shard, log } = this.options;
+    const before = this.firstLease ? saved.coordinatorLease() : undefined;
+    this.firstLease = false;
+    if (before !== undefined && canonicalAddress(before.member) === canonicalAddress(address) && (await this.client.keepAlive(before.id)) > 0) {
+      this.lease = before.id;
+      log.info(`${shard.name}: kept its etcd lease from before the restart`);
+      await member.dispatch({ type: 'leaseRenewed', sentAt });
+      return;
+    }
+    const lease = await this.client.grantLease(settings.leaseTtlMs / 1000);
+    await saved.recordCoordinatorLease({ id: lease, member: canonicalAddress(address) });
+    this.lease = lease;
+    await member.dispatch({ type: 'leaseGranted', sentAt });
   }
 
   /** Reads the shard's key and tells the member who holds it (awaiting a campaign it starts, so campaigns never pile up). */

@@ -48,5 +48,6 @@ export function leaseKeeper(
     log: options.log,
     complete: () => member.state.role === 'primary' || store.dataset.replicaComplete(),
     lag: () => holder.parts.lag?.() ?? 0,
+    saved: store.failover,
   });
 }

@@ -251,6 +251,8 @@ export class KvNode {
         return this.failover?.settleAfterPause(effect.epoch);
       case 'campaign':
         return this.keeper?.campaign(effect.knownEpoch);
+      case 'resign':
+        return this.keeper?.resign();
       case 'serve':
         throw new Error('the store is made to serve its role at start-up, by openView');
     }

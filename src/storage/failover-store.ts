@@ -31,6 +31,8 @@ const pauseKey = 'failover.pause';
 const rollbacksKey = 'failover.rollbacks';
 /** Which role the store was last made to serve by a promotion or demotion; unset before the first failover. */
 const servesAsKey = 'failover.servesAs';
+/** With a coordinator: the etcd lease this member last held, so that a restart can keep it (and its key). */
+const leaseKey = 'coordinator.lease';
 
 /** The rollback files this member wrote (see replication/rollback.ts), counted for /status. */
 export interface RollbackSummary {
@@ -209,5 +211,14 @@ export class FailoverStore {
    */
   async recordSwitchoverPause<T>(pause: T | undefined): Promise<void> {
     await this.env.durably(() => (pause === undefined ? this.env.meta.removeSync(pauseKey) : this.env.meta.putSync(pauseKey, pause)));
+  }
+
+  /** The etcd lease this member last took, and the address it took it as. */
+  coordinatorLease(): { readonly id: string; readonly member: string } | undefined {
+    return this.env.meta.get(leaseKey) as { id: string; member: string } | undefined;
+  }
+
+  async recordCoordinatorLease(lease: { readonly id: string; readonly member: string }): Promise<void> {
+    await this.env.durably(() => this.env.meta.putSync(leaseKey, lease));
   }
 }

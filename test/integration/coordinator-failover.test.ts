@@ -5,7 +5,8 @@
 // etcd under write load, and --force refused while the primary holds its lease. etcd stopped for longer
 // than the lease: writes stop, reads go on, and writes resume once etcd is back, never two members in
 // one epoch. A replica further behind than max_lag_on_failover when its primary dies does not campaign,
-// says why, and the shard waits for its old primary. The dashboard's state names the lease.
+// says why, and the shard waits for its old primary. A primary restarted within its lease keeps it.
+// The dashboard's state names the lease.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { etcdUnavailable, LocalEtcd } from '../../src/harness/local-etcd.js';
 import { Cluster, dataPath, keyOwnedBy, request, waitFor } from '../helpers/cluster.js';
@@ -68,12 +69,8 @@ function expectOneWriterPerEpoch(acks: readonly Ack[]): void {
   for (const [epoch, members] of writers) expect([...members], `epoch ${epoch}`).toHaveLength(1);
 }
 
-async function startCoordinated(shardCount: number, etcd: LocalEtcd, prefix = `/kvshard/t${shardCount}`, extra = ''): Promise<Cluster> {
-  const c = await Cluster.create(
-    shardCount,
-    undefined,
-    `[coordinator]\netcd = ["${etcd.endpoint}"]\nlease_ttl_ms = ${leaseTtlMs}\nprefix = "${prefix}"\n${extra}`,
-  );
+async function startCoordinated(shardCount: number, etcd: LocalEtcd, prefix = `/kvshard/t${shardCount}`, extra = '', ttlMs = leaseTtlMs): Promise<Cluster> {
+  const c = await Cluster.create(shardCount, undefined, `[coordinator]\netcd = ["${etcd.endpoint}"]\nlease_ttl_ms = ${ttlMs}\nprefix = "${prefix}"\n${extra}`);
   await c.startAll();
   for (const s of c.shards)
     await waitFor(`${s.name}'s primary holds its key`, async () => (await memberStatus(c, s.name, 'primary')).coordinator?.holds_key === true);
@@ -256,6 +253,28 @@ async function laggingReplica(): Promise<void> {
   expect((await memberStatus(c, 'shard1', 'primary')).epochs.shard1.primary).toBe(c.shards[0]!.address);
 }
 
+/**
+ * A primary killed and started again within its lease keeps its lease and its key: it takes writes again
+ * at the same epoch, and its replica never takes the shard. The lease is long, so that the restart
+ * surely comes within it.
+ */
+async function restartWithinLease(): Promise<void> {
+  const c = await startCoordinated(1, etcd, '/kvshard/restart', '', 30_000);
+  clusters.push(c);
+  const before = await write(c, 'shard1', 'primary', keyOwnedBy('shard1', 1, 'before-'));
+  expect(before?.status).toBe(200);
+  const epoch = before!.json().epoch as number;
+  await c.kill('shard1', 'primary');
+  await c.start('shard1', 'primary', undefined, { ready: false });
+  const after = await waitFor('the restarted primary takes writes', async () => {
+    const reply = await write(c, 'shard1', 'primary', keyOwnedBy('shard1', 1, 'after-'));
+    return reply?.status === 200 ? reply : undefined;
+  });
+  expect(after.json().epoch).toBe(epoch);
+  expect(c.output('shard1', 'primary')).toContain('kept its etcd lease from before the restart');
+  expect((await memberStatus(c, 'shard1', 'replica')).role).toBe('replica');
+}
+
 describe.skipIf(!runs)('automatic failover through etcd leases', () => {
   beforeAll(async () => {
     etcd = await LocalEtcd.start();
@@ -270,4 +289,5 @@ describe.skipIf(!runs)('automatic failover through etcd leases', () => {
   it('switches a shard over through etcd under write load, losing nothing, and refuses --force while the primary holds its lease', switchover);
   it('stops writes while etcd is away for longer than the lease, goes on reading, and resumes writes when it returns', etcdAway);
   it('leaves the shard to its old primary when the replica was further behind than max_lag_on_failover', laggingReplica);
+  it('lets a primary restarted within its lease keep its key and its epoch', restartWithinLease);
 });

@@ -319,6 +319,13 @@ const leaseRows: { name: string; from: MemberState; event: MemberEvent; to: Part
     effects: [],
   },
   {
+    name: 'its own key at an epoch it never adopted (a lost answer, a crash after a won campaign) is given up',
+    from: follower,
+    event: { type: 'keyHeld', member: a, epoch: 4, ours: true, complete: true },
+    to: { role: 'replica', epoch: 3, lease: { ...lease, holdsKey: false } },
+    effects: [{ type: 'resign' }],
+  },
+  {
     name: 'its own key under its own lease is held',
     from: { ...held, lease: { ...lease, holdsKey: false } },
     event: { type: 'keyHeld', member: a, epoch: 3, ours: true, complete: true },
