@@ -125,3 +125,13 @@ export function keyPollMs(ttlMs: number): number {
 export function replicaHeadStartMs(ttlMs: number): number {
   return keyPollMs(ttlMs) * 1.5;
 }
+
+/**
+ * The head start when etcd holds no epoch counter: its data is new (a cluster just switched to etcd) or
+ * lost. A primary then still counts on the lease it renewed before, which etcd no longer has, for up to
+ * the TTL less the margin after that renewal, which came before the replica saw the key vacant; a full
+ * TTL after that sight, it has stopped acknowledging writes.
+ */
+export function replicaHeadStartWithoutCounterMs(ttlMs: number): number {
+  return ttlMs;
+}

@@ -6,7 +6,7 @@
 // a member's role.
 
 import { canonicalAddress } from '../core/config.js';
-import { leaseHolds, replicaHeadStartMs } from './coordinator.js';
+import { leaseHolds, replicaHeadStartMs, replicaHeadStartWithoutCounterMs } from './coordinator.js';
 
 export type MemberRoleName = 'primary' | 'replica';
 
@@ -86,7 +86,14 @@ export type MemberEvent =
   /** A renewal went unanswered (etcd unreachable): the lease may lapse. */
   | { readonly type: 'renewalOverdue' }
   /** The shard's key is vacant at `now`. `complete`: the store holds a complete copy; `lag`: entries behind the primary at the last contact. */
-  | { readonly type: 'keyVacant'; readonly complete: boolean; readonly lag: number; readonly now: number }
+  | {
+      readonly type: 'keyVacant';
+      readonly complete: boolean;
+      readonly lag: number;
+      readonly now: number;
+      /** Whether etcd holds the shard's epoch counter: without it, etcd's data is new or lost. */
+      readonly counterExists: boolean;
+    }
   /** The shard's key names `member` at `epoch`; `ours`: bound to this member's current lease. */
   | { readonly type: 'keyHeld'; readonly member: string; readonly epoch: number; readonly ours: boolean; readonly complete: boolean }
   /** This member took the key at `epoch`: a campaign for a vacant key (kind lease_expired), or a failover through etcd. */
@@ -223,7 +230,7 @@ export function step(state: MemberState, event: MemberEvent): Transition {
 /**
  * The shard's key is vacant. The primary has the shard's data and campaigns at once; a replica only with
  * a complete copy that was close behind at its last contact (Patroni's maximum_lag_on_failover), and
- * only after leaving the key to the primary for a head start.
+ * only after leaving the key to the primary for a head start: a whole TTL when etcd has lost its data.
  */
 function keyVacant(state: MemberState, lease: LeaseState, event: Extract<MemberEvent, { type: 'keyVacant' }>): Transition {
   const vacantSince = lease.vacantSince ?? event.now;
@@ -231,7 +238,9 @@ function keyVacant(state: MemberState, lease: LeaseState, event: Extract<MemberE
   if (state.role === 'replica') {
     if (!event.complete) waiting = 'its copy of the shard is incomplete';
     else if (event.lag > lease.maxLag) waiting = `it was ${event.lag} entries behind its primary at the last contact (max_lag_on_failover is ${lease.maxLag})`;
-    else if (event.now - vacantSince < replicaHeadStartMs(lease.ttlMs)) waiting = 'the vacant key is left to the primary first';
+    else if (!event.counterExists && event.now - vacantSince < replicaHeadStartWithoutCounterMs(lease.ttlMs)) {
+      waiting = "etcd holds no epoch counter (its data is new or was lost): the vacant key is left to the primary for a whole lease's time";
+    } else if (event.now - vacantSince < replicaHeadStartMs(lease.ttlMs)) waiting = 'the vacant key is left to the primary first';
   }
   const next: MemberState = { ...state, lease: { ...lease, holdsKey: false, waiting, vacantSince } };
   return { state: next, effects: waiting === undefined ? [{ type: 'campaign', knownEpoch: state.epoch }] : [] };

@@ -97,6 +97,13 @@ export class LocalEtcd {
     return this.signal('SIGKILL');
   }
 
+  /** kill -9, its data deleted, started again empty on the same ports: etcd's data lost. */
+  async wipe(): Promise<void> {
+    await this.kill();
+    rmSync(join(this.dir, 'data'), { recursive: true, force: true });
+    await this.run();
+  }
+
   /** Stops etcd and removes its data dir. */
   async close(): Promise<void> {
     await this.kill();

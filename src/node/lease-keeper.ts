@@ -228,8 +228,11 @@ export class LeaseKeeper {
       const kv = await this.client.get(this.keys.primary);
       const holder = decodeHolder(kv);
       const complete = this.options.complete();
-      if (holder === undefined) await member.dispatch({ type: 'keyVacant', complete, lag: this.options.lag(), now: performance.now() });
-      else {
+      if (holder === undefined) {
+        // Read only while the key is vacant: whether etcd kept its data decides how long a replica waits.
+        const counterExists = (await this.client.get(this.keys.epoch)) !== undefined;
+        await member.dispatch({ type: 'keyVacant', complete, lag: this.options.lag(), now: performance.now(), counterExists });
+      } else {
         const ours = kv!.lease === this.lease && canonicalAddress(holder.member) === canonicalAddress(address);
         await member.dispatch({ type: 'keyHeld', member: holder.member, epoch: holder.epoch, ours, complete });
       }

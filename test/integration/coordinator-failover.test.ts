@@ -6,6 +6,7 @@
 // than the lease: writes stop, reads go on, and writes resume once etcd is back, never two members in
 // one epoch. A replica further behind than max_lag_on_failover when its primary dies does not campaign,
 // says why, and the shard waits for its old primary. A primary restarted within its lease keeps it.
+// etcd losing its data moves the epoch on, never back.
 // The dashboard's state names the lease.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { etcdUnavailable, LocalEtcd } from '../../src/harness/local-etcd.js';
@@ -216,7 +217,7 @@ async function laggingReplica(): Promise<void> {
   // batch slowly: it stays far behind for seconds. It completed its first copy first, so lag alone holds it back.
   await waitFor('the replica is in sync', async () => (await memberStatus(c, 'shard1', 'replica')).in_sync === true);
   await c.kill('shard1', 'replica');
-  await backlog(c, 'primary', 9_000);
+  await backlog(c, 'primary', 6_000);
   await c.start('shard1', 'replica', undefined, { ready: false, env: { KV_FAILPOINTS: 'replica-apply=2000' } });
   const behind = await waitFor(
     'the replica reports its lag',
@@ -275,6 +276,27 @@ async function restartWithinLease(): Promise<void> {
   expect((await memberStatus(c, 'shard1', 'replica')).role).toBe('replica');
 }
 
+/**
+ * etcd loses its data: every lease and key, and the epoch counter. The primary, whose lease etcd forgot,
+ * takes the key again at once, at an epoch above the one it held (the campaign raises the counter
+ * first); its replica leaves it a whole lease's time to do so.
+ */
+async function etcdDataLost(): Promise<void> {
+  const c = await startCoordinated(1, etcd, '/kvshard/wiped');
+  clusters.push(c);
+  const before = await write(c, 'shard1', 'primary', keyOwnedBy('shard1', 1, 'before-wipe-'));
+  expect(before?.status).toBe(200);
+  const epoch = before!.json().epoch as number;
+  await etcd.wipe();
+  const after = await waitFor('writes resume after the wipe', async () => {
+    const reply = await write(c, 'shard1', 'primary', keyOwnedBy('shard1', 1, 'after-wipe-'));
+    return reply?.status === 200 && (reply.json().epoch as number) > epoch ? (reply.json().epoch as number) : undefined;
+  });
+  expect(after).toBeGreaterThan(epoch);
+  expect((await memberStatus(c, 'shard1', 'replica')).role).toBe('replica');
+  expect((await request(c.url('shard1', 'replica', dataPath('get', keyOwnedBy('shard1', 1, 'before-wipe-'))))).status).toBe(200);
+}
+
 describe.skipIf(!runs)('automatic failover through etcd leases', () => {
   beforeAll(async () => {
     etcd = await LocalEtcd.start();
@@ -290,4 +312,6 @@ describe.skipIf(!runs)('automatic failover through etcd leases', () => {
   it('stops writes while etcd is away for longer than the lease, goes on reading, and resumes writes when it returns', etcdAway);
   it('leaves the shard to its old primary when the replica was further behind than max_lag_on_failover', laggingReplica);
   it('lets a primary restarted within its lease keep its key and its epoch', restartWithinLease);
+  // Last: the wipe takes every other cluster's keys too.
+  it('goes on at a higher epoch, on the same primary, when etcd loses its data', etcdDataLost);
 });

@@ -254,35 +254,62 @@ const leaseRows: { name: string; from: MemberState; event: MemberEvent; to: Part
   {
     name: 'a complete replica close behind first leaves a vacant key to the primary',
     from: follower,
-    event: { type: 'keyVacant', complete: true, lag: 100, now: 10_000 },
+    event: { type: 'keyVacant', complete: true, lag: 100, now: 10_000, counterExists: true },
     to: { lease: { ...follower.lease!, waiting: 'the vacant key is left to the primary first', vacantSince: 10_000 } },
     effects: [],
   },
   {
     name: 'then, once the head start (one and a half polls) has passed, campaigns for it',
     from: { ...follower, lease: { ...follower.lease!, vacantSince: 10_000 } },
-    event: { type: 'keyVacant', complete: true, lag: 100, now: 10_750 },
+    event: { type: 'keyVacant', complete: true, lag: 100, now: 10_750, counterExists: true },
     to: { lease: { ...follower.lease!, vacantSince: 10_000, waiting: undefined } },
+    effects: [{ type: 'campaign', knownEpoch: 3 }],
+  },
+  {
+    name: "without etcd's epoch counter (its data new or lost), a replica leaves the key to the primary for a whole TTL",
+    from: { ...follower, lease: { ...follower.lease!, vacantSince: 10_000 } },
+    event: { type: 'keyVacant', complete: true, lag: 0, now: 14_999, counterExists: false },
+    to: {
+      lease: {
+        ...follower.lease!,
+        vacantSince: 10_000,
+        waiting: "etcd holds no epoch counter (its data is new or was lost): the vacant key is left to the primary for a whole lease's time",
+      },
+    },
+    effects: [],
+  },
+  {
+    name: 'and campaigns once the TTL has passed',
+    from: { ...follower, lease: { ...follower.lease!, vacantSince: 10_000 } },
+    event: { type: 'keyVacant', complete: true, lag: 0, now: 15_000, counterExists: false },
+    to: { lease: { ...follower.lease!, vacantSince: 10_000, waiting: undefined } },
+    effects: [{ type: 'campaign', knownEpoch: 3 }],
+  },
+  {
+    name: 'a primary campaigns at once without the counter too: it is the one whose lease etcd forgot',
+    from: { ...held, lease: { ...lease, holdsKey: false } },
+    event: { type: 'keyVacant', complete: true, lag: 0, now: 0, counterExists: false },
+    to: { lease: { ...lease, holdsKey: false, vacantSince: 0 } },
     effects: [{ type: 'campaign', knownEpoch: 3 }],
   },
   {
     name: 'a replica too far behind waits, and says why',
     from: follower,
-    event: { type: 'keyVacant', complete: true, lag: 101, now: 0 },
+    event: { type: 'keyVacant', complete: true, lag: 101, now: 0, counterExists: true },
     to: { lease: { ...follower.lease!, waiting: 'it was 101 entries behind its primary at the last contact (max_lag_on_failover is 100)', vacantSince: 0 } },
     effects: [],
   },
   {
     name: 'a replica without a complete copy waits',
     from: follower,
-    event: { type: 'keyVacant', complete: false, lag: 0, now: 0 },
+    event: { type: 'keyVacant', complete: false, lag: 0, now: 0, counterExists: true },
     to: { lease: { ...follower.lease!, waiting: 'its copy of the shard is incomplete', vacantSince: 0 } },
     effects: [],
   },
   {
     name: 'a primary whose key vanished (its lease lapsed) no longer holds it, and campaigns again',
     from: held,
-    event: { type: 'keyVacant', complete: false, lag: 0, now: 0 },
+    event: { type: 'keyVacant', complete: false, lag: 0, now: 0, counterExists: true },
     to: { lease: { ...lease, holdsKey: false, vacantSince: 0 } },
     effects: [{ type: 'campaign', knownEpoch: 3 }],
   },
@@ -384,6 +411,6 @@ describe('with a coordinator', () => {
   }
 
   it('ignores coordinator events on a member without a coordinator', () => {
-    expect(step(primary, { type: 'keyVacant', complete: true, lag: 0, now: 0 })).toEqual({ state: primary, effects: [] });
+    expect(step(primary, { type: 'keyVacant', complete: true, lag: 0, now: 0, counterExists: true })).toEqual({ state: primary, effects: [] });
   });
 });
