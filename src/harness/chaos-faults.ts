@@ -22,13 +22,16 @@ export interface ChaosEtcd {
   kill(): Promise<void>;
   /** Starts it again on its data; rejects when it does not answer in time. */
   run(): Promise<void>;
+  /** Deletes its data (it must be stopped). */
+  deleteData(): void;
 }
 
 export interface FaultStep {
   readonly atMs: number;
   /**
    * kill -9, found exited (a crash seen as it was to be killed), start, start failed, failover, failover
-   * --force, delete data dir, link down, link up; and etcd's: etcd kill -9, etcd start (failed), etcd link down, etcd link up.
+   * --force, delete data dir, link down, link up; and etcd's: etcd kill -9, etcd delete data, etcd start (failed), etcd link
+   * down, etcd link up.
    */
   readonly action: string;
   readonly member?: string;
@@ -199,6 +202,15 @@ export class FaultRunner {
         return this.etcdFault(record, async (etcd) => {
           await etcd.kill();
           this.step(record, 'etcd kill -9', etcd.endpoint);
+          await sleep(fault.downMs);
+          await this.startEtcd(record.steps);
+        });
+      case 'etcd-wipe':
+        return this.etcdFault(record, async (etcd) => {
+          await etcd.kill();
+          this.step(record, 'etcd kill -9', etcd.endpoint);
+          etcd.deleteData();
+          this.step(record, 'etcd delete data', etcd.endpoint);
           await sleep(fault.downMs);
           await this.startEtcd(record.steps);
         });

@@ -31,6 +31,7 @@ export function mulberry32(seed: number): () => number {
  * and, with a coordinator (etcd), faults of etcd itself, which every shard feels at once:
  *
  *   etcd-restart     kill -9 etcd, start it again on its data after downMs;
+ *   etcd-wipe        kill -9 etcd, delete its data, start it again empty after downMs;
  *   etcd-partition   cut etcd's host off for downMs (etcd then runs in a namespace of its own).
  */
 export type FaultKind =
@@ -42,6 +43,7 @@ export type FaultKind =
   | 'data-dir-loss'
   | 'partition'
   | 'etcd-restart'
+  | 'etcd-wipe'
   | 'etcd-partition';
 
 /** Which member a fault targets: by the role it serves in when the fault runs. */
@@ -82,6 +84,7 @@ const weights: Readonly<Record<FaultKind, number>> = {
   'data-dir-loss': 2,
   partition: 2,
   'etcd-restart': 2,
+  'etcd-wipe': 1,
   'etcd-partition': 2,
 };
 
@@ -92,6 +95,7 @@ function applies(kind: FaultKind, options: ScheduleOptions): boolean {
     case 'partition':
       return options.partitions;
     case 'etcd-restart':
+    case 'etcd-wipe':
       return coordinator;
     case 'etcd-partition':
       return coordinator && options.partitions;

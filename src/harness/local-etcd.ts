@@ -100,8 +100,14 @@ export class LocalEtcd {
   /** kill -9, its data deleted, started again empty on the same ports: etcd's data lost. */
   async wipe(): Promise<void> {
     await this.kill();
-    rmSync(join(this.dir, 'data'), { recursive: true, force: true });
+    this.deleteData();
     await this.run();
+  }
+
+  /** Deletes etcd's data; stop it first. */
+  deleteData(): void {
+    if (this.proc !== undefined) throw new Error('etcd is running');
+    rmSync(join(this.dir, 'data'), { recursive: true, force: true });
   }
 
   /** Stops etcd and removes its data dir. */

@@ -1,7 +1,7 @@
 // Issue 28's chaos run: issue 27's run (chaos.test.ts) with etcd's leases deciding the primaries. The
 // cluster has an etcd of its own, on a host of its own when this machine can make network namespaces,
-// and etcd's faults join the members': etcd killed with kill -9 and started again, and etcd's host cut
-// off. A killed or cut-off primary is replaced with no command. The faults must really have happened,
+// and etcd's faults join the members': etcd killed with kill -9 and started again, on its data or with
+// its data deleted, and etcd's host cut off. A killed or cut-off primary is replaced with no command. The faults must really have happened,
 // failovers must have happened beyond the commands', and every property of the history must hold.
 //
 // Needs etcd (Debian's etcd-server); without it the test is skipped, except under CI=true, where it fails.
@@ -64,6 +64,7 @@ describe.skipIf(!runs)('chaos with etcd leases deciding the primaries', () => {
       const applied = (action: string) => report.applied[action] ?? 0;
       expect(applied('kill -9'), summary).toBeGreaterThan(0);
       expect(applied('etcd kill -9'), summary).toBeGreaterThan(0);
+      expect(applied('etcd delete data'), summary).toBeGreaterThan(0);
       expect(applied('etcd start'), summary).toBe(applied('etcd kill -9'));
       if (hostsUnavailable() === undefined) expect(applied('etcd link down'), summary).toBeGreaterThan(0);
       // Each shard's first epoch, plus one per failover a command made: more epochs than that took writes,

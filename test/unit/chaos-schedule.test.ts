@@ -31,6 +31,7 @@ describe('faultSchedule', () => {
     const kinds = (o: Parameters<typeof faultSchedule>[0]) => new Set(faultSchedule(o).map((f) => f.kind));
     expect([...kinds(options)].filter((k) => k.startsWith('etcd-'))).toEqual([]);
     expect(kinds({ ...options, coordinator: true }).has('etcd-restart')).toBe(true);
+    expect(kinds({ ...options, coordinator: true }).has('etcd-wipe')).toBe(true);
     expect(kinds({ ...options, coordinator: true }).has('etcd-partition')).toBe(true);
     expect(kinds({ ...options, coordinator: true, partitions: false }).has('etcd-partition')).toBe(false);
     expect(kinds({ ...options, coordinator: true, partitions: false }).has('etcd-restart')).toBe(true);
