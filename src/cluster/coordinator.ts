@@ -127,8 +127,9 @@ export function replicaHeadStartMs(ttlMs: number): number {
 }
 
 /**
- * The head start when etcd holds no epoch counter: its data is new (a cluster just switched to etcd) or
- * lost. A primary then still counts on the lease it renewed before, which etcd no longer has, for up to
+ * The head start when etcd's data is new (no epoch counter: a cluster just switched to etcd), lost (no
+ * counter) or restored (its revision went back). A primary then still counts on the lease it renewed
+ * before, which etcd no longer has, for up to
  * the TTL less the margin after that renewal, which came before the replica saw the key vacant; a full
  * TTL after that sight, it has stopped acknowledging writes.
  */

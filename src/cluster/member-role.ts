@@ -31,6 +31,11 @@ export interface LeaseState {
   readonly waiting: string | undefined;
   /** When this member first saw its shard's key vacant, since it last saw it held. */
   readonly vacantSince?: number;
+  /**
+   * A failover through etcd (`kvshard failover`) runs on this member: its transaction may have given the
+   * member the key before the promotion is carried out, so its own key at a new epoch is no cause to resign.
+   */
+  readonly takingOver?: boolean;
 }
 
 /** What a member knows of its own shard and of itself. */
@@ -91,13 +96,16 @@ export type MemberEvent =
       readonly complete: boolean;
       readonly lag: number;
       readonly now: number;
-      /** Whether etcd holds the shard's epoch counter: without it, etcd's data is new or lost. */
-      readonly counterExists: boolean;
+      /** False when etcd holds no epoch counter for the shard, or its revision went back lately: its data is new, lost or restored. */
+      readonly etcdDataKept: boolean;
     }
   /** The shard's key names `member` at `epoch`; `ours`: bound to this member's current lease. */
   | { readonly type: 'keyHeld'; readonly member: string; readonly epoch: number; readonly ours: boolean; readonly complete: boolean }
   /** This member took the key at `epoch`: a campaign for a vacant key (kind lease_expired), or a failover through etcd. */
-  | { readonly type: 'campaignWon'; readonly epoch: number; readonly kind: PromotionKind; readonly complete: boolean };
+  | { readonly type: 'campaignWon'; readonly epoch: number; readonly kind: PromotionKind; readonly complete: boolean }
+  /** A failover through etcd starts on this member, before its transaction is sent; and ends, won, refused or failed. */
+  | { readonly type: 'takeOverStarted' }
+  | { readonly type: 'takeOverEnded' };
 
 export type MemberEffect =
   /** Store every shard's epoch as the view holds them (before the role changes by them). */
@@ -238,8 +246,9 @@ function keyVacant(state: MemberState, lease: LeaseState, event: Extract<MemberE
   if (state.role === 'replica') {
     if (!event.complete) waiting = 'its copy of the shard is incomplete';
     else if (event.lag > lease.maxLag) waiting = `it was ${event.lag} entries behind its primary at the last contact (max_lag_on_failover is ${lease.maxLag})`;
-    else if (!event.counterExists && event.now - vacantSince < replicaHeadStartWithoutCounterMs(lease.ttlMs)) {
-      waiting = "etcd holds no epoch counter (its data is new or was lost): the vacant key is left to the primary for a whole lease's time";
+    else if (!event.etcdDataKept && event.now - vacantSince < replicaHeadStartWithoutCounterMs(lease.ttlMs)) {
+      waiting =
+        "etcd's data is new, lost or restored (no epoch counter, or its revision went back): the vacant key is left to the primary for a whole lease's time";
     } else if (event.now - vacantSince < replicaHeadStartMs(lease.ttlMs)) waiting = 'the vacant key is left to the primary first';
   }
   const next: MemberState = { ...state, lease: { ...lease, holdsKey: false, waiting, vacantSince } };
@@ -266,6 +275,8 @@ function leaseStep(state: MemberState, event: MemberEvent): Transition {
       // Its own key at an epoch it does not serve at: adopting it now could overlap a primary that has not
       // yet read the key, so the member resigns, and the campaign that follows picks a primary afresh.
       if (ours && event.epoch > state.epoch) {
+        // Unless its own failover's promotion is on its way (takeOverEnded settles it: promoted, or resign then).
+        if (lease.takingOver === true) return { state, effects: [] };
         return { state: withLease({ holdsKey: false, waiting: undefined, vacantSince: undefined }), effects: [{ type: 'resign' }] };
       }
       const held = { state: withLease({ holdsKey: ours, waiting: undefined, vacantSince: undefined }), effects: [] as MemberEffect[] };
@@ -274,15 +285,24 @@ function leaseStep(state: MemberState, event: MemberEvent): Transition {
       return epochSeen(held.state, event.epoch, event.member, event.complete);
     }
     case 'campaignWon': {
-      const won = withLease({ holdsKey: true, waiting: undefined, vacantSince: undefined });
+      const won = withLease({ holdsKey: true, waiting: undefined, vacantSince: undefined, takingOver: false });
       if (event.epoch <= state.epoch) return { state: won, effects: [] };
       const adopt: MemberEffect = { type: 'adoptEpoch', epoch: event.epoch, kind: event.kind };
       if (state.role === 'primary') {
-        return { state: { ...won, epoch: event.epoch, primary: state.self }, effects: [adopt, { type: 'storeEpochs' }, { type: 'raise', epoch: event.epoch }] };
+        // A new epoch from etcd settles any switchover pause at the old one: whoever asked for it lost.
+        const paused = state.pauseUntil !== 0 || state.unsettled;
+        return {
+          state: { ...won, epoch: event.epoch, primary: state.self, pauseUntil: 0, unsettled: false },
+          effects: [adopt, { type: 'storeEpochs' }, { type: 'raise', epoch: event.epoch }, ...(paused ? [{ type: 'clearPause' } as const] : [])],
+        };
       }
       const promoted = becomePrimary({ ...won, epoch: event.epoch, primary: state.self }, event.epoch, event.complete);
       return { state: promoted.state, effects: [adopt, ...promoted.effects] };
     }
+    case 'takeOverStarted':
+      return { state: withLease({ takingOver: true }), effects: [] };
+    case 'takeOverEnded':
+      return { state: withLease({ takingOver: false }), effects: [] };
     default:
       return { state, effects: [] };
   }

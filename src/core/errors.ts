@@ -167,7 +167,8 @@ export class FailoverRefusedError extends KvError {
 
 /**
  * A failover through etcd that etcd did not answer. `changed` says whether the shard's key may have moved
- * all the same (the transaction was sent): then the members follow whatever the key says.
+ * all the same (the transaction was sent): then that member, not promoted, gives the key up again, and
+ * the campaign that follows picks the primary.
  */
 export class CoordinatorUnavailableError extends KvError {
   constructor(shard: string, why: string, changed: false | 'unknown') {
@@ -175,7 +176,7 @@ export class CoordinatorUnavailableError extends KvError {
       'coordinator_unavailable',
       503,
       `failover of ${shard}: etcd did not answer (${why}); ` +
-        (changed === false ? 'nothing changed' : "it may have taken the shard's key all the same: the members follow the key; check with status") +
+        (changed === false ? 'nothing changed' : "it may have taken the shard's key all the same, and then gives it up again; check with status") +
         '; retry once etcd answers',
       { shard, retriable: true, outcome: changed === false ? 'unchanged' : 'unknown' },
     );

@@ -56,6 +56,8 @@ export interface FailoverReply {
  * majority's grants. A refusal there changes nothing, as a missing majority does.
  */
 async function takeOverInEtcd(host: FailoverHost, kind: 'switchover' | 'forced', before: ShardEpoch): Promise<Votes> {
+  // Before the transaction: the member's own key may show up in its key reads before the promotion.
+  await host.member?.dispatch({ type: 'takeOverStarted' });
   const taken = await host.coordinator!.takeOver(kind, before.primary, host.view.epochOf(host.shard.name).epoch);
   if ('refused' in taken) throw new FailoverRefusedError(host.shard.name, `etcd did not give ${host.address} the shard: ${taken.refused}`);
   if ('unavailable' in taken) throw new CoordinatorUnavailableError(host.shard.name, taken.unavailable, taken.changed);
@@ -81,6 +83,17 @@ function refuseToStart(host: FailoverHost, before: ShardEpoch): void {
 }
 
 export async function failover(host: FailoverHost, http: InternalClient, options: FailoverOptions): Promise<FailoverReply> {
+  const member = host.member;
+  if (host.coordinator === undefined || member === undefined) return failoverSteps(host, http, options);
+  try {
+    return await failoverSteps(host, http, options);
+  } finally {
+    // Promoted, refused or failed: a key of its own at an epoch it did not adopt is now one to give up.
+    await member.dispatch({ type: 'takeOverEnded' }).catch(() => undefined);
+  }
+}
+
+async function failoverSteps(host: FailoverHost, http: InternalClient, options: FailoverOptions): Promise<FailoverReply> {
   const { shard, view, store } = host;
   const { force } = options;
   const before = view.epochOf(shard.name);

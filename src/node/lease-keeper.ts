@@ -3,6 +3,7 @@
 // becomes an event of the member's state; this file decides nothing of its own. One loop per member,
 // a tick every keyPollMs (a third of the TTL, at most 500 ms), every etcd call bounded by etcdCallTimeoutMs.
 
+import { readFileSync } from 'node:fs';
 import { sleep } from '../core/backoff.js';
 import { canonicalAddress, type ShardConfig } from '../core/config.js';
 import type { CoordinatorSettings } from '../core/coordinator-config.js';
@@ -10,7 +11,17 @@ import { etcdCallTimeoutMs } from '../core/limits.js';
 import type { Log } from '../core/log.js';
 import { campaign, campaignOutcome, decodeCounter, decodeHolder, keyPollMs, type ShardKeys, shardKeys } from '../cluster/coordinator.js';
 import { EtcdClient } from '../peer/etcd-client.js';
+import type { SavedLease } from '../storage/failover-store.js';
 import type { Member } from './member.js';
+
+/** The running kernel's boot id (Linux), or '' where there is none: then no lease outlives its process. */
+function bootId(): string {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
 
 /** What a failover through etcd came to: the epoch won, a refusal that changed nothing, or no answer from etcd. */
 export type TakeOver = { readonly epoch: number } | { readonly refused: string } | { readonly unavailable: string; readonly changed: false | 'unknown' };
@@ -28,8 +39,8 @@ export interface LeaseKeeperOptions {
   lag(): number;
   /** Where the member keeps its lease's id across restarts (its data dir). */
   readonly saved: {
-    coordinatorLease(): { readonly id: string; readonly member: string } | undefined;
-    recordCoordinatorLease(lease: { readonly id: string; readonly member: string }): Promise<void>;
+    coordinatorLease(): SavedLease | undefined;
+    recordCoordinatorLease(lease: SavedLease): Promise<void>;
   };
 }
 
@@ -41,8 +52,6 @@ export class LeaseKeeper {
   private loop: Promise<void> | undefined;
   /** The last etcd failure logged, so a long outage logs once, not every tick. */
   private lastFailure: string | undefined;
-  /** Set as the member starts to shut down: it renews its lease while it drains, but takes no key. */
-  private stopping = false;
   /** Until the first lease is taken: only then may the lease from before a restart be kept. */
   private firstLease = true;
 
@@ -56,22 +65,15 @@ export class LeaseKeeper {
   }
 
   /**
-   * The member shuts down: from now on it takes no vacant key. Without this, a replica that drains more
-   * slowly than its primary could take the key the primary releases as both stop (`./launch.sh stop`).
-   */
-  stopCampaigning(): void {
-    this.stopping = true;
-  }
-
-  /**
    * Stops the loop. A member that holds its shard's key gives it up (revokes its lease), so the other
    * member takes over at once instead of after the TTL: Patroni's leader key release on shutdown.
    */
   async close(): Promise<void> {
-    const lease = this.lease;
-    const held = this.options.member.state.lease?.holdsKey === true;
     this.abort.abort();
     await this.loop;
+    // Read once the loop has stopped: a campaign it ran may have won the key meanwhile.
+    const lease = this.lease;
+    const held = this.options.member.state.lease?.holdsKey === true;
     if (held && lease !== undefined) {
       const release = new EtcdClient({
         endpoints: this.options.settings.etcd,
@@ -91,7 +93,7 @@ export class LeaseKeeper {
   async campaign(knownEpoch: number): Promise<void> {
     const { member, shard, address, log } = this.options;
     const lease = this.lease;
-    if (lease === undefined || this.stopping) return;
+    if (lease === undefined) return;
     try {
       const attempt = campaign(this.keys, canonicalAddress(address), knownEpoch, decodeCounter(await this.client.get(this.keys.epoch)), lease);
       const outcome = campaignOutcome(attempt, await this.client.txn(attempt.txn));
@@ -149,7 +151,7 @@ export class LeaseKeeper {
       reply = await this.client.txn(attempt.txn);
     } catch (err) {
       // The transaction may have been applied without its answer arriving: then the key names this
-      // member, and every member follows it (this one once the other tells it the epoch).
+      // member at an epoch it never adopts, and it resigns once the failover has ended (member-role.ts).
       return { unavailable: (err as Error).message, changed: 'unknown' };
     }
     const outcome = campaignOutcome(attempt, reply);
@@ -202,21 +204,29 @@ export class LeaseKeeper {
 
   /**
    * The lease this member held before a restart, if etcd still has it (a crash, then a start within the
-   * TTL): it keeps its key, with no wait for the key to lapse. The data dir's lock makes sure no other
-   * process of this member renews it meanwhile. Otherwise a new lease, recorded before it is used.
+   * TTL): it keeps its key, with no wait for the key to lapse. Only on the same running kernel (boot id),
+   * the same member, shard and etcd prefix: there the data dir's lock makes sure that no other process of
+   * this member renews the lease meanwhile, which a copied data dir on another machine could. Otherwise a
+   * new lease, recorded before it is used.
    */
   private async takeLease(sentAt: number): Promise<void> {
     const { member, settings, saved, address, shard, log } = this.options;
-    const before = this.firstLease ? saved.coordinatorLease() : undefined;
-    this.firstLease = false;
-    if (before !== undefined && canonicalAddress(before.member) === canonicalAddress(address) && (await this.client.keepAlive(before.id)) > 0) {
-      this.lease = before.id;
-      log.info(`${shard.name}: kept its etcd lease from before the restart`);
-      await member.dispatch({ type: 'leaseRenewed', sentAt });
-      return;
+    const whose = { member: canonicalAddress(address), shard: shard.name, prefix: settings.prefix, boot: bootId() };
+    if (this.firstLease) {
+      const before = saved.coordinatorLease();
+      const same = before !== undefined && whose.boot !== '' && (['member', 'shard', 'prefix', 'boot'] as const).every((k) => before[k] === whose[k]);
+      // Decided only once etcd has answered about it: a start while etcd is away tries again next tick.
+      const alive = same && (await this.client.keepAlive(before.id)) > 0;
+      this.firstLease = false;
+      if (alive) {
+        this.lease = before!.id;
+        log.info(`${shard.name}: kept its etcd lease from before the restart`);
+        await member.dispatch({ type: 'leaseRenewed', sentAt });
+        return;
+      }
     }
     const lease = await this.client.grantLease(settings.leaseTtlMs / 1000);
-    await saved.recordCoordinatorLease({ id: lease, member: canonicalAddress(address) });
+    await saved.recordCoordinatorLease({ id: lease, ...whose });
     this.lease = lease;
     await member.dispatch({ type: 'leaseGranted', sentAt });
   }
@@ -230,8 +240,11 @@ export class LeaseKeeper {
       const complete = this.options.complete();
       if (holder === undefined) {
         // Read only while the key is vacant: whether etcd kept its data decides how long a replica waits.
-        const counterExists = (await this.client.get(this.keys.epoch)) !== undefined;
-        await member.dispatch({ type: 'keyVacant', complete, lag: this.options.lag(), now: performance.now(), counterExists });
+        // A revision that went back within the last TTL says a restore, which keeps a counter.
+        const counter = await this.client.get(this.keys.epoch);
+        const wentBack = this.client.revisionWentBackAt;
+        const etcdDataKept = counter !== undefined && (wentBack === undefined || performance.now() - wentBack > this.options.settings.leaseTtlMs);
+        await member.dispatch({ type: 'keyVacant', complete, lag: this.options.lag(), now: performance.now(), etcdDataKept });
       } else {
         const ours = kv!.lease === this.lease && canonicalAddress(holder.member) === canonicalAddress(address);
         await member.dispatch({ type: 'keyHeld', member: holder.member, epoch: holder.epoch, ours, complete });

@@ -364,7 +364,6 @@ export class KvNode {
 
   private async shutdown(): Promise<void> {
     const { server, sync, forwarder, store, lock } = this.parts;
-    this.keeper?.stopCampaigning();
     await this.changes;
     await this.member?.settled();
     const role = this.holder.parts;

@@ -61,6 +61,10 @@ export class EtcdClient {
   private readonly pools: PeerPool[];
   /** The endpoint that answered last: calls start there. */
   private preferred = 0;
+  /** The revision the last answer's header carried. */
+  private highestRevision = 0;
+  /** When (performance.now()) an answer last carried a lower revision than one before: etcd's data was lost or restored. */
+  revisionWentBackAt: number | undefined;
 
   constructor(private readonly options: EtcdClientOptions) {
     if (options.endpoints.length === 0) throw new Error('an etcd client needs at least one endpoint');
@@ -112,6 +116,18 @@ export class EtcdClient {
   }
 
   /**
+   * Notes an answer's revision. A lower one than before means etcd's data was lost or restored; it may
+   * also be two answers crossing, or a lagging etcd member, which is harmless here: the caller only
+   * waits longer. From then on the new history's revisions are the ones compared.
+   */
+  private noteRevision(revision: unknown): void {
+    const r = int(revision);
+    if (r <= 0) return;
+    if (r < this.highestRevision) this.revisionWentBackAt = performance.now();
+    this.highestRevision = r;
+  }
+
+  /**
    * POSTs `body` to `path`, at the endpoint that answered last and then at each other one, until one
    * answers. An endpoint that answers with an error status is not tried past: etcd said no.
    */
@@ -143,6 +159,7 @@ export class EtcdClient {
       if (reply.status !== 200 || typeof parsed !== 'object' || parsed === null) {
         throw new EtcdError(`etcd at ${this.options.endpoints[at]} answered ${path} with HTTP ${reply.status}: ${JSON.stringify(parsed).slice(0, 200)}`);
       }
+      this.noteRevision((parsed as { header?: { revision?: unknown } }).header?.revision);
       return parsed as Record<string, unknown>;
     }
     throw new EtcdError(`no etcd endpoint answered ${path} (${this.options.endpoints.join(', ')}): ${(lastError as Error | undefined)?.message ?? 'aborted'}`);

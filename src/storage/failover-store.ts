@@ -34,6 +34,15 @@ const servesAsKey = 'failover.servesAs';
 /** With a coordinator: the etcd lease this member last held, so that a restart can keep it (and its key). */
 const leaseKey = 'coordinator.lease';
 
+/** With a coordinator: the etcd lease a member took, as which member and shard, under which prefix, on which running kernel (boot id). */
+export interface SavedLease {
+  readonly id: string;
+  readonly member: string;
+  readonly shard: string;
+  readonly prefix: string;
+  readonly boot: string;
+}
+
 /** The rollback files this member wrote (see replication/rollback.ts), counted for /status. */
 export interface RollbackSummary {
   readonly files: number;
@@ -213,12 +222,12 @@ export class FailoverStore {
     await this.env.durably(() => (pause === undefined ? this.env.meta.removeSync(pauseKey) : this.env.meta.putSync(pauseKey, pause)));
   }
 
-  /** The etcd lease this member last took, and the address it took it as. */
-  coordinatorLease(): { readonly id: string; readonly member: string } | undefined {
-    return this.env.meta.get(leaseKey) as { id: string; member: string } | undefined;
+  /** The etcd lease this member last took, and as whom. */
+  coordinatorLease(): SavedLease | undefined {
+    return this.env.meta.get(leaseKey) as SavedLease | undefined;
   }
 
-  async recordCoordinatorLease(lease: { readonly id: string; readonly member: string }): Promise<void> {
+  async recordCoordinatorLease(lease: SavedLease): Promise<void> {
     await this.env.durably(() => this.env.meta.putSync(leaseKey, lease));
   }
 }

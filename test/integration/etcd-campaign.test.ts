@@ -2,7 +2,7 @@
 // the first member takes the key at the next epoch, a second loses and learns the holder, the key lives
 // while its lease is kept alive and goes with it when the holder resigns or its lease lapses, the
 // counter never falls below an epoch a member already holds, and a campaign that read a stale counter
-// loses even when nobody holds the key.
+// loses even when nobody holds the key. A client notices etcd's revision going back (its data lost).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { campaign, campaignOutcome, type Counter, decodeCounter, decodeHolder, shardKeys } from '../../src/cluster/coordinator.js';
 import { EtcdClient } from '../../src/peer/etcd-client.js';
@@ -83,5 +83,14 @@ describe.skipIf(!runs)('campaigns for a shard in etcd', () => {
     } finally {
       dead.close();
     }
+  });
+
+  // Last: the wipe empties etcd for every test of this file.
+  it("notes when etcd's revision goes back: its data was lost or restored", async () => {
+    await client.get(keys.epoch);
+    expect(client.revisionWentBackAt).toBeUndefined();
+    await etcd.wipe();
+    await client.get(keys.epoch);
+    expect(client.revisionWentBackAt).toBeGreaterThan(0);
   });
 });

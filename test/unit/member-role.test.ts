@@ -254,26 +254,27 @@ const leaseRows: { name: string; from: MemberState; event: MemberEvent; to: Part
   {
     name: 'a complete replica close behind first leaves a vacant key to the primary',
     from: follower,
-    event: { type: 'keyVacant', complete: true, lag: 100, now: 10_000, counterExists: true },
+    event: { type: 'keyVacant', complete: true, lag: 100, now: 10_000, etcdDataKept: true },
     to: { lease: { ...follower.lease!, waiting: 'the vacant key is left to the primary first', vacantSince: 10_000 } },
     effects: [],
   },
   {
     name: 'then, once the head start (one and a half polls) has passed, campaigns for it',
     from: { ...follower, lease: { ...follower.lease!, vacantSince: 10_000 } },
-    event: { type: 'keyVacant', complete: true, lag: 100, now: 10_750, counterExists: true },
+    event: { type: 'keyVacant', complete: true, lag: 100, now: 10_750, etcdDataKept: true },
     to: { lease: { ...follower.lease!, vacantSince: 10_000, waiting: undefined } },
     effects: [{ type: 'campaign', knownEpoch: 3 }],
   },
   {
-    name: "without etcd's epoch counter (its data new or lost), a replica leaves the key to the primary for a whole TTL",
+    name: "when etcd's data is new, lost or restored, a replica leaves the key to the primary for a whole TTL",
     from: { ...follower, lease: { ...follower.lease!, vacantSince: 10_000 } },
-    event: { type: 'keyVacant', complete: true, lag: 0, now: 14_999, counterExists: false },
+    event: { type: 'keyVacant', complete: true, lag: 0, now: 14_999, etcdDataKept: false },
     to: {
       lease: {
         ...follower.lease!,
         vacantSince: 10_000,
-        waiting: "etcd holds no epoch counter (its data is new or was lost): the vacant key is left to the primary for a whole lease's time",
+        waiting:
+          "etcd's data is new, lost or restored (no epoch counter, or its revision went back): the vacant key is left to the primary for a whole lease's time",
       },
     },
     effects: [],
@@ -281,35 +282,35 @@ const leaseRows: { name: string; from: MemberState; event: MemberEvent; to: Part
   {
     name: 'and campaigns once the TTL has passed',
     from: { ...follower, lease: { ...follower.lease!, vacantSince: 10_000 } },
-    event: { type: 'keyVacant', complete: true, lag: 0, now: 15_000, counterExists: false },
+    event: { type: 'keyVacant', complete: true, lag: 0, now: 15_000, etcdDataKept: false },
     to: { lease: { ...follower.lease!, vacantSince: 10_000, waiting: undefined } },
     effects: [{ type: 'campaign', knownEpoch: 3 }],
   },
   {
-    name: 'a primary campaigns at once without the counter too: it is the one whose lease etcd forgot',
+    name: 'a primary campaigns at once then too: it is the one whose lease etcd forgot',
     from: { ...held, lease: { ...lease, holdsKey: false } },
-    event: { type: 'keyVacant', complete: true, lag: 0, now: 0, counterExists: false },
+    event: { type: 'keyVacant', complete: true, lag: 0, now: 0, etcdDataKept: false },
     to: { lease: { ...lease, holdsKey: false, vacantSince: 0 } },
     effects: [{ type: 'campaign', knownEpoch: 3 }],
   },
   {
     name: 'a replica too far behind waits, and says why',
     from: follower,
-    event: { type: 'keyVacant', complete: true, lag: 101, now: 0, counterExists: true },
+    event: { type: 'keyVacant', complete: true, lag: 101, now: 0, etcdDataKept: true },
     to: { lease: { ...follower.lease!, waiting: 'it was 101 entries behind its primary at the last contact (max_lag_on_failover is 100)', vacantSince: 0 } },
     effects: [],
   },
   {
     name: 'a replica without a complete copy waits',
     from: follower,
-    event: { type: 'keyVacant', complete: false, lag: 0, now: 0, counterExists: true },
+    event: { type: 'keyVacant', complete: false, lag: 0, now: 0, etcdDataKept: true },
     to: { lease: { ...follower.lease!, waiting: 'its copy of the shard is incomplete', vacantSince: 0 } },
     effects: [],
   },
   {
     name: 'a primary whose key vanished (its lease lapsed) no longer holds it, and campaigns again',
     from: held,
-    event: { type: 'keyVacant', complete: false, lag: 0, now: 0, counterExists: true },
+    event: { type: 'keyVacant', complete: false, lag: 0, now: 0, etcdDataKept: true },
     to: { lease: { ...lease, holdsKey: false, vacantSince: 0 } },
     effects: [{ type: 'campaign', knownEpoch: 3 }],
   },
@@ -317,7 +318,7 @@ const leaseRows: { name: string; from: MemberState; event: MemberEvent; to: Part
     name: 'a replica that wins becomes primary at the campaign epoch, the lease having expired',
     from: follower,
     event: { type: 'campaignWon', epoch: 4, kind: 'lease_expired', complete: true },
-    to: { role: 'primary', epoch: 4, primary: a, lease: { ...lease, holdsKey: true } },
+    to: { role: 'primary', epoch: 4, primary: a, lease: { ...lease, holdsKey: true, takingOver: false } },
     effects: [
       { type: 'adoptEpoch', epoch: 4, kind: 'lease_expired' },
       { type: 'storeEpochs' },
@@ -328,7 +329,7 @@ const leaseRows: { name: string; from: MemberState; event: MemberEvent; to: Part
     name: 'a primary that wins again serves at the new epoch',
     from: { ...held, lease: { ...lease, holdsKey: false } },
     event: { type: 'campaignWon', epoch: 5, kind: 'lease_expired', complete: true },
-    to: { epoch: 5, lease },
+    to: { epoch: 5, lease: { ...lease, takingOver: false } },
     effects: [{ type: 'adoptEpoch', epoch: 5, kind: 'lease_expired' }, { type: 'storeEpochs' }, { type: 'raise', epoch: 5 }],
   },
   {
@@ -351,6 +352,34 @@ const leaseRows: { name: string; from: MemberState; event: MemberEvent; to: Part
     event: { type: 'keyHeld', member: a, epoch: 4, ours: true, complete: true },
     to: { role: 'replica', epoch: 3, lease: { ...lease, holdsKey: false } },
     effects: [{ type: 'resign' }],
+  },
+  {
+    name: "but not while its own failover's promotion is on its way",
+    from: { ...follower, lease: { ...follower.lease!, takingOver: true } },
+    event: { type: 'keyHeld', member: a, epoch: 4, ours: true, complete: true },
+    to: { role: 'replica', epoch: 3, lease: { ...follower.lease!, takingOver: true } },
+    effects: [],
+  },
+  {
+    name: 'a failover through etcd marks its start and its end',
+    from: follower,
+    event: { type: 'takeOverStarted' },
+    to: { lease: { ...follower.lease!, takingOver: true } },
+    effects: [],
+  },
+  {
+    name: 'its end, promoted or not, lets its own key at a new epoch be given up again',
+    from: { ...follower, lease: { ...follower.lease!, takingOver: true } },
+    event: { type: 'takeOverEnded' },
+    to: { lease: { ...follower.lease!, takingOver: false } },
+    effects: [],
+  },
+  {
+    name: 'a paused primary that wins a new epoch from etcd settles its pause (whoever asked for it lost)',
+    from: { ...held, lease: { ...lease, holdsKey: false }, pauseUntil: 9_000, unsettled: true },
+    event: { type: 'campaignWon', epoch: 5, kind: 'lease_expired', complete: true },
+    to: { epoch: 5, pauseUntil: 0, unsettled: false, lease: { ...lease, takingOver: false } },
+    effects: [{ type: 'adoptEpoch', epoch: 5, kind: 'lease_expired' }, { type: 'storeEpochs' }, { type: 'raise', epoch: 5 }, { type: 'clearPause' }],
   },
   {
     name: 'its own key under its own lease is held',
@@ -411,6 +440,6 @@ describe('with a coordinator', () => {
   }
 
   it('ignores coordinator events on a member without a coordinator', () => {
-    expect(step(primary, { type: 'keyVacant', complete: true, lag: 0, now: 0, counterExists: true })).toEqual({ state: primary, effects: [] });
+    expect(step(primary, { type: 'keyVacant', complete: true, lag: 0, now: 0, etcdDataKept: true })).toEqual({ state: primary, effects: [] });
   });
 });
