@@ -45,6 +45,8 @@ export interface ChaosReport {
   readonly operations: { readonly writes: number; readonly acknowledged: number; readonly withEpoch: number; readonly reads: number };
   /** Distinct (shard, epoch) pairs that acknowledged writes: each failover, by command or by itself, adds one. */
   readonly epochsAcknowledged: number;
+  /** Per shard, in epoch order, how often the member acknowledging writes differs from the epoch before's. */
+  readonly primaryChanges: number;
   readonly crashes: number;
   readonly final: Pick<FinalState, 'settled' | 'unreadable' | 'replicasEqual'>;
   readonly results: PropertyResult[];
@@ -198,10 +200,28 @@ function summarize(
       reads: workload.reads.length,
     },
     epochsAcknowledged: new Set(acknowledged.filter((w) => w.epoch !== undefined).map((w) => `${w.shard}@${w.epoch}`)).size,
+    primaryChanges: primaryChanges(acknowledged),
     crashes: runner.crashes.length,
     final: { settled: final.settled, unreadable: final.unreadable, replicasEqual: final.replicasEqual },
     results,
     lostWithDeletedDataDirs: results.find((r) => r.property === 'primary-acked-kept')?.excused ?? 0,
     passed: results.every((r) => r.violations.length === 0),
   };
+}
+
+/** How often, per shard and in epoch order, an epoch's acknowledging member differs from the previous epoch's. */
+function primaryChanges(acknowledged: readonly { shard: string; epoch?: number; member: string }[]): number {
+  const byShard = new Map<string, Map<number, string>>();
+  for (const w of acknowledged) {
+    if (w.epoch === undefined) continue;
+    const epochs = byShard.get(w.shard) ?? new Map<number, string>();
+    epochs.set(w.epoch, w.member);
+    byShard.set(w.shard, epochs);
+  }
+  let changes = 0;
+  for (const epochs of byShard.values()) {
+    const members = [...epochs.entries()].sort(([x], [y]) => x - y).map(([, m]) => m);
+    for (let i = 1; i < members.length; i++) if (members[i] !== members[i - 1]) changes++;
+  }
+  return changes;
 }

@@ -31,7 +31,7 @@ function print(report: ChaosReport): void {
       .map(([action, n]) => `${action} ${n}`)
       .join(', ')}`,
     `operations: ${report.operations.writes} writes (${report.operations.acknowledged} acknowledged, ${report.operations.withEpoch} with an epoch), ${report.operations.reads} reads`,
-    `epochs that acknowledged writes, over all shards: ${report.epochsAcknowledged}`,
+    `epochs that acknowledged writes, over all shards: ${report.epochsAcknowledged} (the acknowledging member changed ${report.primaryChanges} times)`,
     `members that exited by themselves: ${report.crashes}; final reads without an answer: ${report.final.unreadable}`,
     ...report.results.map(propertyLine),
     `writes lost with a deleted data dir: ${report.lostWithDeletedDataDirs}`,

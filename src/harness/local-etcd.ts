@@ -25,6 +25,7 @@ const peerPortOnHost = 2380;
 export class LocalEtcd {
   private proc: ChildProcess | undefined;
   private output = '';
+  private closed = false;
 
   private constructor(
     /** The client endpoint, `127.0.0.1:port`. */
@@ -38,9 +39,18 @@ export class LocalEtcd {
 
   /** Starts etcd with a new data dir, listening on `host` (loopback by default; a bridge's address to serve network namespaces). */
   static async start(host = '127.0.0.1'): Promise<LocalEtcd> {
-    const etcd = new LocalEtcd(`${host}:${await freePort()}`, await freePort(), host, mkdtempSync(join(tmpdir(), 'kvshard-etcd-')), []);
-    await etcd.run();
-    return etcd;
+    return LocalEtcd.started(new LocalEtcd(`${host}:${await freePort()}`, await freePort(), host, mkdtempSync(join(tmpdir(), 'kvshard-etcd-')), []));
+  }
+
+  /** Runs `etcd`; one that does not answer in time is killed and its dir removed. */
+  private static async started(etcd: LocalEtcd): Promise<LocalEtcd> {
+    try {
+      await etcd.run();
+      return etcd;
+    } catch (err) {
+      await etcd.close();
+      throw err;
+    }
   }
 
   /**
@@ -48,14 +58,14 @@ export class LocalEtcd {
    * namespace's address `host`, on etcd's usual ports. Cutting that host off cuts every member off etcd.
    */
   static async startOnHost(host: string, commandPrefix: readonly string[]): Promise<LocalEtcd> {
-    const etcd = new LocalEtcd(`${host}:${clientPortOnHost}`, peerPortOnHost, host, mkdtempSync(join(tmpdir(), 'kvshard-etcd-')), commandPrefix);
-    await etcd.run();
-    return etcd;
+    return LocalEtcd.started(new LocalEtcd(`${host}:${clientPortOnHost}`, peerPortOnHost, host, mkdtempSync(join(tmpdir(), 'kvshard-etcd-')), commandPrefix));
   }
 
   /** Starts the process again on the same ports and data (after stop() or kill()). */
   async run(): Promise<void> {
     if (this.proc !== undefined) throw new Error('etcd is running');
+    // A run's cleanup may close etcd while a fault is about to start it again.
+    if (this.closed) throw new Error('etcd was closed');
     const client = `http://${this.endpoint}`;
     const peer = `http://${this.host}:${this.peerPort}`;
     const args = ['--name', 'n1', '--data-dir', join(this.dir, 'data'), '--listen-client-urls', client, '--advertise-client-urls', client];
@@ -112,6 +122,7 @@ export class LocalEtcd {
 
   /** Stops etcd and removes its data dir. */
   async close(): Promise<void> {
+    this.closed = true;
     await this.kill();
     rmSync(this.dir, { recursive: true, force: true });
   }

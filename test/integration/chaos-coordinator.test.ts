@@ -54,6 +54,7 @@ describe.skipIf(!runs)('chaos with etcd leases deciding the primaries', () => {
           faults: report.faults,
           operations: report.operations,
           epochs: report.epochsAcknowledged,
+          primaryChanges: report.primaryChanges,
           final: report.final,
         }),
         ...report.results.map(propertyLine),
@@ -65,12 +66,12 @@ describe.skipIf(!runs)('chaos with etcd leases deciding the primaries', () => {
       expect(applied('kill -9'), summary).toBeGreaterThan(0);
       expect(applied('etcd kill -9'), summary).toBeGreaterThan(0);
       expect(applied('etcd delete data'), summary).toBeGreaterThan(0);
-      expect(applied('etcd start'), summary).toBe(applied('etcd kill -9'));
+      expect(applied('etcd start'), summary).toBeGreaterThan(0);
       if (hostsUnavailable() === undefined) expect(applied('etcd link down'), summary).toBeGreaterThan(0);
-      // Each shard's first epoch, plus one per failover a command made: more epochs than that took writes,
-      // so the shards failed over by themselves too.
+      // Each failover a command made moved writes to the other member; writes moved more often than that,
+      // so shards also failed over to their other member by themselves.
       const byCommand = applied('failover exit 0') + applied('failover --force exit 0');
-      expect(report.epochsAcknowledged, summary).toBeGreaterThan(3 + byCommand);
+      expect(report.primaryChanges, summary).toBeGreaterThan(byCommand);
       expect(report.operations.writes + report.operations.reads, summary).toBeGreaterThan(operationsMin);
       expect(report.operations.acknowledged, summary).toBeGreaterThan(operationsMin / 4);
       expect(report.results.filter((r) => r.violations.length > 0).map(propertyLine), summary).toEqual([]);
