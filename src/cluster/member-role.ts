@@ -31,6 +31,8 @@ export interface LeaseState {
   readonly waiting: string | undefined;
   /** When this member first saw its shard's key vacant, since it last saw it held. */
   readonly vacantSince?: number;
+  /** When (performance.now()) the member started: a replica just started leaves a vacant key to a primary that may be starting too. */
+  readonly startedAt?: number;
   /**
    * A failover through etcd (`kvshard failover`) runs on this member: its transaction may have given the
    * member the key before the promotion is carried out, so its own key at a new epoch is no cause to resign.
@@ -67,8 +69,11 @@ export interface StartInput {
   readonly confirmed: boolean;
   /** The epoch of a switchover pause this member answered as primary and never learned the outcome of. */
   readonly pausedAtEpoch: number | undefined;
-  /** With a coordinator: the lease's TTL and the lag bound of campaigns (undefined without one). */
-  readonly coordinator?: { readonly ttlMs: number; readonly maxLag: number };
+  /**
+   * With a coordinator: the lease's TTL, the lag bound of campaigns, and when (performance.now()) the
+   * member started (undefined without one).
+   */
+  readonly coordinator?: { readonly ttlMs: number; readonly maxLag: number; readonly startedAt: number };
 }
 
 export type MemberEvent =
@@ -161,6 +166,7 @@ export function start(input: StartInput): Transition {
       : {
           lease: {
             ttlMs: input.coordinator.ttlMs,
+            startedAt: input.coordinator.startedAt,
             maxLag: input.coordinator.maxLag,
             renewalSentAt: Number.NEGATIVE_INFINITY,
             holdsKey: false,
@@ -238,7 +244,8 @@ export function step(state: MemberState, event: MemberEvent): Transition {
 /**
  * The shard's key is vacant. The primary has the shard's data and campaigns at once; a replica only with
  * a complete copy that was close behind at its last contact (Patroni's maximum_lag_on_failover), and
- * only after leaving the key to the primary for a head start: a whole TTL when etcd has lost its data.
+ * only after leaving the key to the primary for a head start: a whole TTL when etcd has lost its data,
+ * and for a whole TTL after the member started.
  */
 function keyVacant(state: MemberState, lease: LeaseState, event: Extract<MemberEvent, { type: 'keyVacant' }>): Transition {
   const vacantSince = lease.vacantSince ?? event.now;
@@ -246,7 +253,10 @@ function keyVacant(state: MemberState, lease: LeaseState, event: Extract<MemberE
   if (state.role === 'replica') {
     if (!event.complete) waiting = 'its copy of the shard is incomplete';
     else if (event.lag > lease.maxLag) waiting = `it was ${event.lag} entries behind its primary at the last contact (max_lag_on_failover is ${lease.maxLag})`;
-    else if (!event.etcdDataKept && event.now - vacantSince < replicaHeadStartWithoutCounterMs(lease.ttlMs)) {
+    else if (lease.startedAt !== undefined && event.now - lease.startedAt < lease.ttlMs) {
+      // Both members of a shard start at once when a whole cluster starts (`./launch.sh`), a moment apart.
+      waiting = "it started moments ago: the vacant key is left to the primary, which may be starting too, for a whole lease's time";
+    } else if (!event.etcdDataKept && event.now - vacantSince < replicaHeadStartWithoutCounterMs(lease.ttlMs)) {
       waiting =
         "etcd's data is new, lost or restored (no epoch counter, or its revision went back): the vacant key is left to the primary for a whole lease's time";
     } else if (event.now - vacantSince < replicaHeadStartMs(lease.ttlMs)) waiting = 'the vacant key is left to the primary first';

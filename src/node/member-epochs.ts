@@ -49,7 +49,7 @@ export async function openView(
     servedAs: store.failover.servesAs() ?? (options.role === 'replica' ? 'replica' : 'primary'),
     confirmed: view.quorum.epochsConfirmed,
     pausedAtEpoch: store.failover.switchoverPause<{ epoch: number }>()?.epoch,
-    coordinator: config.coordinator && { ttlMs: config.coordinator.leaseTtlMs, maxLag: config.coordinator.maxLagOnFailover },
+    coordinator: config.coordinator && { ttlMs: config.coordinator.leaseTtlMs, maxLag: config.coordinator.maxLagOnFailover, startedAt: performance.now() },
   });
   const role = started.state.role;
   view.node = `${shard.name}/${role}`;

@@ -46,7 +46,7 @@ describe.skipIf(!runs)('launch.sh with a coordinator', () => {
     await cluster?.destroy();
   });
 
-  it('starts a local etcd, serves writes once each primary holds its key, and stops etcd with the cluster', async () => {
+  it('starts a local etcd, serves writes once each primary holds its key, stops etcd with the cluster, and keeps the primaries through a restart', async () => {
     const started = await run(launch, ['start'], { env, timeout: 120_000 });
     expect(started.stdout).toContain(`started etcd at ${endpoint}`);
     const pidFile = join(cluster.dataDir, 'etcd', 'pid');
@@ -67,5 +67,16 @@ describe.skipIf(!runs)('launch.sh with a coordinator', () => {
     expect(stopped.stdout).toContain(`stopped etcd (pid ${pid})`);
     expect(existsSync(pidFile)).toBe(false);
     expect(() => process.kill(pid, 0)).toThrow();
+
+    // Stopped and started whole, the cluster keeps every shard's primary (no replica took a key a stopping
+    // primary released) and every key.
+    await run(launch, ['start'], { env, timeout: 120_000 });
+    for (const s of cluster.shards) {
+      await waitFor(`${s.name}'s primary holds its key again`, async () => (await memberStatus(cluster, s.name, 'primary')).coordinator?.holds_key === true);
+      expect((await memberStatus(cluster, s.name, 'replica')).role).toBe('replica');
+      expect((await request(cluster.url(s.name, 'primary', dataPath('get', keyOwnedBy(s.name, 2, 'lc'))))).text()).toBe('v');
+    }
+    const again2 = await run(launch, ['stop'], { env, timeout: 60_000 });
+    expect(again2.stdout).toContain('stopped etcd');
   });
 });

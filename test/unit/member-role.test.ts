@@ -294,6 +294,27 @@ const leaseRows: { name: string; from: MemberState; event: MemberEvent; to: Part
     effects: [{ type: 'campaign', knownEpoch: 3 }],
   },
   {
+    name: 'a replica started less than a TTL ago leaves the key to a primary that may be starting too',
+    from: { ...follower, lease: { ...follower.lease!, startedAt: 10_000, vacantSince: 10_000 } },
+    event: { type: 'keyVacant', complete: true, lag: 0, now: 14_999, etcdDataKept: true },
+    to: {
+      lease: {
+        ...follower.lease!,
+        startedAt: 10_000,
+        vacantSince: 10_000,
+        waiting: "it started moments ago: the vacant key is left to the primary, which may be starting too, for a whole lease's time",
+      },
+    },
+    effects: [],
+  },
+  {
+    name: 'and campaigns once it has run for a TTL',
+    from: { ...follower, lease: { ...follower.lease!, startedAt: 10_000, vacantSince: 10_000 } },
+    event: { type: 'keyVacant', complete: true, lag: 0, now: 15_000, etcdDataKept: true },
+    to: { lease: { ...follower.lease!, startedAt: 10_000, vacantSince: 10_000, waiting: undefined } },
+    effects: [{ type: 'campaign', knownEpoch: 3 }],
+  },
+  {
     name: 'a replica too far behind waits, and says why',
     from: follower,
     event: { type: 'keyVacant', complete: true, lag: 101, now: 0, etcdDataKept: true },
@@ -401,7 +422,7 @@ describe('with a coordinator', () => {
       servedAs: 'primary',
       confirmed: true,
       pausedAtEpoch: undefined,
-      coordinator: { ttlMs: 5000, maxLag: 100 },
+      coordinator: { ttlMs: 5000, maxLag: 100, startedAt: 0 },
     });
     expect(state.lease).toMatchObject({ holdsKey: false, renewalSentAt: Number.NEGATIVE_INFINITY });
     expect(writeVerdict(state, at(0))).toMatchObject({ ok: false, code: 'lease_expired' });
