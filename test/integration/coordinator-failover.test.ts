@@ -72,6 +72,8 @@ function expectOneWriterPerEpoch(acks: readonly Ack[]): void {
 
 async function startCoordinated(shardCount: number, etcd: LocalEtcd, prefix = `/kvshard/t${shardCount}`, extra = '', ttlMs = leaseTtlMs): Promise<Cluster> {
   const c = await Cluster.create(shardCount, undefined, `[coordinator]\netcd = ["${etcd.endpoint}"]\nlease_ttl_ms = ${ttlMs}\nprefix = "${prefix}"\n${extra}`);
+  // Destroyed by afterAll even when starting it fails.
+  clusters.push(c);
   await c.startAll();
   for (const s of c.shards)
     await waitFor(`${s.name}'s primary holds its key`, async () => (await memberStatus(c, s.name, 'primary')).coordinator?.holds_key === true);
@@ -113,7 +115,6 @@ const clusters: Cluster[] = [];
 
 async function oneShard(): Promise<void> {
   const c = await startCoordinated(1, etcd);
-  clusters.push(c);
   const metrics = (await request(c.url('shard1', 'primary', '/metrics'))).text();
   expect(metrics).toMatch(/^kvshard_coordinator_holds_key 1$/m);
   expect(metrics).toMatch(/^kvshard_lease_remaining_seconds \d/m);
@@ -137,7 +138,6 @@ async function oneShard(): Promise<void> {
 
 async function threeShards(): Promise<void> {
   const c = await startCoordinated(3, etcd);
-  clusters.push(c);
   await killUnderLoad(c, 'shard2', 3);
   const other = await write(c, 'shard1', 'primary', keyOwnedBy('shard1', 3, 'other-'));
   expect(other?.status).toBe(200);
@@ -219,7 +219,6 @@ async function backlog(c: Cluster, member: Member, count: number, parallel = 8):
 async function laggingReplica(): Promise<void> {
   const maxLag = 100;
   const c = await startCoordinated(1, etcd, '/kvshard/lag', `max_lag_on_failover = ${maxLag}\n`);
-  clusters.push(c);
   // The replica misses a backlog of several replication batches (2,000 entries each), then applies each
   // batch slowly: it stays far behind for seconds. It completed its first copy first, so lag alone holds it back.
   await waitFor('the replica is in sync', async () => (await memberStatus(c, 'shard1', 'replica')).in_sync === true);
@@ -268,7 +267,6 @@ async function laggingReplica(): Promise<void> {
  */
 async function restartWithinLease(): Promise<void> {
   const c = await startCoordinated(1, etcd, '/kvshard/restart', '', 30_000);
-  clusters.push(c);
   const before = await write(c, 'shard1', 'primary', keyOwnedBy('shard1', 1, 'before-'));
   expect(before?.status).toBe(200);
   const epoch = before!.json().epoch as number;
@@ -290,7 +288,6 @@ async function restartWithinLease(): Promise<void> {
  */
 async function etcdDataLost(): Promise<void> {
   const c = await startCoordinated(1, etcd, '/kvshard/wiped');
-  clusters.push(c);
   const before = await write(c, 'shard1', 'primary', keyOwnedBy('shard1', 1, 'before-wipe-'));
   expect(before?.status).toBe(200);
   const epoch = before!.json().epoch as number;
