@@ -33,6 +33,8 @@ export interface LeaseState {
   readonly vacantSince?: number;
   /** When (performance.now()) the member started: a replica just started leaves a vacant key to a primary that may be starting too. */
   readonly startedAt?: number;
+  /** When a replica that leaves a vacant key to its primary campaigns, unless the key is taken first: the keeper reads the key again then. */
+  readonly campaignAt?: number;
   /**
    * A failover through etcd (`kvshard failover`) runs on this member: its transaction may have given the
    * member the key before the promotion is carried out, so its own key at a new epoch is no cause to resign.
@@ -250,18 +252,31 @@ export function step(state: MemberState, event: MemberEvent): Transition {
 function keyVacant(state: MemberState, lease: LeaseState, event: Extract<MemberEvent, { type: 'keyVacant' }>): Transition {
   const vacantSince = lease.vacantSince ?? event.now;
   let waiting: string | undefined;
+  let campaignAt: number | undefined;
   if (state.role === 'replica') {
     if (!event.complete) waiting = 'its copy of the shard is incomplete';
     else if (event.lag > lease.maxLag) waiting = `it was ${event.lag} entries behind its primary at the last contact (max_lag_on_failover is ${lease.maxLag})`;
-    else if (lease.startedAt !== undefined && event.now - lease.startedAt < lease.ttlMs) {
-      // Both members of a shard start at once when a whole cluster starts (`./launch.sh`), a moment apart.
-      waiting = "it started moments ago: the vacant key is left to the primary, which may be starting too, for a whole lease's time";
-    } else if (!event.etcdDataKept && event.now - vacantSince < replicaHeadStartWithoutCounterMs(lease.ttlMs)) {
-      waiting =
-        "etcd's data is new, lost or restored (no epoch counter, or its revision went back): the vacant key is left to the primary for a whole lease's time";
-    } else if (event.now - vacantSince < replicaHeadStartMs(lease.ttlMs)) waiting = 'the vacant key is left to the primary first';
+    else {
+      // Each wait a replica leaves the primary, with when it ends; the one that ends last holds.
+      const waits: [number, string][] = [[vacantSince + replicaHeadStartMs(lease.ttlMs), 'the vacant key is left to the primary first']];
+      if (!event.etcdDataKept) {
+        const why =
+          "etcd's data is new, lost or restored (no epoch counter, or its revision went back): the vacant key is left to the primary for a whole lease's time";
+        waits.push([vacantSince + replicaHeadStartWithoutCounterMs(lease.ttlMs), why]);
+      }
+      if (lease.startedAt !== undefined) {
+        // Both members of a shard start at once when a whole cluster starts (`./launch.sh`), a moment apart.
+        const why = "it started moments ago: the vacant key is left to the primary, which may be starting too, for a whole lease's time";
+        waits.push([lease.startedAt + lease.ttlMs, why]);
+      }
+      const [until, why] = waits.reduce((a, b) => (b[0] > a[0] ? b : a));
+      if (event.now < until) {
+        waiting = why;
+        campaignAt = until;
+      }
+    }
   }
-  const next: MemberState = { ...state, lease: { ...lease, holdsKey: false, waiting, vacantSince } };
+  const next: MemberState = { ...state, lease: { ...lease, holdsKey: false, waiting, vacantSince, campaignAt } };
   return { state: next, effects: waiting === undefined ? [{ type: 'campaign', knownEpoch: state.epoch }] : [] };
 }
 
@@ -289,7 +304,7 @@ function leaseStep(state: MemberState, event: MemberEvent): Transition {
         if (lease.takingOver === true) return { state, effects: [] };
         return { state: withLease({ holdsKey: false, waiting: undefined, vacantSince: undefined }), effects: [{ type: 'resign' }] };
       }
-      const held = { state: withLease({ holdsKey: ours, waiting: undefined, vacantSince: undefined }), effects: [] as MemberEffect[] };
+      const held = { state: withLease({ holdsKey: ours, waiting: undefined, vacantSince: undefined, campaignAt: undefined }), effects: [] as MemberEffect[] };
       if (ours || event.epoch < state.epoch) return held;
       // Another member holds the shard (or this one, under a lease it no longer has): follow the epoch named.
       return epochSeen(held.state, event.epoch, event.member, event.complete);

@@ -14,6 +14,9 @@ import { EtcdClient } from '../peer/etcd-client.js';
 import type { SavedLease } from '../storage/failover-store.js';
 import type { Member } from './member.js';
 
+/** The least pause between two key reads, when a replica's wait is about to end. */
+const campaignPauseMinMs = 10;
+
 /** The running kernel's boot id (Linux), or '' where there is none: then no lease outlives its process. */
 function bootId(): string {
   try {
@@ -163,7 +166,10 @@ export class LeaseKeeper {
     const period = keyPollMs(this.options.settings.leaseTtlMs);
     while (!this.abort.signal.aborted) {
       if (await this.renew()) await this.watch();
-      await sleep(period, this.abort.signal).catch(() => undefined);
+      // A replica leaving a vacant key to its primary reads it again as its wait ends, not a poll later.
+      const campaignAt = this.options.member.state.lease?.campaignAt;
+      const pause = campaignAt === undefined ? period : Math.min(period, Math.max(campaignPauseMinMs, campaignAt - performance.now()));
+      await sleep(pause, this.abort.signal).catch(() => undefined);
     }
   }
 

@@ -255,7 +255,7 @@ const leaseRows: { name: string; from: MemberState; event: MemberEvent; to: Part
     name: 'a complete replica close behind first leaves a vacant key to the primary',
     from: follower,
     event: { type: 'keyVacant', complete: true, lag: 100, now: 10_000, etcdDataKept: true },
-    to: { lease: { ...follower.lease!, waiting: 'the vacant key is left to the primary first', vacantSince: 10_000 } },
+    to: { lease: { ...follower.lease!, waiting: 'the vacant key is left to the primary first', vacantSince: 10_000, campaignAt: 10_750 } },
     effects: [],
   },
   {
@@ -275,6 +275,7 @@ const leaseRows: { name: string; from: MemberState; event: MemberEvent; to: Part
         vacantSince: 10_000,
         waiting:
           "etcd's data is new, lost or restored (no epoch counter, or its revision went back): the vacant key is left to the primary for a whole lease's time",
+        campaignAt: 15_000,
       },
     },
     effects: [],
@@ -303,6 +304,7 @@ const leaseRows: { name: string; from: MemberState; event: MemberEvent; to: Part
         startedAt: 10_000,
         vacantSince: 10_000,
         waiting: "it started moments ago: the vacant key is left to the primary, which may be starting too, for a whole lease's time",
+        campaignAt: 15_000,
       },
     },
     effects: [],
