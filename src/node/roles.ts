@@ -23,7 +23,8 @@ import {
 import type { Forwarder } from '../peer/forwarder.js';
 import type { ClusterView } from '../cluster/cluster-view.js';
 import { otherMember } from '../cluster/epochs.js';
-import { ackVerdict, type MemberState, writeVerdict } from '../cluster/member-role.js';
+import type { MemberState } from '../cluster/member-role.js';
+import { ackVerdict, writeVerdict } from '../cluster/write-verdict.js';
 import { parameterNameCharsMax, replicaAckTimeoutMs } from '../core/limits.js';
 import type { PrimaryRecovery } from '../replication/primary-recovery.js';
 import type { ReplicationSender } from '../replication/replication-sender.js';
@@ -88,7 +89,7 @@ function notPrimary(ctx: RoleContext, req: DataRequest): NotPrimaryError | ReadO
 }
 
 /**
- * Why a primary's own write must not be taken now, if it must not (member-role.ts's writeVerdict):
+ * Why a primary's own write must not be taken now, if it must not (write-verdict.ts's writeVerdict):
  * another member is primary, a sender knows a newer epoch of this shard (learned by the next exchange,
  * never guessed), a switchover is under way or ended without word of its outcome, a restarted primary
  * has not heard its epochs from a majority, or this primary is fenced (no majority heard for half a node
@@ -200,7 +201,7 @@ async function writeLocal(ctx: PrimaryContext, jsonHeaders: readonly string[], r
 
 /**
  * Why a write admitted at `epoch` must not be acknowledged once committed, if it must not
- * (member-role.ts's ackVerdict): the commit, or the wait for the replica, outlasted this member's
+ * (write-verdict.ts's ackVerdict): the commit, or the wait for the replica, outlasted this member's
  * standing as primary.
  */
 function standingLost(ctx: PrimaryContext, epoch: number): string | undefined {

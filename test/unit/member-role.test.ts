@@ -3,17 +3,8 @@
 // pause and its outcome, an announcement or a higher epoch seen, a promotion granted or refused, a data
 // dir lost (a store without a complete copy), and the majority lost and regained.
 import { describe, expect, it } from 'vitest';
-import {
-  ackVerdict,
-  type MemberEffect,
-  type MemberEvent,
-  type MemberState,
-  start,
-  type StartInput,
-  step,
-  type WriteInput,
-  writeVerdict,
-} from '../../src/cluster/member-role.js';
+import { type MemberEffect, type MemberEvent, type MemberState, start, type StartInput, step } from '../../src/cluster/member-role.js';
+import { ackVerdict, type WriteInput, writeVerdict } from '../../src/cluster/write-verdict.js';
 
 const a = '127.0.0.1:7001';
 const b = '127.0.0.1:7002';
