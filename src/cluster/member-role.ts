@@ -280,6 +280,9 @@ function keyVacant(state: MemberState, lease: LeaseState, event: Extract<MemberE
   return { state: next, effects: waiting === undefined ? [{ type: 'campaign', knownEpoch: state.epoch }] : [] };
 }
 
+/** The fields of a vacant key's wait, cleared once the key is held again (by anyone) or resigned. */
+const noVacancy = { waiting: undefined, vacantSince: undefined, campaignAt: undefined } as const;
+
 /** The coordinator's events: they change nothing on a member without one. */
 function leaseStep(state: MemberState, event: MemberEvent): Transition {
   const lease = state.lease;
@@ -302,15 +305,15 @@ function leaseStep(state: MemberState, event: MemberEvent): Transition {
       if (ours && event.epoch > state.epoch) {
         // Unless its own failover's promotion is on its way (takeOverEnded settles it: promoted, or resign then).
         if (lease.takingOver === true) return { state, effects: [] };
-        return { state: withLease({ holdsKey: false, waiting: undefined, vacantSince: undefined }), effects: [{ type: 'resign' }] };
+        return { state: withLease({ holdsKey: false, ...noVacancy }), effects: [{ type: 'resign' }] };
       }
-      const held = { state: withLease({ holdsKey: ours, waiting: undefined, vacantSince: undefined, campaignAt: undefined }), effects: [] as MemberEffect[] };
+      const held = { state: withLease({ holdsKey: ours, ...noVacancy }), effects: [] as MemberEffect[] };
       if (ours || event.epoch < state.epoch) return held;
       // Another member holds the shard (or this one, under a lease it no longer has): follow the epoch named.
       return epochSeen(held.state, event.epoch, event.member, event.complete);
     }
     case 'campaignWon': {
-      const won = withLease({ holdsKey: true, waiting: undefined, vacantSince: undefined, takingOver: false });
+      const won = withLease({ holdsKey: true, ...noVacancy, takingOver: false });
       if (event.epoch <= state.epoch) return { state: won, effects: [] };
       const adopt: MemberEffect = { type: 'adoptEpoch', epoch: event.epoch, kind: event.kind };
       if (state.role === 'primary') {
