@@ -199,18 +199,14 @@ export class FaultRunner {
       case 'partition':
         return this.partition(record, await this.members.memberServing(shard, fault.target), fault.downMs);
       case 'etcd-restart':
-        return this.etcdFault(record, async (etcd) => {
-          await etcd.kill();
-          this.step(record, 'etcd kill -9', etcd.endpoint);
-          await sleep(fault.downMs);
-          await this.startEtcd(record.steps);
-        });
       case 'etcd-wipe':
         return this.etcdFault(record, async (etcd) => {
           await etcd.kill();
           this.step(record, 'etcd kill -9', etcd.endpoint);
-          etcd.deleteData();
-          this.step(record, 'etcd delete data', etcd.endpoint);
+          if (fault.kind === 'etcd-wipe') {
+            etcd.deleteData();
+            this.step(record, 'etcd delete data', etcd.endpoint);
+          }
           await sleep(fault.downMs);
           await this.startEtcd(record.steps);
         });
@@ -242,16 +238,7 @@ export class FaultRunner {
   /** Starts etcd again, trying twice; an etcd that cannot start stays down until startAll(). */
   private async startEtcd(steps: FaultStep[]): Promise<void> {
     const etcd = this.etcd!;
-    for (let attempt = 1; attempt <= startAttemptsMax; attempt++) {
-      try {
-        await etcd.run();
-        this.step(steps, 'etcd start', etcd.endpoint);
-        return;
-      } catch (err) {
-        this.step(steps, 'etcd start failed', etcd.endpoint, (err as Error).message.slice(-1_000));
-        if (etcd.running) await etcd.kill();
-      }
-    }
+    await this.startTrying(steps, 'etcd start', etcd.endpoint, { run: () => etcd.run(), running: () => etcd.running, kill: () => etcd.kill() });
   }
 
   /**
@@ -293,19 +280,36 @@ export class FaultRunner {
 
   /** Starts a member, trying again once; a member that cannot start stays down until startAll(). */
   private async start(shard: string, m: MemberName, steps: FaultStep[]): Promise<void> {
-    const address = this.members.address(shard, m);
     this.down.add(`${shard}-${m}`);
+    const started = await this.startTrying(steps, 'start', this.members.address(shard, m), {
+      run: () => this.members.start(shard, m),
+      running: () => this.members.isRunning(shard, m),
+      kill: () => this.members.kill(shard, m),
+    });
+    if (started) this.down.delete(`${shard}-${m}`);
+  }
+
+  /**
+   * Starts a process, trying again once; records `action` (and `action failed`, with the error) at
+   * `address`, and kills what a failed start left running. Resolves whether it started.
+   */
+  private async startTrying(
+    steps: FaultStep[],
+    action: string,
+    address: string,
+    proc: { run(): Promise<void>; running(): boolean; kill(): Promise<void> },
+  ): Promise<boolean> {
     for (let attempt = 1; attempt <= startAttemptsMax; attempt++) {
       try {
-        await this.members.start(shard, m);
-        this.step(steps, 'start', address);
-        this.down.delete(`${shard}-${m}`);
-        return;
+        await proc.run();
+        this.step(steps, action, address);
+        return true;
       } catch (err) {
-        this.step(steps, 'start failed', address, (err as Error).message.slice(-1_000));
-        if (this.members.isRunning(shard, m)) await this.members.kill(shard, m);
+        this.step(steps, `${action} failed`, address, (err as Error).message.slice(-1_000));
+        if (proc.running()) await proc.kill();
       }
     }
+    return false;
   }
 
   private async failover(record: FaultRecord, force: boolean): Promise<void> {
