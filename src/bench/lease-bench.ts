@@ -78,7 +78,7 @@ function firstAckAfter(cluster: LocalCluster, member: 'primary' | 'replica', fro
 }
 
 async function measureTtl(etcd: LocalEtcd, ttlMs: number, log: (line: string) => void): Promise<LeaseFailoverFigures> {
-  const cluster = await LocalCluster.create(1, undefined, `[coordinator]\netcd = ["${etcd.endpoint}"]\nlease_ttl_ms = ${ttlMs}\nprefix = "/bench/${ttlMs}"\n`);
+  const cluster = await LocalCluster.create(1, undefined, etcd.coordinatorToml({ leaseTtlMs: ttlMs, prefix: `/bench/${ttlMs}` }));
   const gaps: number[] = [];
   let missed = 0;
   try {
@@ -126,7 +126,7 @@ async function measureTtl(etcd: LocalEtcd, ttlMs: number, log: (line: string) =>
 
 /** Writes per second at the primary, a one-shard cluster with and one without a coordinator, alternating. */
 async function measureCost(etcd: LocalEtcd, settings: { durationS: number; pairs: number; tool: Tool }): Promise<LeaseCostFigures> {
-  const on = await LocalCluster.create(1, undefined, `[coordinator]\netcd = ["${etcd.endpoint}"]\nprefix = "/bench/cost"\n`);
+  const on = await LocalCluster.create(1, undefined, etcd.coordinatorToml({ prefix: '/bench/cost' }));
   const off = await LocalCluster.create(1);
   try {
     await on.startAll();

@@ -74,7 +74,7 @@ interface ChaosCluster {
 }
 
 function coordinatorToml(etcd: LocalEtcd | undefined): string {
-  return etcd === undefined ? '' : `[coordinator]\netcd = ["${etcd.endpoint}"]\nlease_ttl_ms = ${leaseTtlMs}\n`;
+  return etcd?.coordinatorToml({ leaseTtlMs }) ?? '';
 }
 
 /**

@@ -92,6 +92,13 @@ export class LocalEtcd {
     throw new Error(`etcd did not answer within ${startTimeoutMs} ms: ${this.output.slice(-2000)}`);
   }
 
+  /** A `[coordinator]` section naming this etcd, for a test or benchmark cluster's config (`more`: further keys, as TOML lines). */
+  coordinatorToml(settings: { readonly leaseTtlMs?: number; readonly prefix?: string; readonly more?: string } = {}): string {
+    const ttl = settings.leaseTtlMs === undefined ? '' : `lease_ttl_ms = ${settings.leaseTtlMs}\n`;
+    const prefix = settings.prefix === undefined ? '' : `prefix = "${settings.prefix}"\n`;
+    return `[coordinator]\netcd = ["${this.endpoint}"]\n${ttl}${prefix}${settings.more ?? ''}`;
+  }
+
   /** Whether etcd's process runs (started and not exited). */
   get running(): boolean {
     return this.proc !== undefined;

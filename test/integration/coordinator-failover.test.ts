@@ -71,7 +71,7 @@ function expectOneWriterPerEpoch(acks: readonly Ack[]): void {
 }
 
 async function startCoordinated(shardCount: number, etcd: LocalEtcd, prefix = `/kvshard/t${shardCount}`, extra = '', ttlMs = leaseTtlMs): Promise<Cluster> {
-  const c = await Cluster.create(shardCount, undefined, `[coordinator]\netcd = ["${etcd.endpoint}"]\nlease_ttl_ms = ${ttlMs}\nprefix = "${prefix}"\n${extra}`);
+  const c = await Cluster.create(shardCount, undefined, etcd.coordinatorToml({ leaseTtlMs: ttlMs, prefix, more: extra }));
   // Destroyed by afterAll even when starting it fails.
   clusters.push(c);
   await c.startAll();

@@ -79,7 +79,7 @@ describe.skipIf(!runs)('a coordinated primary cut off from etcd and its peers', 
     const shards = [
       { name: 'shard1', address: `${network.host('shard1-primary').address}:${port}`, replica: `${network.host('shard1-replica').address}:${port}` },
     ];
-    const extra = `[coordinator]\netcd = ["${etcd.endpoint}"]\nlease_ttl_ms = ${leaseTtlMs}\n`;
+    const extra = etcd.coordinatorToml({ leaseTtlMs });
     cluster = Cluster.onAddresses(shards, extra, (shard, role) => network.execPrefix(`${shard}-${role}`));
     await cluster.startAll();
     await waitFor('the primary holds its key', async () => (await memberStatus(cluster, 'shard1', 'primary')).coordinator?.holds_key === true);

@@ -88,7 +88,7 @@ describe.skipIf(!runs)('the dashboard in headless Chromium', () => {
 
   it.skipIf(!leaseRuns)("shows, with a coordinator, each key holder's remaining lease", async () => {
     const etcd = await LocalEtcd.start();
-    const c = await Cluster.create(1, undefined, `[coordinator]\netcd = ["${etcd.endpoint}"]\nlease_ttl_ms = 5000\n`);
+    const c = await Cluster.create(1, undefined, etcd.coordinatorToml({ leaseTtlMs: 5000 }));
     try {
       await c.startAll();
       await page.goto(`http://${c.address('shard1')}/dashboard`);
