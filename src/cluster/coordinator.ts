@@ -129,10 +129,10 @@ export function replicaHeadStartMs(ttlMs: number): number {
 /**
  * The head start when etcd's data is new (no epoch counter: a cluster just switched to etcd), lost (no
  * counter) or restored (its revision went back). A primary then still counts on the lease it renewed
- * before, which etcd no longer has, for up to
- * the TTL less the margin after that renewal, which came before the replica saw the key vacant; a full
- * TTL after that sight, it has stopped acknowledging writes.
+ * before, which etcd no longer has, for up to the TTL less the margin after that renewal, which came
+ * before the replica saw the key vacant; a full TTL after that sight, it has stopped acknowledging
+ * writes.
  */
-export function replicaHeadStartWithoutCounterMs(ttlMs: number): number {
+export function replicaHeadStartAfterEtcdLossMs(ttlMs: number): number {
   return ttlMs;
 }

@@ -6,7 +6,7 @@
 // acknowledged. No other code changes a member's role.
 
 import { canonicalAddress } from '../core/config.js';
-import { replicaHeadStartMs, replicaHeadStartWithoutCounterMs } from './coordinator.js';
+import { replicaHeadStartMs, replicaHeadStartAfterEtcdLossMs } from './coordinator.js';
 
 export type MemberRoleName = 'primary' | 'replica';
 
@@ -262,7 +262,7 @@ function keyVacant(state: MemberState, lease: LeaseState, event: Extract<MemberE
       if (!event.etcdDataKept) {
         const why =
           "etcd's data is new, lost or restored (no epoch counter, or its revision went back): the vacant key is left to the primary for a whole lease's time";
-        waits.push([vacantSince + replicaHeadStartWithoutCounterMs(lease.ttlMs), why]);
+        waits.push([vacantSince + replicaHeadStartAfterEtcdLossMs(lease.ttlMs), why]);
       }
       if (lease.startedAt !== undefined) {
         // Both members of a shard start at once when a whole cluster starts (`./launch.sh`), a moment apart.

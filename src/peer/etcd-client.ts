@@ -62,7 +62,7 @@ export class EtcdClient {
   /** The endpoint that answered last: calls start there. */
   private preferred = 0;
   /** The revision the last answer's header carried. */
-  private highestRevision = 0;
+  private lastRevision = 0;
   /** When (performance.now()) an answer last carried a lower revision than one before: etcd's data was lost or restored. */
   revisionWentBackAt: number | undefined;
 
@@ -123,8 +123,8 @@ export class EtcdClient {
   private noteRevision(revision: unknown): void {
     const r = int(revision);
     if (r <= 0) return;
-    if (r < this.highestRevision) this.revisionWentBackAt = performance.now();
-    this.highestRevision = r;
+    if (r < this.lastRevision) this.revisionWentBackAt = performance.now();
+    this.lastRevision = r;
   }
 
   /**
